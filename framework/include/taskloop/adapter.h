@@ -1,0 +1,226 @@
+/*
+ * taskloop adapters: the small interface through which the framework knows brokers.
+ *
+ * A broker adapter fills in a tl_source_ops and/or a tl_sink_ops and adds it to a
+ * tl_registry; the framework never includes an adapter's headers. Adding a broker
+ * means adding a folder under adapters/, not editing the framework.
+ *
+ * Thread rules:
+ *  - ops->open/start/stop/close and commit/pause are called from the loop thread.
+ *  - A source delivers from a thread of its own through tl_source_events; the events
+ *    are safe to call from any thread. revoked() blocks until the runtime settled and
+ *    committed what it can of those partitions (bounded by the drain timeout).
+ *  - A sink's send() is called from the loop thread; its ack callback may run on any
+ *    thread, exactly once per accepted send.
+ */
+#ifndef TASKLOOP_ADAPTER_H
+#define TASKLOOP_ADAPTER_H
+
+#include <taskloop/taskloop.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- messages */
+
+typedef struct tl_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} tl_header;
+
+typedef struct tl_source tl_source;
+typedef struct tl_sink tl_sink;
+
+/*
+ * A message as a source delivers it. The source owns the memory (zero copy where its
+ * library allows) until the runtime hands it back with ops->release.
+ */
+typedef struct tl_msg {
+    const void *payload;
+    size_t len;
+    const void *key; /* NULL when the message has none */
+    size_t key_len;
+    const tl_header *headers;
+    size_t nheaders;
+    const char *origin; /* Kafka topic, or ZeroMQ endpoint */
+    int32_t partition;  /* -1 when the transport has none */
+    int64_t offset;     /* -1 when the transport has none */
+    int64_t timestamp_ms;
+    void *handle; /* the adapter's own (e.g. its rd_kafka_message_t) */
+} tl_msg;
+
+/* Returns the value of the first header called name, or NULL; *len gets its length. */
+const void *tl_msg_header(const tl_msg *msg, const char *name, size_t *len);
+
+/* ---------------------------------------------------------------- parameters */
+
+/*
+ * Each adapter declares the keys its config section accepts; the config validator
+ * checks them (unknown key, wrong type, missing required) and hands the values over.
+ */
+typedef enum tl_param_type {
+    TL_PARAM_STRING,
+    TL_PARAM_INT,
+    TL_PARAM_BOOL,
+    TL_PARAM_DURATION, /* "250ms", "2s", "1m"; num holds milliseconds */
+    TL_PARAM_LIST,     /* a sequence of strings */
+    TL_PARAM_MAP,      /* a mapping of string to scalar, e.g. librdkafka properties */
+} tl_param_type;
+
+typedef struct tl_param {
+    const char *name;
+    tl_param_type type;
+    bool required;
+    bool secret_values; /* MAP: mask values whose key names a secret when printed */
+    const char *help;   /* one line, shown by `taskloop check --schema` */
+} tl_param;
+
+typedef struct tl_kv {
+    const char *key;
+    const char *value;
+} tl_kv;
+
+typedef struct tl_param_value {
+    const char *name;
+    tl_param_type type;
+    const char *str; /* STRING; for INT, BOOL and DURATION, their text */
+    int64_t num;     /* INT; BOOL as 0 or 1; DURATION in milliseconds */
+    const char *const *list; /* LIST */
+    size_t nlist;
+    const tl_kv *map; /* MAP, in file order */
+    size_t nmap;
+} tl_param_value;
+
+/* The values given for one source (or sink) section; owned by the config. */
+typedef struct tl_params {
+    const char *section; /* the section's name, e.g. the source's name */
+    const tl_param_value *v;
+    size_t n;
+} tl_params;
+
+/* Returns the value given for name, or NULL when the config did not set it. */
+const tl_param_value *tl_params_get(const tl_params *p, const char *name);
+
+/* Returns the string given for name, or def when it was not set. */
+const char *tl_params_str(const tl_params *p, const char *name, const char *def);
+
+/* Returns the number (INT, BOOL or DURATION in ms) given for name, or def. */
+int64_t tl_params_num(const tl_params *p, const char *name, int64_t def);
+
+/* ---------------------------------------------------------------- sources */
+
+typedef struct tl_partition {
+    const char *topic;
+    int32_t partition;
+} tl_partition;
+
+/* What a source tells the runtime; set by the runtime, safe from any thread. */
+typedef struct tl_source_events {
+    void *rt;
+    /* A batch of messages; the runtime owns them until it calls ops->release. */
+    void (*deliver)(void *rt, tl_source *src, tl_msg **msgs, size_t n);
+    /* Partitions newly assigned to this consumer. */
+    void (*assigned)(void *rt, tl_source *src, const tl_partition *parts, size_t n);
+    /* Partitions about to be revoked: returns once they are drained and committed. */
+    void (*revoked)(void *rt, tl_source *src, const tl_partition *parts, size_t n);
+    /* An error worth reporting; the source keeps trying unless fatal. */
+    void (*error)(void *rt, tl_source *src, int err, bool fatal, const char *what);
+} tl_source_events;
+
+typedef struct tl_source_ops {
+    const char *type;        /* the `type:` of a source section: "kafka", "zmq", ... */
+    const tl_param *params;  /* accepted keys, ended by an entry with name NULL */
+    bool at_least_once;      /* true when commit() makes delivery at-least-once */
+    /* Opens the source from its section; on failure writes a message into err. */
+    int (*open)(const tl_params *conf, const tl_source_events *ev, tl_source **out,
+                char *err, size_t errlen);
+    /* Starts delivering on a thread of the source's own. */
+    int (*start)(tl_source *src);
+    /* Backpressure: stops (true) or resumes (false) fetching, without leaving a group. */
+    void (*pause)(tl_source *src, bool paused);
+    /* Records that every message of the partition below next_offset is settled. */
+    int (*commit)(tl_source *src, const char *topic, int32_t partition, int64_t next_offset);
+    /* Takes back a delivered message. */
+    void (*release)(tl_source *src, tl_msg *msg);
+    /* Stops delivering; commits what was recorded and leaves any group. */
+    void (*stop)(tl_source *src);
+    /* Frees the source; every delivered message must have been released. */
+    void (*close)(tl_source *src);
+} tl_source_ops;
+
+/* ---------------------------------------------------------------- sinks */
+
+/* Called once per accepted send: err 0 when the target acknowledged it. */
+typedef void (*tl_sink_ack_cb)(void *arg, int err, const char *what);
+
+/* An outgoing message: what a reroute sends. */
+typedef struct tl_out_msg {
+    const void *payload;
+    size_t len;
+    const void *key;
+    size_t key_len;
+    const tl_header *headers;
+    size_t nheaders;
+} tl_out_msg;
+
+typedef struct tl_sink_ops {
+    const char *scheme;     /* the prefix of a target: "kafka" in "kafka:orders.dlq" */
+    const tl_param *params; /* accepted keys of a sink section, ended by name NULL */
+    /*
+     * Opens a sink for address (the target after "scheme:"), configured by conf (the
+     * sink section, or the route's source section when it has the same type; may be
+     * NULL). On failure writes a message into err.
+     */
+    int (*open)(const char *address, const tl_params *conf, tl_sink **out, char *err,
+                size_t errlen);
+    /* Sends a copy of msg; ack(arg, ...) follows exactly once when 0 is returned. */
+    int (*send)(tl_sink *sink, const tl_out_msg *msg, tl_sink_ack_cb ack, void *arg);
+    /* Waits up to timeout_ms for outstanding acks. */
+    int (*flush)(tl_sink *sink, int64_t timeout_ms);
+    /* Frees the sink; outstanding sends are acked with an error first. */
+    void (*close)(tl_sink *sink);
+} tl_sink_ops;
+
+/* ---------------------------------------------------------------- registry */
+
+typedef struct tl_registry tl_registry;
+
+/* Creates an empty registry of adapters and handlers; caller frees it. */
+int tl_registry_new(tl_registry **out);
+
+/* Frees the registry (not the ops structs it points to). */
+void tl_registry_free(tl_registry *reg);
+
+/* Adds a source type; TL_EINVAL if one with that type is there. ops must outlive reg. */
+int tl_registry_add_source(tl_registry *reg, const tl_source_ops *ops);
+
+/* Adds a sink scheme; TL_EINVAL if one with that scheme is there. ops must outlive reg. */
+int tl_registry_add_sink(tl_registry *reg, const tl_sink_ops *ops);
+
+/* The source ops for type, or NULL. */
+const tl_source_ops *tl_registry_source(const tl_registry *reg, const char *type);
+
+/* The sink ops for scheme, or NULL. */
+const tl_sink_ops *tl_registry_sink(const tl_registry *reg, const char *scheme);
+
+/*
+ * A message handler, run as a task per message: return 0 when done, a negative code
+ * on failure (retried, then rerouted), or TL_PENDING to finish later with
+ * tl_task_complete(). Long handlers should check tl_cancelled(task).
+ */
+typedef int (*tl_handler_fn)(tl_task *task, const tl_msg *msg, void *user);
+
+/* Registers a handler under name; TL_EINVAL if the name is taken. */
+int tl_register_handler(tl_registry *reg, const char *name, tl_handler_fn fn, void *user);
+
+/* Looks up a handler; returns 0 and fills fn and user, or TL_ENOTFOUND. */
+int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn,
+                        void **user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
