@@ -1,0 +1,182 @@
+/*
+ * Private structures of the loop, the worker pool and tasks.
+ *
+ * Thread rules:
+ *  - Fields marked [loop] are touched by the loop thread only.
+ *  - Fields marked [atomic] are shared with workers and completer threads.
+ *  - The pool's list of chunks and its counters are guarded by pool.mu.
+ */
+#ifndef TL_INTERNAL_H
+#define TL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <taskloop/taskloop.h>
+
+typedef struct tl_cbnode tl_cbnode;
+typedef void (*tl_cbnode_fn)(tl_task *task, tl_cbnode *node);
+
+/* A done-callback linked into a task; embedded by waiters, allocated for users. */
+struct tl_cbnode {
+    tl_cbnode *prev, *next;
+    tl_cbnode_fn fn;
+    void *arg;
+};
+
+struct tl_task {
+    _Atomic int state;          /* [atomic] tl_task_state */
+    _Atomic int refs;           /* [atomic] */
+    _Atomic bool cancel_req;    /* [atomic] cancellation asked while running */
+    _Atomic bool finished;      /* [atomic] claimed by exactly one completion */
+    tl_loop *loop;
+    tl_task_fn fn;
+    void *arg;
+    unsigned flags;
+    void *result; /* written by the completer before the release-push */
+    int err;
+    char *error_text;
+    char *name;
+    uint64_t id;
+    int64_t created_ms;
+    tl_task *all_prev, *all_next; /* [loop] the list of unfinished tasks */
+    tl_task *next;                /* [loop] ready queue of inline tasks */
+    tl_task *done_next;           /* completion stack link */
+    tl_cbnode *callbacks, *cb_tail; /* [loop] done-callbacks, in adding order */
+};
+
+typedef struct tl_call {
+    struct tl_call *next;
+    void (*cb)(tl_loop *loop, void *arg);
+    void *arg;
+} tl_call;
+
+/* A batch of tasks handed to the workers at once; claimed one task at a time. */
+typedef struct tl_chunk {
+    struct tl_chunk *next;
+    _Atomic size_t claimed;
+    size_t n, cap;
+    unsigned refs; /* workers holding it; guarded by pool.mu */
+    bool popped;   /* removed from the pool list; guarded by pool.mu */
+    tl_task *t[];
+} tl_chunk;
+
+typedef struct tl_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tl_chunk *head, *tail;
+    unsigned idle;
+    _Atomic unsigned alive;   /* threads running the worker loop; written under mu */
+    _Atomic unsigned nominal; /* the size asked for; extra threads leave when free */
+    bool stopping;
+    pthread_t *threads; /* every thread ever started, joined at the end */
+    size_t nthreads;
+    tl_loop *loop;
+} tl_pool;
+
+typedef struct tl_waiter tl_waiter;
+
+struct tl_loop {
+    _Atomic int refs; /* the loop's own, plus one per task alive */
+    bool closed;
+    int running; /* [loop] depth of run calls */
+    bool stop_req;
+    _Atomic bool stop_flag;
+    int wake_fd;
+    _Atomic bool sleeping;
+    _Atomic bool wake_sent;
+    _Atomic(tl_task *) completed; /* stack of finished tasks, pushed from any thread */
+    _Atomic(tl_call *) calls;     /* stack of thread-safe calls */
+    tl_task *all_head, *all_tail; /* [loop] unfinished tasks, oldest first */
+    size_t nall;
+    tl_task *ready_head, *ready_tail; /* [loop] inline tasks to run */
+    tl_chunk *submit;                 /* [loop] pool tasks not yet handed over */
+    uint64_t next_id;
+    int64_t now_ns;
+    tl_timer **heap; /* [loop] timers, min-heap on (due_ns, seq) */
+    size_t nheap, capheap;
+    uint64_t timer_seq;
+    tl_waiter *waiters; /* [loop] active waiters, dropped at free */
+    tl_pool pool;
+};
+
+/* Monotonic clock in nanoseconds. */
+int64_t tl__clock_ns(void);
+
+/* Any thread: pushes a finished task onto its loop's completion stack and wakes it. */
+void tl__loop_push_completed(tl_loop *loop, tl_task *task);
+
+/* Any thread: wakes the loop if it sleeps. */
+void tl__loop_wake(tl_loop *loop);
+
+/* Loop thread: hands tasks waiting for the pool to the workers. */
+void tl__loop_flush_submit(tl_loop *loop);
+
+/* Loop thread: queues a pool task for the next flush. */
+int tl__loop_submit(tl_loop *loop, tl_task *task);
+
+/* Loop thread: runs iterations until *flag turns true. TL_EBUSY when nested. */
+int tl__loop_run_until(tl_loop *loop, const bool *flag);
+
+/* Loop thread: marks a finished task done, runs its callbacks, drops the loop's ref. */
+void tl__task_finalize(tl_task *task);
+
+/* Worker side: runs a claimed task's function and completes it unless pending. */
+void tl__task_run(tl_task *task);
+
+/* Frees a task whose last reference is gone. */
+void tl__task_free(tl_task *task);
+
+/* Loop thread: links a done-callback node into an unfinished task. */
+void tl__task_link(tl_task *task, tl_cbnode *node);
+
+/* Loop thread: unlinks a node still linked (not yet called). */
+void tl__task_unlink(tl_task *task, tl_cbnode *node);
+
+/* Loop-thread pool interface. */
+int tl__pool_start(tl_pool *pool, tl_loop *loop, unsigned workers);
+void tl__pool_publish(tl_pool *pool, tl_chunk *chunk);
+int tl__pool_add_worker(tl_pool *pool);
+void tl__pool_retire_worker(tl_pool *pool);
+void tl__pool_stop(tl_pool *pool);
+
+/* Loop thread: frees every active waiter without calling it (loop teardown). */
+void tl__waiters_drop(tl_loop *loop);
+
+/*
+ * A waiter: the one mechanism behind wait, gather and as_completed. It links a
+ * done-callback into each unfinished task, records completions in order and calls
+ * on_event after each completion and at the timeout; the owner decides when it has
+ * seen enough and frees it (which unlinks whatever is still linked).
+ */
+struct tl_waiter {
+    tl_loop *loop;
+    tl_waiter *prev, *next; /* the loop's active waiters */
+    tl_task **tasks;
+    size_t n;
+    bool retained; /* holds a reference on each task (callback forms) */
+    tl_cbnode *nodes;
+    unsigned char *done; /* per input index */
+    size_t *order;       /* input indices in completion order */
+    size_t ndone;
+    size_t nfailed;
+    bool timed_out;
+    tl_timer timer; /* the timeout */
+    tl_timer poke;  /* an event on the next iteration */
+    void (*on_event)(tl_waiter *w);
+    void *ctx;
+};
+
+/* Loop thread: a waiter over tasks; timeout_ms < 0 for none. NULL on allocation failure. */
+tl_waiter *tl__waiter_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
+                          bool retain, void (*on_event)(tl_waiter *w), void *ctx);
+
+/* Loop thread: calls on_event on the next iteration (a waiter satisfied at birth). */
+void tl__waiter_poke(tl_waiter *w);
+
+/* Loop thread: unlinks, disarms and frees a waiter. */
+void tl__waiter_free(tl_waiter *w);
+
+/* Drops a loop reference; the loop's memory goes with the last one. */
+void tl__loop_unref(tl_loop *loop);
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * The worker pool. The loop hands tasks over in chunks (one lock per chunk, not per
+ * task); workers claim single tasks from a chunk with one atomic increment, so a
+ * task that hangs holds up nothing but its own worker.
+ *
+ * Thread rules: tl__pool_publish, tl__pool_add_worker, tl__pool_stop and the submit
+ * helpers run on the loop thread. pool.mu guards the chunk list, idle/alive counts,
+ * refs/popped of chunks and the thread array. chunk.claimed is atomic.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#define CHUNK_MIN 64
+#define CHUNK_MAX 4096
+
+/* Called with mu held: lets go of a chunk, freeing it once exhausted and unheld. */
+static void chunk_drop(tl_pool *pool, tl_chunk *c)
+{
+    if (!c->popped && pool->head == c && atomic_load(&c->claimed) >= c->n) {
+        pool->head = c->next;
+        if (!pool->head)
+            pool->tail = NULL;
+        c->popped = true;
+    }
+    if (--c->refs == 0 && c->popped)
+        free(c);
+}
+
+/* Waits for a task to claim; NULL when the pool stops and nothing is left. */
+static tl_task *claim(tl_pool *pool, tl_chunk **held)
+{
+    for (;;) {
+        tl_chunk *c = *held;
+        if (c) {
+            size_t i = atomic_fetch_add(&c->claimed, 1);
+            if (i < c->n)
+                return c->t[i];
+            pthread_mutex_lock(&pool->mu);
+            chunk_drop(pool, c);
+            *held = NULL;
+        } else {
+            pthread_mutex_lock(&pool->mu);
+        }
+        /* An exhausted head is popped by whoever holds it; skip past it here. */
+        while (pool->head && atomic_load(&pool->head->claimed) >= pool->head->n) {
+            tl_chunk *h = pool->head;
+            h->refs++;
+            chunk_drop(pool, h);
+        }
+        while (!pool->head && !pool->stopping) {
+            pool->idle++;
+            pthread_cond_wait(&pool->cv, &pool->mu);
+            pool->idle--;
+        }
+        if (!pool->head) {
+            pthread_mutex_unlock(&pool->mu);
+            return NULL;
+        }
+        *held = pool->head;
+        pool->head->refs++;
+        pthread_mutex_unlock(&pool->mu);
+    }
+}
+
+/* True when this thread is one too many and should leave (called with mu held). */
+static bool surplus(tl_pool *pool)
+{
+    if (pool->alive > pool->nominal) {
+        pool->alive--;
+        return true;
+    }
+    return false;
+}
+
+static void *worker_main(void *arg)
+{
+    tl_pool *pool = arg;
+    tl_chunk *held = NULL;
+    tl_task *t;
+    while ((t = claim(pool, &held)) != NULL) {
+        tl__task_run(t);
+        tl_task_release(t); /* the reference the chunk held */
+        /* A replacement worker was started while this one was stuck; one leaves. */
+        if (pool->alive > pool->nominal) {
+            pthread_mutex_lock(&pool->mu);
+            bool leave = surplus(pool);
+            if (leave && held)
+                chunk_drop(pool, held);
+            pthread_mutex_unlock(&pool->mu);
+            if (leave)
+                return NULL;
+        }
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->alive--;
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+/* Called with mu held: starts one more thread. */
+static int spawn(tl_pool *pool)
+{
+    pthread_t *th = realloc(pool->threads, (pool->nthreads + 1) * sizeof(*th));
+    if (!th)
+        return TL_ENOMEM;
+    pool->threads = th;
+    if (pthread_create(&th[pool->nthreads], NULL, worker_main, pool) != 0)
+        return TL_ESYS;
+    pool->nthreads++;
+    pool->alive++;
+    return 0;
+}
+
+int tl__pool_start(tl_pool *pool, tl_loop *loop, unsigned workers)
+{
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
+    pool->loop = loop;
+    pool->nominal = workers;
+    pthread_mutex_lock(&pool->mu);
+    int rc = 0;
+    for (unsigned i = 0; i < workers && rc == 0; i++)
+        rc = spawn(pool);
+    pthread_mutex_unlock(&pool->mu);
+    if (rc)
+        tl__pool_stop(pool);
+    return rc;
+}
+
+int tl__pool_add_worker(tl_pool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    pool->nominal++;
+    int rc = spawn(pool);
+    if (rc)
+        pool->nominal--;
+    pthread_mutex_unlock(&pool->mu);
+    return rc;
+}
+
+/* Loop thread: lowers the nominal size again; a surplus thread leaves when free. */
+void tl__pool_retire_worker(tl_pool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    if (pool->nominal > 0)
+        pool->nominal--;
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void tl__pool_publish(tl_pool *pool, tl_chunk *chunk)
+{
+    size_t n = chunk->n; /* a worker may free the chunk once it is published */
+    pthread_mutex_lock(&pool->mu);
+    if (pool->tail)
+        pool->tail->next = chunk;
+    else
+        pool->head = chunk;
+    pool->tail = chunk;
+    bool wake = pool->idle > 0;
+    pthread_mutex_unlock(&pool->mu);
+    /* Each worker claims one task at a time, so every task past the first needs a
+     * worker of its own: wake them all unless there is just one. */
+    if (wake) {
+        if (n > 1)
+            pthread_cond_broadcast(&pool->cv);
+        else
+            pthread_cond_signal(&pool->cv);
+    }
+}
+
+void tl__pool_stop(tl_pool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    pool->stopping = true;
+    pthread_mutex_unlock(&pool->mu);
+    pthread_cond_broadcast(&pool->cv);
+    for (size_t i = 0; i < pool->nthreads; i++)
+        pthread_join(pool->threads[i], NULL);
+    free(pool->threads);
+    pool->threads = NULL;
+    pool->nthreads = 0;
+    /* Chunks nobody claimed (no workers): release the references they hold. */
+    while (pool->head) {
+        tl_chunk *c = pool->head;
+        pool->head = c->next;
+        for (size_t i = atomic_load(&c->claimed); i < c->n; i++)
+            tl_task_release(c->t[i]);
+        free(c);
+    }
+    pool->tail = NULL;
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+}
+
+int tl__loop_submit(tl_loop *loop, tl_task *task)
+{
+    tl_chunk *c = loop->submit;
+    if (!c) {
+        c = malloc(sizeof(*c) + CHUNK_MIN * sizeof(tl_task *));
+        if (!c)
+            return TL_ENOMEM;
+        c->next = NULL;
+        atomic_init(&c->claimed, 0);
+        c->n = 0;
+        c->cap = CHUNK_MIN;
+        c->refs = 0;
+        c->popped = false;
+        loop->submit = c;
+    }
+    c->t[c->n++] = task;
+    if (c->n < c->cap)
+        return 0;
+    /* Grow while the loop keeps creating: fewer, larger hand-overs. */
+    tl_chunk *g = NULL;
+    if (c->cap < CHUNK_MAX)
+        g = realloc(c, sizeof(*c) + c->cap * 4 * sizeof(tl_task *));
+    if (g) {
+        g->cap *= 4;
+        loop->submit = g;
+    } else {
+        tl__loop_flush_submit(loop);
+    }
+    return 0;
+}
+
+void tl__loop_flush_submit(tl_loop *loop)
+{
+    tl_chunk *c = loop->submit;
+    if (!c)
+        return;
+    loop->submit = NULL;
+    tl__pool_publish(&loop->pool, c);
+}

@@ -1,0 +1,352 @@
+/*
+ * Tasks: a future plus the function that completes it.
+ *
+ * Life of a task: PENDING -> RUNNING (a worker or the loop started its function) ->
+ * finished (DONE or CANCELLED). "Finished" is claimed once, by an atomic exchange on
+ * task->finished, by whoever completes it first (its function returning, a
+ * tl_task_complete from any thread, or a cancel before it started); the claimer
+ * pushes the task onto the loop's completion stack and the loop thread finalizes it:
+ * sets the visible state, runs the done-callbacks, drops the loop's reference.
+ *
+ * References: the caller's (from create), the loop's (until finalized) and the
+ * pool chunk's (until a worker took the task). The loop's memory stays until the last
+ * task referring to it is gone, so a task outliving tl_loop_free stays safe to read.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags)
+{
+    if (!loop || loop->closed)
+        return NULL;
+    tl_task *t = malloc(sizeof(*t));
+    if (!t)
+        return NULL;
+    atomic_init(&t->state, TL_TASK_PENDING);
+    atomic_init(&t->refs, 2); /* the caller's and the loop's */
+    atomic_init(&t->cancel_req, false);
+    atomic_init(&t->finished, false);
+    t->loop = loop;
+    t->fn = fn;
+    t->arg = arg;
+    t->flags = flags;
+    t->result = NULL;
+    t->err = 0;
+    t->error_text = NULL;
+    t->name = NULL;
+    t->id = ++loop->next_id;
+    t->created_ms = loop->now_ns / 1000000;
+    t->next = t->done_next = NULL;
+    t->callbacks = t->cb_tail = NULL;
+    t->all_next = NULL;
+    t->all_prev = loop->all_tail;
+    if (loop->all_tail)
+        loop->all_tail->all_next = t;
+    else
+        loop->all_head = t;
+    loop->all_tail = t;
+    loop->nall++;
+    atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+    return t;
+}
+
+tl_task *tl_task_create_ex(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags)
+{
+    if (!fn)
+        return NULL;
+    tl_task *t = task_new(loop, fn, arg, flags);
+    if (!t)
+        return NULL;
+    if ((flags & TL_TASK_INLINE) || loop->pool.nominal == 0) {
+        if (loop->ready_tail)
+            loop->ready_tail->next = t;
+        else
+            loop->ready_head = t;
+        loop->ready_tail = t;
+        return t;
+    }
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); /* the chunk's */
+    if (tl__loop_submit(loop, t) != 0) {
+        atomic_fetch_sub(&t->refs, 1);
+        tl_task_cancel(t);
+    }
+    return t;
+}
+
+tl_task *tl_task_create(tl_loop *loop, tl_task_fn fn, void *arg)
+{
+    return tl_task_create_ex(loop, fn, arg, 0);
+}
+
+tl_task *tl_future_create(tl_loop *loop)
+{
+    return task_new(loop, NULL, NULL, 0);
+}
+
+tl_task *tl_task_retain(tl_task *task)
+{
+    atomic_fetch_add_explicit(&task->refs, 1, memory_order_relaxed);
+    return task;
+}
+
+void tl__task_free(tl_task *task)
+{
+    tl_loop *loop = task->loop;
+    free(task->error_text);
+    free(task->name);
+    free(task);
+    tl__loop_unref(loop);
+}
+
+void tl_task_release(tl_task *task)
+{
+    if (task && atomic_fetch_sub_explicit(&task->refs, 1, memory_order_acq_rel) == 1)
+        tl__task_free(task);
+}
+
+/* Claims the finish and hands the task to its loop; TL_EDONE if already claimed. */
+static int finish(tl_task *task, void *result, int err)
+{
+    if (atomic_exchange(&task->finished, true))
+        return TL_EDONE;
+    task->result = result;
+    task->err = err;
+    tl__loop_push_completed(task->loop, task);
+    return 0;
+}
+
+void tl__task_run(tl_task *task)
+{
+    int expect = TL_TASK_PENDING;
+    if (!atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_RUNNING))
+        return; /* cancelled before it started */
+    task->result = NULL;
+    int rc = task->fn(task, task->arg);
+    if (rc == TL_PENDING)
+        return;
+    finish(task, rc == 0 ? task->result : NULL, rc > 0 ? TL_EFAIL : rc);
+}
+
+int tl_task_complete(tl_task *task, void *result, int err)
+{
+    if (!task)
+        return TL_EINVAL;
+    if (atomic_load(&task->finished))
+        return TL_EDONE;
+    if (err > 0)
+        err = TL_EFAIL;
+    return finish(task, result, err);
+}
+
+int tl_task_cancel(tl_task *task)
+{
+    if (!task)
+        return TL_EINVAL;
+    if (atomic_load(&task->finished))
+        return TL_EDONE;
+    int expect = TL_TASK_PENDING;
+    if (atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_CANCELLED)) {
+        finish(task, NULL, TL_ECANCELED);
+        return 0;
+    }
+    if (expect == TL_TASK_RUNNING) {
+        atomic_store(&task->cancel_req, true);
+        return 0;
+    }
+    return TL_EDONE;
+}
+
+bool tl_cancelled(const tl_task *task)
+{
+    return atomic_load(&task->cancel_req) ||
+           atomic_load(&task->state) == TL_TASK_CANCELLED;
+}
+
+void tl_task_set_result(tl_task *task, void *result)
+{
+    task->result = result;
+}
+
+void tl_task_set_error_text(tl_task *task, const char *text)
+{
+    char *copy = text ? strdup(text) : NULL;
+    free(task->error_text);
+    task->error_text = copy;
+}
+
+const char *tl_task_error_text(const tl_task *task)
+{
+    return task->error_text;
+}
+
+tl_task_state tl_task_state_of(const tl_task *task)
+{
+    return (tl_task_state)atomic_load(&task->state);
+}
+
+bool tl_task_done(const tl_task *task)
+{
+    int s = atomic_load(&task->state);
+    return s == TL_TASK_DONE || s == TL_TASK_CANCELLED;
+}
+
+void *tl_task_result(const tl_task *task)
+{
+    return atomic_load(&task->state) == TL_TASK_DONE && task->err == 0 ? task->result : NULL;
+}
+
+int tl_task_error(const tl_task *task)
+{
+    int s = atomic_load(&task->state);
+    if (s == TL_TASK_CANCELLED)
+        return TL_ECANCELED;
+    if (s != TL_TASK_DONE)
+        return TL_EAGAIN;
+    return task->err;
+}
+
+uint64_t tl_task_id(const tl_task *task)
+{
+    return task->id;
+}
+
+int tl_task_set_name(tl_task *task, const char *name)
+{
+    char *copy = name ? strdup(name) : NULL;
+    if (name && !copy)
+        return TL_ENOMEM;
+    free(task->name);
+    task->name = copy;
+    return 0;
+}
+
+const char *tl_task_name(const tl_task *task)
+{
+    return task->name;
+}
+
+/* ---------------------------------------------------------------- loop side */
+
+void tl__task_link(tl_task *task, tl_cbnode *node)
+{
+    node->next = NULL;
+    node->prev = task->cb_tail;
+    if (task->cb_tail)
+        task->cb_tail->next = node;
+    else
+        task->callbacks = node;
+    task->cb_tail = node;
+}
+
+void tl__task_unlink(tl_task *task, tl_cbnode *node)
+{
+    if (node->prev)
+        node->prev->next = node->next;
+    else
+        task->callbacks = node->next;
+    if (node->next)
+        node->next->prev = node->prev;
+    else
+        task->cb_tail = node->prev;
+    node->prev = node->next = NULL;
+}
+
+void tl__task_finalize(tl_task *task)
+{
+    tl_loop *loop = task->loop;
+    /* Cancellation asked while it ran wins over its result: the result is discarded. */
+    if (atomic_load(&task->state) == TL_TASK_CANCELLED || atomic_load(&task->cancel_req)) {
+        task->result = NULL;
+        task->err = TL_ECANCELED;
+        atomic_store(&task->state, TL_TASK_CANCELLED);
+    } else {
+        atomic_store(&task->state, TL_TASK_DONE);
+    }
+    if (task->all_prev)
+        task->all_prev->all_next = task->all_next;
+    else
+        loop->all_head = task->all_next;
+    if (task->all_next)
+        task->all_next->all_prev = task->all_prev;
+    else
+        loop->all_tail = task->all_prev;
+    task->all_prev = task->all_next = NULL;
+    loop->nall--;
+    /* One node at a time from the live list: a callback may free another waiter,
+     * which unlinks that waiter's node from this very list. */
+    while (task->callbacks) {
+        tl_cbnode *n = task->callbacks;
+        tl__task_unlink(task, n);
+        n->fn(task, n);
+    }
+    tl_task_release(task);
+}
+
+/* ---------------------------------------------------------------- user callbacks */
+
+typedef struct user_cb {
+    tl_cbnode node; /* first: the node is the allocation */
+    void (*cb)(tl_task *task, void *arg);
+    void *arg;
+    tl_task *task;
+} user_cb;
+
+static void user_cb_fire(tl_task *task, tl_cbnode *node)
+{
+    user_cb *u = (user_cb *)node;
+    u->cb(task, u->arg);
+    free(u);
+}
+
+static void user_cb_soon(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    user_cb *u = arg;
+    u->cb(u->task, u->arg);
+    tl_task_release(u->task);
+    free(u);
+}
+
+int tl_task_add_done_callback(tl_task *task, void (*cb)(tl_task *task, void *arg), void *arg)
+{
+    if (!task || !cb)
+        return TL_EINVAL;
+    if (task->loop->closed)
+        return TL_ECLOSED;
+    user_cb *u = malloc(sizeof(*u));
+    if (!u)
+        return TL_ENOMEM;
+    u->cb = cb;
+    u->arg = arg;
+    u->node.fn = user_cb_fire;
+    u->task = task;
+    if (!tl_task_done(task)) {
+        tl__task_link(task, &u->node);
+        return 0;
+    }
+    tl_task_retain(task);
+    int rc = tl_loop_call_threadsafe(task->loop, user_cb_soon, u);
+    if (rc) {
+        tl_task_release(task);
+        free(u);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- all_tasks */
+
+size_t tl_loop_tasks(tl_loop *loop, tl_task_info *out, size_t cap)
+{
+    int64_t now = tl__clock_ns() / 1000000;
+    size_t i = 0;
+    for (tl_task *t = loop->all_head; t && i < cap; t = t->all_next, i++) {
+        out[i].task = t;
+        out[i].id = t->id;
+        out[i].state = (tl_task_state)atomic_load(&t->state);
+        out[i].age_ms = now - t->created_ms;
+        out[i].name = t->name;
+    }
+    return loop->nall;
+}
