@@ -1,0 +1,70 @@
+/*
+ * Private to the memory adapter: the named topics and stores and the one lock that
+ * guards them all.
+ * Thread rules: every field of mem_topic, mem_part and mem_store, and the lists of
+ * them, are guarded by tl_mem_lock; functions ending in _locked expect it held.
+ */
+#ifndef TL_MEMORY_INT_H
+#define TL_MEMORY_INT_H
+
+#include <pthread.h>
+#include <taskloop/memory.h>
+
+extern pthread_mutex_t tl_mem_lock;
+/* Broadcast when a revoke/assign request finishes; waiters check their own request. */
+extern pthread_cond_t tl_mem_request_done;
+
+/* One partition: a log of records; log[i] has offset base + i. */
+typedef struct mem_part {
+    tl_memory_record **log;
+    size_t n, cap;
+    int64_t base;
+    int64_t committed; /* -1 when nothing was committed */
+    int64_t position;  /* next offset the source delivers */
+    bool assigned;
+} mem_part;
+
+typedef struct mem_topic {
+    struct mem_topic *next;
+    char *name;
+    mem_part *parts;
+    size_t nparts;
+    tl_source *src;     /* the open source, or NULL */
+    size_t outstanding; /* delivered and not yet released */
+} mem_topic;
+
+typedef struct mem_held mem_held;
+
+typedef struct mem_store {
+    struct mem_store *next;
+    char *name;
+    tl_memory_record **recs;
+    size_t n, cap;
+    mem_held *held; /* in send order */
+    size_t nheld;
+    tl_memsink_mode mode;
+    unsigned users; /* open sinks */
+} mem_store;
+
+/* The topic called name, created (with one partition) when create is true. */
+mem_topic *tl_mem_topic_locked(const char *name, bool create);
+
+/* Gives the topic at least nparts partitions; TL_EINVAL past the maximum. */
+int tl_mem_topic_grow_locked(mem_topic *t, size_t nparts);
+
+/* The store called name, created when create is true. */
+mem_store *tl_mem_store_locked(const char *name, bool create);
+
+/* Appends rec to the store's messages, which then own it. */
+int tl_mem_store_append_locked(mem_store *s, tl_memory_record *rec);
+
+/* A one-block copy of msg, stamped with the current time; NULL when out of memory. */
+tl_memory_record *tl_mem_record_new(const tl_out_msg *msg);
+
+/* A one-block copy of rec; NULL when out of memory. */
+tl_memory_record *tl_mem_record_copy(const tl_memory_record *rec);
+
+/* Wall-clock milliseconds, for timestamps. */
+int64_t tl_mem_now_ms(void);
+
+#endif

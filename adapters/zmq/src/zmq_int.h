@@ -1,0 +1,44 @@
+/*
+ * Private to the ZeroMQ adapter: the shared context, the wire format and small helpers.
+ * Thread rules: the context functions lock a mutex of their own and are safe from any
+ * thread; the wire functions touch only what they are given.
+ */
+#ifndef TL_ZMQ_INT_H
+#define TL_ZMQ_INT_H
+
+#include <taskloop/zmq.h>
+#include <zmq.h>
+
+/* Frames one message may have: payload, key and the header pairs. */
+#define TL_ZMQ_MAX_FRAMES (2 + 2 * TL_ZMQ_MAX_HEADERS)
+
+/* Returns the process's ZeroMQ context, creating it on first use; NULL if that fails. */
+void *tl_zmq_ctx_acquire(void);
+
+/* Drops one use of the context; the last one terminates it (all sockets must be closed). */
+void tl_zmq_ctx_release(void);
+
+/* Maps the current zmq_errno() to a TL_E* code. */
+int tl_zmq_err(int zerr);
+
+/* Wall-clock milliseconds since the epoch, for timestamps. */
+int64_t tl_zmq_wall_ms(void);
+
+/* Writes "what: reason" into err (when errlen > 0) and returns code. */
+int tl_zmq_fail(char *err, size_t errlen, int code, const char *what, const char *reason);
+
+/*
+ * Checks that frames[0..n) follow the wire format and total at most max_bytes.
+ * Returns 0, TL_EINVAL when malformed or TL_ENOMEM when oversized (so the caller can
+ * count the two apart); *why then names the fault.
+ */
+int tl_zmq_wire_check(zmq_msg_t *frames, size_t n, size_t max_bytes, const char **why);
+
+/*
+ * Builds the frames of msg into out (at least 2 + 2 * nheaders entries) and returns
+ * how many, or a negative code; on failure nothing stays allocated. Payload and key
+ * are copied, so msg may go away afterwards.
+ */
+int tl_zmq_wire_encode(const tl_out_msg *msg, zmq_msg_t *out, size_t cap);
+
+#endif
