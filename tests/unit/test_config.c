@@ -1,0 +1,616 @@
+/*
+ * The YAML config: loading, defaults, interpolation, validation messages, dump.
+ *
+ * Runs with tests/unit/configs as its working directory, so that file names in the
+ * expected messages read "bad/NAME.yaml". Each bad/NAME.yaml is checked against the
+ * messages listed in bad/NAME.expect, one per line, exactly and in order.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+/* ---------------------------------------------------------------- fixtures */
+
+static const tl_param fake_source_params[] = {
+    {"url", TL_PARAM_STRING, true, false, "where to read"},
+    {"count", TL_PARAM_INT, false, false, "how many"},
+    {"enabled", TL_PARAM_BOOL, false, false, "on or off"},
+    {"interval", TL_PARAM_DURATION, false, false, "poll interval"},
+    {"topics", TL_PARAM_LIST, false, false, "what to read"},
+    {"props", TL_PARAM_MAP, false, true, "passed through"},
+    {"password", TL_PARAM_STRING, false, false, "a secret"},
+    {NULL, TL_PARAM_STRING, false, false, NULL},
+};
+
+static const tl_param fake_sink_params[] = {
+    {"brokers", TL_PARAM_STRING, true, false, "where to send"},
+    {"props", TL_PARAM_MAP, false, true, "passed through"},
+    {NULL, TL_PARAM_STRING, false, false, NULL},
+};
+
+static const tl_source_ops fake_source = {.type = "fake", .params = fake_source_params};
+static const tl_sink_ops fake_sink = {.scheme = "fake", .params = fake_sink_params};
+
+static int handler_user; /* its address tells that the user pointer came through */
+
+static int handle(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)task, (void)msg, (void)user;
+    return 0;
+}
+
+static int other(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)task, (void)msg, (void)user;
+    return 0;
+}
+
+/* A fixed environment: HOST and PORT are set, EMPTY is set but empty. */
+static const char *test_env(const char *name, void *user)
+{
+    (void)user;
+    static const char *const vars[][2] = {
+        {"HOST", "example.org"}, {"PORT", "9000"}, {"EMPTY", ""}, {"PRICE", "$5"}};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        if (strcmp(name, vars[i][0]) == 0)
+            return vars[i][1];
+    return NULL;
+}
+
+static const tl_config_opts opts = {.getenv = test_env};
+
+typedef struct fixture {
+    tl_registry *reg;
+    tl_config *cfg;
+    tl_diag diag;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    assert_int_equal(tl_registry_new(&f->reg), 0);
+    assert_int_equal(tl_registry_add_source(f->reg, &fake_source), 0);
+    assert_int_equal(tl_registry_add_sink(f->reg, &fake_sink), 0);
+    assert_int_equal(tl_register_handler(f->reg, "handle", handle, &handler_user), 0);
+    assert_int_equal(tl_register_handler(f->reg, "other", other, NULL), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    tl_config_free(f->cfg);
+    tl_diag_free(&f->diag);
+    tl_registry_free(f->reg);
+    free(f);
+    return 0;
+}
+
+static int load_file(fixture *f, const char *path)
+{
+    return tl_config_load_file(path, f->reg, &opts, &f->cfg, &f->diag);
+}
+
+static int load_text(fixture *f, const char *text)
+{
+    return tl_config_load_string("t.yaml", text, f->reg, &opts, &f->cfg, &f->diag);
+}
+
+/* Fails showing every message when the load did not succeed. */
+static void assert_loaded(fixture *f, int rc)
+{
+    if (rc != 0)
+        tl_diag_print(&f->diag, stderr);
+    assert_int_equal(rc, 0);
+    assert_non_null(f->cfg);
+}
+
+/* Fails unless the only message is want. */
+static void assert_one_error(fixture *f, int rc, const char *want)
+{
+    assert_int_equal(rc, TL_ECONFIG);
+    assert_null(f->cfg);
+    if (f->diag.count != 1 || strcmp(f->diag.msgs[0], want) != 0) {
+        fprintf(stderr, "want: %s\n got:\n", want);
+        tl_diag_print(&f->diag, stderr);
+    }
+    assert_int_equal(f->diag.count, 1);
+    assert_string_equal(f->diag.msgs[0], want);
+}
+
+static const char *const MINIMAL_HEAD = "service: s\n"
+                                        "sources:\n"
+                                        "  in: { type: fake, url: \"fake://in\" }\n";
+
+/* A minimal valid config with extra appended to its only route. */
+static char *with_route(const char *extra)
+{
+    static char text[1024];
+    snprintf(text, sizeof(text), "%sroutes:\n  - { source: in, handler: handle%s }\n", MINIMAL_HEAD,
+             extra);
+    return text;
+}
+
+/* ---------------------------------------------------------------- valid configs */
+
+static void full_config_loads_every_field(void **state)
+{
+    fixture *f = *state;
+    assert_loaded(f, load_file(f, "good/full.yaml"));
+    tl_config *c = f->cfg;
+    assert_string_equal(c->file, "good/full.yaml");
+    assert_string_equal(c->service, "orders");
+    assert_int_equal(c->workers, 8);
+    assert_int_equal(c->max_in_flight, 500);
+    assert_int_equal(c->drain_timeout_ms, 3000);
+    assert_int_equal(c->max_replaced_workers, 2);
+
+    assert_int_equal(c->nsources, 2);
+    const tl_config_source *s = &c->sources[0];
+    assert_string_equal(s->name, "orders");
+    assert_string_equal(s->type, "fake");
+    assert_ptr_equal(s->ops, &fake_source);
+    assert_int_equal(s->line, 5);
+    assert_string_equal(s->params.section, "orders");
+    assert_int_equal(s->params.n, 7);
+    assert_string_equal(tl_params_str(&s->params, "url", NULL), "fake://localhost");
+    assert_int_equal(tl_params_num(&s->params, "count", 0), 42);
+    assert_int_equal(tl_params_num(&s->params, "enabled", 0), 1);
+    assert_int_equal(tl_params_num(&s->params, "interval", 0), 250);
+    const tl_param_value *topics = tl_params_get(&s->params, "topics");
+    assert_int_equal(topics->nlist, 2);
+    assert_string_equal(topics->list[1], "payments");
+    const tl_param_value *props = tl_params_get(&s->params, "props");
+    assert_int_equal(props->nmap, 2);
+    assert_string_equal(props->map[0].key, "auto.offset.reset");
+    assert_string_equal(props->map[0].value, "earliest");
+    assert_string_equal(tl_params_str(&s->params, "password", NULL), "s3cret");
+    assert_string_equal(tl_params_str(&c->sources[1].params, "url", NULL),
+                        "fake://example.org:9000");
+
+    assert_int_equal(c->nsinks, 1);
+    assert_string_equal(c->sinks[0].scheme, "fake");
+    assert_ptr_equal(c->sinks[0].ops, &fake_sink);
+    assert_string_equal(tl_params_str(&c->sinks[0].params, "brokers", NULL), "localhost:9092");
+
+    assert_int_equal(c->nroutes, 2);
+    const tl_config_route *r = &c->routes[0];
+    assert_int_equal(r->source, 0);
+    assert_string_equal(r->handler, "handle");
+    assert_ptr_equal(r->fn, handle);
+    assert_ptr_equal(r->user, &handler_user);
+    assert_int_equal(r->ordering, TL_ORDER_KEY);
+    assert_false(r->run_inline);
+    assert_int_equal(r->timeout_ms, 2000);
+    assert_string_equal(r->on_stall.scheme, "fake");
+    assert_string_equal(r->on_stall.address, "orders.stalled");
+    assert_ptr_equal(r->on_stall.ops, &fake_sink);
+    assert_int_equal(r->retries, 3);
+    assert_int_equal(r->backoff_ms, 150);
+    assert_string_equal(r->on_error.address, "orders.dlq");
+    assert_int_equal(r->nparams, 2);
+    assert_string_equal(r->params[0].key, "stall_ratio");
+    assert_string_equal(r->params[0].value, "0.02");
+
+    r = &c->routes[1];
+    assert_int_equal(r->source, 1);
+    assert_ptr_equal(r->fn, other);
+    assert_int_equal(r->ordering, TL_ORDER_NONE);
+    assert_true(r->run_inline);
+    assert_int_equal(r->timeout_ms, 60000);
+    assert_null(r->on_stall.scheme);
+    assert_null(r->on_error.scheme);
+
+    assert_int_equal(c->nplugins, 0);
+    assert_string_equal(c->admin_listen, "127.0.0.1:9464");
+    assert_int_equal(c->log_format, TL_LOG_JSON);
+    assert_int_equal(c->log_level, TL_LOG_DEBUG);
+}
+
+static void omitted_fields_take_their_defaults(void **state)
+{
+    fixture *f = *state;
+    assert_loaded(f, load_file(f, "good/minimal.yaml"));
+    tl_config *c = f->cfg;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(c->workers, cpus < 2 ? 2 : cpus);
+    assert_int_equal(c->max_in_flight, 10000);
+    assert_int_equal(c->drain_timeout_ms, 10000);
+    assert_int_equal(c->max_replaced_workers, 4);
+    assert_int_equal(c->nsinks, 0);
+    const tl_config_route *r = &c->routes[0];
+    assert_int_equal(r->ordering, TL_ORDER_PARTITION);
+    assert_false(r->run_inline);
+    assert_int_equal(r->timeout_ms, 30000);
+    assert_int_equal(r->retries, 0);
+    assert_int_equal(r->backoff_ms, 100);
+    assert_null(r->on_stall.scheme);
+    assert_null(r->on_error.scheme);
+    assert_int_equal(r->nparams, 0);
+    assert_null(c->admin_listen);
+    assert_int_equal(c->log_format, TL_LOG_LOGFMT);
+    assert_int_equal(c->log_level, TL_LOG_INFO);
+}
+
+static void a_null_diag_still_reports_failure(void **state)
+{
+    fixture *f = *state;
+    int rc = tl_config_load_string(NULL, "service: s\n", f->reg, NULL, &f->cfg, NULL);
+    assert_int_equal(rc, TL_ECONFIG);
+    assert_null(f->cfg);
+}
+
+/* ---------------------------------------------------------------- interpolation */
+
+static const char *interpolated(fixture *f, const char *value)
+{
+    char text[512];
+    snprintf(text, sizeof(text),
+             "service: '%s'\nsources:\n  in: { type: fake, url: x }\n"
+             "routes:\n  - { source: in, handler: handle }\n",
+             value);
+    assert_loaded(f, load_text(f, text));
+    return f->cfg->service;
+}
+
+static void interpolation_substitutes_set_variables(void **state)
+{
+    assert_string_equal(interpolated(*state, "${HOST}:${PORT}/x"), "example.org:9000/x");
+}
+
+static void interpolation_uses_default_when_unset(void **state)
+{
+    assert_string_equal(interpolated(*state, "${NOPE:-fallback}"), "fallback");
+}
+
+static void interpolation_uses_default_when_empty(void **state)
+{
+    assert_string_equal(interpolated(*state, "${EMPTY:-fallback}"), "fallback");
+}
+
+static void interpolation_keeps_an_empty_value_without_default(void **state)
+{
+    assert_string_equal(interpolated(*state, "a${EMPTY}b"), "ab");
+}
+
+static void double_dollar_escapes_a_dollar(void **state)
+{
+    assert_string_equal(interpolated(*state, "$${HOST} costs $$5, $x"), "${HOST} costs $5, $x");
+}
+
+static void values_are_not_expanded_twice(void **state)
+{
+    assert_string_equal(interpolated(*state, "${PRICE}{HOST}"), "$5{HOST}");
+}
+
+static void unset_variable_is_an_error_with_its_position(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, with_route(", timeout: \"${ROUTE_TIMEOUT}\""));
+    assert_one_error(f, rc,
+                     "t.yaml:5:45: error: routes[0].timeout: environment variable "
+                     "'ROUTE_TIMEOUT' is not set (use ${ROUTE_TIMEOUT:-default} to give a "
+                     "default)");
+}
+
+static void interpolated_text_is_type_checked(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, with_route(", timeout: \"${PORT}\""));
+    assert_one_error(f, rc,
+                     "t.yaml:5:45: error: routes[0].timeout: duration \"9000\" has no unit "
+                     "(write 9000ms, 9000s, 9000m or 9000h)");
+}
+
+/* ---------------------------------------------------------------- values */
+
+static void durations_take_ms_s_m_and_h(void **state)
+{
+    (void)state;
+    char why[256];
+    int64_t ms;
+    const struct {
+        const char *text;
+        int64_t ms;
+    } ok[] = {{"250ms", 250}, {"2s", 2000}, {"1m", 60000}, {"1h", 3600000}, {"0s", 0}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        assert_int_equal(tl_config_parse_duration(ok[i].text, &ms, why, sizeof(why)), 0);
+        assert_int_equal(ms, ok[i].ms);
+    }
+}
+
+static void durations_without_unit_negative_or_huge_are_refused(void **state)
+{
+    (void)state;
+    char why[256];
+    int64_t ms;
+    assert_int_equal(tl_config_parse_duration("100", &ms, why, sizeof(why)), TL_ECONFIG);
+    assert_string_equal(why, "duration \"100\" has no unit (write 100ms, 100s, 100m or 100h)");
+    assert_int_equal(tl_config_parse_duration("-2s", &ms, why, sizeof(why)), TL_ECONFIG);
+    assert_string_equal(why, "negative duration \"-2s\"");
+    assert_int_equal(tl_config_parse_duration("9999999999999999h", &ms, why, sizeof(why)),
+                     TL_ECONFIG);
+    assert_string_equal(why, "duration \"9999999999999999h\" is out of range");
+    assert_int_equal(tl_config_parse_duration("2 s", &ms, why, sizeof(why)), TL_ECONFIG);
+}
+
+static void integers_with_trailing_text_are_refused(void **state)
+{
+    (void)state;
+    char why[256];
+    int64_t v = 0;
+    assert_int_equal(tl_config_parse_int("8x", 0, 100, &v, why, sizeof(why)), TL_ECONFIG);
+    assert_string_equal(why, "expected an integer, got \"8x\"");
+    assert_int_equal(v, 0);
+    assert_int_equal(
+        tl_config_parse_int("-9223372036854775808", INT64_MIN, INT64_MAX, &v, why, sizeof(why)), 0);
+    assert_int_equal(v, INT64_MIN);
+    assert_int_equal(
+        tl_config_parse_int("9223372036854775808", INT64_MIN, INT64_MAX, &v, why, sizeof(why)),
+        TL_ECONFIG);
+}
+
+static void unknown_key_suggests_the_closest_one(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, with_route(", ordring: key"));
+    assert_one_error(f, rc,
+                     "t.yaml:5:36: error: routes[0].ordring: unknown key 'ordring' "
+                     "(did you mean 'ordering'?)");
+}
+
+static void missing_handler_is_named(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, "service: s\nsources:\n  in: { type: fake, url: x }\n"
+                          "routes:\n  - { source: in, handler: process_order }\n");
+    assert_one_error(f, rc,
+                     "t.yaml:5:28: error: routes[0].handler: no handler named 'process_order' "
+                     "is registered");
+}
+
+static void missing_sink_scheme_is_named(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, with_route(", on_error: { then: \"kafka:dlq\" }"));
+    assert_one_error(f, rc,
+                     "t.yaml:5:54: error: routes[0].on_error.then: unknown sink scheme 'kafka' "
+                     "in target \"kafka:dlq\"");
+}
+
+static void missing_source_is_named(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, "service: s\nsources:\n  in: { type: fake, url: x }\n"
+                          "routes:\n  - { source: in, handler: handle }\n"
+                          "  - { source: inn, handler: handle }\n");
+    assert_one_error(f, rc,
+                     "t.yaml:6:15: error: routes[1].source: unknown source 'inn' "
+                     "(did you mean 'in'?)");
+}
+
+/* ---------------------------------------------------------------- errors */
+
+static char *read_text(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    static char text[8192];
+    size_t n = fread(text, 1, sizeof(text) - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+    return text;
+}
+
+/* Compares the messages of one load with the lines of its .expect file. */
+static void check_expectations(fixture *f, const char *yaml)
+{
+    char expect_path[512];
+    snprintf(expect_path, sizeof(expect_path), "%.*s.expect", (int)(strlen(yaml) - 5), yaml);
+    char *want = read_text(expect_path);
+    size_t i = 0;
+    bool same = true;
+    for (char *line = strtok(want, "\n"); line; line = strtok(NULL, "\n"), i++)
+        same = same && i < f->diag.count && strcmp(f->diag.msgs[i], line) == 0;
+    same = same && i == f->diag.count;
+    if (!same) {
+        fprintf(stderr, "%s: messages differ from %s; got:\n", yaml, expect_path);
+        tl_diag_print(&f->diag, stderr);
+    }
+    assert_true(same);
+}
+
+static void bad_configs_report_the_expected_messages(void **state)
+{
+    fixture *f = *state;
+    DIR *dir = opendir("bad");
+    assert_non_null(dir);
+    struct dirent *e;
+    size_t files = 0;
+    while ((e = readdir(dir))) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 5, ".yaml") != 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "bad/%s", e->d_name);
+        assert_int_equal(load_file(f, path), TL_ECONFIG);
+        assert_null(f->cfg);
+        check_expectations(f, path);
+        tl_diag_free(&f->diag);
+        files++;
+    }
+    closedir(dir);
+    assert_true(files >= 10);
+}
+
+static void one_run_reports_every_error(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load_file(f, "bad/wrong_types.yaml"), TL_ECONFIG);
+    assert_true(f->diag.count >= 3);
+    assert_int_equal(load_file(f, "bad/unknown_names.yaml"), TL_ECONFIG);
+    assert_true(f->diag.count >= 6); /* both runs' messages, appended */
+}
+
+static void duplicate_key_is_reported_with_its_position(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, "service: a\nlog: {}\nservice: b\n");
+    assert_one_error(f, rc, "t.yaml:3:1: error: duplicate key");
+}
+
+static void yaml_syntax_error_is_reported_with_its_position(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, "service: \"unterminated\nsources: {}\n");
+    assert_int_equal(rc, TL_ECONFIG);
+    assert_int_equal(f->diag.count, 1);
+    assert_string_equal(f->diag.msgs[0],
+                        "t.yaml:1:10: error: wrongly indented double-quoted scalar");
+}
+
+static void unreadable_file_is_reported(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(load_file(f, "bad/no_such_file.yaml"), TL_ECONFIG);
+    assert_int_equal(f->diag.count, 1);
+    assert_string_equal(f->diag.msgs[0], "bad/no_such_file.yaml:1:1: error: cannot read the "
+                                         "file: No such file or directory");
+}
+
+static void missing_plugin_is_reported_clearly(void **state)
+{
+    fixture *f = *state;
+    char text[2048];
+    snprintf(text, sizeof(text), "plugins: [ ./no_such_plugin.so ]\n%s", with_route(""));
+    assert_int_equal(load_text(f, text), TL_ECONFIG);
+    assert_int_equal(f->diag.count, 1);
+    const char *want = "t.yaml:1:12: error: plugins[0]: cannot load plugin "
+                       "\"./no_such_plugin.so\": ";
+    assert_memory_equal(f->diag.msgs[0], want, strlen(want));
+    assert_non_null(strstr(f->diag.msgs[0], "No such file or directory"));
+}
+
+static void plugin_without_register_function_is_reported(void **state)
+{
+    fixture *f = *state;
+    char text[2048];
+    snprintf(text, sizeof(text), "plugins: [ libc.so.6 ]\n%s", with_route(""));
+    assert_one_error(f, load_text(f, text),
+                     "t.yaml:1:12: error: plugins[0]: plugin \"libc.so.6\" does not export "
+                     "taskloop_plugin_register");
+}
+
+/* ---------------------------------------------------------------- dump */
+
+static char *dump(const tl_config *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    assert_int_equal(tl_config_dump(cfg, out), 0);
+    fclose(out);
+    return text;
+}
+
+static void dump_masks_secrets(void **state)
+{
+    fixture *f = *state;
+    assert_loaded(f, load_file(f, "good/full.yaml"));
+    char *text = dump(f->cfg);
+    assert_null(strstr(text, "hunter2"));
+    assert_null(strstr(text, "s3cret"));
+    assert_non_null(strstr(text, "    password: \"*****\"\n"));
+    assert_non_null(strstr(text, "      sasl.password: \"*****\"\n"));
+    assert_non_null(strstr(text, "      auto.offset.reset: \"earliest\"\n"));
+    free(text);
+}
+
+static void secret_names_are_recognised(void **state)
+{
+    (void)state;
+    assert_true(tl_config_is_secret("sasl.password"));
+    assert_true(tl_config_is_secret("ssl.key.pem"));
+    assert_true(tl_config_is_secret("sasl.oauthbearer.client.secret"));
+    assert_true(tl_config_is_secret("API_TOKEN"));
+    assert_false(tl_config_is_secret("bootstrap.servers"));
+}
+
+static void dump_loads_back_to_the_same_config(void **state)
+{
+    fixture *f = *state;
+    assert_loaded(f, load_text(f, "service: 'pay $$5'\nloop: { drain_timeout: 1500ms }\n"
+                                  "sources:\n  in: { type: fake, url: \"a\\\"b\", "
+                                  "topics: [x, y] }\n"
+                                  "routes:\n  - { source: in, handler: handle, timeout: 90s,"
+                                  " on_stall: { reroute: 'fake:s' }, params: { k: v } }\n"
+                                  "admin: { listen: ':9464' }\n"));
+    char *text = dump(f->cfg);
+    tl_config *again = NULL;
+    int rc = tl_config_load_string("dump", text, f->reg, &opts, &again, &f->diag);
+    if (rc)
+        fprintf(stderr, "%s", text), tl_diag_print(&f->diag, stderr);
+    assert_int_equal(rc, 0);
+    assert_string_equal(again->service, "pay $5");
+    assert_int_equal(again->drain_timeout_ms, 1500);
+    assert_string_equal(tl_params_str(&again->sources[0].params, "url", NULL), "a\"b");
+    assert_int_equal(tl_params_get(&again->sources[0].params, "topics")->nlist, 2);
+    assert_int_equal(again->routes[0].timeout_ms, 90000);
+    assert_string_equal(again->routes[0].on_stall.address, "s");
+    assert_string_equal(again->routes[0].params[0].value, "v");
+    assert_string_equal(again->admin_listen, ":9464");
+    char *twice = dump(again);
+    assert_string_equal(text, twice);
+    free(twice);
+    free(text);
+    tl_config_free(again);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(full_config_loads_every_field),
+        T(omitted_fields_take_their_defaults),
+        T(a_null_diag_still_reports_failure),
+        T(interpolation_substitutes_set_variables),
+        T(interpolation_uses_default_when_unset),
+        T(interpolation_uses_default_when_empty),
+        T(interpolation_keeps_an_empty_value_without_default),
+        T(double_dollar_escapes_a_dollar),
+        T(values_are_not_expanded_twice),
+        T(unset_variable_is_an_error_with_its_position),
+        T(interpolated_text_is_type_checked),
+        T(durations_take_ms_s_m_and_h),
+        T(durations_without_unit_negative_or_huge_are_refused),
+        T(integers_with_trailing_text_are_refused),
+        T(unknown_key_suggests_the_closest_one),
+        T(missing_handler_is_named),
+        T(missing_sink_scheme_is_named),
+        T(missing_source_is_named),
+        T(bad_configs_report_the_expected_messages),
+        T(one_run_reports_every_error),
+        T(duplicate_key_is_reported_with_its_position),
+        T(yaml_syntax_error_is_reported_with_its_position),
+        T(unreadable_file_is_reported),
+        T(missing_plugin_is_reported_clearly),
+        T(plugin_without_register_function_is_reported),
+        T(dump_masks_secrets),
+        T(secret_names_are_recognised),
+        T(dump_loads_back_to_the_same_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
