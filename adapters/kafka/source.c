@@ -1,0 +1,510 @@
+/*
+ * The Kafka source: librdkafka's high-level consumer behind tl_source_ops.
+ *
+ * Thread rules:
+ *  - open, start, pause, commit, stop and close come from the loop thread (adapter.h);
+ *    release may come from any thread (rd_kafka_message_destroy is thread-safe).
+ *  - One poll thread of the source's own calls rd_kafka_consumer_poll. librdkafka runs
+ *    the rebalance and error callbacks inside that call, so deliver, assigned, revoked
+ *    and error are all raised from the poll thread, one at a time.
+ *  - `lock` guards `paused` and makes pause() and the rebalance callback's
+ *    assign-then-pause one step each, so a partition assigned while paused never fetches.
+ *  - `running` and `closing` are written by the loop thread and read by the poll thread.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <taskloop/kafka.h>
+
+#include "kafka_conf.h"
+
+#define DEFAULT_BATCH 1000
+#define MAX_BATCH 1000000
+#define DEFAULT_POLL_MS 100
+#define MAX_POLL_MS 60000
+
+/* A delivered message: the tl_msg points into rkm, which this wrapper keeps alive. */
+typedef struct kmsg {
+    tl_msg msg; /* first, so release() can map a tl_msg back */
+    rd_kafka_message_t *rkm;
+    tl_header hdrs[];
+} kmsg;
+
+struct tl_source {
+    rd_kafka_t *rk;
+    tl_source_events ev;
+    rd_kafka_topic_partition_list_t *topics;
+    tl_msg **batch; /* poll thread only */
+    size_t batch_max;
+    int poll_ms;
+    pthread_t thread;
+    bool started, stopped;
+    atomic_bool running;
+    atomic_bool closing; /* stop() is closing the consumer: no revoked events */
+    atomic_size_t outstanding; /* delivered, not yet released */
+    pthread_mutex_t lock;
+    bool paused; /* guarded by lock */
+};
+
+/* ---------------------------------------------------------------- events */
+
+static void emit_error(tl_source *s, int err, bool fatal, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void emit_error(tl_source *s, int err, bool fatal, const char *fmt, ...)
+{
+    if (!s->ev.error)
+        return;
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    s->ev.error(s->ev.rt, s, err, fatal, what);
+}
+
+/* Events take topic/partition pairs; the topic names stay owned by list. */
+static tl_partition *to_parts(const rd_kafka_topic_partition_list_t *list)
+{
+    tl_partition *parts = calloc((size_t)list->cnt + 1, sizeof(*parts));
+    for (int i = 0; parts && i < list->cnt; i++) {
+        parts[i].topic = list->elems[i].topic;
+        parts[i].partition = list->elems[i].partition;
+    }
+    return parts;
+}
+
+static void emit_parts(tl_source *s, const rd_kafka_topic_partition_list_t *list, bool revoke)
+{
+    void (*cb)(void *, tl_source *, const tl_partition *, size_t) =
+        revoke ? s->ev.revoked : s->ev.assigned;
+    if (!cb || list->cnt == 0)
+        return;
+    tl_partition *parts = to_parts(list);
+    if (!parts) {
+        emit_error(s, TL_ENOMEM, true, "kafka: no memory to report a rebalance");
+        return;
+    }
+    cb(s->ev.rt, s, parts, (size_t)list->cnt);
+    free(parts);
+}
+
+/* ---------------------------------------------------------------- callbacks */
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    tl_source *s = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+        emit_error(s, TL_EIO, true, "kafka fatal %s: %s", rd_kafka_err2name(orig), why);
+        return;
+    }
+    emit_error(s, tl_kafka_err(err), false, "kafka %s: %s", rd_kafka_err2name(err), reason);
+}
+
+static void on_assign(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool coop)
+{
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t err = 0;
+    pthread_mutex_lock(&s->lock);
+    if (coop)
+        error = rd_kafka_incremental_assign(s->rk, parts);
+    else
+        err = rd_kafka_assign(s->rk, parts);
+    /* The assignment starts unpaused; backpressure must hold for newcomers too. */
+    if (!error && !err && s->paused && parts->cnt > 0)
+        rd_kafka_pause_partitions(s->rk, parts);
+    pthread_mutex_unlock(&s->lock);
+    if (error || err) {
+        emit_error(s, TL_EIO, true, "kafka assign: %s",
+                   error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+        rd_kafka_error_destroy(error);
+        return;
+    }
+    emit_parts(s, parts, false);
+}
+
+/*
+ * The runtime drains and stores offsets inside revoked(); committing before the
+ * unassign makes them durable while the partitions are still ours, so the next owner
+ * starts exactly after what was settled. Lost partitions belong to someone else
+ * already: committing would be refused, so only the runtime is told.
+ */
+static void on_revoke(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool coop)
+{
+    bool lost = rd_kafka_assignment_lost(s->rk);
+    /* During stop() the runtime has drained already and waits in stop() itself. */
+    if (!atomic_load(&s->closing))
+        emit_parts(s, parts, true);
+    if (!lost) {
+        /* NULL commits every stored offset of the assignment, these included. */
+        rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            emit_error(s, tl_kafka_err(err), false, "kafka commit on revoke: %s",
+                       rd_kafka_err2str(err));
+    }
+    rd_kafka_error_t *error = NULL;
+    if (coop)
+        error = rd_kafka_incremental_unassign(s->rk, parts);
+    else
+        rd_kafka_assign(s->rk, NULL);
+    if (error) {
+        emit_error(s, TL_EIO, false, "kafka unassign: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    tl_source *s = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(s, parts, coop);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        on_revoke(s, parts, coop);
+    } else {
+        emit_error(s, TL_EIO, false, "kafka rebalance: %s", rd_kafka_err2str(err));
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* ---------------------------------------------------------------- delivery */
+
+static kmsg *wrap(rd_kafka_message_t *rkm)
+{
+    rd_kafka_headers_t *hs = NULL;
+    size_t nh = rd_kafka_message_headers(rkm, &hs) ? 0 : rd_kafka_header_cnt(hs);
+    kmsg *k = malloc(sizeof(*k) + nh * sizeof(tl_header));
+    if (!k)
+        return NULL;
+    for (size_t i = 0; i < nh; i++) {
+        const void *v = NULL;
+        size_t len = 0;
+        rd_kafka_header_get_all(hs, i, &k->hdrs[i].name, &v, &len);
+        k->hdrs[i].value = v;
+        k->hdrs[i].len = len;
+    }
+    k->rkm = rkm;
+    k->msg = (tl_msg){
+        .payload = rkm->payload,
+        .len = rkm->len,
+        .key = rkm->key,
+        .key_len = rkm->key_len,
+        .headers = nh ? k->hdrs : NULL,
+        .nheaders = nh,
+        .origin = rd_kafka_topic_name(rkm->rkt),
+        .partition = rkm->partition,
+        .offset = rkm->offset,
+        .timestamp_ms = rd_kafka_message_timestamp(rkm, NULL),
+        .handle = rkm,
+    };
+    return k;
+}
+
+static void consumer_error(tl_source *s, rd_kafka_message_t *rkm)
+{
+    rd_kafka_resp_err_t err = rkm->err;
+    /* EOF is informational: nothing is wrong and consumption goes on. */
+    if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        on_error(s->rk, err, "", s);
+        return;
+    }
+    if (rkm->rkt)
+        emit_error(s, tl_kafka_err(err), false, "kafka %s [%d]: %s",
+                   rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
+                   rd_kafka_message_errstr(rkm));
+    else
+        emit_error(s, tl_kafka_err(err), false, "kafka consumer: %s",
+                   rd_kafka_message_errstr(rkm));
+}
+
+/* Takes rkm; returns true when it joined the batch. */
+static bool take(tl_source *s, rd_kafka_message_t *rkm, size_t *n)
+{
+    if (rkm->err) {
+        consumer_error(s, rkm);
+        rd_kafka_message_destroy(rkm);
+        return false;
+    }
+    kmsg *k = wrap(rkm);
+    if (!k) {
+        /* Skipping it would let a later commit pass over it: stop the service instead. */
+        emit_error(s, TL_ENOMEM, true, "kafka %s [%d] offset %lld: no memory to deliver",
+                   rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
+                   (long long)rkm->offset);
+        rd_kafka_message_destroy(rkm);
+        return false;
+    }
+    s->batch[(*n)++] = &k->msg;
+    return true;
+}
+
+static void src_release(tl_source *s, tl_msg *msg);
+
+static void deliver(tl_source *s, size_t n)
+{
+    atomic_fetch_add(&s->outstanding, n);
+    if (s->ev.deliver) {
+        s->ev.deliver(s->ev.rt, s, s->batch, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        src_release(s, s->batch[i]);
+}
+
+/* Waits for one message, then takes whatever else is ready, up to batch_max. */
+static void *poll_main(void *arg)
+{
+    tl_source *s = arg;
+    while (atomic_load(&s->running)) {
+        size_t n = 0;
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(s->rk, s->poll_ms);
+        while (rkm) {
+            take(s, rkm, &n);
+            if (n == s->batch_max || !atomic_load(&s->running))
+                break;
+            rkm = rd_kafka_consumer_poll(s->rk, 0);
+        }
+        if (n > 0)
+            deliver(s, n);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+static int check_params(const tl_params *p, char *err, size_t errlen)
+{
+    const tl_param_value *topics = tl_params_get(p, "topics");
+    if (!tl_params_str(p, "group", NULL)) {
+        tl_kafka_errf(err, errlen, "group: required");
+        return TL_ECONFIG;
+    }
+    if (!topics || topics->type != TL_PARAM_LIST || topics->nlist == 0) {
+        tl_kafka_errf(err, errlen, "topics: a non-empty list is required");
+        return TL_ECONFIG;
+    }
+    int64_t batch = tl_params_num(p, "batch", DEFAULT_BATCH);
+    int64_t poll = tl_params_num(p, "poll_timeout", DEFAULT_POLL_MS);
+    if (batch < 1 || batch > MAX_BATCH) {
+        tl_kafka_errf(err, errlen, "batch: %lld is out of 1..%d", (long long)batch, MAX_BATCH);
+        return TL_ECONFIG;
+    }
+    if (poll < 0 || poll > MAX_POLL_MS) {
+        tl_kafka_errf(err, errlen, "poll_timeout: %lldms is out of 0..%dms", (long long)poll,
+                      MAX_POLL_MS);
+        return TL_ECONFIG;
+    }
+    return 0;
+}
+
+/* The runtime stores offsets itself: librdkafka storing them would commit unsettled work. */
+static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out, char *err,
+                         size_t errlen)
+{
+    rd_kafka_conf_t *conf;
+    int rc = tl_kafka_conf_new(p, &conf, err, errlen);
+    if (rc)
+        return rc;
+    const char *store = tl_kafka_conf_user(p, "enable.auto.offset.store");
+    char val[16] = "";
+    size_t vlen = sizeof(val);
+    if (store && rd_kafka_conf_get(conf, "enable.auto.offset.store", val, &vlen) == 0 &&
+        strcmp(val, "true") == 0) {
+        tl_kafka_errf(err, errlen, "kafka property enable.auto.offset.store: must stay false; "
+                                   "taskloop stores offsets of settled messages itself");
+        rd_kafka_conf_destroy(conf);
+        return TL_ECONFIG;
+    }
+    rc = tl_kafka_conf_set(conf, "group.id", tl_params_str(p, "group", ""), err, errlen);
+    if (!rc)
+        rc = tl_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_opaque(conf, s);
+    *out = conf;
+    return 0;
+}
+
+static void src_free(tl_source *s)
+{
+    if (s->topics)
+        rd_kafka_topic_partition_list_destroy(s->topics);
+    pthread_mutex_destroy(&s->lock);
+    free(s->batch);
+    free(s);
+}
+
+static int src_init(const tl_params *p, const tl_source_events *ev, tl_source *s)
+{
+    const tl_param_value *topics = tl_params_get(p, "topics");
+    if (ev)
+        s->ev = *ev;
+    s->batch_max = (size_t)tl_params_num(p, "batch", DEFAULT_BATCH);
+    s->poll_ms = (int)tl_params_num(p, "poll_timeout", DEFAULT_POLL_MS);
+    pthread_mutex_init(&s->lock, NULL);
+    s->batch = calloc(s->batch_max, sizeof(*s->batch));
+    s->topics = rd_kafka_topic_partition_list_new((int)topics->nlist);
+    if (!s->batch || !s->topics)
+        return TL_ENOMEM;
+    for (size_t i = 0; i < topics->nlist; i++)
+        rd_kafka_topic_partition_list_add(s->topics, topics->list[i], RD_KAFKA_PARTITION_UA);
+    return 0;
+}
+
+static int src_open(const tl_params *p, const tl_source_events *ev, tl_source **out,
+                    char *err, size_t errlen)
+{
+    int rc = check_params(p, err, errlen);
+    if (rc)
+        return rc;
+    tl_source *s = calloc(1, sizeof(*s));
+    if (!s)
+        return TL_ENOMEM;
+    rd_kafka_conf_t *conf = NULL;
+    rc = src_init(p, ev, s);
+    if (!rc)
+        rc = consumer_conf(p, s, &conf, err, errlen);
+    if (rc)
+        goto fail;
+    char why[512];
+    s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!s->rk) { /* conf is still ours when rd_kafka_new fails */
+        rd_kafka_conf_destroy(conf);
+        tl_kafka_errf(err, errlen, "kafka consumer: %s", why);
+        rc = TL_ECONFIG;
+        goto fail;
+    }
+    /* Rebalance and error callbacks then run inside rd_kafka_consumer_poll. */
+    rd_kafka_poll_set_consumer(s->rk);
+    *out = s;
+    return 0;
+fail:
+    src_free(s);
+    return rc;
+}
+
+static int src_start(tl_source *s)
+{
+    if (s->started || s->stopped)
+        return TL_EINVAL;
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(s->rk, s->topics);
+    if (err)
+        return tl_kafka_err(err);
+    atomic_store(&s->running, true);
+    if (pthread_create(&s->thread, NULL, poll_main, s) != 0) {
+        atomic_store(&s->running, false);
+        rd_kafka_unsubscribe(s->rk);
+        return TL_ESYS;
+    }
+    s->started = true;
+    return 0;
+}
+
+/* Polling goes on while paused: the group only sees a live member if we keep polling. */
+static void src_pause(tl_source *s, bool paused)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    pthread_mutex_lock(&s->lock);
+    s->paused = paused;
+    if (rd_kafka_assignment(s->rk, &a) == 0 && a->cnt > 0) {
+        if (paused)
+            rd_kafka_pause_partitions(s->rk, a);
+        else
+            rd_kafka_resume_partitions(s->rk, a);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (a)
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
+static int src_commit(tl_source *s, const char *topic, int32_t partition, int64_t next_offset)
+{
+    if (!topic || partition < 0 || next_offset < 0)
+        return TL_EINVAL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    if (!l)
+        return TL_ENOMEM;
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next_offset;
+    /* Refused (_STATE) for a partition not assigned here: librdkafka would not commit it. */
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(s->rk, l);
+    if (!err)
+        err = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    return tl_kafka_err(err);
+}
+
+static void src_release(tl_source *s, tl_msg *msg)
+{
+    if (!msg)
+        return;
+    kmsg *k = (kmsg *)msg;
+    rd_kafka_message_destroy(k->rkm);
+    free(k);
+    atomic_fetch_sub(&s->outstanding, 1);
+}
+
+static void src_stop(tl_source *s)
+{
+    if (s->stopped)
+        return;
+    s->stopped = true;
+    if (s->started) {
+        atomic_store(&s->running, false);
+        pthread_join(s->thread, NULL);
+    }
+    atomic_store(&s->closing, true);
+    rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        emit_error(s, tl_kafka_err(err), false, "kafka final commit: %s", rd_kafka_err2str(err));
+    /* Leaves the group now rather than after session.timeout.ms. */
+    err = rd_kafka_consumer_close(s->rk);
+    if (err)
+        emit_error(s, tl_kafka_err(err), false, "kafka close: %s", rd_kafka_err2str(err));
+}
+
+static void src_close(tl_source *s)
+{
+    if (!s)
+        return;
+    src_stop(s);
+    rd_kafka_destroy(s->rk);
+    src_free(s);
+}
+
+static const tl_param source_params[] = {
+    {"brokers", TL_PARAM_STRING, false, false,
+     "bootstrap servers host:port,...; required unless mock is set"},
+    {"group", TL_PARAM_STRING, true, false, "consumer group id"},
+    {"topics", TL_PARAM_LIST, true, false, "topics to subscribe to"},
+    {"kafka", TL_PARAM_MAP, false, true, "librdkafka properties, passed through unchanged"},
+    {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 1000)"},
+    {"poll_timeout", TL_PARAM_DURATION, false, false, "longest wait in one poll (default 100ms)"},
+    {"mock", TL_PARAM_INT, false, false,
+     "brokers of a private in-process mock cluster (test.mock.num.brokers); 0 = off"},
+    {NULL, TL_PARAM_STRING, false, false, NULL},
+};
+
+const tl_source_ops tl_kafka_source_ops = {
+    .type = "kafka",
+    .params = source_params,
+    .at_least_once = true,
+    .open = src_open,
+    .start = src_start,
+    .pause = src_pause,
+    .commit = src_commit,
+    .release = src_release,
+    .stop = src_stop,
+    .close = src_close,
+};
