@@ -1,0 +1,476 @@
+/*
+ * tl_as_completed_*: completion order, the end of the iteration, timeouts that end
+ * it without cancelling anything, and the callback form.
+ *
+ * Assertions run on the test's main thread only: cmocka's failure path is not
+ * thread safe, so helper threads only act and the main thread checks.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <taskloop/taskloop.h>
+
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A gate holds task functions until the test opens it, so "slow" is a decision,
+ * not a sleep. Held functions also leave when their task is cancelled. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
+    int entered;
+} gate;
+
+static void gate_init(gate *g)
+{
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->open = false;
+    g->entered = 0;
+}
+
+static void gate_destroy(gate *g)
+{
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+static void gate_open(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Returns true when the task was cancelled while it waited. */
+static bool gate_pass(gate *g, const tl_task *task)
+{
+    bool cancelled = false;
+    pthread_mutex_lock(&g->mu);
+    g->entered++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open && !(cancelled = tl_cancelled(task))) {
+        /* Cancellation is a flag, not a signal: poll it every millisecond. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return cancelled;
+}
+
+/* Runs the loop up to 5 s until n functions are held at the gate: the loop hands
+ * tasks to the workers, so nothing starts while it is not run. */
+static bool gate_wait_entered(tl_loop *loop, gate *g, int n)
+{
+    int64_t end = now_ms() + 5000;
+    pthread_mutex_lock(&g->mu);
+    while (g->entered < n && now_ms() < end) {
+        pthread_mutex_unlock(&g->mu);
+        tl_loop_run_once(loop, 1);
+        pthread_mutex_lock(&g->mu);
+    }
+    bool ok = g->entered >= n;
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
+/* What one task function does: optionally wait at a gate, then return value or err. */
+typedef struct job {
+    gate *g;
+    intptr_t value;
+    int err;
+    atomic_int runs;
+    atomic_bool saw_cancel;
+} job;
+
+static int job_fn(tl_task *task, void *arg)
+{
+    job *j = arg;
+    atomic_fetch_add(&j->runs, 1);
+    if (j->g && gate_pass(j->g, task))
+        atomic_store(&j->saw_cancel, true);
+    if (j->err) {
+        tl_task_set_error_text(task, "job failed on purpose");
+        return j->err;
+    }
+    tl_task_set_result(task, (void *)j->value);
+    return 0;
+}
+
+static tl_loop *new_loop(unsigned workers)
+{
+    tl_loop_opts opts = {.workers = workers};
+    tl_loop *loop = NULL;
+    assert_int_equal(tl_loop_new(&opts, &loop), 0);
+    assert_non_null(loop);
+    return loop;
+}
+
+static void make_futures(tl_loop *loop, tl_task **out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tl_future_create(loop);
+        assert_non_null(out[i]);
+    }
+}
+
+static void release_all(tl_task **tasks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tl_task_release(tasks[i]);
+}
+
+/* Finishes futures in a given order, one at a time: each waits until the test has
+ * taken the previous one from the iterator, so the completion order is exact. */
+typedef struct feeder {
+    pthread_t thread;
+    tl_task **tasks;
+    const int *order;
+    int n;
+    atomic_int taken;
+} feeder;
+
+static void *feed(void *arg)
+{
+    feeder *f = arg;
+    for (int i = 0; i < f->n; i++) {
+        int64_t end = now_ms() + 5000;
+        while (atomic_load(&f->taken) < i && now_ms() < end)
+            sleep_ms(1);
+        tl_task_complete(f->tasks[f->order[i]], (void *)(intptr_t)f->order[i], 0);
+    }
+    return NULL;
+}
+
+static void feeder_start(feeder *f, tl_task **tasks, const int *order, int n)
+{
+    f->tasks = tasks;
+    f->order = order;
+    f->n = n;
+    atomic_init(&f->taken, 0);
+    pthread_create(&f->thread, NULL, feed, f);
+}
+
+/* ------------------------------------------------------------ blocking iterator */
+
+static void as_completed_yields_tasks_in_completion_order(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[4];
+    make_futures(loop, f, 4);
+    static const int order[] = {2, 0, 3, 1};
+    feeder fd;
+    feeder_start(&fd, f, order, 4);
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, f, 4, 5000, &it), 0);
+    for (int i = 0; i < 4; i++) {
+        tl_task *t = NULL;
+        assert_int_equal(tl_as_completed_next(it, &t), 0);
+        assert_ptr_equal(t, f[order[i]]);
+        assert_true(tl_task_done(t));
+        atomic_fetch_add(&fd.taken, 1);
+    }
+    tl_task *t = NULL;
+    assert_int_equal(tl_as_completed_next(it, &t), TL_EOF);
+    pthread_join(fd.thread, NULL);
+    tl_as_completed_free(it);
+    release_all(f, 4);
+    tl_loop_free(loop);
+}
+
+static void as_completed_yields_a_fast_pool_task_before_a_slow_one(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(2);
+    gate g;
+    gate_init(&g);
+    job slow = {.g = &g, .value = 1}, fast = {.value = 2};
+    tl_task *t[2] = {tl_task_create(loop, job_fn, &slow), tl_task_create(loop, job_fn, &fast)};
+    assert_true(gate_wait_entered(loop, &g, 1));
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, t, 2, 5000, &it), 0);
+    tl_task *got = NULL;
+    assert_int_equal(tl_as_completed_next(it, &got), 0);
+    assert_ptr_equal(got, t[1]);
+    gate_open(&g);
+    assert_int_equal(tl_as_completed_next(it, &got), 0);
+    assert_ptr_equal(got, t[0]);
+    assert_int_equal((intptr_t)tl_task_result(got), 1);
+    assert_int_equal(tl_as_completed_next(it, &got), TL_EOF);
+    tl_as_completed_free(it);
+    release_all(t, 2);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+}
+
+static void as_completed_on_an_empty_set_ends_at_once(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, NULL, 0, 5000, &it), 0);
+    int64_t t0 = now_ms();
+    tl_task *t = NULL;
+    assert_int_equal(tl_as_completed_next(it, &t), TL_EOF);
+    assert_true(now_ms() - t0 < 50);
+    tl_as_completed_free(it);
+    tl_loop_free(loop);
+}
+
+static void as_completed_after_the_end_keeps_returning_eof(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f = tl_future_create(loop);
+    tl_task_complete(f, NULL, 0);
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, &f, 1, 5000, &it), 0);
+    tl_task *t = NULL;
+    assert_int_equal(tl_as_completed_next(it, &t), 0);
+    assert_int_equal(tl_as_completed_next(it, &t), TL_EOF);
+    assert_int_equal(tl_as_completed_next(it, &t), TL_EOF);
+    tl_as_completed_free(it);
+    tl_task_release(f);
+    tl_loop_free(loop);
+}
+
+static void as_completed_with_all_done_before_yields_each_once(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[3];
+    make_futures(loop, f, 3);
+    for (int i = 0; i < 3; i++)
+        tl_task_complete(f[i], NULL, 0);
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, f, 3, 0, &it), 0);
+    bool seen[3] = {false, false, false};
+    for (int i = 0; i < 3; i++) {
+        tl_task *t = NULL;
+        assert_int_equal(tl_as_completed_next(it, &t), 0);
+        int k = t == f[0] ? 0 : t == f[1] ? 1 : t == f[2] ? 2 : -1;
+        assert_true(k >= 0);
+        assert_false(seen[k]);
+        seen[k] = true;
+    }
+    tl_task *t = NULL;
+    assert_int_equal(tl_as_completed_next(it, &t), TL_EOF);
+    tl_as_completed_free(it);
+    release_all(f, 3);
+    tl_loop_free(loop);
+}
+
+static void as_completed_timeout_ends_the_iteration_and_cancels_nothing(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[2];
+    make_futures(loop, f, 2);
+    tl_task_complete(f[0], NULL, 0);
+    int64_t t0 = now_ms();
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, f, 2, 50, &it), 0);
+    tl_task *t = NULL;
+    assert_int_equal(tl_as_completed_next(it, &t), 0);
+    assert_ptr_equal(t, f[0]);
+    assert_int_equal(tl_as_completed_next(it, &t), TL_ETIMEDOUT);
+    int64_t elapsed = now_ms() - t0;
+    assert_true(elapsed >= 50);
+    assert_true(elapsed < 50 + 50);
+    assert_false(tl_cancelled(f[1]));
+    assert_int_equal(tl_task_state_of(f[1]), TL_TASK_PENDING);
+
+    /* Finishing the straggler now does not revive the iteration. */
+    tl_task_complete(f[1], NULL, 0);
+    assert_int_not_equal(tl_as_completed_next(it, &t), 0);
+    tl_as_completed_free(it);
+    release_all(f, 2);
+    tl_loop_free(loop);
+}
+
+static void as_completed_zero_timeout_ends_at_once_when_nothing_finished(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f = tl_future_create(loop);
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, &f, 1, 0, &it), 0);
+    int64_t t0 = now_ms();
+    tl_task *t = NULL;
+    assert_int_equal(tl_as_completed_next(it, &t), TL_ETIMEDOUT);
+    assert_true(now_ms() - t0 < 50);
+    assert_false(tl_cancelled(f));
+    tl_as_completed_free(it);
+    tl_task_complete(f, NULL, 0);
+    tl_task_release(f);
+    tl_loop_free(loop);
+}
+
+/* ------------------------------------------------------------ inside the loop */
+
+typedef struct nested {
+    tl_task *task;
+    int rc;
+    bool ran;
+} nested;
+
+static void next_from_timer(tl_timer *timer, void *arg)
+{
+    nested *n = arg;
+    tl_as_completed *it = NULL;
+    n->rc = tl_as_completed_new(timer->loop, &n->task, 1, 1000, &it);
+    if (n->rc == 0) {
+        tl_task *t = NULL;
+        n->rc = tl_as_completed_next(it, &t);
+        tl_as_completed_free(it);
+    }
+    n->ran = true;
+    tl_loop_stop(timer->loop);
+}
+
+static void as_completed_next_inside_the_running_loop_returns_ebusy(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    nested n = {.task = tl_future_create(loop), .rc = 1}; /* pending: next must run the loop */
+    tl_timer timer;
+    tl_timer_init(loop, &timer);
+    tl_timer_start(&timer, 0, next_from_timer, &n);
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_true(n.ran);
+    assert_int_equal(n.rc, TL_EBUSY);
+    tl_task_complete(n.task, NULL, 0);
+    tl_task_release(n.task);
+    tl_loop_free(loop);
+}
+
+/* ------------------------------------------------------------ callback form */
+
+typedef struct ac_seen {
+    tl_task *order[8];
+    int n;
+    int final_status;
+    int finals;
+    bool ended;
+} ac_seen;
+
+static void on_next(tl_loop *loop, tl_task *task, int status, void *arg)
+{
+    (void)loop;
+    ac_seen *s = arg;
+    if (task == NULL) {
+        s->final_status = status;
+        s->finals++;
+        s->ended = true;
+    } else if (s->n < 8) {
+        s->order[s->n++] = task;
+    }
+}
+
+static bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms)
+{
+    int64_t end = now_ms() + limit_ms;
+    while (!*flag && now_ms() < end)
+        tl_loop_run_once(loop, 10);
+    return *flag;
+}
+
+static void as_completed_async_reports_completion_order_then_eof(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[3];
+    make_futures(loop, f, 3);
+    static const int order[] = {1, 2, 0};
+    feeder fd;
+    feeder_start(&fd, f, order, 3);
+    ac_seen s = {0};
+    assert_int_equal(tl_as_completed_async(loop, f, 3, 5000, on_next, &s), 0);
+    int64_t end = now_ms() + 5000;
+    while (!s.ended && now_ms() < end) {
+        tl_loop_run_once(loop, 5);
+        atomic_store(&fd.taken, s.n);
+    }
+    pthread_join(fd.thread, NULL);
+    assert_true(s.ended);
+    assert_int_equal(s.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_ptr_equal(s.order[i], f[order[i]]);
+    assert_int_equal(s.final_status, TL_EOF);
+    assert_int_equal(s.finals, 1);
+    release_all(f, 3);
+    tl_loop_free(loop);
+}
+
+static void as_completed_async_timeout_reports_etimedout_and_cancels_nothing(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[2];
+    make_futures(loop, f, 2);
+    tl_task_complete(f[1], NULL, 0);
+    ac_seen s = {0};
+    int64_t t0 = now_ms();
+    assert_int_equal(tl_as_completed_async(loop, f, 2, 40, on_next, &s), 0);
+    assert_true(run_until(loop, &s.ended, 5000));
+    int64_t elapsed = now_ms() - t0;
+    assert_true(elapsed >= 40 && elapsed < 40 + 50);
+    assert_int_equal(s.n, 1);
+    assert_ptr_equal(s.order[0], f[1]);
+    assert_int_equal(s.final_status, TL_ETIMEDOUT);
+    assert_false(tl_cancelled(f[0]));
+    tl_task_complete(f[0], NULL, 0);
+    for (int i = 0; i < 5; i++)
+        tl_loop_run_once(loop, 5);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.finals, 1);
+    release_all(f, 2);
+    tl_loop_free(loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(as_completed_yields_tasks_in_completion_order),
+        cmocka_unit_test(as_completed_yields_a_fast_pool_task_before_a_slow_one),
+        cmocka_unit_test(as_completed_on_an_empty_set_ends_at_once),
+        cmocka_unit_test(as_completed_after_the_end_keeps_returning_eof),
+        cmocka_unit_test(as_completed_with_all_done_before_yields_each_once),
+        cmocka_unit_test(as_completed_timeout_ends_the_iteration_and_cancels_nothing),
+        cmocka_unit_test(as_completed_zero_timeout_ends_at_once_when_nothing_finished),
+        cmocka_unit_test(as_completed_next_inside_the_running_loop_returns_ebusy),
+        cmocka_unit_test(as_completed_async_reports_completion_order_then_eof),
+        cmocka_unit_test(as_completed_async_timeout_reports_etimedout_and_cancels_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,632 @@
+/*
+ * The loop: run and stop, call_threadsafe, timers, all_tasks, and several loops on
+ * several threads at once.
+ *
+ * Assertions run on the test's main thread only: cmocka's failure path is not
+ * thread safe, so helper threads record what they saw and the main thread checks.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <taskloop/taskloop.h>
+
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A gate holds task functions until the test opens it, so "slow" is a decision,
+ * not a sleep. Held functions also leave when their task is cancelled. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
+    int entered;
+} gate;
+
+static void gate_init(gate *g)
+{
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->open = false;
+    g->entered = 0;
+}
+
+static void gate_destroy(gate *g)
+{
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+static void gate_open(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Returns true when the task was cancelled while it waited. */
+static bool gate_pass(gate *g, const tl_task *task)
+{
+    bool cancelled = false;
+    pthread_mutex_lock(&g->mu);
+    g->entered++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open && !(cancelled = tl_cancelled(task))) {
+        /* Cancellation is a flag, not a signal: poll it every millisecond. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return cancelled;
+}
+
+/* Runs the loop up to 5 s until n functions are held at the gate: the loop hands
+ * tasks to the workers, so nothing starts while it is not run. */
+static bool gate_wait_entered(tl_loop *loop, gate *g, int n)
+{
+    int64_t end = now_ms() + 5000;
+    pthread_mutex_lock(&g->mu);
+    while (g->entered < n && now_ms() < end) {
+        pthread_mutex_unlock(&g->mu);
+        tl_loop_run_once(loop, 1);
+        pthread_mutex_lock(&g->mu);
+    }
+    bool ok = g->entered >= n;
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
+/* What one task function does: optionally wait at a gate, then return value or err. */
+typedef struct job {
+    gate *g;
+    intptr_t value;
+    int err;
+    atomic_int runs;
+    atomic_bool saw_cancel;
+} job;
+
+static int job_fn(tl_task *task, void *arg)
+{
+    job *j = arg;
+    atomic_fetch_add(&j->runs, 1);
+    if (j->g && gate_pass(j->g, task))
+        atomic_store(&j->saw_cancel, true);
+    if (j->err) {
+        tl_task_set_error_text(task, "job failed on purpose");
+        return j->err;
+    }
+    tl_task_set_result(task, (void *)j->value);
+    return 0;
+}
+
+static tl_loop *new_loop(unsigned workers)
+{
+    tl_loop_opts opts = {.workers = workers};
+    tl_loop *loop = NULL;
+    assert_int_equal(tl_loop_new(&opts, &loop), 0);
+    assert_non_null(loop);
+    return loop;
+}
+
+static bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms)
+{
+    int64_t end = now_ms() + limit_ms;
+    while (!*flag && now_ms() < end)
+        tl_loop_run_once(loop, 10);
+    return *flag;
+}
+
+/* ------------------------------------------------------------ the loop itself */
+
+static void loop_workers_reports_the_pool_size(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(3);
+    assert_int_equal(tl_loop_workers(loop), 3);
+    tl_loop_free(loop);
+    loop = new_loop(0);
+    assert_int_equal(tl_loop_workers(loop), 0);
+    tl_loop_free(loop);
+}
+
+static void *stop_later(void *arg)
+{
+    sleep_ms(20);
+    tl_loop_stop(arg);
+    return NULL;
+}
+
+static void loop_run_returns_after_stop_from_another_thread(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    pthread_t th;
+    pthread_create(&th, NULL, stop_later, loop);
+    int64_t t0 = now_ms();
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_true(now_ms() - t0 >= 15);
+    pthread_join(th, NULL);
+    tl_loop_free(loop);
+}
+
+typedef struct nested {
+    int rc;
+    bool ran;
+    pthread_t thread;
+} nested;
+
+static void run_from_callback(tl_loop *loop, void *arg)
+{
+    nested *n = arg;
+    n->rc = tl_loop_run(loop);
+    n->ran = true;
+    n->thread = pthread_self();
+    tl_loop_stop(loop);
+}
+
+static void loop_run_inside_the_running_loop_returns_ebusy(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    nested n = {.rc = 1};
+    assert_int_equal(tl_loop_call_threadsafe(loop, run_from_callback, &n), 0);
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_true(n.ran);
+    assert_int_equal(n.rc, TL_EBUSY);
+    tl_loop_free(loop);
+}
+
+static void loop_call_threadsafe_runs_the_callback_on_the_loop_thread(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    nested n = {.rc = 1};
+    assert_int_equal(tl_loop_call_threadsafe(loop, run_from_callback, &n), 0);
+    assert_false(n.ran); /* soon, not now */
+    assert_true(run_until(loop, &n.ran, 5000));
+    assert_true(pthread_equal(n.thread, pthread_self()));
+    tl_loop_free(loop);
+}
+
+enum { CALLERS = 8, CALLS_EACH = 1000 };
+
+typedef struct call_count {
+    int calls; /* touched on the loop thread only */
+    bool all;
+} call_count;
+
+static void count_call(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    call_count *c = arg;
+    if (++c->calls == CALLERS * CALLS_EACH)
+        c->all = true;
+}
+
+typedef struct caller {
+    pthread_t thread;
+    tl_loop *loop;
+    call_count *count;
+    int failures;
+} caller;
+
+static void *call_many(void *arg)
+{
+    caller *c = arg;
+    for (int i = 0; i < CALLS_EACH; i++)
+        if (tl_loop_call_threadsafe(c->loop, count_call, c->count) != 0)
+            c->failures++;
+    return NULL;
+}
+
+static void loop_call_threadsafe_from_eight_threads_runs_each_call_once(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    call_count count = {0};
+    caller c[CALLERS];
+    for (int i = 0; i < CALLERS; i++) {
+        c[i] = (caller){.loop = loop, .count = &count};
+        pthread_create(&c[i].thread, NULL, call_many, &c[i]);
+    }
+    assert_true(run_until(loop, &count.all, 10000));
+    for (int i = 0; i < CALLERS; i++) {
+        pthread_join(c[i].thread, NULL);
+        assert_int_equal(c[i].failures, 0);
+    }
+    tl_loop_run_once(loop, 0);
+    assert_int_equal(count.calls, CALLERS * CALLS_EACH);
+    tl_loop_free(loop);
+}
+
+static void loop_now_advances_as_the_loop_iterates(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    tl_loop_run_once(loop, 0);
+    int64_t before = tl_loop_now(loop);
+    sleep_ms(20);
+    tl_loop_run_once(loop, 0);
+    int64_t after = tl_loop_now(loop);
+    assert_true(after - before >= 20);
+    assert_true(after - before < 20 + 50);
+    tl_loop_free(loop);
+}
+
+/* ------------------------------------------------------------ timers */
+
+typedef struct fired {
+    int order[8];
+    int n;
+    int64_t at[8];
+    int stop_after;
+} fired;
+
+typedef struct tick {
+    fired *log;
+    int id;
+} tick;
+
+static void on_tick(tl_timer *timer, void *arg)
+{
+    tick *t = arg;
+    fired *f = t->log;
+    f->at[f->n] = now_ms();
+    f->order[f->n++] = t->id;
+    if (f->n == f->stop_after)
+        tl_loop_stop(timer->loop);
+}
+
+static void timers_fire_in_order_of_their_due_time(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    fired log = {.stop_after = 3};
+    static const int delays[] = {30, 10, 20};
+    tl_timer timers[3];
+    tick ticks[3];
+    for (int i = 0; i < 3; i++) {
+        ticks[i] = (tick){&log, i};
+        tl_timer_init(loop, &timers[i]);
+        assert_int_equal(tl_timer_start(&timers[i], delays[i], on_tick, &ticks[i]), 0);
+    }
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_int_equal(log.n, 3);
+    assert_int_equal(log.order[0], 1);
+    assert_int_equal(log.order[1], 2);
+    assert_int_equal(log.order[2], 0);
+    tl_loop_free(loop);
+}
+
+static void timers_due_together_fire_in_start_order(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    fired log = {.stop_after = 4};
+    tl_timer timers[4];
+    tick ticks[4];
+    for (int i = 0; i < 4; i++) {
+        ticks[i] = (tick){&log, i};
+        tl_timer_init(loop, &timers[i]);
+        tl_timer_start(&timers[i], 5, on_tick, &ticks[i]);
+    }
+    assert_int_equal(tl_loop_run(loop), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(log.order[i], i);
+    tl_loop_free(loop);
+}
+
+static void timer_fires_no_earlier_than_its_delay(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    fired log = {.stop_after = 1};
+    tick t = {&log, 0};
+    tl_timer timer;
+    tl_timer_init(loop, &timer);
+    int64_t t0 = now_ms();
+    tl_timer_start(&timer, 40, on_tick, &t);
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_true(log.at[0] - t0 >= 40);
+    assert_true(log.at[0] - t0 < 40 + 50);
+    tl_loop_free(loop);
+}
+
+static void timer_stopped_before_due_never_fires(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    fired log = {.stop_after = 1};
+    tick a = {&log, 1}, b = {&log, 2};
+    tl_timer ta, tb;
+    tl_timer_init(loop, &ta);
+    tl_timer_init(loop, &tb);
+    tl_timer_start(&ta, 5, on_tick, &a);
+    tl_timer_start(&tb, 30, on_tick, &b);
+    tl_timer_stop(&ta);
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_int_equal(log.n, 1);
+    assert_int_equal(log.order[0], 2);
+    tl_loop_free(loop);
+}
+
+static void timer_stop_when_not_armed_is_harmless(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    tl_timer t;
+    tl_timer_init(loop, &t);
+    tl_timer_stop(&t);
+    tl_timer_stop(&t);
+    assert_int_equal(t.heap_index, SIZE_MAX);
+    tl_loop_free(loop);
+}
+
+static void timer_restarted_fires_once_at_the_new_time(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    fired log = {.stop_after = 2};
+    tick a = {&log, 1}, b = {&log, 2};
+    tl_timer ta, tb;
+    tl_timer_init(loop, &ta);
+    tl_timer_init(loop, &tb);
+    tl_timer_start(&ta, 5, on_tick, &a);
+    tl_timer_start(&tb, 20, on_tick, &b);
+    tl_timer_start(&ta, 40, on_tick, &a); /* re-armed: later than b now */
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.order[0], 2);
+    assert_int_equal(log.order[1], 1);
+    tl_loop_free(loop);
+}
+
+static void on_tick_rearm(tl_timer *timer, void *arg)
+{
+    on_tick(timer, arg);
+    if (((tick *)arg)->log->n < 3)
+        tl_timer_start(timer, 1, on_tick_rearm, arg);
+}
+
+static void timer_callback_may_rearm_its_own_timer(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    fired log = {.stop_after = 3};
+    tick t = {&log, 7};
+    tl_timer timer;
+    tl_timer_init(loop, &timer);
+    tl_timer_start(&timer, 1, on_tick_rearm, &t);
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_int_equal(log.n, 3);
+    assert_int_equal(timer.heap_index, SIZE_MAX);
+    tl_loop_free(loop);
+}
+
+/* ------------------------------------------------------------ all_tasks */
+
+static int held_fn(tl_task *task, void *arg)
+{
+    gate_pass(arg, task);
+    return 0;
+}
+
+static void loop_tasks_lists_unfinished_tasks_oldest_first_with_state_and_age(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    gate g;
+    gate_init(&g);
+    tl_task *running = tl_task_create(loop, held_fn, &g);
+    assert_true(gate_wait_entered(loop, &g, 1));
+    tl_task *queued = tl_task_create(loop, held_fn, &g);
+    tl_task *future = tl_future_create(loop);
+    tl_task_set_name(future, "reply-7");
+    sleep_ms(30);
+    tl_loop_run_once(loop, 0);
+
+    tl_task_info info[8];
+    assert_int_equal(tl_loop_tasks(loop, info, 8), 3);
+    assert_ptr_equal(info[0].task, running);
+    assert_int_equal(info[0].id, tl_task_id(running));
+    assert_int_equal(info[0].state, TL_TASK_RUNNING);
+    assert_ptr_equal(info[1].task, queued);
+    assert_int_equal(info[1].state, TL_TASK_PENDING);
+    assert_ptr_equal(info[2].task, future);
+    assert_int_equal(info[2].state, TL_TASK_PENDING);
+    assert_string_equal(info[2].name, "reply-7");
+    for (int i = 0; i < 3; i++) {
+        assert_true(info[i].age_ms >= 30);
+        assert_true(info[i].age_ms < 30 + 500);
+    }
+
+    gate_open(&g);
+    tl_task_complete(future, NULL, 0);
+    tl_task *all[] = {running, queued, future};
+    tl_wait_result res;
+    assert_int_equal(tl_wait(loop, all, 3, 5000, TL_ALL_COMPLETED, &res), 0);
+    tl_wait_result_free(&res);
+    for (int i = 0; i < 3; i++)
+        tl_task_release(all[i]);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+}
+
+static void loop_tasks_is_empty_after_tasks_finish(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(2);
+    job j = {.value = 1};
+    tl_task *t[4] = {tl_future_create(loop), tl_future_create(loop)};
+    t[2] = tl_task_create(loop, job_fn, &j);
+    t[3] = tl_task_create(loop, job_fn, &j);
+    tl_task_info info[4];
+    assert_true(tl_loop_tasks(loop, info, 4) >= 2);
+    tl_task_complete(t[0], NULL, 0);
+    tl_task_complete(t[1], NULL, TL_EFAIL);
+    tl_wait_result res;
+    assert_int_equal(tl_wait(loop, t, 4, 5000, TL_ALL_COMPLETED, &res), 0);
+    tl_wait_result_free(&res);
+    /* Still held by us, but finished: all_tasks lists unfinished ones only. */
+    assert_int_equal(tl_loop_tasks(loop, info, 4), 0);
+    for (int i = 0; i < 4; i++)
+        tl_task_release(t[i]);
+    tl_loop_free(loop);
+}
+
+static void loop_tasks_counts_all_even_beyond_cap(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[5];
+    for (int i = 0; i < 5; i++)
+        f[i] = tl_future_create(loop);
+    tl_task_info info[2];
+    assert_int_equal(tl_loop_tasks(loop, info, 2), 5);
+    assert_ptr_equal(info[0].task, f[0]);
+    assert_ptr_equal(info[1].task, f[1]);
+    assert_int_equal(tl_loop_tasks(loop, NULL, 0), 5);
+    for (int i = 0; i < 5; i++) {
+        tl_task_cancel(f[i]);
+        tl_task_release(f[i]);
+    }
+    tl_loop_free(loop);
+}
+
+static void loop_tasks_drops_a_cancelled_task(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[2] = {tl_future_create(loop), tl_future_create(loop)};
+    tl_task_cancel(f[0]);
+    tl_task_info info[2];
+    assert_int_equal(tl_loop_tasks(loop, info, 2), 1);
+    assert_ptr_equal(info[0].task, f[1]);
+    tl_task_cancel(f[1]);
+    tl_task_release(f[0]);
+    tl_task_release(f[1]);
+    tl_loop_free(loop);
+}
+
+/* ------------------------------------------------------------ several loops */
+
+enum { LOOPS = 4, TASKS_PER_LOOP = 2000 };
+
+typedef struct shard {
+    pthread_t thread;
+    int index;
+    int rc;
+    long sum;
+    int timer_fired;
+} shard;
+
+static int shard_fn(tl_task *task, void *arg)
+{
+    tl_task_set_result(task, arg);
+    return 0;
+}
+
+static void shard_tick(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    ((shard *)arg)->timer_fired++;
+}
+
+/* One service shard: its own loop, tasks, timer and gather, on its own thread. */
+static void *run_shard(void *arg)
+{
+    shard *s = arg;
+    tl_loop_opts opts = {.workers = 2};
+    tl_loop *loop = NULL;
+    s->rc = tl_loop_new(&opts, &loop);
+    if (s->rc != 0)
+        return NULL;
+    tl_timer timer;
+    tl_timer_init(loop, &timer);
+    tl_timer_start(&timer, 1, shard_tick, s);
+    tl_task **t = malloc(TASKS_PER_LOOP * sizeof(*t));
+    tl_result *r = malloc(TASKS_PER_LOOP * sizeof(*r));
+    for (intptr_t i = 0; i < TASKS_PER_LOOP; i++)
+        t[i] = tl_task_create(loop, shard_fn, (void *)(i * LOOPS + s->index));
+    s->rc = tl_gather(loop, t, TASKS_PER_LOOP, false, r);
+    for (int i = 0; i < TASKS_PER_LOOP; i++) {
+        s->sum += (long)(intptr_t)r[i].value;
+        tl_task_release(t[i]);
+    }
+    for (int i = 0; i < 100 && s->timer_fired == 0; i++)
+        tl_loop_run_once(loop, 5);
+    free(r);
+    free(t);
+    tl_loop_free(loop);
+    return NULL;
+}
+
+static void several_loops_on_several_threads_run_independently(void **state)
+{
+    (void)state;
+    shard s[LOOPS];
+    for (int i = 0; i < LOOPS; i++) {
+        s[i] = (shard){.index = i};
+        pthread_create(&s[i].thread, NULL, run_shard, &s[i]);
+    }
+    for (int i = 0; i < LOOPS; i++) {
+        pthread_join(s[i].thread, NULL);
+        long n = TASKS_PER_LOOP;
+        long expect = LOOPS * n * (n - 1) / 2 + n * i;
+        assert_int_equal(s[i].rc, 0);
+        assert_int_equal(s[i].sum, expect);
+        assert_int_equal(s[i].timer_fired, 1);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(loop_workers_reports_the_pool_size),
+        cmocka_unit_test(loop_run_returns_after_stop_from_another_thread),
+        cmocka_unit_test(loop_run_inside_the_running_loop_returns_ebusy),
+        cmocka_unit_test(loop_call_threadsafe_runs_the_callback_on_the_loop_thread),
+        cmocka_unit_test(loop_call_threadsafe_from_eight_threads_runs_each_call_once),
+        cmocka_unit_test(loop_now_advances_as_the_loop_iterates),
+        cmocka_unit_test(timers_fire_in_order_of_their_due_time),
+        cmocka_unit_test(timers_due_together_fire_in_start_order),
+        cmocka_unit_test(timer_fires_no_earlier_than_its_delay),
+        cmocka_unit_test(timer_stopped_before_due_never_fires),
+        cmocka_unit_test(timer_stop_when_not_armed_is_harmless),
+        cmocka_unit_test(timer_restarted_fires_once_at_the_new_time),
+        cmocka_unit_test(timer_callback_may_rearm_its_own_timer),
+        cmocka_unit_test(loop_tasks_lists_unfinished_tasks_oldest_first_with_state_and_age),
+        cmocka_unit_test(loop_tasks_is_empty_after_tasks_finish),
+        cmocka_unit_test(loop_tasks_counts_all_even_beyond_cap),
+        cmocka_unit_test(loop_tasks_drops_a_cancelled_task),
+        cmocka_unit_test(several_loops_on_several_threads_run_independently),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
