@@ -73,8 +73,8 @@ typedef struct fake_rt {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     tl_source *src;
-    bool hold;            /* keep messages instead of releasing them */
-    size_t n;             /* messages delivered */
+    bool hold; /* keep messages instead of releasing them */
+    size_t n;  /* messages delivered */
     tl_msg *kept[MAXKEEP];
     char *payloads[MAXKEEP];
     int64_t last_offset;
@@ -669,8 +669,8 @@ static void bind_to_a_taken_address_fails_at_open(void **state)
     fake_rt *f = rt_new();
     source_open_start(f, set_str(conf_new(), "endpoint", "tcp://127.0.0.1:*"));
     char err[256] = "";
-    int rc = try_open(set_str(conf_new(), "endpoint", tl_zmq_source_endpoint(f->src)), err,
-                      sizeof(err));
+    int rc =
+        try_open(set_str(conf_new(), "endpoint", tl_zmq_source_endpoint(f->src)), err, sizeof(err));
     assert_int_equal(rc, TL_EIO);
     assert_non_null(strstr(err, tl_zmq_source_endpoint(f->src)));
     tl_zmq_source_ops.close(f->src);

@@ -261,6 +261,21 @@ static void assign_replays_from_committed_offset(void **state)
     close_source(&f);
 }
 
+static void partition_created_while_running_waits_for_assign(void **state)
+{
+    (void)state;
+    fake_rt f = {0};
+    open_source(&f, "t", 1);
+    assert_int_equal(tl_memory_push("t", 1, NULL, "late", 4), 0);
+    settle();
+    assert_int_equal(f.n, 0);
+    assert_int_equal(tl_memory_assign("t", 1), 0);
+    assert_int_equal(wait_msgs(&f, 1), 1);
+    assert_int_equal(f.msgs[0]->partition, 1);
+    assert_int_equal(f.assigned[1], 1);
+    close_source(&f);
+}
+
 static void one_source_per_topic(void **state)
 {
     (void)state;
@@ -482,6 +497,7 @@ int main(void)
         cmocka_unit_test_teardown(pause_stops_delivery_and_resume_restarts, teardown),
         cmocka_unit_test_teardown(revoke_runs_on_source_thread_and_stops_the_partition, teardown),
         cmocka_unit_test_teardown(assign_replays_from_committed_offset, teardown),
+        cmocka_unit_test_teardown(partition_created_while_running_waits_for_assign, teardown),
         cmocka_unit_test_teardown(one_source_per_topic, teardown),
         cmocka_unit_test_teardown(open_requires_a_name, teardown),
         cmocka_unit_test_teardown(release_after_close_is_safe_and_counted, teardown),

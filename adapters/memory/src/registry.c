@@ -158,8 +158,7 @@ void tl_memory_record_free(tl_memory_record *rec)
     free(rec);
 }
 
-const void *tl_memory_record_header(const tl_memory_record *rec, const char *hname,
-                                    size_t *len)
+const void *tl_memory_record_header(const tl_memory_record *rec, const char *hname, size_t *len)
 {
     for (size_t i = 0; rec && hname && i < rec->nheaders; i++) {
         if (strcmp(rec->headers[i].name, hname) == 0) {

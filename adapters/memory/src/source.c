@@ -113,8 +113,11 @@ static size_t take_batch_locked(tl_source *src)
             if (!deliverable_locked(&src->topic->parts[i]))
                 continue;
             mem_msg *m = wrap_locked(src, i);
-            if (!m)
-                return n;
+            if (!m) {
+                /* Out of memory: deliver what we have; the rest stays for later. */
+                progress = false;
+                break;
+            }
             src->batchv[n++] = &m->msg;
             progress = true;
         }
@@ -177,10 +180,13 @@ static void announce_all_assigned(tl_source *src)
         free(parts);
         return;
     }
+    /* Only what start() assigned: a push may have added partitions since. */
+    size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        parts[i] = (tl_partition){src->topic->name, (int32_t)i};
+        if (src->topic->parts[i].assigned)
+            parts[k++] = (tl_partition){src->topic->name, (int32_t)i};
     pthread_mutex_unlock(&tl_mem_lock);
-    src->ev.assigned(src->ev.rt, src, parts, n);
+    src->ev.assigned(src->ev.rt, src, parts, k);
     pthread_mutex_lock(&tl_mem_lock);
     free(parts);
 }

@@ -43,13 +43,18 @@ void tl_zmq_ctx_release(void)
 int tl_zmq_err(int zerr)
 {
     switch (zerr) {
-    case EAGAIN: return TL_EAGAIN;
-    case ETERM: return TL_ECLOSED;
-    case ENOMEM: return TL_ENOMEM;
+    case EAGAIN:
+        return TL_EAGAIN;
+    case ETERM:
+        return TL_ECLOSED;
+    case ENOMEM:
+        return TL_ENOMEM;
     case EINVAL:
     case EPROTONOSUPPORT:
-    case ENOCOMPATPROTO: return TL_ECONFIG;
-    default: return TL_EIO;
+    case ENOCOMPATPROTO:
+        return TL_ECONFIG;
+    default:
+        return TL_EIO;
     }
 }
 

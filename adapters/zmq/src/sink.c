@@ -50,7 +50,8 @@ static const tl_param sink_params[] = {
     {"hwm", TL_PARAM_INT, false, false, "send high-water mark in messages (default 1000)"},
     {"send_timeout", TL_PARAM_DURATION, false, false,
      "longest wait for a peer before the send fails (default 1s)"},
-    {"linger", TL_PARAM_DURATION, false, false, "how long close lets queued frames out (default 1s)"},
+    {"linger", TL_PARAM_DURATION, false, false,
+     "how long close lets queued frames out (default 1s)"},
     {"queue", TL_PARAM_INT, false, false, "sends waiting for the sink thread (default 10000)"},
     {NULL, 0, false, false, NULL},
 };
@@ -182,8 +183,8 @@ static int attach(tl_sink *sink, const char *address, bool pub, char *err, size_
     return sink->endpoint ? 0 : TL_ENOMEM;
 }
 
-static int sink_open(const char *address, const tl_params *conf, bool pub, tl_sink **out,
-                     char *err, size_t errlen)
+static int sink_open(const char *address, const tl_params *conf, bool pub, tl_sink **out, char *err,
+                     size_t errlen)
 {
     if (!address || !*address)
         return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq sink", "an endpoint is required");

@@ -12,7 +12,8 @@
  *   partitions  INT     the topic has at least this many partitions (default 1)
  *   batch       INT     most messages per delivery (default 64)
  * Each partition is a log: tl_memory_push() appends at offsets 0, 1, 2, ... At start
- * every partition is assigned and read from its committed offset (0 when none).
+ * every partition is assigned and read from its committed offset (0 when none);
+ * partitions a push creates later wait for tl_memory_assign().
  * commit() records the next offset per partition (tl_memory_committed). A partition
  * revoked and assigned again is read anew from its committed offset, so uncommitted
  * messages come back, as Kafka does (at_least_once is true). One source may have a
@@ -62,8 +63,8 @@ size_t tl_memory_reset(void);
  * partition of topic name, creating the topic or partitions as needed. Returns the
  * message's offset (>= 0) or a negative TL_E* code.
  */
-int64_t tl_memory_push(const char *name, int32_t partition, const char *key,
-                       const void *payload, size_t len);
+int64_t tl_memory_push(const char *name, int32_t partition, const char *key, const void *payload,
+                       size_t len);
 
 /* As tl_memory_push with any key bytes and headers (all copied). */
 int64_t tl_memory_push_msg(const char *name, int32_t partition, const tl_out_msg *msg);
@@ -132,8 +133,7 @@ int tl_memory_sink_get(const char *name, size_t i, tl_memory_record **out);
 void tl_memory_record_free(tl_memory_record *rec);
 
 /* Returns the value of the record's first header called hname, or NULL; *len its length. */
-const void *tl_memory_record_header(const tl_memory_record *rec, const char *hname,
-                                    size_t *len);
+const void *tl_memory_record_header(const tl_memory_record *rec, const char *hname, size_t *len);
 
 /* Empties store name (held messages stay held). */
 void tl_memory_sink_clear(const char *name);

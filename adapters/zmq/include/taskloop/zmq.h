@@ -35,7 +35,10 @@
  * "tcp://127.0.0.1:*" shows its port), partition -1, offset a per-source sequence
  * number from 0 (not a position in any log), timestamp_ms the local receive time.
  * Payload, key and header values point into the received ZeroMQ frames (zero copy)
- * until ops->release.
+ * until ops->release. pause(true) takes effect after the batch being received, if any;
+ * meanwhile messages wait in ZeroMQ's queues up to `hwm`, then PUSH senders block (or
+ * time out) and PUB publishers drop, as ZeroMQ defines. stop() returns within ~50 ms once a
+ * delivery in progress returned.
  *
  * Sinks: target "zmq:ENDPOINT" is a PUSH socket that connects; "zmqpub:ENDPOINT" is a
  * PUB socket that binds. Sink section (or the source section of the route):
@@ -49,7 +52,9 @@
  * missing peer is an error, not a silent queue), TL_EAGAIN when the send timeout
  * passed, TL_EIO for other socket errors, TL_ECLOSED for sends still queued at close.
  * An ack of 0 means "handed to ZeroMQ", not "received": ZeroMQ has no receipts, and a
- * PUB socket drops messages no subscriber is ready for.
+ * PUB socket drops messages no subscriber is ready for. close() waits for the send in
+ * progress (at most send_timeout) and, for the last socket of the process, up to
+ * `linger` for frames ZeroMQ still holds.
  *
  * Thread rules: as adapter.h. Sources deliver from a thread of their own and their
  * socket is used only there between start and stop; sinks send from a thread of their
