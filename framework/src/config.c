@@ -108,13 +108,30 @@ static char *mem_strdup(tl_config_loader *ld, const char *s)
 
 /* ---------------------------------------------------------------- reporting */
 
+/* Copies s into dst with control characters escaped: one message, one line. */
+static void escape_controls(char *dst, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n')
+            n += (size_t)snprintf(dst + n, cap - n, "\\n");
+        else if (c < 0x20 || c == 0x7f)
+            n += (size_t)snprintf(dst + n, cap - n, "\\x%02x", c);
+        else
+            dst[n++] = (char)c;
+    }
+    dst[n] = '\0';
+}
+
 void tl_config_report(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
 {
-    char what[WHY_LEN];
+    char raw[WHY_LEN], what[WHY_LEN];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    escape_controls(what, sizeof(what), raw);
     ld->nerrors++;
     if (!ld->diag)
         return;
@@ -132,6 +149,113 @@ void tl_config_report(tl_config_loader *ld, tl_config_pos p, const char *path, c
              sep[0] ? path : "", sep, what);
     if (diag_add(ld->diag, msg))
         ld->oom = true;
+}
+
+/* ---------------------------------------------------------------- positions */
+
+/* A place with its byte offset in the text, which line and column alone do not give. */
+typedef struct mark {
+    tl_config_pos p;
+    size_t off;
+} mark;
+
+/*
+ * Where a collection opens, given where its first element starts: the '[' or '{' of a
+ * flow collection, the '-' of a block sequence. A block mapping opens at its first key.
+ */
+static mark opening(tl_config_loader *ld, struct fy_node *n, mark first)
+{
+    size_t k = first.off;
+    while (k > 0 && k <= ld->text_len && isspace((unsigned char)ld->text[k - 1]))
+        k--;
+    char c = k > 0 && k <= ld->text_len ? ld->text[k - 1] : '\0';
+    bool seq = fy_node_get_type(n) == FYNT_SEQUENCE;
+    if (!(c == '{' && !seq) && !((c == '[' || c == '-') && seq))
+        return first;
+    mark m = {first.p, k - 1};
+    size_t line_start = m.off;
+    while (line_start > 0 && ld->text[line_start - 1] != '\n')
+        line_start--;
+    for (size_t i = m.off; i < first.off; i++)
+        m.p.line -= ld->text[i] == '\n';
+    m.p.col = m.p.line == first.p.line ? first.p.col - (int)(first.off - m.off)
+                                       : (int)(m.off - line_start) + 1;
+    return m;
+}
+
+/* Where a node starts; {0, 0} for an empty collection, which has no mark of its own. */
+static mark node_mark(tl_config_loader *ld, struct fy_node *n)
+{
+    mark none = {{0, 0}, 0};
+    if (!n)
+        return none;
+    if (fy_node_get_type(n) == FYNT_SCALAR) {
+        const struct fy_mark *m = fy_token_start_mark(fy_node_get_scalar_token(n));
+        if (!m)
+            return none;
+        /* libfyaml marks a quoted scalar after its opening quote; people count the quote. */
+        enum fy_node_style st = fy_node_get_style(n);
+        int q = (st == FYNS_SINGLE_QUOTED || st == FYNS_DOUBLE_QUOTED) && m->column > 0;
+        return (mark){{m->line + 1, m->column + 1 - q}, m->input_pos - (size_t)q};
+    }
+    void *it = NULL;
+    struct fy_node *first;
+    if (fy_node_get_type(n) == FYNT_SEQUENCE) {
+        first = fy_node_sequence_iterate(n, &it);
+    } else {
+        struct fy_node_pair *pair = fy_node_mapping_iterate(n, &it);
+        first = pair ? fy_node_pair_key(pair) : NULL;
+    }
+    mark m = node_mark(ld, first);
+    return m.p.line ? opening(ld, n, m) : none;
+}
+
+tl_config_pos tl_config_node_pos(tl_config_loader *ld, struct fy_node *n)
+{
+    return node_mark(ld, n).p;
+}
+
+/* ---------------------------------------------------------------- plugins */
+
+typedef int (*plugin_register_fn)(tl_registry *reg);
+
+/* The path to dlopen: relative paths with a '/' start at the config file's directory. */
+static char *plugin_path(tl_config_loader *ld, const char *path)
+{
+    if (!ld->base_dir || path[0] == '/' || !strchr(path, '/'))
+        return mem_strdup(ld, path);
+    size_t n = strlen(ld->base_dir) + strlen(path) + 2;
+    char *full = tl_config_alloc(ld, n);
+    if (full)
+        snprintf(full, n, "%s/%s", ld->base_dir, path);
+    return full;
+}
+
+void tl_config_open_plugin(tl_config_loader *ld, tl_config_pos p, const char *path,
+                           tl_config_plugin *pl)
+{
+    char *file = plugin_path(ld, pl->path);
+    if (!file)
+        return;
+    pl->handle = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    if (!pl->handle) {
+        const char *err = dlerror();
+        tl_config_report(ld, p, path, "cannot load plugin \"%s\": %s", pl->path,
+                         err ? err : "unknown");
+        return;
+    }
+    plugin_register_fn fn;
+    /* POSIX guarantees a function address survives the round trip through void *. */
+    *(void **)&fn = dlsym(pl->handle, "taskloop_plugin_register");
+    if (!fn) {
+        tl_config_report(ld, p, path, "plugin \"%s\" does not export taskloop_plugin_register",
+                         pl->path);
+        return;
+    }
+    int rc = fn(ld->reg);
+    if (rc < 0)
+        tl_config_report(ld, p, path, "plugin \"%s\": taskloop_plugin_register failed: %s",
+                         pl->path, tl_strerror(rc));
 }
 
 /* ---------------------------------------------------------------- loading */
@@ -267,29 +391,25 @@ static char *read_file(const char *path)
         return NULL;
     size_t len = 0, cap = 4096;
     char *text = malloc(cap);
-    size_t n;
-    while (text && (n = fread(text + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len - 1 == 0) {
-            char *p = realloc(text, cap * 2);
-            if (!p) {
+    while (text && !feof(f) && !ferror(f)) {
+        len += fread(text + len, 1, cap - len - 1, f);
+        if (len + 1 == cap) {
+            char *p = realloc(text, cap *= 2);
+            if (!p)
                 free(text);
-                text = NULL;
-            }
             text = p;
-            cap *= 2;
         }
     }
-    int err = ferror(f) ? EIO : ENOMEM;
+    int err = text ? EIO : ENOMEM;
     if (text && ferror(f)) {
         free(text);
         text = NULL;
     }
     fclose(f);
-    if (!text)
-        errno = err;
-    else
+    if (text)
         text[len] = '\0';
+    else
+        errno = err;
     return text;
 }
 

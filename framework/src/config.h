@@ -8,8 +8,10 @@
  *
  *     FILE:LINE:COL: error: KEY.PATH: what
  *
- * with 1-based LINE and COL (the KEY.PATH part is left out for the document itself).
- * A missing required key points at the mapping that should hold it.
+ * with 1-based LINE and COL (the KEY.PATH part is left out for the document itself),
+ * sorted by position. A missing required key points at the mapping that should hold
+ * it; an unknown key suggests the closest known one within two edits. libfyaml's own
+ * errors (syntax, duplicate keys) come in the same form, without a KEY.PATH.
  *
  * Schema and defaults:
  *
@@ -17,7 +19,7 @@
  *   -------------------------------  ---------  ------------------------------------
  *   service                          string     (required)
  *   loop.workers                     int 1-1024 online CPUs, at least 2
- *   loop.max_in_flight               int >= 1   10000
+ *   loop.max_in_flight               int 1-1e8  10000
  *   loop.drain_timeout               duration   10s
  *   loop.max_replaced_workers        int 0-1024 4
  *   sources.NAME.type                string     (required) a registered source type
@@ -181,8 +183,9 @@ typedef struct tl_config_opts {
 
 /*
  * Loads and validates the file at path, loading its plugins into reg. Returns 0 and
- * a config in *out (caller frees), TL_ECONFIG with the messages added to diag (may be
- * NULL), or TL_ENOMEM. opts may be NULL.
+ * a config in *out (caller frees), TL_ECONFIG with the messages appended to diag (may
+ * be NULL), or TL_ENOMEM. opts may be NULL. On failure the plugins are closed again,
+ * so what they registered in reg must not be called.
  */
 int tl_config_load_file(const char *path, tl_registry *reg, const tl_config_opts *opts,
                         tl_config **out, tl_diag *diag);
@@ -197,7 +200,11 @@ int tl_config_load_string(const char *name, const char *text, tl_registry *reg,
  */
 void tl_config_free(tl_config *cfg);
 
-/* Writes the resolved config to out as YAML, secrets masked; 0 or TL_ESYS. */
+/*
+ * Writes the resolved config to out as YAML that loads back to the same config; 0 or
+ * TL_ESYS. In adapter sections, route params and MAP values, a key whose name contains
+ * password, secret, sasl.oauthbearer, ssl.key or token has its value shown as "*****".
+ */
 int tl_config_dump(const tl_config *cfg, FILE *out);
 
 /* The index of the source called name, or -1. */
@@ -258,6 +265,15 @@ void *tl_config_alloc(tl_config_loader *ld, size_t n);
 
 /* A NUL-terminated copy of s[0..n) owned by ld->cfg, or NULL as tl_config_alloc. */
 char *tl_config_strndup(tl_config_loader *ld, const char *s, size_t n);
+
+/* Where a node starts: a scalar's first character (its opening quote, if quoted), a
+ * flow collection's bracket, a block sequence's first '-', a block mapping's first key;
+ * {0, 0} for an empty block collection, which has no place of its own. */
+tl_config_pos tl_config_node_pos(tl_config_loader *ld, struct fy_node *n);
+
+/* Opens the plugin at pl->path (reported at p, under path) and lets it register. */
+void tl_config_open_plugin(tl_config_loader *ld, tl_config_pos p, const char *path,
+                           tl_config_plugin *pl);
 
 /* Checks the document's root (NULL for an empty document) and fills ld->cfg. */
 void tl_config_load_root(tl_config_loader *ld, struct fy_node *root);

@@ -6,8 +6,6 @@
  * once and skipped. Paths in messages read like the file: sources.orders.brokers,
  * routes[0].timeout.
  */
-#include <ctype.h>
-#include <dlfcn.h>
 #include <libfyaml.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,71 +19,9 @@
 typedef tl_config_loader loader;
 typedef tl_config_pos pos;
 
-static char *mem_strdup(loader *ld, const char *s)
-{
-    return tl_config_strndup(ld, s, strlen(s));
-}
-
-/* A place with its byte offset in the text, which line and column alone do not give. */
-typedef struct mark {
-    pos p;
-    size_t off;
-} mark;
-
-/*
- * Where a collection opens, given where its first element starts: the '[' or '{' of a
- * flow collection, the '-' of a block sequence. A block mapping opens at its first key.
- */
-static mark opening(loader *ld, struct fy_node *n, mark first)
-{
-    size_t k = first.off;
-    while (k > 0 && k <= ld->text_len && isspace((unsigned char)ld->text[k - 1]))
-        k--;
-    char c = k > 0 && k <= ld->text_len ? ld->text[k - 1] : '\0';
-    bool seq = fy_node_get_type(n) == FYNT_SEQUENCE;
-    if (!(c == '{' && !seq) && !((c == '[' || c == '-') && seq))
-        return first;
-    mark m = {first.p, k - 1};
-    size_t line_start = m.off;
-    while (line_start > 0 && ld->text[line_start - 1] != '\n')
-        line_start--;
-    for (size_t i = m.off; i < first.off; i++)
-        m.p.line -= ld->text[i] == '\n';
-    m.p.col = m.p.line == first.p.line ? first.p.col - (int)(first.off - m.off)
-                                       : (int)(m.off - line_start) + 1;
-    return m;
-}
-
-/* Where a node starts; {0, 0} for an empty collection, which has no mark of its own. */
-static mark node_mark(loader *ld, struct fy_node *n)
-{
-    mark none = {{0, 0}, 0};
-    if (!n)
-        return none;
-    if (fy_node_get_type(n) == FYNT_SCALAR) {
-        const struct fy_mark *m = fy_token_start_mark(fy_node_get_scalar_token(n));
-        if (!m)
-            return none;
-        /* libfyaml marks a quoted scalar after its opening quote; people count the quote. */
-        enum fy_node_style st = fy_node_get_style(n);
-        int q = (st == FYNS_SINGLE_QUOTED || st == FYNS_DOUBLE_QUOTED) && m->column > 0;
-        return (mark){{m->line + 1, m->column + 1 - q}, m->input_pos - (size_t)q};
-    }
-    void *it = NULL;
-    struct fy_node *first;
-    if (fy_node_get_type(n) == FYNT_SEQUENCE) {
-        first = fy_node_sequence_iterate(n, &it);
-    } else {
-        struct fy_node_pair *pair = fy_node_mapping_iterate(n, &it);
-        first = pair ? fy_node_pair_key(pair) : NULL;
-    }
-    mark m = node_mark(ld, first);
-    return m.p.line ? opening(ld, n, m) : none;
-}
-
 static pos node_pos(loader *ld, struct fy_node *n)
 {
-    return node_mark(ld, n).p;
+    return tl_config_node_pos(ld, n);
 }
 
 static pos pos_or(loader *ld, struct fy_node *n, pos fallback)
@@ -113,8 +49,12 @@ static void join_index(char *dst, const char *parent, size_t i)
 
 /* ---------------------------------------------------------------- nodes */
 
+static bool is_null(struct fy_node *n);
+
 static const char *kind(struct fy_node *n)
 {
+    if (is_null(n))
+        return "nothing";
     switch (fy_node_get_type(n)) {
     case FYNT_MAPPING:
         return "a mapping";
@@ -163,7 +103,7 @@ static char *scalar(loader *ld, struct fy_node *n, const char *path, const char 
             tl_config_report(ld, node_pos(ld, n), path, "%s", why);
         return NULL;
     }
-    char *copy = mem_strdup(ld, text);
+    char *copy = tl_config_strndup(ld, text, strlen(text));
     free(text);
     return copy;
 }
@@ -667,8 +607,10 @@ static void load_route(loader *ld, struct fy_node *map, size_t index, pos at, tl
     join_index(path, "routes", index);
     *r = (tl_config_route){
         .source = SIZE_MAX, .timeout_ms = 30000, .backoff_ms = 100, .line = at.line};
-    if (!expect_kind(ld, map, FYNT_MAPPING, path, "a mapping"))
+    if (fy_node_get_type(map) != FYNT_MAPPING) {
+        tl_config_report(ld, at, path, "expected a mapping, got %s", kind(map));
         return;
+    }
     check_keys(ld, map, path, keys);
     require(ld, map, at, path, required);
     load_route_source(ld, map, path, r);
@@ -786,50 +728,6 @@ static void load_log(loader *ld, struct fy_node *root)
 
 /* ---------------------------------------------------------------- plugins and the root */
 
-typedef int (*plugin_register_fn)(tl_registry *reg);
-
-/* The path to dlopen: relative paths with a '/' start at the config file's directory. */
-static char *plugin_path(loader *ld, const char *path)
-{
-    if (!ld->base_dir || path[0] == '/' || !strchr(path, '/'))
-        return mem_strdup(ld, path);
-    size_t n = strlen(ld->base_dir) + strlen(path) + 2;
-    char *full = tl_config_alloc(ld, n);
-    if (full)
-        snprintf(full, n, "%s/%s", ld->base_dir, path);
-    return full;
-}
-
-static void load_plugin(loader *ld, struct fy_node *item, const char *path, tl_config_plugin *pl)
-{
-    pl->path = scalar(ld, item, path, "a path");
-    if (!pl->path)
-        return;
-    pos p = node_pos(ld, item);
-    char *file = plugin_path(ld, pl->path);
-    if (!file)
-        return;
-    pl->handle = dlopen(file, RTLD_NOW | RTLD_LOCAL);
-    if (!pl->handle) {
-        const char *err = dlerror();
-        tl_config_report(ld, p, path, "cannot load plugin \"%s\": %s", pl->path,
-                         err ? err : "unknown");
-        return;
-    }
-    plugin_register_fn fn;
-    /* POSIX guarantees a function address survives the round trip through void *. */
-    *(void **)&fn = dlsym(pl->handle, "taskloop_plugin_register");
-    if (!fn) {
-        tl_config_report(ld, p, path, "plugin \"%s\" does not export taskloop_plugin_register",
-                         pl->path);
-        return;
-    }
-    int rc = fn(ld->reg);
-    if (rc < 0)
-        tl_config_report(ld, p, path, "plugin \"%s\": taskloop_plugin_register failed: %s",
-                         pl->path, tl_strerror(rc));
-}
-
 static void load_plugins(loader *ld, struct fy_node *root)
 {
     struct fy_node *seq = lookup(root, "plugins");
@@ -842,7 +740,10 @@ static void load_plugins(loader *ld, struct fy_node *root)
     while (cfg->plugins && (item = fy_node_sequence_iterate(seq, &it))) {
         char path[PATH_LEN];
         join_index(path, "plugins", cfg->nplugins);
-        load_plugin(ld, item, path, &cfg->plugins[cfg->nplugins++]);
+        tl_config_plugin *pl = &cfg->plugins[cfg->nplugins++];
+        pl->path = scalar(ld, item, path, "a path");
+        if (pl->path)
+            tl_config_open_plugin(ld, node_pos(ld, item), path, pl);
     }
 }
 

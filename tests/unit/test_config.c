@@ -400,7 +400,30 @@ static void missing_source_is_named(void **state)
                      "(did you mean 'in'?)");
 }
 
+static void anchors_and_merge_keys_are_resolved(void **state)
+{
+    fixture *f = *state;
+    assert_loaded(f, load_text(f, "service: s\n"
+                                  "sources:\n"
+                                  "  a: &base { type: fake, url: \"fake://a\", count: 1 }\n"
+                                  "  b: { <<: *base, count: 2 }\n"
+                                  "routes:\n"
+                                  "  - { source: a, handler: handle }\n"
+                                  "  - { source: b, handler: handle }\n"));
+    assert_string_equal(tl_params_str(&f->cfg->sources[1].params, "url", NULL), "fake://a");
+    assert_int_equal(tl_params_num(&f->cfg->sources[1].params, "count", 0), 2);
+}
+
 /* ---------------------------------------------------------------- errors */
+
+static void a_message_stays_on_one_line(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, with_route(", timeout: \"2\\nx\""));
+    assert_one_error(f, rc,
+                     "t.yaml:5:45: error: routes[0].timeout: unknown unit \"\\nx\" in "
+                     "duration \"2\\nx\" (use ms, s, m or h)");
+}
 
 static char *read_text(const char *path)
 {
@@ -601,6 +624,8 @@ int main(void)
         T(missing_handler_is_named),
         T(missing_sink_scheme_is_named),
         T(missing_source_is_named),
+        T(anchors_and_merge_keys_are_resolved),
+        T(a_message_stays_on_one_line),
         T(bad_configs_report_the_expected_messages),
         T(one_run_reports_every_error),
         T(duplicate_key_is_reported_with_its_position),
