@@ -5,6 +5,24 @@
  * expected messages read "bad/NAME.yaml". Each bad/NAME.yaml is checked against the
  * messages listed in bad/NAME.expect, one per line, exactly and in order.
  */
+#ifdef TL_TEST_PLUGIN_MODULE
+/* Built with this macro, the file is instead the plugin that the plugin tests load. */
+#include <taskloop/adapter.h>
+
+static int from_plugin(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)task, (void)msg, (void)user;
+    return 0;
+}
+
+int taskloop_plugin_register(tl_registry *reg);
+
+int taskloop_plugin_register(tl_registry *reg)
+{
+    return tl_register_handler(reg, "from_plugin", from_plugin, NULL);
+}
+
+#else
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -535,6 +553,19 @@ static void plugin_without_register_function_is_reported(void **state)
                      "taskloop_plugin_register");
 }
 
+static void plugin_registers_handlers_the_routes_use(void **state)
+{
+    fixture *f = *state;
+    char text[2048];
+    snprintf(text, sizeof(text), "plugins: [ \"%s\" ]\n%s", TL_TEST_PLUGIN,
+             "service: s\nsources:\n  in: { type: fake, url: x }\n"
+             "routes:\n  - { source: in, handler: from_plugin }\n");
+    assert_loaded(f, load_text(f, text));
+    assert_int_equal(f->cfg->nplugins, 1);
+    assert_non_null(f->cfg->plugins[0].handle);
+    assert_non_null(f->cfg->routes[0].fn);
+}
+
 /* ---------------------------------------------------------------- dump */
 
 static char *dump(const tl_config *cfg)
@@ -633,9 +664,11 @@ int main(void)
         T(unreadable_file_is_reported),
         T(missing_plugin_is_reported_clearly),
         T(plugin_without_register_function_is_reported),
+        T(plugin_registers_handlers_the_routes_use),
         T(dump_masks_secrets),
         T(secret_names_are_recognised),
         T(dump_loads_back_to_the_same_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
+#endif
