@@ -21,6 +21,13 @@ static void on_event_iter(tl_waiter *w)
     it->woken = true;
 }
 
+/* The loop is being freed under a live iterator: it ends with TL_ECLOSED. */
+static void on_drop_iter(tl_waiter *w)
+{
+    tl_as_completed *it = w->ctx;
+    it->w = NULL;
+}
+
 int tl_as_completed_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
                         tl_as_completed **out)
 {
@@ -37,6 +44,7 @@ int tl_as_completed_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t 
         free(it);
         return TL_ENOMEM;
     }
+    it->w->on_drop = on_drop_iter;
     *out = it;
     return 0;
 }
@@ -44,6 +52,10 @@ int tl_as_completed_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t 
 int tl_as_completed_next(tl_as_completed *it, tl_task **task)
 {
     tl_waiter *w = it->w;
+    if (!w) {
+        *task = NULL;
+        return TL_ECLOSED;
+    }
     for (;;) {
         if (it->cursor < w->ndone) {
             *task = w->tasks[w->order[it->cursor++]];
@@ -65,7 +77,8 @@ void tl_as_completed_free(tl_as_completed *it)
 {
     if (!it)
         return;
-    tl__waiter_free(it->w);
+    if (it->w)
+        tl__waiter_free(it->w);
     free(it);
 }
 
@@ -81,6 +94,14 @@ static void on_event_cb(tl_waiter *w)
     tl_as_completed_free(it);
 }
 
+/* The loop is being freed: the owner hears TL_ECLOSED and may free its state. */
+static void on_drop_cb(tl_waiter *w)
+{
+    tl_as_completed *it = w->ctx;
+    it->cb(w->loop, NULL, TL_ECLOSED, it->arg);
+    free(it);
+}
+
 int tl_as_completed_async(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
                           tl_as_completed_cb cb, void *arg)
 {
@@ -93,6 +114,7 @@ int tl_as_completed_async(tl_loop *loop, tl_task *const *tasks, size_t n, int64_
     it->cb = cb;
     it->arg = arg;
     it->w->on_event = on_event_cb;
+    it->w->on_drop = on_drop_cb;
     if (it->w->ndone > 0 || n == 0)
         tl__waiter_poke(it->w);
     return 0;

@@ -87,6 +87,11 @@ int tl_gather(tl_loop *loop, tl_task *const *tasks, size_t n, bool return_except
     return rc ? rc : c.status;
 }
 
+static void on_drop(tl_waiter *w)
+{
+    free(w->ctx);
+}
+
 int tl_gather_async(tl_loop *loop, tl_task *const *tasks, size_t n, bool return_exceptions,
                     tl_gather_cb cb, void *arg)
 {
@@ -103,6 +108,7 @@ int tl_gather_async(tl_loop *loop, tl_task *const *tasks, size_t n, bool return_
         free(c);
         return TL_ENOMEM;
     }
+    w->on_drop = on_drop;
     if (finished(c, w))
         tl__waiter_poke(w);
     return 0;

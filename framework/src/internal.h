@@ -13,6 +13,9 @@
 #include <stdatomic.h>
 #include <taskloop/taskloop.h>
 
+/* Internal task flag: record when the function starts (the runtime's stall clock). */
+#define TL__TASK_TIMED (1u << 8)
+
 typedef struct tl_cbnode tl_cbnode;
 typedef void (*tl_cbnode_fn)(tl_task *task, tl_cbnode *node);
 
@@ -38,6 +41,7 @@ struct tl_task {
     char *name;
     uint64_t id;
     int64_t created_ms;
+    _Atomic int64_t started_ns; /* with TL__TASK_TIMED: when the function started */
     tl_task *all_prev, *all_next; /* [loop] the list of unfinished tasks */
     tl_task *next;                /* [loop] ready queue of inline tasks */
     tl_task *done_next;           /* completion stack link */
@@ -163,6 +167,7 @@ struct tl_waiter {
     tl_timer timer; /* the timeout */
     tl_timer poke;  /* an event on the next iteration */
     void (*on_event)(tl_waiter *w);
+    void (*on_drop)(tl_waiter *w); /* the loop is being freed; NULL: nothing to do */
     void *ctx;
 };
 

@@ -38,6 +38,7 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     t->name = NULL;
     t->id = ++loop->next_id;
     t->created_ms = loop->now_ns / 1000000;
+    atomic_init(&t->started_ns, 0);
     t->next = t->done_next = NULL;
     t->callbacks = t->cb_tail = NULL;
     t->all_next = NULL;
@@ -122,6 +123,8 @@ void tl__task_run(tl_task *task)
     int expect = TL_TASK_PENDING;
     if (!atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_RUNNING))
         return; /* cancelled before it started */
+    if (task->flags & TL__TASK_TIMED)
+        atomic_store_explicit(&task->started_ns, tl__clock_ns(), memory_order_relaxed);
     task->result = NULL;
     int rc = task->fn(task, task->arg);
     if (rc == TL_PENDING)

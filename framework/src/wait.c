@@ -102,6 +102,11 @@ void tl_wait_result_free(tl_wait_result *res)
     res->ndone = res->npending = 0;
 }
 
+static void on_drop(tl_waiter *w)
+{
+    free(w->ctx);
+}
+
 int tl_wait_async(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
                   tl_return_when when, tl_wait_cb cb, void *arg)
 {
@@ -118,6 +123,7 @@ int tl_wait_async(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeou
         free(c);
         return TL_ENOMEM;
     }
+    w->on_drop = on_drop;
     /* Already satisfied: report on the next iteration, never from inside this call. */
     if (condition_met(w, when) || n == 0)
         tl__waiter_poke(w);

@@ -64,6 +64,7 @@ tl_waiter *tl__waiter_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_
     w->ndone = w->nfailed = 0;
     w->timed_out = false;
     w->on_event = on_event;
+    w->on_drop = NULL;
     w->ctx = ctx;
     tl_timer_init(loop, &w->timer);
     tl_timer_init(loop, &w->poke);
@@ -125,6 +126,8 @@ void tl__waiters_drop(tl_loop *loop)
     while (loop->waiters) {
         tl_waiter *w = loop->waiters;
         loop->waiters = w->next;
+        if (w->on_drop)
+            w->on_drop(w);
         waiter_release(w);
     }
 }

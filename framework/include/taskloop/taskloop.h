@@ -287,7 +287,7 @@ int tl_as_completed_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t 
 /*
  * Runs the loop until the next task finishes and stores it in *task (borrowed).
  * Returns 0, TL_EOF when every task was yielded, or TL_ETIMEDOUT when the deadline
- * passed (the iteration is over; nothing is cancelled).
+ * passed (the iteration is over; nothing is cancelled), or TL_ECLOSED after tl_loop_free.
  */
 int tl_as_completed_next(tl_as_completed *it, tl_task **task);
 
@@ -296,7 +296,8 @@ void tl_as_completed_free(tl_as_completed *it);
 
 /*
  * Callback form: cb(loop, task, 0, arg) per task as it finishes, then once
- * cb(loop, NULL, TL_EOF or TL_ETIMEDOUT, arg).
+ * cb(loop, NULL, TL_EOF or TL_ETIMEDOUT, arg) — or TL_ECLOSED when the loop is freed
+ * first. (The callback forms of wait and gather are dropped silently by tl_loop_free.)
  */
 typedef void (*tl_as_completed_cb)(tl_loop *loop, tl_task *task, int status, void *arg);
 int tl_as_completed_async(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,

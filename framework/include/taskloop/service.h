@@ -1,0 +1,117 @@
+/*
+ * taskloop services: run a consumer service described by a YAML config.
+ *
+ * Each message becomes a task running the route's handler. tl_wait with the route's
+ * timeout splits handlers that completed from those that stalled; stalled messages
+ * are cancelled (cooperatively) and rerouted to on_stall, failed ones retried with
+ * backoff and then rerouted to on_error's target. A message is settled when its
+ * handler completed or its reroute was acknowledged; a source's offsets are committed
+ * only up to the lowest unsettled message of each partition (at-least-once on Kafka).
+ *
+ * Thread rules: tl_service_run blocks the calling thread, which becomes the loop
+ * thread. tl_service_stop and tl_service_stats may be called from any thread;
+ * tl_service_stop is also async-signal-safe.
+ */
+#ifndef TASKLOOP_SERVICE_H
+#define TASKLOOP_SERVICE_H
+
+#include <taskloop/adapter.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_service tl_service;
+
+typedef enum tl_level {
+    TL_LEVEL_DEBUG = 0,
+    TL_LEVEL_INFO,
+    TL_LEVEL_WARN,
+    TL_LEVEL_ERROR,
+} tl_level;
+
+/* One log event: a short name ("stalled", "reroute_failed") and key/value fields. */
+typedef void (*tl_log_fn)(void *user, tl_level level, const char *event, const tl_kv *fields,
+                          size_t nfields);
+
+typedef struct tl_service_opts {
+    tl_log_fn log; /* NULL: events are not reported */
+    void *log_user;
+} tl_service_opts;
+
+/* Counters of a running or finished service; every field only grows. */
+typedef struct tl_service_stats {
+    uint64_t consumed;  /* messages delivered by sources */
+    uint64_t completed; /* handlers that finished without error */
+    uint64_t failed;    /* handler failures, counting each attempt */
+    uint64_t retries;   /* attempts after the first */
+    uint64_t stalled;   /* handlers past their timeout */
+    uint64_t rerouted;  /* reroutes acknowledged by their target */
+    uint64_t dropped;   /* failed messages with no target to go to */
+    uint64_t late;      /* stalled handlers that finished after all */
+    uint64_t reroute_errors; /* reroute sends refused or not acknowledged (retried) */
+    uint64_t replaced_workers;
+    uint64_t in_flight;      /* delivered, not yet settled (a gauge) */
+    uint64_t paused;         /* times the sources were paused for backpressure */
+    bool healthy;            /* false past the stuck-worker cap */
+} tl_service_stats;
+
+/* Per-target reroute counts, for summaries: target is "scheme:address". */
+typedef struct tl_target_stats {
+    const char *target;
+    uint64_t rerouted;
+    uint64_t errors;
+} tl_target_stats;
+
+/* Committed position of one partition: every offset below `next` is settled. */
+typedef struct tl_partition_stats {
+    const char *source;
+    const char *topic;
+    int32_t partition;
+    int64_t next; /* -1 when nothing was committed yet */
+} tl_partition_stats;
+
+struct tl_config;
+
+/*
+ * Builds a service from a loaded config (see `taskloop check`): opens its sources and
+ * sinks. cfg and reg must outlive the service. On failure err names what failed.
+ */
+int tl_service_new(const struct tl_config *cfg, tl_registry *reg, const tl_service_opts *opts,
+                   tl_service **out, char *err, size_t errlen);
+
+/* Runs until tl_service_stop: starts the sources, then drains, commits and closes. */
+int tl_service_run(tl_service *svc);
+
+/* Any thread, signal-safe: asks a running service to drain and stop. */
+void tl_service_stop(tl_service *svc);
+
+/* Any thread: a copy of the counters. */
+void tl_service_stats_get(tl_service *svc, tl_service_stats *out);
+
+/* Fills up to cap target counters and returns how many targets there are. */
+size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap);
+
+/* Fills up to cap committed positions and returns how many partitions there are. */
+size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap);
+
+/* The service's loop (for tl_loop_tasks and friends); valid while the service is. */
+tl_loop *tl_service_loop(tl_service *svc);
+
+/* Frees a service that is not running; releases its sources and sinks. */
+void tl_service_free(tl_service *svc);
+
+/* For a task running a handler: the route's `params:` value for name, or def. */
+const char *tl_handler_param(const tl_task *task, const char *name, const char *def);
+
+/* For a task running a handler: 1 for the first attempt, 2 for the first retry, ... */
+unsigned tl_handler_attempt(const tl_task *task);
+
+/* Registers the built-in handlers: log, work, discard (see the README). */
+int tl_register_builtin_handlers(tl_registry *reg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

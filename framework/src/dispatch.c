@@ -1,0 +1,601 @@
+/*
+ * The dispatcher: one task per message, ordering lanes, the timeout split between
+ * completed and stalled handlers, retries in place, and settling.
+ *
+ * Tasks started in one loop iteration form a group per route. The group is watched
+ * with as_completed and the route's timeout: every task that finishes is acted on at
+ * once; what is still pending at the timeout is split like wait()'s pending set —
+ * tasks not yet started (the pool was busy) or started recently are watched again for
+ * the rest of their own time, the others are stalled: cancelled and rerouted.
+ *
+ * Thread rules: loop thread only. Handler tasks read their record's msg and route
+ * (immutable while the task runs); a record is freed only when it is settled and no
+ * attempt of it still runs.
+ */
+#include "service_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MAX_MS 30000
+
+static void start(tl_rec *rec);
+static void to_target(tl_rec *rec, tl_target *target, const char *reason);
+
+/* ---------------------------------------------------------------- lanes */
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* The lane key of a message, or false when it runs unordered. */
+static bool lane_key(const tl_route_rt *route, const tl_rec *rec, uint64_t *key)
+{
+    uint64_t h = hash_bytes(0xcbf29ce484222325ULL, &route, sizeof(route));
+    switch (route->cfg->ordering) {
+    case TL_ORDER_PARTITION:
+        h = hash_bytes(h, &rec->part, sizeof(rec->part));
+        break;
+    case TL_ORDER_KEY:
+        if (!rec->msg->key)
+            return false;
+        h = hash_bytes(h, rec->msg->key, rec->msg->key_len);
+        break;
+    default:
+        return false;
+    }
+    *key = h;
+    return true;
+}
+
+static int lanes_grow(tl_service *svc)
+{
+    size_t nb = svc->nlanes_buckets ? svc->nlanes_buckets * 2 : 256;
+    tl_lane **b = calloc(nb, sizeof(*b));
+    if (!b)
+        return TL_ENOMEM;
+    for (size_t i = 0; i < svc->nlanes_buckets; i++) {
+        tl_lane *l = svc->lanes[i];
+        while (l) {
+            tl_lane *next = l->next;
+            l->next = b[l->key & (nb - 1)];
+            b[l->key & (nb - 1)] = l;
+            l = next;
+        }
+    }
+    free(svc->lanes);
+    svc->lanes = b;
+    svc->nlanes_buckets = nb;
+    return 0;
+}
+
+static tl_lane *lane_get(tl_service *svc, tl_route_rt *route, uint64_t key)
+{
+    if (svc->nlanes >= svc->nlanes_buckets && lanes_grow(svc) != 0 && !svc->lanes)
+        return NULL;
+    tl_lane **slot = &svc->lanes[key & (svc->nlanes_buckets - 1)];
+    for (tl_lane *l = *slot; l; l = l->next)
+        if (l->key == key && l->route == route)
+            return l;
+    tl_lane *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->key = key;
+    l->route = route;
+    l->next = *slot;
+    *slot = l;
+    svc->nlanes++;
+    return l;
+}
+
+/* Frees an idle lane so that many distinct keys do not pile up. */
+static void lane_forget(tl_service *svc, tl_lane *lane)
+{
+    tl_lane **p = &svc->lanes[lane->key & (svc->nlanes_buckets - 1)];
+    while (*p && *p != lane)
+        p = &(*p)->next;
+    if (*p)
+        *p = lane->next;
+    svc->nlanes--;
+    free(lane);
+}
+
+/* Lets the next record of the lane run; the record keeps no claim on it. */
+static void lane_release(tl_rec *rec)
+{
+    tl_lane *lane = rec->lane;
+    if (!lane || lane->busy != rec)
+        return;
+    rec->lane = NULL;
+    tl_rec *next = lane->head;
+    if (!next) {
+        lane_forget(rec->svc, lane);
+        return;
+    }
+    lane->head = next->lane_next;
+    if (!lane->head)
+        lane->tail = NULL;
+    next->lane_next = NULL;
+    lane->busy = next;
+    start(next);
+}
+
+void tl__lanes_free(tl_service *svc)
+{
+    for (size_t i = 0; i < svc->nlanes_buckets; i++) {
+        while (svc->lanes[i]) {
+            tl_lane *l = svc->lanes[i];
+            svc->lanes[i] = l->next;
+            free(l);
+        }
+    }
+    free(svc->lanes);
+    svc->lanes = NULL;
+    svc->nlanes_buckets = svc->nlanes = 0;
+}
+
+/* ---------------------------------------------------------------- records */
+
+static int run_handler(tl_task *task, void *arg)
+{
+    tl_rec *rec = arg;
+    return rec->route->cfg->fn(task, rec->msg, rec->route->cfg->user);
+}
+
+const char *tl_handler_param(const tl_task *task, const char *name, const char *def)
+{
+    const tl_rec *rec = task->arg;
+    const tl_config_route *r = rec->route->cfg;
+    for (size_t i = 0; i < r->nparams; i++)
+        if (strcmp(r->params[i].key, name) == 0)
+            return r->params[i].value;
+    return def;
+}
+
+unsigned tl_handler_attempt(const tl_task *task)
+{
+    const tl_rec *rec = task->arg;
+    return rec->attempt;
+}
+
+static void rec_free(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    if (rec->all_prev)
+        rec->all_prev->all_next = rec->all_next;
+    else
+        svc->recs = rec->all_next;
+    if (rec->all_next)
+        rec->all_next->all_prev = rec->all_prev;
+    tl_timer_stop(&rec->timer);
+    tl_task_release(rec->task);
+    tl_src *src = rec->route->src;
+    src->ops->release(src->handle, rec->msg);
+    free(rec->err_text);
+    free(rec);
+}
+
+void tl__rec_maybe_free(tl_rec *rec)
+{
+    if (rec->state != REC_SETTLED || rec->stuck)
+        return;
+    if (rec->task && !tl_task_done(rec->task))
+        return;
+    rec_free(rec);
+}
+
+void tl__records_free_all(tl_service *svc)
+{
+    /* Stuck attempts were released by on_late while the loop was freed. */
+    while (svc->recs) {
+        svc->recs->stuck = NULL;
+        rec_free(svc->recs);
+    }
+}
+
+void tl__rec_settle(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    if (rec->state == REC_SETTLED)
+        return;
+    rec->state = REC_SETTLED;
+    lane_release(rec);
+    tl_part *part = rec->part;
+    if (rec->gen == part->gen) {
+        if (tl_offsets_settle(&part->offsets, rec->slot))
+            part->dirty = true;
+        part->in_flight--;
+    }
+    atomic_fetch_sub_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
+    tl__backpressure(svc);
+    tl__rec_maybe_free(rec);
+}
+
+/* Keeps the handler's failure reason for the tl-error header. */
+static void keep_error(tl_rec *rec, tl_task *task)
+{
+    rec->last_err = tl_task_error(task);
+    const char *text = tl_task_error_text(task);
+    free(rec->err_text);
+    rec->err_text = strdup(text ? text : tl_strerror(rec->last_err));
+}
+
+static void retry_fire(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    tl_rec *rec = arg;
+    TL_STAT_ADD(rec->svc, retries, 1);
+    tl_task_release(rec->task);
+    rec->task = NULL;
+    start(rec);
+}
+
+/* Acts on a finished attempt: settle, retry in place, or reroute. */
+static void attempt_done(tl_rec *rec, tl_task *task)
+{
+    tl_service *svc = rec->svc;
+    int err = tl_task_error(task);
+    if (err == 0) {
+        TL_STAT_ADD(svc, completed, 1);
+        tl__rec_settle(rec);
+        return;
+    }
+    TL_STAT_ADD(svc, failed, 1);
+    keep_error(rec, task);
+    const tl_config_route *r = rec->route->cfg;
+    if (rec->attempt <= r->retries && !atomic_load(&svc->stopping)) {
+        int64_t delay = r->backoff_ms;
+        for (unsigned i = 1; i < rec->attempt && delay < BACKOFF_MAX_MS; i++)
+            delay *= 2;
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+        rec->state = REC_BACKOFF;
+        tl_timer_start(&rec->timer, delay, retry_fire, rec);
+        return;
+    }
+    to_target(rec, rec->route->on_error, "failed");
+}
+
+/* A stalled attempt finished after all: counted, and never acted on twice. */
+static void on_late(tl_task *task, void *arg)
+{
+    tl_rec *rec = arg;
+    tl_service *svc = rec->svc;
+    if (svc->closing) {
+        tl_task_release(task);
+        return;
+    }
+    TL_STAT_ADD(svc, late, 1);
+    if (rec->replaced_worker) {
+        rec->replaced_worker = false;
+        tl__pool_retire_worker(&svc->loop->pool);
+        svc->replaced_now--;
+        if (svc->replaced_now < svc->cfg->max_replaced_workers)
+            atomic_store(&svc->st.healthy, true);
+    }
+    rec->stuck = NULL;
+    /* Without an on_stall target the message waited for this very result. */
+    if (rec->state == REC_RUNNING && rec->task == NULL) {
+        rec->task = task;
+        attempt_done(rec, task);
+        return;
+    }
+    tl_task_release(task);
+    tl__rec_maybe_free(rec);
+}
+
+static void stall(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    tl_task *task = rec->task;
+    TL_STAT_ADD(svc, stalled, 1);
+    rec->stalled = true;
+    tl_task_cancel(task);
+    rec->task = NULL;
+    rec->stuck = task;
+    /* A handler that ignores cancellation holds its worker: add one, up to the cap. */
+    if (svc->replaced_now < svc->cfg->max_replaced_workers) {
+        if (tl__pool_add_worker(&svc->loop->pool) == 0) {
+            svc->replaced_now++;
+            rec->replaced_worker = true;
+            TL_STAT_ADD(svc, replaced_workers, 1);
+        }
+    } else {
+        atomic_store(&svc->st.healthy, false);
+    }
+    if (tl_task_add_done_callback(task, on_late, rec) != 0)
+        rec->stuck = NULL; /* cannot happen on a live loop; never leak the record */
+    free(rec->err_text);
+    rec->err_text = strdup("handler exceeded its timeout");
+    rec->last_err = TL_ETIMEDOUT;
+    if (rec->route->on_stall) {
+        to_target(rec, rec->route->on_stall, "stalled");
+    } else {
+        lane_release(rec); /* the message now waits for its late result */
+    }
+}
+
+static void to_target(tl_rec *rec, tl_target *target, const char *reason)
+{
+    tl_service *svc = rec->svc;
+    lane_release(rec);
+    if (target) {
+        tl__reroute(rec, target, reason);
+        return;
+    }
+    TL_STAT_ADD(svc, dropped, 1);
+    char off[24];
+    snprintf(off, sizeof(off), "%lld", (long long)rec->msg->offset);
+    tl_kv f[] = {{"route_handler", rec->route->cfg->handler},
+                 {"origin", rec->msg->origin ? rec->msg->origin : ""},
+                 {"offset", off},
+                 {"error", rec->err_text ? rec->err_text : reason}};
+    tl__log(svc, TL_LEVEL_ERROR, "message_dropped_no_target", f, 4);
+    tl__rec_settle(rec);
+}
+
+/* ---------------------------------------------------------------- groups */
+
+typedef struct tl_group {
+    tl_route_rt *route;
+    size_t n;
+    tl_task *tasks[];
+} tl_group;
+
+static void group_watch(tl_service *svc, tl_route_rt *route, tl_task **tasks, size_t n,
+                        int64_t timeout_ms);
+
+/* What is still pending when a group's time is up: watch again, or stall. */
+static void group_timeout(tl_service *svc, tl_group *g)
+{
+    int64_t now = tl__clock_ns();
+    int64_t timeout_ns = g->route->cfg->timeout_ms * 1000000;
+    tl_task **again = malloc(g->n * sizeof(*again));
+    size_t nagain = 0;
+    int64_t soonest = g->route->cfg->timeout_ms;
+    for (size_t i = 0; i < g->n; i++) {
+        tl_task *t = g->tasks[i];
+        tl_rec *rec = t->arg;
+        if (tl_task_done(t) || rec->task != t || rec->state != REC_RUNNING)
+            continue;
+        int64_t started = atomic_load_explicit(&t->started_ns, memory_order_relaxed);
+        int64_t left_ms = started ? (started + timeout_ns - now) / 1000000 : soonest;
+        if (left_ms >= 1 && again) {
+            again[nagain++] = t;
+            if (left_ms < soonest)
+                soonest = left_ms;
+        } else {
+            stall(rec);
+        }
+    }
+    if (nagain)
+        group_watch(svc, g->route, again, nagain, soonest);
+    free(again);
+}
+
+static void group_event(tl_loop *loop, tl_task *task, int status, void *arg)
+{
+    (void)loop;
+    tl_group *g = arg;
+    tl_service *svc = g->route->src->svc;
+    if (task && svc->closing)
+        return;
+    if (task) {
+        tl_rec *rec = task->arg;
+        if (rec->task == task && rec->state == REC_RUNNING)
+            attempt_done(rec, task);
+        return;
+    }
+    if (status == TL_ETIMEDOUT)
+        group_timeout(svc, g);
+    for (size_t i = 0; i < g->n; i++)
+        tl_task_release(g->tasks[i]);
+    free(g);
+}
+
+static void group_watch(tl_service *svc, tl_route_rt *route, tl_task **tasks, size_t n,
+                        int64_t timeout_ms)
+{
+    if (n == 0)
+        return;
+    tl_group *g = malloc(sizeof(*g) + n * sizeof(tl_task *));
+    if (!g) {
+        tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
+        return;
+    }
+    g->route = route;
+    g->n = n;
+    for (size_t i = 0; i < n; i++)
+        g->tasks[i] = tl_task_retain(tasks[i]);
+    if (tl_as_completed_async(svc->loop, tasks, n, timeout_ms, group_event, g) != 0) {
+        for (size_t i = 0; i < n; i++)
+            tl_task_release(g->tasks[i]);
+        free(g);
+        tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
+    }
+}
+
+void tl__dispatch_flush(tl_service *svc)
+{
+    for (size_t r = 0; r < svc->nroutes; r++) {
+        tl_route_rt *route = &svc->routes[r];
+        if (route->ngroup == 0)
+            continue;
+        group_watch(svc, route, route->group, route->ngroup, route->cfg->timeout_ms);
+        route->ngroup = 0;
+    }
+}
+
+static void flush_fire(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    tl__dispatch_flush(arg);
+}
+
+static void start(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    tl_route_rt *route = rec->route;
+    unsigned flags = TL__TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0);
+    rec->attempt++;
+    rec->state = REC_RUNNING;
+    rec->task = tl_task_create_ex(svc->loop, run_handler, rec, flags);
+    if (!rec->task) {
+        rec->last_err = TL_ENOMEM;
+        free(rec->err_text);
+        rec->err_text = strdup("could not create the handler task");
+        to_target(rec, route->on_error, "failed");
+        return;
+    }
+    if (route->ngroup == route->capgroup) {
+        size_t cap = route->capgroup ? route->capgroup * 2 : 64;
+        tl_task **g = realloc(route->group, cap * sizeof(*g));
+        if (!g) {
+            tl__dispatch_flush(svc);
+        } else {
+            route->group = g;
+            route->capgroup = cap;
+        }
+    }
+    route->group[route->ngroup++] = rec->task;
+    if (svc->flush.heap_index == SIZE_MAX)
+        tl_timer_start(&svc->flush, 0, flush_fire, svc);
+}
+
+/* ---------------------------------------------------------------- intake */
+
+/* The tracker of the message's partition, created on first sight. */
+static tl_part *part_of(tl_service *svc, tl_src *src, const tl_msg *msg)
+{
+    const char *topic = msg->origin ? msg->origin : "";
+    for (size_t i = 0; i < svc->nparts; i++) {
+        tl_part *p = svc->parts[i];
+        if (p->src == src && p->partition == msg->partition && strcmp(p->topic, topic) == 0)
+            return p;
+    }
+    tl_part *p = calloc(1, sizeof(*p));
+    tl_part **arr = realloc(svc->parts, (svc->nparts + 1) * sizeof(*arr));
+    if (!p || !arr || !(p->topic = strdup(topic))) {
+        free(p);
+        if (arr)
+            svc->parts = arr;
+        return NULL;
+    }
+    p->src = src;
+    p->partition = msg->partition;
+    p->assigned = true;
+    p->committed = -1;
+    tl_offsets_init(&p->offsets);
+    pthread_mutex_lock(&svc->mu);
+    svc->parts = arr;
+    svc->parts[svc->nparts++] = p;
+    pthread_mutex_unlock(&svc->mu);
+    return p;
+}
+
+static tl_route_rt *route_of(tl_service *svc, tl_src *src)
+{
+    for (size_t r = 0; r < svc->nroutes; r++)
+        if (svc->routes[r].src == src)
+            return &svc->routes[r];
+    return NULL;
+}
+
+/* Takes one message in: a record, its offset tracked, then a lane or a start. */
+static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg)
+{
+    tl_part *part = part_of(svc, src, msg);
+    tl_rec *rec = part ? calloc(1, sizeof(*rec)) : NULL;
+    if (!rec || tl_offsets_track(&part->offsets, msg->offset, &rec->slot) != 0) {
+        /* Not tracked means never committed past: the broker delivers it again. */
+        free(rec);
+        src->ops->release(src->handle, msg);
+        tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
+        return;
+    }
+    rec->svc = svc;
+    rec->route = route;
+    rec->part = part;
+    rec->gen = part->gen;
+    rec->msg = msg;
+    rec->first_seen_ms = tl_loop_now(svc->loop);
+    rec->all_next = svc->recs;
+    if (svc->recs)
+        svc->recs->all_prev = rec;
+    svc->recs = rec;
+    tl_timer_init(svc->loop, &rec->timer);
+    part->in_flight++;
+    TL_STAT_ADD(svc, consumed, 1);
+    atomic_fetch_add_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
+    uint64_t key;
+    if (!lane_key(route, rec, &key)) {
+        start(rec);
+        return;
+    }
+    tl_lane *lane = lane_get(svc, route, key);
+    if (!lane) {
+        start(rec); /* out of memory for a lane: order is lost, the message is not */
+        return;
+    }
+    rec->lane = lane;
+    if (!lane->busy) {
+        lane->busy = rec;
+        start(rec);
+        return;
+    }
+    if (lane->tail)
+        lane->tail->lane_next = rec;
+    else
+        lane->head = rec;
+    lane->tail = rec;
+}
+
+void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n)
+{
+    tl_route_rt *route = route_of(svc, src);
+    for (size_t i = 0; i < n; i++) {
+        if (!route || atomic_load(&svc->stopping)) {
+            src->ops->release(src->handle, msgs[i]);
+            continue;
+        }
+        intake(svc, src, route, msgs[i]);
+    }
+    tl__backpressure(svc);
+}
+
+/* Drops one not-started record of a revoked partition: the next owner gets it. */
+static void drop_unstarted(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    rec->state = REC_SETTLED;
+    rec->part->in_flight--;
+    atomic_fetch_sub_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
+    TL_STAT_ADD(svc, consumed, (uint64_t)-1);
+    tl__rec_maybe_free(rec);
+}
+
+void tl__dispatch_drop_queued(tl_service *svc, tl_part *part)
+{
+    for (size_t b = 0; b < svc->nlanes_buckets; b++) {
+        for (tl_lane *l = svc->lanes[b]; l; l = l->next) {
+            tl_rec **p = &l->head;
+            l->tail = NULL;
+            while (*p) {
+                tl_rec *rec = *p;
+                if (rec->part == part) {
+                    *p = rec->lane_next;
+                    drop_unstarted(rec);
+                } else {
+                    l->tail = rec;
+                    p = &rec->lane_next;
+                }
+            }
+        }
+    }
+}

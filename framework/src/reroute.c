@@ -1,0 +1,215 @@
+/*
+ * Rerouting: sending stalled and failed messages to their route's target with the
+ * tl-* headers, and settling them only once the target acknowledged them. A target
+ * that refuses or is down leaves the message unsettled (so its offset is not
+ * committed) and the send is tried again with backoff until it is acknowledged.
+ *
+ * Thread rules: tl__reroute and the ack handling run on the loop thread; a sink's ack
+ * callback may run on any thread and only posts the outcome to the loop.
+ */
+#include "service_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEND_BACKOFF_MIN_MS 100
+#define SEND_BACKOFF_MAX_MS 5000
+
+typedef struct ack_msg {
+    tl_rec *rec;
+    int err;
+    char what[200];
+} ack_msg;
+
+static void send_now(tl_rec *rec);
+
+static void send_retry_fire(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    send_now(arg);
+}
+
+/* The send failed: report, then try again later; the message stays unsettled. */
+static void send_failed(tl_rec *rec, int err, const char *what)
+{
+    tl_service *svc = rec->svc;
+    TL_STAT_ADD(svc, reroute_errors, 1);
+    atomic_fetch_add_explicit(&rec->target->errors, 1, memory_order_relaxed);
+    int64_t delay = SEND_BACKOFF_MIN_MS;
+    for (unsigned i = 1; i < rec->send_tries && delay < SEND_BACKOFF_MAX_MS; i++)
+        delay *= 2;
+    if (delay > SEND_BACKOFF_MAX_MS)
+        delay = SEND_BACKOFF_MAX_MS;
+    char off[24], tries[16], d[24];
+    snprintf(off, sizeof(off), "%lld", (long long)rec->msg->offset);
+    snprintf(tries, sizeof(tries), "%u", rec->send_tries);
+    snprintf(d, sizeof(d), "%lldms", (long long)delay);
+    tl_kv f[] = {{"target", rec->target->name},
+                 {"origin", rec->msg->origin ? rec->msg->origin : ""},
+                 {"offset", off},
+                 {"try", tries},
+                 {"retry_in", d},
+                 {"error", what && *what ? what : tl_strerror(err)}};
+    tl__log(svc, TL_LEVEL_WARN, "reroute_failed", f, 6);
+    tl_timer_start(&rec->timer, delay, send_retry_fire, rec);
+}
+
+static void ack_on_loop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    ack_msg *a = arg;
+    tl_rec *rec = a->rec;
+    if (rec->svc->closing) {
+        free(a);
+        return;
+    }
+    if (a->err == 0) {
+        TL_STAT_ADD(rec->svc, rerouted, 1);
+        atomic_fetch_add_explicit(&rec->target->rerouted, 1, memory_order_relaxed);
+        tl__rec_settle(rec);
+    } else {
+        send_failed(rec, a->err, a->what);
+    }
+    free(a);
+}
+
+/* Any thread: the sink's verdict on one send. */
+static void on_ack(void *arg, int err, const char *what)
+{
+    tl_rec *rec = arg;
+    ack_msg *a = malloc(sizeof(*a));
+    if (!a)
+        abort(); /* losing an ack would leave the message unsettled forever */
+    a->rec = rec;
+    a->err = err;
+    snprintf(a->what, sizeof(a->what), "%s", what ? what : "");
+    if (tl_loop_call_threadsafe(rec->svc->loop, ack_on_loop, a) != 0)
+        free(a); /* the loop is gone: the record went with it */
+}
+
+#define N_TL_HEADERS 7
+
+/* Sends the message with the original headers (minus old tl-*) and fresh tl-* ones. */
+static void send_now(tl_rec *rec)
+{
+    const tl_msg *m = rec->msg;
+    size_t cap = m->nheaders + N_TL_HEADERS;
+    tl_header *h = malloc(cap * sizeof(*h));
+    if (!h) {
+        send_failed(rec, TL_ENOMEM, "out of memory");
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < m->nheaders; i++)
+        if (strncmp(m->headers[i].name, "tl-", 3) != 0)
+            h[n++] = m->headers[i];
+    char part[16], off[24], attempt[16], first[24];
+    snprintf(part, sizeof(part), "%d", (int)m->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    snprintf(attempt, sizeof(attempt), "%u", rec->attempt);
+    snprintf(first, sizeof(first), "%lld", (long long)rec->first_seen_ms);
+    const char *origin = m->origin ? m->origin : "";
+    const char *err = rec->err_text ? rec->err_text : "";
+    const char *vals[N_TL_HEADERS] = {rec->reason, origin, part, off, attempt, err, first};
+    static const char *names[N_TL_HEADERS] = {
+        "tl-reason", "tl-origin-topic", "tl-origin-partition", "tl-origin-offset",
+        "tl-attempt", "tl-error", "tl-first-seen-ms"};
+    for (size_t i = 0; i < N_TL_HEADERS; i++)
+        h[n++] = (tl_header){names[i], vals[i], strlen(vals[i])};
+    tl_out_msg out = {m->payload, m->len, m->key, m->key_len, h, n};
+    rec->send_tries++;
+    int rc = rec->target->ops->send(rec->target->sink, &out, on_ack, rec);
+    free(h);
+    if (rc != 0)
+        send_failed(rec, rc, tl_strerror(rc));
+}
+
+void tl__reroute(tl_rec *rec, tl_target *target, const char *reason)
+{
+    rec->state = REC_REROUTING;
+    rec->target = target;
+    rec->reason = reason;
+    rec->send_tries = 0;
+    send_now(rec);
+}
+
+/* ---------------------------------------------------------------- targets */
+
+static tl_target *target_find(tl_service *svc, const char *name)
+{
+    for (size_t i = 0; i < svc->ntargets; i++)
+        if (strcmp(svc->targets[i]->name, name) == 0)
+            return svc->targets[i];
+    return NULL;
+}
+
+/* The section configuring a sink: its own, else the route's source of the same type. */
+static const tl_params *sink_conf(const tl_service *svc, const tl_config_route *r,
+                                  const char *scheme)
+{
+    for (size_t i = 0; i < svc->cfg->nsinks; i++)
+        if (strcmp(svc->cfg->sinks[i].scheme, scheme) == 0)
+            return &svc->cfg->sinks[i].params;
+    const tl_config_source *s = &svc->cfg->sources[r->source];
+    return strcmp(s->type, scheme) == 0 ? &s->params : NULL;
+}
+
+static int target_open(tl_service *svc, const tl_config_route *r, const tl_config_target *t,
+                       tl_target **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!t->scheme)
+        return 0;
+    char name[512];
+    snprintf(name, sizeof(name), "%s:%s", t->scheme, t->address);
+    if ((*out = target_find(svc, name)) != NULL)
+        return 0;
+    tl_target *tg = calloc(1, sizeof(*tg));
+    tl_target **arr = realloc(svc->targets, (svc->ntargets + 1) * sizeof(*arr));
+    if (arr)
+        svc->targets = arr;
+    if (!tg || !arr || !(tg->name = strdup(name))) {
+        free(tg);
+        snprintf(err, errlen, "out of memory");
+        return TL_ENOMEM;
+    }
+    tg->ops = t->ops;
+    char why[256] = "";
+    int rc = t->ops->open(t->address, sink_conf(svc, r, t->scheme), &tg->sink, why,
+                          sizeof(why));
+    if (rc != 0) {
+        snprintf(err, errlen, "target %s: %s", name, why[0] ? why : tl_strerror(rc));
+        free(tg->name);
+        free(tg);
+        return rc;
+    }
+    svc->targets[svc->ntargets++] = tg;
+    *out = tg;
+    return 0;
+}
+
+int tl__targets_open(tl_service *svc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < svc->nroutes; i++) {
+        tl_route_rt *rt = &svc->routes[i];
+        int rc = target_open(svc, rt->cfg, &rt->cfg->on_stall, &rt->on_stall, err, errlen);
+        if (rc == 0)
+            rc = target_open(svc, rt->cfg, &rt->cfg->on_error, &rt->on_error, err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void tl__targets_close(tl_service *svc, int64_t flush_ms)
+{
+    for (size_t i = 0; i < svc->ntargets; i++) {
+        tl_target *t = svc->targets[i];
+        if (t->sink) {
+            t->ops->flush(t->sink, flush_ms);
+            t->ops->close(t->sink);
+            t->sink = NULL;
+        }
+    }
+}

@@ -1,0 +1,490 @@
+/*
+ * The service: sources and sinks around the loop, commits, backpressure, rebalance
+ * and shutdown drains. Dispatching lives in dispatch.c, rerouting in reroute.c.
+ *
+ * Thread rules: see service_int.h. Sources call the tl_source_events below from their
+ * own threads; each posts to the loop with tl_loop_call_threadsafe, and revoked()
+ * waits on a condition variable until the loop finished draining those partitions.
+ */
+#include "service_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOUSEKEEPING_MS 50
+
+void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields, size_t n)
+{
+    if (svc->opts.log)
+        svc->opts.log(svc->opts.log_user, level, event, fields, n);
+}
+
+/* ---------------------------------------------------------------- commits */
+
+static void commit_part(tl_service *svc, tl_part *p)
+{
+    p->dirty = false;
+    int64_t next = p->offsets.next;
+    if (next < 0 || next <= p->committed || !p->assigned)
+        return;
+    int rc = p->src->ops->commit(p->src->handle, p->topic, p->partition, next);
+    if (rc != 0) {
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)p->partition);
+        tl_kv f[] = {{"topic", p->topic}, {"partition", part}, {"error", tl_strerror(rc)}};
+        tl__log(svc, TL_LEVEL_WARN, "commit_failed", f, 3);
+        p->dirty = true; /* try again at the next round */
+        return;
+    }
+    p->committed = next;
+}
+
+void tl__commit_dirty(tl_service *svc)
+{
+    for (size_t i = 0; i < svc->nparts; i++)
+        if (svc->parts[i]->dirty)
+            commit_part(svc, svc->parts[i]);
+}
+
+/* ---------------------------------------------------------------- backpressure */
+
+static void pause_all(tl_service *svc, bool paused)
+{
+    if (svc->paused == paused)
+        return;
+    svc->paused = paused;
+    if (paused)
+        TL_STAT_ADD(svc, paused, 1);
+    for (size_t i = 0; i < svc->nsrcs; i++)
+        if (svc->srcs[i].handle)
+            svc->srcs[i].ops->pause(svc->srcs[i].handle, paused);
+}
+
+void tl__backpressure(tl_service *svc)
+{
+    if (atomic_load(&svc->stopping))
+        return;
+    uint64_t n = atomic_load_explicit(&svc->st.in_flight, memory_order_relaxed);
+    /* Hysteresis: resume at half the bound, so a full pipeline does not flap. */
+    if (!svc->paused && n >= svc->cfg->max_in_flight)
+        pause_all(svc, true);
+    else if (svc->paused && n <= svc->cfg->max_in_flight / 2)
+        pause_all(svc, false);
+}
+
+/* ---------------------------------------------------------------- revocation */
+
+struct tl_revoke_req {
+    tl_revoke_req *next;
+    tl_src *src;
+    tl_partition *parts;
+    size_t n;
+    int64_t deadline_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static tl_part *find_part(tl_service *svc, tl_src *src, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < svc->nparts; i++) {
+        tl_part *p = svc->parts[i];
+        if (p->src == src && p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* True once every partition of the request has nothing in flight. */
+static bool revoke_drained(tl_service *svc, tl_revoke_req *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        tl_part *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
+        if (p && p->in_flight > 0)
+            return false;
+    }
+    return true;
+}
+
+/* Commits what is settled, forgets the partitions and lets the source go on. */
+static void revoke_finish(tl_service *svc, tl_revoke_req *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        tl_part *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
+        if (!p)
+            continue;
+        commit_part(svc, p);
+        p->assigned = false;
+        p->revoking = false;
+        p->gen++;
+        p->in_flight = 0;
+        tl_offsets_reset(&p->offsets);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->done = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void check_revokes(tl_service *svc)
+{
+    tl_revoke_req **pp = &svc->revokes;
+    int64_t now = tl_loop_now(svc->loop);
+    while (*pp) {
+        tl_revoke_req *r = *pp;
+        if (revoke_drained(svc, r) || now >= r->deadline_ms) {
+            *pp = r->next;
+            revoke_finish(svc, r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+static void revoke_on_loop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    tl_revoke_req *r = arg;
+    tl_service *svc = r->src->svc;
+    for (size_t i = 0; i < r->n; i++) {
+        tl_part *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
+        if (p) {
+            p->revoking = true;
+            tl__dispatch_drop_queued(svc, p);
+        }
+    }
+    r->deadline_ms = tl_loop_now(svc->loop) + svc->cfg->drain_timeout_ms;
+    r->next = svc->revokes;
+    svc->revokes = r;
+    check_revokes(svc);
+}
+
+/* Source thread: blocks until the loop drained and committed the partitions. */
+static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t n)
+{
+    (void)s;
+    tl_src *src = rt;
+    tl_service *svc = src->svc;
+    /* During shutdown the loop already drained and committed, and may be waiting in
+     * ops->stop for this very thread: answering at once avoids the deadlock. */
+    if (atomic_load(&svc->stopping))
+        return;
+    tl_revoke_req r = {.src = src, .n = n};
+    r.parts = malloc((n ? n : 1) * sizeof(*r.parts));
+    if (!r.parts)
+        return;
+    memcpy(r.parts, parts, n * sizeof(*parts));
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    if (tl_loop_call_threadsafe(svc->loop, revoke_on_loop, &r) == 0) {
+        pthread_mutex_lock(&r.mu);
+        while (!r.done)
+            pthread_cond_wait(&r.cv, &r.mu);
+        pthread_mutex_unlock(&r.mu);
+    }
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+    free(r.parts);
+}
+
+/* ---------------------------------------------------------------- source events */
+
+typedef struct batch_msg {
+    tl_src *src;
+    size_t n;
+    tl_msg *msgs[];
+} batch_msg;
+
+static void batch_on_loop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    batch_msg *b = arg;
+    tl__dispatch_batch(b->src->svc, b->src, b->msgs, b->n);
+    free(b);
+}
+
+static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
+{
+    tl_src *src = rt;
+    batch_msg *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
+    if (b) {
+        b->src = src;
+        b->n = n;
+        memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
+    }
+    if (!b || tl_loop_call_threadsafe(src->svc->loop, batch_on_loop, b) != 0) {
+        /* Given back unprocessed and uncommitted: a broker delivers them again. */
+        for (size_t i = 0; i < n; i++)
+            src->ops->release(s, msgs[i]);
+        free(b);
+    }
+}
+
+static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
+{
+    (void)rt;
+    (void)s;
+    (void)parts;
+    (void)n;
+    /* Trackers are made on the first message of each partition. */
+}
+
+typedef struct error_msg {
+    tl_src *src;
+    int err;
+    bool fatal;
+    char what[256];
+} error_msg;
+
+static void error_on_loop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    error_msg *e = arg;
+    tl_service *svc = e->src->svc;
+    tl_kv f[] = {{"source", e->src->cfg->name}, {"error", e->what}};
+    tl__log(svc, e->fatal ? TL_LEVEL_ERROR : TL_LEVEL_WARN,
+            e->fatal ? "source_fatal" : "source_error", f, 2);
+    if (e->fatal)
+        tl_service_stop(svc);
+    free(e);
+}
+
+static void ev_error(void *rt, tl_source *s, int err, bool fatal, const char *what)
+{
+    (void)s;
+    tl_src *src = rt;
+    error_msg *e = malloc(sizeof(*e));
+    if (!e)
+        return;
+    e->src = src;
+    e->err = err;
+    e->fatal = fatal;
+    snprintf(e->what, sizeof(e->what), "%s", what ? what : tl_strerror(err));
+    if (tl_loop_call_threadsafe(src->svc->loop, error_on_loop, e) != 0)
+        free(e);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+void tl_service_stop(tl_service *svc)
+{
+    /* Only an atomic store: this runs in signal handlers. The housekeeping timer
+     * notices it within HOUSEKEEPING_MS. */
+    atomic_store(&svc->stop_req, true);
+}
+
+/* The drain is over (all settled, or the deadline): commit, stop sources, end. */
+static void drain_finish(tl_service *svc)
+{
+    svc->drained = true;
+    tl__commit_dirty(svc);
+    for (size_t i = 0; i < svc->nsrcs; i++)
+        if (svc->srcs[i].handle)
+            svc->srcs[i].ops->stop(svc->srcs[i].handle);
+    uint64_t left = atomic_load(&svc->st.in_flight);
+    if (left > 0) {
+        char n[24];
+        snprintf(n, sizeof(n), "%llu", (unsigned long long)left);
+        tl_kv f[] = {{"unsettled", n}};
+        tl__log(svc, TL_LEVEL_WARN, "drain_timeout", f, 1);
+    }
+    tl_loop_stop(svc->loop);
+}
+
+static void housekeeping(tl_timer *timer, void *arg)
+{
+    tl_service *svc = arg;
+    tl__commit_dirty(svc);
+    check_revokes(svc);
+    if (atomic_load(&svc->stop_req) && !atomic_load(&svc->stopping)) {
+        atomic_store(&svc->stopping, true);
+        for (size_t i = 0; i < svc->nsrcs; i++)
+            if (svc->srcs[i].handle)
+                svc->srcs[i].ops->pause(svc->srcs[i].handle, true);
+        svc->drain_deadline_ms = tl_loop_now(svc->loop) + svc->cfg->drain_timeout_ms;
+        tl__log(svc, TL_LEVEL_INFO, "draining", NULL, 0);
+    }
+    if (atomic_load(&svc->stopping) && !svc->drained &&
+        (atomic_load(&svc->st.in_flight) == 0 ||
+         tl_loop_now(svc->loop) >= svc->drain_deadline_ms)) {
+        drain_finish(svc);
+        return;
+    }
+    tl_timer_start(timer, HOUSEKEEPING_MS, housekeeping, svc);
+}
+
+static int open_sources(tl_service *svc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < svc->nsrcs; i++) {
+        tl_src *src = &svc->srcs[i];
+        src->svc = svc;
+        src->index = i;
+        src->cfg = &svc->cfg->sources[i];
+        src->ops = src->cfg->ops;
+        src->ev = (tl_source_events){.rt = src,
+                                     .deliver = ev_deliver,
+                                     .assigned = ev_assigned,
+                                     .revoked = ev_revoked,
+                                     .error = ev_error};
+        char why[512] = "";
+        int rc = src->ops->open(&src->cfg->params, &src->ev, &src->handle, why, sizeof(why));
+        if (rc != 0) {
+            snprintf(err, errlen, "source %s: %s", src->cfg->name, why[0] ? why : tl_strerror(rc));
+            src->handle = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts *opts,
+                   tl_service **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    tl_service *svc = calloc(1, sizeof(*svc));
+    if (!svc) {
+        snprintf(err, errlen, "out of memory");
+        return TL_ENOMEM;
+    }
+    svc->cfg = cfg;
+    svc->reg = reg;
+    if (opts)
+        svc->opts = *opts;
+    pthread_mutex_init(&svc->mu, NULL);
+    atomic_init(&svc->st.healthy, true);
+    tl_loop_opts lo = {.workers = cfg->workers};
+    int rc = tl_loop_new(&lo, &svc->loop);
+    if (rc) {
+        snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
+        pthread_mutex_destroy(&svc->mu);
+        free(svc);
+        return rc;
+    }
+    tl_timer_init(svc->loop, &svc->housekeeping);
+    tl_timer_init(svc->loop, &svc->flush);
+    svc->nsrcs = cfg->nsources;
+    svc->srcs = calloc(cfg->nsources ? cfg->nsources : 1, sizeof(*svc->srcs));
+    svc->nroutes = cfg->nroutes;
+    svc->routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*svc->routes));
+    if (!svc->srcs || !svc->routes) {
+        snprintf(err, errlen, "out of memory");
+        tl_service_free(svc);
+        return TL_ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        svc->routes[i].cfg = &cfg->routes[i];
+        svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
+    }
+    rc = open_sources(svc, err, errlen);
+    if (rc == 0)
+        rc = tl__targets_open(svc, err, errlen);
+    if (rc) {
+        tl_service_free(svc);
+        return rc;
+    }
+    *out = svc;
+    return 0;
+}
+
+int tl_service_run(tl_service *svc)
+{
+    for (size_t i = 0; i < svc->nsrcs; i++) {
+        int rc = svc->srcs[i].ops->start(svc->srcs[i].handle);
+        if (rc != 0) {
+            tl_kv f[] = {{"source", svc->srcs[i].cfg->name}, {"error", tl_strerror(rc)}};
+            tl__log(svc, TL_LEVEL_ERROR, "source_start_failed", f, 2);
+            for (size_t j = 0; j < i; j++)
+                svc->srcs[j].ops->stop(svc->srcs[j].handle);
+            return rc;
+        }
+    }
+    tl_kv f[] = {{"service", svc->cfg->service}};
+    tl__log(svc, TL_LEVEL_INFO, "started", f, 1);
+    tl_timer_start(&svc->housekeeping, HOUSEKEEPING_MS, housekeeping, svc);
+    int rc = tl_loop_run(svc->loop);
+    tl__log(svc, TL_LEVEL_INFO, "stopped", f, 1);
+    return rc;
+}
+
+void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
+{
+    tl_stats_atomic *s = &svc->st;
+    o->consumed = atomic_load(&s->consumed);
+    o->completed = atomic_load(&s->completed);
+    o->failed = atomic_load(&s->failed);
+    o->retries = atomic_load(&s->retries);
+    o->stalled = atomic_load(&s->stalled);
+    o->rerouted = atomic_load(&s->rerouted);
+    o->dropped = atomic_load(&s->dropped);
+    o->late = atomic_load(&s->late);
+    o->reroute_errors = atomic_load(&s->reroute_errors);
+    o->replaced_workers = atomic_load(&s->replaced_workers);
+    o->in_flight = atomic_load(&s->in_flight);
+    o->paused = atomic_load(&s->paused);
+    o->healthy = atomic_load(&s->healthy);
+}
+
+size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap)
+{
+    for (size_t i = 0; i < svc->ntargets && i < cap; i++) {
+        out[i].target = svc->targets[i]->name;
+        out[i].rerouted = atomic_load(&svc->targets[i]->rerouted);
+        out[i].errors = atomic_load(&svc->targets[i]->errors);
+    }
+    return svc->ntargets;
+}
+
+size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap)
+{
+    pthread_mutex_lock(&svc->mu);
+    size_t n = svc->nparts;
+    for (size_t i = 0; i < n && i < cap; i++) {
+        tl_part *p = svc->parts[i];
+        out[i].source = p->src->cfg->name;
+        out[i].topic = p->topic;
+        out[i].partition = p->partition;
+        out[i].next = p->committed;
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return n;
+}
+
+tl_loop *tl_service_loop(tl_service *svc)
+{
+    return svc->loop;
+}
+
+void tl_service_free(tl_service *svc)
+{
+    if (!svc)
+        return;
+    atomic_store(&svc->stopping, true);
+    svc->closing = true;
+    tl__targets_close(svc, 1000);
+    /* Joins the workers (no handler reads a message after this), ends every group,
+     * then the records still alive give their messages back. */
+    tl_loop_free(svc->loop);
+    tl__records_free_all(svc);
+    for (size_t i = 0; i < svc->nsrcs; i++)
+        if (svc->srcs[i].handle)
+            svc->srcs[i].ops->close(svc->srcs[i].handle);
+    for (size_t i = 0; i < svc->nparts; i++) {
+        tl_offsets_free(&svc->parts[i]->offsets);
+        free(svc->parts[i]->topic);
+        free(svc->parts[i]);
+    }
+    for (size_t i = 0; i < svc->ntargets; i++) {
+        free(svc->targets[i]->name);
+        free(svc->targets[i]);
+    }
+    for (size_t i = 0; i < svc->nroutes; i++)
+        free(svc->routes[i].group);
+    tl__lanes_free(svc);
+    free(svc->parts);
+    free(svc->targets);
+    free(svc->routes);
+    free(svc->srcs);
+    pthread_mutex_destroy(&svc->mu);
+    free(svc);
+}

@@ -1,0 +1,189 @@
+/*
+ * Private structures of the service runtime (service.c, dispatch.c, reroute.c).
+ *
+ * Thread rules: everything here belongs to the loop thread, except
+ *  - the counters in tl_service.st (atomics, read from any thread),
+ *  - parts/nparts and targets' counters, also read by tl_service_partitions and
+ *    tl_service_targets from any thread: guarded by svc->mu for structure changes,
+ *  - stop_req and stopping (atomics).
+ * Sources and sinks reach the loop only through tl_loop_call_threadsafe.
+ */
+#ifndef TL_SERVICE_INT_H
+#define TL_SERVICE_INT_H
+
+#include "config.h"
+#include "internal.h"
+#include "offsets.h"
+
+#include <taskloop/service.h>
+
+typedef struct tl_rec tl_rec;
+typedef struct tl_lane tl_lane;
+
+/* A partition (or, for transports without partitions, an endpoint) of a source. */
+typedef struct tl_part {
+    struct tl_src *src;
+    char *topic;
+    int32_t partition;
+    unsigned gen;        /* bumped at each assignment: records of old ones are ignored */
+    bool assigned;
+    bool revoking;
+    bool dirty;          /* committable position moved since the last commit */
+    int64_t committed;   /* the last position handed to ops->commit, -1 */
+    tl_offsets offsets;
+    size_t in_flight;
+} tl_part;
+
+typedef struct tl_src {
+    tl_service *svc;
+    const tl_config_source *cfg;
+    const tl_source_ops *ops;
+    tl_source *handle;
+    tl_source_events ev;
+    size_t index;
+} tl_src;
+
+/* A reroute destination shared by routes naming the same target. */
+typedef struct tl_target {
+    char *name; /* "scheme:address" */
+    const tl_sink_ops *ops;
+    tl_sink *sink;
+    _Atomic uint64_t rerouted;
+    _Atomic uint64_t errors;
+} tl_target;
+
+typedef struct tl_route_rt {
+    const tl_config_route *cfg;
+    tl_src *src;
+    tl_target *on_stall; /* NULL when the route has none */
+    tl_target *on_error;
+    tl_task **group; /* tasks started since the last wait, waited on together */
+    tl_rec **group_recs;
+    size_t ngroup, capgroup;
+} tl_route_rt;
+
+typedef enum tl_rec_state {
+    REC_QUEUED,    /* waiting for its ordering lane */
+    REC_RUNNING,   /* its handler task is out */
+    REC_BACKOFF,   /* failed, waiting to retry in place */
+    REC_REROUTING, /* sent to a target, waiting for the acknowledgement */
+    REC_SETTLED,
+} tl_rec_state;
+
+/* One message in flight. */
+struct tl_rec {
+    tl_service *svc;
+    tl_route_rt *route;
+    tl_part *part;
+    tl_msg *msg;
+    uint64_t slot;
+    unsigned gen;
+    tl_rec_state state;
+    unsigned attempt;
+    int64_t first_seen_ms;
+    tl_task *task;        /* the current attempt */
+    tl_task *stuck;       /* a stalled attempt still running (holds a worker) */
+    bool replaced_worker; /* a worker was added for the stuck attempt */
+    bool stalled;
+    int last_err;
+    char *err_text;
+    const char *reason; /* "stalled" or "failed" while rerouting */
+    tl_target *target;
+    unsigned send_tries;
+    tl_lane *lane; /* the lane it holds or waits in; NULL for ordering none */
+    tl_rec *lane_next;
+    tl_timer timer; /* backoff of retries and of reroute sends */
+    tl_rec *all_prev, *all_next; /* every live record, for teardown */
+};
+
+/* An ordering lane: at most one record of a key (or partition) runs at a time. */
+struct tl_lane {
+    uint64_t key;
+    tl_route_rt *route;
+    tl_rec *busy; /* the record holding it */
+    tl_rec *head, *tail;
+    tl_lane *next; /* hash bucket chain */
+};
+
+typedef struct tl_stats_atomic {
+    _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
+        reroute_errors, replaced_workers, in_flight, paused;
+    _Atomic bool healthy;
+} tl_stats_atomic;
+
+typedef struct tl_revoke_req tl_revoke_req;
+
+struct tl_service {
+    const tl_config *cfg;
+    tl_registry *reg;
+    tl_service_opts opts;
+    tl_loop *loop;
+    pthread_mutex_t mu;
+    tl_src *srcs;
+    size_t nsrcs;
+    tl_route_rt *routes;
+    size_t nroutes;
+    tl_target **targets;
+    size_t ntargets;
+    tl_part **parts;
+    size_t nparts;
+    tl_lane **lanes;
+    size_t nlanes_buckets, nlanes;
+    tl_timer housekeeping;
+    tl_timer flush;  /* a 0-delay timer that turns group lists into waits */
+    bool paused;
+    unsigned replaced_now; /* workers added for stuck handlers, not yet retired */
+    _Atomic bool stop_req;
+    _Atomic bool stopping; /* the drain started: sources must not call back into it */
+    bool drained;
+    bool closing;   /* tl_service_free runs: late events touch nothing */
+    tl_rec *recs;   /* every live record */
+    int64_t drain_deadline_ms;
+    tl_revoke_req *revokes;
+    tl_stats_atomic st;
+};
+
+/* Relaxed counter bump (loop thread writes, anyone reads). */
+#define TL_STAT_ADD(svc, field, n) atomic_fetch_add_explicit(&(svc)->st.field, (n), memory_order_relaxed)
+
+/* dispatch.c: takes a batch of delivered messages into the runtime. */
+void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n);
+
+/* dispatch.c: turns the routes' pending groups into waits (the flush timer's job). */
+void tl__dispatch_flush(tl_service *svc);
+
+/* dispatch.c: the record is settled: bookkeeping, lane release, commit position. */
+void tl__rec_settle(tl_rec *rec);
+
+/* dispatch.c: frees a record once it is settled and no attempt of it still runs. */
+void tl__rec_maybe_free(tl_rec *rec);
+
+/* dispatch.c: drops records queued (not started) on revoked partitions. */
+void tl__dispatch_drop_queued(tl_service *svc, tl_part *part);
+
+/* dispatch.c: frees every record left at teardown, giving its message back. */
+void tl__records_free_all(tl_service *svc);
+
+/* dispatch.c: frees every lane (service teardown). */
+void tl__lanes_free(tl_service *svc);
+
+/* reroute.c: sends the record to target with the tl-* headers; settles on ack. */
+void tl__reroute(tl_rec *rec, tl_target *target, const char *reason);
+
+/* reroute.c: opens the sinks of every target the routes name. */
+int tl__targets_open(tl_service *svc, char *err, size_t errlen);
+
+/* reroute.c: flushes and closes every sink. */
+void tl__targets_close(tl_service *svc, int64_t flush_ms);
+
+/* service.c: reports an event through the user's log function, if any. */
+void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields,
+             size_t n);
+
+/* service.c: commits every partition whose position moved. */
+void tl__commit_dirty(tl_service *svc);
+
+/* service.c: applies backpressure after in-flight changed. */
+void tl__backpressure(tl_service *svc);
+
+#endif
