@@ -34,10 +34,14 @@ static int job(tl_task *task, void *arg)
 static const char *state_name(tl_task_state s)
 {
     switch (s) {
-    case TL_TASK_PENDING: return "pending";
-    case TL_TASK_RUNNING: return "running";
-    case TL_TASK_DONE: return "done";
-    case TL_TASK_CANCELLED: return "cancelled";
+    case TL_TASK_PENDING:
+        return "pending";
+    case TL_TASK_RUNNING:
+        return "running";
+    case TL_TASK_DONE:
+        return "done";
+    case TL_TASK_CANCELLED:
+        return "cancelled";
     }
     return "?";
 }
@@ -61,8 +65,8 @@ int main(void)
     tl_loop_opts opts = {.workers = WORKERS};
     if (tl_loop_new(&opts, &loop) != 0)
         return 1;
-    printf("all_tasks: %d jobs on %d workers, plus one reply we are still waiting for\n",
-           NJOBS, WORKERS);
+    printf("all_tasks: %d jobs on %d workers, plus one reply we are still waiting for\n", NJOBS,
+           WORKERS);
     tl_task *tasks[NJOBS + 1];
     for (intptr_t i = 0; i < NJOBS; i++) {
         tasks[i] = tl_task_create(loop, job, (void *)i);

@@ -67,9 +67,8 @@ static int slow_path(tl_loop *loop, tl_task **pending, size_t n, int64_t started
         const rest_call *call = tl_task_result(t);
         char what[32];
         describe(call, what, sizeof what);
-        printf("  slow path  %-18s %d in %3d ms (answered %lld ms after the batch began)\n",
-               what, call->status, call->duration_ms,
-               (long long)(tl_loop_now(loop) - started_ms));
+        printf("  slow path  %-18s %d in %3d ms (answered %lld ms after the batch began)\n", what,
+               call->status, call->duration_ms, (long long)(tl_loop_now(loop) - started_ms));
     }
     tl_as_completed_free(it);
     return rc == TL_EOF ? 0 : rc;
@@ -102,8 +101,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "wait: %s\n", tl_strerror(rc));
         return 1;
     }
-    printf("after %d ms: %zu answered, %zu still running%s\n", DEADLINE_MS, res.ndone,
-           res.npending, res.timed_out ? " (deadline reached, nothing cancelled)" : "");
+    printf("after %d ms: %zu answered, %zu still running%s\n", DEADLINE_MS, res.ndone, res.npending,
+           res.timed_out ? " (deadline reached, nothing cancelled)" : "");
     process_done(res.done, res.ndone);
     size_t ndone = res.ndone, nslow = res.npending;
     if (nslow > 0)

@@ -18,7 +18,6 @@
 #include <cmocka.h>
 #include <taskloop/taskloop.h>
 
-
 /* ------------------------------------------------------------ helpers */
 
 static int64_t now_ms(void)
@@ -336,6 +335,25 @@ static void as_completed_zero_timeout_ends_at_once_when_nothing_finished(void **
     tl_loop_free(loop);
 }
 
+static void as_completed_yields_a_cancelled_task_like_a_finished_one(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[2];
+    make_futures(loop, f, 2);
+    tl_task_cancel(f[1]);
+    tl_as_completed *it = NULL;
+    assert_int_equal(tl_as_completed_new(loop, f, 2, 5000, &it), 0);
+    tl_task *t = NULL;
+    assert_int_equal(tl_as_completed_next(it, &t), 0);
+    assert_ptr_equal(t, f[1]);
+    assert_int_equal(tl_task_error(t), TL_ECANCELED);
+    tl_as_completed_free(it);
+    tl_task_complete(f[0], NULL, 0);
+    release_all(f, 2);
+    tl_loop_free(loop);
+}
+
 /* ------------------------------------------------------------ inside the loop */
 
 typedef struct nested {
@@ -468,6 +486,7 @@ int main(void)
         cmocka_unit_test(as_completed_with_all_done_before_yields_each_once),
         cmocka_unit_test(as_completed_timeout_ends_the_iteration_and_cancels_nothing),
         cmocka_unit_test(as_completed_zero_timeout_ends_at_once_when_nothing_finished),
+        cmocka_unit_test(as_completed_yields_a_cancelled_task_like_a_finished_one),
         cmocka_unit_test(as_completed_next_inside_the_running_loop_returns_ebusy),
         cmocka_unit_test(as_completed_async_reports_completion_order_then_eof),
         cmocka_unit_test(as_completed_async_timeout_reports_etimedout_and_cancels_nothing),

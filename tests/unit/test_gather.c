@@ -18,7 +18,6 @@
 #include <cmocka.h>
 #include <taskloop/taskloop.h>
 
-
 /* ------------------------------------------------------------ helpers */
 
 static int64_t now_ms(void)
@@ -279,8 +278,8 @@ static void gather_with_all_done_before_the_call_returns_at_once(void **state)
     tl_loop_free(loop);
 }
 
-static void gather_without_return_exceptions_returns_first_error_leaving_others_running(
-    void **state)
+static void
+gather_without_return_exceptions_returns_first_error_leaving_others_running(void **state)
 {
     (void)state;
     tl_loop *loop = new_loop(3);

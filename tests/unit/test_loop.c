@@ -18,7 +18,6 @@
 #include <cmocka.h>
 #include <taskloop/taskloop.h>
 
-
 /* ------------------------------------------------------------ helpers */
 
 static int64_t now_ms(void)

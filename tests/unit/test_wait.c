@@ -18,7 +18,6 @@
 #include <cmocka.h>
 #include <taskloop/taskloop.h>
 
-
 /* ------------------------------------------------------------ helpers */
 
 static int64_t now_ms(void)
@@ -398,6 +397,27 @@ static void wait_zero_timeout_returns_at_once_leaving_unfinished_pending(void **
     tl_loop_free(loop);
 }
 
+static void wait_ends_before_the_timeout_once_all_finish(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f[2];
+    make_futures(loop, f, 2);
+    static const step steps[] = {{0, 5, 0}, {1, 5, 0}};
+    script s;
+    script_start(&s, f, steps, 2);
+    int64_t t0 = now_ms();
+    tl_wait_result res;
+    assert_int_equal(tl_wait(loop, f, 2, 2000, TL_ALL_COMPLETED, &res), 0);
+    assert_true(now_ms() - t0 < 1000);
+    pthread_join(s.thread, NULL);
+    assert_false(res.timed_out);
+    assert_int_equal(res.ndone, 2);
+    tl_wait_result_free(&res);
+    release_all(f, 2);
+    tl_loop_free(loop);
+}
+
 static void wait_timeout_shorter_than_every_task_leaves_all_pending(void **state)
 {
     (void)state;
@@ -641,6 +661,7 @@ int main(void)
         cmocka_unit_test(wait_on_an_empty_set_returns_at_once_with_empty_sets),
         cmocka_unit_test(wait_with_all_done_before_the_call_returns_at_once),
         cmocka_unit_test(wait_zero_timeout_returns_at_once_leaving_unfinished_pending),
+        cmocka_unit_test(wait_ends_before_the_timeout_once_all_finish),
         cmocka_unit_test(wait_timeout_shorter_than_every_task_leaves_all_pending),
         cmocka_unit_test(wait_timeout_leaves_slow_tasks_pending_and_not_cancelled),
         cmocka_unit_test(wait_on_100000_tasks_collects_them_all),
