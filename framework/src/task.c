@@ -343,13 +343,20 @@ int tl_task_add_done_callback(tl_task *task, void (*cb)(tl_task *task, void *arg
 size_t tl_loop_tasks(tl_loop *loop, tl_task_info *out, size_t cap)
 {
     int64_t now = tl__clock_ns() / 1000000;
-    size_t i = 0;
-    for (tl_task *t = loop->all_head; t && i < cap; t = t->all_next, i++) {
-        out[i].task = t;
-        out[i].id = t->id;
-        out[i].state = (tl_task_state)atomic_load(&t->state);
-        out[i].age_ms = now - t->created_ms;
-        out[i].name = t->name;
+    size_t n = 0;
+    for (tl_task *t = loop->all_head; t; t = t->all_next) {
+        int state = atomic_load(&t->state);
+        /* Cancelled before it started: done at once, though not yet finalized. */
+        if (state == TL_TASK_CANCELLED || state == TL_TASK_DONE)
+            continue;
+        if (n < cap) {
+            out[n].task = t;
+            out[n].id = t->id;
+            out[n].state = (tl_task_state)state;
+            out[n].age_ms = now - t->created_ms;
+            out[n].name = t->name;
+        }
+        n++;
     }
-    return loop->nall;
+    return n;
 }
