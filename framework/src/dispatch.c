@@ -240,6 +240,9 @@ static void retry_fire(tl_timer *timer, void *arg)
 static void attempt_done(tl_rec *rec, tl_task *task)
 {
     tl_service *svc = rec->svc;
+    int64_t started = atomic_load_explicit(&task->started_ns, memory_order_relaxed);
+    if (started)
+        tl_histogram_observe(&svc->handler_seconds, tl__clock_ns() - started);
     int err = tl_task_error(task);
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);

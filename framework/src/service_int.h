@@ -2,7 +2,7 @@
  * Private structures of the service runtime (service.c, dispatch.c, reroute.c).
  *
  * Thread rules: everything here belongs to the loop thread, except
- *  - the counters in tl_service.st (atomics, read from any thread),
+ *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
  *  - parts/nparts and targets' counters, also read by tl_service_partitions and
  *    tl_service_targets from any thread: guarded by svc->mu for structure changes,
  *  - stop_req and stopping (atomics).
@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "internal.h"
+#include "metrics.h"
 #include "offsets.h"
 
 #include <taskloop/service.h>
@@ -141,6 +142,7 @@ struct tl_service {
     int64_t drain_deadline_ms;
     tl_revoke_req *revokes;
     tl_stats_atomic st;
+    tl_histogram handler_seconds; /* attempt durations, for /metrics */
 };
 
 /* Relaxed counter bump (loop thread writes, anyone reads). */
