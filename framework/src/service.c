@@ -295,6 +295,7 @@ static void drain_finish(tl_service *svc)
 static void housekeeping(tl_timer *timer, void *arg)
 {
     tl_service *svc = arg;
+    atomic_store_explicit(&svc->heartbeat_ms, tl_loop_now(svc->loop), memory_order_relaxed);
     tl__commit_dirty(svc);
     check_revokes(svc);
     if (atomic_load(&svc->stop_req) && !atomic_load(&svc->stopping)) {

@@ -5,7 +5,7 @@
  *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
  *  - parts/nparts and targets' counters, also read by tl_service_partitions and
  *    tl_service_targets from any thread: guarded by svc->mu for structure changes,
- *  - stop_req and stopping (atomics).
+ *  - stop_req, stopping, heartbeat_ms and admin_port (atomics).
  * Sources and sinks reach the loop only through tl_loop_call_threadsafe.
  */
 #ifndef TL_SERVICE_INT_H
@@ -143,6 +143,9 @@ struct tl_service {
     tl_revoke_req *revokes;
     tl_stats_atomic st;
     tl_histogram handler_seconds; /* attempt durations, for /metrics */
+    _Atomic int64_t heartbeat_ms;  /* loop clock at the last housekeeping round; 0 before */
+    struct tl_admin *admin;        /* the admin endpoint while tl_service_run runs */
+    _Atomic int admin_port;        /* its bound port, 0 when it is not listening */
 };
 
 /* Relaxed counter bump (loop thread writes, anyone reads). */
