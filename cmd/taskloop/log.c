@@ -1,0 +1,284 @@
+/*
+ * The program's log: one line per event on stderr, in logfmt or JSON, below a status
+ * line that refreshes in place on a terminal.
+ *
+ * An event that repeats fast (a stall storm) is shown at most BURST times a second;
+ * the rest are counted and reported in one `log_suppressed` line, so a bad minute
+ * cannot bury everything else. Errors are never suppressed. Values of keys that name
+ * a secret are masked, although the runtime is not expected to log any.
+ *
+ * Thread rules: tl_cli_log is called from any thread (the loop, workers, adapter
+ * threads); one mutex guards the burst table, the status line and stderr writes.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define BURST 10
+#define EVENTS 32
+#define LINE_MAX_LEN 4096
+
+typedef struct burst {
+    char event[48];
+    int64_t second;
+    unsigned shown;
+    uint64_t suppressed;
+} burst;
+
+static struct {
+    pthread_mutex_t lock;
+    tl_log_format format;
+    tl_log_level level;
+    burst bursts[EVENTS];
+    char status[512];
+    bool status_shown;
+    int tty; /* -1: not probed yet */
+} g_log = {PTHREAD_MUTEX_INITIALIZER, TL_LOG_LOGFMT, TL_LOG_INFO, {{{0}, 0, 0, 0}}, {0}, false, -1};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void tl_cli_log_setup(tl_log_format format, tl_log_level level)
+{
+    pthread_mutex_lock(&g_log.lock);
+    g_log.format = format;
+    g_log.level = level;
+    pthread_mutex_unlock(&g_log.lock);
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void write_all(const char *s, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, s, len);
+        if (n <= 0)
+            return;
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Writes a whole line, lifting the status line out of the way and putting it back. */
+static void emit_locked(const char *line, size_t len)
+{
+    if (g_log.status_shown)
+        write_all("\r\033[K", 4);
+    write_all(line, len);
+    if (g_log.status_shown)
+        write_all(g_log.status, strlen(g_log.status));
+}
+
+bool tl_cli_status(const char *line)
+{
+    pthread_mutex_lock(&g_log.lock);
+    if (g_log.tty < 0)
+        g_log.tty = isatty(STDERR_FILENO);
+    bool tty = g_log.tty;
+    if (tty) {
+        write_all("\r\033[K", 4);
+        snprintf(g_log.status, sizeof(g_log.status), "%s", line ? line : "");
+        g_log.status_shown = line != NULL;
+        write_all(g_log.status, strlen(g_log.status));
+    }
+    pthread_mutex_unlock(&g_log.lock);
+    return tty;
+}
+
+void tl_cli_note(const char *fmt, ...)
+{
+    char line[LINE_MAX_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
+    line[len++] = '\n';
+    pthread_mutex_lock(&g_log.lock);
+    emit_locked(line, len);
+    pthread_mutex_unlock(&g_log.lock);
+}
+
+/* ---------------------------------------------------------------- formatting */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+static void put(buf *b, const char *s, size_t n)
+{
+    if (b->len + n >= b->cap)
+        n = b->cap - 1 - b->len;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void puts_(buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static bool logfmt_needs_quotes(const char *v)
+{
+    if (!*v)
+        return true;
+    for (; *v; v++)
+        if (*v == ' ' || *v == '=' || *v == '"' || (unsigned char)*v < 0x20)
+            return true;
+    return false;
+}
+
+/* Appends v escaped for a JSON string or a quoted logfmt value (both take \" \\ \n). */
+static void put_escaped(buf *b, const char *v, bool json)
+{
+    for (; *v; v++) {
+        unsigned char c = (unsigned char)*v;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c;
+            put(b, esc, 2);
+        } else if (c == '\n') {
+            puts_(b, "\\n");
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof(esc), json ? "\\u%04x" : "\\x%02x", c);
+            puts_(b, esc);
+        } else {
+            put(b, v, 1);
+        }
+    }
+}
+
+static void put_field(buf *b, bool json, bool first, const char *key, const char *val)
+{
+    if (json) {
+        puts_(b, first ? "{\"" : ",\"");
+        put_escaped(b, key, true);
+        puts_(b, "\":\"");
+        put_escaped(b, val, true);
+        puts_(b, "\"");
+        return;
+    }
+    if (!first)
+        puts_(b, " ");
+    puts_(b, key);
+    puts_(b, "=");
+    if (!logfmt_needs_quotes(val)) {
+        puts_(b, val);
+        return;
+    }
+    puts_(b, "\"");
+    put_escaped(b, val, false);
+    puts_(b, "\"");
+}
+
+static void timestamp(char *out, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char day[32];
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, cap, "%s.%03ldZ", day, ts.tv_nsec / 1000000L);
+}
+
+/* Formats one event as a line, newline included. */
+static void format_event(buf *b, tl_level level, const char *event, const tl_kv *fields,
+                         size_t nfields)
+{
+    bool json = g_log.format == TL_LOG_JSON;
+    char ts[48];
+    timestamp(ts, sizeof(ts));
+    put_field(b, json, true, "time", ts);
+    put_field(b, json, false, "level", level_names[level <= TL_LEVEL_ERROR ? level : 3]);
+    put_field(b, json, false, "event", event ? event : "-");
+    for (size_t i = 0; i < nfields; i++) {
+        if (!fields[i].key)
+            continue;
+        const char *v = fields[i].value ? fields[i].value : "";
+        put_field(b, json, false, fields[i].key, tl_config_is_secret(fields[i].key) ? "*****" : v);
+    }
+    if (json)
+        puts_(b, "}");
+    b->p[b->len++] = '\n';
+}
+
+/* ---------------------------------------------------------------- bursts */
+
+/* The burst entry of event, reusing the stalest slot when the table is full. */
+static burst *burst_of(const char *event, int64_t second)
+{
+    burst *oldest = &g_log.bursts[0];
+    for (size_t i = 0; i < EVENTS; i++) {
+        burst *e = &g_log.bursts[i];
+        if (strncmp(e->event, event, sizeof(e->event) - 1) == 0 && e->event[0])
+            return e;
+        if (e->second < oldest->second)
+            oldest = e;
+    }
+    snprintf(oldest->event, sizeof(oldest->event), "%s", event);
+    oldest->second = second;
+    oldest->shown = 0;
+    oldest->suppressed = 0;
+    return oldest;
+}
+
+/* Writes a line saying how many events of e went unshown in its last second. */
+static void flush_suppressed_locked(burst *e)
+{
+    if (e->suppressed == 0)
+        return;
+    char count[32], line[LINE_MAX_LEN];
+    snprintf(count, sizeof(count), "%llu", (unsigned long long)e->suppressed);
+    tl_kv kv[] = {{"of", e->event}, {"count", count}};
+    buf b = {line, 0, sizeof(line) - 1};
+    format_event(&b, TL_LEVEL_WARN, "log_suppressed", kv, 2);
+    emit_locked(line, b.len);
+    e->suppressed = 0;
+}
+
+/* True when the event may be shown now; counts it as suppressed otherwise. */
+static bool burst_admits_locked(tl_level level, const char *event)
+{
+    if (level >= TL_LEVEL_ERROR)
+        return true;
+    int64_t second = tl_cli_now_ms() / 1000;
+    burst *e = burst_of(event, second);
+    if (e->second != second) {
+        flush_suppressed_locked(e);
+        e->second = second;
+        e->shown = 0;
+    }
+    if (e->shown < BURST) {
+        e->shown++;
+        return true;
+    }
+    e->suppressed++;
+    return false;
+}
+
+void tl_cli_log(void *user, tl_level level, const char *event, const tl_kv *fields, size_t nfields)
+{
+    (void)user;
+    char line[LINE_MAX_LEN];
+    pthread_mutex_lock(&g_log.lock);
+    if ((int)level >= (int)g_log.level && burst_admits_locked(level, event ? event : "-")) {
+        buf b = {line, 0, sizeof(line) - 1};
+        format_event(&b, level, event, fields, nfields);
+        emit_locked(line, b.len);
+    }
+    pthread_mutex_unlock(&g_log.lock);
+}
+
+void tl_cli_log_flush(void)
+{
+    pthread_mutex_lock(&g_log.lock);
+    for (size_t i = 0; i < EVENTS; i++)
+        flush_suppressed_locked(&g_log.bursts[i]);
+    pthread_mutex_unlock(&g_log.lock);
+}

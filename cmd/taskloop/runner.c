@@ -1,0 +1,212 @@
+/*
+ * Running a service: signals, the progress monitor, the summary.
+ *
+ * Thread rules: tl_service_run blocks the calling thread. A monitor thread samples
+ * the counters every TICK_MS, shows progress and decides when a run with a goal (the
+ * demo, `run --expect`) or a time cap is over; it stops the service with
+ * tl_service_stop, which is safe from any thread. The signal handler touches only
+ * atomics, write(2), _exit and tl_service_stop, all async-signal-safe.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define TICK_MS 250
+#define PLAIN_EVERY_MS 2000
+#define RATE_WINDOW_MS 1000
+
+/* ---------------------------------------------------------------- signals */
+
+/* The handler's only view of the service: set while it runs. */
+static _Atomic(tl_service *) g_svc;
+static atomic_bool g_signalled;
+static atomic_int g_sigints;
+
+static void say(const char *s)
+{
+    (void)!write(STDERR_FILENO, s, strlen(s));
+}
+
+static void on_signal(int sig)
+{
+    if (sig == SIGINT && atomic_fetch_add(&g_sigints, 1) >= 1) {
+        say("\ntaskloop: second interrupt: exiting at once\n");
+        _exit(130);
+    }
+    if (atomic_exchange(&g_signalled, true))
+        return;
+    say(sig == SIGINT ? "\ntaskloop: interrupt: draining (interrupt again to force)\n"
+                      : "\ntaskloop: terminated: draining\n");
+    tl_service *svc = atomic_load(&g_svc);
+    if (svc)
+        tl_service_stop(svc);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---------------------------------------------------------------- the monitor */
+
+typedef struct monitor {
+    tl_service *svc;
+    const tl_cli_runner *r;
+    tl_cli_outcome *out;
+    int64_t start_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool quit;
+    bool stopping;
+    /* Rate over the last second or so: the consumed count when the window began. */
+    int64_t window_ms;
+    uint64_t window_consumed;
+    double rate;
+    int64_t last_plain_ms;
+} monitor;
+
+static void request_stop(monitor *m, bool *why)
+{
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    *why = true;
+    tl_service_stop(m->svc);
+}
+
+static void show_progress(monitor *m, const tl_service_stats *st, int64_t now)
+{
+    if (now - m->window_ms >= RATE_WINDOW_MS) {
+        m->rate =
+            (double)(st->consumed - m->window_consumed) * 1000.0 / (double)(now - m->window_ms);
+        m->window_ms = now;
+        m->window_consumed = st->consumed;
+    }
+    char line[256];
+    tl_cli_progress_line(st, m->rate, now - m->start_ms, line, sizeof(line));
+    if (tl_cli_status(line))
+        return;
+    if (now - m->last_plain_ms >= PLAIN_EVERY_MS) {
+        m->last_plain_ms = now;
+        tl_cli_note("progress: %s", line);
+    }
+}
+
+/* One sample: progress, and whether the run reached its goal or its cap. */
+static void tick(monitor *m)
+{
+    tl_service_stats st;
+    tl_service_stats_get(m->svc, &st);
+    int64_t now = tl_cli_now_ms();
+    if (m->r->done && m->r->done(m->r->done_user, &st))
+        request_stop(m, &m->out->by_done);
+    if (m->r->cap_ms > 0 && now - m->start_ms >= m->r->cap_ms) {
+        if (!m->stopping)
+            tl_cli_note("taskloop: time cap of %lld ms reached: stopping", (long long)m->r->cap_ms);
+        request_stop(m, &m->out->by_cap);
+    }
+    if (m->r->progress)
+        show_progress(m, &st, now);
+}
+
+static void *monitor_main(void *arg)
+{
+    monitor *m = arg;
+    pthread_mutex_lock(&m->lock);
+    while (!m->quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += TICK_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&m->cond, &m->lock, &ts);
+        if (m->quit)
+            break;
+        pthread_mutex_unlock(&m->lock);
+        tick(m);
+        pthread_mutex_lock(&m->lock);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return NULL;
+}
+
+static int monitor_start(monitor *m, pthread_t *thread)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    m->window_ms = m->last_plain_ms = m->start_ms;
+    return pthread_create(thread, NULL, monitor_main, m);
+}
+
+static void monitor_end(monitor *m, pthread_t thread)
+{
+    pthread_mutex_lock(&m->lock);
+    m->quit = true;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    pthread_join(thread, NULL);
+    pthread_cond_destroy(&m->cond);
+    pthread_mutex_destroy(&m->lock);
+    tl_cli_status(NULL);
+}
+
+/* ---------------------------------------------------------------- running */
+
+/* Runs the built service with the monitor beside it; returns tl_service_run's code. */
+static int run_monitored(tl_service *svc, const tl_cli_runner *r, tl_cli_outcome *out,
+                         int64_t start)
+{
+    monitor m = {.svc = svc, .r = r, .out = out, .start_ms = start};
+    pthread_t thread;
+    bool monitored = monitor_start(&m, &thread) == 0;
+    if (!monitored)
+        tl_cli_err("cannot start the progress monitor: running without progress or goal");
+    int rc = tl_service_run(svc);
+    if (monitored)
+        monitor_end(&m, thread);
+    return rc;
+}
+
+int tl_cli_run_service(const tl_config *cfg, tl_registry *reg, const tl_cli_runner *r,
+                       tl_cli_outcome *out)
+{
+    memset(out, 0, sizeof(*out));
+    tl_service_opts opts = {.log = tl_cli_log, .log_user = NULL};
+    tl_service *svc = NULL;
+    char err[512] = "";
+    install_signals();
+    int rc = tl_service_new(cfg, reg, &opts, &svc, err, sizeof(err));
+    if (rc != 0) {
+        tl_cli_err("cannot start service '%s': %s", cfg->service, err[0] ? err : tl_strerror(rc));
+        return 1;
+    }
+    atomic_store(&g_svc, svc);
+    /* A signal that came while the service was being built still counts. */
+    if (atomic_load(&g_signalled))
+        tl_service_stop(svc);
+    int64_t start = tl_cli_now_ms();
+    rc = run_monitored(svc, r, out, start);
+    /* Cleared long before the free below, so a handler that loaded it just now is done. */
+    atomic_store(&g_svc, NULL);
+    out->by_signal = atomic_load(&g_signalled);
+    tl_cli_log_flush();
+    if (rc != 0)
+        tl_cli_err("service '%s' stopped on an error: %s", cfg->service, tl_strerror(rc));
+    out->adds_up = tl_cli_summary(stdout, svc, r->title, tl_cli_now_ms() - start);
+    tl_service_free(svc);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,210 @@
+/*
+ * The built-in handlers: log, discard and work. They let a service be deployed from a
+ * config file alone, and `work` is the test load's counterpart: it understands the
+ * `stall` and `fail` markers that `taskloop produce` puts into payloads.
+ *
+ * Route params (strings, read per message through tl_handler_param):
+ *   log:     file         where the line goes (default: standard output)
+ *   work:    ms           how long the work takes, in milliseconds (default 1)
+ *            stall        cooperative (default): a stalled message waits until it is
+ *                         cancelled; stuck: it ignores cancellation for stall_ms
+ *            stall_ms     how long a stuck handler ignores cancellation (default 2000)
+ *            stall_ratio  share of messages (0..1) that stall without a marker
+ *            fail_ratio   share of messages (0..1) that fail without a marker
+ *            record       file to which each completed message's `id=...` token is
+ *                         appended, one line each
+ *
+ * The ratios pick messages by a hash of partition and offset, not by a random
+ * generator, so a retried message fails again and a rerun picks the same messages.
+ *
+ * Thread rules: handlers run on worker threads, many at once. They share no state;
+ * lines go out with one write(2) on an O_APPEND descriptor each, which POSIX makes
+ * atomic with respect to other appenders, so concurrent workers never interleave.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <taskloop/service.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Cancellation is checked this often while a handler sleeps. */
+#define STEP_MS 5
+
+/* ---------------------------------------------------------------- helpers */
+
+static long param_long(const tl_task *task, const char *name, long def)
+{
+    const char *s = tl_handler_param(task, name, NULL);
+    if (!s || !*s)
+        return def;
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *end == '\0' && v >= 0 ? v : def;
+}
+
+static double param_ratio(const tl_task *task, const char *name)
+{
+    const char *s = tl_handler_param(task, name, NULL);
+    if (!s || !*s)
+        return 0.0;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end != '\0' || !(v > 0.0))
+        return 0.0;
+    return v > 1.0 ? 1.0 : v;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Sleeps ms in steps; returns TL_ECANCELED as soon as the task is cancelled. */
+static int sleep_cancellable(const tl_task *task, long ms)
+{
+    while (ms > 0) {
+        if (tl_cancelled(task))
+            return TL_ECANCELED;
+        long step = ms < STEP_MS ? ms : STEP_MS;
+        sleep_ms(step);
+        ms -= step;
+    }
+    return tl_cancelled(task) ? TL_ECANCELED : 0;
+}
+
+/* True when the payload holds word (payloads are bytes, not C strings). */
+static bool payload_has(const tl_msg *msg, const char *word)
+{
+    size_t wl = strlen(word);
+    const char *p = msg->payload;
+    for (size_t i = 0; p && i + wl <= msg->len; i++)
+        if (memcmp(p + i, word, wl) == 0)
+            return true;
+    return false;
+}
+
+/* Appends len bytes to the file at path in a single write, creating it if needed. */
+static int append_line(const char *path, const char *line, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return TL_ESYS;
+    ssize_t n = write(fd, line, len);
+    close(fd);
+    return n == (ssize_t)len ? 0 : TL_ESYS;
+}
+
+/* A uniform number in [0, 1) from the message's place (splitmix64's finaliser). */
+static double place_hash(const tl_msg *msg, uint64_t salt)
+{
+    uint64_t x = (uint64_t)msg->offset ^ ((uint64_t)(uint32_t)msg->partition << 40) ^ salt;
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return (double)(x >> 11) / (double)(1ULL << 53);
+}
+
+/* ---------------------------------------------------------------- log */
+
+static int handle_log(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)user;
+    char line[512];
+    int n = snprintf(line, sizeof(line),
+                     "origin=%s partition=%" PRId32 " offset=%" PRId64 " size=%zu attempt=%u\n",
+                     msg->origin ? msg->origin : "-", msg->partition, msg->offset, msg->len,
+                     tl_handler_attempt(task));
+    if (n < 0)
+        return TL_EFAIL;
+    size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+    const char *file = tl_handler_param(task, "file", NULL);
+    if (!file || !*file || strcmp(file, "-") == 0)
+        return write(STDOUT_FILENO, line, len) == (ssize_t)len ? 0 : TL_ESYS;
+    return append_line(file, line, len);
+}
+
+/* ---------------------------------------------------------------- discard */
+
+static int handle_discard(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)task, (void)msg, (void)user;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- work */
+
+/* A stalled message: waits for cancellation, or ignores it for a while when stuck. */
+static int work_stall(tl_task *task)
+{
+    const char *mode = tl_handler_param(task, "stall", "cooperative");
+    if (strcmp(mode, "stuck") == 0) {
+        sleep_ms(param_long(task, "stall_ms", 2000));
+        return tl_cancelled(task) ? TL_ECANCELED : 0;
+    }
+    while (!tl_cancelled(task))
+        sleep_ms(STEP_MS);
+    return TL_ECANCELED;
+}
+
+/* Appends the payload's `id=...` token and a newline to the record file. */
+static int work_record(const tl_task *task, const tl_msg *msg)
+{
+    const char *path = tl_handler_param(task, "record", NULL);
+    if (!path || !*path || !msg->payload)
+        return 0;
+    const char *p = msg->payload, *end = p + msg->len;
+    for (; p + 3 <= end; p++)
+        if (memcmp(p, "id=", 3) == 0 && (p == (const char *)msg->payload || p[-1] == ' '))
+            break;
+    if (p + 3 > end)
+        return 0;
+    char line[128];
+    size_t n = 0;
+    while (p < end && *p != ' ' && *p != '\n' && n < sizeof(line) - 1)
+        line[n++] = *p++;
+    line[n++] = '\n';
+    return append_line(path, line, n);
+}
+
+static int handle_work(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)user;
+    double stall_ratio = param_ratio(task, "stall_ratio");
+    double fail_ratio = param_ratio(task, "fail_ratio");
+    if (payload_has(msg, "stall") || place_hash(msg, 1) < stall_ratio)
+        return work_stall(task);
+    int rc = sleep_cancellable(task, param_long(task, "ms", 1));
+    if (rc != 0)
+        return rc;
+    if (payload_has(msg, "fail") || place_hash(msg, 2) < fail_ratio) {
+        tl_task_set_error_text(task, "simulated failure");
+        return TL_EFAIL;
+    }
+    /* A stalled message is rerouted: recording it too would count it twice. */
+    if (tl_cancelled(task))
+        return TL_ECANCELED;
+    if (work_record(task, msg) != 0) {
+        tl_task_set_error_text(task, "cannot append to the record file");
+        return TL_ESYS;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- registration */
+
+int tl_register_builtin_handlers(tl_registry *reg)
+{
+    int rc = tl_register_handler(reg, "log", handle_log, NULL);
+    if (rc == 0)
+        rc = tl_register_handler(reg, "discard", handle_discard, NULL);
+    if (rc == 0)
+        rc = tl_register_handler(reg, "work", handle_work, NULL);
+    return rc;
+}
