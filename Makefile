@@ -17,7 +17,7 @@ build: deps $(BUILD)/CMakeCache.txt
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
 run: build
-	@$(BUILD)/examples/tasks/wait
+	@$(BUILD)/cmd/taskloop/taskloop run --demo
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
