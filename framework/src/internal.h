@@ -35,7 +35,8 @@ struct tl_task {
     tl_task_fn fn;
     void *arg;
     unsigned flags;
-    void *result; /* written by the completer before the release-push */
+    void *result;    /* written by the one completer before the release-push */
+    void *fn_result; /* tl_task_set_result's, taken by finish() if the function wins */
     int err;
     char *error_text;
     char *name;

@@ -33,6 +33,7 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     t->arg = arg;
     t->flags = flags;
     t->result = NULL;
+    t->fn_result = NULL;
     t->err = 0;
     t->error_text = NULL;
     t->name = NULL;
@@ -123,13 +124,15 @@ void tl__task_run(tl_task *task)
     int expect = TL_TASK_PENDING;
     if (!atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_RUNNING))
         return; /* cancelled before it started */
+    /* Completed from outside before it started (tl_task_complete): nothing to run. */
+    if (atomic_load(&task->finished))
+        return;
     if (task->flags & TL__TASK_TIMED)
         atomic_store_explicit(&task->started_ns, tl__clock_ns(), memory_order_relaxed);
-    task->result = NULL;
     int rc = task->fn(task, task->arg);
     if (rc == TL_PENDING)
         return;
-    finish(task, rc == 0 ? task->result : NULL, rc > 0 ? TL_EFAIL : rc);
+    finish(task, rc == 0 ? task->fn_result : NULL, rc > 0 ? TL_EFAIL : rc);
 }
 
 int tl_task_complete(tl_task *task, void *result, int err)
@@ -169,7 +172,7 @@ bool tl_cancelled(const tl_task *task)
 
 void tl_task_set_result(tl_task *task, void *result)
 {
-    task->result = result;
+    task->fn_result = result;
 }
 
 void tl_task_set_error_text(tl_task *task, const char *text)
