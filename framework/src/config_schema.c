@@ -705,7 +705,7 @@ static void load_admin(loader *ld, struct fy_node *root)
     char *colon = strrchr(listen, ':');
     int64_t port;
     char why[WHY_LEN];
-    if (!colon || tl_config_parse_int(colon + 1, 1, 65535, &port, why, sizeof(why))) {
+    if (!colon || tl_config_parse_int(colon + 1, 0, 65535, &port, why, sizeof(why))) {
         tl_config_report(ld, node_pos(ld, lookup(map, "listen")), "admin.listen",
                          "expected HOST:PORT, got \"%s\"", listen);
         return;
