@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# The `taskloop` program, end to end: test_cli.sh CASE, with TASKLOOP set to the binary
+# (and SERVICE to examples/service's binary for the example case). Each case is its own
+# ctest test; a case prints what it checked and exits non-zero on the first failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+: "${TASKLOOP:?set TASKLOOP to the taskloop binary}"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+# The number on the summary line that starts with name ("  consumed   20000").
+summary_value() { awk -v k="$1" '$1 == k { print $2; exit }' "$2"; }
+
+# ids FIRST COUNT: the ids a produce of COUNT messages from FIRST sends, one a line.
+ids() { seq -f 'id=%06g' "$1" $(($1 + $2 - 1)); }
+
+# Every id of the load is in the list exactly once, and nothing else is.
+check_ids_once() {
+    local list=$1 count=$2
+    sort "$list" > "$work/got"
+    ids 0 "$count" | sort > "$work/want"
+    local dups
+    dups=$(uniq -d "$work/got" | head -3)
+    [ -z "$dups" ] || fail "ids accounted for twice: $dups"
+    diff -q "$work/want" "$work/got" >/dev/null ||
+        fail "ids missing or unexpected: $(comm -3 "$work/want" "$work/got" | head -5 | tr '\n' ' ')"
+}
+
+# The summary's arithmetic: consumed == completed + rerouted + dropped, per-target
+# reroutes add up to rerouted, and the check line says ok.
+check_summary_adds_up() {
+    local s=$1 consumed completed rerouted dropped targets
+    consumed=$(summary_value consumed "$s")
+    completed=$(summary_value completed "$s")
+    rerouted=$(summary_value rerouted "$s")
+    dropped=$(summary_value dropped "$s")
+    [ -n "$consumed" ] && [ -n "$completed" ] && [ -n "$rerouted" ] && [ -n "$dropped" ] ||
+        fail "summary lacks a counter: $(cat "$s")"
+    [ "$consumed" -eq $((completed + rerouted + dropped)) ] ||
+        fail "consumed $consumed != completed $completed + rerouted $rerouted + dropped $dropped"
+    targets=$(awk '$1 ~ /^[a-z]+:/ { n += $2 } END { print n + 0 }' "$s")
+    [ "$targets" -eq "$rerouted" ] || fail "per-target reroutes $targets != rerouted $rerouted"
+    grep -q '^check: .*: ok$' "$s" || fail "the check line is not ok"
+}
+
+# ---------------------------------------------------------------- cases
+
+case_help_version() {
+    "$TASKLOOP" --help | grep -q '^usage: taskloop COMMAND' || fail "--help"
+    "$TASKLOOP" --version | grep -qE '^taskloop [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version"
+    for cmd in run check produce mock; do
+        "$TASKLOOP" "$cmd" --help | grep -q "^usage: taskloop $cmd" || fail "$cmd --help"
+    done
+    local rc=0
+    "$TASKLOOP" frobnicate 2>"$work/err" || rc=$?
+    [ "$rc" -eq 2 ] && grep -q "unknown command 'frobnicate'" "$work/err" ||
+        fail "an unknown command exits 2 with a message (rc $rc)"
+    rc=0
+    "$TASKLOOP" produce --to kafka:t 2>"$work/err" || rc=$?
+    [ "$rc" -eq 2 ] || fail "produce without -n exits 2 (rc $rc)"
+    ok "help, version and usage errors"
+}
+
+# Every error line of a bad config is FILE:LINE:COL: error: ..., and the status is 1.
+check_bad() {
+    local dir=$1 f=$2 rc=0
+    (cd "$dir" && "$TASKLOOP" check "$f") >"$work/out" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] || fail "check $f exits 1 (rc $rc)"
+    [ ! -s "$work/out" ] || fail "check $f prints nothing on stdout"
+    local lines errors
+    lines=$(grep -c -E "^$f:[0-9]+:[0-9]+: error: " "$work/err" || true)
+    errors=$(grep -c ': error: ' "$work/err" || true)
+    [ "$lines" -ge 1 ] && [ "$lines" -eq "$errors" ] ||
+        fail "check $f: every error is $f:LINE:COL: error: ...; got: $(cat "$work/err")"
+    echo "  $f: $lines error(s)"
+}
+
+case_check_bad() {
+    local n=0
+    for f in "$root"/tests/unit/configs/bad/*.yaml; do
+        check_bad "$root/tests/unit/configs/bad" "$(basename "$f")"
+        n=$((n + 1))
+    done
+    check_bad "$here/configs" bad_adapter_keys.yaml
+    local rc=0
+    "$TASKLOOP" check "$work/no-such.yaml" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q 'no-such.yaml' "$work/err" || fail "a missing file is named"
+    ok "check rejects $((n + 1)) bad configs with FILE:LINE:COL errors"
+}
+
+case_check_shipped() {
+    # example-service.yaml names a handler only examples/service registers.
+    for f in "$root"/config/{demo,example-kafka,example-zmq}.yaml; do
+        "$TASKLOOP" check "$f" >"$work/out" || fail "check $f"
+        grep -q '^service: ' "$work/out" || fail "check $f prints the resolved config"
+        echo "  $(basename "$f"): valid"
+    done
+    "$TASKLOOP" check --demo | grep -q '^service: "demo"' || fail "check --demo"
+    KAFKA_PASSWORD='pa55-do-not-print' "$TASKLOOP" check "$root/config/example-kafka.yaml" \
+        >"$work/out"
+    grep -q 'sasl.password: "\*\*\*\*\*"' "$work/out" || fail "sasl.password is masked"
+    ! grep -q 'pa55-do-not-print' "$work/out" || fail "the password leaked"
+    ok "shipped configs pass check; sasl.password is masked"
+}
+
+case_demo() {
+    local rc=0 start=$SECONDS
+    timeout 60 "$TASKLOOP" run --demo --no-progress >"$work/summary" 2>"$work/err" || rc=$?
+    cat "$work/summary"
+    [ "$rc" -eq 0 ] || fail "run --demo exits 0 within 60 s (rc $rc): $(tail -5 "$work/err")"
+    check_summary_adds_up "$work/summary"
+    [ "$(summary_value consumed "$work/summary")" -eq 20000 ] || fail "consumed all 20000"
+    [ "$(summary_value stalled "$work/summary")" -gt 0 ] || fail "some messages stalled"
+    grep -qE '^ +kafka:demo.stalled +[1-9]' "$work/summary" || fail "reroutes to demo.stalled"
+    grep -qE '^ +kafka:demo.dlq +[1-9]' "$work/summary" || fail "failures reach demo.dlq"
+    local committed
+    committed=$(awk '$2 ~ /^demo\.input\[[0-9]+\]$/ { n += $3 } END { print n + 0 }' "$work/summary")
+    [ "$committed" -eq 20000 ] || fail "committed offsets cover all 20000 (got $committed)"
+    ok "demo ended by itself in $((SECONDS - start)) s and its summary adds up"
+}
+
+case_zmq_e2e() {
+    local n=5000 rc=0
+    export E2E_ENDPOINT="ipc://$work/in.sock" E2E_RECORD="$work/record"
+    "$TASKLOOP" run "$here/configs/e2e-zmq.yaml" --expect $n --timeout 60s --no-progress \
+        >"$work/summary" 2>"$work/err" &
+    local run=$!
+    pids+=("$run")
+    "$TASKLOOP" produce --to "zmq:$E2E_ENDPOINT" -n $n --size 200 --keys 7 ||
+        fail "produce to zmq"
+    wait "$run" || rc=$?
+    [ "$rc" -eq 0 ] || fail "run --expect $n exits 0 (rc $rc): $(tail -5 "$work/err")"
+    check_summary_adds_up "$work/summary"
+    check_ids_once "$work/record" $n
+    ok "zmq: all $n ids recorded exactly once"
+}
+
+# Starts `taskloop mock` with the e2e topics; sets brokers.
+start_mock() {
+    "$TASKLOOP" mock --topic e2e.in:4 --topic e2e.stalled --topic e2e.dlq >"$work/mock" &
+    pids+=("$!")
+    for _ in $(seq 100); do
+        [ -s "$work/mock" ] && break
+        sleep 0.1
+    done
+    brokers=$(head -1 "$work/mock")
+    [ -n "$brokers" ] || fail "taskloop mock printed no bootstrap servers"
+}
+
+# Every payload id of a topic, one a line (kcat stops at the end of the topic).
+topic_ids() {
+    kcat -C -b "$brokers" -t "$1" -e -q -f '%s\n' | grep -o '^id=[0-9]*' || true
+}
+
+case_kafka_e2e() {
+    command -v kcat >/dev/null || { echo "kcat is not installed"; exit 77; }
+    local n=3000 rc=0 brokers
+    start_mock
+    "$TASKLOOP" produce --to kafka:e2e.in --brokers "$brokers" -n $n --keys 32 \
+        --stall-ratio 0.02 --fail-ratio 0.01 >"$work/produced" || fail "produce to kafka"
+    grep -q "delivered $n, failed 0 (marked stall 60, fail 30)" "$work/produced" ||
+        fail "produce reports its deliveries: $(cat "$work/produced")"
+    E2E_BROKERS=$brokers E2E_RECORD="$work/record" timeout 90 "$TASKLOOP" run \
+        "$here/configs/e2e-kafka.yaml" --expect $n --timeout 60s --no-progress \
+        >"$work/summary" 2>"$work/err" || rc=$?
+    cat "$work/summary"
+    [ "$rc" -eq 0 ] || fail "run --expect $n exits 0 (rc $rc): $(tail -5 "$work/err")"
+    check_summary_adds_up "$work/summary"
+    topic_ids e2e.stalled >"$work/stalled"
+    topic_ids e2e.dlq >"$work/dlq"
+    [ "$(wc -l <"$work/stalled")" -eq 60 ] || fail "60 stalled ids in e2e.stalled"
+    [ "$(wc -l <"$work/dlq")" -eq 30 ] || fail "30 failed ids in e2e.dlq"
+    cat "$work/record" "$work/stalled" "$work/dlq" >"$work/all"
+    check_ids_once "$work/all" $n
+    grep -q '"event":"started"' "$work/err" || fail "json log lines"
+    ok "kafka: all $n ids accounted for once (record, e2e.stalled, e2e.dlq)"
+}
+
+case_example_service() {
+    : "${SERVICE:?set SERVICE to the example service binary}"
+    local n=1000 rc=0
+    export ENRICH_ENDPOINT="ipc://$work/enrich.sock" ENRICH_OUT="$work/enriched"
+    "$SERVICE" "$root/config/example-service.yaml" >"$work/out" 2>"$work/err" &
+    local svc=$!
+    pids+=("$svc")
+    "$TASKLOOP" produce --to "zmq:$ENRICH_ENDPOINT" -n $n >/dev/null || fail "produce"
+    for _ in $(seq 100); do
+        [ "$(wc -l <"$ENRICH_OUT" 2>/dev/null || echo 0)" -ge $n ] && break
+        sleep 0.1
+    done
+    kill -TERM "$svc"
+    wait "$svc" || rc=$?
+    [ "$rc" -eq 0 ] || fail "the service exits 0 on SIGTERM (rc $rc)"
+    cut -d' ' -f1 "$ENRICH_OUT" >"$work/ids"
+    check_ids_once "$work/ids" $n
+    grep -q "^gold 100$" "$work/out" || fail "tier counts: $(cat "$work/out")"
+    ok "example service enriched all $n messages and stopped on SIGTERM"
+}
+
+# SIGINT drains and exits 0; a second SIGINT forces exit 130.
+case_signals() {
+    local rc=0
+    export E2E_ENDPOINT="ipc://$work/sig.sock" E2E_RECORD="$work/record"
+    "$TASKLOOP" run "$here/configs/e2e-zmq.yaml" --no-progress >"$work/summary" 2>"$work/err" &
+    local run=$!
+    pids+=("$run")
+    sleep 1
+    kill -INT "$run"
+    wait "$run" || rc=$?
+    [ "$rc" -eq 0 ] || fail "one SIGINT drains and exits 0 (rc $rc)"
+    grep -q '^check: ' "$work/summary" || fail "a summary after SIGINT"
+    rc=0
+    cat >"$work/stuck.yaml" <<EOF
+service: stuck
+sources:
+  in: { type: zmq, endpoint: "ipc://$work/stuck.sock" }
+loop: { drain_timeout: 1m }
+routes:
+  - { source: in, handler: work, timeout: 1h }
+EOF
+    "$TASKLOOP" run "$work/stuck.yaml" --no-progress >/dev/null 2>"$work/err" &
+    run=$!
+    pids+=("$run")
+    "$TASKLOOP" produce --to "zmq:ipc://$work/stuck.sock" -n 5 --stall-ratio 1 >/dev/null
+    sleep 1
+    kill -INT "$run"
+    sleep 0.5
+    kill -INT "$run"
+    wait "$run" || rc=$?
+    [ "$rc" -eq 130 ] || fail "a second SIGINT exits 130 at once (rc $rc)"
+    ok "SIGINT drains; a second one forces exit 130"
+}
+
+[ $# -eq 1 ] || { echo "usage: $0 CASE" >&2; exit 2; }
+"case_$1"
