@@ -6,6 +6,7 @@
  * own threads; each posts to the loop with tl_loop_call_threadsafe, and revoked()
  * waits on a condition variable until the loop finished draining those partitions.
  */
+#include "admin.h"
 #include "service_int.h"
 
 #include <stdio.h>
@@ -390,20 +391,26 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
 
 int tl_service_run(tl_service *svc)
 {
+    /* The admin port first: a taken port fails the run before any message is read. */
+    int rc = tl__admin_open(svc);
+    if (rc != 0)
+        return rc;
     for (size_t i = 0; i < svc->nsrcs; i++) {
-        int rc = svc->srcs[i].ops->start(svc->srcs[i].handle);
+        rc = svc->srcs[i].ops->start(svc->srcs[i].handle);
         if (rc != 0) {
             tl_kv f[] = {{"source", svc->srcs[i].cfg->name}, {"error", tl_strerror(rc)}};
             tl__log(svc, TL_LEVEL_ERROR, "source_start_failed", f, 2);
             for (size_t j = 0; j < i; j++)
                 svc->srcs[j].ops->stop(svc->srcs[j].handle);
+            tl__admin_close(svc);
             return rc;
         }
     }
     tl_kv f[] = {{"service", svc->cfg->service}};
     tl__log(svc, TL_LEVEL_INFO, "started", f, 1);
     tl_timer_start(&svc->housekeeping, HOUSEKEEPING_MS, housekeeping, svc);
-    int rc = tl_loop_run(svc->loop);
+    rc = tl_loop_run(svc->loop);
+    tl__admin_close(svc);
     tl__log(svc, TL_LEVEL_INFO, "stopped", f, 1);
     return rc;
 }

@@ -95,6 +95,9 @@ size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap);
 /* Fills up to cap committed positions and returns how many partitions there are. */
 size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap);
 
+/* Any thread: the admin endpoint's bound port (the one picked for port 0), or 0 when off. */
+int tl_service_admin_port(tl_service *svc);
+
 /* The service's loop (for tl_loop_tasks and friends); valid while the service is. */
 tl_loop *tl_service_loop(tl_service *svc);
 

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The admin endpoint over real HTTP: runs admin_driver (a memory-adapter service with
+# messages that complete, fail and hold their worker) on port 0 and checks each path
+# with curl. Usage: test_admin.sh PATH/TO/admin_driver
+set -euo pipefail
+
+DRIVER=${1:?usage: test_admin.sh ADMIN_DRIVER}
+TMP=$(mktemp -d)
+PID=
+cleanup() {
+    exec 3>&- 2>/dev/null || true
+    if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    echo "--- driver stderr" >&2
+    cat "$TMP/err" >&2 || true
+    exit 1
+}
+pass() { echo "ok - $*"; }
+
+# The driver runs until its standard input closes: hold a fifo open on fd 3.
+mkfifo "$TMP/in"
+"$DRIVER" <"$TMP/in" >"$TMP/out" 2>"$TMP/err" &
+PID=$!
+exec 3>"$TMP/in"
+
+for _ in $(seq 100); do
+    grep -q '^port ' "$TMP/out" 2>/dev/null && break
+    sleep 0.1
+done
+PORT=$(awk '/^port /{print $2}' "$TMP/out")
+[[ -n $PORT && $PORT -gt 0 ]] || fail "the driver printed no admin port"
+URL="http://127.0.0.1:$PORT"
+pass "listening on port $PORT (asked for port 0)"
+
+# status PATH [curl args]: prints the HTTP status, the body goes to $TMP/body.
+status() {
+    local path=$1
+    shift
+    curl -s -o "$TMP/body" -w '%{http_code}' "$@" "$URL$path"
+}
+
+# Every message is consumed, all but the three held ones settled and committed (the
+# runtime commits on its 50ms housekeeping round).
+P0='taskloop_committed_offset{source="in",topic="admin_in",partition="0"} 12'
+for _ in $(seq 100); do
+    curl -s "$URL/metrics" >"$TMP/metrics" || true
+    grep -q '^taskloop_consumed_total 25$' "$TMP/metrics" &&
+        grep -q '^taskloop_in_flight 3$' "$TMP/metrics" &&
+        grep -qF "$P0" "$TMP/metrics" && break
+    sleep 0.1
+done
+grep -q '^taskloop_consumed_total 25$' "$TMP/metrics" || fail "consumed_total never reached 25"
+grep -q '^taskloop_in_flight 3$' "$TMP/metrics" || fail "in_flight is not 3"
+pass "/metrics counts the 25 messages, 3 still in flight"
+
+[[ $(status /metrics) == 200 ]] || fail "/metrics is not 200"
+curl -s -D "$TMP/headers" -o /dev/null "$URL/metrics"
+grep -qi '^content-type: text/plain; version=0.0.4' "$TMP/headers" ||
+    fail "/metrics has the wrong content type"
+
+# Prometheus text format: every sample belongs to a family with HELP and TYPE declared
+# before it, names and labels are well formed, values parse, histogram buckets add up.
+python3 - "$TMP/metrics" <<'EOF' || fail "/metrics does not parse as Prometheus text"
+import math, re, sys
+
+text = open(sys.argv[1]).read()
+name_re = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+label_re = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
+sample_re = re.compile(
+    r"^(%s)(?:\{((?:%s)(?:,%s)*)?\})? (\S+)(?: -?\d+)?$" % (name_re, label_re, label_re))
+helps, types, samples = {}, {}, []
+assert text.endswith("\n"), "no final newline"
+for line in text.splitlines():
+    if line.startswith("#"):
+        m = re.match(r"^# (HELP|TYPE) (%s) (.+)$" % name_re, line)
+        assert m, "bad comment: " + line
+        kind, name, rest = m.groups()
+        table = helps if kind == "HELP" else types
+        assert name not in table, "second %s for %s" % (kind, name)
+        if kind == "TYPE":
+            assert rest in ("counter", "gauge", "histogram", "summary", "untyped"), line
+        table[name] = rest
+        continue
+    m = sample_re.match(line)
+    assert m, "bad sample: " + line
+    name, labels, value = m.groups()
+    v = float(value)
+    family = name
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and types.get(name[: -len(suffix)]) == "histogram":
+            family = name[: -len(suffix)]
+    assert family in types and family in helps, "no HELP/TYPE before " + line
+    if types[family] == "counter":
+        assert name.endswith("_total") and v >= 0, "bad counter: " + line
+    samples.append((name, labels or "", v))
+
+required = {
+    "consumed_total": "counter", "completed_total": "counter", "failed_total": "counter",
+    "retries_total": "counter", "stalled_total": "counter", "rerouted_total": "counter",
+    "reroute_errors_total": "counter", "dropped_total": "counter",
+    "late_completions_total": "counter", "in_flight": "gauge",
+    "replaced_workers_total": "counter", "workers": "gauge", "healthy": "gauge",
+    "committed_offset": "gauge", "handler_duration_seconds": "histogram",
+}
+for short, kind in required.items():
+    assert types.get("taskloop_" + short) == kind, "missing %s %s" % (kind, short)
+
+def value(name, labels=""):
+    got = [v for n, l, v in samples if n == name and l == labels]
+    assert len(got) == 1, "want one sample of %s{%s}" % (name, labels)
+    return got[0]
+
+assert value("taskloop_completed_total") == 20
+assert value("taskloop_failed_total") == 4  # two messages, two attempts each
+assert value("taskloop_retries_total") == 2
+assert value("taskloop_rerouted_total", 'target="memory:admin_dlq"') == 2
+assert value("taskloop_healthy") == 1
+assert value("taskloop_workers") == 8
+assert value("taskloop_committed_offset", 'source="in",topic="admin_in",partition="0"') == 12
+
+buckets = [(l, v) for n, l, v in samples if n == "taskloop_handler_duration_seconds_bucket"]
+assert buckets and buckets[-1][0] == 'le="+Inf"', "histogram lacks +Inf"
+les = [float(l[4:-1]) for l, _ in buckets]
+assert les == sorted(les) and math.isinf(les[-1]), "bucket bounds out of order"
+counts = [v for _, v in buckets]
+assert counts == sorted(counts), "buckets not cumulative"
+assert counts[-1] == value("taskloop_handler_duration_seconds_count") == 24
+assert value("taskloop_handler_duration_seconds_sum") > 0
+EOF
+pass "/metrics parses as Prometheus text with every family, HELP and TYPE"
+
+[[ $(status /healthz) == 200 ]] || fail "/healthz is not 200"
+[[ $(cat "$TMP/body") == ok ]] || fail "/healthz body is not ok"
+pass "/healthz 200 ok"
+
+[[ $(status /readyz) == 200 ]] || fail "/readyz is not 200: $(cat "$TMP/body")"
+pass "/readyz 200 while running"
+
+[[ $(status /tasks) == 200 ]] || fail "/tasks is not 200"
+python3 -m json.tool "$TMP/body" >/dev/null || fail "/tasks is not valid JSON"
+python3 - "$TMP/body" <<'EOF' || fail "/tasks does not list the three held handlers"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert doc["total"] == 3 and doc["truncated"] is False, doc
+assert len(doc["tasks"]) == 3, doc
+for t in doc["tasks"]:
+    assert set(t) == {"id", "state", "age_ms", "name"}, t
+    assert t["state"] == "running" and t["age_ms"] >= 0 and t["id"] > 0, t
+EOF
+pass "/tasks is JSON listing the 3 running handlers"
+
+[[ $(status /nope) == 404 ]] || fail "an unknown path is not 404"
+[[ $(status /metrics/x) == 404 ]] || fail "/metrics/x is not 404"
+pass "unknown paths 404"
+
+[[ $(status /metrics -X POST -d x=1) == 405 ]] || fail "POST /metrics is not 405"
+[[ $(status /tasks -X DELETE) == 405 ]] || fail "DELETE /tasks is not 405"
+pass "other methods 405"
+
+# A second service on the same port fails its run, saying why, before reading anything.
+set +e
+"$DRIVER" "127.0.0.1:$PORT" </dev/null >"$TMP/out2" 2>"$TMP/err2"
+rc=$?
+set -e
+[[ $rc == 3 ]] || fail "a taken port did not fail the run (exit $rc)"
+grep -q 'event=admin_failed' "$TMP/err2" || fail "no admin_failed event"
+grep -qi 'in use' "$TMP/err2" || fail "the reason does not say the port is in use"
+pass "a taken port fails the run: $(grep admin_failed "$TMP/err2")"
+
+# Closing the driver's input drains the service; the endpoint goes away with the run.
+exec 3>&-
+for _ in $(seq 100); do
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+done
+set +e
+wait "$PID"
+rc=$?
+set -e
+PID=
+[[ $rc == 0 ]] || fail "the driver exited $rc"
+if curl -s -o /dev/null "$URL/healthz"; then
+    fail "the endpoint still answers after the run"
+fi
+pass "the endpoint stops with the run"
