@@ -122,17 +122,24 @@ int tl_kafka_conf_new(const tl_params *p, rd_kafka_conf_t **out, char *err, size
 int tl_kafka_err(rd_kafka_resp_err_t err)
 {
     switch (err) {
-    case RD_KAFKA_RESP_ERR_NO_ERROR: return 0;
-    case RD_KAFKA_RESP_ERR__QUEUE_FULL: return TL_EAGAIN;
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return 0;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return TL_EAGAIN;
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
-    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT: return TL_ETIMEDOUT;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        return TL_ETIMEDOUT;
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
-    case RD_KAFKA_RESP_ERR__STATE: return TL_EINVAL;
+    case RD_KAFKA_RESP_ERR__STATE:
+        return TL_EINVAL;
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return TL_ENOTFOUND;
-    case RD_KAFKA_RESP_ERR__NO_OFFSET: return TL_EOF;
-    default: return TL_EIO;
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        return TL_ENOTFOUND;
+    case RD_KAFKA_RESP_ERR__NO_OFFSET:
+        return TL_EOF;
+    default:
+        return TL_EIO;
     }
 }
 

@@ -170,9 +170,8 @@ static int sink_send(tl_sink *k, const tl_out_msg *msg, tl_sink_ack_cb ack, void
     atomic_fetch_add(&k->outstanding, 1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         k->rk, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_VALUE((void *)msg->payload, msg->len),
-        RD_KAFKA_V_KEY(msg->key, msg->key_len), RD_KAFKA_V_HEADERS(hs),
-        RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+        RD_KAFKA_V_VALUE((void *)msg->payload, msg->len), RD_KAFKA_V_KEY(msg->key, msg->key_len),
+        RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
     if (err) { /* refused: no report will come, so nothing is acked */
         atomic_fetch_sub(&k->outstanding, 1);
         if (hs)

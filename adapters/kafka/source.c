@@ -43,7 +43,7 @@ struct tl_source {
     pthread_t thread;
     bool started, stopped;
     atomic_bool running;
-    atomic_bool closing; /* stop() is closing the consumer: no revoked events */
+    atomic_bool closing;       /* stop() is closing the consumer: no revoked events */
     atomic_size_t outstanding; /* delivered, not yet released */
     pthread_mutex_t lock;
     bool paused; /* guarded by lock */
@@ -217,12 +217,10 @@ static void consumer_error(tl_source *s, rd_kafka_message_t *rkm)
         return;
     }
     if (rkm->rkt)
-        emit_error(s, tl_kafka_err(err), false, "kafka %s [%d]: %s",
-                   rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
-                   rd_kafka_message_errstr(rkm));
+        emit_error(s, tl_kafka_err(err), false, "kafka %s [%d]: %s", rd_kafka_topic_name(rkm->rkt),
+                   (int)rkm->partition, rd_kafka_message_errstr(rkm));
     else
-        emit_error(s, tl_kafka_err(err), false, "kafka consumer: %s",
-                   rd_kafka_message_errstr(rkm));
+        emit_error(s, tl_kafka_err(err), false, "kafka consumer: %s", rd_kafka_message_errstr(rkm));
 }
 
 /* Takes rkm; returns true when it joined the batch. */
@@ -237,8 +235,7 @@ static bool take(tl_source *s, rd_kafka_message_t *rkm, size_t *n)
     if (!k) {
         /* Skipping it would let a later commit pass over it: stop the service instead. */
         emit_error(s, TL_ENOMEM, true, "kafka %s [%d] offset %lld: no memory to deliver",
-                   rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
-                   (long long)rkm->offset);
+                   rd_kafka_topic_name(rkm->rkt), (int)rkm->partition, (long long)rkm->offset);
         rd_kafka_message_destroy(rkm);
         return false;
     }
@@ -318,8 +315,9 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     size_t vlen = sizeof(val);
     if (store && rd_kafka_conf_get(conf, "enable.auto.offset.store", val, &vlen) == 0 &&
         strcmp(val, "true") == 0) {
-        tl_kafka_errf(err, errlen, "kafka property enable.auto.offset.store: must stay false; "
-                                   "taskloop stores offsets of settled messages itself");
+        tl_kafka_errf(err, errlen,
+                      "kafka property enable.auto.offset.store: must stay false; "
+                      "taskloop stores offsets of settled messages itself");
         rd_kafka_conf_destroy(conf);
         return TL_ECONFIG;
     }
@@ -363,8 +361,8 @@ static int src_init(const tl_params *p, const tl_source_events *ev, tl_source *s
     return 0;
 }
 
-static int src_open(const tl_params *p, const tl_source_events *ev, tl_source **out,
-                    char *err, size_t errlen)
+static int src_open(const tl_params *p, const tl_source_events *ev, tl_source **out, char *err,
+                    size_t errlen)
 {
     int rc = check_params(p, err, errlen);
     if (rc)

@@ -12,13 +12,11 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 #include <taskloop/kafka.h>
@@ -42,6 +40,15 @@ static void sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
+
+/* Asserts that cond comes to hold within ms, checking every 20 ms. */
+#define assert_eventually(cond, ms)                                                                \
+    do {                                                                                           \
+        int64_t end_ = now_ms() + (ms);                                                            \
+        while (!(cond) && now_ms() < end_)                                                         \
+            sleep_ms(20);                                                                          \
+        assert_true(cond);                                                                         \
+    } while (0)
 
 static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -95,14 +102,13 @@ static void produce(const cluster *c, const char *topic, int first, int n)
         snprintf(v, sizeof(v), "v%d", i);
         snprintf(k, sizeof(k), "k%d", i);
         snprintf(idx, sizeof(idx), "%d", i);
-        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic),
-                                           RD_KAFKA_V_PARTITION(i % PARTS),
-                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                           RD_KAFKA_V_VALUE(v, strlen(v)),
-                                           RD_KAFKA_V_KEY(k, strlen(k)),
-                                           RD_KAFKA_V_HEADER("h-idx", idx, -1),
-                                           RD_KAFKA_V_HEADER("h-fixed", "x", 1), RD_KAFKA_V_END),
-                         0);
+        assert_int_equal(
+            rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(i % PARTS),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_VALUE(v, strlen(v)), RD_KAFKA_V_KEY(k, strlen(k)),
+                              RD_KAFKA_V_HEADER("h-idx", idx, -1),
+                              RD_KAFKA_V_HEADER("h-fixed", "x", 1), RD_KAFKA_V_END),
+            0);
     }
     assert_int_equal(rd_kafka_flush(p, 30000), 0);
     rd_kafka_destroy(p);
@@ -132,33 +138,35 @@ static const tl_params *source_conf(conf *c, const char *brokers, const char *gr
     conf_add(c, "brokers", TL_PARAM_STRING, brokers, 0);
     conf_add(c, "group", TL_PARAM_STRING, group, 0);
     c->topics[0] = topic;
-    c->v[c->p.n++] = (tl_param_value){.name = "topics", .type = TL_PARAM_LIST,
-                                      .list = c->topics, .nlist = 1};
+    c->v[c->p.n++] =
+        (tl_param_value){.name = "topics", .type = TL_PARAM_LIST, .list = c->topics, .nlist = 1};
     conf_add(c, "poll_timeout", TL_PARAM_DURATION, "50ms", 50);
     size_t n = 0;
     c->kv[n++] = (tl_kv){"auto.offset.reset", "earliest"};
     for (; kafka && kafka[0]; kafka += 2)
         c->kv[n++] = (tl_kv){kafka[0], kafka[1]};
-    c->v[c->p.n++] = (tl_param_value){.name = "kafka", .type = TL_PARAM_MAP, .map = c->kv,
-                                      .nmap = n};
+    c->v[c->p.n++] =
+        (tl_param_value){.name = "kafka", .type = TL_PARAM_MAP, .map = c->kv, .nmap = n};
     return &c->p;
 }
 
-/* Short group timeouts: the 2.0.2 mock finishes rebalances only with these. */
-static const char *const FAST_GROUP[] = {"session.timeout.ms", "6000",
-                                         "heartbeat.interval.ms", "500",
-                                         "max.poll.interval.ms", "7000", NULL};
+/*
+ * Short group timeouts: the 2.0.2 mock completes a rebalance only after about the
+ * session timeout (with the defaults a joining member got nothing within 10 s).
+ */
+#define FAST_GROUP_KV                                                                              \
+    "session.timeout.ms", "3000", "heartbeat.interval.ms", "300", "max.poll.interval.ms", "3500"
+static const char *const FAST_GROUP[] = {FAST_GROUP_KV, NULL};
 
 /* ---------------------------------------------------------------- the recorder */
 
 typedef struct rec {
     pthread_mutex_t mu;
-    tl_source *src;
-    bool commit_each; /* store next offsets as soon as delivered, like a fast runtime */
-    bool any_partition; /* keyed sends: skip the partition and offset checks */
+    bool commit_each;            /* store next offsets as soon as delivered, like a fast runtime */
+    bool any_partition;          /* keyed sends: skip the partition and offset checks */
     unsigned char seen[MAX_IDX]; /* deliveries per message index */
     int delivered, dups, bad;
-    int64_t next[PARTS]; /* highest offset delivered + 1 */
+    int64_t next[PARTS];  /* highest offset delivered + 1 */
     int64_t first[PARTS]; /* lowest offset delivered, -1 before any */
     bool owned[PARTS];
     int assigned_ev, revoked_ev, first_revoke_n, revoke_store_fail;
@@ -231,8 +239,8 @@ static void ev_deliver(void *rt, tl_source *src, tl_msg **msgs, size_t n)
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < n; i++) {
         record(r, msgs[i]);
-        if (r->commit_each && SRC->commit(src, msgs[i]->origin, msgs[i]->partition,
-                                          msgs[i]->offset + 1) != 0)
+        if (r->commit_each &&
+            SRC->commit(src, msgs[i]->origin, msgs[i]->partition, msgs[i]->offset + 1) != 0)
             r->bad++;
         SRC->release(src, msgs[i]);
     }
@@ -286,9 +294,14 @@ static tl_source *open_source(rec *r, const tl_params *p)
     int rc = SRC->open(p, &ev, &s, err, sizeof(err));
     if (rc)
         fail_msg("open: %s (%s)", err, tl_strerror(rc));
-    r->src = s;
     assert_int_equal(SRC->start(s), 0);
     return s;
+}
+
+static void close_source(tl_source *s)
+{
+    SRC->stop(s);
+    SRC->close(s);
 }
 
 /* Reads an int field of r under its lock. */
@@ -310,23 +323,6 @@ static int owned_count(rec *r)
     return n;
 }
 
-/* Waits until *field >= want; returns whether it got there in time. */
-static bool wait_at_least(rec *r, const int *field, int want, int ms)
-{
-    int64_t end = now_ms() + ms;
-    while (rec_get(r, field) < want && now_ms() < end)
-        sleep_ms(20);
-    return rec_get(r, field) >= want;
-}
-
-static bool wait_owned(rec *r, int want, int ms)
-{
-    int64_t end = now_ms() + ms;
-    while (owned_count(r) != want && now_ms() < end)
-        sleep_ms(20);
-    return owned_count(r) == want;
-}
-
 /* Counts messages 0..n-1 seen by any of the recorders (at most 2). */
 static int covered(rec *a, rec *b, int n)
 {
@@ -342,47 +338,32 @@ static int covered(rec *a, rec *b, int n)
     return got;
 }
 
-static bool wait_covered(rec *a, rec *b, int n, int ms)
-{
-    int64_t end = now_ms() + ms;
-    while (covered(a, b, n) < n && now_ms() < end)
-        sleep_ms(20);
-    return covered(a, b, n) == n;
-}
-
 /* ---------------------------------------------------------------- configuration */
+
+/* Opening with the kafka pair key=value fails with TL_ECONFIG and an err naming key. */
+static void assert_open_refuses(const char *key, const char *value)
+{
+    conf c;
+    const char *const kafka[] = {key, value, NULL};
+    tl_source *s = NULL;
+    char err[256] = "";
+    int rc = SRC->open(source_conf(&c, "localhost:1", "g", "t", kafka), NULL, &s, err, sizeof(err));
+    assert_int_equal(rc, TL_ECONFIG);
+    assert_null(s);
+    assert_non_null(strstr(err, key));
+}
 
 static void open_rejects_auto_offset_store(void **state)
 {
     (void)state;
-    conf c;
-    const char *const kafka[] = {"enable.auto.offset.store", "true", NULL};
-    tl_source *s = NULL;
-    char err[256] = "";
-    int rc = SRC->open(source_conf(&c, "localhost:1", "g", "t", kafka), NULL, &s, err,
-                       sizeof(err));
-    assert_int_equal(rc, TL_ECONFIG);
-    assert_null(s);
-    assert_non_null(strstr(err, "enable.auto.offset.store"));
+    assert_open_refuses("enable.auto.offset.store", "true");
 }
 
 static void open_names_the_bad_property(void **state)
 {
     (void)state;
-    conf c;
-    const char *const kafka[] = {"no.such.property", "1", NULL};
-    const char *const badval[] = {"session.timeout.ms", "soon", NULL};
-    tl_source *s = NULL;
-    char err[256] = "";
-    assert_int_equal(SRC->open(source_conf(&c, "localhost:1", "g", "t", kafka), NULL, &s, err,
-                               sizeof(err)),
-                     TL_ECONFIG);
-    assert_non_null(strstr(err, "no.such.property"));
-    assert_int_equal(SRC->open(source_conf(&c, "localhost:1", "g", "t", badval), NULL, &s, err,
-                               sizeof(err)),
-                     TL_ECONFIG);
-    assert_non_null(strstr(err, "session.timeout.ms"));
-    assert_null(s);
+    assert_open_refuses("no.such.property", "1");
+    assert_open_refuses("session.timeout.ms", "soon");
 }
 
 static void register_adds_source_and_sink(void **state)
@@ -409,7 +390,7 @@ static void consume_delivers_every_message_with_its_fields(void **state)
     conf c;
     int64_t t0 = now_ms();
     tl_source *s = open_source(&r, source_conf(&c, cl->boot, "g-consume", "t-consume", NULL));
-    assert_true(wait_at_least(&r, &r.delivered, 1000, T_WAIT));
+    assert_eventually(rec_get(&r, &r.delivered) >= 1000, T_WAIT);
     sleep_ms(300); /* anything extra would show up as a duplicate */
     print_message("    1000 messages in %lld ms\n", (long long)(now_ms() - t0));
     assert_int_equal(covered(&r, NULL, 1000), 1000);
@@ -419,8 +400,7 @@ static void consume_delivers_every_message_with_its_fields(void **state)
     for (int p = 0; p < PARTS; p++)
         assert_int_equal(r.next[p], 250);
     assert_int_equal(r.fatal, 0);
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
     cluster_free(cl);
 }
 
@@ -433,18 +413,16 @@ static void commit_resumes_a_new_member_at_the_next_offset(void **state)
     rec_init(&a);
     rec_init(&b);
     conf c;
-    tl_source *s =
-        open_source(&a, source_conf(&c, cl->boot, "g-commit", "t-commit", FAST_GROUP));
-    assert_true(wait_at_least(&a, &a.delivered, 400, T_WAIT));
+    tl_source *s = open_source(&a, source_conf(&c, cl->boot, "g-commit", "t-commit", FAST_GROUP));
+    assert_eventually(rec_get(&a, &a.delivered) >= 400, T_WAIT);
     assert_int_equal(SRC->commit(s, "t-commit", 0, 40), 0);
     for (int p = 1; p < PARTS; p++)
         assert_int_equal(SRC->commit(s, "t-commit", p, 100), 0);
     assert_int_not_equal(SRC->commit(s, "t-commit", 7, 1), 0); /* not assigned here */
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
 
     s = open_source(&b, source_conf(&c, cl->boot, "g-commit", "t-commit", FAST_GROUP));
-    assert_true(wait_at_least(&b, &b.delivered, 60, T_WAIT));
+    assert_eventually(rec_get(&b, &b.delivered) >= 60, T_WAIT);
     sleep_ms(1000); /* time for anything wrongly redelivered to arrive */
     assert_int_equal(b.delivered, 60);
     assert_int_equal(b.first[0], 40);
@@ -452,8 +430,7 @@ static void commit_resumes_a_new_member_at_the_next_offset(void **state)
     for (int p = 1; p < PARTS; p++)
         assert_int_equal(b.first[p], -1);
     assert_int_equal(b.bad, 0);
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
     cluster_free(cl);
 }
 
@@ -465,16 +442,15 @@ static void pause_holds_deliveries_until_resume(void **state)
     rec_init(&r);
     conf c;
     tl_source *s = open_source(&r, source_conf(&c, cl->boot, "g-pause", "t-pause", NULL));
-    assert_true(wait_owned(&r, PARTS, T_WAIT));
+    assert_eventually(owned_count(&r) == PARTS, T_WAIT);
     SRC->pause(s, true);
     produce(cl, "t-pause", 0, 200);
     sleep_ms(1200);
     assert_int_equal(rec_get(&r, &r.delivered), 0);
     SRC->pause(s, false);
-    assert_true(wait_covered(&r, NULL, 200, T_WAIT));
+    assert_eventually(covered(&r, NULL, 200) == 200, T_WAIT);
     assert_int_equal(r.dups, 0);
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
     cluster_free(cl);
 }
 
@@ -488,13 +464,12 @@ static void pause_before_assignment_holds_new_partitions(void **state)
     conf c;
     tl_source *s = open_source(&r, source_conf(&c, cl->boot, "g-pause2", "t-pause2", NULL));
     SRC->pause(s, true); /* before the group assigned anything */
-    assert_true(wait_owned(&r, PARTS, T_WAIT));
+    assert_eventually(owned_count(&r) == PARTS, T_WAIT);
     sleep_ms(1200);
     assert_int_equal(rec_get(&r, &r.delivered), 0);
     SRC->pause(s, false);
-    assert_true(wait_covered(&r, NULL, 200, T_WAIT));
-    SRC->stop(s);
-    SRC->close(s);
+    assert_eventually(covered(&r, NULL, 200) == 200, T_WAIT);
+    close_source(s);
     cluster_free(cl);
 }
 
@@ -507,21 +482,20 @@ static void broker_down_is_reported_and_consumption_resumes(void **state)
     rec_init(&r);
     conf c;
     tl_source *s = open_source(&r, source_conf(&c, cl->boot, "g-down", "t-down", FAST_GROUP));
-    assert_true(wait_covered(&r, NULL, 200, T_WAIT));
+    assert_eventually(covered(&r, NULL, 200) == 200, T_WAIT);
     for (int b = 1; b <= 3; b++)
         rd_kafka_mock_broker_set_down(cl->mc, b);
-    assert_true(wait_at_least(&r, &r.errors, 1, T_WAIT));
+    assert_eventually(rec_get(&r, &r.errors) >= 1, T_WAIT);
     sleep_ms(1000);
     for (int b = 1; b <= 3; b++)
         rd_kafka_mock_broker_set_up(cl->mc, b);
     produce(cl, "t-down", 200, 200);
-    assert_true(wait_covered(&r, NULL, 400, T_WAIT));
+    assert_eventually(covered(&r, NULL, 400) == 400, T_WAIT);
     print_message("    %d errors reported, last: %s\n", r.errors, r.last_err);
     assert_int_equal(r.fatal, 0);
     assert_int_equal(r.dups, 0);
     assert_int_equal(r.bad, 0);
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
     cluster_free(cl);
 }
 
@@ -531,39 +505,34 @@ static void request_errors_are_retried_without_loss(void **state)
     (void)state;
     cluster *cl = cluster_new(1, "t-reqerr", PARTS);
     produce(cl, "t-reqerr", 0, 400);
-    rd_kafka_mock_push_request_errors(cl->mc, 1 /* Fetch */, 4,
-                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                                      RD_KAFKA_RESP_ERR__TRANSPORT,
-                                      RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+    rd_kafka_mock_push_request_errors(
+        cl->mc, 1 /* Fetch */, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR__TRANSPORT, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
     rec a, b;
     rec_init(&a);
     rec_init(&b);
     conf c;
-    tl_source *s =
-        open_source(&a, source_conf(&c, cl->boot, "g-reqerr", "t-reqerr", FAST_GROUP));
-    assert_true(wait_covered(&a, NULL, 400, T_WAIT));
+    tl_source *s = open_source(&a, source_conf(&c, cl->boot, "g-reqerr", "t-reqerr", FAST_GROUP));
+    assert_eventually(covered(&a, NULL, 400) == 400, T_WAIT);
     rd_kafka_mock_push_request_errors(cl->mc, 8 /* OffsetCommit */, 2,
                                       RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
     for (int p = 0; p < PARTS; p++)
         assert_int_equal(SRC->commit(s, "t-reqerr", p, 50), 0);
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
     assert_int_equal(a.fatal, 0);
 
     s = open_source(&b, source_conf(&c, cl->boot, "g-reqerr", "t-reqerr", FAST_GROUP));
-    assert_true(wait_at_least(&b, &b.delivered, 200, T_WAIT));
+    assert_eventually(rec_get(&b, &b.delivered) >= 200, T_WAIT);
     sleep_ms(500);
-    print_message("    errors reported: %d then %d; last: %s\n", a.errors, b.errors,
-                  a.last_err);
+    print_message("    errors reported: %d then %d; last: %s\n", a.errors, b.errors, a.last_err);
     assert_int_equal(b.delivered, 200);
     for (int p = 0; p < PARTS; p++) {
         assert_int_equal(b.first[p], 50);
         assert_int_equal(b.next[p], 100);
     }
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
     cluster_free(cl);
 }
 
@@ -571,9 +540,9 @@ static void request_errors_are_retried_without_loss(void **state)
 static void rebalance(const char *strategy, const char *topic, bool cooperative)
 {
     cluster *cl = cluster_new(1, topic, PARTS);
-    const char *const kafka[] = {"session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
-                                 "max.poll.interval.ms", "7000",
-                                 "partition.assignment.strategy", strategy, NULL};
+    const char *const kafka[] = {FAST_GROUP_KV, "auto.commit.interval.ms",
+                                 "500",         "partition.assignment.strategy",
+                                 strategy,      NULL};
     rec a, b;
     rec_init(&a);
     rec_init(&b);
@@ -582,21 +551,30 @@ static void rebalance(const char *strategy, const char *topic, bool cooperative)
     int64_t t0 = now_ms();
     tl_source *sa = open_source(&a, source_conf(&ca, cl->boot, topic, topic, kafka));
     produce(cl, topic, 0, 400);
-    assert_true(wait_covered(&a, NULL, 400, T_WAIT));
+    assert_eventually(covered(&a, NULL, 400) == 400, T_WAIT);
     assert_int_equal(owned_count(&a), PARTS);
+    /*
+     * The 2.0.2 mock refuses OffsetCommit while the group is joining, which is when an
+     * eager member revokes (a real broker accepts the current generation then): let
+     * auto commit land first so the eager run measures the hand-over, not the quirk.
+     */
+    if (!cooperative)
+        sleep_ms(1200);
 
     tl_source *sb = open_source(&b, source_conf(&cb, cl->boot, topic, topic, kafka));
-    assert_true(wait_owned(&b, PARTS / 2, 30000));
-    assert_true(wait_owned(&a, PARTS / 2, T_WAIT));
+    assert_eventually(owned_count(&b) == PARTS / 2, 30000);
+    assert_eventually(owned_count(&a) == PARTS / 2, T_WAIT);
     int64_t t_join = now_ms() - t0;
     produce(cl, topic, 400, 400);
-    assert_true(wait_covered(&a, &b, 800, T_WAIT));
+    assert_eventually(covered(&a, &b, 800) == 800, T_WAIT);
     assert_true(rec_get(&b, &b.delivered) > 0);
 
+    if (!cooperative)
+        sleep_ms(1200);
     SRC->stop(sb);
-    assert_true(wait_owned(&a, PARTS, 30000));
+    assert_eventually(owned_count(&a) == PARTS, 30000);
     produce(cl, topic, 800, 400);
-    assert_true(wait_covered(&a, &b, 1200, T_WAIT));
+    assert_eventually(covered(&a, &b, 1200) == 1200, T_WAIT);
     print_message("    %s: joined after %lld ms, all done after %lld ms; a: %d delivered, "
                   "%d dups; b: %d delivered\n",
                   strategy, (long long)t_join, (long long)(now_ms() - t0), a.delivered, a.dups,
@@ -611,9 +589,12 @@ static void rebalance(const char *strategy, const char *topic, bool cooperative)
     assert_int_equal(a.first_revoke_n, cooperative ? PARTS / 2 : PARTS);
     assert_int_equal(a.bad + b.bad, 0);
     assert_int_equal(a.fatal + b.fatal, 0);
+    assert_int_equal(covered(&a, &b, 1200), 1200);
+    /* Settled offsets were committed at every hand-over: nothing came twice. */
+    assert_int_equal(a.dups + b.dups, 0);
+    assert_int_equal(a.delivered + b.delivered, 1200);
     SRC->close(sb);
-    SRC->stop(sa);
-    SRC->close(sa);
+    close_source(sa);
     cluster_free(cl);
 }
 
@@ -643,7 +624,7 @@ struct acks {
     pthread_mutex_t mu;
     slot slots[256];
     int count[256]; /* acks seen per send */
-    int ok, failed, total;
+    int failed, total;
     char last[256];
 };
 
@@ -657,8 +638,6 @@ static void on_ack(void *arg, int err, const char *what)
     if (err) {
         a->failed++;
         snprintf(a->last, sizeof(a->last), "%s (%s)", what ? what : "(none)", tl_strerror(err));
-    } else {
-        a->ok++;
     }
     pthread_mutex_unlock(&a->mu);
 }
@@ -695,6 +674,17 @@ static int acks_total(acks *a)
     return n;
 }
 
+/* Every one of sends 0..n-1 was acked exactly once, failed of them with an error. */
+static void assert_acked_once(acks *a, int n, int failed)
+{
+    pthread_mutex_lock(&a->mu);
+    assert_int_equal(a->total, n);
+    assert_int_equal(a->failed, failed);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(a->count[i], 1);
+    pthread_mutex_unlock(&a->mu);
+}
+
 static tl_sink *open_sink(cluster *cl, const char *topic, const char *const *kafka)
 {
     conf c;
@@ -718,10 +708,7 @@ static void sink_acks_every_send_and_keeps_headers(void **state)
     assert_int_equal(send_n(k, &a, 0, 200), 200);
     assert_int_equal(SINK->flush(k, 10000), 0);
     sleep_ms(200);
-    assert_int_equal(acks_total(&a), 200);
-    assert_int_equal(a.ok, 200);
-    for (int i = 0; i < 200; i++)
-        assert_int_equal(a.count[i], 1); /* acked exactly once */
+    assert_acked_once(&a, 200, 0);
     SINK->close(k);
 
     rec r;
@@ -729,22 +716,19 @@ static void sink_acks_every_send_and_keeps_headers(void **state)
     r.any_partition = true; /* the producer's partitioner placed them by key */
     conf c;
     tl_source *s = open_source(&r, source_conf(&c, cl->boot, "g-sink", "t-sink", NULL));
-    assert_true(wait_at_least(&r, &r.delivered, 200, T_WAIT));
+    assert_eventually(rec_get(&r, &r.delivered) >= 200, T_WAIT);
     sleep_ms(300);
     assert_int_equal(covered(&r, NULL, 200), 200);
     assert_int_equal(r.delivered, 200);
     assert_int_equal(r.dups, 0);
     assert_int_equal(r.bad, 0);
-    SRC->stop(s);
-    SRC->close(s);
+    close_source(s);
     cluster_free(cl);
 }
 
 static void wait_acks(acks *a, int n)
 {
-    int64_t end = now_ms() + T_WAIT;
-    while (acks_total(a) < n && now_ms() < end)
-        sleep_ms(20);
+    assert_eventually(acks_total(a) >= n, T_WAIT);
     sleep_ms(300); /* a second ack for any send would show by now */
 }
 
@@ -761,12 +745,9 @@ static void sink_to_missing_topic_acks_an_error_once(void **state)
     assert_int_equal(send_n(k, &a, 0, 20), 20);
     wait_acks(&a, 20);
     print_message("    error ack: %s\n", a.last);
-    assert_int_equal(acks_total(&a), 20);
-    assert_int_equal(a.failed, 20);
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(a.count[i], 1);
+    assert_acked_once(&a, 20, 20);
     SINK->close(k);
-    assert_int_equal(acks_total(&a), 20);
+    assert_acked_once(&a, 20, 20);
     cluster_free(cl);
 }
 
@@ -785,13 +766,9 @@ static void sink_produce_errors_ack_an_error_once(void **state)
     assert_int_equal(send_n(k, &a, 1, 20), 20);
     wait_acks(&a, 21);
     print_message("    error ack: %s\n", a.last);
-    assert_int_equal(acks_total(&a), 21);
-    assert_int_equal(a.failed, 1);
-    assert_int_equal(a.ok, 20);
-    for (int i = 0; i < 21; i++)
-        assert_int_equal(a.count[i], 1);
+    assert_acked_once(&a, 21, 1);
     SINK->close(k);
-    assert_int_equal(acks_total(&a), 21);
+    assert_acked_once(&a, 21, 1);
     cluster_free(cl);
 }
 
@@ -807,10 +784,7 @@ static void sink_close_acks_what_is_outstanding(void **state)
     assert_int_equal(SINK->flush(k, 200), TL_ETIMEDOUT);
     assert_int_equal(acks_total(&a), 0);
     SINK->close(k);
-    assert_int_equal(a.total, 50);
-    assert_int_equal(a.failed, 50);
-    for (int i = 0; i < 50; i++)
-        assert_int_equal(a.count[i], 1);
+    assert_acked_once(&a, 50, 50);
     print_message("    purge ack: %s\n", a.last);
     cluster_free(cl);
 }
@@ -828,7 +802,7 @@ static void sink_full_queue_says_try_again(void **state)
     tl_out_msg m = {"v", 1, NULL, 0, NULL, 0};
     assert_int_equal(SINK->send(k, &m, on_ack, &a.slots[10]), TL_EAGAIN);
     SINK->close(k);
-    assert_int_equal(a.total, 10); /* the refused send is never acked */
+    assert_acked_once(&a, 10, 10); /* the refused send is never acked */
     cluster_free(cl);
 }
 
