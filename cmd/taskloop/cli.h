@@ -110,7 +110,7 @@ int tl_cli_run_service(const tl_config *cfg, tl_registry *reg, const tl_cli_runn
 
 /* ---------------------------------------------------------------- summary (summary.c) */
 
-/* One progress line: counters and the rate of consumption. */
+/* One progress line: counters and the rate at which messages settle. */
 void tl_cli_progress_line(const tl_service_stats *st, double rate, int64_t elapsed_ms, char *buf,
                           size_t cap);
 

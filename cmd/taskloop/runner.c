@@ -17,7 +17,7 @@
 
 #define TICK_MS 250
 #define PLAIN_EVERY_MS 2000
-#define RATE_WINDOW_MS 1000
+#define RATE_TICKS 8 /* the rate is taken over the last two seconds */
 
 /* ---------------------------------------------------------------- signals */
 
@@ -68,10 +68,11 @@ typedef struct monitor {
     pthread_cond_t cond;
     bool quit;
     bool stopping;
-    /* Rate over the last second or so: the consumed count when the window began. */
-    int64_t window_ms;
-    uint64_t window_consumed;
-    double rate;
+    /* Settled counts of the last RATE_TICKS ticks: consumption comes in bursts (a
+     * fetch, then backpressure), settling is what shows the service's pace. */
+    int64_t ring_ms[RATE_TICKS];
+    uint64_t ring_settled[RATE_TICKS];
+    unsigned ticks;
     int64_t last_plain_ms;
 } monitor;
 
@@ -84,16 +85,27 @@ static void request_stop(monitor *m, bool *why)
     tl_service_stop(m->svc);
 }
 
+/* Messages settled per second over the last RATE_TICKS ticks. */
+static double settle_rate(monitor *m, const tl_service_stats *st, int64_t now)
+{
+    unsigned slot = m->ticks % RATE_TICKS;
+    /* Before the ring is full its oldest sample is slot 0; after, the one replaced now. */
+    int64_t then_ms = m->ticks >= RATE_TICKS ? m->ring_ms[slot] : m->ring_ms[0];
+    uint64_t then = m->ticks >= RATE_TICKS ? m->ring_settled[slot] : m->ring_settled[0];
+    uint64_t settled = st->completed + st->rerouted + st->dropped;
+    m->ring_ms[slot] = now;
+    m->ring_settled[slot] = settled;
+    m->ticks++;
+    int64_t span = now - then_ms;
+    if (span <= 0)
+        return 0.0;
+    return (double)(settled - then) * 1000.0 / (double)span;
+}
+
 static void show_progress(monitor *m, const tl_service_stats *st, int64_t now)
 {
-    if (now - m->window_ms >= RATE_WINDOW_MS) {
-        m->rate =
-            (double)(st->consumed - m->window_consumed) * 1000.0 / (double)(now - m->window_ms);
-        m->window_ms = now;
-        m->window_consumed = st->consumed;
-    }
     char line[256];
-    tl_cli_progress_line(st, m->rate, now - m->start_ms, line, sizeof(line));
+    tl_cli_progress_line(st, settle_rate(m, st, now), now - m->start_ms, line, sizeof(line));
     if (tl_cli_status(line))
         return;
     if (now - m->last_plain_ms >= PLAIN_EVERY_MS) {
@@ -148,7 +160,7 @@ static int monitor_start(monitor *m, pthread_t *thread)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, &ca);
     pthread_condattr_destroy(&ca);
-    m->window_ms = m->last_plain_ms = m->start_ms;
+    m->last_plain_ms = m->start_ms;
     return pthread_create(thread, NULL, monitor_main, m);
 }
 

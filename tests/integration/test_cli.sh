@@ -207,6 +207,42 @@ case_example_service() {
     ok "example service enriched all $n messages and stopped on SIGTERM"
 }
 
+# log writes a line per message to its file, discard completes, work's failures
+# without a target are dropped; the summary still adds up.
+case_builtin_handlers() {
+    local n=200 rc=0
+    cat >"$work/handlers.yaml" <<EOF
+service: handlers
+sources:
+  a: { type: zmq, endpoint: "ipc://$work/a.sock" }
+  b: { type: zmq, endpoint: "ipc://$work/b.sock" }
+  c: { type: zmq, endpoint: "ipc://$work/c.sock" }
+routes:
+  - { source: a, handler: log, params: { file: "$work/log.txt" } }
+  - { source: b, handler: discard }
+  - { source: c, handler: work, on_error: { retries: 1, backoff: 1ms }, params: { ms: "0" } }
+log: { format: json, level: warn }
+EOF
+    "$TASKLOOP" run "$work/handlers.yaml" --expect $((3 * n)) --timeout 30s --no-progress \
+        >"$work/summary" 2>"$work/err" &
+    local run=$!
+    pids+=("$run")
+    for s in a b; do
+        "$TASKLOOP" produce --to "zmq:ipc://$work/$s.sock" -n $n >/dev/null || fail "produce $s"
+    done
+    "$TASKLOOP" produce --to "zmq:ipc://$work/c.sock" -n $n --fail-ratio 0.1 >/dev/null ||
+        fail "produce c"
+    wait "$run" || rc=$?
+    [ "$rc" -eq 0 ] || fail "run exits 0 (rc $rc): $(tail -5 "$work/err")"
+    [ "$(grep -c "^origin=ipc://$work/a.sock partition=-1 offset=[0-9]* size=9 attempt=1$" \
+        "$work/log.txt")" -eq $n ] || fail "log wrote $n lines: $(head -2 "$work/log.txt")"
+    check_summary_adds_up "$work/summary"
+    [ "$(summary_value dropped "$work/summary")" -eq $((n / 10)) ] || fail "dropped $((n / 10))"
+    [ "$(summary_value retries "$work/summary")" -eq $((n / 10)) ] || fail "retried once each"
+    grep -q '"event":"message_dropped_no_target"' "$work/err" || fail "drops are logged"
+    ok "log, discard and work's failures behave; the summary adds up"
+}
+
 # SIGINT drains and exits 0; a second SIGINT forces exit 130.
 case_signals() {
     local rc=0
