@@ -26,7 +26,9 @@ void tl_offsets_free(tl_offsets *o)
 
 void tl_offsets_reset(tl_offsets *o)
 {
-    o->head = o->tail = 0;
+    /* Slot numbers keep growing: a slot handed out before the reset must never name
+     * an offset tracked after it. */
+    o->head = o->tail;
     o->last = -1;
     o->next = -1;
 }

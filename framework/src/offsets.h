@@ -36,7 +36,8 @@ bool tl_offsets_is_pending(const tl_offsets *o, uint64_t slot);
 /* Tracked offsets not yet settled. */
 size_t tl_offsets_unsettled(const tl_offsets *o);
 
-/* Forgets everything (the partition was revoked); the tracker stays usable. */
+/* Forgets everything (the partition was revoked); the tracker stays usable and slots
+ * from before the reset stay unknown to it. */
 void tl_offsets_reset(tl_offsets *o);
 
 #endif
