@@ -479,8 +479,13 @@ static tl_part *part_of(tl_service *svc, tl_src *src, const tl_msg *msg)
     const char *topic = msg->origin ? msg->origin : "";
     for (size_t i = 0; i < svc->nparts; i++) {
         tl_part *p = svc->parts[i];
-        if (p->src == src && p->partition == msg->partition && strcmp(p->topic, topic) == 0)
+        if (p->src == src && p->partition == msg->partition && strcmp(p->topic, topic) == 0) {
+            /* Sources deliver a revoked partition again only once it is assigned again
+             * (revoked() returns after the drain), so this is its new assignment. */
+            if (!p->assigned && !p->revoking)
+                p->assigned = true;
             return p;
+        }
     }
     tl_part *p = calloc(1, sizeof(*p));
     tl_part **arr = realloc(svc->parts, (svc->nparts + 1) * sizeof(*arr));
