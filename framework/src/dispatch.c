@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BACKOFF_MAX_MS 30000
 
@@ -515,6 +516,15 @@ static tl_route_rt *route_of(tl_service *svc, tl_src *src)
     return NULL;
 }
 
+/* Wall-clock milliseconds: tl-first-seen-ms is read by other processes, so it cannot be
+ * the loop's monotonic clock. */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Takes one message in: a record, its offset tracked, then a lane or a start. */
 static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg)
 {
@@ -532,7 +542,7 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     rec->part = part;
     rec->gen = part->gen;
     rec->msg = msg;
-    rec->first_seen_ms = tl_loop_now(svc->loop);
+    rec->first_seen_ms = wall_ms();
     rec->all_next = svc->recs;
     if (svc->recs)
         svc->recs->all_prev = rec;
