@@ -3,8 +3,9 @@
  * and shutdown drains. Dispatching lives in dispatch.c, rerouting in reroute.c.
  *
  * Thread rules: see service_int.h. Sources call the tl_source_events below from their
- * own threads; each posts to the loop with tl_loop_call_threadsafe, and revoked()
- * waits on a condition variable until the loop finished draining those partitions.
+ * own threads; each posts to the loop with tl_loop_call_threadsafe, deliver() waits
+ * until the loop took its batch in, and revoked() waits on a condition variable until
+ * the loop finished draining those partitions.
  */
 #include "admin.h"
 #include "service_int.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HOUSEKEEPING_MS 50
 
@@ -193,6 +195,8 @@ static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t
 
 typedef struct batch_msg {
     tl_src *src;
+    bool taken;     /* the loop took it in; guarded by svc->mu */
+    bool abandoned; /* the source stopped waiting (shutdown); guarded by svc->mu */
     size_t n;
     tl_msg *msgs[];
 } batch_msg;
@@ -201,25 +205,57 @@ static void batch_on_loop(tl_loop *loop, void *arg)
 {
     (void)loop;
     batch_msg *b = arg;
-    tl__dispatch_batch(b->src->svc, b->src, b->msgs, b->n);
-    free(b);
+    tl_service *svc = b->src->svc;
+    tl__dispatch_batch(svc, b->src, b->msgs, b->n);
+    pthread_mutex_lock(&svc->mu);
+    b->taken = true;
+    bool last = b->abandoned;
+    pthread_cond_broadcast(&svc->intake_cv);
+    pthread_mutex_unlock(&svc->mu);
+    if (last)
+        free(b);
 }
 
+/*
+ * Source thread. Waits until the loop took the batch in, so that backpressure (a pause
+ * decided at intake) is in force before the source fetches again: in flight stays
+ * within max_in_flight plus one batch. During shutdown it stops waiting, since the
+ * loop may be joining this very thread in ops->stop.
+ */
 static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
 {
     tl_src *src = rt;
+    tl_service *svc = src->svc;
     batch_msg *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
     if (b) {
         b->src = src;
+        b->taken = b->abandoned = false;
         b->n = n;
         memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
     }
-    if (!b || tl_loop_call_threadsafe(src->svc->loop, batch_on_loop, b) != 0) {
+    if (!b || tl_loop_call_threadsafe(svc->loop, batch_on_loop, b) != 0) {
         /* Given back unprocessed and uncommitted: a broker delivers them again. */
         for (size_t i = 0; i < n; i++)
             src->ops->release(s, msgs[i]);
         free(b);
+        return;
     }
+    pthread_mutex_lock(&svc->mu);
+    while (!b->taken && !atomic_load(&svc->stopping)) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += 50 * 1000000L; /* stopping is set without a signal */
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&svc->intake_cv, &svc->mu, &dl);
+    }
+    bool last = b->taken;
+    b->abandoned = true;
+    pthread_mutex_unlock(&svc->mu);
+    if (last)
+        free(b);
 }
 
 static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
@@ -354,11 +390,13 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     if (opts)
         svc->opts = *opts;
     pthread_mutex_init(&svc->mu, NULL);
+    pthread_cond_init(&svc->intake_cv, NULL);
     atomic_init(&svc->st.healthy, true);
     tl_loop_opts lo = {.workers = cfg->workers};
     int rc = tl_loop_new(&lo, &svc->loop);
     if (rc) {
         snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
+        pthread_cond_destroy(&svc->intake_cv);
         pthread_mutex_destroy(&svc->mu);
         free(svc);
         return rc;
@@ -493,6 +531,7 @@ void tl_service_free(tl_service *svc)
     free(svc->targets);
     free(svc->routes);
     free(svc->srcs);
+    pthread_cond_destroy(&svc->intake_cv);
     pthread_mutex_destroy(&svc->mu);
     free(svc);
 }

@@ -5,7 +5,9 @@
  *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
  *  - parts/nparts and targets' counters, also read by tl_service_partitions and
  *    tl_service_targets from any thread: guarded by svc->mu for structure changes,
- *  - stop_req, stopping, heartbeat_ms and admin_port (atomics).
+ *  - stop_req, stopping, heartbeat_ms and admin_port (atomics),
+ *  - the taken/abandoned flags of a delivered batch: guarded by svc->mu, signalled
+ *    on intake_cv (a source's deliver waits until the loop took its batch in).
  * Sources and sinks reach the loop only through tl_loop_call_threadsafe.
  */
 #ifndef TL_SERVICE_INT_H
@@ -120,6 +122,7 @@ struct tl_service {
     tl_service_opts opts;
     tl_loop *loop;
     pthread_mutex_t mu;
+    pthread_cond_t intake_cv; /* with mu: a delivered batch was taken in (ev_deliver) */
     tl_src *srcs;
     size_t nsrcs;
     tl_route_rt *routes;
