@@ -36,3 +36,9 @@ format:
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan
+
+# Installs the libraries, headers, the program, taskloop.pc and the CMake package.
+PREFIX ?= /usr/local
+.PHONY: install
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)

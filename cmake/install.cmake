@@ -1,0 +1,103 @@
+# Install rules: the libraries, their public headers, the `taskloop` program, a
+# pkg-config file (taskloop.pc) and a CMake package (find_package(taskloop) gives
+# taskloop::taskloop, taskloop::kafka, taskloop::zmq, taskloop::memory).
+#
+# Included last from the top-level CMakeLists.txt, so that every target exists; parts
+# whose target was not built (an adapter, the program) are left out.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(_tl_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/taskloop)
+
+# Adapters first: for static linking, a library comes before the ones it uses.
+set(_tl_libs)
+foreach(_a kafka zmq memory)
+  if(TARGET taskloop_${_a})
+    set_target_properties(taskloop_${_a} PROPERTIES EXPORT_NAME ${_a})
+    list(APPEND _tl_libs taskloop_${_a})
+  endif()
+endforeach()
+list(APPEND _tl_libs taskloop)
+
+install(TARGETS ${_tl_libs} EXPORT taskloopTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+# Public headers: the framework's and each built adapter's include/taskloop/*.h.
+set(_tl_include_dirs ${PROJECT_SOURCE_DIR}/framework/include/taskloop)
+foreach(_a kafka zmq memory)
+  if(TARGET taskloop_${_a})
+    list(APPEND _tl_include_dirs ${PROJECT_SOURCE_DIR}/adapters/${_a}/include/taskloop)
+  endif()
+endforeach()
+foreach(_dir IN LISTS _tl_include_dirs)
+  install(DIRECTORY ${_dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/taskloop
+          FILES_MATCHING PATTERN "*.h")
+endforeach()
+
+if(TARGET taskloop_cli)
+  install(TARGETS taskloop_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
+
+# The pkg-config modules behind the PkgConfig:: targets the libraries link. Which of
+# them the installed package needs is read from the targets' link interfaces: a static
+# library lists its private ones too (as $<LINK_ONLY:...>), a shared one only its public.
+set(_tl_pkg_table FYAML=libfyaml MICROHTTPD=libmicrohttpd JANSSON=jansson RDKAFKA=rdkafka
+                  LIBZMQ=libzmq)
+set(TL_PKG_DEPS)
+set(_tl_pc_requires)
+foreach(_entry IN LISTS _tl_pkg_table)
+  string(REPLACE "=" ";" _pair "${_entry}")
+  list(GET _pair 0 _prefix)
+  list(GET _pair 1 _module)
+  set(_used_static FALSE)
+  set(_used_interface FALSE)
+  foreach(_lib IN LISTS _tl_libs)
+    get_target_property(_iface ${_lib} INTERFACE_LINK_LIBRARIES)
+    get_target_property(_all ${_lib} LINK_LIBRARIES)
+    if("${_iface}" MATCHES "PkgConfig::${_prefix}([^A-Za-z0-9_]|$)")
+      set(_used_interface TRUE)
+    endif()
+    if("${_all}" MATCHES "PkgConfig::${_prefix}([^A-Za-z0-9_]|$)")
+      set(_used_static TRUE)
+    endif()
+  endforeach()
+  if(_used_interface)
+    list(APPEND TL_PKG_DEPS ${_entry})
+  endif()
+  if(_used_static)
+    list(APPEND _tl_pc_requires ${_module})
+  endif()
+endforeach()
+
+# taskloop.pc: one module for every library built. Static linking needs
+# `pkg-config --static`, which adds Requires.private and Libs.private.
+set(TL_PC_LIBS)
+foreach(_lib IN LISTS _tl_libs)
+  string(APPEND TL_PC_LIBS " -l${_lib}")
+endforeach()
+string(STRIP "${TL_PC_LIBS}" TL_PC_LIBS)
+list(JOIN _tl_pc_requires " " TL_PC_REQUIRES_PRIVATE)
+set(TL_PC_LIBS_PRIVATE "-pthread")
+foreach(_l IN LISTS CMAKE_DL_LIBS)
+  string(APPEND TL_PC_LIBS_PRIVATE " -l${_l}")
+endforeach()
+# From <prefix>/<libdir>/pkgconfig back up to <prefix>.
+file(RELATIVE_PATH TL_PC_UP /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+string(REGEX REPLACE "/$" "" TL_PC_UP "${TL_PC_UP}")
+configure_file(${CMAKE_CURRENT_LIST_DIR}/taskloop.pc.in ${PROJECT_BINARY_DIR}/taskloop.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/taskloop.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# The CMake package: exported targets, the config that recreates their dependencies,
+# and a version file (0.x: only the same minor version is compatible).
+install(EXPORT taskloopTargets NAMESPACE taskloop:: DESTINATION ${_tl_cmake_dir}
+        FILE taskloopTargets.cmake)
+configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/taskloopConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/taskloopConfig.cmake INSTALL_DESTINATION ${_tl_cmake_dir})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/taskloopConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/taskloopConfig.cmake
+              ${PROJECT_BINARY_DIR}/taskloopConfigVersion.cmake
+        DESTINATION ${_tl_cmake_dir})
