@@ -40,7 +40,10 @@ static void commit_part(tl_service *svc, tl_part *p)
         p->dirty = true; /* try again at the next round */
         return;
     }
+    /* tl_service_partitions reads it from other threads (the admin endpoint). */
+    pthread_mutex_lock(&svc->mu);
     p->committed = next;
+    pthread_mutex_unlock(&svc->mu);
 }
 
 void tl__commit_dirty(tl_service *svc)

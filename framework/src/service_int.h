@@ -5,6 +5,7 @@
  *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
  *  - parts/nparts and targets' counters, also read by tl_service_partitions and
  *    tl_service_targets from any thread: guarded by svc->mu for structure changes,
+ *    and a part's committed is written under svc->mu (read by tl_service_partitions),
  *  - stop_req, stopping, heartbeat_ms and admin_port (atomics),
  *  - the taken/abandoned flags of a delivered batch: guarded by svc->mu, signalled
  *    on intake_cv (a source's deliver waits until the loop took its batch in).
