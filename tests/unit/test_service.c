@@ -411,6 +411,38 @@ static void every_message_completes_and_commits_reach_the_end(void **state)
     assert_balanced(f);
 }
 
+static void script_watch_partitions(fx *f)
+{
+    int64_t last[4] = {-1, -1, -1, -1};
+    int64_t end = now_ms() + 10000;
+    while (!all_settled(f)) {
+        tl_partition_stats ps[4];
+        size_t n = tl_service_partitions(f->svc, ps, 4);
+        for (size_t i = 0; i < n && i < 4; i++) {
+            int32_t p = ps[i].partition;
+            STEP(p >= 0 && p < 4 && ps[i].next >= last[p]); /* never backwards */
+            last[p] = ps[i].next;
+        }
+        STEP(now_ms() < end);
+        sleep_ms(1);
+    }
+}
+
+static void committed_positions_can_be_read_from_another_thread_while_they_move(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 1;
+    start(f, "watched", (opts){.partitions = 4});
+    for (int i = 0; i < 200; i++)
+        push(f, i % 4, NULL, "ok");
+    run(f, script_watch_partitions);
+    tl_partition_stats ps[4];
+    assert_int_equal(tl_service_partitions(f->svc, ps, 4), 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ps[i].next, 50);
+    assert_balanced(f);
+}
+
 /* ------------------------------------------------------------ ordering */
 
 /* Per partition (key < 0) or key, the calls in start order have offsets ascending. */
@@ -935,6 +967,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(every_message_completes_and_commits_reach_the_end),
+        T(committed_positions_can_be_read_from_another_thread_while_they_move),
         T(partition_ordering_runs_each_partition_one_at_a_time_in_offset_order),
         T(key_ordering_runs_each_key_one_at_a_time_and_keys_in_parallel),
         T(no_ordering_runs_messages_of_one_partition_in_parallel),
