@@ -69,7 +69,7 @@ static bool print_check(FILE *out, const tl_service_stats *st)
             " + %" PRIu64 " + %" PRIu64 ": %s",
             st->consumed, st->completed, st->rerouted, st->dropped, ok ? "ok" : "NO");
     if (!ok && st->consumed > settled)
-        fprintf(out, " (%" PRIu64 " unsettled; Kafka delivers them again)", st->consumed - settled);
+        fprintf(out, " (%" PRIu64 " unsettled when the service stopped)", st->consumed - settled);
     fputc('\n', out);
     return ok;
 }

@@ -48,7 +48,7 @@ check_summary_adds_up() {
         fail "summary lacks a counter: $(cat "$s")"
     [ "$consumed" -eq $((completed + rerouted + dropped)) ] ||
         fail "consumed $consumed != completed $completed + rerouted $rerouted + dropped $dropped"
-    targets=$(awk '$1 ~ /^[a-z]+:/ { n += $2 } END { print n + 0 }' "$s")
+    targets=$(awk '/^    [a-z]+:/ { n += $2 } END { print n + 0 }' "$s")
     [ "$targets" -eq "$rerouted" ] || fail "per-target reroutes $targets != rerouted $rerouted"
     grep -q '^check: .*: ok$' "$s" || fail "the check line is not ok"
 }
