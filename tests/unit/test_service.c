@@ -315,13 +315,13 @@ static bool wait_for(fx *f, bool (*pred)(fx *f), int64_t ms)
 }
 
 /* In a script: notes the first failed wait and gives up on the rest. */
-#define STEP(cond)                                                                         \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            if (!f->bad_line)                                                              \
-                f->bad_line = __LINE__;                                                    \
-            return;                                                                        \
-        }                                                                                  \
+#define STEP(cond)                                                                                 \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (!f->bad_line)                                                                      \
+                f->bad_line = __LINE__;                                                            \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 static uint64_t settled(fx *f)
@@ -516,8 +516,9 @@ static void no_ordering_runs_messages_of_one_partition_in_parallel(void **state)
 static void a_stalled_handler_is_cancelled_after_its_timeout_and_rerouted(void **state)
 {
     fx *f = *state;
-    start(f, "stall", (opts){.timeout = "300ms",
-                             .route_extra = "    on_stall: { reroute: \"memory:stall.out\" }\n"});
+    start(f, "stall",
+          (opts){.timeout = "300ms",
+                 .route_extra = "    on_stall: { reroute: \"memory:stall.out\" }\n"});
     int64_t before = wall_ms();
     push(f, 0, "k1", "stall-payload");
     push(f, 0, "k2", "ok");
@@ -593,8 +594,11 @@ static void script_late(fx *f)
 static void a_late_result_is_counted_once_and_its_worker_was_replaced(void **state)
 {
     fx *f = *state;
-    start(f, "late", (opts){.workers = 1, .max_replaced = 2, .timeout = "200ms",
-                            .route_extra = "    on_stall: { reroute: \"memory:late.out\" }\n"});
+    start(f, "late",
+          (opts){.workers = 1,
+                 .max_replaced = 2,
+                 .timeout = "200ms",
+                 .route_extra = "    on_stall: { reroute: \"memory:late.out\" }\n"});
     push(f, 0, NULL, "stuck");
     for (int i = 0; i < 3; i++)
         push(f, 0, NULL, "ok");
@@ -638,9 +642,12 @@ static void script_cap(fx *f)
 static void stuck_workers_past_the_cap_make_the_service_unhealthy_until_they_return(void **state)
 {
     fx *f = *state;
-    start(f, "cap", (opts){.workers = 2, .max_replaced = 1, .ordering = "none",
-                           .timeout = "150ms",
-                           .route_extra = "    on_stall: { reroute: \"memory:cap.out\" }\n"});
+    start(f, "cap",
+          (opts){.workers = 2,
+                 .max_replaced = 1,
+                 .ordering = "none",
+                 .timeout = "150ms",
+                 .route_extra = "    on_stall: { reroute: \"memory:cap.out\" }\n"});
     push(f, 0, NULL, "stuck-1");
     push(f, 0, NULL, "stuck-2");
     assert_true(stats(f).healthy);
@@ -677,8 +684,10 @@ static void a_failing_handler_is_retried_with_doubling_backoff_until_it_succeeds
 static void a_failure_past_its_retries_goes_to_the_error_target(void **state)
 {
     fx *f = *state;
-    start(f, "failing",
-          (opts){.route_extra = "    on_error: { retries: 2, backoff: 10ms, then: \"memory:failing.dlq\" }\n"});
+    start(
+        f, "failing",
+        (opts){.route_extra =
+                   "    on_error: { retries: 2, backoff: 10ms, then: \"memory:failing.dlq\" }\n"});
     push(f, 0, "kf", "fail-payload");
     run(f, script_until_all_settled);
     tl_service_stats s = stats(f);
@@ -861,12 +870,12 @@ static void script_stop_with_stuck(fx *f)
     STEP(wait_for(f, stuck_running_two_done, 3000));
 }
 
-static void stop_with_a_stuck_handler_returns_after_the_drain_timeout_without_its_commit(
-    void **state)
+static void
+stop_with_a_stuck_handler_returns_after_the_drain_timeout_without_its_commit(void **state)
 {
     fx *f = *state;
-    start(f, "drain_stuck", (opts){.workers = 2, .ordering = "none", .drain = "200ms",
-                                   .timeout = "10s"});
+    start(f, "drain_stuck",
+          (opts){.workers = 2, .ordering = "none", .drain = "200ms", .timeout = "10s"});
     push(f, 0, NULL, "ok");
     push(f, 0, NULL, "stuck");
     push(f, 0, NULL, "ok");
