@@ -300,7 +300,10 @@ static void stall(tl_rec *rec)
     tl_task *task = rec->task;
     TL_STAT_ADD(svc, stalled, 1);
     rec->stalled = true;
-    tl_task_cancel(task);
+    /* Without a target the message waits for this attempt's own result: asking it
+     * to stop would turn a late success into a cancellation. */
+    if (rec->route->on_stall)
+        tl_task_cancel(task);
     rec->task = NULL;
     rec->stuck = task;
     /* A handler that ignores cancellation holds its worker: add one, up to the cap. */

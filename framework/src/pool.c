@@ -27,8 +27,12 @@ static void chunk_drop(tl_pool *pool, tl_chunk *c)
         free(c);
 }
 
-/* Waits for a task to claim; NULL when the pool stops and nothing is left. */
-static tl_task *claim(tl_pool *pool, tl_chunk **held)
+/*
+ * Waits for a task to claim; NULL when the pool stops and nothing is left, or when
+ * this thread is surplus (a replacement for a stuck worker whose handler returned):
+ * then the thread was already taken off `alive`.
+ */
+static tl_task *claim(tl_pool *pool, tl_chunk **held, bool *left)
 {
     for (;;) {
         tl_chunk *c = *held;
@@ -49,6 +53,12 @@ static tl_task *claim(tl_pool *pool, tl_chunk **held)
             chunk_drop(pool, h);
         }
         while (!pool->head && !pool->stopping) {
+            if (atomic_load(&pool->alive) > atomic_load(&pool->nominal)) {
+                atomic_fetch_sub(&pool->alive, 1);
+                *left = true;
+                pthread_mutex_unlock(&pool->mu);
+                return NULL;
+            }
             pool->idle++;
             pthread_cond_wait(&pool->cv, &pool->mu);
             pool->idle--;
@@ -77,8 +87,9 @@ static void *worker_main(void *arg)
 {
     tl_pool *pool = arg;
     tl_chunk *held = NULL;
+    bool left = false;
     tl_task *t;
-    while ((t = claim(pool, &held)) != NULL) {
+    while ((t = claim(pool, &held, &left)) != NULL) {
         tl__task_run(t);
         tl_task_release(t); /* the reference the chunk held */
         /* A replacement worker was started while this one was stuck; one leaves. */
@@ -92,9 +103,11 @@ static void *worker_main(void *arg)
                 return NULL;
         }
     }
-    pthread_mutex_lock(&pool->mu);
-    pool->alive--;
-    pthread_mutex_unlock(&pool->mu);
+    if (!left) {
+        pthread_mutex_lock(&pool->mu);
+        pool->alive--;
+        pthread_mutex_unlock(&pool->mu);
+    }
     return NULL;
 }
 
@@ -146,6 +159,8 @@ void tl__pool_retire_worker(tl_pool *pool)
     if (pool->nominal > 0)
         pool->nominal--;
     pthread_mutex_unlock(&pool->mu);
+    /* An idle surplus thread leaves only when it looks again: wake them. */
+    pthread_cond_broadcast(&pool->cv);
 }
 
 void tl__pool_publish(tl_pool *pool, tl_chunk *chunk)
