@@ -27,10 +27,10 @@ struct tl_cbnode {
 };
 
 struct tl_task {
-    _Atomic int state;          /* [atomic] tl_task_state */
-    _Atomic int refs;           /* [atomic] */
-    _Atomic bool cancel_req;    /* [atomic] cancellation asked while running */
-    _Atomic bool finished;      /* [atomic] claimed by exactly one completion */
+    _Atomic int state;       /* [atomic] tl_task_state */
+    _Atomic int refs;        /* [atomic] */
+    _Atomic bool cancel_req; /* [atomic] cancellation asked while running */
+    _Atomic bool finished;   /* [atomic] claimed by exactly one completion */
     tl_loop *loop;
     tl_task_fn fn;
     void *arg;
@@ -42,10 +42,10 @@ struct tl_task {
     char *name;
     uint64_t id;
     int64_t created_ms;
-    _Atomic int64_t started_ns; /* with TL__TASK_TIMED: when the function started */
-    tl_task *all_prev, *all_next; /* [loop] the list of unfinished tasks */
-    tl_task *next;                /* [loop] ready queue of inline tasks */
-    tl_task *done_next;           /* completion stack link */
+    _Atomic int64_t started_ns;     /* with TL__TASK_TIMED: when the function started */
+    tl_task *all_prev, *all_next;   /* [loop] the list of unfinished tasks */
+    tl_task *next;                  /* [loop] ready queue of inline tasks */
+    tl_task *done_next;             /* completion stack link */
     tl_cbnode *callbacks, *cb_tail; /* [loop] done-callbacks, in adding order */
 };
 

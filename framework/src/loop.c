@@ -237,8 +237,7 @@ void tl__loop_push_completed(tl_loop *loop, tl_task *task)
     do {
         task->done_next = head;
     } while (!atomic_compare_exchange_weak_explicit(&loop->completed, &head, task,
-                                                    memory_order_seq_cst,
-                                                    memory_order_relaxed));
+                                                    memory_order_seq_cst, memory_order_relaxed));
     tl__loop_wake(loop);
 }
 
@@ -274,8 +273,7 @@ static void sleep_until_woken(tl_loop *loop, int64_t timeout_ns)
     atomic_store(&loop->sleeping, true);
     /* Dekker pairing with the pushers: they push, then read sleeping; we set sleeping,
      * then look at what they pushed. One of the two sides sees the other. */
-    if (atomic_load(&loop->completed) || atomic_load(&loop->calls) ||
-        atomic_load(&loop->stop_flag))
+    if (atomic_load(&loop->completed) || atomic_load(&loop->calls) || atomic_load(&loop->stop_flag))
         timeout_ns = 0;
     struct pollfd pfd = {.fd = loop->wake_fd, .events = POLLIN};
     struct timespec ts, *tsp = NULL;

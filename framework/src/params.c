@@ -21,8 +21,8 @@ const char *tl_params_str(const tl_params *p, const char *name, const char *def)
 int64_t tl_params_num(const tl_params *p, const char *name, int64_t def)
 {
     const tl_param_value *v = tl_params_get(p, name);
-    if (!v || !(v->type == TL_PARAM_INT || v->type == TL_PARAM_BOOL ||
-                v->type == TL_PARAM_DURATION))
+    if (!v ||
+        !(v->type == TL_PARAM_INT || v->type == TL_PARAM_BOOL || v->type == TL_PARAM_DURATION))
         return def;
     return v->num;
 }

@@ -98,8 +98,7 @@ int tl_register_handler(tl_registry *reg, const char *name, tl_handler_fn fn, vo
     return 0;
 }
 
-int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn,
-                        void **user)
+int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn, void **user)
 {
     for (size_t i = 0; name && i < reg->nhandlers; i++) {
         if (strcmp(reg->handlers[i].name, name) == 0) {

@@ -113,8 +113,8 @@ static void send_now(tl_rec *rec)
     const char *err = rec->err_text ? rec->err_text : "";
     const char *vals[N_TL_HEADERS] = {rec->reason, origin, part, off, attempt, err, first};
     static const char *names[N_TL_HEADERS] = {
-        "tl-reason", "tl-origin-topic", "tl-origin-partition", "tl-origin-offset",
-        "tl-attempt", "tl-error", "tl-first-seen-ms"};
+        "tl-reason",  "tl-origin-topic", "tl-origin-partition", "tl-origin-offset",
+        "tl-attempt", "tl-error",        "tl-first-seen-ms"};
     for (size_t i = 0; i < N_TL_HEADERS; i++)
         h[n++] = (tl_header){names[i], vals[i], strlen(vals[i])};
     tl_out_msg out = {m->payload, m->len, m->key, m->key_len, h, n};
@@ -176,8 +176,7 @@ static int target_open(tl_service *svc, const tl_config_route *r, const tl_confi
     }
     tg->ops = t->ops;
     char why[256] = "";
-    int rc = t->ops->open(t->address, sink_conf(svc, r, t->scheme), &tg->sink, why,
-                          sizeof(why));
+    int rc = t->ops->open(t->address, sink_conf(svc, r, t->scheme), &tg->sink, why, sizeof(why));
     if (rc != 0) {
         snprintf(err, errlen, "target %s: %s", name, why[0] ? why : tl_strerror(rc));
         free(tg->name);

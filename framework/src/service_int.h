@@ -29,11 +29,11 @@ typedef struct tl_part {
     struct tl_src *src;
     char *topic;
     int32_t partition;
-    unsigned gen;        /* bumped at each assignment: records of old ones are ignored */
+    unsigned gen; /* bumped at each assignment: records of old ones are ignored */
     bool assigned;
     bool revoking;
-    bool dirty;          /* committable position moved since the last commit */
-    int64_t committed;   /* the last position handed to ops->commit, -1 */
+    bool dirty;        /* committable position moved since the last commit */
+    int64_t committed; /* the last position handed to ops->commit, -1 */
     tl_offsets offsets;
     size_t in_flight;
 } tl_part;
@@ -96,7 +96,7 @@ struct tl_rec {
     unsigned send_tries;
     tl_lane *lane; /* the lane it holds or waits in; NULL for ordering none */
     tl_rec *lane_next;
-    tl_timer timer; /* backoff of retries and of reroute sends */
+    tl_timer timer;              /* backoff of retries and of reroute sends */
     tl_rec *all_prev, *all_next; /* every live record, for teardown */
 };
 
@@ -135,25 +135,26 @@ struct tl_service {
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
-    tl_timer flush;  /* a 0-delay timer that turns group lists into waits */
+    tl_timer flush; /* a 0-delay timer that turns group lists into waits */
     bool paused;
     unsigned replaced_now; /* workers added for stuck handlers, not yet retired */
     _Atomic bool stop_req;
     _Atomic bool stopping; /* the drain started: sources must not call back into it */
     bool drained;
-    bool closing;   /* tl_service_free runs: late events touch nothing */
-    tl_rec *recs;   /* every live record */
+    bool closing; /* tl_service_free runs: late events touch nothing */
+    tl_rec *recs; /* every live record */
     int64_t drain_deadline_ms;
     tl_revoke_req *revokes;
     tl_stats_atomic st;
     tl_histogram handler_seconds; /* attempt durations, for /metrics */
-    _Atomic int64_t heartbeat_ms;  /* loop clock at the last housekeeping round; 0 before */
-    struct tl_admin *admin;        /* the admin endpoint while tl_service_run runs */
-    _Atomic int admin_port;        /* its bound port, 0 when it is not listening */
+    _Atomic int64_t heartbeat_ms; /* loop clock at the last housekeeping round; 0 before */
+    struct tl_admin *admin;       /* the admin endpoint while tl_service_run runs */
+    _Atomic int admin_port;       /* its bound port, 0 when it is not listening */
 };
 
 /* Relaxed counter bump (loop thread writes, anyone reads). */
-#define TL_STAT_ADD(svc, field, n) atomic_fetch_add_explicit(&(svc)->st.field, (n), memory_order_relaxed)
+#define TL_STAT_ADD(svc, field, n)                                                                 \
+    atomic_fetch_add_explicit(&(svc)->st.field, (n), memory_order_relaxed)
 
 /* dispatch.c: takes a batch of delivered messages into the runtime. */
 void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n);
@@ -186,8 +187,7 @@ int tl__targets_open(tl_service *svc, char *err, size_t errlen);
 void tl__targets_close(tl_service *svc, int64_t flush_ms);
 
 /* service.c: reports an event through the user's log function, if any. */
-void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields,
-             size_t n);
+void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields, size_t n);
 
 /* service.c: commits every partition whose position moved. */
 void tl__commit_dirty(tl_service *svc);

@@ -166,8 +166,7 @@ int tl_task_cancel(tl_task *task)
 
 bool tl_cancelled(const tl_task *task)
 {
-    return atomic_load(&task->cancel_req) ||
-           atomic_load(&task->state) == TL_TASK_CANCELLED;
+    return atomic_load(&task->cancel_req) || atomic_load(&task->state) == TL_TASK_CANCELLED;
 }
 
 void tl_task_set_result(tl_task *task, void *result)

@@ -67,8 +67,8 @@ static void on_event(tl_waiter *w)
     tl__waiter_free(w);
 }
 
-int tl_wait(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
-            tl_return_when when, tl_wait_result *res)
+int tl_wait(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms, tl_return_when when,
+            tl_wait_result *res)
 {
     if (!loop || !res || (n && !tasks))
         return TL_EINVAL;

@@ -45,8 +45,8 @@ tl_waiter *tl__waiter_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_
 {
     /* One allocation for the waiter and its arrays: a wait over 100,000 tasks costs
      * one malloc, not 100,000. */
-    size_t sz = sizeof(tl_waiter) + n * (sizeof(tl_task *) + sizeof(tl_cbnode) +
-                                         sizeof(size_t) + 1);
+    size_t sz =
+        sizeof(tl_waiter) + n * (sizeof(tl_task *) + sizeof(tl_cbnode) + sizeof(size_t) + 1);
     tl_waiter *w = malloc(sz);
     if (!w)
         return NULL;

@@ -85,8 +85,8 @@ typedef struct tl_kv {
 typedef struct tl_param_value {
     const char *name;
     tl_param_type type;
-    const char *str; /* STRING; for INT, BOOL and DURATION, their text */
-    int64_t num;     /* INT; BOOL as 0 or 1; DURATION in milliseconds */
+    const char *str;         /* STRING; for INT, BOOL and DURATION, their text */
+    int64_t num;             /* INT; BOOL as 0 or 1; DURATION in milliseconds */
     const char *const *list; /* LIST */
     size_t nlist;
     const tl_kv *map; /* MAP, in file order */
@@ -130,12 +130,12 @@ typedef struct tl_source_events {
 } tl_source_events;
 
 typedef struct tl_source_ops {
-    const char *type;        /* the `type:` of a source section: "kafka", "zmq", ... */
-    const tl_param *params;  /* accepted keys, ended by an entry with name NULL */
-    bool at_least_once;      /* true when commit() makes delivery at-least-once */
+    const char *type;       /* the `type:` of a source section: "kafka", "zmq", ... */
+    const tl_param *params; /* accepted keys, ended by an entry with name NULL */
+    bool at_least_once;     /* true when commit() makes delivery at-least-once */
     /* Opens the source from its section; on failure writes a message into err. */
-    int (*open)(const tl_params *conf, const tl_source_events *ev, tl_source **out,
-                char *err, size_t errlen);
+    int (*open)(const tl_params *conf, const tl_source_events *ev, tl_source **out, char *err,
+                size_t errlen);
     /* Starts delivering on a thread of the source's own. */
     int (*start)(tl_source *src);
     /* Backpressure: stops (true) or resumes (false) fetching, without leaving a group. */
@@ -216,8 +216,7 @@ typedef int (*tl_handler_fn)(tl_task *task, const tl_msg *msg, void *user);
 int tl_register_handler(tl_registry *reg, const char *name, tl_handler_fn fn, void *user);
 
 /* Looks up a handler; returns 0 and fills fn and user, or TL_ENOTFOUND. */
-int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn,
-                        void **user);
+int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn, void **user);
 
 #ifdef __cplusplus
 }

@@ -41,19 +41,19 @@ typedef struct tl_service_opts {
 
 /* Counters of a running or finished service; every field only grows. */
 typedef struct tl_service_stats {
-    uint64_t consumed;  /* messages delivered by sources */
-    uint64_t completed; /* handlers that finished without error */
-    uint64_t failed;    /* handler failures, counting each attempt */
-    uint64_t retries;   /* attempts after the first */
-    uint64_t stalled;   /* handlers past their timeout */
-    uint64_t rerouted;  /* reroutes acknowledged by their target */
-    uint64_t dropped;   /* failed messages with no target to go to */
-    uint64_t late;      /* stalled handlers that finished after all */
+    uint64_t consumed;       /* messages delivered by sources */
+    uint64_t completed;      /* handlers that finished without error */
+    uint64_t failed;         /* handler failures, counting each attempt */
+    uint64_t retries;        /* attempts after the first */
+    uint64_t stalled;        /* handlers past their timeout */
+    uint64_t rerouted;       /* reroutes acknowledged by their target */
+    uint64_t dropped;        /* failed messages with no target to go to */
+    uint64_t late;           /* stalled handlers that finished after all */
     uint64_t reroute_errors; /* reroute sends refused or not acknowledged (retried) */
     uint64_t replaced_workers;
-    uint64_t in_flight;      /* delivered, not yet settled (a gauge) */
-    uint64_t paused;         /* times the sources were paused for backpressure */
-    bool healthy;            /* false past the stuck-worker cap */
+    uint64_t in_flight; /* delivered, not yet settled (a gauge) */
+    uint64_t paused;    /* times the sources were paused for backpressure */
+    bool healthy;       /* false past the stuck-worker cap */
 } tl_service_stats;
 
 /* Per-target reroute counts, for summaries: target is "scheme:address". */

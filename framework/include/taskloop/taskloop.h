@@ -243,8 +243,8 @@ typedef struct tl_wait_result {
  * are allocated by the call: free them with tl_wait_result_free(). TL_EBUSY if the
  * loop is already running (use tl_wait_async there).
  */
-int tl_wait(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
-            tl_return_when when, tl_wait_result *res);
+int tl_wait(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms, tl_return_when when,
+            tl_wait_result *res);
 
 /* Frees the arrays of a wait result (not the tasks). */
 void tl_wait_result_free(tl_wait_result *res);
