@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-sanitize bench clean format
+.PHONY: all deps build run test test-sanitize bench clean format format-check
 
 all: build
 
@@ -33,6 +33,10 @@ bench: build
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Fails when a C file differs from what .clang-format asks for.
+format-check: deps
+	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan
