@@ -193,9 +193,11 @@ void tl__rec_maybe_free(tl_rec *rec)
 
 void tl__records_free_all(tl_service *svc)
 {
-    /* Stuck attempts were released by on_late while the loop was freed. */
+    /* Stuck attempts were released by on_late while the loop was freed, and the
+     * loop's timer heap is gone: nothing may touch either. */
     while (svc->recs) {
         svc->recs->stuck = NULL;
+        svc->recs->timer.heap_index = SIZE_MAX;
         rec_free(svc->recs);
     }
 }
@@ -267,6 +269,61 @@ static void attempt_done(tl_rec *rec, tl_task *task)
 }
 
 /* A stalled attempt finished after all: counted, and never acted on twice. */
+/* ---------------------------------------------------------------- stuck workers */
+
+static void stuck_link(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    rec->stuck_prev = NULL;
+    rec->stuck_next = svc->stuck;
+    if (svc->stuck)
+        svc->stuck->stuck_prev = rec;
+    svc->stuck = rec;
+}
+
+static void stuck_unlink(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    if (rec->stuck_prev)
+        rec->stuck_prev->stuck_next = rec->stuck_next;
+    else if (svc->stuck == rec)
+        svc->stuck = rec->stuck_next;
+    if (rec->stuck_next)
+        rec->stuck_next->stuck_prev = rec->stuck_prev;
+    rec->stuck_prev = rec->stuck_next = NULL;
+}
+
+/* Unhealthy while a stuck handler holds a worker that could not be replaced. */
+static void update_health(tl_service *svc)
+{
+    bool healthy = true;
+    for (tl_rec *r = svc->stuck; r; r = r->stuck_next)
+        if (!r->replaced_worker && r->stuck_overdue)
+            healthy = false;
+    atomic_store(&svc->st.healthy, healthy);
+}
+
+void tl__check_stuck(tl_service *svc)
+{
+    int64_t now = tl_loop_now(svc->loop);
+    for (tl_rec *r = svc->stuck; r; r = r->stuck_next) {
+        /* A cooperative handler returns soon after its cancellation: replacing its
+         * worker at once would start a thread per stall for nothing. */
+        if (r->replaced_worker || now - r->stalled_at_ms < TL_STUCK_GRACE_MS ||
+            tl_task_state_of(r->stuck) != TL_TASK_RUNNING)
+            continue;
+        r->stuck_overdue = true;
+        if (svc->replaced_now >= svc->cfg->max_replaced_workers)
+            continue;
+        if (tl__pool_add_worker(&svc->loop->pool) == 0) {
+            svc->replaced_now++;
+            r->replaced_worker = true;
+            TL_STAT_ADD(svc, replaced_workers, 1);
+        }
+    }
+    update_health(svc);
+}
+
 static void on_late(tl_task *task, void *arg)
 {
     tl_rec *rec = arg;
@@ -276,14 +333,14 @@ static void on_late(tl_task *task, void *arg)
         return;
     }
     TL_STAT_ADD(svc, late, 1);
+    stuck_unlink(rec);
     if (rec->replaced_worker) {
         rec->replaced_worker = false;
         tl__pool_retire_worker(&svc->loop->pool);
         svc->replaced_now--;
-        if (svc->replaced_now < svc->cfg->max_replaced_workers)
-            atomic_store(&svc->st.healthy, true);
     }
     rec->stuck = NULL;
+    update_health(svc);
     /* Without an on_stall target the message waited for this very result. */
     if (rec->state == REC_RUNNING && rec->task == NULL) {
         rec->task = task;
@@ -306,18 +363,11 @@ static void stall(tl_rec *rec)
         tl_task_cancel(task);
     rec->task = NULL;
     rec->stuck = task;
-    /* A handler that ignores cancellation holds its worker: add one, up to the cap. */
-    if (svc->replaced_now < svc->cfg->max_replaced_workers) {
-        if (tl__pool_add_worker(&svc->loop->pool) == 0) {
-            svc->replaced_now++;
-            rec->replaced_worker = true;
-            TL_STAT_ADD(svc, replaced_workers, 1);
-        }
-    } else {
-        atomic_store(&svc->st.healthy, false);
-    }
+    rec->stalled_at_ms = tl_loop_now(svc->loop);
     if (tl_task_add_done_callback(task, on_late, rec) != 0)
         rec->stuck = NULL; /* cannot happen on a live loop; never leak the record */
+    else
+        stuck_link(rec);
     free(rec->err_text);
     rec->err_text = strdup("handler exceeded its timeout");
     rec->last_err = TL_ETIMEDOUT;

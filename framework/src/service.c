@@ -338,6 +338,7 @@ static void housekeeping(tl_timer *timer, void *arg)
     atomic_store_explicit(&svc->heartbeat_ms, tl_loop_now(svc->loop), memory_order_relaxed);
     tl__commit_dirty(svc);
     check_revokes(svc);
+    tl__check_stuck(svc);
     if (atomic_load(&svc->stop_req) && !atomic_load(&svc->stopping)) {
         atomic_store(&svc->stopping, true);
         for (size_t i = 0; i < svc->nsrcs; i++)

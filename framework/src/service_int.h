@@ -62,7 +62,6 @@ typedef struct tl_route_rt {
     tl_target *on_stall; /* NULL when the route has none */
     tl_target *on_error;
     tl_task **group; /* tasks started since the last wait, waited on together */
-    tl_rec **group_recs;
     size_t ngroup, capgroup;
 } tl_route_rt;
 
@@ -96,8 +95,11 @@ struct tl_rec {
     unsigned send_tries;
     tl_lane *lane; /* the lane it holds or waits in; NULL for ordering none */
     tl_rec *lane_next;
-    tl_timer timer;              /* backoff of retries and of reroute sends */
-    tl_rec *all_prev, *all_next; /* every live record, for teardown */
+    tl_timer timer;                  /* backoff of retries and of reroute sends */
+    tl_rec *all_prev, *all_next;     /* every live record, for teardown */
+    tl_rec *stuck_prev, *stuck_next; /* records whose stalled attempt still runs */
+    int64_t stalled_at_ms;
+    bool stuck_overdue; /* still running past the grace period: it holds a worker */
 };
 
 /* An ordering lane: at most one record of a key (or partition) runs at a time. */
@@ -141,8 +143,9 @@ struct tl_service {
     _Atomic bool stop_req;
     _Atomic bool stopping; /* the drain started: sources must not call back into it */
     bool drained;
-    bool closing; /* tl_service_free runs: late events touch nothing */
-    tl_rec *recs; /* every live record */
+    bool closing;  /* tl_service_free runs: late events touch nothing */
+    tl_rec *recs;  /* every live record */
+    tl_rec *stuck; /* records whose stalled attempt still runs */
     int64_t drain_deadline_ms;
     tl_revoke_req *revokes;
     tl_stats_atomic st;
@@ -170,6 +173,13 @@ void tl__rec_maybe_free(tl_rec *rec);
 
 /* dispatch.c: drops records queued (not started) on revoked partitions. */
 void tl__dispatch_drop_queued(tl_service *svc, tl_part *part);
+
+/* How long a stalled attempt may keep running before its worker is replaced. */
+#define TL_STUCK_GRACE_MS 100
+
+/* dispatch.c: replaces the workers of attempts stuck past the grace period (up to the
+ * cap) and updates the health flag. Called by housekeeping. */
+void tl__check_stuck(tl_service *svc);
 
 /* dispatch.c: frees every record left at teardown, giving its message back. */
 void tl__records_free_all(tl_service *svc);
