@@ -343,7 +343,10 @@ static bool no_handler_running(fx *f)
 static bool all_settled(fx *f)
 {
     tl_service_stats s = stats(f);
-    return s.in_flight == 0 && tl_memory_pending(f->topic) == 0 && settled(f) >= s.consumed &&
+    /* outstanding: delivered by the source and not given back yet, which covers a
+     * batch on its way to the loop that `consumed` does not count yet. */
+    return s.in_flight == 0 && tl_memory_pending(f->topic) == 0 &&
+           tl_memory_outstanding(f->topic) == 0 && settled(f) >= s.consumed &&
            no_handler_running(f);
 }
 
