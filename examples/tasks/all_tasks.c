@@ -31,21 +31,6 @@ static int job(tl_task *task, void *arg)
     return 0;
 }
 
-static const char *state_name(tl_task_state s)
-{
-    switch (s) {
-    case TL_TASK_PENDING:
-        return "pending";
-    case TL_TASK_RUNNING:
-        return "running";
-    case TL_TASK_DONE:
-        return "done";
-    case TL_TASK_CANCELLED:
-        return "cancelled";
-    }
-    return "?";
-}
-
 static void show_tasks(tl_loop *loop, const char *when)
 {
     tl_task_info info[16];
@@ -55,7 +40,7 @@ static void show_tasks(tl_loop *loop, const char *when)
         printf("  %-4s %-14s %-9s %s\n", "id", "name", "state", "age");
     for (size_t i = 0; i < total && i < 16; i++)
         printf("  %-4llu %-14s %-9s %lld ms\n", (unsigned long long)info[i].id,
-               info[i].name ? info[i].name : "-", state_name(info[i].state),
+               info[i].name ? info[i].name : "-", tl_task_state_name(info[i].state),
                (long long)info[i].age_ms);
 }
 

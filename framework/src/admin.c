@@ -455,21 +455,6 @@ static bool snap_wait(tl_admin *a, snap_req *r)
     return done;
 }
 
-static const char *state_name(tl_task_state s)
-{
-    switch (s) {
-    case TL_TASK_PENDING:
-        return "pending";
-    case TL_TASK_RUNNING:
-        return "running";
-    case TL_TASK_DONE:
-        return "done";
-    case TL_TASK_CANCELLED:
-        return "cancelled";
-    }
-    return "unknown";
-}
-
 /* The snapshot as JSON text with a final newline (malloc'd), or NULL. */
 static char *snap_json(const snap_req *r)
 {
@@ -485,7 +470,7 @@ static char *snap_json(const snap_req *r)
     for (size_t i = 0; i < r->n; i++) {
         const snap_entry *e = &r->items[i];
         json_array_append_new(list, json_pack("{s:I, s:s, s:I, s:s?}", "id", (json_int_t)e->id,
-                                              "state", state_name(e->state), "age_ms",
+                                              "state", tl_task_state_name(e->state), "age_ms",
                                               (json_int_t)e->age_ms, "name", e->name));
     }
     json_object_set_new(root, "tasks", list);

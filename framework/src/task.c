@@ -191,6 +191,21 @@ tl_task_state tl_task_state_of(const tl_task *task)
     return (tl_task_state)atomic_load(&task->state);
 }
 
+const char *tl_task_state_name(tl_task_state state)
+{
+    switch (state) {
+    case TL_TASK_PENDING:
+        return "pending";
+    case TL_TASK_RUNNING:
+        return "running";
+    case TL_TASK_DONE:
+        return "done";
+    case TL_TASK_CANCELLED:
+        return "cancelled";
+    }
+    return "unknown";
+}
+
 bool tl_task_done(const tl_task *task)
 {
     int s = atomic_load(&task->state);

@@ -63,6 +63,9 @@ typedef enum tl_task_state {
     TL_TASK_CANCELLED,   /* cancelled before it finished; its result is discarded */
 } tl_task_state;
 
+/* The state's name in lower case ("pending", "running", "done", "cancelled"). */
+const char *tl_task_state_name(tl_task_state state);
+
 /* Returned by a task function that will finish later through tl_task_complete(). */
 #define TL_PENDING 1
 
