@@ -24,9 +24,6 @@
 #include <taskloop/zmq.h>
 #include <unistd.h>
 
-/* Loading a config file is the framework's private API; this example borrows it. */
-#include "config.h"
-
 static const char *const tier_names[] = {"bronze", "silver", "gold"};
 
 typedef struct enrich_state {
@@ -84,29 +81,19 @@ static void on_signal(int sig)
         tl_service_stop(svc);
 }
 
-/* Loads the config with the zmq adapter and our handler registered; NULL on errors. */
-static tl_config *load(const char *path, tl_registry *reg, enrich_state *st)
+/* Prints one config error as the library words it. */
+static void report(void *user, const char *message)
 {
-    if (tl_zmq_register(reg) != 0 || tl_register_handler(reg, "enrich", enrich, st) != 0) {
-        fprintf(stderr, "service: cannot register the adapter and the handler\n");
-        return NULL;
-    }
-    tl_config *cfg = NULL;
-    tl_diag diag;
-    tl_diag_init(&diag);
-    if (tl_config_load_file(path, reg, NULL, &cfg, &diag) != 0) {
-        tl_diag_print(&diag, stderr);
-        fprintf(stderr, "service: %s: cannot load the config\n", path);
-    }
-    tl_diag_free(&diag);
-    return cfg;
+    (void)user;
+    fprintf(stderr, "%s\n", message);
 }
 
-static int serve(const tl_config *cfg, tl_registry *reg)
+/* Loads the config and runs the service until a signal; the exit status. */
+static int serve(const char *path, tl_registry *reg)
 {
     tl_service *svc = NULL;
     char err[256] = "";
-    int rc = tl_service_new(cfg, reg, NULL, &svc, err, sizeof(err));
+    int rc = tl_service_load(path, reg, NULL, report, NULL, &svc, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "service: cannot start: %s\n", err[0] ? err : tl_strerror(rc));
         return 1;
@@ -114,7 +101,7 @@ static int serve(const tl_config *cfg, tl_registry *reg)
     atomic_store(&g_svc, svc);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    fprintf(stderr, "service: %s running; SIGTERM or Ctrl-C to stop\n", cfg->service);
+    fprintf(stderr, "service: %s running; SIGTERM or Ctrl-C to stop\n", tl_service_name(svc));
     rc = tl_service_run(svc);
     atomic_store(&g_svc, NULL);
     tl_service_stats st;
@@ -132,12 +119,13 @@ int main(int argc, char **argv)
     tl_registry *reg = NULL;
     if (tl_registry_new(&reg) != 0)
         return 1;
-    tl_config *cfg = load(path, reg, &st);
-    int rc = cfg ? serve(cfg, reg) : 1;
-    if (cfg)
-        for (int i = 0; i < 3; i++)
-            printf("%s %lu\n", tier_names[i], atomic_load(&st.tiers[i]));
-    tl_config_free(cfg);
+    int rc = 1;
+    if (tl_zmq_register(reg) != 0 || tl_register_handler(reg, "enrich", enrich, &st) != 0)
+        fprintf(stderr, "service: cannot register the adapter and the handler\n");
+    else
+        rc = serve(path, reg);
+    for (int i = 0; i < 3; i++)
+        printf("%s %lu\n", tier_names[i], atomic_load(&st.tiers[i]));
     tl_registry_free(reg);
     return rc;
 }

@@ -431,6 +431,35 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     return 0;
 }
 
+int tl_service_load(const char *path, tl_registry *reg, const tl_service_opts *opts,
+                    tl_report_fn report, void *user, tl_service **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    tl_config *cfg = NULL;
+    tl_diag diag;
+    tl_diag_init(&diag);
+    int rc = tl_config_load_file(path, reg, NULL, &cfg, &diag);
+    for (size_t i = 0; report && i < diag.count; i++)
+        report(user, diag.msgs[i]);
+    tl_diag_free(&diag);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: %s", path, tl_strerror(rc));
+        return rc;
+    }
+    rc = tl_service_new(cfg, reg, opts, out, err, errlen);
+    if (rc != 0) {
+        tl_config_free(cfg);
+        return rc;
+    }
+    (*out)->owned_cfg = cfg;
+    return 0;
+}
+
+const char *tl_service_name(const tl_service *svc)
+{
+    return svc->cfg->service;
+}
+
 int tl_service_run(tl_service *svc)
 {
     /* The admin port first: a taken port fails the run before any message is read. */
@@ -537,5 +566,6 @@ void tl_service_free(tl_service *svc)
     free(svc->srcs);
     pthread_cond_destroy(&svc->intake_cv);
     pthread_mutex_destroy(&svc->mu);
+    tl_config_free(svc->owned_cfg);
     free(svc);
 }

@@ -121,6 +121,7 @@ typedef struct tl_revoke_req tl_revoke_req;
 
 struct tl_service {
     const tl_config *cfg;
+    tl_config *owned_cfg; /* set by tl_service_load: freed with the service */
     tl_registry *reg;
     tl_service_opts opts;
     tl_loop *loop;

@@ -80,6 +80,21 @@ struct tl_config;
 int tl_service_new(const struct tl_config *cfg, tl_registry *reg, const tl_service_opts *opts,
                    tl_service **out, char *err, size_t errlen);
 
+/* Receives one validation error, "FILE:LINE:COL: error: KEY.PATH: what". */
+typedef void (*tl_report_fn)(void *user, const char *message);
+
+/*
+ * Loads and validates the YAML file at path (plugins it names are loaded into reg),
+ * then builds the service as tl_service_new does; the service owns the config.
+ * Returns TL_ECONFIG after calling report once per error (report may be NULL), or
+ * another error with its reason in err.
+ */
+int tl_service_load(const char *path, tl_registry *reg, const tl_service_opts *opts,
+                    tl_report_fn report, void *user, tl_service **out, char *err, size_t errlen);
+
+/* The name the config gives the service (`service:`). */
+const char *tl_service_name(const tl_service *svc);
+
 /* Runs until tl_service_stop: starts the sources, then drains, commits and closes. */
 int tl_service_run(tl_service *svc);
 
