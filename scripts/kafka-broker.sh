@@ -53,6 +53,9 @@ environment:
   KAFKA_START_TIMEOUT   seconds to wait for the brokers (90).
   KAFKA_STOP_TIMEOUT    seconds between SIGTERM and SIGKILL (20).
   KAFKA_HEAP_OPTS       JVM heap options ("-Xms128m -Xmx512m").
+  KAFKA_EXTRA_PROPERTIES  broker properties, KEY=VALUE one per line, appended to
+                        each node's server.properties when `start` first writes it
+                        (e.g. auto.create.topics.enable=false).
   TASKLOOP_KAFKA_CACHE  where resolved classpaths are cached
                         (~/.cache/taskloop-kafka).
 
@@ -207,6 +210,9 @@ log.retention.hours=24
 log.segment.bytes=67108864
 log.cleaner.dedupe.buffer.size=8388608
 EOF
+  # Later lines win in a properties file: the caller's overrides go last.
+  [ -z "${KAFKA_EXTRA_PROPERTIES:-}" ] ||
+    printf '# From KAFKA_EXTRA_PROPERTIES:\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$dir/node$n/server.properties"
 }
 
 format_node() { # NODE
