@@ -30,6 +30,9 @@ import re
 import sys
 from collections import Counter
 
+# cmd/taskloop/load.c spreads `fail` markers with this phase (stall ones with 0).
+FAIL_PHASE = 0.618034
+
 ID_RE = re.compile(r"(?:^|\s)(id=\d+)")
 
 
@@ -72,7 +75,7 @@ def generate(spec):
     n, stall, fail, first = int(f[0]), float(f[1]), float(f[2]), int(f[3])
     out = {}
     for i in range(n):
-        m = "stall" if spread_hits(stall, 0.0, i) else "fail" if spread_hits(fail, 0.5, i) else "plain"
+        m = "stall" if spread_hits(stall, 0.0, i) else "fail" if spread_hits(fail, FAIL_PHASE, i) else "plain"
         out["id=%06d" % (first + i)] = (m, None, None)
     return out
 
