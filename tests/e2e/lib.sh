@@ -86,6 +86,14 @@ e2e_init() { # NAME
 
 e2e_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# A free TCP port on 127.0.0.1 (for an admin endpoint or a ZeroMQ socket).
+e2e_free_port() {
+  local p
+  for ((p = 20000 + RANDOM % 20000; ; p++)); do
+    e2e_port_open "$p" || { echo "$p"; return; }
+  done
+}
+
 # A base port whose client (BASE..BASE+2) and controller (BASE+100..) ports are all
 # free: E2E_KAFKA_PORT when set, else the first free one of a few candidates, so that a
 # broker someone else runs on the machine does not get in the way.

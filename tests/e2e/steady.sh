@@ -3,7 +3,8 @@
 # against a real broker. E2E_N messages (default 100000) over 8 partitions, 2% marked
 # stall and 1% fail, 1000 keys. Every id must be completed, on the stall topic (tl-reason
 # stalled) or on the DLQ after its retries (tl-attempt = retries + 1); the group must
-# commit every offset, and a SIGTERM must drain and exit 0.
+# commit every offset, and a SIGTERM must drain and exit 0. The compose deployment's
+# checker (check_deployment.sh) runs against the live service first.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 e2e_init steady
 
@@ -17,10 +18,15 @@ e2e_topic "$stall" 2
 e2e_topic "$dlq" 2
 
 e2e_service_defaults "$topic" "$group" "$stall" "$dlq"
-e2e_service_start a TL_RETRIES="$retries"
+admin_port=$(e2e_free_port)
+e2e_service_start a TL_RETRIES="$retries" TL_ADMIN="127.0.0.1:$admin_port"
 t_run=$(date +%s)
 e2e_produce "$topic" "$n" --partitions 8 --keys 1000 --stall-ratio 0.02 --fail-ratio "${E2E_FAIL_RATIO:-0.01}"
-e2e_wait_settled "$n" "$stall" "$dlq" "${E2E_SETTLE_TIMEOUT:-600}"
+# The compose deployment's checker, run against this local service.
+KAFKA="$BOOTSTRAP" E2E_N="$n" TL_TOPIC="$topic" TL_STALL_TOPIC="$stall" TL_DLQ_TOPIC="$dlq" \
+  TL_RETRIES="$retries" RECORD="$e2e_work/record-a.txt" ADMIN_URL="http://127.0.0.1:$admin_port" \
+  CHECK_TIMEOUT="${E2E_SETTLE_TIMEOUT:-600}" TASKLOOP="$TASKLOOP" "$e2e_dir/check_deployment.sh" ||
+  e2e_fail "the deployment checker failed"
 e2e_wait_committed "$group" "$topic" 60
 e2e_log "consumed and committed $n messages in $(($(date +%s) - t_run)) s"
 e2e_service_stop a 60
