@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the benchmarks built in BUILD_DIR and prints their figures side by side.
-# Usage: bench/run.sh BUILD_DIR
+# Runs the benchmarks built in BUILD_DIR and prints their figures side by side:
+# task overhead against asyncio, then (bench/run_services.sh) Kafka and ZeroMQ
+# throughput against plain library loops, stall detection, in-flight memory and scale.
+# Usage: bench/run.sh BUILD_DIR      (environment knobs: see bench/README.md)
 set -euo pipefail
 
 build=${1:?usage: bench/run.sh BUILD_DIR}
@@ -13,7 +15,7 @@ py_out=$(mktemp)
 trap 'rm -f "$tl_out" "$py_out"' EXIT
 
 echo "== taskloop: task overhead ($overhead)"
-"$overhead" | tee "$tl_out" | grep -v '^RESULT'
+"$overhead" "${BENCH_OVERHEAD_N:-1000000}" | tee "$tl_out" | grep -v '^RESULT'
 echo
 echo "== asyncio: task overhead ($(python3 --version 2>&1))"
 python3 "$here/asyncio_overhead.py" | tee "$py_out" | grep -v '^RESULT'
@@ -48,3 +50,6 @@ awk '
         print "goal: <= 200 ns per task create -> collected, < 1 KB per pending task"
     }
 ' "$tl_out" "$py_out"
+
+echo
+"$here/run_services.sh" "$build" "$tl_out"

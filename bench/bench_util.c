@@ -1,0 +1,125 @@
+#include "bench_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+int64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t bench_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void bench_sleep_us(int64_t us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+long bench_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * 4096L;
+}
+
+uint64_t bench_env_u64(const char *name, uint64_t def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    return *end ? def : (uint64_t)n;
+}
+
+int bench_noop(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)task, (void)msg;
+    bench_mark *m = user;
+    /* A plain load first: the exchange happens once per run, not once per message. */
+    if (atomic_load_explicit(&m->first_ns, memory_order_relaxed) == 0) {
+        int64_t zero = 0;
+        atomic_compare_exchange_strong(&m->first_ns, &zero, bench_now_ns());
+    }
+    return 0;
+}
+
+static void *run_main(void *arg)
+{
+    bench_svc *b = arg;
+    b->run_rc = tl_service_run(b->svc);
+    return NULL;
+}
+
+int bench_svc_start(bench_svc *b, tl_registry *reg, const char *yaml)
+{
+    *b = (bench_svc){0};
+    tl_diag diag = {0};
+    if (tl_config_load_string("bench.yaml", yaml, reg, NULL, &b->cfg, &diag) != 0) {
+        tl_diag_print(&diag, stderr);
+        tl_diag_free(&diag);
+        return -1;
+    }
+    tl_diag_free(&diag);
+    char err[512] = "";
+    if (tl_service_new(b->cfg, reg, NULL, &b->svc, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench: cannot build the service: %s\n", err);
+        tl_config_free(b->cfg);
+        b->cfg = NULL;
+        return -1;
+    }
+    if (pthread_create(&b->thread, NULL, run_main, b) != 0) {
+        tl_service_free(b->svc);
+        tl_config_free(b->cfg);
+        return -1;
+    }
+    b->running = true;
+    return 0;
+}
+
+int64_t bench_svc_wait_settled(bench_svc *b, uint64_t n, int64_t timeout_ms)
+{
+    int64_t deadline = bench_now_ns() + timeout_ms * 1000000;
+    for (;;) {
+        tl_service_stats st;
+        tl_service_stats_get(b->svc, &st);
+        int64_t now = bench_now_ns();
+        if (st.completed + st.rerouted >= n)
+            return now;
+        if (now >= deadline)
+            return -1;
+        bench_sleep_us(200);
+    }
+}
+
+void bench_svc_stop(bench_svc *b)
+{
+    if (b->running) {
+        tl_service_stop(b->svc);
+        pthread_join(b->thread, NULL);
+        b->running = false;
+    }
+    tl_service_free(b->svc);
+    tl_config_free(b->cfg);
+    *b = (bench_svc){0};
+}
+
+void bench_result(const char *bench, const char *variant, const char *metric, double value)
+{
+    printf("RESULT %s %s %s %.3f\n", bench, variant, metric, value);
+    fflush(stdout);
+}

@@ -1,0 +1,66 @@
+/*
+ * Helpers shared by the service benchmarks: clocks, RSS, a service run on a thread of
+ * its own, and the no-op handler whose first call marks the start of a measurement.
+ *
+ * Every benchmark prints a table for people and lines
+ *     RESULT <bench> <variant> <metric> <value>
+ * that bench/run.sh gathers into bench/results/results.csv.
+ *
+ * Thread rules: a bench_svc is driven by one thread (the benchmark's main thread);
+ * the service runs on the thread bench_svc_start makes. The no-op handler runs on
+ * workers or the loop thread and touches only its atomic counters.
+ */
+#ifndef TL_BENCH_UTIL_H
+#define TL_BENCH_UTIL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include <taskloop/service.h>
+
+/* Monotonic and wall clocks in nanoseconds. */
+int64_t bench_now_ns(void);
+int64_t bench_wall_ns(void);
+void bench_sleep_us(int64_t us);
+
+/* Resident set size in bytes (/proc/self/statm). */
+long bench_rss_bytes(void);
+
+/* An unsigned number from the environment, or def when it is unset or not a number. */
+uint64_t bench_env_u64(const char *name, uint64_t def);
+
+/* Marks where a run's first handler call happened (0 until then). */
+typedef struct bench_mark {
+    _Atomic int64_t first_ns;
+} bench_mark;
+
+/* The no-op handler: records the time of the first call in its bench_mark user pointer. */
+int bench_noop(tl_task *task, const tl_msg *msg, void *user);
+
+/* A service built from YAML text, run by tl_service_run on its own thread. */
+typedef struct bench_svc {
+    tl_config *cfg;
+    tl_service *svc;
+    pthread_t thread;
+    bool running;
+    int run_rc;
+} bench_svc;
+
+/* Loads text with reg (handlers and adapters registered), builds and starts the
+ * service. Prints the reason and returns nonzero on failure. */
+int bench_svc_start(bench_svc *b, tl_registry *reg, const char *yaml);
+
+/* Polls the counters every 200 us until completed + rerouted reaches n or timeout_ms
+ * passes. Returns the monotonic time it saw the count reached, or -1 on timeout. */
+int64_t bench_svc_wait_settled(bench_svc *b, uint64_t n, int64_t timeout_ms);
+
+/* Stops the service, joins its thread and frees it with its config. */
+void bench_svc_stop(bench_svc *b);
+
+/* Prints the RESULT line of one figure. */
+void bench_result(const char *bench, const char *variant, const char *metric, double value);
+
+#endif

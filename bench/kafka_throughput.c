@@ -1,0 +1,317 @@
+/*
+ * Kafka consumer throughput: a plain librdkafka loop (rd_kafka_consumer_poll, nothing
+ * done per message) against taskloop (the kafka source, a no-op handler registered in
+ * C) with ordering none and partition, inline and on the worker pool. Every consumer
+ * reads the same topic with a group of its own; the clock runs from its first message
+ * to its last, so group joins and broker start-up are not counted.
+ *
+ *   kafka_throughput --brokers HOST:PORT --topic T -n N
+ *       a real broker; the topic already holds N messages.
+ *   kafka_throughput --mock -n N [--partitions P]
+ *       librdkafka's mock cluster in this process. It keeps only about 100,000
+ *       messages per topic, so a producer thread fills a fresh topic per consumer
+ *       while it consumes, staying at most 50,000 messages ahead of it.
+ *
+ * Thread rules: main runs the consumers one after another; the mock producer thread
+ * reads the consumer's progress through an atomic or tl_service_stats_get.
+ */
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+#include <taskloop/kafka.h>
+
+#define RUN_TIMEOUT_MS 180000
+#define MAX_AHEAD 50000
+#define MSG_SIZE 100
+
+typedef struct variant {
+    const char *name;
+    const char *ordering; /* NULL: the plain librdkafka loop */
+    bool run_inline;
+} variant;
+
+static const variant variants[] = {
+    {"plain", NULL, false},
+    {"tl_none_inline", "none", true},
+    {"tl_none_pool", "none", false},
+    {"tl_partition_inline", "partition", true},
+    {"tl_partition_pool", "partition", false},
+};
+
+typedef struct bench_args {
+    const char *brokers;
+    const char *topic;
+    uint64_t n;
+    int partitions;
+    const char *only; /* run just this variant (and plain, the reference) */
+    bool mock;
+} bench_args;
+
+/* What the mock producer watches to stay within MAX_AHEAD of the consumer. */
+typedef struct progress {
+    _Atomic uint64_t plain_consumed;
+    tl_service *svc; /* set while a taskloop consumer runs */
+    _Atomic bool stop;
+} progress;
+
+static uint64_t consumed_so_far(progress *p)
+{
+    if (!p->svc)
+        return atomic_load(&p->plain_consumed);
+    tl_service_stats st;
+    tl_service_stats_get(p->svc, &st);
+    return st.consumed;
+}
+
+/* ---------------------------------------------------------------- the plain loop */
+
+static rd_kafka_t *plain_consumer(const char *brokers, const char *group, const char *topic)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *kv[][2] = {{"bootstrap.servers", brokers},
+                           {"group.id", group},
+                           {"auto.offset.reset", "earliest"},
+                           {"enable.auto.offset.store", "false"},
+                           /* as the taskloop source sets it (adapters/kafka/source.c) */
+                           {"queued.min.messages", "1000000"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            fprintf(stderr, "kafka_throughput: %s\n", err);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "kafka_throughput: %s\n", err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, t);
+    rd_kafka_topic_partition_list_destroy(t);
+    return rk;
+}
+
+/* Returns the seconds from the first message to the n-th, or -1 on timeout. */
+static double run_plain(const bench_args *a, const char *group, const char *topic, progress *p)
+{
+    rd_kafka_t *rk = plain_consumer(a->brokers, group, topic);
+    if (!rk)
+        return -1;
+    uint64_t got = 0;
+    int64_t first = 0, last = 0, deadline = bench_now_ns() + (int64_t)RUN_TIMEOUT_MS * 1000000;
+    while (got < a->n && bench_now_ns() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            if (got++ == 0)
+                first = bench_now_ns();
+            if ((got & 1023) == 0)
+                atomic_store_explicit(&p->plain_consumed, got, memory_order_relaxed);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    last = bench_now_ns();
+    atomic_store(&p->plain_consumed, got);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return got == a->n ? (double)(last - first) / 1e9 : -1;
+}
+
+/* ---------------------------------------------------------------- taskloop */
+
+static double run_taskloop(const bench_args *a, const variant *v, const char *group,
+                           const char *topic, progress *p)
+{
+    bench_mark mark = {0};
+    tl_registry *reg = NULL;
+    if (tl_registry_new(&reg) != 0 || tl_kafka_register(reg) != 0 ||
+        tl_register_handler(reg, "noop", bench_noop, &mark) != 0)
+        return -1;
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "service: bench\n"
+             "loop: { workers: 2 }\n"
+             "sources:\n"
+             "  in: { type: kafka, brokers: \"%s\", group: \"%s\", topics: [\"%s\"],\n"
+             "        kafka: { auto.offset.reset: earliest } }\n"
+             "routes:\n"
+             "  - { source: in, handler: noop, ordering: %s, inline: %s, timeout: 30s }\n",
+             a->brokers, group, topic, v->ordering, v->run_inline ? "true" : "false");
+    bench_svc b;
+    double secs = -1;
+    if (bench_svc_start(&b, reg, yaml) == 0) {
+        p->svc = b.svc;
+        int64_t done = bench_svc_wait_settled(&b, a->n, RUN_TIMEOUT_MS);
+        int64_t first = atomic_load(&mark.first_ns);
+        if (done > 0 && first > 0)
+            secs = (double)(done - first) / 1e9;
+        tl_service_stats st;
+        tl_service_stats_get(b.svc, &st);
+        fprintf(stderr, "  (%s: %llu backpressure pauses)\n", v->name,
+                (unsigned long long)st.paused);
+        p->svc = NULL;
+        bench_svc_stop(&b);
+    }
+    tl_registry_free(reg);
+    return secs;
+}
+
+/* ---------------------------------------------------------------- the mock producer */
+
+typedef struct producer {
+    const bench_args *a;
+    const char *topic;
+    progress *p;
+    pthread_t thread;
+    uint64_t sent;
+} producer;
+
+static void *produce_main(void *arg)
+{
+    producer *pr = arg;
+    char err[512], payload[MSG_SIZE];
+    memset(payload, 'x', sizeof(payload));
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", pr->a->brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk)
+        return NULL;
+    int64_t deadline = bench_now_ns() + (int64_t)RUN_TIMEOUT_MS * 1000000;
+    for (uint64_t i = 0; i < pr->a->n && !atomic_load(&pr->p->stop);) {
+        if (bench_now_ns() > deadline)
+            break;
+        if (i - consumed_so_far(pr->p) > MAX_AHEAD && i > consumed_so_far(pr->p)) {
+            rd_kafka_poll(rk, 1);
+            continue;
+        }
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(pr->topic),
+            RD_KAFKA_V_PARTITION((int32_t)(i % (uint64_t)pr->a->partitions)),
+            RD_KAFKA_V_VALUE(payload, sizeof(payload)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rk, 1);
+            continue;
+        }
+        i++;
+        pr->sent = i;
+        if ((i & 1023) == 0)
+            rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 10000);
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static double run_variant(const bench_args *a, const variant *v, rd_kafka_mock_cluster_t *mc)
+{
+    char group[128], topic[128];
+    snprintf(group, sizeof(group), "bench-%s-%d", v->name, (int)getpid());
+    snprintf(topic, sizeof(topic), "%s", a->topic);
+    progress p = {0};
+    producer pr = {.a = a, .p = &p};
+    if (mc) {
+        snprintf(topic, sizeof(topic), "bench-%s", v->name);
+        rd_kafka_mock_topic_create(mc, topic, a->partitions, 1);
+        pr.topic = topic;
+        if (pthread_create(&pr.thread, NULL, produce_main, &pr) != 0)
+            return -1;
+    }
+    double secs = v->ordering ? run_taskloop(a, v, group, topic, &p)
+                              : run_plain(a, group, topic, &p);
+    if (mc) {
+        atomic_store(&p.stop, true);
+        pthread_join(pr.thread, NULL);
+    }
+    return secs;
+}
+
+static int parse(int argc, char **argv, bench_args *a)
+{
+    *a = (bench_args){.topic = "bench", .n = 1000000, .partitions = 8};
+    for (int i = 1; i < argc; i++) {
+        bool more = i + 1 < argc;
+        if (strcmp(argv[i], "--mock") == 0)
+            a->mock = true;
+        else if (strcmp(argv[i], "--brokers") == 0 && more)
+            a->brokers = argv[++i];
+        else if (strcmp(argv[i], "--topic") == 0 && more)
+            a->topic = argv[++i];
+        else if (strcmp(argv[i], "-n") == 0 && more)
+            a->n = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--only") == 0 && more)
+            a->only = argv[++i];
+        else if (strcmp(argv[i], "--partitions") == 0 && more)
+            a->partitions = atoi(argv[++i]);
+        else
+            return -1;
+    }
+    return (a->mock || a->brokers) && a->n > 0 && a->partitions > 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    bench_args a;
+    if (parse(argc, argv, &a) != 0) {
+        fprintf(stderr, "usage: kafka_throughput --brokers B --topic T -n N [--only VARIANT]\n"
+                        "       kafka_throughput --mock -n N [--partitions P] [--only VARIANT]\n");
+        return 2;
+    }
+    rd_kafka_t *mock_rk = NULL;
+    rd_kafka_mock_cluster_t *mc = NULL;
+    if (a.mock) {
+        char err[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+        mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        mc = mock_rk ? rd_kafka_mock_cluster_new(mock_rk, 1) : NULL;
+        if (!mc) {
+            fprintf(stderr, "kafka_throughput: no mock cluster: %s\n", err);
+            return 1;
+        }
+        a.brokers = rd_kafka_mock_cluster_bootstraps(mc);
+    }
+    const char *bench = a.mock ? "kafka_mock" : "kafka_broker";
+    printf("%s: %" PRIu64 " messages of %d bytes, %s\n", bench, a.n, MSG_SIZE,
+           a.mock ? "produced while consumed" : "pre-filled topic");
+    printf("%-22s %12s %10s\n", "consumer", "msgs/s", "vs plain");
+    double plain = -1;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        if (i > 0 && a.only && strcmp(a.only, variants[i].name) != 0)
+            continue;
+        double secs = run_variant(&a, &variants[i], mc);
+        double rate = secs > 0 ? (double)a.n / secs : -1;
+        if (i == 0)
+            plain = rate;
+        if (rate < 0) {
+            printf("%-22s %12s\n", variants[i].name, "failed");
+            rc = 1;
+            continue;
+        }
+        double ratio = plain > 0 ? rate / plain : -1;
+        printf("%-22s %12.0f %9.0f%%\n", variants[i].name, rate, ratio * 100);
+        bench_result(bench, variants[i].name, "msgs_per_s", rate);
+        if (i > 0)
+            bench_result(bench, variants[i].name, "ratio", ratio);
+    }
+    if (mc)
+        rd_kafka_mock_cluster_destroy(mc);
+    if (mock_rk)
+        rd_kafka_destroy(mock_rk);
+    return rc;
+}
