@@ -25,6 +25,7 @@
 #define MAX_BATCH 1000000
 #define DEFAULT_POLL_MS 100
 #define MAX_POLL_MS 60000
+#define DEFAULT_QUEUED_MIN "1000000"
 
 /* A delivered message: the tl_msg points into rkm, which this wrapper keeps alive. */
 typedef struct kmsg {
@@ -324,6 +325,15 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     rc = tl_kafka_conf_set(conf, "group.id", tl_params_str(p, "group", ""), err, errlen);
     if (!rc)
         rc = tl_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen);
+    /*
+     * librdkafka 2.0 stops fetching once the consumer queue holds queued.min.messages
+     * (100000, counted over all partitions) and looks again only a second later. A
+     * consumer that takes messages slower than the broker sends them then drains the
+     * queue in a fraction of that second and waits out the rest (bench/README.md). A
+     * deeper queue bridges the second; queued.max.messages.kbytes still bounds it.
+     */
+    if (!rc && !tl_kafka_conf_user(p, "queued.min.messages"))
+        rc = tl_kafka_conf_set(conf, "queued.min.messages", DEFAULT_QUEUED_MIN, err, errlen);
     if (rc) {
         rd_kafka_conf_destroy(conf);
         return rc;
