@@ -29,7 +29,7 @@
  *                        connects to a binding publisher, such as the zmqpub sink)
  *   subscribe    LIST    sub only: payload prefixes to receive; default all
  *   hwm          INT     receive high-water mark in messages (default 1000)
- *   batch        INT     most messages per delivery (default 64)
+ *   batch        INT     most messages per delivery (default 1000)
  *   max_message  INT     most bytes in one message, all frames (default 16 MiB)
  * A delivered tl_msg: origin is the endpoint (the resolved one when bound, so
  * "tcp://127.0.0.1:*" shows its port), partition -1, offset a per-source sequence
