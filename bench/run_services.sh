@@ -88,7 +88,7 @@ awk -F, 'NR > 1 && $1 != "task_overhead" {
 
 if command -v gnuplot >/dev/null 2>&1; then
   ratios="$results/ratios.dat"
-  awk -F, '$3 == "ratio" { gsub(/_/, "-", $2); printf "\\"%s %s\\" %.3f\n", $1, $2, $4 }' \
+  awk -F, '$3 == "ratio" { gsub(/_/, "-", $2); printf "\"%s %s\" %.3f\n", $1, $2, $4 }' \
     "$csv" >"$ratios"
   if [ -s "$ratios" ]; then
     gnuplot <<GP 2>/dev/null && echo "plot: $results/results.png"

@@ -109,10 +109,11 @@ static double run_taskloop(void *ctx, const variant *v, const char *endpoint, ui
              "service: bench\n"
              "loop: { workers: 2 }\n"
              "sources:\n"
-             "  in: { type: zmq, endpoint: \"%s\", socket: pull, bind: true }\n"
+             "  in: { type: zmq, endpoint: \"%s\", socket: pull, bind: true%s }\n"
              "routes:\n"
              "  - { source: in, handler: noop, ordering: %s, inline: %s, timeout: 30s }\n",
-             endpoint, v->ordering, v->run_inline ? "true" : "false");
+             endpoint, getenv("BENCH_ZMQ_SOURCE_EXTRA") ? getenv("BENCH_ZMQ_SOURCE_EXTRA") : "",
+             v->ordering, v->run_inline ? "true" : "false");
     bench_svc b;
     double secs = -1;
     if (bench_svc_start(&b, reg, yaml) == 0) {
