@@ -13,6 +13,7 @@ RUN /opt/taskloop/scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
 # Only what the build needs (build directories of a working tree stay out).
 WORKDIR /opt/taskloop
 COPY CMakeLists.txt ./
+COPY cmake cmake
 COPY framework framework
 COPY adapters adapters
 COPY examples examples

@@ -99,6 +99,17 @@ def check_dockerfile(c, svc_name, build):
                     target = os.path.join(target, os.path.basename(s.rstrip("/"))) \
                         if not os.path.isdir(os.path.join(ctx, s)) else target
                 installed[os.path.normpath(target)] = os.path.normpath(os.path.join(ctx, s))
+    # Everything the top-level CMakeLists.txt reads must be in the image.
+    top = c.path("CMakeLists.txt")
+    if os.path.isfile(top) and os.path.normpath(ctx) == os.path.normpath(c.root):
+        wd = os.path.normpath(workdir)
+        for ref in re.findall(r"^\s*(?:add_subdirectory|include)\(\s*([\w./-]+)",
+                              open(top, encoding="utf-8").read(), re.M):
+            first = ref.split("/")[0]
+            if first in ("bench", "tests"):
+                continue  # built only with TL_BUILD_BENCH / TL_BUILD_TESTS, both off
+            if not in_image(installed, os.path.join(wd, first)):
+                c.bad("%s: CMakeLists.txt uses %s, which the Dockerfile does not copy" % (dockerfile, ref))
     if "install-deps.sh" not in text:
         c.bad("%s: does not install the packages of scripts/install-deps.sh" % dockerfile)
     return installed

@@ -10,7 +10,8 @@
 # Everything lives in one work dir under $TMPDIR, kept when the scenario fails.
 #
 # Environment: TASKLOOP (the program; else the usual build dirs are searched),
-# E2E_KAFKA_PORT (broker base port; default: the first free of 24092, 24292, ...), E2E_KEEP=1 (keep the work dir).
+# E2E_KAFKA_PORT (broker base port; default: the first free of 24092, 24292, ...), E2E_KEEP=1
+# (keep the work dir), E2E_MAX_DUP (override the duplicates a scenario allows).
 
 set -euo pipefail
 
@@ -297,7 +298,7 @@ e2e_verify() { # TOPIC STALL DLQ RETRIES MAX_DUP
   for f in "$e2e_work"/record-*.txt; do [ -f "$f" ] && records+=(--record "$f"); done
   python3 "$e2e_dir/verify.py" --label "$e2e_name" --input "$e2e_work/input.txt" \
     "${records[@]}" --stalled "$e2e_work/stalled.txt" --dlq "$e2e_work/dlq.txt" \
-    --retries "$4" --origin "$1" --max-dup "$5"
+    --retries "$4" --origin "$1" --max-dup "${E2E_MAX_DUP:-$5}"
 }
 
 e2e_done() {

@@ -41,6 +41,7 @@ while read -r p first; do
   if [[ "$committed" =~ ^[0-9]+$ ]] && [ "$committed" -gt "$first" ]; then over=$((over + 1)); fi
 done <"$e2e_work/first-stall.txt"
 [ "$over" -eq 0 ] || e2e_fail "$over partition(s) committed past an unsettled (unrerouted) message"
+e2e_log "meanwhile $(e2e_completed) messages were completed (max_in_flight ${E2E_MAX_IN_FLIGHT:-1000})"
 [ "$(e2e_topic_count "$stall")" -eq 0 ] || e2e_fail "the stall topic exists already"
 
 e2e_log "creating $stall"
