@@ -211,8 +211,11 @@ void tl__rec_settle(tl_rec *rec)
     lane_release(rec);
     tl_part *part = rec->part;
     if (rec->gen == part->gen) {
+        uint64_t head = part->offsets.head;
         if (tl_offsets_settle(&part->offsets, rec->slot))
             part->dirty = true;
+        atomic_fetch_sub_explicit(&svc->st.uncommitted, part->offsets.head - head,
+                                  memory_order_relaxed);
         part->in_flight--;
     }
     atomic_fetch_sub_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
@@ -255,7 +258,9 @@ static void attempt_done(tl_rec *rec, tl_task *task)
     TL_STAT_ADD(svc, failed, 1);
     keep_error(rec, task);
     const tl_config_route *r = rec->route->cfg;
-    if (rec->attempt <= r->retries && !atomic_load(&svc->stopping)) {
+    /* Retries go on during a drain: a message whose retries the drain cuts short stays
+     * unsettled and is delivered again, rather than sent to on_error too early. */
+    if (rec->attempt <= r->retries) {
         int64_t delay = r->backoff_ms;
         for (unsigned i = 1; i < rec->attempt && delay < BACKOFF_MAX_MS; i++)
             delay *= 2;
@@ -332,7 +337,9 @@ static void on_late(tl_task *task, void *arg)
         tl_task_release(task);
         return;
     }
-    TL_STAT_ADD(svc, late, 1);
+    /* A handler that stopped soon after its cancellation is not a late completion. */
+    if (rec->stuck_overdue || !rec->route->on_stall)
+        TL_STAT_ADD(svc, late, 1);
     stuck_unlink(rec);
     if (rec->replaced_worker) {
         rec->replaced_worker = false;
@@ -602,6 +609,7 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     svc->recs = rec;
     tl_timer_init(svc->loop, &rec->timer);
     part->in_flight++;
+    atomic_fetch_add_explicit(&svc->st.uncommitted, 1, memory_order_relaxed);
     TL_STAT_ADD(svc, consumed, 1);
     atomic_fetch_add_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
     uint64_t key;
@@ -667,6 +675,16 @@ void tl__dispatch_drop_queued(tl_service *svc, tl_part *part)
                     p = &rec->lane_next;
                 }
             }
+        }
+    }
+    /* Waiting for a retry (after the queues, so a freed lane starts nothing of this
+     * partition): the next owner of the partition starts it afresh. */
+    for (tl_rec *r = svc->recs, *next; r; r = next) {
+        next = r->all_next;
+        if (r->part == part && r->state == REC_BACKOFF) {
+            tl_timer_stop(&r->timer);
+            lane_release(r);
+            drop_unstarted(r);
         }
     }
 }

@@ -71,7 +71,9 @@ void tl__backpressure(tl_service *svc)
 {
     if (atomic_load(&svc->stopping))
         return;
-    uint64_t n = atomic_load_explicit(&svc->st.in_flight, memory_order_relaxed);
+    /* Counted up to the commit position, not just unsettled: finished messages above
+     * an unsettled one are delivered again after a crash, so they count too. */
+    uint64_t n = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
     /* Hysteresis: resume at half the bound, so a full pipeline does not flap. */
     if (!svc->paused && n >= svc->cfg->max_in_flight)
         pause_all(svc, true);
@@ -125,6 +127,8 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         p->revoking = false;
         p->gen++;
         p->in_flight = 0;
+        atomic_fetch_sub_explicit(&svc->st.uncommitted, p->offsets.tail - p->offsets.head,
+                                  memory_order_relaxed);
         tl_offsets_reset(&p->offsets);
     }
     pthread_mutex_lock(&r->mu);
@@ -500,6 +504,7 @@ void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
     o->reroute_errors = atomic_load(&s->reroute_errors);
     o->replaced_workers = atomic_load(&s->replaced_workers);
     o->in_flight = atomic_load(&s->in_flight);
+    o->uncommitted = atomic_load(&s->uncommitted);
     o->paused = atomic_load(&s->paused);
     o->healthy = atomic_load(&s->healthy);
 }

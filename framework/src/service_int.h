@@ -113,7 +113,7 @@ struct tl_lane {
 
 typedef struct tl_stats_atomic {
     _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
-        reroute_errors, replaced_workers, in_flight, paused;
+        reroute_errors, replaced_workers, in_flight, uncommitted, paused;
     _Atomic bool healthy;
 } tl_stats_atomic;
 

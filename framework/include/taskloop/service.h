@@ -52,8 +52,11 @@ typedef struct tl_service_stats {
     uint64_t reroute_errors; /* reroute sends refused or not acknowledged (retried) */
     uint64_t replaced_workers;
     uint64_t in_flight; /* delivered, not yet settled (a gauge) */
-    uint64_t paused;    /* times the sources were paused for backpressure */
-    bool healthy;       /* false past the stuck-worker cap */
+    /* Delivered and not yet below the commit position (a gauge): what a crash would
+     * deliver again. Backpressure keeps it under max_in_flight. */
+    uint64_t uncommitted;
+    uint64_t paused; /* times the sources were paused for backpressure */
+    bool healthy;    /* false past the stuck-worker cap */
 } tl_service_stats;
 
 /* Per-target reroute counts, for summaries: target is "scheme:address". */
