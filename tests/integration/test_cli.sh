@@ -163,7 +163,7 @@ topic_ids() {
 }
 
 case_kafka_e2e() {
-    command -v kcat >/dev/null || { echo "kcat is not installed"; exit 77; }
+    command -v kcat >/dev/null || { echo "kcat is not installed (make test installs it)"; exit 1; }
     local n=3000 rc=0 brokers
     start_mock
     "$TASKLOOP" produce --to kafka:e2e.in --brokers "$brokers" -n $n --keys 32 \
