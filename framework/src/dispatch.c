@@ -645,7 +645,6 @@ void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n)
         }
         intake(svc, src, route, msgs[i]);
     }
-    tl__backpressure(svc);
 }
 
 /* Drops one not-started record of a revoked partition: the next owner gets it. */

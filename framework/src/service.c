@@ -55,30 +55,80 @@ void tl__commit_dirty(tl_service *svc)
 
 /* ---------------------------------------------------------------- backpressure */
 
-static void pause_all(tl_service *svc, bool paused)
+/*
+ * Backpressure holds batches instead of pausing partitions. Past max_in_flight
+ * uncommitted messages the loop keeps delivered batches aside, unprocessed; a
+ * source may have at most TL_BATCHES_OUT batches not yet taken in, so its thread
+ * then waits in deliver and fetches nothing more. Kafka's own prefetch stays bounded
+ * by queued.max.messages.kbytes, ZeroMQ's by the socket's high-water mark; and
+ * nothing fetched is thrown away and fetched again, as pausing a librdkafka
+ * partition does with its prefetched messages.
+ */
+struct tl_batch {
+    tl_batch *next;
+    tl_src *src;
+    size_t n;
+    tl_msg *msgs[];
+};
+
+/* A batch is in: its source may send another. */
+static void batch_taken(tl_src *src)
 {
-    if (svc->paused == paused)
-        return;
-    svc->paused = paused;
-    if (paused)
-        TL_STAT_ADD(svc, paused, 1);
-    for (size_t i = 0; i < svc->nsrcs; i++)
-        if (svc->srcs[i].handle)
-            svc->srcs[i].ops->pause(svc->srcs[i].handle, paused);
+    tl_service *svc = src->svc;
+    pthread_mutex_lock(&svc->mu);
+    src->batches_out--;
+    pthread_cond_broadcast(&svc->intake_cv);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+static void batch_intake(tl_service *svc, tl_batch *b)
+{
+    tl__dispatch_batch(svc, b->src, b->msgs, b->n);
+    batch_taken(b->src);
+    free(b);
+}
+
+static bool over_bound(const tl_service *svc)
+{
+    /* Counted up to the commit position, not just unsettled: finished messages above
+     * an unsettled one are delivered again after a crash, so they count too. */
+    return atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed) >=
+           svc->cfg->max_in_flight;
 }
 
 void tl__backpressure(tl_service *svc)
 {
-    if (atomic_load(&svc->stopping))
+    if (!svc->held_head || svc->in_backpressure || atomic_load(&svc->stopping))
         return;
-    /* Counted up to the commit position, not just unsettled: finished messages above
-     * an unsettled one are delivered again after a crash, so they count too. */
+    /* Hysteresis: take batches again at half the bound, so a full pipeline does not
+     * flap between holding and taking. */
     uint64_t n = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
-    /* Hysteresis: resume at half the bound, so a full pipeline does not flap. */
-    if (!svc->paused && n >= svc->cfg->max_in_flight)
-        pause_all(svc, true);
-    else if (svc->paused && n <= svc->cfg->max_in_flight / 2)
-        pause_all(svc, false);
+    if (n > svc->cfg->max_in_flight / 2)
+        return;
+    svc->in_backpressure = true;
+    while (svc->held_head && !over_bound(svc)) {
+        tl_batch *b = svc->held_head;
+        svc->held_head = b->next;
+        if (!svc->held_head)
+            svc->held_tail = NULL;
+        batch_intake(svc, b);
+    }
+    svc->in_backpressure = false;
+}
+
+/* Gives held batches back unprocessed (a drain or teardown): they are not committed,
+ * so a broker delivers them again. */
+static void release_held(tl_service *svc)
+{
+    while (svc->held_head) {
+        tl_batch *b = svc->held_head;
+        svc->held_head = b->next;
+        for (size_t i = 0; i < b->n; i++)
+            b->src->ops->release(b->src->handle, b->msgs[i]);
+        batch_taken(b->src);
+        free(b);
+    }
+    svc->held_tail = NULL;
 }
 
 /* ---------------------------------------------------------------- revocation */
@@ -200,55 +250,43 @@ static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t
 
 /* ---------------------------------------------------------------- source events */
 
-typedef struct batch_msg {
-    tl_src *src;
-    bool taken;     /* the loop took it in; guarded by svc->mu */
-    bool abandoned; /* the source stopped waiting (shutdown); guarded by svc->mu */
-    size_t n;
-    tl_msg *msgs[];
-} batch_msg;
-
 static void batch_on_loop(tl_loop *loop, void *arg)
 {
     (void)loop;
-    batch_msg *b = arg;
+    tl_batch *b = arg;
     tl_service *svc = b->src->svc;
-    tl__dispatch_batch(svc, b->src, b->msgs, b->n);
-    pthread_mutex_lock(&svc->mu);
-    b->taken = true;
-    bool last = b->abandoned;
-    pthread_cond_broadcast(&svc->intake_cv);
-    pthread_mutex_unlock(&svc->mu);
-    if (last)
-        free(b);
+    if (svc->held_head || (over_bound(svc) && !atomic_load(&svc->stopping))) {
+        if (!svc->held_head)
+            TL_STAT_ADD(svc, paused, 1);
+        b->next = NULL;
+        if (svc->held_tail)
+            svc->held_tail->next = b;
+        else
+            svc->held_head = b;
+        svc->held_tail = b;
+        return;
+    }
+    batch_intake(svc, b);
 }
 
 /*
- * Source thread. Waits until the loop took the batch in, so that backpressure (a pause
- * decided at intake) is in force before the source fetches again: in flight stays
- * within max_in_flight plus one batch. During shutdown it stops waiting, since the
- * loop may be joining this very thread in ops->stop.
+ * Source thread. Waits while TL_BATCHES_OUT batches of this source are not taken in
+ * yet: fetching overlaps with intake, and backpressure (batches held by the loop)
+ * stops the source. During shutdown it does not wait, since the loop may be joining
+ * this very thread in ops->stop.
  */
 static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
 {
     tl_src *src = rt;
     tl_service *svc = src->svc;
-    batch_msg *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
+    tl_batch *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
     if (b) {
         b->src = src;
-        b->taken = b->abandoned = false;
         b->n = n;
         memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
     }
-    if (!b || tl_loop_call_threadsafe(svc->loop, batch_on_loop, b) != 0) {
-        /* Given back unprocessed and uncommitted: a broker delivers them again. */
-        for (size_t i = 0; i < n; i++)
-            src->ops->release(s, msgs[i]);
-        free(b);
-        return;
-    }
     pthread_mutex_lock(&svc->mu);
-    while (!b->taken && !atomic_load(&svc->stopping)) {
+    while (src->batches_out >= TL_BATCHES_OUT && !atomic_load(&svc->stopping)) {
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
         dl.tv_nsec += 50 * 1000000L; /* stopping is set without a signal */
@@ -258,11 +296,15 @@ static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
         }
         pthread_cond_timedwait(&svc->intake_cv, &svc->mu, &dl);
     }
-    bool last = b->taken;
-    b->abandoned = true;
+    src->batches_out++;
     pthread_mutex_unlock(&svc->mu);
-    if (last)
+    if (!b || tl_loop_call_threadsafe(svc->loop, batch_on_loop, b) != 0) {
+        /* Given back unprocessed and uncommitted: a broker delivers them again. */
+        for (size_t i = 0; i < n; i++)
+            src->ops->release(s, msgs[i]);
         free(b);
+        batch_taken(src);
+    }
 }
 
 static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
@@ -348,6 +390,7 @@ static void housekeeping(tl_timer *timer, void *arg)
         for (size_t i = 0; i < svc->nsrcs; i++)
             if (svc->srcs[i].handle)
                 svc->srcs[i].ops->pause(svc->srcs[i].handle, true);
+        release_held(svc);
         svc->drain_deadline_ms = tl_loop_now(svc->loop) + svc->cfg->drain_timeout_ms;
         tl__log(svc, TL_LEVEL_INFO, "draining", NULL, 0);
     }
@@ -550,6 +593,7 @@ void tl_service_free(tl_service *svc)
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);
     tl__records_free_all(svc);
+    release_held(svc);
     for (size_t i = 0; i < svc->nsrcs; i++)
         if (svc->srcs[i].handle)
             svc->srcs[i].ops->close(svc->srcs[i].handle);

@@ -38,8 +38,14 @@ typedef struct tl_part {
     size_t in_flight;
 } tl_part;
 
+/* Batches a source may have delivered and not yet taken in (see tl__backpressure). */
+#define TL_BATCHES_OUT 2
+
+typedef struct tl_batch tl_batch;
+
 typedef struct tl_src {
     tl_service *svc;
+    unsigned batches_out; /* guarded by svc->mu */
     const tl_config_source *cfg;
     const tl_source_ops *ops;
     tl_source *handle;
@@ -138,9 +144,10 @@ struct tl_service {
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
-    tl_timer flush; /* a 0-delay timer that turns group lists into waits */
-    bool paused;
-    unsigned replaced_now; /* workers added for stuck handlers, not yet retired */
+    tl_timer flush;                  /* a 0-delay timer that turns group lists into waits */
+    tl_batch *held_head, *held_tail; /* batches kept aside past max_in_flight */
+    bool in_backpressure;            /* taking held batches in: no re-entry */
+    unsigned replaced_now;           /* workers added for stuck handlers, not yet retired */
     _Atomic bool stop_req;
     _Atomic bool stopping; /* the drain started: sources must not call back into it */
     bool drained;

@@ -55,7 +55,7 @@ typedef struct tl_service_stats {
     /* Delivered and not yet below the commit position (a gauge): what a crash would
      * deliver again. Backpressure keeps it under max_in_flight. */
     uint64_t uncommitted;
-    uint64_t paused; /* times the sources were paused for backpressure */
+    uint64_t paused; /* times intake stopped at max_in_flight (backpressure) */
     bool healthy;    /* false past the stuck-worker cap */
 } tl_service_stats;
 
