@@ -534,26 +534,30 @@ static void start(tl_rec *rec)
 
 /* ---------------------------------------------------------------- intake */
 
+static bool part_is(const tl_part *p, const tl_src *src, const tl_msg *msg, const char *topic)
+{
+    return p->src == src && p->partition == msg->partition && strcmp(p->topic, topic) == 0;
+}
+
 /* The tracker of the message's partition, created on first sight. */
 static tl_part *part_of(tl_service *svc, tl_src *src, const tl_msg *msg)
 {
     const char *topic = msg->origin ? msg->origin : "";
-    for (size_t i = 0; i < svc->nparts; i++) {
-        tl_part *p = svc->parts[i];
-        if (p->src == src && p->partition == msg->partition && strcmp(p->topic, topic) == 0) {
-            /* Sources deliver a revoked partition again only once it is assigned again
-             * (revoked() returns after the drain), so this is its new assignment. */
-            if (!p->assigned && !p->revoking)
-                p->assigned = true;
-            return p;
-        }
+    /* Sources deliver batches of one partition mostly: try the last one first. */
+    tl_part *p = svc->last_part;
+    for (size_t i = 0; !(p && part_is(p, src, msg, topic)) && i <= svc->nparts; i++)
+        p = i < svc->nparts ? svc->parts[i] : NULL;
+    if (p) {
+        /* Sources deliver a revoked partition again only once it is assigned again
+         * (revoked() returns after the drain), so this is its new assignment. */
+        if (!p->assigned && !p->revoking)
+            p->assigned = true;
+        svc->last_part = p;
+        return p;
     }
-    tl_part *p = calloc(1, sizeof(*p));
-    tl_part **arr = realloc(svc->parts, (svc->nparts + 1) * sizeof(*arr));
-    if (!p || !arr || !(p->topic = strdup(topic))) {
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->topic = strdup(topic))) {
         free(p);
-        if (arr)
-            svc->parts = arr;
         return NULL;
     }
     p->src = src;
@@ -561,10 +565,20 @@ static tl_part *part_of(tl_service *svc, tl_src *src, const tl_msg *msg)
     p->assigned = true;
     p->committed = -1;
     tl_offsets_init(&p->offsets);
+    /* Under the lock: tl_service_partitions reads the array from other threads. */
     pthread_mutex_lock(&svc->mu);
-    svc->parts = arr;
-    svc->parts[svc->nparts++] = p;
+    tl_part **arr = realloc(svc->parts, (svc->nparts + 1) * sizeof(*arr));
+    if (arr) {
+        svc->parts = arr;
+        svc->parts[svc->nparts++] = p;
+    }
     pthread_mutex_unlock(&svc->mu);
+    if (!arr) {
+        free(p->topic);
+        free(p);
+        return NULL;
+    }
+    svc->last_part = p;
     return p;
 }
 

@@ -70,8 +70,10 @@ typedef struct tl_pool {
     pthread_cond_t cv;
     tl_chunk *head, *tail;
     unsigned idle;
-    _Atomic unsigned alive;   /* threads running the worker loop; written under mu */
-    _Atomic unsigned nominal; /* the size asked for; extra threads leave when free */
+    _Atomic unsigned long published; /* chunks published so far: spinners watch it */
+    _Atomic bool spinning;           /* one idle worker looks before it sleeps */
+    _Atomic unsigned alive;          /* threads running the worker loop; written under mu */
+    _Atomic unsigned nominal;        /* the size asked for; extra threads leave when free */
     bool stopping;
     pthread_t *threads; /* every thread ever started, joined at the end */
     size_t nthreads;

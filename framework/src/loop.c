@@ -18,6 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* How long the loop looks for completions before it sleeps (see spin_for_work). */
+#define TL_SPIN_NS 20000
+
 int64_t tl__clock_ns(void)
 {
     struct timespec ts;
@@ -268,12 +271,43 @@ void tl_loop_stop(tl_loop *loop)
 }
 
 /* Sleeps in ppoll until woken or timeout_ns passes (negative: no limit). */
+/* True when a completion, a call or a stop is waiting. */
+static bool has_work(tl_loop *loop)
+{
+    return atomic_load(&loop->completed) || atomic_load(&loop->calls) ||
+           atomic_load(&loop->stop_flag);
+}
+
+/*
+ * Before sleeping, look for work for a few microseconds while tasks are out on the
+ * pool: a completion that arrives meanwhile costs no wake-up (an eventfd write on one
+ * side, a scheduler round trip on the other), which is what bounds a partition's
+ * one-message-at-a-time pace.
+ */
+static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
+{
+    if (loop->nall == 0 || loop->pool.nominal == 0)
+        return false;
+    int64_t limit = TL_SPIN_NS;
+    if (timeout_ns >= 0 && timeout_ns < limit)
+        limit = timeout_ns;
+    int64_t end = tl__clock_ns() + limit;
+    do {
+        for (int i = 0; i < 64; i++)
+            if (has_work(loop))
+                return true;
+    } while (tl__clock_ns() < end);
+    return false;
+}
+
 static void sleep_until_woken(tl_loop *loop, int64_t timeout_ns)
 {
+    if (timeout_ns != 0 && spin_for_work(loop, timeout_ns))
+        return;
     atomic_store(&loop->sleeping, true);
     /* Dekker pairing with the pushers: they push, then read sleeping; we set sleeping,
      * then look at what they pushed. One of the two sides sees the other. */
-    if (atomic_load(&loop->completed) || atomic_load(&loop->calls) || atomic_load(&loop->stop_flag))
+    if (has_work(loop))
         timeout_ns = 0;
     struct pollfd pfd = {.fd = loop->wake_fd, .events = POLLIN};
     struct timespec ts, *tsp = NULL;

@@ -13,6 +13,7 @@
 
 #define CHUNK_MIN 64
 #define CHUNK_MAX 4096
+#define TL_POOL_SPIN_NS 20000
 
 /* Called with mu held: lets go of a chunk, freeing it once exhausted and unheld. */
 static void chunk_drop(tl_pool *pool, tl_chunk *c)
@@ -25,6 +26,28 @@ static void chunk_drop(tl_pool *pool, tl_chunk *c)
     }
     if (--c->refs == 0 && c->popped)
         free(c);
+}
+
+/*
+ * Called with mu held and nothing to claim: one idle worker at a time watches for a
+ * new chunk for a few microseconds before it sleeps, since a wake-up through the
+ * condition variable costs more than the task it brings. Returns with mu held.
+ */
+static void spin_for_chunk(tl_pool *pool)
+{
+    if (atomic_exchange(&pool->spinning, true))
+        return;
+    unsigned long seen = atomic_load(&pool->published);
+    pthread_mutex_unlock(&pool->mu);
+    int64_t end = tl__clock_ns() + TL_POOL_SPIN_NS;
+    do {
+        for (int i = 0; i < 64; i++)
+            if (atomic_load_explicit(&pool->published, memory_order_relaxed) != seen)
+                goto found;
+    } while (tl__clock_ns() < end);
+found:
+    pthread_mutex_lock(&pool->mu);
+    atomic_store(&pool->spinning, false);
 }
 
 /*
@@ -52,6 +75,8 @@ static tl_task *claim(tl_pool *pool, tl_chunk **held, bool *left)
             h->refs++;
             chunk_drop(pool, h);
         }
+        if (!pool->head && !pool->stopping)
+            spin_for_chunk(pool);
         while (!pool->head && !pool->stopping) {
             if (atomic_load(&pool->alive) > atomic_load(&pool->nominal)) {
                 atomic_fetch_sub(&pool->alive, 1);
@@ -172,6 +197,7 @@ void tl__pool_publish(tl_pool *pool, tl_chunk *chunk)
     else
         pool->head = chunk;
     pool->tail = chunk;
+    atomic_fetch_add(&pool->published, 1);
     bool wake = pool->idle > 0;
     pthread_mutex_unlock(&pool->mu);
     /* Each worker claims one task at a time, so every task past the first needs a

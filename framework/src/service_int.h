@@ -141,6 +141,7 @@ struct tl_service {
     size_t ntargets;
     tl_part **parts;
     size_t nparts;
+    tl_part *last_part; /* the partition of the last message taken in */
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
