@@ -196,11 +196,11 @@ static void *produce_main(void *arg)
             rd_kafka_poll(rk, 1);
             continue;
         }
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(pr->topic),
-            RD_KAFKA_V_PARTITION((int32_t)(i % (uint64_t)pr->a->partitions)),
-            RD_KAFKA_V_VALUE(payload, sizeof(payload)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e =
+            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(pr->topic),
+                              RD_KAFKA_V_PARTITION((int32_t)(i % (uint64_t)pr->a->partitions)),
+                              RD_KAFKA_V_VALUE(payload, sizeof(payload)),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(rk, 1);
             continue;
@@ -231,8 +231,8 @@ static double run_variant(const bench_args *a, const variant *v, rd_kafka_mock_c
         if (pthread_create(&pr.thread, NULL, produce_main, &pr) != 0)
             return -1;
     }
-    double secs = v->ordering ? run_taskloop(a, v, group, topic, &p)
-                              : run_plain(a, group, topic, &p);
+    double secs =
+        v->ordering ? run_taskloop(a, v, group, topic, &p) : run_plain(a, group, topic, &p);
     if (mc) {
         atomic_store(&p.stop, true);
         pthread_join(pr.thread, NULL);

@@ -89,8 +89,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--workers") == 0)
             workers = v;
     }
-    stall_run r = {.n = n, .starts = calloc(n, sizeof(int64_t)),
-                   .cancels = calloc(n, sizeof(int64_t))};
+    stall_run r = {
+        .n = n, .starts = calloc(n, sizeof(int64_t)), .cancels = calloc(n, sizeof(int64_t))};
     tl_registry *reg = NULL;
     if (!r.starts || !r.cancels || tl_registry_new(&reg) != 0 || tl_memory_register(reg) != 0 ||
         tl_register_handler(reg, "hang", hang, &r) != 0)

@@ -441,6 +441,32 @@ static void src_pause(tl_source *s, bool paused)
         rd_kafka_topic_partition_list_destroy(a);
 }
 
+/* From librdkafka's cached watermarks (no broker round trip): the high watermark
+ * minus the consumer's position, for every assigned partition with both known. */
+static size_t src_lag(tl_source *s, tl_partition_lag *out, size_t cap)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(s->rk, &a) != 0 || !a)
+        return 0;
+    rd_kafka_position(s->rk, a);
+    size_t n = 0;
+    for (int i = 0; i < a->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &a->elems[i];
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(s->rk, tp->topic, tp->partition, &lo, &hi) != 0 ||
+            hi < 0 || tp->offset < 0)
+            continue;
+        if (n < cap) {
+            snprintf(out[n].topic, sizeof(out[n].topic), "%s", tp->topic);
+            out[n].partition = tp->partition;
+            out[n].lag = hi > tp->offset ? hi - tp->offset : 0;
+        }
+        n++;
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+    return n;
+}
+
 static int src_commit(tl_source *s, const char *topic, int32_t partition, int64_t next_offset)
 {
     if (!topic || partition < 0 || next_offset < 0)
@@ -519,4 +545,5 @@ const tl_source_ops tl_kafka_source_ops = {
     .release = src_release,
     .stop = src_stop,
     .close = src_close,
+    .lag = src_lag,
 };

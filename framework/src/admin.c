@@ -258,6 +258,34 @@ static void metrics_offsets(FILE *f, tl_service *svc)
     free(p);
 }
 
+static void metrics_lag(FILE *f, tl_service *svc)
+{
+    /* Assignments change while we look: size the copy again until it fits. */
+    tl_partition_lag *lag = NULL;
+    size_t cap = 0, n = tl_service_lag(svc, NULL, 0);
+    while (n > cap) {
+        cap = n + 16;
+        tl_partition_lag *q = realloc(lag, cap * sizeof(*lag));
+        if (!q) {
+            free(lag);
+            return;
+        }
+        lag = q;
+        n = tl_service_lag(svc, lag, cap);
+    }
+    metric_head(f, "consumer_lag", "gauge",
+                "Messages between the consumer's position and the end of each partition "
+                "(sources that know it: Kafka).");
+    for (size_t i = 0; i < n; i++) {
+        fputs("taskloop_consumer_lag{source=", f);
+        label_value(f, lag[i].source);
+        fputs(",topic=", f);
+        label_value(f, lag[i].topic);
+        fprintf(f, ",partition=\"%" PRId32 "\"} %" PRId64 "\n", lag[i].partition, lag[i].lag);
+    }
+    free(lag);
+}
+
 static void metrics_histogram(FILE *f, tl_histogram *h)
 {
     metric_head(f, "handler_duration_seconds", "histogram",
@@ -315,6 +343,7 @@ static enum MHD_Result serve_metrics(tl_admin *a, struct MHD_Connection *c)
     metric_one(f, "healthy", "gauge", "1 unless the stuck-worker cap is exceeded.",
                st.healthy ? 1 : 0);
     metrics_offsets(f, svc);
+    metrics_lag(f, svc);
     metrics_histogram(f, &svc->handler_seconds);
     if (fclose(f) != 0) {
         free(buf);
@@ -565,7 +594,12 @@ int tl__admin_open(tl_service *svc)
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
         if (a->daemon) {
             svc->admin = a;
-            atomic_store(&svc->admin_port, bound_port(fd));
+            int port = bound_port(fd);
+            atomic_store(&svc->admin_port, port);
+            char p[16];
+            snprintf(p, sizeof(p), "%d", port);
+            tl_kv f[] = {{"listen", addr}, {"port", p}};
+            tl__log(svc, TL_LEVEL_INFO, "admin_listening", f, 2);
             return 0;
         }
         snprintf(why, sizeof(why), "cannot start the HTTP server");

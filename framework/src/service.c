@@ -577,6 +577,22 @@ size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t ca
     return n;
 }
 
+size_t tl_service_lag(tl_service *svc, tl_partition_lag *out, size_t cap)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < svc->nsrcs; i++) {
+        tl_src *src = &svc->srcs[i];
+        if (!src->handle || !src->ops->lag)
+            continue;
+        size_t room = total < cap ? cap - total : 0;
+        size_t n = src->ops->lag(src->handle, room ? out + total : NULL, room);
+        for (size_t k = 0; k < n && k < room; k++)
+            out[total + k].source = src->cfg->name;
+        total += n;
+    }
+    return total;
+}
+
 tl_loop *tl_service_loop(tl_service *svc)
 {
     return svc->loop;

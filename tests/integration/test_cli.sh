@@ -172,7 +172,19 @@ case_kafka_e2e() {
         fail "produce reports its deliveries: $(cat "$work/produced")"
     E2E_BROKERS=$brokers E2E_RECORD="$work/record" timeout 90 "$TASKLOOP" run \
         "$here/configs/e2e-kafka.yaml" --expect $n --timeout 60s --no-progress \
-        >"$work/summary" 2>"$work/err" || rc=$?
+        >"$work/summary" 2>"$work/err" &
+    local svc=$!
+    # While it runs, /metrics reports the consumer lag of the Kafka partitions.
+    local port="" lagged=0
+    for _ in $(seq 100); do
+        port=$(sed -n 's/.*"event":"admin_listening".*"port":"\([0-9]*\)".*/\1/p' "$work/err")
+        [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/metrics" >"$work/metrics" 2>/dev/null &&
+            grep -q '^taskloop_consumer_lag{source="in",topic="e2e.in",partition="' \
+                "$work/metrics" && { lagged=1; break; }
+        sleep 0.1
+    done
+    wait "$svc" || rc=$?
+    [ "$lagged" -eq 1 ] || fail "/metrics shows taskloop_consumer_lag for e2e.in (port '$port')"
     cat "$work/summary"
     [ "$rc" -eq 0 ] || fail "run --expect $n exits 0 (rc $rc): $(tail -5 "$work/err")"
     check_summary_adds_up "$work/summary"

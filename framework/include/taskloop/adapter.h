@@ -116,6 +116,14 @@ typedef struct tl_partition {
     int32_t partition;
 } tl_partition;
 
+/* How far a consumer is behind the end of one partition. */
+typedef struct tl_partition_lag {
+    const char *source; /* the source's name in the config (set by the runtime) */
+    char topic[256];
+    int32_t partition;
+    int64_t lag; /* messages between the consumer's position and the partition's end */
+} tl_partition_lag;
+
 /* What a source tells the runtime; set by the runtime, safe from any thread. */
 typedef struct tl_source_events {
     void *rt;
@@ -148,6 +156,9 @@ typedef struct tl_source_ops {
     void (*stop)(tl_source *src);
     /* Frees the source; every delivered message must have been released. */
     void (*close)(tl_source *src);
+    /* Optional (NULL when the transport has no notion of it); any thread: fills up to
+     * cap entries of consumer lag and returns how many partitions there are. */
+    size_t (*lag)(tl_source *src, tl_partition_lag *out, size_t cap);
 } tl_source_ops;
 
 /* ---------------------------------------------------------------- sinks */

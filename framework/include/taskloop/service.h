@@ -116,6 +116,10 @@ size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t ca
 /* Any thread: the admin endpoint's bound port (the one picked for port 0), or 0 when off. */
 int tl_service_admin_port(tl_service *svc);
 
+/* Fills up to cap consumer-lag entries of every source that reports lag (Kafka) and
+ * returns how many there are. Any thread. */
+size_t tl_service_lag(tl_service *svc, tl_partition_lag *out, size_t cap);
+
 /* The service's loop (for tl_loop_tasks and friends); valid while the service is. */
 tl_loop *tl_service_loop(tl_service *svc);
 
