@@ -337,7 +337,7 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     /* Stored offsets reach the broker at this interval: what settled in the last one
      * is delivered again after a crash, so keep it short (librdkafka's is 5 s). */
     if (!rc && !tl_kafka_conf_user(p, "auto.commit.interval.ms"))
-        rc = tl_kafka_conf_set(conf, "auto.commit.interval.ms", "200", err, errlen);
+        rc = tl_kafka_conf_set(conf, "auto.commit.interval.ms", "100", err, errlen);
     if (rc) {
         rd_kafka_conf_destroy(conf);
         return rc;

@@ -67,6 +67,7 @@ void tl__commit_dirty(tl_service *svc)
 struct tl_batch {
     tl_batch *next;
     tl_src *src;
+    size_t first; /* messages before it are taken in already */
     size_t n;
     tl_msg *msgs[];
 };
@@ -81,19 +82,34 @@ static void batch_taken(tl_src *src)
     pthread_mutex_unlock(&svc->mu);
 }
 
-static void batch_intake(tl_service *svc, tl_batch *b)
+/* Room left below max_in_flight. Counted up to the commit position, not just
+ * unsettled: finished messages above an unsettled one are delivered again after a
+ * crash, so they count too. */
+static size_t room(const tl_service *svc)
 {
-    tl__dispatch_batch(svc, b->src, b->msgs, b->n);
-    batch_taken(b->src);
-    free(b);
+    uint64_t n = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
+    return n >= svc->cfg->max_in_flight ? 0 : svc->cfg->max_in_flight - (size_t)n;
 }
 
 static bool over_bound(const tl_service *svc)
 {
-    /* Counted up to the commit position, not just unsettled: finished messages above
-     * an unsettled one are delivered again after a crash, so they count too. */
-    return atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed) >=
-           svc->cfg->max_in_flight;
+    return room(svc) == 0;
+}
+
+/* Takes in as much of the batch as fits below the bound (a part keeps a batch of 1000
+ * from overshooting a bound of 10 by 990); true when it is all in and freed. */
+static bool batch_intake(tl_service *svc, tl_batch *b)
+{
+    size_t k = b->n - b->first;
+    if (!atomic_load(&svc->stopping) && k > room(svc))
+        k = room(svc);
+    tl__dispatch_batch(svc, b->src, b->msgs + b->first, k);
+    b->first += k;
+    if (b->first < b->n)
+        return false;
+    batch_taken(b->src);
+    free(b);
+    return true;
 }
 
 void tl__backpressure(tl_service *svc)
@@ -108,10 +124,12 @@ void tl__backpressure(tl_service *svc)
     svc->in_backpressure = true;
     while (svc->held_head && !over_bound(svc)) {
         tl_batch *b = svc->held_head;
-        svc->held_head = b->next;
+        tl_batch *next = b->next;
+        if (!batch_intake(svc, b))
+            break; /* the rest of it waits at the head */
+        svc->held_head = next;
         if (!svc->held_head)
             svc->held_tail = NULL;
-        batch_intake(svc, b);
     }
     svc->in_backpressure = false;
 }
@@ -123,7 +141,7 @@ static void release_held(tl_service *svc)
     while (svc->held_head) {
         tl_batch *b = svc->held_head;
         svc->held_head = b->next;
-        for (size_t i = 0; i < b->n; i++)
+        for (size_t i = b->first; i < b->n; i++)
             b->src->ops->release(b->src->handle, b->msgs[i]);
         batch_taken(b->src);
         free(b);
@@ -255,18 +273,17 @@ static void batch_on_loop(tl_loop *loop, void *arg)
     (void)loop;
     tl_batch *b = arg;
     tl_service *svc = b->src->svc;
-    if (svc->held_head || (over_bound(svc) && !atomic_load(&svc->stopping))) {
-        if (!svc->held_head)
-            TL_STAT_ADD(svc, paused, 1);
-        b->next = NULL;
-        if (svc->held_tail)
-            svc->held_tail->next = b;
-        else
-            svc->held_head = b;
-        svc->held_tail = b;
+    if (!svc->held_head && batch_intake(svc, b))
         return;
-    }
-    batch_intake(svc, b);
+    /* Past the bound (or behind batches already held): kept aside, in order. */
+    if (!svc->held_head)
+        TL_STAT_ADD(svc, paused, 1);
+    b->next = NULL;
+    if (svc->held_tail)
+        svc->held_tail->next = b;
+    else
+        svc->held_head = b;
+    svc->held_tail = b;
 }
 
 /*
@@ -282,6 +299,7 @@ static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
     tl_batch *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
     if (b) {
         b->src = src;
+        b->first = 0;
         b->n = n;
         memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
     }
