@@ -334,6 +334,10 @@ static enum MHD_Result serve_metrics(tl_admin *a, struct MHD_Connection *c)
     metric_one(f, "late_completions_total", "counter", "Stalled handlers that finished after all.",
                st.late);
     metric_one(f, "in_flight", "gauge", "Messages delivered and not yet settled.", st.in_flight);
+    metric_one(f, "uncommitted", "gauge",
+               "Messages delivered and not yet below their partition's commit position "
+               "(backpressure keeps it under max_in_flight).",
+               st.uncommitted);
     metric_one(f, "paused_total", "counter", "Times the sources were paused for backpressure.",
                st.paused);
     metric_one(f, "replaced_workers_total", "counter",

@@ -214,9 +214,35 @@ static void check_revokes(tl_service *svc)
         if (revoke_drained(svc, r) || now >= r->deadline_ms) {
             *pp = r->next;
             revoke_finish(svc, r);
+            /* The revoked partitions' uncommitted messages no longer count: batches
+             * held past the bound may go in now. */
+            tl__backpressure(svc);
         } else {
             pp = &r->next;
         }
+    }
+}
+
+/* Gives back held messages of the request's partitions: their next owner fetches them
+ * from the committed position, so taking them in here would only duplicate them. */
+static void release_held_of(tl_service *svc, const tl_revoke_req *r)
+{
+    for (tl_batch *b = svc->held_head; b; b = b->next) {
+        if (b->src != r->src)
+            continue;
+        size_t keep = b->first;
+        for (size_t i = b->first; i < b->n; i++) {
+            const tl_msg *m = b->msgs[i];
+            bool revoked = false;
+            for (size_t k = 0; k < r->n && !revoked; k++)
+                revoked = m->partition == r->parts[k].partition && m->origin &&
+                          strcmp(m->origin, r->parts[k].topic) == 0;
+            if (revoked)
+                b->src->ops->release(b->src->handle, b->msgs[i]);
+            else
+                b->msgs[keep++] = b->msgs[i];
+        }
+        b->n = keep;
     }
 }
 
@@ -232,6 +258,11 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
             tl__dispatch_drop_queued(svc, p);
         }
     }
+    release_held_of(svc, r);
+    char n[16];
+    snprintf(n, sizeof(n), "%zu", r->n);
+    tl_kv f[] = {{"source", r->src->cfg->name}, {"partitions", n}};
+    tl__log(svc, TL_LEVEL_INFO, "revoking", f, 2);
     r->deadline_ms = tl_loop_now(svc->loop) + svc->cfg->drain_timeout_ms;
     r->next = svc->revokes;
     svc->revokes = r;
@@ -403,6 +434,7 @@ static void housekeeping(tl_timer *timer, void *arg)
     tl__commit_dirty(svc);
     check_revokes(svc);
     tl__check_stuck(svc);
+    tl__backpressure(svc); /* whatever freed room, held batches never wait forever */
     if (atomic_load(&svc->stop_req) && !atomic_load(&svc->stopping)) {
         atomic_store(&svc->stopping, true);
         for (size_t i = 0; i < svc->nsrcs; i++)
