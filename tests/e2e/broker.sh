@@ -3,7 +3,7 @@
 #   broker.sh restart   one node: stopped for E2E_DOWN_SECONDS (8), then started again
 #   broker.sh loss      three nodes, replication factor 3: one node is killed (-9) and
 #                       stays down until the end
-# Duplicates are allowed up to max_in_flight (work done again if a commit was lost).
+# Duplicates are allowed up to e2e_dup_allowance 1 (work done again if a commit was lost).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mode="${1:-restart}"
 case "$mode" in
@@ -57,5 +57,5 @@ e2e_service_stop a 60
 e2e_log "consumed $n messages across the broker $mode in $(($(date +%s) - t_run)) s"
 grep -E 'event=(source_error|reroute_failed|commit_failed)' "$e2e_work/svc-a.log" | cut -c1-200 | head -n 5 >&2 || true
 
-e2e_verify "$topic" "$stall" "$dlq" "$retries" "$E2E_MAX_IN_FLIGHT"
+e2e_verify "$topic" "$stall" "$dlq" "$retries" "$(e2e_dup_allowance 1)"
 e2e_done

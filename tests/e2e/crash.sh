@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scenario 2, crashes: the service is killed with SIGKILL at E2E_CRASHES (default 3)
 # random moments of a run and started again each time. No id may be lost; duplicates
-# (work done again after a crash) must stay within max_in_flight x crashes.
+# (work done again after a crash) must stay within e2e_dup_allowance per crash.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 e2e_init crash
 
@@ -35,5 +35,5 @@ e2e_wait_committed "$group" "$topic" 60
 e2e_service_stop final 60
 e2e_log "consumed $n messages through $crashes crashes in $(($(date +%s) - t_run)) s"
 
-e2e_verify "$topic" "$stall" "$dlq" "$retries" $((E2E_MAX_IN_FLIGHT * crashes))
+e2e_verify "$topic" "$stall" "$dlq" "$retries" "$(e2e_dup_allowance "$crashes")"
 e2e_done

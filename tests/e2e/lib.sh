@@ -290,6 +290,13 @@ e2e_wait_committed() { # GROUP TOPIC [TIMEOUT_S]
 }
 
 # Reads the input and both reroute topics back and runs verify.py over everything.
+# Duplicates a scenario may see after EVENTS crashes or rebalances: each redoes at most
+# what was not yet committed — max_in_flight, plus what settled within the last commit
+# interval (100 ms; E2E_COMMIT_WINDOW allows 500 messages for it).
+e2e_dup_allowance() { # EVENTS
+    echo $(($1 * (E2E_MAX_IN_FLIGHT + ${E2E_COMMIT_WINDOW:-500})))
+}
+
 e2e_verify() { # TOPIC STALL DLQ RETRIES MAX_DUP
   e2e_dump "$1" "$e2e_work/input.txt" '%p\t%o\t%s\n'
   e2e_dump "$2" "$e2e_work/stalled.txt"
