@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-sanitize bench clean format format-check
+.PHONY: all deps build run test test-sanitize test-valgrind bench clean format format-check
 
 all: build
 
@@ -28,6 +28,13 @@ test-sanitize: deps
 	@cmake --build build-asan -j $(JOBS) -- --no-print-directory
 	@cd build-asan && ctest --output-on-failure -j $(JOBS) -L unit
 
+# The unit tests again under valgrind: any leak or invalid access fails them.
+test-valgrind: deps
+	@cmake -S . -B build-valgrind -DCMAKE_BUILD_TYPE=Debug -DTL_BUILD_BENCH=OFF \
+	  "-DCMAKE_CROSSCOMPILING_EMULATOR=valgrind;--error-exitcode=9;--leak-check=full;--errors-for-leak-kinds=definite,indirect;-q" >/dev/null
+	@cmake --build build-valgrind -j $(JOBS) -- --no-print-directory
+	@cd build-valgrind && ctest --output-on-failure -j $(JOBS) -L unit
+
 bench: build
 	@bench/run.sh $(BUILD)
 
@@ -39,7 +46,7 @@ format-check: deps
 	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-valgrind
 
 # Installs the libraries, headers, the program, taskloop.pc and the CMake package.
 PREFIX ?= /usr/local

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcmocka-dev librdkafka-dev libzmq3-dev libfyaml-dev libmicrohttpd-dev libjansson-dev
-  python3 python3-yaml curl clang-format kcat
+  python3 python3-yaml curl clang-format kcat valgrind
 )
 
 missing=()
