@@ -135,3 +135,34 @@ void release_all(tl_task **tasks, size_t n)
     for (size_t i = 0; i < n; i++)
         tl_task_release(tasks[i]);
 }
+
+typedef struct nested_call {
+    int (*call)(tl_loop *loop, tl_task *pending);
+    tl_task *task;
+    int rc;
+    bool ran;
+} nested_call;
+
+static void nested_from_timer(tl_timer *timer, void *arg)
+{
+    nested_call *n = arg;
+    n->rc = n->call(timer->loop, n->task);
+    n->ran = true;
+    tl_loop_stop(timer->loop);
+}
+
+void assert_blocking_call_returns_ebusy(int (*call)(tl_loop *loop, tl_task *pending))
+{
+    tl_loop *loop = new_loop(1);
+    /* Pending, so that the call would have to run the loop to finish. */
+    nested_call n = {.call = call, .task = tl_future_create(loop), .rc = 1};
+    tl_timer timer;
+    tl_timer_init(loop, &timer);
+    tl_timer_start(&timer, 0, nested_from_timer, &n);
+    assert_int_equal(tl_loop_run(loop), 0);
+    assert_true(n.ran);
+    assert_int_equal(n.rc, TL_EBUSY);
+    tl_task_complete(n.task, NULL, 0);
+    tl_task_release(n.task);
+    tl_loop_free(loop);
+}

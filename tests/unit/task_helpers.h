@@ -84,4 +84,8 @@ void make_futures(tl_loop *loop, tl_task **out, size_t n);
 /* Releases n tasks. */
 void release_all(tl_task **tasks, size_t n);
 
+/* A blocking task function called by call(loop, pending_future) from a timer callback
+ * while tl_loop_run runs; fails the test unless it returned TL_EBUSY. */
+void assert_blocking_call_returns_ebusy(int (*call)(tl_loop *loop, tl_task *pending));
+
 #endif

@@ -228,40 +228,22 @@ static void as_completed_yields_a_cancelled_task_like_a_finished_one(void **stat
 
 /* ------------------------------------------------------------ inside the loop */
 
-typedef struct nested {
-    tl_task *task;
-    int rc;
-    bool ran;
-} nested;
-
-static void next_from_timer(tl_timer *timer, void *arg)
+static int next_blocking(tl_loop *loop, tl_task *pending)
 {
-    nested *n = arg;
     tl_as_completed *it = NULL;
-    n->rc = tl_as_completed_new(timer->loop, &n->task, 1, 1000, &it);
-    if (n->rc == 0) {
+    int rc = tl_as_completed_new(loop, &pending, 1, 1000, &it);
+    if (rc == 0) {
         tl_task *t = NULL;
-        n->rc = tl_as_completed_next(it, &t);
+        rc = tl_as_completed_next(it, &t);
         tl_as_completed_free(it);
     }
-    n->ran = true;
-    tl_loop_stop(timer->loop);
+    return rc;
 }
 
 static void as_completed_next_inside_the_running_loop_returns_ebusy(void **state)
 {
     (void)state;
-    tl_loop *loop = new_loop(1);
-    nested n = {.task = tl_future_create(loop), .rc = 1}; /* pending: next must run the loop */
-    tl_timer timer;
-    tl_timer_init(loop, &timer);
-    tl_timer_start(&timer, 0, next_from_timer, &n);
-    assert_int_equal(tl_loop_run(loop), 0);
-    assert_true(n.ran);
-    assert_int_equal(n.rc, TL_EBUSY);
-    tl_task_complete(n.task, NULL, 0);
-    tl_task_release(n.task);
-    tl_loop_free(loop);
+    assert_blocking_call_returns_ebusy(next_blocking);
 }
 
 /* ------------------------------------------------------------ callback form */

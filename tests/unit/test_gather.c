@@ -196,35 +196,16 @@ static void gather_without_return_exceptions_reports_cancellation_as_error(void 
 
 /* ------------------------------------------------------------ inside the loop */
 
-typedef struct nested {
-    tl_task *task;
-    int rc;
-    bool ran;
-} nested;
-
-static void gather_from_timer(tl_timer *timer, void *arg)
+static int gather_blocking(tl_loop *loop, tl_task *pending)
 {
-    nested *n = arg;
     tl_result r;
-    n->rc = tl_gather(timer->loop, &n->task, 1, true, &r);
-    n->ran = true;
-    tl_loop_stop(timer->loop);
+    return tl_gather(loop, &pending, 1, true, &r);
 }
 
 static void gather_inside_the_running_loop_returns_ebusy(void **state)
 {
     (void)state;
-    tl_loop *loop = new_loop(1);
-    nested n = {.task = tl_future_create(loop), .rc = 1};
-    tl_timer timer;
-    tl_timer_init(loop, &timer);
-    tl_timer_start(&timer, 0, gather_from_timer, &n);
-    assert_int_equal(tl_loop_run(loop), 0);
-    assert_true(n.ran);
-    assert_int_equal(n.rc, TL_EBUSY);
-    tl_task_complete(n.task, NULL, 0);
-    tl_task_release(n.task);
-    tl_loop_free(loop);
+    assert_blocking_call_returns_ebusy(gather_blocking);
 }
 
 /* ------------------------------------------------------------ callback form */

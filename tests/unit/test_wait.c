@@ -352,37 +352,19 @@ static void wait_on_100000_tasks_collects_them_all(void **state)
 
 /* ------------------------------------------------------------ inside the loop */
 
-typedef struct nested {
-    tl_task *task;
-    int rc;
-    bool ran;
-} nested;
-
-static void wait_from_timer(tl_timer *timer, void *arg)
+static int wait_blocking(tl_loop *loop, tl_task *pending)
 {
-    nested *n = arg;
     tl_wait_result res;
-    n->rc = tl_wait(timer->loop, &n->task, 1, 0, TL_ALL_COMPLETED, &res);
-    if (n->rc == 0)
+    int rc = tl_wait(loop, &pending, 1, 0, TL_ALL_COMPLETED, &res);
+    if (rc == 0)
         tl_wait_result_free(&res);
-    n->ran = true;
-    tl_loop_stop(timer->loop);
+    return rc;
 }
 
 static void wait_inside_the_running_loop_returns_ebusy(void **state)
 {
     (void)state;
-    tl_loop *loop = new_loop(1);
-    nested n = {.task = tl_future_create(loop), .rc = 1};
-    tl_timer timer;
-    tl_timer_init(loop, &timer);
-    tl_timer_start(&timer, 0, wait_from_timer, &n);
-    assert_int_equal(tl_loop_run(loop), 0);
-    assert_true(n.ran);
-    assert_int_equal(n.rc, TL_EBUSY);
-    tl_task_complete(n.task, NULL, 0);
-    tl_task_release(n.task);
-    tl_loop_free(loop);
+    assert_blocking_call_returns_ebusy(wait_blocking);
 }
 
 /* ------------------------------------------------------------ callback form */
