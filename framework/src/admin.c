@@ -229,21 +229,46 @@ static void metrics_targets(FILE *f, tl_service *svc)
     free(t);
 }
 
-static void metrics_offsets(FILE *f, tl_service *svc)
+typedef size_t (*fill_fn)(tl_service *svc, void *out, size_t cap);
+
+/*
+ * A copy of a list that may grow while it is copied (partitions appear as messages
+ * arrive, assignments change): sized again until it fits. NULL on allocation failure.
+ */
+static void *snapshot(tl_service *svc, fill_fn fill, size_t size, size_t *n)
 {
-    /* Partitions appear as messages arrive: size the copy again until it fits. */
-    tl_partition_stats *p = NULL;
-    size_t cap = 0, n = tl_service_partitions(svc, NULL, 0);
-    while (n > cap) {
-        cap = n + 16;
-        tl_partition_stats *q = realloc(p, cap * sizeof(*p));
+    void *p = NULL;
+    size_t cap = 0;
+    *n = fill(svc, NULL, 0);
+    while (*n > cap) {
+        cap = *n + 16;
+        void *q = realloc(p, cap * size);
         if (!q) {
             free(p);
-            return;
+            return NULL;
         }
         p = q;
-        n = tl_service_partitions(svc, p, cap);
+        *n = fill(svc, p, cap);
     }
+    return p ? p : calloc(1, size);
+}
+
+static size_t fill_partitions(tl_service *svc, void *out, size_t cap)
+{
+    return tl_service_partitions(svc, out, cap);
+}
+
+static size_t fill_lag(tl_service *svc, void *out, size_t cap)
+{
+    return tl_service_lag(svc, out, cap);
+}
+
+static void metrics_offsets(FILE *f, tl_service *svc)
+{
+    size_t n;
+    tl_partition_stats *p = snapshot(svc, fill_partitions, sizeof(*p), &n);
+    if (!p)
+        return;
     metric_head(f, "committed_offset", "gauge",
                 "Next offset committed per partition: every message below it is settled.");
     for (size_t i = 0; i < n; i++) {
@@ -260,19 +285,10 @@ static void metrics_offsets(FILE *f, tl_service *svc)
 
 static void metrics_lag(FILE *f, tl_service *svc)
 {
-    /* Assignments change while we look: size the copy again until it fits. */
-    tl_partition_lag *lag = NULL;
-    size_t cap = 0, n = tl_service_lag(svc, NULL, 0);
-    while (n > cap) {
-        cap = n + 16;
-        tl_partition_lag *q = realloc(lag, cap * sizeof(*lag));
-        if (!q) {
-            free(lag);
-            return;
-        }
-        lag = q;
-        n = tl_service_lag(svc, lag, cap);
-    }
+    size_t n;
+    tl_partition_lag *lag = snapshot(svc, fill_lag, sizeof(*lag), &n);
+    if (!lag)
+        return;
     metric_head(f, "consumer_lag", "gauge",
                 "Messages between the consumer's position and the end of each partition "
                 "(sources that know it: Kafka).");

@@ -166,3 +166,11 @@ void assert_blocking_call_returns_ebusy(int (*call)(tl_loop *loop, tl_task *pend
     tl_task_release(n.task);
     tl_loop_free(loop);
 }
+
+bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms)
+{
+    int64_t end = now_ms() + limit_ms;
+    while (!*flag && now_ms() < end)
+        tl_loop_run_once(loop, 10);
+    return *flag;
+}

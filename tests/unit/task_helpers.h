@@ -78,6 +78,9 @@ typedef struct script {
 /* Starts the script's thread; join s->thread when done. */
 void script_start(script *s, tl_task **tasks, const step *steps, size_t nsteps);
 
+/* Runs the loop in short turns until *flag or limit_ms passed; returns *flag. */
+bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms);
+
 /* n futures (tasks without a function). */
 void make_futures(tl_loop *loop, tl_task **out, size_t n);
 

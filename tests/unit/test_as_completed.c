@@ -269,14 +269,6 @@ static void on_next(tl_loop *loop, tl_task *task, int status, void *arg)
     }
 }
 
-static bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms)
-{
-    int64_t end = now_ms() + limit_ms;
-    while (!*flag && now_ms() < end)
-        tl_loop_run_once(loop, 10);
-    return *flag;
-}
-
 static void as_completed_async_reports_completion_order_then_eof(void **state)
 {
     (void)state;

@@ -230,14 +230,6 @@ static void on_gather(tl_loop *loop, int status, const tl_result *results, size_
         g->r[i] = results[i];
 }
 
-static bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms)
-{
-    int64_t end = now_ms() + limit_ms;
-    while (!*flag && now_ms() < end)
-        tl_loop_run_once(loop, 10);
-    return *flag;
-}
-
 static void gather_async_delivers_the_same_results_as_gather(void **state)
 {
     (void)state;

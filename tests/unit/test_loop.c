@@ -20,14 +20,6 @@
 
 #include "task_helpers.h"
 
-static bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms)
-{
-    int64_t end = now_ms() + limit_ms;
-    while (!*flag && now_ms() < end)
-        tl_loop_run_once(loop, 10);
-    return *flag;
-}
-
 /* ------------------------------------------------------------ the loop itself */
 
 static void loop_workers_reports_the_pool_size(void **state)

@@ -392,14 +392,6 @@ static void on_wait(tl_loop *loop, const tl_wait_result *res, void *arg)
         w->pending[i] = res->pending[i];
 }
 
-static bool run_until(tl_loop *loop, const bool *flag, int64_t limit_ms)
-{
-    int64_t end = now_ms() + limit_ms;
-    while (!*flag && now_ms() < end)
-        tl_loop_run_once(loop, 10);
-    return *flag;
-}
-
 static void wait_async_timeout_delivers_the_same_sets_as_wait(void **state)
 {
     (void)state;
