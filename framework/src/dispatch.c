@@ -2,11 +2,11 @@
  * The dispatcher: one task per message, ordering lanes, the timeout split between
  * completed and stalled handlers, retries in place, and settling.
  *
- * Tasks started in one loop iteration form a group per route. The group is watched
- * with as_completed and the route's timeout: every task that finishes is acted on at
- * once; what is still pending at the timeout is split like wait()'s pending set —
- * tasks not yet started (the pool was busy) or started recently are watched again for
- * the rest of their own time, the others are stalled: cancelled and rerouted.
+ * Every attempt is watched for its completion and for its route's timeout (see
+ * "watching"): a task that finishes is acted on at once; one still pending at the
+ * timeout is split like wait()'s pending set — not yet started (the pool was busy) or
+ * started recently: watched again for the rest of its own time; otherwise stalled:
+ * cancelled and rerouted.
  *
  * Thread rules: loop thread only. Handler tasks read their record's msg and route
  * (immutable while the task runs); a record is freed only when it is settled and no
@@ -175,6 +175,8 @@ static void rec_free(tl_rec *rec)
     if (rec->all_next)
         rec->all_next->all_prev = rec->all_prev;
     tl_timer_stop(&rec->timer);
+    if (rec->linked)
+        tl__task_unlink(rec->task, &rec->done_node);
     tl_task_release(rec->task);
     tl_src *src = rec->route->src;
     src->ops->release(src->handle, rec->msg);
@@ -404,102 +406,123 @@ static void to_target(tl_rec *rec, tl_target *target, const char *reason)
     tl__rec_settle(rec);
 }
 
-/* ---------------------------------------------------------------- groups */
+/* ---------------------------------------------------------------- watching */
 
-typedef struct tl_group {
-    tl_route_rt *route;
-    size_t n;
-    tl_task *tasks[];
-} tl_group;
+/*
+ * Every running attempt is watched twice, without an allocation: its record's node is
+ * linked into the task (the completion), and the record sits in its route's watch
+ * list (the timeout). All attempts of a route share one timeout and join the list in
+ * start order, so the list is sorted by deadline and one timer per route, armed for
+ * the head, serves them all. An attempt found at its deadline not started yet (the
+ * pool was busy) or started late is watched again on the record's own timer for the
+ * rest of its time.
+ */
 
-static void group_watch(tl_service *svc, tl_route_rt *route, tl_task **tasks, size_t n,
-                        int64_t timeout_ms);
+static void watch_fire(tl_timer *timer, void *arg);
+static void rewatch_fire(tl_timer *timer, void *arg);
 
-/* What is still pending when a group's time is up: watch again, or stall. */
-static void group_timeout(tl_service *svc, tl_group *g)
+static void watch_arm(tl_route_rt *route)
 {
-    int64_t now = tl__clock_ns();
-    int64_t timeout_ns = g->route->cfg->timeout_ms * 1000000;
-    tl_task **again = malloc(g->n * sizeof(*again));
-    size_t nagain = 0;
-    int64_t soonest = g->route->cfg->timeout_ms;
-    for (size_t i = 0; i < g->n; i++) {
-        tl_task *t = g->tasks[i];
-        tl_rec *rec = t->arg;
-        if (tl_task_done(t) || rec->task != t || rec->state != REC_RUNNING)
-            continue;
-        int64_t started = atomic_load_explicit(&t->started_ns, memory_order_relaxed);
-        int64_t left_ms = started ? (started + timeout_ns - now) / 1000000 : soonest;
-        if (left_ms >= 1 && again) {
-            again[nagain++] = t;
-            if (left_ms < soonest)
-                soonest = left_ms;
-        } else {
-            stall(rec);
-        }
+    tl_rec *head = route->watch_head;
+    if (!head) {
+        tl_timer_stop(&route->watch_timer);
+        return;
     }
-    if (nagain)
-        group_watch(svc, g->route, again, nagain, soonest);
-    free(again);
+    int64_t left_ns = head->watch_due_ns - tl__clock_ns();
+    int64_t ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
+    tl_timer_start(&route->watch_timer, ms, watch_fire, route);
 }
 
-static void group_event(tl_loop *loop, tl_task *task, int status, void *arg)
+static void watch_unlink(tl_rec *rec)
 {
-    (void)loop;
-    tl_group *g = arg;
-    tl_service *svc = g->route->src->svc;
-    if (task && svc->closing)
+    tl_route_rt *route = rec->route;
+    if (!rec->watched)
         return;
-    if (task) {
-        tl_rec *rec = task->arg;
-        if (rec->task == task && rec->state == REC_RUNNING)
-            attempt_done(rec, task);
-        return;
-    }
-    if (status == TL_ETIMEDOUT)
-        group_timeout(svc, g);
-    for (size_t i = 0; i < g->n; i++)
-        tl_task_release(g->tasks[i]);
-    free(g);
+    rec->watched = false;
+    if (rec->watch_prev)
+        rec->watch_prev->watch_next = rec->watch_next;
+    else
+        route->watch_head = rec->watch_next;
+    if (rec->watch_next)
+        rec->watch_next->watch_prev = rec->watch_prev;
+    else
+        route->watch_tail = rec->watch_prev;
+    rec->watch_prev = rec->watch_next = NULL;
 }
 
-static void group_watch(tl_service *svc, tl_route_rt *route, tl_task **tasks, size_t n,
-                        int64_t timeout_ms)
+/* Ends both watches of the current attempt: its result or its stall is acted on now. */
+static void unwatch(tl_rec *rec)
 {
-    if (n == 0)
-        return;
-    tl_group *g = malloc(sizeof(*g) + n * sizeof(tl_task *));
-    if (!g) {
-        tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
-        return;
-    }
-    g->route = route;
-    g->n = n;
-    for (size_t i = 0; i < n; i++)
-        g->tasks[i] = tl_task_retain(tasks[i]);
-    if (tl_as_completed_async(svc->loop, tasks, n, timeout_ms, group_event, g) != 0) {
-        for (size_t i = 0; i < n; i++)
-            tl_task_release(g->tasks[i]);
-        free(g);
-        tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
+    watch_unlink(rec);
+    tl_timer_stop(&rec->timer);
+    if (rec->linked) {
+        rec->linked = false;
+        tl__task_unlink(rec->task, &rec->done_node);
     }
 }
 
-void tl__dispatch_flush(tl_service *svc)
+/* The attempt's deadline came: stall it, or watch it again for the rest of its time. */
+static void deadline(tl_rec *rec, int64_t now)
 {
-    for (size_t r = 0; r < svc->nroutes; r++) {
-        tl_route_rt *route = &svc->routes[r];
-        if (route->ngroup == 0)
-            continue;
-        group_watch(svc, route, route->group, route->ngroup, route->cfg->timeout_ms);
-        route->ngroup = 0;
-    }
+    tl_task *t = rec->task;
+    int64_t timeout_ns = rec->route->cfg->timeout_ms * 1000000;
+    int64_t started = atomic_load_explicit(&t->started_ns, memory_order_relaxed);
+    int64_t left_ms = started ? (started + timeout_ns - now) / 1000000 : rec->route->cfg->timeout_ms;
+    if (left_ms >= 1 && tl_timer_start(&rec->timer, left_ms, rewatch_fire, rec) == 0)
+        return;
+    unwatch(rec);
+    stall(rec);
 }
 
-static void flush_fire(tl_timer *timer, void *arg)
+static void rewatch_fire(tl_timer *timer, void *arg)
 {
     (void)timer;
-    tl__dispatch_flush(arg);
+    tl_rec *rec = arg;
+    deadline(rec, tl__clock_ns());
+}
+
+static void watch_fire(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    tl_route_rt *route = arg;
+    int64_t now = tl__clock_ns();
+    while (route->watch_head && route->watch_head->watch_due_ns <= now) {
+        tl_rec *rec = route->watch_head;
+        watch_unlink(rec);
+        deadline(rec, now);
+    }
+    watch_arm(route);
+}
+
+static void done_fire(tl_task *task, tl_cbnode *node)
+{
+    tl_rec *rec = node->arg;
+    rec->linked = false;
+    if (rec->svc->closing)
+        return;
+    unwatch(rec);
+    attempt_done(rec, task);
+}
+
+/* Watches a just-created attempt: its completion and its route's timeout. */
+static void watch(tl_rec *rec)
+{
+    tl_route_rt *route = rec->route;
+    rec->done_node.fn = done_fire;
+    rec->done_node.arg = rec;
+    tl__task_link(rec->task, &rec->done_node);
+    rec->linked = true;
+    rec->watch_due_ns = rec->svc->loop->now_ns + route->cfg->timeout_ms * 1000000;
+    rec->watched = true;
+    rec->watch_next = NULL;
+    rec->watch_prev = route->watch_tail;
+    if (route->watch_tail)
+        route->watch_tail->watch_next = rec;
+    else
+        route->watch_head = rec;
+    route->watch_tail = rec;
+    if (route->watch_timer.heap_index == SIZE_MAX)
+        watch_arm(route);
 }
 
 static void start(tl_rec *rec)
@@ -517,19 +540,7 @@ static void start(tl_rec *rec)
         to_target(rec, route->on_error, "failed");
         return;
     }
-    if (route->ngroup == route->capgroup) {
-        size_t cap = route->capgroup ? route->capgroup * 2 : 64;
-        tl_task **g = realloc(route->group, cap * sizeof(*g));
-        if (!g) {
-            tl__dispatch_flush(svc);
-        } else {
-            route->group = g;
-            route->capgroup = cap;
-        }
-    }
-    route->group[route->ngroup++] = rec->task;
-    if (svc->flush.heap_index == SIZE_MAX)
-        tl_timer_start(&svc->flush, 0, flush_fire, svc);
+    watch(rec);
 }
 
 /* ---------------------------------------------------------------- intake */

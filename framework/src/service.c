@@ -503,7 +503,6 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         return rc;
     }
     tl_timer_init(svc->loop, &svc->housekeeping);
-    tl_timer_init(svc->loop, &svc->flush);
     svc->nsrcs = cfg->nsources;
     svc->srcs = calloc(cfg->nsources ? cfg->nsources : 1, sizeof(*svc->srcs));
     svc->nroutes = cfg->nroutes;
@@ -516,6 +515,7 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     for (size_t i = 0; i < cfg->nroutes; i++) {
         svc->routes[i].cfg = &cfg->routes[i];
         svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
+        tl_timer_init(svc->loop, &svc->routes[i].watch_timer);
     }
     rc = open_sources(svc, err, errlen);
     if (rc == 0)
@@ -655,7 +655,7 @@ void tl_service_free(tl_service *svc)
     atomic_store(&svc->stopping, true);
     svc->closing = true;
     tl__targets_close(svc, 1000);
-    /* Joins the workers (no handler reads a message after this), ends every group,
+    /* Joins the workers (no handler reads a message after this), finalizes every task,
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);
     tl__records_free_all(svc);
@@ -672,8 +672,6 @@ void tl_service_free(tl_service *svc)
         free(svc->targets[i]->name);
         free(svc->targets[i]);
     }
-    for (size_t i = 0; i < svc->nroutes; i++)
-        free(svc->routes[i].group);
     tl__lanes_free(svc);
     free(svc->parts);
     free(svc->targets);

@@ -67,8 +67,8 @@ typedef struct tl_route_rt {
     tl_src *src;
     tl_target *on_stall; /* NULL when the route has none */
     tl_target *on_error;
-    tl_task **group; /* tasks started since the last wait, waited on together */
-    size_t ngroup, capgroup;
+    tl_rec *watch_head, *watch_tail; /* running attempts by deadline (dispatch.c) */
+    tl_timer watch_timer;            /* armed for the head's deadline */
 } tl_route_rt;
 
 typedef enum tl_rec_state {
@@ -102,6 +102,11 @@ struct tl_rec {
     tl_lane *lane; /* the lane it holds or waits in; NULL for ordering none */
     tl_rec *lane_next;
     tl_timer timer;                  /* backoff of retries and of reroute sends */
+    tl_cbnode done_node;             /* linked into the current attempt while watched */
+    bool linked;                     /* done_node is linked */
+    bool watched;                    /* in its route's watch list */
+    int64_t watch_due_ns;            /* when the current attempt's time is up at the earliest */
+    tl_rec *watch_prev, *watch_next; /* its route's watch list */
     tl_rec *all_prev, *all_next;     /* every live record, for teardown */
     tl_rec *stuck_prev, *stuck_next; /* records whose stalled attempt still runs */
     int64_t stalled_at_ms;
@@ -145,7 +150,6 @@ struct tl_service {
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
-    tl_timer flush;                  /* a 0-delay timer that turns group lists into waits */
     tl_batch *held_head, *held_tail; /* batches kept aside past max_in_flight */
     bool in_backpressure;            /* taking held batches in: no re-entry */
     unsigned replaced_now;           /* workers added for stuck handlers, not yet retired */
@@ -171,8 +175,6 @@ struct tl_service {
 /* dispatch.c: takes a batch of delivered messages into the runtime. */
 void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n);
 
-/* dispatch.c: turns the routes' pending groups into waits (the flush timer's job). */
-void tl__dispatch_flush(tl_service *svc);
 
 /* dispatch.c: the record is settled: bookkeeping, lane release, commit position. */
 void tl__rec_settle(tl_rec *rec);
