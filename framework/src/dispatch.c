@@ -19,8 +19,12 @@
 #include <time.h>
 
 #define BACKOFF_MAX_MS 30000
+/* How many queued records of a lane may have attempts chained ahead (see chain_more). */
+#define TL_CHAIN_DEPTH 64
 
 static void start(tl_rec *rec);
+static bool attempt_new(tl_rec *rec, unsigned flags);
+static void unheld(tl_rec *rec);
 static void to_target(tl_rec *rec, tl_target *target, const char *reason);
 
 /* ---------------------------------------------------------------- lanes */
@@ -107,6 +111,68 @@ static void lane_forget(tl_service *svc, tl_lane *lane)
     free(lane);
 }
 
+/*
+ * Chains attempts for the lane's next queued records behind the running one: the
+ * thread that runs an attempt to success starts the next one at once, with no round
+ * trip through the loop, which is what bounds a partition's one-at-a-time pace. Each
+ * chained attempt is a task of its own, watched like any other. A runner claims the
+ * next attempt only after a success, so behind a failed attempt the chain waits for
+ * the retries; the loop claims it when the lane moves on otherwise (a stall, a
+ * reroute: it is launched) and on a revoke (it is undone, see unwind).
+ */
+static void chain_more(tl_lane *lane)
+{
+    tl_rec *busy = lane->busy;
+    if (!busy || busy->state != REC_RUNNING || !busy->task)
+        return;
+    tl_task *from = lane->nchained ? lane->chain_last->task : busy->task;
+    tl_rec *r = lane->nchained ? lane->chain_last->lane_next : lane->head;
+    while (r && lane->nchained < TL_CHAIN_DEPTH) {
+        if (!attempt_new(r, TL__TASK_HELD))
+            return;
+        if (!tl__task_chain(from, r->task)) {
+            unheld(r); /* from already finished: the loop starts r when it sees that */
+            return;
+        }
+        if (lane->nchained++ == 0)
+            lane->chain_from = tl_task_retain(from);
+        lane->chain_last = r;
+        from = r->task;
+        r = r->lane_next;
+    }
+}
+
+/*
+ * Takes back the lane's chained attempts that have not started, on a revoke: the
+ * queue goes to the partition's next owner. Those a runner already claimed stay: they
+ * run and settle as usual.
+ */
+static void unwind(tl_lane *lane)
+{
+    tl_task *from = lane->chain_from;
+    tl_rec *prev = NULL, *r = lane->head;
+    size_t kept = 0;
+    tl_task *s = NULL;
+    while (kept < lane->nchained && !(s = tl__task_unchain(from))) {
+        prev = r; /* claimed by a runner: started */
+        from = r->task;
+        r = r->lane_next;
+        kept++;
+    }
+    for (size_t i = kept; i < lane->nchained; i++, r = r->lane_next) {
+        tl_task *after = s ? tl__task_unchain(s) : NULL;
+        tl_task_release(s); /* the slot's reference */
+        unheld(r);
+        s = after;
+    }
+    lane->nchained = kept;
+    lane->chain_last = prev;
+    if (!kept) {
+        tl_task_release(lane->chain_from);
+        lane->chain_from = NULL;
+    }
+}
+
 /* Lets the next record of the lane run; the record keeps no claim on it. */
 static void lane_release(tl_rec *rec)
 {
@@ -124,7 +190,21 @@ static void lane_release(tl_rec *rec)
         lane->tail = NULL;
     next->lane_next = NULL;
     lane->busy = next;
-    start(next);
+    if (!lane->nchained) {
+        start(next);
+        return;
+    }
+    /* next's attempt is chained: run by rec's runner already, or launched here. */
+    tl_task *s = tl__task_unchain(lane->chain_from);
+    tl_task_release(lane->chain_from);
+    lane->chain_from = NULL;
+    if (--lane->nchained)
+        lane->chain_from = tl_task_retain(next->task);
+    else
+        lane->chain_last = NULL;
+    if (s)
+        tl__task_launch(s);
+    chain_more(lane);
 }
 
 void tl__lanes_free(tl_service *svc)
@@ -133,6 +213,7 @@ void tl__lanes_free(tl_service *svc)
         while (svc->lanes[i]) {
             tl_lane *l = svc->lanes[i];
             svc->lanes[i] = l->next;
+            tl_task_release(l->chain_from);
             free(l);
         }
     }
@@ -525,22 +606,46 @@ static void watch(tl_rec *rec)
         watch_arm(route);
 }
 
-static void start(tl_rec *rec)
+/* Creates the record's next attempt and watches it; false when out of memory. */
+static bool attempt_new(tl_rec *rec, unsigned flags)
 {
-    tl_service *svc = rec->svc;
     tl_route_rt *route = rec->route;
-    unsigned flags = TL__TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0);
+    flags |= TL__TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0) |
+             (rec->lane ? TL__TASK_CHAINED : 0);
+    tl_task *t = tl_task_create_ex(rec->svc->loop, run_handler, rec, flags);
+    if (!t)
+        return false;
     rec->attempt++;
     rec->state = REC_RUNNING;
-    rec->task = tl_task_create_ex(svc->loop, run_handler, rec, flags);
-    if (!rec->task) {
+    rec->task = t;
+    watch(rec);
+    return true;
+}
+
+/* Undoes a held attempt that never ran: the record waits in its lane again. */
+static void unheld(tl_rec *rec)
+{
+    unwatch(rec);
+    tl_task_cancel(rec->task);
+    tl_task_release(rec->task);
+    rec->task = NULL;
+    rec->attempt--;
+    rec->state = REC_QUEUED;
+}
+
+static void start(tl_rec *rec)
+{
+    if (!attempt_new(rec, 0)) {
+        rec->attempt++;
+        rec->state = REC_RUNNING;
         rec->last_err = TL_ENOMEM;
         free(rec->err_text);
         rec->err_text = strdup("could not create the handler task");
-        to_target(rec, route->on_error, "failed");
+        to_target(rec, rec->route->on_error, "failed");
         return;
     }
-    watch(rec);
+    if (rec->lane && rec->lane->busy == rec)
+        chain_more(rec->lane);
 }
 
 /* ---------------------------------------------------------------- intake */
@@ -658,6 +763,7 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     else
         lane->head = rec;
     lane->tail = rec;
+    chain_more(lane);
 }
 
 void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n)
@@ -687,11 +793,17 @@ void tl__dispatch_drop_queued(tl_service *svc, tl_part *part)
 {
     for (size_t b = 0; b < svc->nlanes_buckets; b++) {
         for (tl_lane *l = svc->lanes[b]; l; l = l->next) {
+            unwind(l);
             tl_rec **p = &l->head;
             l->tail = NULL;
+            size_t chained = l->nchained; /* claimed by a runner: they settle as they run */
             while (*p) {
                 tl_rec *rec = *p;
-                if (rec->part == part) {
+                if (chained) {
+                    chained--;
+                    l->tail = rec;
+                    p = &rec->lane_next;
+                } else if (rec->part == part) {
                     *p = rec->lane_next;
                     drop_unstarted(rec);
                 } else {
@@ -699,6 +811,7 @@ void tl__dispatch_drop_queued(tl_service *svc, tl_part *part)
                     p = &rec->lane_next;
                 }
             }
+            chain_more(l); /* what other partitions queued here */
         }
     }
     /* Waiting for a retry (after the queues, so a freed lane starts nothing of this

@@ -11,10 +11,18 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <taskloop/taskloop.h>
 
 /* Internal task flag: record when the function starts (the runtime's stall clock). */
 #define TL__TASK_TIMED (1u << 8)
+/* Created but neither queued nor submitted: it runs once chained (tl__task_chain) and
+ * claimed after its predecessor, or once launched (tl__task_launch). */
+#define TL__TASK_HELD (1u << 9)
+/* May have a successor: its runner looks at next_run when it returns success. */
+#define TL__TASK_CHAINED (1u << 10)
+/* next_run once claimed: by the runner after a success, or by the loop. */
+#define TL__CHAIN_TAKEN ((tl_task *)(uintptr_t)1)
 
 typedef struct tl_cbnode tl_cbnode;
 typedef void (*tl_cbnode_fn)(tl_task *task, tl_cbnode *node);
@@ -43,6 +51,8 @@ struct tl_task {
     uint64_t id;
     int64_t created_ms;
     _Atomic int64_t started_ns;     /* with TL__TASK_TIMED: when the function started */
+    _Atomic(tl_task *) next_run;    /* [atomic] a held successor (holding a reference), or
+                                       TL__CHAIN_TAKEN once claimed, or NULL */
     tl_task *all_prev, *all_next;   /* [loop] the list of unfinished tasks */
     tl_task *next;                  /* [loop] ready queue of inline tasks */
     tl_task *done_next;             /* completion stack link */
@@ -127,8 +137,20 @@ int tl__loop_run_until(tl_loop *loop, const bool *flag);
 /* Loop thread: marks a finished task done, runs its callbacks, drops the loop's ref. */
 void tl__task_finalize(tl_task *task);
 
-/* Worker side: runs a claimed task's function and completes it unless pending. */
+/* Worker side: runs a claimed task's function and completes it unless pending; after
+ * a success it goes on with the held successors chained to it. */
 void tl__task_run(tl_task *task);
+
+/* Loop thread: makes held task next run right after prev succeeds, on prev's thread.
+ * False when prev already finished and its runner looked for a successor. */
+bool tl__task_chain(tl_task *prev, tl_task *next);
+
+/* Loop thread: claims prev's successor; the held task (with the slot's reference,
+ * which the caller now owns) or NULL when prev's runner took it or there is none. */
+tl_task *tl__task_unchain(tl_task *prev);
+
+/* Loop thread: queues or submits a held task; takes over one reference. */
+void tl__task_launch(tl_task *task);
 
 /* Frees a task whose last reference is gone. */
 void tl__task_free(tl_task *task);

@@ -119,6 +119,12 @@ struct tl_lane {
     tl_route_rt *route;
     tl_rec *busy; /* the record holding it */
     tl_rec *head, *tail;
+    /* The first nchained queued records have held attempts chained one after the
+     * other to busy's (see chain_more in dispatch.c); chain_from is the task whose
+     * next_run holds the first of them. */
+    size_t nchained;
+    tl_task *chain_from;
+    tl_rec *chain_last;
     tl_lane *next; /* hash bucket chain */
 };
 

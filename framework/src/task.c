@@ -40,6 +40,7 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     t->id = ++loop->next_id;
     t->created_ms = loop->now_ns / 1000000;
     atomic_init(&t->started_ns, 0);
+    atomic_init(&t->next_run, NULL);
     t->next = t->done_next = NULL;
     t->callbacks = t->cb_tail = NULL;
     t->all_next = NULL;
@@ -61,20 +62,45 @@ tl_task *tl_task_create_ex(tl_loop *loop, tl_task_fn fn, void *arg, unsigned fla
     tl_task *t = task_new(loop, fn, arg, flags);
     if (!t)
         return NULL;
-    if ((flags & TL_TASK_INLINE) || loop->pool.nominal == 0) {
+    if (flags & TL__TASK_HELD)
+        return t;
+    tl__task_launch(tl_task_retain(t));
+    return t;
+}
+
+void tl__task_launch(tl_task *t)
+{
+    tl_loop *loop = t->loop;
+    if ((t->flags & TL_TASK_INLINE) || loop->pool.nominal == 0) {
+        /* The ready queue holds no reference: the loop's own keeps the task alive. */
+        tl_task_release(t);
         if (loop->ready_tail)
             loop->ready_tail->next = t;
         else
             loop->ready_head = t;
         loop->ready_tail = t;
-        return t;
+        return;
     }
-    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); /* the chunk's */
-    if (tl__loop_submit(loop, t) != 0) {
-        atomic_fetch_sub(&t->refs, 1);
+    if (tl__loop_submit(loop, t) != 0) { /* the reference was to be the chunk's */
+        tl_task_release(t);
         tl_task_cancel(t);
     }
-    return t;
+}
+
+bool tl__task_chain(tl_task *prev, tl_task *next)
+{
+    tl_task *expect = NULL;
+    tl_task_retain(next); /* the slot's */
+    if (atomic_compare_exchange_strong(&prev->next_run, &expect, next))
+        return true;
+    tl_task_release(next);
+    return false;
+}
+
+tl_task *tl__task_unchain(tl_task *prev)
+{
+    tl_task *s = atomic_exchange(&prev->next_run, TL__CHAIN_TAKEN);
+    return s == TL__CHAIN_TAKEN ? NULL : s;
 }
 
 tl_task *tl_task_create(tl_loop *loop, tl_task_fn fn, void *arg)
@@ -96,6 +122,9 @@ tl_task *tl_task_retain(tl_task *task)
 void tl__task_free(tl_task *task)
 {
     tl_loop *loop = task->loop;
+    tl_task *succ = atomic_load(&task->next_run);
+    if (succ && succ != TL__CHAIN_TAKEN)
+        tl_task_release(succ); /* a successor nobody claimed (the loop was freed) */
     free(task->error_text);
     free(task->name);
     free(task);
@@ -119,20 +148,38 @@ static int finish(tl_task *task, void *result, int err)
     return 0;
 }
 
-void tl__task_run(tl_task *task)
+/* Runs one task; true when its function succeeded and this call completed it. */
+static bool run_one(tl_task *task)
 {
     int expect = TL_TASK_PENDING;
     if (!atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_RUNNING))
-        return; /* cancelled before it started */
+        return false; /* cancelled before it started */
     /* Completed from outside before it started (tl_task_complete): nothing to run. */
     if (atomic_load(&task->finished))
-        return;
+        return false;
     if (task->flags & TL__TASK_TIMED)
         atomic_store_explicit(&task->started_ns, tl__clock_ns(), memory_order_relaxed);
     int rc = task->fn(task, task->arg);
     if (rc == TL_PENDING)
-        return;
-    finish(task, rc == 0 ? task->fn_result : NULL, rc > 0 ? TL_EFAIL : rc);
+        return false;
+    return finish(task, rc == 0 ? task->fn_result : NULL, rc > 0 ? TL_EFAIL : rc) == 0 &&
+           rc == 0 && !atomic_load(&task->cancel_req);
+}
+
+void tl__task_run(tl_task *task)
+{
+    /* The caller's reference covers the first task; successors come with the slot's.
+     * Reading next_run after finish() is safe: the caller's reference is still held. */
+    bool owned = false;
+    while (task) {
+        tl_task *next = NULL;
+        if (run_one(task) && (task->flags & TL__TASK_CHAINED))
+            next = tl__task_unchain(task);
+        if (owned)
+            tl_task_release(task);
+        task = next;
+        owned = true;
+    }
 }
 
 int tl_task_complete(tl_task *task, void *result, int err)

@@ -684,6 +684,46 @@ static void a_failing_handler_is_retried_with_doubling_backoff_until_it_succeeds
     assert_balanced(f);
 }
 
+/* The messages behind a failing one in its partition wait for its retries, even those
+ * already lined up to run on the failing handler's worker. */
+static void a_retry_runs_before_the_rest_of_its_partition(void **state)
+{
+    fx *f = *state;
+    start(f, "lane-retry",
+          (opts){.workers = 2, .partitions = 2, .batch = 64,
+                 .route_extra = "    on_error: { retries: 3, backoff: 20ms }\n"});
+    for (int i = 0; i < 60; i++) {
+        push(f, 0, NULL, i == 10 || i == 40 ? "flaky" : "ok");
+        push(f, 1, NULL, "ok");
+    }
+    run(f, script_until_all_settled);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 120);
+    assert_int_equal(s.retries, 4);
+    assert_int_equal(f->max_part[0], 1);
+    assert_int_equal(f->max_part[1], 1);
+    /* Partition 0's calls, in the order they began: every offset in turn, the flaky
+     * ones three times, and nothing of offset k+1 before offset k's last attempt. */
+    int64_t expect = 0;
+    unsigned attempt = 1;
+    for (size_t i = 0; i < f->ncalls; i++) {
+        const call *c = &f->calls[i];
+        if (c->partition != 0)
+            continue;
+        assert_int_equal(c->offset, expect);
+        assert_int_equal(c->attempt, attempt);
+        if ((expect == 10 || expect == 40) && attempt < 3) {
+            attempt++;
+        } else {
+            expect++;
+            attempt = 1;
+        }
+    }
+    assert_int_equal(expect, 60);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 60);
+    assert_balanced(f);
+}
+
 static void a_failure_past_its_retries_goes_to_the_error_target(void **state)
 {
     fx *f = *state;
@@ -987,6 +1027,7 @@ int main(void)
         T(a_late_result_is_counted_once_and_its_worker_was_replaced),
         T(stuck_workers_past_the_cap_make_the_service_unhealthy_until_they_return),
         T(a_failing_handler_is_retried_with_doubling_backoff_until_it_succeeds),
+        T(a_retry_runs_before_the_rest_of_its_partition),
         T(a_failure_past_its_retries_goes_to_the_error_target),
         T(a_failure_with_no_target_is_dropped_and_settled),
         T(a_held_reroute_keeps_the_commit_at_its_offset_until_acknowledged),
