@@ -9,6 +9,7 @@
  * Thread rules: main receives (plain) or watches the service; one sender thread.
  */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ typedef struct sender {
     uint64_t n;
     pthread_t thread;
     uint64_t sent;
+    atomic_bool received; /* the receiver has them all (or gave up) */
 } sender;
 
 static void *send_main(void *arg)
@@ -54,6 +56,11 @@ static void *send_main(void *arg)
         for (s->sent = 0; s->sent < s->n; s->sent++)
             if (zmq_send(sock, payload, sizeof(payload), 0) < 0)
                 break;
+    /* libzmq 4.3 can drop what a PUSH socket still buffers when it is closed, linger or
+     * not, when the receiver is behind: close only once the receiver is done. */
+    int64_t give_up = bench_now_ns() + (int64_t)RUN_TIMEOUT_MS * 1000000;
+    while (!atomic_load(&s->received) && bench_now_ns() < give_up)
+        bench_sleep_us(1000);
     zmq_close(sock);
     return NULL;
 }
@@ -61,6 +68,7 @@ static void *send_main(void *arg)
 static int sender_start(sender *s, void *ctx, const char *endpoint, uint64_t n)
 {
     *s = (sender){.ctx = ctx, .endpoint = endpoint, .n = n};
+    atomic_init(&s->received, false);
     return pthread_create(&s->thread, NULL, send_main, s);
 }
 
@@ -92,6 +100,7 @@ static double run_plain(void *ctx, const char *endpoint, uint64_t n)
     }
     int64_t last = bench_now_ns();
     zmq_msg_close(&m);
+    atomic_store(&s.received, true);
     pthread_join(s.thread, NULL);
     zmq_close(sock);
     return got == n ? (double)(last - first) / 1e9 : -1;
@@ -123,7 +132,16 @@ static double run_taskloop(void *ctx, const variant *v, const char *endpoint, ui
             int64_t first = atomic_load(&mark.first_ns);
             if (done > 0 && first > 0)
                 secs = (double)(done - first) / 1e9;
+            atomic_store(&s.received, true);
             pthread_join(s.thread, NULL);
+            if (secs < 0) {
+                tl_service_stats st;
+                tl_service_stats_get(b.svc, &st);
+                fprintf(stderr,
+                        "zmq_throughput: %s: sent %" PRIu64 ", consumed %" PRIu64
+                        ", completed %" PRIu64 ", in flight %" PRIu64 "\n",
+                        endpoint, s.sent, st.consumed, st.completed, st.in_flight);
+            }
         }
         bench_svc_stop(&b);
     }

@@ -70,6 +70,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 
 static void *poll_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "tl-kafka-sink"); /* for top -H, perf, gdb */
     tl_sink *k = arg;
     while (atomic_load(&k->running))
         rd_kafka_poll(k->rk, POLL_MS);

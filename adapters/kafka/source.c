@@ -28,10 +28,14 @@
 #define DEFAULT_QUEUED_MIN "1000000"
 
 /* A delivered message: the tl_msg points into rkm, which this wrapper keeps alive. */
+/* Headers a wrapper holds in itself; messages with more get an array of their own. */
+#define KMSG_HEADERS 4
+
 typedef struct kmsg {
     tl_msg msg; /* first, so release() can map a tl_msg back */
     rd_kafka_message_t *rkm;
-    tl_header hdrs[];
+    tl_header *hdrs; /* inline, or allocated when there are more */
+    tl_header inline_hdrs[KMSG_HEADERS];
 } kmsg;
 
 struct tl_source {
@@ -46,6 +50,7 @@ struct tl_source {
     atomic_bool running;
     atomic_bool closing;       /* stop() is closing the consumer: no revoked events */
     atomic_size_t outstanding; /* delivered, not yet released */
+    tl_recycler *wrappers;     /* kmsg blocks: taken by the poll thread, given back on release */
     pthread_mutex_t lock;
     bool paused; /* guarded by lock */
 };
@@ -176,13 +181,18 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---------------------------------------------------------------- delivery */
 
-static kmsg *wrap(rd_kafka_message_t *rkm)
+static kmsg *wrap(tl_source *s, rd_kafka_message_t *rkm)
 {
     rd_kafka_headers_t *hs = NULL;
     size_t nh = rd_kafka_message_headers(rkm, &hs) ? 0 : rd_kafka_header_cnt(hs);
-    kmsg *k = malloc(sizeof(*k) + nh * sizeof(tl_header));
+    kmsg *k = tl_recycler_get(s->wrappers);
     if (!k)
         return NULL;
+    k->hdrs = nh <= KMSG_HEADERS ? k->inline_hdrs : malloc(nh * sizeof(tl_header));
+    if (!k->hdrs) {
+        tl_recycler_put(s->wrappers, k);
+        return NULL;
+    }
     for (size_t i = 0; i < nh; i++) {
         const void *v = NULL;
         size_t len = 0;
@@ -232,7 +242,7 @@ static bool take(tl_source *s, rd_kafka_message_t *rkm, size_t *n)
         rd_kafka_message_destroy(rkm);
         return false;
     }
-    kmsg *k = wrap(rkm);
+    kmsg *k = wrap(s, rkm);
     if (!k) {
         /* Skipping it would let a later commit pass over it: stop the service instead. */
         emit_error(s, TL_ENOMEM, true, "kafka %s [%d] offset %lld: no memory to deliver",
@@ -260,6 +270,7 @@ static void deliver(tl_source *s, size_t n)
 /* Waits for one message, then takes whatever else is ready, up to batch_max. */
 static void *poll_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "tl-kafka-source"); /* for top -H, perf, gdb */
     tl_source *s = arg;
     while (atomic_load(&s->running)) {
         size_t n = 0;
@@ -354,6 +365,7 @@ static void src_free(tl_source *s)
     if (s->topics)
         rd_kafka_topic_partition_list_destroy(s->topics);
     pthread_mutex_destroy(&s->lock);
+    tl_recycler_free(s->wrappers);
     free(s->batch);
     free(s);
 }
@@ -368,7 +380,7 @@ static int src_init(const tl_params *p, const tl_source_events *ev, tl_source *s
     pthread_mutex_init(&s->lock, NULL);
     s->batch = calloc(s->batch_max, sizeof(*s->batch));
     s->topics = rd_kafka_topic_partition_list_new((int)topics->nlist);
-    if (!s->batch || !s->topics)
+    if (!s->batch || !s->topics || tl_recycler_new(sizeof(kmsg), &s->wrappers) != 0)
         return TL_ENOMEM;
     for (size_t i = 0; i < topics->nlist; i++)
         rd_kafka_topic_partition_list_add(s->topics, topics->list[i], RD_KAFKA_PARTITION_UA);
@@ -489,7 +501,9 @@ static void src_release(tl_source *s, tl_msg *msg)
         return;
     kmsg *k = (kmsg *)msg;
     rd_kafka_message_destroy(k->rkm);
-    free(k);
+    if (k->hdrs != k->inline_hdrs)
+        free(k->hdrs);
+    tl_recycler_put(s->wrappers, k);
     atomic_fetch_sub(&s->outstanding, 1);
 }
 

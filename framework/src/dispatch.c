@@ -262,7 +262,7 @@ static void rec_free(tl_rec *rec)
     tl_src *src = rec->route->src;
     src->ops->release(src->handle, rec->msg);
     free(rec->err_text);
-    free(rec);
+    tl_recycler_put(svc->rec_blocks, rec);
 }
 
 void tl__rec_maybe_free(tl_rec *rec)
@@ -548,7 +548,8 @@ static void deadline(tl_rec *rec, int64_t now)
     tl_task *t = rec->task;
     int64_t timeout_ns = rec->route->cfg->timeout_ms * 1000000;
     int64_t started = atomic_load_explicit(&t->started_ns, memory_order_relaxed);
-    int64_t left_ms = started ? (started + timeout_ns - now) / 1000000 : rec->route->cfg->timeout_ms;
+    int64_t left_ms =
+        started ? (started + timeout_ns - now) / 1000000 : rec->route->cfg->timeout_ms;
     if (left_ms >= 1 && tl_timer_start(&rec->timer, left_ms, rewatch_fire, rec) == 0)
         return;
     unwatch(rec);
@@ -719,10 +720,13 @@ static int64_t wall_ms(void)
 static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg)
 {
     tl_part *part = part_of(svc, src, msg);
-    tl_rec *rec = part ? calloc(1, sizeof(*rec)) : NULL;
+    tl_rec *rec = part ? tl_recycler_get(svc->rec_blocks) : NULL;
+    if (rec)
+        memset(rec, 0, sizeof(*rec));
     if (!rec || tl_offsets_track(&part->offsets, msg->offset, &rec->slot) != 0) {
         /* Not tracked means never committed past: the broker delivers it again. */
-        free(rec);
+        if (rec)
+            tl_recycler_put(svc->rec_blocks, rec);
         src->ops->release(src->handle, msg);
         tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
         return;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <taskloop/adapter.h>
 #include <taskloop/taskloop.h>
 
 /* Internal task flag: record when the function starts (the runtime's stall clock). */
@@ -104,6 +105,7 @@ struct tl_loop {
     _Atomic(tl_task *) completed; /* stack of finished tasks, pushed from any thread */
     _Atomic(tl_call *) calls;     /* stack of thread-safe calls */
     tl_task *all_head, *all_tail; /* [loop] unfinished tasks, oldest first */
+    tl_recycler *task_blocks;     /* freed tasks, for the loop's next ones */
     size_t nall;
     tl_task *ready_head, *ready_tail; /* [loop] inline tasks to run */
     tl_chunk *submit;                 /* [loop] pool tasks not yet handed over */

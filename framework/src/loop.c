@@ -40,8 +40,11 @@ int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
         return TL_ESYS;
     }
     loop->now_ns = tl__clock_ns();
-    int rc = tl__pool_start(&loop->pool, loop, opts ? opts->workers : 0);
+    int rc = tl_recycler_new(sizeof(tl_task), &loop->task_blocks);
+    if (!rc)
+        rc = tl__pool_start(&loop->pool, loop, opts ? opts->workers : 0);
     if (rc) {
+        tl_recycler_free(loop->task_blocks);
         close(loop->wake_fd);
         free(loop);
         return rc;
@@ -52,8 +55,10 @@ int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
 
 void tl__loop_unref(tl_loop *loop)
 {
-    if (atomic_fetch_sub(&loop->refs, 1) == 1)
+    if (atomic_fetch_sub(&loop->refs, 1) == 1) {
+        tl_recycler_free(loop->task_blocks);
         free(loop);
+    }
 }
 
 /* Runs the thread-safe calls queued so far, in the order they were made. */

@@ -110,6 +110,7 @@ static bool surplus(tl_pool *pool)
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "tl-worker"); /* for top -H, perf, gdb */
     tl_pool *pool = arg;
     tl_chunk *held = NULL;
     bool left = false;

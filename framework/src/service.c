@@ -494,9 +494,12 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     pthread_cond_init(&svc->intake_cv, NULL);
     atomic_init(&svc->st.healthy, true);
     tl_loop_opts lo = {.workers = cfg->workers};
-    int rc = tl_loop_new(&lo, &svc->loop);
+    int rc = tl_recycler_new(sizeof(tl_rec), &svc->rec_blocks);
+    if (!rc)
+        rc = tl_loop_new(&lo, &svc->loop);
     if (rc) {
         snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
+        tl_recycler_free(svc->rec_blocks);
         pthread_cond_destroy(&svc->intake_cv);
         pthread_mutex_destroy(&svc->mu);
         free(svc);
@@ -659,6 +662,7 @@ void tl_service_free(tl_service *svc)
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);
     tl__records_free_all(svc);
+    tl_recycler_free(svc->rec_blocks);
     release_held(svc);
     for (size_t i = 0; i < svc->nsrcs; i++)
         if (svc->srcs[i].handle)

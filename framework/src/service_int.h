@@ -162,9 +162,10 @@ struct tl_service {
     _Atomic bool stop_req;
     _Atomic bool stopping; /* the drain started: sources must not call back into it */
     bool drained;
-    bool closing;  /* tl_service_free runs: late events touch nothing */
-    tl_rec *recs;  /* every live record */
-    tl_rec *stuck; /* records whose stalled attempt still runs */
+    bool closing;            /* tl_service_free runs: late events touch nothing */
+    tl_rec *recs;            /* every live record */
+    tl_recycler *rec_blocks; /* freed records, for the next ones */
+    tl_rec *stuck;           /* records whose stalled attempt still runs */
     int64_t drain_deadline_ms;
     tl_revoke_req *revokes;
     tl_stats_atomic st;
@@ -180,7 +181,6 @@ struct tl_service {
 
 /* dispatch.c: takes a batch of delivered messages into the runtime. */
 void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n);
-
 
 /* dispatch.c: the record is settled: bookkeeping, lane release, commit position. */
 void tl__rec_settle(tl_rec *rec);

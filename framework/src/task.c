@@ -21,7 +21,7 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
 {
     if (!loop || loop->closed)
         return NULL;
-    tl_task *t = malloc(sizeof(*t));
+    tl_task *t = tl_recycler_get(loop->task_blocks);
     if (!t)
         return NULL;
     atomic_init(&t->state, TL_TASK_PENDING);
@@ -127,7 +127,8 @@ void tl__task_free(tl_task *task)
         tl_task_release(succ); /* a successor nobody claimed (the loop was freed) */
     free(task->error_text);
     free(task->name);
-    free(task);
+    /* Given back before the unref: the loop's last unref frees what was given back. */
+    tl_recycler_put(loop->task_blocks, task);
     tl__loop_unref(loop);
 }
 
@@ -162,8 +163,8 @@ static bool run_one(tl_task *task)
     int rc = task->fn(task, task->arg);
     if (rc == TL_PENDING)
         return false;
-    return finish(task, rc == 0 ? task->fn_result : NULL, rc > 0 ? TL_EFAIL : rc) == 0 &&
-           rc == 0 && !atomic_load(&task->cancel_req);
+    return finish(task, rc == 0 ? task->fn_result : NULL, rc > 0 ? TL_EFAIL : rc) == 0 && rc == 0 &&
+           !atomic_load(&task->cancel_req);
 }
 
 void tl__task_run(tl_task *task)

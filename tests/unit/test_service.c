@@ -690,7 +690,9 @@ static void a_retry_runs_before_the_rest_of_its_partition(void **state)
 {
     fx *f = *state;
     start(f, "lane-retry",
-          (opts){.workers = 2, .partitions = 2, .batch = 64,
+          (opts){.workers = 2,
+                 .partitions = 2,
+                 .batch = 64,
                  .route_extra = "    on_error: { retries: 3, backoff: 20ms }\n"});
     for (int i = 0; i < 60; i++) {
         push(f, 0, NULL, i == 10 || i == 40 ? "flaky" : "ok");

@@ -62,6 +62,7 @@ static void queue_ack_locked(tl_sink *sink, ack_item *a, int err, const char *wh
 
 static void *ack_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "tl-mem-sink"); /* for top -H, perf, gdb */
     tl_sink *sink = arg;
     pthread_mutex_lock(&tl_mem_lock);
     for (;;) {

@@ -193,6 +193,7 @@ static void announce_all_assigned(tl_source *src)
 
 static void *source_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "tl-mem-source"); /* for top -H, perf, gdb */
     tl_source *src = arg;
     pthread_mutex_lock(&tl_mem_lock);
     announce_all_assigned(src);

@@ -93,6 +93,7 @@ static void free_item(send_item *item)
 
 static void *sink_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "tl-zmq-sink"); /* for top -H, perf, gdb */
     tl_sink *sink = arg;
     pthread_mutex_lock(&sink->lock);
     for (;;) {

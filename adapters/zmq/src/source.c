@@ -361,6 +361,7 @@ static bool wait_runnable(tl_source *src)
 
 static void *source_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "tl-zmq-source"); /* for top -H, perf, gdb */
     tl_source *src = arg;
     zmq_pollitem_t item = {.socket = src->sock, .events = ZMQ_POLLIN};
     while (wait_runnable(src)) {
