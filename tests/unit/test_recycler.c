@@ -65,7 +65,8 @@ static int cmp_ptr(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void blocks_given_back_by_many_threads_at_once_are_reused_and_never_handed_out_twice(void **state)
+static void
+blocks_given_back_by_many_threads_at_once_are_reused_and_never_handed_out_twice(void **state)
 {
     (void)state;
     tl_recycler *r = NULL;
@@ -110,7 +111,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_block_given_back_is_handed_out_again),
         cmocka_unit_test(blocks_smaller_than_a_pointer_still_work),
-        cmocka_unit_test(blocks_given_back_by_many_threads_at_once_are_reused_and_never_handed_out_twice),
+        cmocka_unit_test(
+            blocks_given_back_by_many_threads_at_once_are_reused_and_never_handed_out_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
