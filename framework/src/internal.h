@@ -106,7 +106,7 @@ struct tl_loop {
     _Atomic(tl_call *) calls;     /* stack of thread-safe calls */
     tl_task *all_head, *all_tail; /* [loop] unfinished tasks, oldest first */
     tl_recycler *task_blocks;     /* freed tasks, for the loop's next ones */
-    size_t nall;
+    size_t nelsewhere; /* [loop] unfinished tasks not inline: workers or others finish them */
     tl_task *ready_head, *ready_tail; /* [loop] inline tasks to run */
     tl_chunk *submit;                 /* [loop] pool tasks not yet handed over */
     uint64_t next_id;

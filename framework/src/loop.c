@@ -291,7 +291,8 @@ static bool has_work(tl_loop *loop)
  */
 static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
 {
-    if (loop->nall == 0 || loop->pool.nominal == 0)
+    /* Inline tasks complete on this very thread: spinning would only wait for them. */
+    if (loop->nelsewhere == 0 || loop->pool.nominal == 0)
         return false;
     int64_t limit = TL_SPIN_NS;
     if (timeout_ns >= 0 && timeout_ns < limit)

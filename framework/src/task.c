@@ -50,7 +50,8 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     else
         loop->all_head = t;
     loop->all_tail = t;
-    loop->nall++;
+    if (!(flags & TL_TASK_INLINE))
+        loop->nelsewhere++;
     atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
     return t;
 }
@@ -341,7 +342,8 @@ void tl__task_finalize(tl_task *task)
     else
         loop->all_tail = task->all_prev;
     task->all_prev = task->all_next = NULL;
-    loop->nall--;
+    if (!(task->flags & TL_TASK_INLINE))
+        loop->nelsewhere--;
     /* One node at a time from the live list: a callback may free another waiter,
      * which unlinks that waiter's node from this very list. */
     while (task->callbacks) {
