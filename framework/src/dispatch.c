@@ -717,7 +717,8 @@ static int64_t wall_ms(void)
 }
 
 /* Takes one message in: a record, its offset tracked, then a lane or a start. */
-static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg)
+static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg,
+                   int64_t seen_ms)
 {
     tl_part *part = part_of(svc, src, msg);
     tl_rec *rec = part ? tl_recycler_get(svc->rec_blocks) : NULL;
@@ -736,7 +737,7 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     rec->part = part;
     rec->gen = part->gen;
     rec->msg = msg;
-    rec->first_seen_ms = wall_ms();
+    rec->first_seen_ms = seen_ms;
     rec->all_next = svc->recs;
     if (svc->recs)
         svc->recs->all_prev = rec;
@@ -773,12 +774,13 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
 void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n)
 {
     tl_route_rt *route = route_of(svc, src);
+    int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
     for (size_t i = 0; i < n; i++) {
         if (!route || atomic_load(&svc->stopping)) {
             src->ops->release(src->handle, msgs[i]);
             continue;
         }
-        intake(svc, src, route, msgs[i]);
+        intake(svc, src, route, msgs[i], seen_ms);
     }
 }
 
