@@ -46,6 +46,7 @@ struct tl_source {
     zmq_msg_t scratch[TL_ZMQ_MAX_FRAMES];
 
     atomic_uint_least64_t received, delivered, malformed, oversized, outstanding;
+    tl_recycler *blocks; /* zmsg blocks of up to ZMSG_SMALL frames, no headers */
 };
 
 /* A delivered message: it owns its frames until release. Headers and names follow. */
@@ -53,8 +54,13 @@ typedef struct zmsg {
     tl_msg msg;
     tl_source *src;
     size_t nframes;
+    bool recycled; /* from src->blocks, not malloc */
     zmq_msg_t frames[];
 } zmsg;
+
+/* Messages of a payload and maybe a key come from a recycler: allocated on the source
+ * thread, released on the loop's, they would otherwise contend for malloc's locks. */
+#define ZMSG_SMALL 2
 
 static const tl_param source_params[] = {
     {"endpoint", TL_PARAM_STRING, true, false, "ZeroMQ endpoint: tcp://, ipc:// or inproc://"},
@@ -73,6 +79,7 @@ static void source_unref(tl_source *src)
         return;
     free(src->endpoint);
     free(src->batchv);
+    tl_recycler_free(src->blocks);
     pthread_mutex_destroy(&src->lock);
     pthread_cond_destroy(&src->cond);
     free(src);
@@ -159,7 +166,9 @@ static int source_alloc(const source_conf *c, const tl_source_events *ev, tl_sou
     if (!src)
         return TL_ENOMEM;
     src->batchv = calloc((size_t)c->batch, sizeof(*src->batchv));
-    if (!src->batchv) {
+    if (!src->batchv ||
+        tl_recycler_new(sizeof(zmsg) + ZMSG_SMALL * sizeof(zmq_msg_t), &src->blocks) != 0) {
+        free(src->batchv);
         free(src);
         return TL_ENOMEM;
     }
@@ -247,9 +256,12 @@ static zmsg *build_msg(tl_source *src, size_t n)
     size_t nh = n > 2 ? (n - 2) / 2 : 0, names = 0;
     for (size_t i = 0; i < nh; i++)
         names += zmq_msg_size(&src->scratch[2 + 2 * i]) + 1;
-    zmsg *m = malloc(sizeof(*m) + n * sizeof(zmq_msg_t) + nh * sizeof(tl_header) + names);
+    bool small = nh == 0 && n <= ZMSG_SMALL;
+    zmsg *m = small ? tl_recycler_get(src->blocks)
+                    : malloc(sizeof(*m) + n * sizeof(zmq_msg_t) + nh * sizeof(tl_header) + names);
     if (!m)
         return NULL;
+    m->recycled = small;
     for (size_t i = 0; i < n; i++) {
         zmq_msg_init(&m->frames[i]);
         zmq_msg_move(&m->frames[i], &src->scratch[i]);
@@ -411,7 +423,10 @@ static void source_release(tl_source *src, tl_msg *msg)
     (void)src;
     tl_source *owner = m->src;
     close_frames(m->frames, m->nframes);
-    free(m);
+    if (m->recycled)
+        tl_recycler_put(owner->blocks, m);
+    else
+        free(m);
     atomic_fetch_sub(&owner->outstanding, 1);
     source_unref(owner);
 }
