@@ -720,8 +720,7 @@ static int64_t wall_ms(void)
 }
 
 /* Takes one message in: a record, its offset tracked, then a lane or a start. */
-static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg,
-                   int64_t seen_ms)
+static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg, int64_t seen_ms)
 {
     tl_part *part = part_of(svc, src, msg);
     tl_rec *rec = part ? tl_recycler_get(svc->rec_blocks) : NULL;
