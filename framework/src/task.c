@@ -8,9 +8,11 @@
  * pushes the task onto the loop's completion stack and the loop thread finalizes it:
  * sets the visible state, runs the done-callbacks, drops the loop's reference.
  *
- * References: the caller's (from create), the loop's (until finalized) and the
- * pool chunk's (until a worker took the task). The loop's memory stays until the last
- * task referring to it is gone, so a task outliving tl_loop_free stays safe to read.
+ * References: the caller's (from create), the loop's (until finalized), the pool
+ * chunk's (until a worker ran the task) and, for a held task chained behind another,
+ * its predecessor's next_run slot's (until claimed). The loop's memory stays until the
+ * last task referring to it is gone, so a task outliving tl_loop_free stays safe to
+ * read; freed tasks go to the loop's recycler, which the loop's last unref frees.
  */
 #include "internal.h"
 
