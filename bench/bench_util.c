@@ -1,7 +1,9 @@
 #include "bench_util.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 int64_t bench_now_ns(void)
@@ -36,6 +38,58 @@ long bench_rss_bytes(void)
     return resident * 4096L;
 }
 
+int64_t bench_thread_cpu_ns(const char *prefix)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    int64_t total = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], name[32] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        bool match = fgets(name, sizeof(name), f) && strncmp(name, prefix, strlen(prefix)) == 0;
+        fclose(f);
+        if (!match)
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+        long long ns = 0;
+        if ((f = fopen(path, "r"))) {
+            if (fscanf(f, "%lld", &ns) == 1)
+                total += ns;
+            fclose(f);
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+void bench_cpu_read(bench_cpu *c, bool loop_self)
+{
+    struct timespec ts = {0};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    c->loop = loop_self ? (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec
+                        : bench_thread_cpu_ns("bench-loop");
+    c->source = bench_thread_cpu_ns("tl-") - bench_thread_cpu_ns("tl-worker");
+    c->workers = bench_thread_cpu_ns("tl-worker");
+    c->rdkafka = bench_thread_cpu_ns("rdk:");
+}
+
+void bench_cpu_print(const char *name, const bench_cpu *a, const bench_cpu *b, uint64_t n)
+{
+    double k = n ? 1.0 / (double)n : 0;
+    fprintf(stderr,
+            "  (%s: CPU per message: loop %.0f ns, source %.0f ns, workers %.0f ns,"
+            " librdkafka %.0f ns)\n",
+            name, (double)(b->loop - a->loop) * k, (double)(b->source - a->source) * k,
+            (double)(b->workers - a->workers) * k, (double)(b->rdkafka - a->rdkafka) * k);
+}
+
 uint64_t bench_env_u64(const char *name, uint64_t def)
 {
     const char *v = getenv(name);
@@ -61,6 +115,7 @@ int bench_noop(tl_task *task, const tl_msg *msg, void *user)
 static void *run_main(void *arg)
 {
     bench_svc *b = arg;
+    pthread_setname_np(pthread_self(), "bench-loop"); /* see bench_cpu_read */
     b->run_rc = tl_service_run(b->svc);
     return NULL;
 }

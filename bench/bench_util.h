@@ -29,6 +29,23 @@ void bench_sleep_us(int64_t us);
 /* Resident set size in bytes (/proc/self/statm). */
 long bench_rss_bytes(void);
 
+/* CPU time used so far, in nanoseconds, by the live threads of this process whose name
+ * starts with prefix (/proc/self/task/N/schedstat). Threads that ended are not counted,
+ * so take both readings while the threads measured are alive. */
+int64_t bench_thread_cpu_ns(const char *prefix);
+
+/* CPU per message of the thread groups a consumer runs on: the loop (bench-loop), the
+ * source, the workers, and librdkafka's threads. */
+typedef struct bench_cpu {
+    int64_t loop, source, workers, rdkafka;
+} bench_cpu;
+
+/* Reads the groups' CPU so far; the loop group is the calling thread when loop_self. */
+void bench_cpu_read(bench_cpu *c, bool loop_self);
+
+/* Prints "  (name: CPU per message: loop L ns, ...)" for the CPU used between a and b. */
+void bench_cpu_print(const char *name, const bench_cpu *a, const bench_cpu *b, uint64_t n);
+
 /* An unsigned number from the environment, or def when it is unset or not a number. */
 uint64_t bench_env_u64(const char *name, uint64_t def);
 

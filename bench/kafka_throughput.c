@@ -113,6 +113,8 @@ static double run_plain(const bench_args *a, const char *group, const char *topi
     if (!rk)
         return -1;
     uint64_t got = 0;
+    bench_cpu c0, c1;
+    bench_cpu_read(&c0, true);
     int64_t first = 0, last = 0, deadline = bench_now_ns() + (int64_t)RUN_TIMEOUT_MS * 1000000;
     while (got < a->n && bench_now_ns() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
@@ -127,6 +129,8 @@ static double run_plain(const bench_args *a, const char *group, const char *topi
         rd_kafka_message_destroy(m);
     }
     last = bench_now_ns();
+    bench_cpu_read(&c1, true);
+    bench_cpu_print("plain", &c0, &c1, got);
     atomic_store(&p->plain_consumed, got);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
@@ -157,7 +161,11 @@ static double run_taskloop(const bench_args *a, const variant *v, const char *gr
     double secs = -1;
     if (bench_svc_start(&b, reg, yaml) == 0) {
         p->svc = b.svc;
+        bench_cpu c0, c1;
+        bench_cpu_read(&c0, false);
         int64_t done = bench_svc_wait_settled(&b, a->n, RUN_TIMEOUT_MS);
+        bench_cpu_read(&c1, false);
+        bench_cpu_print(v->name, &c0, &c1, a->n);
         int64_t first = atomic_load(&mark.first_ns);
         if (done > 0 && first > 0)
             secs = (double)(done - first) / 1e9;

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -287,7 +288,10 @@ static bool has_work(tl_loop *loop)
  * Before sleeping, look for work for a few microseconds while tasks are out on the
  * pool: a completion that arrives meanwhile costs no wake-up (an eventfd write on one
  * side, a scheduler round trip on the other), which is what bounds a partition's
- * one-message-at-a-time pace.
+ * one-message-at-a-time pace. It yields the core between looks: when the threads that
+ * make the work (workers, a source, librdkafka's) wait for a core, as on a 2-core
+ * machine, a plain spin takes the core from them (the Kafka partition-ordered pool
+ * benchmark ran at 33% of the plain loop with it, 48-61% with the yields).
  */
 static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
 {
@@ -302,6 +306,7 @@ static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
         for (int i = 0; i < 64; i++)
             if (has_work(loop))
                 return true;
+        sched_yield();
     } while (tl__clock_ns() < end);
     return false;
 }
