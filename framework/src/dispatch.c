@@ -265,7 +265,7 @@ static void rec_free(tl_rec *rec)
     tl_src *src = rec->route->src;
     src->ops->release(src->handle, rec->msg);
     free(rec->err_text);
-    tl_recycler_put(svc->rec_blocks, rec);
+    tl_recycler_put_owned(svc->rec_blocks, rec); /* records are made and freed on the loop */
 }
 
 void tl__rec_maybe_free(tl_rec *rec)
@@ -300,11 +300,10 @@ void tl__rec_settle(tl_rec *rec)
         uint64_t head = part->offsets.head;
         if (tl_offsets_settle(&part->offsets, rec->slot))
             part->dirty = true;
-        atomic_fetch_sub_explicit(&svc->st.uncommitted, part->offsets.head - head,
-                                  memory_order_relaxed);
+        TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
         part->in_flight--;
     }
-    atomic_fetch_sub_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
+    TL_STAT_ADD(svc, in_flight, -1);
     tl__backpressure(svc);
     tl__rec_maybe_free(rec);
 }
@@ -333,8 +332,9 @@ static void attempt_done(tl_rec *rec, tl_task *task)
 {
     tl_service *svc = rec->svc;
     int64_t started = atomic_load_explicit(&task->started_ns, memory_order_relaxed);
+    /* The attempt finished by the time the loop took it from the completion stack. */
     if (started)
-        tl_histogram_observe(&svc->handler_seconds, tl__clock_ns() - started);
+        tl_histogram_observe(&svc->handler_seconds, svc->loop->drained_ns - started);
     int err = tl_task_error(task);
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);
@@ -729,7 +729,7 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     if (!rec || tl_offsets_track(&part->offsets, msg->offset, &rec->slot) != 0) {
         /* Not tracked means never committed past: the broker delivers it again. */
         if (rec)
-            tl_recycler_put(svc->rec_blocks, rec);
+            tl_recycler_put_owned(svc->rec_blocks, rec);
         src->ops->release(src->handle, msg);
         tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
         return;
@@ -746,9 +746,9 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     svc->recs = rec;
     tl_timer_init(svc->loop, &rec->timer);
     part->in_flight++;
-    atomic_fetch_add_explicit(&svc->st.uncommitted, 1, memory_order_relaxed);
+    TL_STAT_ADD(svc, uncommitted, 1);
     TL_STAT_ADD(svc, consumed, 1);
-    atomic_fetch_add_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
+    TL_STAT_ADD(svc, in_flight, 1);
     uint64_t key;
     if (!lane_key(route, rec, &key)) {
         start(rec);
@@ -792,7 +792,7 @@ static void drop_unstarted(tl_rec *rec)
     tl_service *svc = rec->svc;
     rec->state = REC_SETTLED;
     rec->part->in_flight--;
-    atomic_fetch_sub_explicit(&svc->st.in_flight, 1, memory_order_relaxed);
+    TL_STAT_ADD(svc, in_flight, -1);
     TL_STAT_ADD(svc, consumed, (uint64_t)-1);
     tl__rec_maybe_free(rec);
 }

@@ -111,7 +111,9 @@ struct tl_loop {
     tl_chunk *submit;                 /* [loop] pool tasks not yet handed over */
     uint64_t next_id;
     int64_t now_ns;
-    tl_timer **heap; /* [loop] timers, min-heap on (due_ns, seq) */
+    int64_t drained_ns; /* [loop] clock when the completions now finalized were taken:
+                         * every one of them finished by then */
+    tl_timer **heap;    /* [loop] timers, min-heap on (due_ns, seq) */
     size_t nheap, capheap;
     uint64_t timer_seq;
     tl_waiter *waiters; /* [loop] active waiters, dropped at free */

@@ -87,6 +87,7 @@ static bool drain_completed(tl_loop *loop)
     tl_task *t = atomic_exchange(&loop->completed, NULL);
     if (!t)
         return false;
+    loop->drained_ns = tl__clock_ns(); /* one clock read for the lot */
     tl_task *rev = NULL;
     while (t) {
         tl_task *next = t->done_next;

@@ -52,6 +52,13 @@ void tl_recycler_put(tl_recycler *r, void *p)
                                                     memory_order_relaxed));
 }
 
+void tl_recycler_put_owned(tl_recycler *r, void *p)
+{
+    block *b = p;
+    b->next = r->local;
+    r->local = b;
+}
+
 static void free_list(block *b)
 {
     while (b) {

@@ -195,8 +195,7 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         p->revoking = false;
         p->gen++;
         p->in_flight = 0;
-        atomic_fetch_sub_explicit(&svc->st.uncommitted, p->offsets.tail - p->offsets.head,
-                                  memory_order_relaxed);
+        TL_STAT_ADD(svc, uncommitted, -(p->offsets.tail - p->offsets.head));
         tl_offsets_reset(&p->offsets);
     }
     pthread_mutex_lock(&r->mu);

@@ -175,9 +175,9 @@ struct tl_service {
     _Atomic int admin_port;       /* its bound port, 0 when it is not listening */
 };
 
-/* Relaxed counter bump (loop thread writes, anyone reads). */
-#define TL_STAT_ADD(svc, field, n)                                                                 \
-    atomic_fetch_add_explicit(&(svc)->st.field, (n), memory_order_relaxed)
+/* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and
+ * a store, not a locked read-modify-write: those were a fifth of intake's time. */
+#define TL_STAT_ADD(svc, field, n) tl__counter_add(&(svc)->st.field, (uint64_t)(n))
 
 /* dispatch.c: takes a batch of delivered messages into the runtime. */
 void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n);

@@ -106,6 +106,43 @@ blocks_given_back_by_many_threads_at_once_are_reused_and_never_handed_out_twice(
     tl_recycler_free(r);
 }
 
+/* The owner's own give-backs (no atomic) mix with other threads' (lock-free). */
+static void blocks_the_owner_gives_back_mix_with_those_of_other_threads(void **state)
+{
+    (void)state;
+    tl_recycler *r = NULL;
+    assert_int_equal(tl_recycler_new(sizeof(uint64_t), &r), 0);
+    enum { N = NTHREADS * PER_THREAD };
+    static uint64_t *out[2 * N], *again[2 * N];
+    for (size_t i = 0; i < 2 * N; i++)
+        assert_non_null(out[i] = tl_recycler_get(r));
+    pthread_t th[NTHREADS];
+    giver g[NTHREADS];
+    for (int t = 0; t < NTHREADS; t++) {
+        g[t] = (giver){r, out + t * PER_THREAD};
+        assert_int_equal(pthread_create(&th[t], NULL, give_back, &g[t]), 0);
+    }
+    size_t n = 0;
+    for (size_t i = N; i < 2 * N; i++) {
+        tl_recycler_put_owned(r, out[i]);
+        if (i % 2) {
+            again[n++] = tl_recycler_get(r);
+            assert_ptr_equal(again[n - 1], out[i]); /* the owner's last give-back first */
+        }
+    }
+    for (int t = 0; t < NTHREADS; t++)
+        pthread_join(th[t], NULL);
+    while (n < 2 * N)
+        again[n++] = tl_recycler_get(r);
+    qsort(out, n, sizeof(out[0]), cmp_ptr);
+    qsort(again, n, sizeof(again[0]), cmp_ptr);
+    for (size_t i = 0; i < n; i++)
+        assert_ptr_equal(again[i], out[i]); /* every block once, none made anew */
+    for (size_t i = 0; i < n; i++)
+        tl_recycler_put_owned(r, again[i]);
+    tl_recycler_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -113,6 +150,7 @@ int main(void)
         cmocka_unit_test(blocks_smaller_than_a_pointer_still_work),
         cmocka_unit_test(
             blocks_given_back_by_many_threads_at_once_are_reused_and_never_handed_out_twice),
+        cmocka_unit_test(blocks_the_owner_gives_back_mix_with_those_of_other_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

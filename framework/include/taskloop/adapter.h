@@ -73,6 +73,10 @@ void *tl_recycler_get(tl_recycler *r);
 /* Any thread: gives a block from tl_recycler_get back. */
 void tl_recycler_put(tl_recycler *r, void *block);
 
+/* Owner thread only: gives a block back with no atomic operation (the owner's next
+ * tl_recycler_get takes it first). */
+void tl_recycler_put_owned(tl_recycler *r, void *block);
+
 /* Frees the recycler and every block given back; blocks still out are the caller's. */
 void tl_recycler_free(tl_recycler *r);
 
