@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
 #define CHUNK_MIN 64
@@ -44,6 +45,7 @@ static void spin_for_chunk(tl_pool *pool)
         for (int i = 0; i < 64; i++)
             if (atomic_load_explicit(&pool->published, memory_order_relaxed) != seen)
                 goto found;
+        sched_yield(); /* as the loop's spin: never keep a core from the threads making work */
     } while (tl__clock_ns() < end);
 found:
     pthread_mutex_lock(&pool->mu);
