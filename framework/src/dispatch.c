@@ -42,13 +42,24 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* A 64-bit finalizer (murmur3's): every input bit moves every output bit. */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
 /* The lane key of a message, or false when it runs unordered. */
 static bool lane_key(const tl_route_rt *route, const tl_rec *rec, uint64_t *key)
 {
-    uint64_t h = hash_bytes(0xcbf29ce484222325ULL, &route, sizeof(route));
+    uint64_t h = mix64((uint64_t)(uintptr_t)route);
     switch (route->cfg->ordering) {
     case TL_ORDER_PARTITION:
-        h = hash_bytes(h, &rec->part, sizeof(rec->part));
+        h = mix64(h ^ (uint64_t)(uintptr_t)rec->part);
         break;
     case TL_ORDER_KEY:
         if (!rec->msg->key)

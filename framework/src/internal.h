@@ -97,6 +97,10 @@ struct tl_loop {
     _Atomic int refs; /* the loop's own, plus one per task alive */
     bool closed;
     int running; /* [loop] depth of run calls */
+    /* The running thread's tl__thread_token(), NULL between runs: a task freed on the
+     * loop's own thread goes back to task_blocks without an atomic. A thread clears it
+     * when its run ends, so it never mistakes an old value for its own. */
+    _Atomic(const void *) runner;
     bool stop_req;
     _Atomic bool stop_flag;
     int wake_fd;
@@ -119,6 +123,9 @@ struct tl_loop {
     tl_waiter *waiters; /* [loop] active waiters, dropped at free */
     tl_pool pool;
 };
+
+/* A value unique to the calling thread while it lives. */
+const void *tl__thread_token(void);
 
 /* Monotonic clock in nanoseconds. */
 int64_t tl__clock_ns(void);

@@ -22,6 +22,25 @@
 /* How long the loop looks for completions before it sleeps (see spin_for_work). */
 #define TL_SPIN_NS 20000
 
+static _Thread_local char thread_token;
+
+const void *tl__thread_token(void)
+{
+    return &thread_token;
+}
+
+static void run_begin(tl_loop *loop)
+{
+    loop->running++;
+    atomic_store_explicit(&loop->runner, &thread_token, memory_order_relaxed);
+}
+
+static void run_end(tl_loop *loop)
+{
+    atomic_store_explicit(&loop->runner, NULL, memory_order_relaxed);
+    loop->running--;
+}
+
 int64_t tl__clock_ns(void)
 {
     struct timespec ts;
@@ -365,14 +384,14 @@ int tl__loop_run_until(tl_loop *loop, const bool *flag)
         return TL_EBUSY;
     if (loop->closed)
         return TL_ECLOSED;
-    loop->running++;
+    run_begin(loop);
     /* Catch up on completions first, so a zero timeout sees what already finished. */
     loop->now_ns = tl__clock_ns();
     run_calls(loop);
     drain_completed(loop);
     while (!*flag)
         tick(loop, -1);
-    loop->running--;
+    run_end(loop);
     return 0;
 }
 
@@ -382,10 +401,10 @@ int tl_loop_run(tl_loop *loop)
         return TL_EBUSY;
     if (loop->closed)
         return TL_ECLOSED;
-    loop->running++;
+    run_begin(loop);
     while (!atomic_exchange(&loop->stop_flag, false))
         tick(loop, -1);
-    loop->running--;
+    run_end(loop);
     return 0;
 }
 
@@ -395,9 +414,9 @@ int tl_loop_run_once(tl_loop *loop, int64_t timeout_ms)
         return TL_EBUSY;
     if (loop->closed)
         return TL_ECLOSED;
-    loop->running++;
+    run_begin(loop);
     tick(loop, timeout_ms < 0 ? -1 : timeout_ms * 1000000);
-    loop->running--;
+    run_end(loop);
     return 0;
 }
 
