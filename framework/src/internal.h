@@ -106,10 +106,11 @@ struct tl_loop {
     int wake_fd;
     _Atomic bool sleeping;
     _Atomic bool wake_sent;
-    _Atomic(tl_task *) completed; /* stack of finished tasks, pushed from any thread */
-    _Atomic(tl_call *) calls;     /* stack of thread-safe calls */
-    tl_task *all_head, *all_tail; /* [loop] unfinished tasks, oldest first */
-    tl_recycler *task_blocks;     /* freed tasks, for the loop's next ones */
+    _Atomic(tl_task *) completed;   /* stack of finished tasks, pushed from any thread */
+    tl_task *done_head, *done_tail; /* [loop] finished on the running thread itself */
+    _Atomic(tl_call *) calls;       /* stack of thread-safe calls */
+    tl_task *all_head, *all_tail;   /* [loop] unfinished tasks, oldest first */
+    tl_recycler *task_blocks;       /* freed tasks, for the loop's next ones */
     size_t nelsewhere; /* [loop] unfinished tasks not inline: workers or others finish them */
     tl_task *ready_head, *ready_tail; /* [loop] inline tasks to run */
     tl_chunk *submit;                 /* [loop] pool tasks not yet handed over */

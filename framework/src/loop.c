@@ -101,11 +101,24 @@ static void run_calls(tl_loop *loop)
 }
 
 /* Finalizes the tasks finished since the last look, oldest completion first. */
+static void finalize_list(tl_task *t)
+{
+    while (t) {
+        tl_task *next = t->done_next;
+        tl__task_finalize(t);
+        t = next;
+    }
+}
+
+/* Finalizes what finished so far, on this thread and others, each in finishing order;
+ * what the callbacks finish waits for the next call. */
 static bool drain_completed(tl_loop *loop)
 {
     tl_task *t = atomic_exchange(&loop->completed, NULL);
-    if (!t)
+    tl_task *local = loop->done_head;
+    if (!t && !local)
         return false;
+    loop->done_head = loop->done_tail = NULL;
     loop->drained_ns = tl__clock_ns(); /* one clock read for the lot */
     tl_task *rev = NULL;
     while (t) {
@@ -114,11 +127,8 @@ static bool drain_completed(tl_loop *loop)
         rev = t;
         t = next;
     }
-    while (rev) {
-        tl_task *next = rev->done_next;
-        tl__task_finalize(rev);
-        rev = next;
-    }
+    finalize_list(local);
+    finalize_list(rev);
     return true;
 }
 
@@ -262,6 +272,16 @@ void tl__loop_wake(tl_loop *loop)
 
 void tl__loop_push_completed(tl_loop *loop, tl_task *task)
 {
+    /* Inline tasks finish on the running thread: no atomic and no wake-up for them. */
+    if (atomic_load_explicit(&loop->runner, memory_order_relaxed) == tl__thread_token()) {
+        task->done_next = NULL;
+        if (loop->done_tail)
+            loop->done_tail->done_next = task;
+        else
+            loop->done_head = task;
+        loop->done_tail = task;
+        return;
+    }
     tl_task *head = atomic_load_explicit(&loop->completed, memory_order_relaxed);
     do {
         task->done_next = head;
@@ -296,11 +316,10 @@ void tl_loop_stop(tl_loop *loop)
     tl__loop_wake(loop);
 }
 
-/* Sleeps in ppoll until woken or timeout_ns passes (negative: no limit). */
-/* True when a completion, a call or a stop is waiting. */
+/* Loop thread: true when a completion, a call or a stop is waiting. */
 static bool has_work(tl_loop *loop)
 {
-    return atomic_load(&loop->completed) || atomic_load(&loop->calls) ||
+    return loop->done_head || atomic_load(&loop->completed) || atomic_load(&loop->calls) ||
            atomic_load(&loop->stop_flag);
 }
 
@@ -331,6 +350,7 @@ static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
     return false;
 }
 
+/* Sleeps in ppoll until woken or timeout_ns passes (negative: no limit). */
 static void sleep_until_woken(tl_loop *loop, int64_t timeout_ns)
 {
     if (timeout_ns != 0 && spin_for_work(loop, timeout_ns))
