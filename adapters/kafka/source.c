@@ -50,9 +50,8 @@ struct tl_source {
     pthread_t thread;
     bool started, stopped;
     atomic_bool running;
-    atomic_bool closing;       /* stop() is closing the consumer: no revoked events */
-    atomic_size_t outstanding; /* delivered, not yet released */
-    tl_recycler *wrappers;     /* kmsg blocks: taken by the poll thread, given back on release */
+    atomic_bool closing;   /* stop() is closing the consumer: no revoked events */
+    tl_recycler *wrappers; /* kmsg blocks: taken by the poll thread, given back on release */
     pthread_mutex_t lock;
     bool paused; /* guarded by lock */
 };
@@ -260,7 +259,6 @@ static void src_release(tl_source *s, tl_msg *msg);
 
 static void deliver(tl_source *s, size_t n)
 {
-    atomic_fetch_add(&s->outstanding, n);
     if (s->ev.deliver) {
         s->ev.deliver(s->ev.rt, s, s->batch, n);
         return;
@@ -523,7 +521,6 @@ static void src_release(tl_source *s, tl_msg *msg)
     if (k->hdrs != k->inline_hdrs)
         free(k->hdrs);
     tl_recycler_put(s->wrappers, k);
-    atomic_fetch_sub(&s->outstanding, 1);
 }
 
 static void src_stop(tl_source *s)
