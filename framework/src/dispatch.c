@@ -142,6 +142,12 @@ static void chain_more(tl_lane *lane)
     tl_task *from = lane->nchained ? lane->chain_last->task : busy->task;
     tl_rec *r = lane->nchained ? lane->chain_last->lane_next : lane->head;
     while (r && lane->nchained < TL_CHAIN_DEPTH) {
+        /* A runner that went through the whole chain closed its end: the loop starts
+         * the next when it settles the last. Without this look each intake into the
+         * lane would make and undo a task until then (a million for a million
+         * messages when the worker keeps up with a no-op handler). */
+        if (tl__task_chain_closed(from))
+            return;
         if (!attempt_new(r, TL__TASK_HELD))
             return;
         if (!tl__task_chain(from, r->task)) {

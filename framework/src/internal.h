@@ -157,6 +157,9 @@ void tl__task_run(tl_task *task);
  * False when prev already finished and its runner looked for a successor. */
 bool tl__task_chain(tl_task *prev, tl_task *next);
 
+/* Any thread: true when prev's successor slot is claimed, so chaining to it fails. */
+bool tl__task_chain_closed(tl_task *prev);
+
 /* Loop thread: claims prev's successor; the held task (with the slot's reference,
  * which the caller now owns) or NULL when prev's runner took it or there is none. */
 tl_task *tl__task_unchain(tl_task *prev);

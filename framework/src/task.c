@@ -100,6 +100,11 @@ bool tl__task_chain(tl_task *prev, tl_task *next)
     return false;
 }
 
+bool tl__task_chain_closed(tl_task *prev)
+{
+    return atomic_load_explicit(&prev->next_run, memory_order_relaxed) == TL__CHAIN_TAKEN;
+}
+
 tl_task *tl__task_unchain(tl_task *prev)
 {
     tl_task *s = atomic_exchange(&prev->next_run, TL__CHAIN_TAKEN);
