@@ -125,6 +125,10 @@ struct tl_lane {
     size_t nchained;
     tl_task *chain_from;
     tl_rec *chain_last;
+    /* The attempt at the chain's end (chain_last's, or busy's) had its slot closed by
+     * its runner: nothing more can be chained until the end changes. Remembered so
+     * that intake does not read that task's slot, written on another core, each time. */
+    bool end_closed;
     tl_lane *next; /* hash bucket chain */
 };
 
