@@ -9,7 +9,9 @@
  *   GET /readyz   200 "ok" once started, while not draining and healthy (the
  *                 stuck-worker cap is not exceeded), else 503 with the reason
  *   GET /tasks    asyncio's all_tasks() as JSON: {"total", "truncated", "tasks": [...]},
- *                 at most TASKS_CAP entries, oldest first
+ *                 at most TASKS_CAP entries, oldest first, each {id, state, age_ms,
+ *                 name} and, for a handler's task, "message": {handler, origin,
+ *                 partition, offset, attempt, stalled}
  * Any other path is 404; any other method on these paths is 405.
  *
  * The socket is bound here rather than by libmicrohttpd, so that a taken port or a bad
@@ -413,6 +415,9 @@ typedef struct snap_entry {
     tl_task_state state;
     int64_t age_ms;
     char *name; /* a copy; NULL when unnamed */
+    bool has_msg;
+    tl_task_message msg;
+    char *handler, *origin; /* copies of msg's */
 } snap_entry;
 
 typedef struct snap_req {
@@ -433,8 +438,11 @@ static void snap_unref(snap_req *r)
     pthread_mutex_unlock(&r->mu);
     if (!last)
         return;
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; i < r->n; i++) {
         free(r->items[i].name);
+        free(r->items[i].handler);
+        free(r->items[i].origin);
+    }
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -455,6 +463,12 @@ static void snap_on_loop(tl_loop *loop, void *arg)
             r->items[i].state = r->info[i].state;
             r->items[i].age_ms = r->info[i].age_ms;
             r->items[i].name = r->info[i].name ? strdup(r->info[i].name) : NULL;
+            snap_entry *e = &r->items[i];
+            e->has_msg = tl__task_message(r->info[i].task, &e->msg);
+            if (e->has_msg) {
+                e->handler = strdup(e->msg.handler);
+                e->origin = e->msg.origin ? strdup(e->msg.origin) : NULL;
+            }
         }
         pthread_mutex_lock(&r->mu);
         r->total = total;
@@ -518,9 +532,17 @@ static char *snap_json(const snap_req *r)
     json_object_set_new(root, "truncated", json_boolean(r->total > r->n));
     for (size_t i = 0; i < r->n; i++) {
         const snap_entry *e = &r->items[i];
-        json_array_append_new(list, json_pack("{s:I, s:s, s:I, s:s?}", "id", (json_int_t)e->id,
-                                              "state", tl_task_state_name(e->state), "age_ms",
-                                              (json_int_t)e->age_ms, "name", e->name));
+        json_t *t = json_pack("{s:I, s:s, s:I, s:s?}", "id", (json_int_t)e->id, "state",
+                              tl_task_state_name(e->state), "age_ms", (json_int_t)e->age_ms, "name",
+                              e->name);
+        /* A handler's task says which message it works on. */
+        if (t && e->has_msg)
+            json_object_set_new(t, "message",
+                                json_pack("{s:s?, s:s?, s:i, s:I, s:i, s:b}", "handler", e->handler,
+                                          "origin", e->origin, "partition", (int)e->msg.partition,
+                                          "offset", (json_int_t)e->msg.offset, "attempt",
+                                          (int)e->msg.attempt, "stalled", e->msg.stalled));
+        json_array_append_new(list, t);
     }
     json_object_set_new(root, "tasks", list);
     char *text = json_dumps(root, JSON_INDENT(1));

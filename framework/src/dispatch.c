@@ -256,6 +256,22 @@ static int run_handler(tl_task *task, void *arg)
     return rec->route->cfg->fn(task, rec->msg, rec->route->cfg->user);
 }
 
+bool tl__task_message(const tl_task *task, tl_task_message *out)
+{
+    if (task->fn != run_handler)
+        return false;
+    const tl_rec *rec = task->arg;
+    /* A stalled attempt still running belongs to an earlier attempt of its record. */
+    bool stalled = rec->stuck == task;
+    *out = (tl_task_message){.handler = rec->route->cfg->handler,
+                             .origin = rec->msg->origin,
+                             .partition = rec->msg->partition,
+                             .offset = rec->msg->offset,
+                             .attempt = stalled ? rec->stuck_attempt : rec->attempt,
+                             .stalled = stalled};
+    return true;
+}
+
 const char *tl_handler_param(const tl_task *task, const char *name, const char *def)
 {
     const tl_rec *rec = task->arg;
@@ -479,6 +495,7 @@ static void stall(tl_rec *rec)
         tl_task_cancel(task);
     rec->task = NULL;
     rec->stuck = task;
+    rec->stuck_attempt = rec->attempt;
     rec->stalled_at_ms = tl_loop_now(svc->loop);
     if (tl_task_add_done_callback(task, on_late, rec) != 0)
         rec->stuck = NULL; /* cannot happen on a live loop; never leak the record */

@@ -90,9 +90,10 @@ struct tl_rec {
     tl_rec_state state;
     unsigned attempt;
     int64_t first_seen_ms;
-    tl_task *task;        /* the current attempt */
-    tl_task *stuck;       /* a stalled attempt still running (holds a worker) */
-    bool replaced_worker; /* a worker was added for the stuck attempt */
+    tl_task *task;          /* the current attempt */
+    tl_task *stuck;         /* a stalled attempt still running (holds a worker) */
+    unsigned stuck_attempt; /* which attempt that is */
+    bool replaced_worker;   /* a worker was added for the stuck attempt */
     bool stalled;
     int last_err;
     char *err_text;
@@ -185,6 +186,18 @@ struct tl_service {
 
 /* dispatch.c: takes a batch of delivered messages into the runtime. */
 void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n);
+
+/* What a handler task works on, for /tasks. */
+typedef struct tl_task_message {
+    const char *handler, *origin; /* borrowed from the route and the message */
+    int32_t partition;
+    int64_t offset;
+    unsigned attempt; /* of the task itself: 1 for the first */
+    bool stalled;     /* past its timeout and still running */
+} tl_task_message;
+
+/* Loop thread: fills out and returns true when task runs a route's handler. */
+bool tl__task_message(const tl_task *task, tl_task_message *out);
 
 /* dispatch.c: the record is settled: bookkeeping, lane release, commit position. */
 void tl__rec_settle(tl_rec *rec);

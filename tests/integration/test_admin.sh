@@ -152,10 +152,16 @@ doc = json.load(open(sys.argv[1]))
 assert doc["total"] == 3 and doc["truncated"] is False, doc
 assert len(doc["tasks"]) == 3, doc
 for t in doc["tasks"]:
-    assert set(t) == {"id", "state", "age_ms", "name"}, t
+    assert set(t) == {"id", "state", "age_ms", "name", "message"}, t
     assert t["state"] == "running" and t["age_ms"] >= 0 and t["id"] > 0, t
+# The holds are partition 1's last three messages, after its ten "ok" ones.
+msgs = sorted((t["message"]["offset"], t["message"]) for t in doc["tasks"])
+assert [o for o, _ in msgs] == [10, 11, 12], msgs
+for _, m in msgs:
+    assert m == {"handler": "driver", "origin": "admin_in", "partition": 1,
+                 "offset": m["offset"], "attempt": 1, "stalled": False}, m
 EOF
-pass "/tasks is JSON listing the 3 running handlers"
+pass "/tasks is JSON listing the 3 running handlers and the message each works on"
 
 [[ $(status /nope) == 404 ]] || fail "an unknown path is not 404"
 [[ $(status /metrics/x) == 404 ]] || fail "/metrics/x is not 404"
