@@ -12,6 +12,12 @@
  *       messages per topic, so a producer thread fills a fresh topic per consumer
  *       while it consumes, staying at most 50,000 messages ahead of it.
  *
+ * Both consumers of a mock run fetch with fetch.wait.max.ms 10 (FETCH_WAIT_MOCK): the
+ * consumer keeps catching up with the producer there, and the mock cluster answers a
+ * fetch at the end of the log only after the whole wait (500 ms by default) even when
+ * messages arrive meanwhile, so rounds spent most of their time waiting (about
+ * 180,000 msgs/s whatever the consumer).
+ *
  * Every consumer runs --rounds times (3 by default), the variants taking turns, and
  * its best round counts: on a small shared machine one round's figures move by tens
  * of percent, and taking turns exposes every variant to the same drift.
@@ -33,6 +39,7 @@
 #define RUN_TIMEOUT_MS 180000
 #define MAX_AHEAD 50000
 #define MSG_SIZE 100
+#define FETCH_WAIT_MOCK "10"
 
 typedef struct variant {
     const char *name;
@@ -76,16 +83,17 @@ static uint64_t consumed_so_far(progress *p)
 
 /* ---------------------------------------------------------------- the plain loop */
 
-static rd_kafka_t *plain_consumer(const char *brokers, const char *group, const char *topic)
+static rd_kafka_t *plain_consumer(const bench_args *a, const char *group, const char *topic)
 {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *kv[][2] = {{"bootstrap.servers", brokers},
+    const char *kv[][2] = {{"bootstrap.servers", a->brokers},
                            {"group.id", group},
                            {"auto.offset.reset", "earliest"},
                            {"enable.auto.offset.store", "false"},
                            /* as the taskloop source sets it (adapters/kafka/source.c) */
-                           {"queued.min.messages", "1000000"}};
+                           {"queued.min.messages", "1000000"},
+                           {"fetch.wait.max.ms", a->mock ? FETCH_WAIT_MOCK : "500"}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
             fprintf(stderr, "kafka_throughput: %s\n", err);
@@ -109,7 +117,7 @@ static rd_kafka_t *plain_consumer(const char *brokers, const char *group, const 
 /* Returns the seconds from the first message to the n-th, or -1 on timeout. */
 static double run_plain(const bench_args *a, const char *group, const char *topic, progress *p)
 {
-    rd_kafka_t *rk = plain_consumer(a->brokers, group, topic);
+    rd_kafka_t *rk = plain_consumer(a, group, topic);
     if (!rk)
         return -1;
     uint64_t got = 0;
@@ -153,10 +161,11 @@ static double run_taskloop(const bench_args *a, const variant *v, const char *gr
              "loop: { workers: 2 }\n"
              "sources:\n"
              "  in: { type: kafka, brokers: \"%s\", group: \"%s\", topics: [\"%s\"],\n"
-             "        kafka: { auto.offset.reset: earliest } }\n"
+             "        kafka: { auto.offset.reset: earliest, fetch.wait.max.ms: %s } }\n"
              "routes:\n"
              "  - { source: in, handler: noop, ordering: %s, inline: %s, timeout: 30s }\n",
-             a->brokers, group, topic, v->ordering, v->run_inline ? "true" : "false");
+             a->brokers, group, topic, a->mock ? FETCH_WAIT_MOCK : "500", v->ordering,
+             v->run_inline ? "true" : "false");
     bench_svc b;
     double secs = -1;
     if (bench_svc_start(&b, reg, yaml) == 0) {
