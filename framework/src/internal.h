@@ -153,8 +153,9 @@ void tl__task_finalize(tl_task *task);
  * a success it goes on with the held successors chained to it. */
 void tl__task_run(tl_task *task);
 
-/* Loop thread: makes held task next run right after prev succeeds, on prev's thread.
- * False when prev already finished and its runner looked for a successor. */
+/* Loop thread: makes held task next run right after prev succeeds, on prev's thread,
+ * and takes over next's launch reference (dropped when it fails). False when prev
+ * already finished and its runner looked for a successor. */
 bool tl__task_chain(tl_task *prev, tl_task *next);
 
 /* Any thread: true when prev's successor slot is claimed, so chaining to it fails. */

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags)
+/* refs: the caller's and the loop's, plus one for a task about to be launched or
+ * chained (the pool chunk's, the ready queue's or the slot's). */
+static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags, int refs)
 {
     if (!loop || loop->closed)
         return NULL;
@@ -27,7 +29,7 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     if (!t)
         return NULL;
     atomic_init(&t->state, TL_TASK_PENDING);
-    atomic_init(&t->refs, 2); /* the caller's and the loop's */
+    atomic_init(&t->refs, refs);
     atomic_init(&t->cancel_req, false);
     atomic_init(&t->finished, false);
     t->loop = loop;
@@ -58,30 +60,44 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     return t;
 }
 
+/* Inline tasks, and every task of a loop without workers, run on the loop thread. */
+static bool runs_on_loop(const tl_loop *loop, unsigned flags)
+{
+    return (flags & TL_TASK_INLINE) || loop->pool.nominal == 0;
+}
+
+/* Queues a task for the loop thread; the ready queue holds no reference of its own. */
+static void ready_push(tl_loop *loop, tl_task *t)
+{
+    if (loop->ready_tail)
+        loop->ready_tail->next = t;
+    else
+        loop->ready_head = t;
+    loop->ready_tail = t;
+}
+
 tl_task *tl_task_create_ex(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags)
 {
     if (!fn)
         return NULL;
-    tl_task *t = task_new(loop, fn, arg, flags);
+    bool on_loop = !(flags & TL__TASK_HELD) && runs_on_loop(loop, flags);
+    tl_task *t = task_new(loop, fn, arg, flags, on_loop ? 2 : 3);
     if (!t)
         return NULL;
-    if (flags & TL__TASK_HELD)
-        return t;
-    tl__task_launch(tl_task_retain(t));
+    if (on_loop)
+        ready_push(loop, t);
+    else if (!(flags & TL__TASK_HELD))
+        tl__task_launch(t);
+    /* A held task's third reference goes with it when it is chained or launched. */
     return t;
 }
 
 void tl__task_launch(tl_task *t)
 {
     tl_loop *loop = t->loop;
-    if ((t->flags & TL_TASK_INLINE) || loop->pool.nominal == 0) {
-        /* The ready queue holds no reference: the loop's own keeps the task alive. */
-        tl_task_release(t);
-        if (loop->ready_tail)
-            loop->ready_tail->next = t;
-        else
-            loop->ready_head = t;
-        loop->ready_tail = t;
+    if (runs_on_loop(loop, t->flags)) {
+        tl_task_release(t); /* the loop's own reference keeps it alive */
+        ready_push(loop, t);
         return;
     }
     if (tl__loop_submit(loop, t) != 0) { /* the reference was to be the chunk's */
@@ -93,10 +109,9 @@ void tl__task_launch(tl_task *t)
 bool tl__task_chain(tl_task *prev, tl_task *next)
 {
     tl_task *expect = NULL;
-    tl_task_retain(next); /* the slot's */
     if (atomic_compare_exchange_strong(&prev->next_run, &expect, next))
         return true;
-    tl_task_release(next);
+    tl_task_release(next); /* the reference the slot would have kept */
     return false;
 }
 
@@ -118,7 +133,7 @@ tl_task *tl_task_create(tl_loop *loop, tl_task_fn fn, void *arg)
 
 tl_task *tl_future_create(tl_loop *loop)
 {
-    return task_new(loop, NULL, NULL, 0);
+    return task_new(loop, NULL, NULL, 0, 2);
 }
 
 tl_task *tl_task_retain(tl_task *task)
@@ -339,9 +354,10 @@ void tl__task_finalize(tl_task *task)
     if (atomic_load(&task->state) == TL_TASK_CANCELLED || atomic_load(&task->cancel_req)) {
         task->result = NULL;
         task->err = TL_ECANCELED;
-        atomic_store(&task->state, TL_TASK_CANCELLED);
+        atomic_store_explicit(&task->state, TL_TASK_CANCELLED, memory_order_release);
     } else {
-        atomic_store(&task->state, TL_TASK_DONE);
+        /* Release publishes result and err to readers of the state on other threads. */
+        atomic_store_explicit(&task->state, TL_TASK_DONE, memory_order_release);
     }
     if (task->all_prev)
         task->all_prev->all_next = task->all_next;
