@@ -23,6 +23,7 @@ stall_n=${BENCH_STALL_N:-1000}
 mem_n=${BENCH_MEMORY_N:-100000}
 kafka_port=${BENCH_KAFKA_PORT:-29092}
 zmq_port=${BENCH_ZMQ_PORT:-29557}
+rounds=${BENCH_ROUNDS:-3}
 
 log=$(mktemp)
 broker_dir=""
@@ -61,7 +62,7 @@ if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
     "$root/scripts/kafka-broker.sh" topic "$broker_dir" bench 8 >/dev/null 2>&1 &&
     "$build/cmd/taskloop/taskloop" produce --brokers "$brokers" --to kafka:bench \
       -n "$kafka_n" --size 100 --partitions 8 >/dev/null 2>&1; then
-    run 900 "$bin/kafka_throughput" --brokers "$brokers" --topic bench -n "$kafka_n"
+    run 900 "$bin/kafka_throughput" --brokers "$brokers" --topic bench -n "$kafka_n" --rounds "$rounds"
   else
     echo "== kafka_throughput (real broker): SKIPPED, the broker did not start or fill:"
     tail -n 5 "$log"
@@ -76,8 +77,8 @@ else
   echo
 fi
 
-run 900 "$bin/kafka_throughput" --mock -n "$kafka_mock_n"
-run 900 "$bin/zmq_throughput" -n "$zmq_n" --port "$zmq_port"
+run 900 "$bin/kafka_throughput" --mock -n "$kafka_mock_n" --rounds "$rounds"
+run 900 "$bin/zmq_throughput" -n "$zmq_n" --port "$zmq_port" --rounds "$rounds"
 run 300 "$bin/stall_latency" -n "$stall_n"
 run 300 "$bin/inflight_memory" -n "$mem_n"
 run 900 "$bin/scale" -n "$scale_n"

@@ -3,7 +3,10 @@
  *
  * Thread rules:
  *  - open, start, pause, commit, stop and close come from the loop thread (adapter.h);
- *    release may come from any thread (rd_kafka_message_destroy is thread-safe).
+ *    release may come from any thread: it pushes the wrapper onto `released`, and the
+ *    poll thread destroys the librdkafka message before its next poll (stop and close
+ *    do it once the poll thread has ended). The loop thread, which releases nearly
+ *    every message, so never pays for rd_kafka_message_destroy and its free().
  *  - One poll thread of the source's own calls rd_kafka_consumer_poll. librdkafka runs
  *    the rebalance and error callbacks inside that call, so deliver, assigned, revoked
  *    and error are all raised from the poll thread, one at a time.
@@ -34,6 +37,7 @@
 typedef struct kmsg {
     tl_msg msg; /* first, so release() can map a tl_msg back */
     rd_kafka_message_t *rkm;
+    struct kmsg *next_released;
     tl_header *hdrs; /* inline, or allocated when there are more */
     tl_header inline_hdrs[KMSG_HEADERS];
 } kmsg;
@@ -50,8 +54,9 @@ struct tl_source {
     pthread_t thread;
     bool started, stopped;
     atomic_bool running;
-    atomic_bool closing;   /* stop() is closing the consumer: no revoked events */
-    tl_recycler *wrappers; /* kmsg blocks: taken by the poll thread, given back on release */
+    atomic_bool closing;      /* stop() is closing the consumer: no revoked events */
+    tl_recycler *wrappers;    /* kmsg blocks: the poll thread's */
+    _Atomic(kmsg *) released; /* released wrappers whose message is not destroyed yet */
     pthread_mutex_t lock;
     bool paused; /* guarded by lock */
 };
@@ -257,6 +262,21 @@ static bool take(tl_source *s, rd_kafka_message_t *rkm, size_t *n)
 
 static void src_release(tl_source *s, tl_msg *msg);
 
+/* Destroys the messages of released wrappers and recycles the wrappers. The poll
+ * thread only, or the loop thread once the poll thread has ended: the recycler's. */
+static void destroy_released(tl_source *s)
+{
+    kmsg *k = atomic_exchange_explicit(&s->released, NULL, memory_order_acquire);
+    while (k) {
+        kmsg *next = k->next_released;
+        rd_kafka_message_destroy(k->rkm);
+        if (k->hdrs != k->inline_hdrs)
+            free(k->hdrs);
+        tl_recycler_put_owned(s->wrappers, k);
+        k = next;
+    }
+}
+
 static void deliver(tl_source *s, size_t n)
 {
     if (s->ev.deliver) {
@@ -279,6 +299,7 @@ static void *poll_main(void *arg)
     tl_source *s = arg;
     while (atomic_load(&s->running)) {
         size_t n = 0;
+        destroy_released(s);
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(s->rk, s->poll_ms);
         if (rkm)
             take(s, rkm, &n);
@@ -517,10 +538,11 @@ static void src_release(tl_source *s, tl_msg *msg)
     if (!msg)
         return;
     kmsg *k = (kmsg *)msg;
-    rd_kafka_message_destroy(k->rkm);
-    if (k->hdrs != k->inline_hdrs)
-        free(k->hdrs);
-    tl_recycler_put(s->wrappers, k);
+    kmsg *head = atomic_load_explicit(&s->released, memory_order_relaxed);
+    do {
+        k->next_released = head;
+    } while (!atomic_compare_exchange_weak_explicit(&s->released, &head, k, memory_order_release,
+                                                    memory_order_relaxed));
 }
 
 static void src_stop(tl_source *s)
@@ -532,6 +554,7 @@ static void src_stop(tl_source *s)
         atomic_store(&s->running, false);
         pthread_join(s->thread, NULL);
     }
+    destroy_released(s);
     atomic_store(&s->closing, true);
     rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -547,6 +570,7 @@ static void src_close(tl_source *s)
     if (!s)
         return;
     src_stop(s);
+    destroy_released(s); /* released after stop: rd_kafka_destroy waits for every message */
     if (s->queue)
         rd_kafka_queue_destroy(s->queue);
     rd_kafka_destroy(s->rk);
