@@ -40,6 +40,10 @@ struct tl_task {
     _Atomic int refs;        /* [atomic] */
     _Atomic bool cancel_req; /* [atomic] cancellation asked while running */
     _Atomic bool finished;   /* [atomic] claimed by exactly one completion */
+    /* Set by a runner that completed the task with the reference it ran it with: the
+     * loop drops that one too when it finalizes, so the worker never touches the task
+     * again and the loop, not the worker, gives it back (see tl__task_run). */
+    bool pass_ref;
     tl_loop *loop;
     tl_task_fn fn;
     void *arg;
@@ -150,8 +154,10 @@ int tl__loop_run_until(tl_loop *loop, const bool *flag);
 void tl__task_finalize(tl_task *task);
 
 /* Worker side: runs a claimed task's function and completes it unless pending; after
- * a success it goes on with the held successors chained to it. */
-void tl__task_run(tl_task *task);
+ * a success it goes on with the held successors chained to it. owned: the caller holds
+ * a reference for the task (the pool chunk's) and hands it over: the run drops it or
+ * passes it to the loop with the completion. */
+void tl__task_run(tl_task *task, bool owned);
 
 /* Loop thread: makes held task next run right after prev succeeds, on prev's thread,
  * and takes over next's launch reference (dropped when it fails). False when prev

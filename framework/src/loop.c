@@ -142,7 +142,7 @@ static bool run_ready(tl_loop *loop)
     while (t) {
         tl_task *next = t->next;
         t->next = NULL;
-        tl__task_run(t);
+        tl__task_run(t, false); /* the ready queue holds no reference */
         t = next;
     }
     return true;

@@ -118,8 +118,7 @@ static void *worker_main(void *arg)
     bool left = false;
     tl_task *t;
     while ((t = claim(pool, &held, &left)) != NULL) {
-        tl__task_run(t);
-        tl_task_release(t); /* the reference the chunk held */
+        tl__task_run(t, true); /* with the reference the chunk held */
         /* A replacement worker was started while this one was stuck; one leaves. */
         if (pool->alive > pool->nominal) {
             pthread_mutex_lock(&pool->mu);

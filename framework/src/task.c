@@ -32,6 +32,7 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     atomic_init(&t->refs, refs);
     atomic_init(&t->cancel_req, false);
     atomic_init(&t->finished, false);
+    t->pass_ref = false;
     t->loop = loop;
     t->fn = fn;
     t->arg = arg;
@@ -175,8 +176,13 @@ static int finish(tl_task *task, void *result, int err)
     return 0;
 }
 
-/* Runs one task; true when its function succeeded and this call completed it. */
-static bool run_one(tl_task *task)
+/*
+ * Runs one task. True when this call completed it: then the task belongs to the loop
+ * (with the caller's reference when owned) and is not touched again; *next is its
+ * successor when it succeeded, claimed before the completion is published, while the
+ * task is still certainly alive.
+ */
+static bool run_one(tl_task *task, bool owned, tl_task **next)
 {
     int expect = TL_TASK_PENDING;
     if (!atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_RUNNING))
@@ -187,22 +193,23 @@ static bool run_one(tl_task *task)
     if (task->flags & TL__TASK_TIMED)
         atomic_store_explicit(&task->started_ns, tl__clock_ns(), memory_order_relaxed);
     int rc = task->fn(task, task->arg);
-    if (rc == TL_PENDING)
-        return false;
-    return finish(task, rc == 0 ? task->fn_result : NULL, rc > 0 ? TL_EFAIL : rc) == 0 && rc == 0 &&
-           !atomic_load(&task->cancel_req);
+    if (rc == TL_PENDING || atomic_exchange(&task->finished, true))
+        return false; /* pending, or completed meanwhile from outside */
+    task->result = rc == 0 ? task->fn_result : NULL;
+    task->err = rc > 0 ? TL_EFAIL : rc;
+    if (rc == 0 && !atomic_load(&task->cancel_req) && (task->flags & TL__TASK_CHAINED))
+        *next = tl__task_unchain(task);
+    task->pass_ref = owned;
+    tl__loop_push_completed(task->loop, task);
+    return true;
 }
 
-void tl__task_run(tl_task *task)
+void tl__task_run(tl_task *task, bool owned)
 {
-    /* The caller's reference covers the first task; successors come with the slot's.
-     * Reading next_run after finish() is safe: the caller's reference is still held. */
-    bool owned = false;
+    /* Successors come with their slot's reference. */
     while (task) {
         tl_task *next = NULL;
-        if (run_one(task) && (task->flags & TL__TASK_CHAINED))
-            next = tl__task_unchain(task);
-        if (owned)
+        if (!run_one(task, owned, &next) && owned)
             tl_task_release(task);
         task = next;
         owned = true;
@@ -377,7 +384,10 @@ void tl__task_finalize(tl_task *task)
         tl__task_unlink(task, n);
         n->fn(task, n);
     }
-    tl_task_release(task);
+    /* The loop's reference, and the runner's when it passed it with the completion. */
+    int n = task->pass_ref ? 2 : 1;
+    if (atomic_fetch_sub_explicit(&task->refs, n, memory_order_acq_rel) == n)
+        tl__task_free(task);
 }
 
 /* ---------------------------------------------------------------- user callbacks */
