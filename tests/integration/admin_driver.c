@@ -1,7 +1,9 @@
 /*
  * A service with an admin endpoint, for test_admin.sh: the memory adapter feeds it
- * messages whose payload picks what the handler does ("ok", "fail", "hold"), so that
- * every counter has something to show and /tasks has tasks still running.
+ * messages whose payload picks what the handler does ("ok", "fail", "hold", "stuck"),
+ * so that every counter has something to show and /tasks has tasks still running. The
+ * one "stuck" message comes from a second source whose route times out after 200 ms:
+ * it stalls, is rerouted, and its handler keeps its worker (a replacement is started).
  *
  * Usage: admin_driver [HOST:PORT]   (default 127.0.0.1:0)
  * Prints "port N" once the endpoint listens, runs until its standard input closes
@@ -30,6 +32,7 @@
 #define N_OK 20
 #define N_FAIL 2
 #define N_HOLD 3
+#define SLOW_TOPIC "admin_slow"
 
 static atomic_bool released;
 static atomic_bool finished; /* the run returned: the watcher must let go */
@@ -41,7 +44,8 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* "hold" keeps its worker until the driver stops, so /tasks lists it as running. */
+/* "hold" keeps its worker until the driver stops (or its cancellation), so /tasks
+ * lists it as running. */
 static int handler(tl_task *task, const tl_msg *msg, void *user)
 {
     (void)user;
@@ -51,6 +55,12 @@ static int handler(tl_task *task, const tl_msg *msg, void *user)
     }
     if (msg->len == 4 && memcmp(msg->payload, "hold", 4) == 0) {
         while (!atomic_load(&released) && !tl_cancelled(task))
+            sleep_ms(5);
+        return 0;
+    }
+    /* "stuck" ignores its cancellation: it holds its worker until the driver stops. */
+    if (msg->len == 5 && memcmp(msg->payload, "stuck", 5) == 0) {
+        while (!atomic_load(&released))
             sleep_ms(5);
         return 0;
     }
@@ -111,18 +121,21 @@ static int push_all(void)
         snprintf(key, sizeof(key), "h%d", i);
         off = tl_memory_push(TOPIC, 1, key, "hold", 4);
     }
+    if (off >= 0)
+        off = tl_memory_push(SLOW_TOPIC, 0, NULL, "stuck", 5);
     return off < 0 ? (int)off : 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *listen = argc > 1 ? argv[1] : "127.0.0.1:0";
-    char yaml[1024];
+    char yaml[2048];
     snprintf(yaml, sizeof(yaml),
              "service: admin-test\n"
              "loop: { workers: 8, drain_timeout: 5s }\n"
              "sources:\n"
              "  in: { type: memory, name: %s, partitions: 2 }\n"
+             "  slow: { type: memory, name: %s, partitions: 1 }\n"
              "routes:\n"
              "  - source: in\n"
              "    handler: driver\n"
@@ -130,8 +143,12 @@ int main(int argc, char **argv)
              "    timeout: 60s\n"
              "    on_stall: { reroute: \"memory:admin_stalled\" }\n"
              "    on_error: { retries: 1, backoff: 10ms, then: \"memory:admin_dlq\" }\n"
+             "  - source: slow\n"
+             "    handler: driver\n"
+             "    timeout: 200ms\n"
+             "    on_stall: { reroute: \"memory:admin_stalled\" }\n"
              "admin: { listen: \"%s\" }\n",
-             TOPIC, listen);
+             TOPIC, SLOW_TOPIC, listen);
     tl_registry *reg = NULL;
     tl_config *cfg = NULL;
     tl_service *svc = NULL;

@@ -48,18 +48,21 @@ status() {
 }
 
 # Every message is consumed, all but the three held ones settled and committed (the
-# runtime commits on its 50ms housekeeping round).
+# runtime commits on its 50ms housekeeping round); the stuck one stalled after 200 ms,
+# was rerouted, and its worker was replaced 100 ms later.
 P0='taskloop_committed_offset{source="in",topic="admin_in",partition="0"} 12'
 for _ in $(seq 100); do
     curl -s "$URL/metrics" >"$TMP/metrics" || true
-    grep -q '^taskloop_consumed_total 25$' "$TMP/metrics" &&
+    grep -q '^taskloop_consumed_total 26$' "$TMP/metrics" &&
         grep -q '^taskloop_in_flight 3$' "$TMP/metrics" &&
+        grep -q '^taskloop_replaced_workers_total 1$' "$TMP/metrics" &&
         grep -qF "$P0" "$TMP/metrics" && break
     sleep 0.1
 done
-grep -q '^taskloop_consumed_total 25$' "$TMP/metrics" || fail "consumed_total never reached 25"
+grep -q '^taskloop_consumed_total 26$' "$TMP/metrics" || fail "consumed_total never reached 26"
 grep -q '^taskloop_in_flight 3$' "$TMP/metrics" || fail "in_flight is not 3"
-pass "/metrics counts the 25 messages, 3 still in flight"
+grep -q '^taskloop_replaced_workers_total 1$' "$TMP/metrics" || fail "the stuck worker was not replaced"
+pass "/metrics counts the 26 messages, 3 still in flight, 1 stuck worker replaced"
 
 [[ $(status /metrics) == 200 ]] || fail "/metrics is not 200"
 curl -s -D "$TMP/headers" -o /dev/null "$URL/metrics"
@@ -122,9 +125,13 @@ assert value("taskloop_completed_total") == 20
 assert value("taskloop_failed_total") == 4  # two messages, two attempts each
 assert value("taskloop_retries_total") == 2
 assert value("taskloop_rerouted_total", 'target="memory:admin_dlq"') == 2
+assert value("taskloop_rerouted_total", 'target="memory:admin_stalled"') == 1
+assert value("taskloop_stalled_total") == 1
+assert value("taskloop_replaced_workers_total") == 1
 assert value("taskloop_healthy") == 1
-assert value("taskloop_workers") == 8
+assert value("taskloop_workers") == 9  # 8 and the stuck one's replacement
 assert value("taskloop_committed_offset", 'source="in",topic="admin_in",partition="0"') == 12
+assert value("taskloop_committed_offset", 'source="slow",topic="admin_slow",partition="0"') == 1
 
 buckets = [(l, v) for n, l, v in samples if n == "taskloop_handler_duration_seconds_bucket"]
 assert buckets and buckets[-1][0] == 'le="+Inf"', "histogram lacks +Inf"
@@ -146,22 +153,28 @@ pass "/readyz 200 while running"
 
 [[ $(status /tasks) == 200 ]] || fail "/tasks is not 200"
 python3 -m json.tool "$TMP/body" >/dev/null || fail "/tasks is not valid JSON"
-python3 - "$TMP/body" <<'EOF' || fail "/tasks does not list the three held handlers"
+python3 - "$TMP/body" <<'EOF' || fail "/tasks does not list the four running handlers"
 import json, sys
 doc = json.load(open(sys.argv[1]))
-assert doc["total"] == 3 and doc["truncated"] is False, doc
-assert len(doc["tasks"]) == 3, doc
+assert doc["total"] == 4 and doc["truncated"] is False, doc
+assert len(doc["tasks"]) == 4, doc
 for t in doc["tasks"]:
     assert set(t) == {"id", "state", "age_ms", "name", "message"}, t
     assert t["state"] == "running" and t["age_ms"] >= 0 and t["id"] > 0, t
-# The holds are partition 1's last three messages, after its ten "ok" ones.
-msgs = sorted((t["message"]["offset"], t["message"]) for t in doc["tasks"])
-assert [o for o, _ in msgs] == [10, 11, 12], msgs
-for _, m in msgs:
-    assert m == {"handler": "driver", "origin": "admin_in", "partition": 1,
-                 "offset": m["offset"], "attempt": 1, "stalled": False}, m
+msgs = sorted((m["origin"], m["offset"]) for m in (t["message"] for t in doc["tasks"]))
+assert msgs == [("admin_in", 10), ("admin_in", 11), ("admin_in", 12), ("admin_slow", 0)], msgs
+for t in doc["tasks"]:
+    m = t["message"]
+    if m["origin"] == "admin_in":
+        # The holds are partition 1's last three messages, after its ten "ok" ones.
+        assert m == {"handler": "driver", "origin": "admin_in", "partition": 1,
+                     "offset": m["offset"], "attempt": 1, "stalled": False}, m
+    else:
+        # Rerouted already, the stuck attempt still holds its worker.
+        assert m == {"handler": "driver", "origin": "admin_slow", "partition": 0,
+                     "offset": 0, "attempt": 1, "stalled": True}, m
 EOF
-pass "/tasks is JSON listing the 3 running handlers and the message each works on"
+pass "/tasks is JSON listing the 4 running handlers, the message each works on, one stalled"
 
 [[ $(status /nope) == 404 ]] || fail "an unknown path is not 404"
 [[ $(status /metrics/x) == 404 ]] || fail "/metrics/x is not 404"
