@@ -10,7 +10,9 @@
  *
  * References: the caller's (from create), the loop's (until finalized), the pool
  * chunk's (until a worker ran the task) and, for a held task chained behind another,
- * its predecessor's next_run slot's (until claimed). The loop's memory stays until the
+ * its predecessor's next_run slot's (until claimed). A runner that completes the task
+ * it ran hands the chunk's or the slot's reference to the loop with the completion
+ * (pass_ref), and the loop drops both at once. The loop's memory stays until the
  * last task referring to it is gone, so a task outliving tl_loop_free stays safe to
  * read; freed tasks go to the loop's recycler, which the loop's last unref frees.
  */
