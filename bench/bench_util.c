@@ -75,8 +75,8 @@ void bench_cpu_read(bench_cpu *c, bool loop_self)
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     c->loop = loop_self ? (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec
                         : bench_thread_cpu_ns("bench-loop");
-    c->source = bench_thread_cpu_ns("tl-") - bench_thread_cpu_ns("tl-worker");
     c->workers = bench_thread_cpu_ns("tl-worker");
+    c->source = bench_thread_cpu_ns("tl-") - c->workers;
     c->rdkafka = bench_thread_cpu_ns("rdk:");
 }
 

@@ -468,6 +468,8 @@ static void snap_on_loop(tl_loop *loop, void *arg)
             if (e->has_msg) {
                 e->handler = strdup(e->msg.handler);
                 e->origin = e->msg.origin ? strdup(e->msg.origin) : NULL;
+                /* Borrowed from the loop's records: not to be read off this thread. */
+                e->msg.handler = e->msg.origin = NULL;
             }
         }
         pthread_mutex_lock(&r->mu);

@@ -132,6 +132,12 @@ struct tl_loop {
 /* A value unique to the calling thread while it lives. */
 const void *tl__thread_token(void);
 
+/* True when the calling thread is running the loop now (see runner). */
+static inline bool tl__on_runner(tl_loop *loop)
+{
+    return atomic_load_explicit(&loop->runner, memory_order_relaxed) == tl__thread_token();
+}
+
 /* Monotonic clock in nanoseconds. */
 int64_t tl__clock_ns(void);
 

@@ -100,7 +100,7 @@ static void run_calls(tl_loop *loop)
     }
 }
 
-/* Finalizes the tasks finished since the last look, oldest completion first. */
+/* Finalizes a list linked through done_next, in its order. */
 static void finalize_list(tl_task *t)
 {
     while (t) {
@@ -273,7 +273,7 @@ void tl__loop_wake(tl_loop *loop)
 void tl__loop_push_completed(tl_loop *loop, tl_task *task)
 {
     /* Inline tasks finish on the running thread: no atomic and no wake-up for them. */
-    if (atomic_load_explicit(&loop->runner, memory_order_relaxed) == tl__thread_token()) {
+    if (tl__on_runner(loop)) {
         task->done_next = NULL;
         if (loop->done_tail)
             loop->done_tail->done_next = task;

@@ -154,7 +154,7 @@ void tl__task_free(tl_task *task)
     free(task->error_text);
     free(task->name);
     /* Given back before the unref: the loop's last unref frees what was given back. */
-    if (atomic_load_explicit(&loop->runner, memory_order_relaxed) == tl__thread_token())
+    if (tl__on_runner(loop))
         tl_recycler_put_owned(loop->task_blocks, task);
     else
         tl_recycler_put(loop->task_blocks, task);
