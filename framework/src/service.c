@@ -191,6 +191,11 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         if (!p)
             continue;
         commit_part(svc, p);
+        /* What was committed may still be lost (a coordinator that went away): when
+         * the partition comes back, its offsets are committed again as they settle. */
+        pthread_mutex_lock(&svc->mu);
+        p->committed = -1;
+        pthread_mutex_unlock(&svc->mu);
         p->assigned = false;
         p->revoking = false;
         p->gen++;

@@ -12,6 +12,8 @@
  *   stuck...  ignores cancellation, returns once the fixture releases it
  *   fail...   fails with the error text "boom OFFSET"
  *   flaky...  fails on attempts 1 and 2, succeeds on the third
+ *   quick, qflaky  as ok (no sleep) and flaky, but only checked against the offset
+ *             order of their partition, without a record each (many run per test)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -90,6 +92,9 @@ typedef struct fx {
     int revoke_rc, assign_rc, active_at_revoke;
     size_t p0_done_at_revoke, p0_calls_at_revoke, p0_calls_while_revoked;
     int64_t committed_at_revoke, committed_mid;
+    _Atomic int64_t quick_next[MAXPARTS]; /* the offset the next quick handler should see */
+    _Atomic int quick_active[MAXPARTS];
+    atomic_uint quick_out_of_order, quick_overlaps;
 } fx;
 
 /* ------------------------------------------------------------ the handler */
@@ -137,9 +142,28 @@ static bool starts_with(const tl_msg *msg, const char *prefix)
     return strncmp(msg->payload, prefix, strlen(prefix)) == 0;
 }
 
+/* quick and qflaky: the partition's attempts come one at a time, in offset order. */
+static int quick(fx *f, tl_task *task, const tl_msg *msg)
+{
+    int32_t p = msg->partition;
+    if (p < 0 || p >= MAXPARTS)
+        return TL_EFAIL;
+    if (atomic_fetch_add(&f->quick_active[p], 1) != 0)
+        atomic_fetch_add(&f->quick_overlaps, 1);
+    if (msg->offset != atomic_load(&f->quick_next[p]))
+        atomic_fetch_add(&f->quick_out_of_order, 1);
+    int rc = starts_with(msg, "qflaky") && tl_handler_attempt(task) < 3 ? TL_EFAIL : 0;
+    if (rc == 0)
+        atomic_store(&f->quick_next[p], msg->offset + 1);
+    atomic_fetch_sub(&f->quick_active[p], 1);
+    return rc;
+}
+
 static int handler(tl_task *task, const tl_msg *msg, void *user)
 {
     fx *f = user;
+    if (starts_with(msg, "quick") || starts_with(msg, "qflaky"))
+        return quick(f, task, msg);
     size_t i = call_begin(f, task, msg);
     int rc = 0;
     bool saw_cancel = false;
@@ -481,6 +505,38 @@ static void partition_ordering_runs_each_partition_one_at_a_time_in_offset_order
         assert_int_equal(f->max_part[p], 1);
     assert_in_offset_order(f, false, 4);
     assert_true(f->max_active >= 2); /* partitions run side by side */
+    assert_balanced(f);
+}
+
+/*
+ * Many messages per partition whose handlers return at once, so that a worker runs
+ * through attempts chained ahead of it faster than the loop chains more, with retried
+ * messages among them: every message runs once per attempt, one at a time per
+ * partition, in offset order, and a retry runs before anything after it.
+ */
+static void partition_ordering_holds_over_long_chains_with_retries_in_them(void **state)
+{
+    fx *f = *state;
+    enum { PARTS = 2, PER_PART = 20000, FLAKY_EVERY = 997 };
+    start(f, "long_chains",
+          (opts){.partitions = PARTS,
+                 .batch = 500,
+                 .max_in_flight = 5000,
+                 .route_extra = "    on_error: { retries: 3, backoff: 1ms }\n"});
+    for (int i = 0; i < PER_PART; i++)
+        for (int p = 0; p < PARTS; p++)
+            push(f, p, NULL, i % FLAKY_EVERY == FLAKY_EVERY - 1 ? "qflaky" : "quick");
+    run(f, script_until_all_settled);
+    int flaky = PER_PART / FLAKY_EVERY;
+    for (int p = 0; p < PARTS; p++) {
+        assert_int_equal(atomic_load(&f->quick_next[p]), PER_PART);
+        assert_int_equal(tl_memory_committed(f->topic, p), PER_PART);
+    }
+    assert_int_equal(atomic_load(&f->quick_out_of_order), 0);
+    assert_int_equal(atomic_load(&f->quick_overlaps), 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, PARTS * PER_PART);
+    assert_int_equal(s.retries, PARTS * 2 * flaky);
     assert_balanced(f);
 }
 
@@ -1016,6 +1072,41 @@ static void revoke_waits_for_running_handlers_commits_them_and_drops_the_queue(v
     assert_balanced(f);
 }
 
+static bool p0_committed_to_the_end(fx *f)
+{
+    return tl_memory_committed(f->topic, 0) == 10;
+}
+
+static void script_commits_lost_then_revoke(fx *f)
+{
+    STEP(wait_for(f, all_settled, 5000));
+    f->revoke_rc = tl_memory_revoke(f->topic, 0); /* its commit is lost too */
+    f->committed_at_revoke = tl_memory_committed(f->topic, 0);
+    tl_memory_lose_commits(f->topic, false);
+    f->assign_rc = tl_memory_assign(f->topic, 0); /* read again from the start */
+    STEP(wait_stat(f, STAT(completed), 20, 5000));
+    STEP(wait_for(f, p0_committed_to_the_end, 5000));
+}
+
+/* Kafka stores offsets and a coordinator that goes away can lose them: a partition
+ * assigned again is delivered from the older position, and once those messages
+ * settle again their offsets are committed again, not taken as done already. */
+static void offsets_committed_before_a_revoke_are_committed_again_after_reassignment(void **state)
+{
+    fx *f = *state;
+    start(f, "lost_commits", (opts){0});
+    assert_int_equal(tl_memory_lose_commits(f->topic, true), 0);
+    for (int i = 0; i < 10; i++)
+        push(f, 0, NULL, "ok");
+    run(f, script_commits_lost_then_revoke);
+    assert_int_equal(f->revoke_rc, 0);
+    assert_int_equal(f->assign_rc, 0);
+    assert_int_equal(f->committed_at_revoke, -1);
+    assert_int_equal(stats(f).completed, 20);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 10);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1023,6 +1114,7 @@ int main(void)
         T(every_message_completes_and_commits_reach_the_end),
         T(committed_positions_can_be_read_from_another_thread_while_they_move),
         T(partition_ordering_runs_each_partition_one_at_a_time_in_offset_order),
+        T(partition_ordering_holds_over_long_chains_with_retries_in_them),
         T(key_ordering_runs_each_key_one_at_a_time_and_keys_in_parallel),
         T(no_ordering_runs_messages_of_one_partition_in_parallel),
         T(a_stalled_handler_is_cancelled_after_its_timeout_and_rerouted),
@@ -1038,6 +1130,7 @@ int main(void)
         T(stop_lets_running_handlers_finish_and_commits_them),
         T(stop_with_a_stuck_handler_returns_after_the_drain_timeout_without_its_commit),
         T(revoke_waits_for_running_handlers_commits_them_and_drops_the_queue),
+        T(offsets_committed_before_a_revoke_are_committed_again_after_reassignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,7 @@ typedef struct mem_topic {
     size_t nparts;
     tl_source *src;     /* the open source, or NULL */
     size_t outstanding; /* delivered and not yet released */
+    bool lose_commits;  /* commit() succeeds and records nothing */
 } mem_topic;
 
 typedef struct mem_held mem_held;

@@ -314,8 +314,10 @@ static int source_commit(tl_source *src, const char *topic, int32_t partition, i
         rc = TL_EINVAL;
     } else {
         mem_part *p = &src->topic->parts[partition];
-        p->committed = next;
-        trim_locked(p);
+        if (!src->topic->lose_commits) {
+            p->committed = next;
+            trim_locked(p);
+        }
     }
     pthread_mutex_unlock(&tl_mem_lock);
     return rc;
@@ -427,6 +429,16 @@ int64_t tl_memory_committed(const char *name, int32_t partition)
         off = t->parts[partition].committed;
     pthread_mutex_unlock(&tl_mem_lock);
     return off;
+}
+
+int tl_memory_lose_commits(const char *name, bool lose)
+{
+    pthread_mutex_lock(&tl_mem_lock);
+    mem_topic *t = tl_mem_topic_locked(name, true);
+    if (t)
+        t->lose_commits = lose;
+    pthread_mutex_unlock(&tl_mem_lock);
+    return t ? 0 : TL_ENOMEM;
 }
 
 size_t tl_memory_outstanding(const char *name)

@@ -72,6 +72,13 @@ int64_t tl_memory_push_msg(const char *name, int32_t partition, const tl_out_msg
 /* The next offset committed for a partition, or -1 when none was (or no such topic). */
 int64_t tl_memory_committed(const char *name, int32_t partition);
 
+/*
+ * While lose is true, commit() on topic name returns 0 and records nothing, as Kafka
+ * offsets stored locally that never reach a group coordinator which went away. Creates
+ * the topic if needed; TL_ENOMEM.
+ */
+int tl_memory_lose_commits(const char *name, bool lose);
+
 /* Messages delivered from topic name and not yet released. */
 size_t tl_memory_outstanding(const char *name);
 
