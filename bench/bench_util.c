@@ -149,15 +149,23 @@ int bench_svc_start(bench_svc *b, tl_registry *reg, const char *yaml)
 int64_t bench_svc_wait_settled(bench_svc *b, uint64_t n, int64_t timeout_ms)
 {
     int64_t deadline = bench_now_ns() + timeout_ms * 1000000;
+    int64_t prev_ns = 0;
+    uint64_t prev = 0;
     for (;;) {
         tl_service_stats st;
         tl_service_stats_get(b->svc, &st);
         int64_t now = bench_now_ns();
-        if (st.completed + st.rerouted >= n)
+        uint64_t got = st.completed + st.rerouted;
+        if (got >= n)
             return now;
         if (now >= deadline)
             return -1;
-        bench_sleep_us(200);
+        /* At the pace since the last look, is the end less than 2 ms away? */
+        bool near = prev_ns && got > prev &&
+                    (double)(n - got) * (double)(now - prev_ns) < 2e6 * (double)(got - prev);
+        prev = got;
+        prev_ns = now;
+        bench_sleep_us(near ? 50 : 1000);
     }
 }
 

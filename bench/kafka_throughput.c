@@ -18,6 +18,8 @@
  * messages arrive meanwhile, so rounds spent most of their time waiting (about
  * 180,000 msgs/s whatever the consumer).
  *
+ * --set KEY=VALUE (repeatable) gives a librdkafka property to every consumer alike.
+ *
  * Every consumer runs --rounds times (3 by default), the variants taking turns, and
  * its best round counts: on a small shared machine one round's figures move by tens
  * of percent, and taking turns exposes every variant to the same drift.
@@ -40,6 +42,7 @@
 #define MAX_AHEAD 50000
 #define MSG_SIZE 100
 #define FETCH_WAIT_MOCK "10"
+#define MAX_SET 8
 
 typedef struct variant {
     const char *name;
@@ -63,6 +66,8 @@ typedef struct bench_args {
     const char *only; /* run just this variant (and plain, the reference) */
     bool mock;
     int rounds;
+    const char *set[MAX_SET][2]; /* --set key=value: librdkafka properties for both */
+    int nset;
 } bench_args;
 
 /* What the mock producer watches to stay within MAX_AHEAD of the consumer. */
@@ -94,12 +99,15 @@ static rd_kafka_t *plain_consumer(const bench_args *a, const char *group, const 
                            /* as the taskloop source sets it (adapters/kafka/source.c) */
                            {"queued.min.messages", "1000000"},
                            {"fetch.wait.max.ms", a->mock ? FETCH_WAIT_MOCK : "500"}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+    size_t nkv = sizeof kv / sizeof kv[0];
+    for (size_t i = 0; i < nkv + (size_t)a->nset; i++) {
+        const char *const *p = i < nkv ? kv[i] : a->set[i - nkv];
+        if (rd_kafka_conf_set(conf, p[0], p[1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
             fprintf(stderr, "kafka_throughput: %s\n", err);
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
+    }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "kafka_throughput: %s\n", err);
@@ -124,8 +132,15 @@ static double run_plain(const bench_args *a, const char *group, const char *topi
     bench_cpu c0, c1;
     bench_cpu_read(&c0, true);
     int64_t first = 0, last = 0, deadline = bench_now_ns() + (int64_t)RUN_TIMEOUT_MS * 1000000;
-    while (got < a->n && bench_now_ns() < deadline) {
+    /* The deadline is looked at when a poll comes back empty and every 4096 messages:
+     * a clock read per message would be a cost taskloop's consumers do not pay. */
+    for (uint64_t polls = 0; got < a->n; polls++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if ((!m || (polls & 4095) == 0) && bench_now_ns() >= deadline) {
+            if (m)
+                rd_kafka_message_destroy(m);
+            break;
+        }
         if (!m)
             continue;
         if (!m->err) {
@@ -155,16 +170,20 @@ static double run_taskloop(const bench_args *a, const variant *v, const char *gr
     if (tl_registry_new(&reg) != 0 || tl_kafka_register(reg) != 0 ||
         tl_register_handler(reg, "noop", bench_noop, &mark) != 0)
         return -1;
-    char yaml[2048];
+    char extra[1024] = "";
+    for (int i = 0, off = 0; i < a->nset; i++)
+        off += snprintf(extra + off, sizeof(extra) - (size_t)off, ", \"%s\": \"%s\"", a->set[i][0],
+                        a->set[i][1]);
+    char yaml[4096];
     snprintf(yaml, sizeof(yaml),
              "service: bench\n"
              "loop: { workers: 2 }\n"
              "sources:\n"
              "  in: { type: kafka, brokers: \"%s\", group: \"%s\", topics: [\"%s\"],\n"
-             "        kafka: { auto.offset.reset: earliest, fetch.wait.max.ms: %s } }\n"
+             "        kafka: { auto.offset.reset: earliest, fetch.wait.max.ms: %s%s } }\n"
              "routes:\n"
              "  - { source: in, handler: noop, ordering: %s, inline: %s, timeout: 30s }\n",
-             a->brokers, group, topic, a->mock ? FETCH_WAIT_MOCK : "500", v->ordering,
+             a->brokers, group, topic, a->mock ? FETCH_WAIT_MOCK : "500", extra, v->ordering,
              v->run_inline ? "true" : "false");
     bench_svc b;
     double secs = -1;
@@ -282,7 +301,13 @@ static int parse(int argc, char **argv, bench_args *a)
             a->partitions = atoi(argv[++i]);
         else if (strcmp(argv[i], "--rounds") == 0 && more)
             a->rounds = atoi(argv[++i]);
-        else
+        else if (strcmp(argv[i], "--set") == 0 && more && a->nset < MAX_SET &&
+                 strchr(argv[i + 1], '=') && strlen(argv[i + 1]) < 200) {
+            char *kv = argv[++i], *eq = strchr(kv, '=');
+            *eq = '\0';
+            a->set[a->nset][0] = kv;
+            a->set[a->nset++][1] = eq + 1;
+        } else
             return -1;
     }
     return (a->mock || a->brokers) && a->n > 0 && a->partitions > 0 && a->rounds > 0 ? 0 : -1;
@@ -292,10 +317,14 @@ int main(int argc, char **argv)
 {
     bench_args a;
     if (parse(argc, argv, &a) != 0) {
-        fprintf(stderr, "usage: kafka_throughput --brokers B --topic T -n N [--only VARIANT] "
-                        "[--rounds R]\n"
-                        "       kafka_throughput --mock -n N [--partitions P] [--only VARIANT] "
-                        "[--rounds R]\n");
+        fprintf(stderr,
+                "usage: kafka_throughput --brokers B --topic T -n N [--only VARIANT] "
+                "[--rounds R] [--set KEY=VALUE]...\n"
+                "       kafka_throughput --mock -n N [--partitions P] [--only VARIANT] "
+                "[--rounds R] [--set KEY=VALUE]...\n"
+                "  --set: a librdkafka property for every consumer, plain and "
+                "taskloop (up to %d)\n",
+                MAX_SET);
         return 2;
     }
     rd_kafka_t *mock_rk = NULL;
