@@ -24,6 +24,8 @@
  * extends it (64 left Kafka partition/pool at 42% of the plain loop, 1024 at 79%). The
  * cost is a task per chained record, made a little early, and an O(depth) revoke. */
 #define TL_CHAIN_DEPTH 1024
+/* A chain of at least this many grows by at least this many at once (see chain_more). */
+#define TL_CHAIN_SEGMENT 32
 
 static void start(tl_rec *rec);
 static bool attempt_new(tl_rec *rec, unsigned flags);
@@ -133,36 +135,56 @@ static void lane_forget(tl_service *svc, tl_lane *lane)
  * next attempt only after a success, so behind a failed attempt the chain waits for
  * the retries; the loop claims it when the lane moves on otherwise (a stall, a
  * reroute: it is launched) and on a revoke (it is undone, see unwind).
+ *
+ * The new attempts are linked to each other first, where no runner sees them, and
+ * then hung at the chain's end with one atomic: the end is a task a worker may be
+ * running, so each look at it costs a cache line from that worker's core. A chain of
+ * TL_CHAIN_SEGMENT or more therefore waits until that many can be added at once.
  */
 static void chain_more(tl_lane *lane)
 {
     tl_rec *busy = lane->busy;
     if (!busy || busy->state != REC_RUNNING || !busy->task || lane->end_closed)
         return;
+    size_t room = TL_CHAIN_DEPTH - lane->nchained;
+    size_t pending = lane->nqueued - lane->nchained;
+    if (room > pending)
+        room = pending;
+    if (room == 0 || (lane->nchained >= TL_CHAIN_SEGMENT && room < TL_CHAIN_SEGMENT))
+        return;
     tl_task *from = lane->nchained ? lane->chain_last->task : busy->task;
-    tl_rec *r = lane->nchained ? lane->chain_last->lane_next : lane->head;
-    while (r && lane->nchained < TL_CHAIN_DEPTH) {
-        /* A runner that went through the whole chain closed its end: the loop starts
-         * the next when it settles the last. Without this look each intake into the
-         * lane would make and undo a task until then (a million for a million
-         * messages when the worker keeps up with a no-op handler). */
-        if (tl__task_chain_closed(from)) {
-            lane->end_closed = true;
-            return;
-        }
-        if (!attempt_new(r, TL__TASK_HELD))
-            return;
-        if (!tl__task_chain(from, r->task)) {
-            unheld(r); /* from already finished: the loop starts r when it sees that */
-            lane->end_closed = true;
-            return;
-        }
-        if (lane->nchained++ == 0)
-            lane->chain_from = tl_task_retain(from);
-        lane->chain_last = r;
-        from = r->task;
-        r = r->lane_next;
+    /* A runner that went through the whole chain closed its end: the loop starts the
+     * next when it settles the last. Without this look each intake into the lane
+     * would make and undo a task until then (a million for a million messages when
+     * the worker keeps up with a no-op handler). */
+    if (tl__task_chain_closed(from)) {
+        lane->end_closed = true;
+        return;
     }
+    tl_rec *first = lane->nchained ? lane->chain_last->lane_next : lane->head;
+    tl_rec *last = NULL, *r = first;
+    size_t k = 0;
+    for (; k < room && attempt_new(r, TL__TASK_HELD); k++, r = r->lane_next) {
+        if (last)
+            tl__task_link_held(last->task, r->task);
+        last = r;
+    }
+    if (k == 0)
+        return;
+    if (!tl__task_chain(from, first->task)) {
+        /* from finished meanwhile: the loop starts first when it sees that. */
+        for (r = first; k-- > 0; r = r->lane_next) {
+            tl_task *after = tl__task_unchain(r->task); /* the next one's slot reference */
+            unheld(r);
+            tl_task_release(after);
+        }
+        lane->end_closed = true;
+        return;
+    }
+    if (lane->nchained == 0)
+        lane->chain_from = tl_task_retain(from);
+    lane->nchained += k;
+    lane->chain_last = last;
 }
 
 /*
@@ -210,6 +232,7 @@ static void lane_release(tl_rec *rec)
         return;
     }
     lane->head = next->lane_next;
+    lane->nqueued--;
     if (!lane->head)
         lane->tail = NULL;
     next->lane_next = NULL;
@@ -812,6 +835,7 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     else
         lane->head = rec;
     lane->tail = rec;
+    lane->nqueued++;
     chain_more(lane);
 }
 
@@ -859,6 +883,7 @@ void tl__dispatch_drop_queued(tl_service *svc, tl_part *part)
                     p = &rec->lane_next;
                 } else if (rec->part == part) {
                     *p = rec->lane_next;
+                    l->nqueued--;
                     drop_unstarted(rec);
                 } else {
                     l->tail = rec;

@@ -98,7 +98,11 @@ typedef struct tl_pool {
 typedef struct tl_waiter tl_waiter;
 
 struct tl_loop {
-    _Atomic int refs; /* the loop's own, plus one per task alive */
+    _Atomic int refs; /* the loop's own, plus one per task alive, plus ref_credit */
+    /* References taken in advance by the running thread: tasks made and freed on it
+     * take and give back one of these instead of an atomic on refs. Touched only on
+     * the running thread (and by tl_loop_free, which gives what is left back). */
+    int ref_credit;
     bool closed;
     int running; /* [loop] depth of run calls */
     /* The running thread's tl__thread_token(), NULL between runs: a task freed on the
@@ -170,6 +174,10 @@ void tl__task_run(tl_task *task, bool owned);
  * already finished and its runner looked for a successor. */
 bool tl__task_chain(tl_task *prev, tl_task *next);
 
+/* Loop thread: puts held task next in held task prev's successor slot, with next's
+ * launch reference, before either is chained: a chain hung on at once. */
+void tl__task_link_held(tl_task *prev, tl_task *next);
+
 /* Any thread: true when prev's successor slot is claimed, so chaining to it fails. */
 bool tl__task_chain_closed(tl_task *prev);
 
@@ -234,7 +242,14 @@ void tl__waiter_poke(tl_waiter *w);
 /* Loop thread: unlinks, disarms and frees a waiter. */
 void tl__waiter_free(tl_waiter *w);
 
+/* Takes a reference to the loop for a new task (from the running thread's credit when
+ * called on it). */
+void tl__loop_ref(tl_loop *loop);
+
 /* Drops a loop reference; the loop's memory goes with the last one. */
 void tl__loop_unref(tl_loop *loop);
+
+/* The running thread only: gives a task's reference back to the credit. */
+void tl__loop_unref_on_runner(tl_loop *loop);
 
 #endif

@@ -73,6 +73,31 @@ int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
     return 0;
 }
 
+/* How many references the running thread takes at once (see ref_credit). */
+#define TL_REF_BATCH 1024
+
+void tl__loop_ref(tl_loop *loop)
+{
+    if (!tl__on_runner(loop)) {
+        atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+        return;
+    }
+    if (loop->ref_credit == 0) {
+        atomic_fetch_add_explicit(&loop->refs, TL_REF_BATCH, memory_order_relaxed);
+        loop->ref_credit = TL_REF_BATCH;
+    }
+    loop->ref_credit--;
+}
+
+void tl__loop_unref_on_runner(tl_loop *loop)
+{
+    /* The loop's own reference outlives its runs, so refs stays above the credit. */
+    if (++loop->ref_credit < 2 * TL_REF_BATCH)
+        return;
+    atomic_fetch_sub_explicit(&loop->refs, TL_REF_BATCH, memory_order_relaxed);
+    loop->ref_credit -= TL_REF_BATCH;
+}
+
 void tl__loop_unref(tl_loop *loop)
 {
     if (atomic_fetch_sub(&loop->refs, 1) == 1) {
@@ -491,5 +516,7 @@ void tl_loop_free(tl_loop *loop)
     free(loop->heap);
     loop->heap = NULL;
     loop->nheap = 0;
+    atomic_fetch_sub_explicit(&loop->refs, loop->ref_credit, memory_order_relaxed);
+    loop->ref_credit = 0;
     tl__loop_unref(loop);
 }

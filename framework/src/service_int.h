@@ -120,6 +120,7 @@ struct tl_lane {
     tl_route_rt *route;
     tl_rec *busy; /* the record holding it */
     tl_rec *head, *tail;
+    size_t nqueued; /* records from head to tail */
     /* The first nchained queued records have held attempts chained one after the
      * other to busy's (see chain_more in dispatch.c); chain_from is the task whose
      * next_run holds the first of them. */

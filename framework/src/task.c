@@ -59,7 +59,7 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     loop->all_tail = t;
     if (!(flags & TL_TASK_INLINE))
         loop->nelsewhere++;
-    atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+    tl__loop_ref(loop);
     return t;
 }
 
@@ -118,6 +118,12 @@ bool tl__task_chain(tl_task *prev, tl_task *next)
     return false;
 }
 
+void tl__task_link_held(tl_task *prev, tl_task *next)
+{
+    /* Neither is launched or chained yet, so no other thread reads prev's slot. */
+    atomic_store_explicit(&prev->next_run, next, memory_order_relaxed);
+}
+
 bool tl__task_chain_closed(tl_task *prev)
 {
     return atomic_load_explicit(&prev->next_run, memory_order_relaxed) == TL__CHAIN_TAKEN;
@@ -125,6 +131,10 @@ bool tl__task_chain_closed(tl_task *prev)
 
 tl_task *tl__task_unchain(tl_task *prev)
 {
+    /* Taken is final: seen once, the slot needs no exchange (a runner that went on
+     * past prev leaves it so before the loop settles prev). */
+    if (atomic_load_explicit(&prev->next_run, memory_order_relaxed) == TL__CHAIN_TAKEN)
+        return NULL;
     tl_task *s = atomic_exchange(&prev->next_run, TL__CHAIN_TAKEN);
     return s == TL__CHAIN_TAKEN ? NULL : s;
 }
@@ -154,11 +164,13 @@ void tl__task_free(tl_task *task)
     free(task->error_text);
     free(task->name);
     /* Given back before the unref: the loop's last unref frees what was given back. */
-    if (tl__on_runner(loop))
+    if (tl__on_runner(loop)) {
         tl_recycler_put_owned(loop->task_blocks, task);
-    else
+        tl__loop_unref_on_runner(loop);
+    } else {
         tl_recycler_put(loop->task_blocks, task);
-    tl__loop_unref(loop);
+        tl__loop_unref(loop);
+    }
 }
 
 void tl_task_release(tl_task *task)
