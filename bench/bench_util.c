@@ -181,6 +181,68 @@ void bench_svc_stop(bench_svc *b)
     *b = (bench_svc){0};
 }
 
+void bench_rounds_add(bench_rounds *r, double rate)
+{
+    if (r->n < BENCH_MAX_ROUNDS)
+        r->rate[r->n++] = rate;
+}
+
+double bench_rounds_best(const bench_rounds *r)
+{
+    double best = -1;
+    for (int i = 0; i < r->n; i++)
+        if (r->rate[i] > best)
+            best = r->rate[i];
+    return best;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_rounds_median(const bench_rounds *r)
+{
+    double ok[BENCH_MAX_ROUNDS];
+    int n = 0;
+    for (int i = 0; i < r->n; i++)
+        if (r->rate[i] >= 0)
+            ok[n++] = r->rate[i];
+    if (n == 0)
+        return -1;
+    qsort(ok, (size_t)n, sizeof(ok[0]), cmp_double);
+    return n % 2 ? ok[n / 2] : (ok[n / 2 - 1] + ok[n / 2]) / 2;
+}
+
+void bench_rounds_header(const char *first_column, int rounds)
+{
+    printf("%-26s %12s %9s %14s %9s   (of %d rounds)\n", first_column, "best msgs/s", "vs plain",
+           "median msgs/s", "vs plain", rounds);
+}
+
+bool bench_rounds_row(const char *bench, const char *label, const char *variant,
+                      const bench_rounds *r, const bench_rounds *plain)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "%s%s%s", label ? label : "", label ? " " : "", variant);
+    double best = bench_rounds_best(r), median = bench_rounds_median(r);
+    if (best < 0) {
+        printf("%-26s %12s\n", name, "failed");
+        return false;
+    }
+    double pb = bench_rounds_best(plain), pm = bench_rounds_median(plain);
+    double rb = pb > 0 ? best / pb : -1, rm = pm > 0 ? median / pm : -1;
+    printf("%-26s %12.0f %8.0f%% %14.0f %8.0f%%\n", name, best, rb * 100, median, rm * 100);
+    bench_result(bench, variant, "msgs_per_s", best);
+    bench_result(bench, variant, "median_msgs_per_s", median);
+    if (r != plain) {
+        bench_result(bench, variant, "ratio", rb);
+        bench_result(bench, variant, "median_ratio", rm);
+    }
+    return true;
+}
+
 void bench_result(const char *bench, const char *variant, const char *metric, double value)
 {
     printf("RESULT %s %s %s %.3f\n", bench, variant, metric, value);

@@ -82,4 +82,30 @@ void bench_svc_stop(bench_svc *b);
 /* Prints the RESULT line of one figure. */
 void bench_result(const char *bench, const char *variant, const char *metric, double value);
 
+#define BENCH_MAX_ROUNDS 20
+
+/* The msgs/s of one variant's rounds; a failed round is given as a negative rate. */
+typedef struct bench_rounds {
+    double rate[BENCH_MAX_ROUNDS];
+    int n;
+} bench_rounds;
+
+/* Adds a round (past BENCH_MAX_ROUNDS they are ignored). */
+void bench_rounds_add(bench_rounds *r, double rate);
+
+/* The best round's rate, or -1 when every round failed. */
+double bench_rounds_best(const bench_rounds *r);
+
+/* The median of the rounds that did not fail, or -1 when every round failed. */
+double bench_rounds_median(const bench_rounds *r);
+
+/* Prints the table header for bench_rounds_row. */
+void bench_rounds_header(const char *first_column, int rounds);
+
+/* Prints a variant's best and median rounds with their ratios to the plain loop's,
+ * and their RESULT lines (msgs_per_s, ratio, median_msgs_per_s, median_ratio). False
+ * when every round failed. */
+bool bench_rounds_row(const char *bench, const char *label, const char *variant,
+                      const bench_rounds *r, const bench_rounds *plain);
+
 #endif

@@ -20,9 +20,10 @@
  *
  * --set KEY=VALUE (repeatable) gives a librdkafka property to every consumer alike.
  *
- * Every consumer runs --rounds times (3 by default), the variants taking turns, and
- * its best round counts: on a small shared machine one round's figures move by tens
- * of percent, and taking turns exposes every variant to the same drift.
+ * Every consumer runs --rounds times (3 by default, at most 20), the variants taking
+ * turns; its best round and its median round are each compared with the plain loop's.
+ * On a small shared machine one round's figures move by tens of percent, and taking
+ * turns exposes every variant to the same drift.
  *
  * Thread rules: main runs the consumers one after another; the mock producer thread
  * reads the consumer's progress through an atomic or tl_service_stats_get.
@@ -321,7 +322,10 @@ static int parse(int argc, char **argv, bench_args *a)
         } else
             return -1;
     }
-    return (a->mock || a->brokers) && a->n > 0 && a->partitions > 0 && a->rounds > 0 ? 0 : -1;
+    return (a->mock || a->brokers) && a->n > 0 && a->partitions > 0 && a->rounds > 0 &&
+                   a->rounds <= BENCH_MAX_ROUNDS
+               ? 0
+               : -1;
 }
 
 int main(int argc, char **argv)
@@ -356,9 +360,7 @@ int main(int argc, char **argv)
     printf("%s: %" PRIu64 " messages of %d bytes, %s\n", bench, a.n, MSG_SIZE,
            a.mock ? "produced while consumed" : "pre-filled topic");
     enum { NV = sizeof variants / sizeof variants[0] };
-    double best[NV];
-    for (size_t i = 0; i < NV; i++)
-        best[i] = -1;
+    bench_rounds rounds[NV] = {0};
     for (int r = 0; r < a.rounds; r++) {
         for (size_t i = 0; i < NV; i++) {
             if (i > 0 && a.only && strcmp(a.only, variants[i].name) != 0)
@@ -366,25 +368,16 @@ int main(int argc, char **argv)
             double secs = run_variant(&a, &variants[i], r, mc);
             double rate = secs > 0 ? (double)a.n / secs : -1;
             printf("  (round %d: %s %.0f msgs/s)\n", r + 1, variants[i].name, rate);
-            if (rate > best[i])
-                best[i] = rate;
+            bench_rounds_add(&rounds[i], rate);
         }
     }
-    printf("%-22s %12s %10s   (best of %d rounds)\n", "consumer", "msgs/s", "vs plain", a.rounds);
+    bench_rounds_header("consumer", a.rounds);
     int rc = 0;
     for (size_t i = 0; i < NV; i++) {
         if (i > 0 && a.only && strcmp(a.only, variants[i].name) != 0)
             continue;
-        if (best[i] < 0) {
-            printf("%-22s %12s\n", variants[i].name, "failed");
+        if (!bench_rounds_row(bench, NULL, variants[i].name, &rounds[i], &rounds[0]))
             rc = 1;
-            continue;
-        }
-        double ratio = best[0] > 0 ? best[i] / best[0] : -1;
-        printf("%-22s %12.0f %9.0f%%\n", variants[i].name, best[i], ratio * 100);
-        bench_result(bench, variants[i].name, "msgs_per_s", best[i]);
-        if (i > 0)
-            bench_result(bench, variants[i].name, "ratio", ratio);
     }
     if (mc)
         rd_kafka_mock_cluster_destroy(mc);

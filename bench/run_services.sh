@@ -23,7 +23,7 @@ stall_n=${BENCH_STALL_N:-1000}
 mem_n=${BENCH_MEMORY_N:-100000}
 kafka_port=${BENCH_KAFKA_PORT:-29092}
 zmq_port=${BENCH_ZMQ_PORT:-29557}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 
 log=$(mktemp)
 broker_dir=""

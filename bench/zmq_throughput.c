@@ -5,10 +5,11 @@
  * the first message received to the last.
  *
  *   zmq_throughput [-n N] [--port PORT] [--rounds R]
- *       (default 5,000,000 messages, port 29557, 3 rounds)
+ *       (default 5,000,000 messages, port 29557, 3 rounds, at most 20)
  *
- * Every receiver runs R times, the receivers taking turns, and its best round counts
- * (one round's figures move by tens of percent on a small shared machine).
+ * Every receiver runs R times, the receivers taking turns; its best round and its
+ * median round are each compared with the plain loop's (one round's figures move by
+ * tens of percent on a small shared machine).
  *
  * Thread rules: main receives (plain) or watches the service; one sender thread.
  */
@@ -167,15 +168,14 @@ int main(int argc, char **argv)
     }
     if (rounds < 1)
         rounds = 1;
+    if (rounds > BENCH_MAX_ROUNDS)
+        rounds = BENCH_MAX_ROUNDS;
     void *ctx = zmq_ctx_new();
     int rc = 0;
     printf("zmq: %" PRIu64 " messages of %d bytes, PUSH thread -> PULL\n", n, MSG_SIZE);
     const char *transports[] = {"tcp", "ipc"};
     enum { NV = sizeof variants / sizeof variants[0] };
-    double best[2][NV];
-    for (size_t t = 0; t < 2; t++)
-        for (size_t i = 0; i < NV; i++)
-            best[t][i] = -1;
+    bench_rounds runs[2][NV] = {0};
     for (int r = 0; r < rounds; r++) {
         for (size_t t = 0; t < 2; t++) {
             for (size_t i = 0; i < NV; i++) {
@@ -194,28 +194,17 @@ int main(int argc, char **argv)
                     unlink(ep + 6);
                 double rate = secs > 0 ? (double)n / secs : -1;
                 printf("  (round %d: %s %s %.0f msgs/s)\n", r + 1, transports[t], v->name, rate);
-                if (rate > best[t][i])
-                    best[t][i] = rate;
+                bench_rounds_add(&runs[t][i], rate);
             }
         }
     }
-    printf("%-5s %-12s %12s %10s   (best of %d rounds)\n", "via", "receiver", "msgs/s", "vs plain",
-           rounds);
+    bench_rounds_header("via receiver", rounds);
     for (size_t t = 0; t < 2; t++) {
         for (size_t i = 0; i < NV; i++) {
             char bench[32];
             snprintf(bench, sizeof(bench), "zmq_%s", transports[t]);
-            if (best[t][i] < 0) {
-                printf("%-5s %-12s %12s\n", transports[t], variants[i].name, "failed");
+            if (!bench_rounds_row(bench, transports[t], variants[i].name, &runs[t][i], &runs[t][0]))
                 rc = 1;
-                continue;
-            }
-            double ratio = best[t][0] > 0 ? best[t][i] / best[t][0] : -1;
-            printf("%-5s %-12s %12.0f %9.0f%%\n", transports[t], variants[i].name, best[t][i],
-                   ratio * 100);
-            bench_result(bench, variants[i].name, "msgs_per_s", best[t][i]);
-            if (i > 0)
-                bench_result(bench, variants[i].name, "ratio", ratio);
         }
     }
     zmq_ctx_term(ctx);
