@@ -44,6 +44,7 @@
 #define MSG_SIZE 100
 #define FETCH_WAIT_MOCK "10"
 #define MAX_SET 8
+#define MAX_SET_LEN 200 /* of one --set KEY=VALUE */
 
 typedef struct variant {
     const char *name;
@@ -171,10 +172,12 @@ static double run_taskloop(const bench_args *a, const variant *v, const char *gr
     if (tl_registry_new(&reg) != 0 || tl_kafka_register(reg) != 0 ||
         tl_register_handler(reg, "noop", bench_noop, &mark) != 0)
         return -1;
-    char extra[1024] = "";
-    for (int i = 0, off = 0; i < a->nset; i++)
-        off += snprintf(extra + off, sizeof(extra) - (size_t)off, ", \"%s\": \"%s\"", a->set[i][0],
-                        a->set[i][1]);
+    /* parse() keeps each --set under MAX_SET_LEN, so every one fits. */
+    char extra[MAX_SET * (MAX_SET_LEN + 8)] = "";
+    size_t off = 0;
+    for (int i = 0; i < a->nset; i++)
+        off += (size_t)snprintf(extra + off, sizeof(extra) - off, ", \"%s\": \"%s\"", a->set[i][0],
+                                a->set[i][1]);
     char yaml[4096];
     snprintf(yaml, sizeof(yaml),
              "service: bench\n"
@@ -314,7 +317,7 @@ static int parse(int argc, char **argv, bench_args *a)
         else if (strcmp(argv[i], "--rounds") == 0 && more)
             a->rounds = atoi(argv[++i]);
         else if (strcmp(argv[i], "--set") == 0 && more && a->nset < MAX_SET &&
-                 strchr(argv[i + 1], '=') && strlen(argv[i + 1]) < 200) {
+                 strchr(argv[i + 1], '=') && strlen(argv[i + 1]) < MAX_SET_LEN) {
             char *kv = argv[++i], *eq = strchr(kv, '=');
             *eq = '\0';
             a->set[a->nset][0] = kv;
