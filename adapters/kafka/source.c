@@ -29,6 +29,7 @@
 #define DEFAULT_POLL_MS 100
 #define MAX_POLL_MS 60000
 #define DEFAULT_QUEUED_MIN "1000000"
+#define HOLD_LIMIT_MAX_MS 10000
 
 /* A delivered message: the tl_msg points into rkm, which this wrapper keeps alive. */
 /* Headers a wrapper holds in itself; messages with more get an array of their own. */
@@ -51,6 +52,7 @@ struct tl_source {
     rd_kafka_message_t **taken; /* poll thread only: one batch read */
     size_t batch_max;
     int poll_ms;
+    int64_t hold_limit_ms; /* see src_hold_limit */
     pthread_t thread;
     bool started, stopped;
     atomic_bool running;
@@ -389,6 +391,12 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
         rd_kafka_conf_destroy(conf);
         return rc;
     }
+    char poll_iv[32] = "";
+    size_t plen = sizeof(poll_iv);
+    if (rd_kafka_conf_get(conf, "max.poll.interval.ms", poll_iv, &plen) == RD_KAFKA_CONF_OK)
+        s->hold_limit_ms = strtoll(poll_iv, NULL, 10) / 2;
+    if (s->hold_limit_ms <= 0 || s->hold_limit_ms > HOLD_LIMIT_MAX_MS)
+        s->hold_limit_ms = HOLD_LIMIT_MAX_MS;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_opaque(conf, s);
@@ -552,6 +560,17 @@ static void src_release(tl_source *s, tl_msg *msg)
                                                     memory_order_relaxed));
 }
 
+/*
+ * The poll thread waits in deliver while backpressure holds its batches, and a member
+ * that does not poll within max.poll.interval.ms leaves its group: half of that, so
+ * the runtime pauses the source in time. At most 10 s, since a rebalance another
+ * member starts waits for this one to poll too.
+ */
+static int64_t src_hold_limit(tl_source *s)
+{
+    return s->hold_limit_ms;
+}
+
 static void src_stop(tl_source *s)
 {
     if (s->stopped)
@@ -609,4 +628,5 @@ const tl_source_ops tl_kafka_source_ops = {
     .stop = src_stop,
     .close = src_close,
     .lag = src_lag,
+    .hold_limit_ms = src_hold_limit,
 };

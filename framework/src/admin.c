@@ -356,8 +356,13 @@ static enum MHD_Result serve_metrics(tl_admin *a, struct MHD_Connection *c)
                "Messages delivered and not yet below their partition's commit position "
                "(backpressure keeps it under max_in_flight).",
                st.uncommitted);
-    metric_one(f, "paused_total", "counter", "Times the sources were paused for backpressure.",
+    metric_one(f, "paused_total", "counter",
+               "Times intake stopped at max_in_flight (backpressure held delivered batches).",
                st.paused);
+    metric_one(f, "source_pauses_total", "counter",
+               "Times a source was paused because backpressure kept its thread waiting past "
+               "the source's hold limit.",
+               st.source_pauses);
     metric_one(f, "replaced_workers_total", "counter",
                "Workers added to stand in for ones stuck in stalled handlers.",
                st.replaced_workers);

@@ -63,6 +63,13 @@ void tl__commit_dirty(tl_service *svc)
  * by queued.max.messages.kbytes, ZeroMQ's by the socket's high-water mark; and
  * nothing fetched is thrown away and fetched again, as pausing a librdkafka
  * partition does with its prefetched messages.
+ *
+ * A source whose thread must keep calling its library (a Kafka consumer that does
+ * not poll within max.poll.interval.ms is dropped from its group) says how long it
+ * may wait (ops->hold_limit_ms). A deliver that waits longer asks the loop to pause
+ * the source, then returns; the source goes on polling with nothing to fetch, and is
+ * resumed once no batch is held any more. The cost, refetching what the pause threw
+ * away, comes only with holds that long.
  */
 struct tl_batch {
     tl_batch *next;
@@ -132,6 +139,63 @@ void tl__backpressure(tl_service *svc)
             svc->held_tail = NULL;
     }
     svc->in_backpressure = false;
+}
+
+/* Loop thread: a deliver waited past its source's hold limit. Pauses the source while
+ * batches are still held; either way the waiting deliver is let go or may ask again. */
+static void hold_on_loop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    tl_src *src = arg;
+    tl_service *svc = src->svc;
+    bool pause = svc->held_head && !atomic_load(&svc->stopping);
+    if (pause)
+        src->ops->pause(src->handle, true);
+    pthread_mutex_lock(&svc->mu);
+    src->hold_paused = pause;
+    src->hold_asked = pause;
+    pthread_cond_broadcast(&svc->intake_cv);
+    pthread_mutex_unlock(&svc->mu);
+    if (!pause)
+        return;
+    TL_STAT_ADD(svc, source_pauses, 1);
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%lld", (long long)src->hold_limit_ms);
+    tl_kv f[] = {{"source", src->cfg->name}, {"held_ms", ms}};
+    tl__log(svc, TL_LEVEL_WARN, "source_paused", f, 2);
+}
+
+/* Loop thread: resumes sources paused by hold_on_loop once nothing is held. */
+static void hold_resume(tl_service *svc)
+{
+    if (svc->held_head || atomic_load(&svc->stopping))
+        return;
+    for (size_t i = 0; i < svc->nsrcs; i++) {
+        tl_src *src = &svc->srcs[i];
+        if (!src->hold_paused)
+            continue;
+        src->ops->pause(src->handle, false);
+        pthread_mutex_lock(&svc->mu);
+        src->hold_paused = false;
+        src->hold_asked = false;
+        pthread_mutex_unlock(&svc->mu);
+        tl_kv f[] = {{"source", src->cfg->name}};
+        tl__log(svc, TL_LEVEL_INFO, "source_resumed", f, 1);
+    }
+}
+
+/* Source thread, with svc->mu held, while its deliver waits: past the source's hold
+ * limit asks the loop, once, to pause the source (see hold_on_loop). */
+static void hold_check(tl_src *src, int64_t *since_ms)
+{
+    int64_t now = tl__clock_ns() / 1000000;
+    if (*since_ms < 0)
+        *since_ms = now;
+    if (src->hold_asked || now - *since_ms < src->hold_limit_ms)
+        return;
+    src->hold_asked = true;
+    if (tl_loop_call_threadsafe(src->svc->loop, hold_on_loop, src) != 0)
+        src->hold_asked = false;
 }
 
 /* Gives held batches back unprocessed (a drain or teardown): they are not committed,
@@ -339,7 +403,11 @@ static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
         memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
     }
     pthread_mutex_lock(&svc->mu);
-    while (src->batches_out >= TL_BATCHES_OUT && !atomic_load(&svc->stopping)) {
+    int64_t since_ms = -1;
+    while (src->batches_out >= TL_BATCHES_OUT && !src->hold_paused &&
+           !atomic_load(&svc->stopping)) {
+        if (src->hold_limit_ms > 0)
+            hold_check(src, &since_ms);
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
         dl.tv_nsec += 50 * 1000000L; /* stopping is set without a signal */
@@ -439,6 +507,7 @@ static void housekeeping(tl_timer *timer, void *arg)
     check_revokes(svc);
     tl__check_stuck(svc);
     tl__backpressure(svc); /* whatever freed room, held batches never wait forever */
+    hold_resume(svc);
     if (atomic_load(&svc->stop_req) && !atomic_load(&svc->stopping)) {
         atomic_store(&svc->stopping, true);
         for (size_t i = 0; i < svc->nsrcs; i++)
@@ -477,6 +546,8 @@ static int open_sources(tl_service *svc, char *err, size_t errlen)
             src->handle = NULL;
             return rc;
         }
+        if (src->ops->hold_limit_ms)
+            src->hold_limit_ms = src->ops->hold_limit_ms(src->handle);
     }
     return 0;
 }
@@ -606,6 +677,7 @@ void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
     o->in_flight = atomic_load(&s->in_flight);
     o->uncommitted = atomic_load(&s->uncommitted);
     o->paused = atomic_load(&s->paused);
+    o->source_pauses = atomic_load(&s->source_pauses);
     o->healthy = atomic_load(&s->healthy);
 }
 

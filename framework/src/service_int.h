@@ -45,7 +45,10 @@ typedef struct tl_batch tl_batch;
 
 typedef struct tl_src {
     tl_service *svc;
-    unsigned batches_out; /* guarded by svc->mu */
+    unsigned batches_out;  /* guarded by svc->mu */
+    int64_t hold_limit_ms; /* ops->hold_limit_ms; 0: deliver may wait without limit */
+    bool hold_asked;       /* guarded by svc->mu: a deliver waited past hold_limit_ms */
+    bool hold_paused;      /* guarded by svc->mu, written by the loop: paused for it */
     const tl_config_source *cfg;
     const tl_source_ops *ops;
     tl_source *handle;
@@ -136,7 +139,7 @@ struct tl_lane {
 
 typedef struct tl_stats_atomic {
     _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
-        reroute_errors, replaced_workers, in_flight, uncommitted, paused;
+        reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses;
     _Atomic bool healthy;
 } tl_stats_atomic;
 

@@ -112,6 +112,7 @@ required = {
     "late_completions_total": "counter", "in_flight": "gauge",
     "replaced_workers_total": "counter", "workers": "gauge", "healthy": "gauge",
     "committed_offset": "gauge", "handler_duration_seconds": "histogram",
+    "uncommitted": "gauge", "paused_total": "counter", "source_pauses_total": "counter",
 }
 for short, kind in required.items():
     assert types.get("taskloop_" + short) == kind, "missing %s %s" % (kind, short)
@@ -129,6 +130,7 @@ assert value("taskloop_rerouted_total", 'target="memory:admin_stalled"') == 1
 assert value("taskloop_stalled_total") == 1
 assert value("taskloop_replaced_workers_total") == 1
 assert value("taskloop_healthy") == 1
+assert value("taskloop_source_pauses_total") == 0  # the memory source sets no hold limit
 assert value("taskloop_workers") == 9  # 8 and the stuck one's replacement
 assert value("taskloop_committed_offset", 'source="in",topic="admin_in",partition="0"') == 12
 assert value("taskloop_committed_offset", 'source="slow",topic="admin_slow",partition="0"') == 1

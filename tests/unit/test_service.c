@@ -228,7 +228,8 @@ static int teardown(void **state)
 typedef struct opts {
     int workers, max_in_flight, max_replaced, partitions, batch;
     const char *drain, *ordering, *timeout;
-    const char *route_extra; /* more lines of the route, indented by four */
+    const char *route_extra;  /* more lines of the route, indented by four */
+    const char *source_extra; /* more keys of the source, each after ", " */
 } opts;
 
 /* Loads a one-route config reading f->topic and builds the service. */
@@ -241,7 +242,7 @@ static void start(fx *f, const char *topic, opts o)
              "loop: { workers: %d, max_in_flight: %d, drain_timeout: %s, "
              "max_replaced_workers: %d }\n"
              "sources:\n"
-             "  in: { type: memory, name: %s, partitions: %d, batch: %d }\n"
+             "  in: { type: memory, name: %s, partitions: %d, batch: %d%s }\n"
              "routes:\n"
              "  - source: in\n"
              "    handler: h\n"
@@ -251,8 +252,8 @@ static void start(fx *f, const char *topic, opts o)
              o.workers ? o.workers : 4, o.max_in_flight ? o.max_in_flight : 1000,
              o.drain ? o.drain : "2s", o.max_replaced ? o.max_replaced : 4, topic,
              o.partitions ? o.partitions : 1, o.batch ? o.batch : 16,
-             o.ordering ? o.ordering : "partition", o.timeout ? o.timeout : "5s",
-             o.route_extra ? o.route_extra : "");
+             o.source_extra ? o.source_extra : "", o.ordering ? o.ordering : "partition",
+             o.timeout ? o.timeout : "5s", o.route_extra ? o.route_extra : "");
     int rc = tl_config_load_string("test.yaml", text, f->reg, NULL, &f->cfg, &f->diag);
     if (rc)
         tl_diag_print(&f->diag, stderr);
@@ -935,6 +936,61 @@ static void in_flight_stays_within_the_bound_plus_one_batch(void **state)
     assert_balanced(f);
 }
 
+static void script_hold_past_the_limit(fx *f)
+{
+    STEP(wait_stat(f, STAT(source_pauses), 1, 5000));
+    /* Paused: the deliver that waited went back, and nothing more comes in. */
+    size_t pending = tl_memory_pending(f->topic);
+    sleep_ms(300);
+    STEP(pending > 0 && tl_memory_pending(f->topic) == pending);
+    STEP(stat_at(f, STAT(in_flight)) == 8);
+    STEP(stat_at(f, STAT(completed)) == 0);
+    atomic_store(&f->released, true);
+    STEP(wait_for(f, all_settled, 5000));
+}
+
+/* A source whose thread may wait only so long (Kafka's poll interval) is paused when
+ * backpressure holds it longer, and resumed once intake takes every held batch. */
+static void a_source_held_past_its_hold_limit_is_paused_then_resumed(void **state)
+{
+    fx *f = *state;
+    start(f, "hold_limit",
+          (opts){.workers = 8,
+                 .max_in_flight = 8,
+                 .batch = 4,
+                 .ordering = "none",
+                 .source_extra = ", hold_limit: 200ms"});
+    for (int i = 0; i < 40; i++)
+        push(f, 0, NULL, "stuck");
+    run(f, script_hold_past_the_limit);
+    tl_service_stats s = stats(f);
+    assert_true(s.source_pauses >= 1);
+    assert_int_equal(s.completed, 40);
+    assert_int_equal(f->ncalls, 40); /* each message handled once */
+    assert_int_equal(tl_memory_committed(f->topic, 0), 40);
+    assert_balanced(f);
+}
+
+/* Holds shorter than the limit pause nothing. */
+static void holds_shorter_than_the_hold_limit_pause_nothing(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 2;
+    start(f, "hold_short",
+          (opts){.max_in_flight = 10,
+                 .batch = 5,
+                 .ordering = "none",
+                 .source_extra = ", hold_limit: 10s"});
+    for (int i = 0; i < 200; i++)
+        push(f, 0, NULL, "ok");
+    run(f, script_sample_in_flight);
+    tl_service_stats s = stats(f);
+    assert_true(s.paused >= 1);
+    assert_int_equal(s.source_pauses, 0);
+    assert_int_equal(s.completed, 200);
+    assert_balanced(f);
+}
+
 /* ------------------------------------------------------------ drain */
 
 static bool four_started(fx *f)
@@ -1132,6 +1188,8 @@ int main(void)
         T(a_held_reroute_keeps_the_commit_at_its_offset_until_acknowledged),
         T(a_refused_reroute_is_retried_and_commits_nothing_past_it),
         T(in_flight_stays_within_the_bound_plus_one_batch),
+        T(a_source_held_past_its_hold_limit_is_paused_then_resumed),
+        T(holds_shorter_than_the_hold_limit_pause_nothing),
         T(stop_lets_running_handlers_finish_and_commits_them),
         T(stop_with_a_stuck_handler_returns_after_the_drain_timeout_without_its_commit),
         T(revoke_waits_for_running_handlers_commits_them_and_drops_the_queue),

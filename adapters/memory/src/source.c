@@ -28,6 +28,7 @@ struct tl_source {
     mem_topic *topic;
     tl_source_events ev;
     size_t batch;
+    int64_t hold_limit_ms;
     pthread_t thread;
     bool started;
     pthread_cond_t wake;
@@ -48,6 +49,9 @@ static const tl_param source_params[] = {
     {"name", TL_PARAM_STRING, true, false, "the memory topic to read"},
     {"partitions", TL_PARAM_INT, false, false, "partitions of the topic (default 1)"},
     {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 64)"},
+    {"hold_limit", TL_PARAM_DURATION, false, false,
+     "how long backpressure may keep the source waiting before it is paused (default: no "
+     "limit), as a Kafka source's comes from max.poll.interval.ms"},
     {NULL, 0, false, false, NULL},
 };
 
@@ -224,12 +228,15 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
     const char *name = tl_params_str(conf, "name", NULL);
     int64_t parts = tl_params_num(conf, "partitions", 1);
     int64_t batch = tl_params_num(conf, "batch", 64);
+    int64_t hold_limit = tl_params_num(conf, "hold_limit", 0);
     if (!name || !*name)
         return fail(err, errlen, TL_ECONFIG, "memory source: name is required");
     if (parts < 1 || parts > TL_MEMORY_MAX_PARTITIONS)
         return fail(err, errlen, TL_ECONFIG, "memory source: partitions must be 1..1024");
     if (batch < 1 || batch > 1 << 20)
         return fail(err, errlen, TL_ECONFIG, "memory source: batch must be 1..1048576");
+    if (hold_limit < 0)
+        return fail(err, errlen, TL_ECONFIG, "memory source: hold_limit must not be negative");
     tl_source *src = calloc(1, sizeof(*src));
     if (src)
         src->batchv = calloc((size_t)batch, sizeof(*src->batchv));
@@ -239,6 +246,7 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
     }
     src->ev = *ev;
     src->batch = (size_t)batch;
+    src->hold_limit_ms = hold_limit;
     pthread_cond_init(&src->wake, NULL);
 
     int rc = 0;
@@ -365,6 +373,11 @@ static void source_close(tl_source *src)
     free(src);
 }
 
+static int64_t source_hold_limit(tl_source *src)
+{
+    return src->hold_limit_ms;
+}
+
 const tl_source_ops tl_memory_source_ops = {
     .type = "memory",
     .params = source_params,
@@ -376,6 +389,7 @@ const tl_source_ops tl_memory_source_ops = {
     .release = source_release,
     .stop = source_stop,
     .close = source_close,
+    .hold_limit_ms = source_hold_limit,
 };
 
 /* ------------------------------------------------------------ test hooks */

@@ -185,6 +185,12 @@ typedef struct tl_source_ops {
     /* Optional (NULL when the transport has no notion of it); any thread: fills up to
      * cap entries of consumer lag and returns how many partitions there are. */
     size_t (*lag)(tl_source *src, tl_partition_lag *out, size_t cap);
+    /* Optional (NULL or 0: no limit): how long, in ms, backpressure may keep the
+     * source's thread waiting in deliver. Past it the runtime pauses the source and
+     * lets the thread go on, for sources that must keep calling their library (a
+     * Kafka consumer that does not poll is dropped from its group). Called once,
+     * after open, on the loop thread. */
+    int64_t (*hold_limit_ms)(tl_source *src);
 } tl_source_ops;
 
 /* ---------------------------------------------------------------- sinks */

@@ -56,7 +56,10 @@ typedef struct tl_service_stats {
      * deliver again. Backpressure keeps it under max_in_flight. */
     uint64_t uncommitted;
     uint64_t paused; /* times intake stopped at max_in_flight (backpressure) */
-    bool healthy;    /* false past the stuck-worker cap */
+    /* Times a source was paused because backpressure kept its thread waiting past the
+     * source's hold limit (Kafka: half of max.poll.interval.ms, at most 10 s). */
+    uint64_t source_pauses;
+    bool healthy; /* false past the stuck-worker cap */
 } tl_service_stats;
 
 /* Per-target reroute counts, for summaries: target is "scheme:address". */
