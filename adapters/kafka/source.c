@@ -393,10 +393,12 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     }
     char poll_iv[32] = "";
     size_t plen = sizeof(poll_iv);
-    if (rd_kafka_conf_get(conf, "max.poll.interval.ms", poll_iv, &plen) == RD_KAFKA_CONF_OK)
-        s->hold_limit_ms = strtoll(poll_iv, NULL, 10) / 2;
-    if (s->hold_limit_ms <= 0 || s->hold_limit_ms > HOLD_LIMIT_MAX_MS)
-        s->hold_limit_ms = HOLD_LIMIT_MAX_MS;
+    s->hold_limit_ms = HOLD_LIMIT_MAX_MS;
+    if (rd_kafka_conf_get(conf, "max.poll.interval.ms", poll_iv, &plen) == RD_KAFKA_CONF_OK) {
+        int64_t half = strtoll(poll_iv, NULL, 10) / 2;
+        if (half < s->hold_limit_ms)
+            s->hold_limit_ms = half > 0 ? half : 1;
+    }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_opaque(conf, s);
