@@ -91,6 +91,7 @@ bool tl_cli_summary(FILE *out, tl_service *svc, const char *title, int64_t elaps
     row(out, "reroute_errors", st.reroute_errors, NULL);
     row(out, "replaced_workers", st.replaced_workers, st.healthy ? NULL : "(unhealthy)");
     row(out, "paused", st.paused, "(backpressure)");
+    row(out, "source_pauses", st.source_pauses, "(held past the source's limit)");
     row(out, "in_flight", st.in_flight, NULL);
     print_partitions(out, svc);
     bool ok = print_check(out, &st);
