@@ -404,7 +404,9 @@ static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
     }
     pthread_mutex_lock(&svc->mu);
     int64_t since_ms = -1;
-    while (src->batches_out >= TL_BATCHES_OUT && !src->hold_paused &&
+    /* Paused for a long hold, the waiting batch may go; any after it waits again, so
+     * memory stays bounded even if a source delivers on while paused. */
+    while (src->batches_out >= TL_BATCHES_OUT + (src->hold_paused ? 1u : 0u) &&
            !atomic_load(&svc->stopping)) {
         if (src->hold_limit_ms > 0)
             hold_check(src, &since_ms);
