@@ -936,6 +936,24 @@ static void in_flight_stays_within_the_bound_plus_one_batch(void **state)
     assert_balanced(f);
 }
 
+/* Every offset below n (at most 64) of partition p was handled to the end at least once. */
+static bool part_done(fx *f, int32_t p, int64_t n)
+{
+    bool seen[64] = {false};
+    if (n > 64)
+        return false;
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->ncalls; i++)
+        if (f->calls[i].partition == p && f->calls[i].end_ms && f->calls[i].offset >= 0 &&
+            f->calls[i].offset < n)
+            seen[f->calls[i].offset] = true;
+    pthread_mutex_unlock(&f->mu);
+    for (int64_t i = 0; i < n; i++)
+        if (!seen[i])
+            return false;
+    return true;
+}
+
 static void script_hold_past_the_limit(fx *f)
 {
     STEP(wait_stat(f, STAT(source_pauses), 1, 5000));
@@ -969,6 +987,43 @@ static void a_source_held_past_its_hold_limit_is_paused_then_resumed(void **stat
     assert_int_equal(f->ncalls, 40); /* each message handled once */
     assert_int_equal(tl_memory_committed(f->topic, 0), 40);
     assert_balanced(f);
+}
+
+static bool hold_offsets_all_done(fx *f)
+{
+    return part_done(f, 0, 40) && all_settled(f) && tl_memory_committed(f->topic, 0) == 40;
+}
+
+static void script_revoke_while_held(fx *f)
+{
+    STEP(wait_stat(f, STAT(source_pauses), 1, 5000));
+    /* Waits out the drain timeout (the handlers hang), gives the held batches back. */
+    f->revoke_rc = tl_memory_revoke(f->topic, 0);
+    atomic_store(&f->released, true);
+    /* Read again from the committed offset: only a resumed source delivers it. */
+    f->assign_rc = tl_memory_assign(f->topic, 0);
+    STEP(wait_for(f, hold_offsets_all_done, 10000));
+}
+
+/* A revoke that takes back every held batch ends the hold: the source is resumed. */
+static void a_revoke_that_ends_a_hold_resumes_the_source(void **state)
+{
+    fx *f = *state;
+    start(f, "hold_revoke",
+          (opts){.workers = 8,
+                 .max_in_flight = 8,
+                 .batch = 4,
+                 .ordering = "none",
+                 .drain = "300ms",
+                 .source_extra = ", hold_limit: 200ms"});
+    for (int i = 0; i < 40; i++)
+        push(f, 0, NULL, "stuck");
+    run(f, script_revoke_while_held);
+    assert_int_equal(f->revoke_rc, 0);
+    assert_int_equal(f->assign_rc, 0);
+    assert_true(stats(f).source_pauses >= 1);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 40);
+    assert_int_equal(tl_memory_outstanding(f->topic), 0);
 }
 
 /* Holds shorter than the limit pause nothing. */
@@ -1076,16 +1131,7 @@ static bool p0_running(fx *f)
 /* Every offset of partition 0 was handled to the end at least once. */
 static bool p0_all_done(fx *f)
 {
-    bool seen[5] = {false};
-    pthread_mutex_lock(&f->mu);
-    for (size_t i = 0; i < f->ncalls; i++)
-        if (f->calls[i].partition == 0 && f->calls[i].end_ms && f->calls[i].offset < 5)
-            seen[f->calls[i].offset] = true;
-    pthread_mutex_unlock(&f->mu);
-    for (int i = 0; i < 5; i++)
-        if (!seen[i])
-            return false;
-    return true;
+    return part_done(f, 0, 5);
 }
 
 static bool p0_done_and_settled(fx *f)
@@ -1190,6 +1236,7 @@ int main(void)
         T(in_flight_stays_within_the_bound_plus_one_batch),
         T(a_source_held_past_its_hold_limit_is_paused_then_resumed),
         T(holds_shorter_than_the_hold_limit_pause_nothing),
+        T(a_revoke_that_ends_a_hold_resumes_the_source),
         T(stop_lets_running_handlers_finish_and_commits_them),
         T(stop_with_a_stuck_handler_returns_after_the_drain_timeout_without_its_commit),
         T(revoke_waits_for_running_handlers_commits_them_and_drops_the_queue),
