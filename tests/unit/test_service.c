@@ -967,19 +967,27 @@ static void script_hold_past_the_limit(fx *f)
     STEP(wait_for(f, all_settled, 5000));
 }
 
+/* 40 messages whose handlers hang until released, 8 in flight at most, on a source
+ * that may wait 200 ms: the source is held as soon as it starts. */
+static void start_held(fx *f, const char *topic, const char *drain)
+{
+    start(f, topic,
+          (opts){.workers = 8,
+                 .max_in_flight = 8,
+                 .batch = 4,
+                 .ordering = "none",
+                 .drain = drain,
+                 .source_extra = ", hold_limit: 200ms"});
+    for (int i = 0; i < 40; i++)
+        push(f, 0, NULL, "stuck");
+}
+
 /* A source whose thread may wait only so long (Kafka's poll interval) is paused when
  * backpressure holds it longer, and resumed once intake takes every held batch. */
 static void a_source_held_past_its_hold_limit_is_paused_then_resumed(void **state)
 {
     fx *f = *state;
-    start(f, "hold_limit",
-          (opts){.workers = 8,
-                 .max_in_flight = 8,
-                 .batch = 4,
-                 .ordering = "none",
-                 .source_extra = ", hold_limit: 200ms"});
-    for (int i = 0; i < 40; i++)
-        push(f, 0, NULL, "stuck");
+    start_held(f, "hold_limit", NULL);
     run(f, script_hold_past_the_limit);
     tl_service_stats s = stats(f);
     assert_true(s.source_pauses >= 1);
@@ -1009,15 +1017,7 @@ static void script_revoke_while_held(fx *f)
 static void a_revoke_that_ends_a_hold_resumes_the_source(void **state)
 {
     fx *f = *state;
-    start(f, "hold_revoke",
-          (opts){.workers = 8,
-                 .max_in_flight = 8,
-                 .batch = 4,
-                 .ordering = "none",
-                 .drain = "300ms",
-                 .source_extra = ", hold_limit: 200ms"});
-    for (int i = 0; i < 40; i++)
-        push(f, 0, NULL, "stuck");
+    start_held(f, "hold_revoke", "300ms");
     run(f, script_revoke_while_held);
     assert_int_equal(f->revoke_rc, 0);
     assert_int_equal(f->assign_rc, 0);
