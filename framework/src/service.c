@@ -161,7 +161,7 @@ static void hold_on_loop(tl_loop *loop, void *arg)
     TL_STAT_ADD(svc, source_pauses, 1);
     char ms[24];
     snprintf(ms, sizeof(ms), "%lld", (long long)src->hold_limit_ms);
-    tl_kv f[] = {{"source", src->cfg->name}, {"held_ms", ms}};
+    tl_kv f[] = {{"source", src->cfg->name}, {"hold_limit_ms", ms}};
     tl__log(svc, TL_LEVEL_WARN, "source_paused", f, 2);
 }
 
