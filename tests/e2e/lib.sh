@@ -11,7 +11,8 @@
 #
 # Environment: TASKLOOP (the program; else the usual build dirs are searched),
 # E2E_KAFKA_PORT (broker base port; default: the first free of 24092, 24292, ...), E2E_KEEP=1
-# (keep the work dir), E2E_MAX_DUP (override the duplicates a scenario allows).
+# (keep the work dir), E2E_MAX_DUP (override the duplicates a scenario allows), E2E_BUDGET
+# (seconds the scenario's waits may take in all; ctest sets it 30 s below its timeout).
 
 set -euo pipefail
 
@@ -45,9 +46,29 @@ e2e_find_taskloop() {
   e2e_fail "no taskloop program found: build it (make) or set TASKLOOP"
 }
 
+# On failure, what every live service says of itself: its counters from /metrics
+# (histogram buckets left out) and the start of /tasks.
+e2e_dump_services() {
+  local id port
+  for id in "${!e2e_pids[@]}"; do
+    kill -0 "${e2e_pids[$id]}" 2>/dev/null || {
+      echo "--- service $id is not running ---" >&2
+      continue
+    }
+    port="$(sed -n 's/.*event=admin_listening .*port=\([0-9]*\).*/\1/p' "$e2e_work/svc-$id.log" | tail -n1)"
+    [ -n "$port" ] || continue
+    echo "--- service $id (pid ${e2e_pids[$id]}), /metrics ---" >&2
+    curl -s -m 3 "http://127.0.0.1:$port/metrics" | grep -v -e '^#' -e '_bucket{' >&2 || true
+    echo "--- service $id, /tasks (first 600 characters) ---" >&2
+    curl -s -m 3 "http://127.0.0.1:$port/tasks" | head -c 600 >&2 || true
+    echo >&2
+  done
+}
+
 e2e_cleanup() {
   local rc=$? id pid
   trap - EXIT
+  [ "$rc" -eq 0 ] || e2e_dump_services
   for id in "${!e2e_pids[@]}"; do
     pid="${e2e_pids[$id]}"
     kill -KILL "$pid" 2>/dev/null || true
@@ -238,6 +259,15 @@ e2e_service_kill() { # ID
   e2e_log "service $1 killed (-9)"
 }
 
+# TIMEOUT_S, or less when E2E_BUDGET (seconds for the whole scenario, set below the
+# test runner's own timeout) would run out first: a scenario that hangs then fails by
+# itself, with its diagnostics, instead of being killed without a word.
+e2e_within() { # TIMEOUT_S
+  local left=$((${E2E_BUDGET:-100000} - ($(date +%s) - e2e_t0)))
+  [ "$left" -gt 1 ] || left=1
+  echo $(($1 < left ? $1 : left))
+}
+
 # Unique ids completed so far, over every record file of the work dir.
 e2e_completed() {
   { cat "$e2e_work"/record-*.txt 2>/dev/null || true; } | sort -u | wc -l
@@ -245,7 +275,8 @@ e2e_completed() {
 
 # Waits until completed + rerouted reaches N (every id settled once at least).
 e2e_wait_settled() { # N STALL DLQ [TIMEOUT_S]
-  local n="$1" stall="$2" dlq="$3" t="${4:-300}" start=$(date +%s) c s d last=""
+  local n="$1" stall="$2" dlq="$3" t start=$(date +%s) c s d last=""
+  t=$(e2e_within "${4:-300}")
   while :; do
     c=$(e2e_completed)
     s=$(e2e_topic_count "$stall")
@@ -266,7 +297,8 @@ e2e_wait_settled() { # N STALL DLQ [TIMEOUT_S]
 
 # Waits until the service's own counters show it consumed something (its first batch).
 e2e_wait_consuming() { # MIN_COMPLETED [TIMEOUT_S]
-  local want="$1" t="${2:-60}" i
+  local want="$1" t i
+  t=$(e2e_within "${2:-60}")
   for ((i = 0; i < t * 10; i++)); do
     [ "$({ cat "$e2e_work"/record-*.txt 2>/dev/null || true; } | wc -l)" -ge "$want" ] && return 0
     sleep 0.1
@@ -276,7 +308,8 @@ e2e_wait_consuming() { # MIN_COMPLETED [TIMEOUT_S]
 
 # Waits until the group has no lag on TOPIC (everything committed).
 e2e_wait_committed() { # GROUP TOPIC [TIMEOUT_S]
-  local t="${3:-60}" start=$(date +%s) lag
+  local t start=$(date +%s) lag
+  t=$(e2e_within "${3:-60}")
   while :; do
     lag="$(e2e_group_lag "$1" "$2")"
     if [ "$lag" = 0 ]; then
