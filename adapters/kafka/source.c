@@ -11,7 +11,21 @@
  *    the rebalance and error callbacks inside that call, so deliver, assigned, revoked
  *    and error are all raised from the poll thread, one at a time.
  *  - `lock` guards `paused` and makes pause() and the rebalance callback's
- *    assign-then-pause one step each, so a partition assigned while paused never fetches.
+ *    assign-then-route one step each, so a partition assigned while paused never delivers.
+ *
+ * Pausing does not use rd_kafka_pause_partitions. Its version barrier makes librdkafka
+ * drop any fetch-start op of an assignment still in progress (librdkafka #2190): a
+ * partition assigned around a pause or resume then never fetches at all, and its
+ * consumer sits idle for good. A broker restart, which ends a long hold (the runtime
+ * pauses then) with a lost assignment and a new one, hit exactly that. Instead pause()
+ * forwards the fetch queues of the assigned partitions to a private parking queue: the
+ * fetcher keeps what it has and stops once the parking queue holds as much as the
+ * consumer queue may (queued.min.messages, queued.max.messages.kbytes), nothing fetched
+ * is thrown away, and resuming forwards the parking queue, then the partitions, back to
+ * the consumer queue, in that order, so each partition stays in order. A forward the
+ * application set is one librdkafka no longer sets up when a partition starts fetching,
+ * and it clears it when the partition stops: so every assignment routes its
+ * partitions itself, to the parking queue or the consumer queue.
  *  - `running` and `closing` are written by the loop thread and read by the poll thread.
  */
 #include <pthread.h>
@@ -60,7 +74,8 @@ struct tl_source {
     tl_recycler *wrappers;    /* kmsg blocks: the poll thread's */
     _Atomic(kmsg *) released; /* released wrappers whose message is not destroyed yet */
     pthread_mutex_t lock;
-    bool paused; /* guarded by lock */
+    bool paused;               /* guarded by lock */
+    rd_kafka_queue_t *parking; /* where paused partitions' fetches go */
 };
 
 /* ---------------------------------------------------------------- events */
@@ -120,6 +135,36 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     emit_error(s, tl_kafka_err(err), false, "kafka %s: %s", rd_kafka_err2name(err), reason);
 }
 
+/* Lock held: forwards the partitions' fetch queues to `to` (see the top). */
+static void route_locked(tl_source *s, const rd_kafka_topic_partition_list_t *parts,
+                         rd_kafka_queue_t *to)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        rd_kafka_queue_t *q = rd_kafka_queue_get_partition(s->rk, p->topic, p->partition);
+        if (!q)
+            continue;
+        rd_kafka_queue_forward(q, to);
+        rd_kafka_queue_destroy(q);
+    }
+}
+
+/* Lock held: parks the assigned partitions, or sends what was parked, then the
+ * partitions, to the consumer queue. */
+static void set_paused_locked(tl_source *s, bool paused)
+{
+    if (paused == s->paused)
+        return;
+    s->paused = paused;
+    /* The parking queue is empty here: a resume forwarded all it had, and since. */
+    rd_kafka_queue_forward(s->parking, paused ? NULL : s->queue);
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(s->rk, &a) == 0)
+        route_locked(s, a, paused ? s->parking : s->queue);
+    if (a)
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
 static void on_assign(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool coop)
 {
     rd_kafka_error_t *error = NULL;
@@ -129,9 +174,8 @@ static void on_assign(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool
         error = rd_kafka_incremental_assign(s->rk, parts);
     else
         err = rd_kafka_assign(s->rk, parts);
-    /* The assignment starts unpaused; backpressure must hold for newcomers too. */
-    if (!error && !err && s->paused && parts->cnt > 0)
-        rd_kafka_pause_partitions(s->rk, parts);
+    if (!error && !err)
+        route_locked(s, parts, s->paused ? s->parking : s->queue);
     pthread_mutex_unlock(&s->lock);
     if (error || err) {
         emit_error(s, TL_EIO, true, "kafka assign: %s",
@@ -461,7 +505,9 @@ static int src_open(const tl_params *p, const tl_source_events *ev, tl_source **
     /* Rebalance and error callbacks then run inside rd_kafka_consumer_poll. */
     rd_kafka_poll_set_consumer(s->rk);
     s->queue = rd_kafka_queue_get_consumer(s->rk);
+    s->parking = rd_kafka_queue_new(s->rk);
     if (!s->queue) { /* only a consumer without group.id has none, and group is required */
+        rd_kafka_queue_destroy(s->parking);
         rd_kafka_destroy(s->rk);
         tl_kafka_errf(err, errlen, "kafka consumer: no consumer queue");
         rc = TL_ECONFIG;
@@ -491,21 +537,13 @@ static int src_start(tl_source *s)
     return 0;
 }
 
-/* Polling goes on while paused: the group only sees a live member if we keep polling. */
+/* Polling goes on while paused: the group only sees a live member if we keep polling.
+ * What the consumer queue held already still comes; nothing fetched after it does. */
 static void src_pause(tl_source *s, bool paused)
 {
-    rd_kafka_topic_partition_list_t *a = NULL;
     pthread_mutex_lock(&s->lock);
-    s->paused = paused;
-    if (rd_kafka_assignment(s->rk, &a) == 0 && a->cnt > 0) {
-        if (paused)
-            rd_kafka_pause_partitions(s->rk, a);
-        else
-            rd_kafka_resume_partitions(s->rk, a);
-    }
+    set_paused_locked(s, paused);
     pthread_mutex_unlock(&s->lock);
-    if (a)
-        rd_kafka_topic_partition_list_destroy(a);
 }
 
 /* From librdkafka's cached watermarks (no broker round trip): the high watermark
@@ -583,6 +621,10 @@ static void src_stop(tl_source *s)
         pthread_join(s->thread, NULL);
     }
     destroy_released(s);
+    /* Closing with every fetch queue forwarded as librdkafka set it up. */
+    pthread_mutex_lock(&s->lock);
+    set_paused_locked(s, false);
+    pthread_mutex_unlock(&s->lock);
     atomic_store(&s->closing, true);
     rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -601,6 +643,8 @@ static void src_close(tl_source *s)
     destroy_released(s); /* released after stop: rd_kafka_destroy waits for every message */
     if (s->queue)
         rd_kafka_queue_destroy(s->queue);
+    if (s->parking)
+        rd_kafka_queue_destroy(s->parking);
     rd_kafka_destroy(s->rk);
     src_free(s);
 }

@@ -67,9 +67,9 @@ void tl__commit_dirty(tl_service *svc)
  * A source whose thread must keep calling its library (a Kafka consumer that does
  * not poll within max.poll.interval.ms is dropped from its group) says how long it
  * may wait (ops->hold_limit_ms). A deliver that waits longer asks the loop to pause
- * the source, then returns; the source goes on polling with nothing to fetch, and is
- * resumed once no batch is held any more. The cost, refetching what the pause threw
- * away, comes only with holds that long.
+ * the source, then returns; the source goes on polling, delivers what it had fetched
+ * before the pause (held with the rest) and nothing after it, and is resumed once no
+ * batch is held any more.
  */
 struct tl_batch {
     tl_batch *next;
@@ -404,9 +404,9 @@ static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
     }
     pthread_mutex_lock(&svc->mu);
     int64_t since_ms = -1;
-    /* Paused for a long hold, the waiting batch may go; any after it waits again, so
-     * memory stays bounded even if a source delivers on while paused. */
-    while (src->batches_out >= TL_BATCHES_OUT + (src->hold_paused ? 1u : 0u) &&
+    /* Paused for a long hold, batches no longer wait: the thread must keep calling its
+     * library, and a paused source delivers only what it had fetched already. */
+    while (src->batches_out >= TL_BATCHES_OUT && !src->hold_paused &&
            !atomic_load(&svc->stopping)) {
         if (src->hold_limit_ms > 0)
             hold_check(src, &since_ms);

@@ -475,6 +475,48 @@ static void pause_before_assignment_holds_new_partitions(void **state)
     cluster_free(cl);
 }
 
+/*
+ * A pause holds across a rebalance, and the resume reaches every partition parked on
+ * the way: the half another member took while this one was paused fetches here again
+ * when it comes back (a parked partition stays parked past its revoke otherwise).
+ */
+static void pause_holds_across_a_rebalance_and_resume_reaches_every_partition(void **state)
+{
+    (void)state;
+    const char *topic = "t-pause3";
+    cluster *cl = cluster_new(1, topic, PARTS);
+    const char *const kafka[] = {FAST_GROUP_KV, "partition.assignment.strategy", "range", NULL};
+    rec a, b;
+    rec_init(&a);
+    rec_init(&b);
+    a.commit_each = b.commit_each = true;
+    conf ca, cb;
+    tl_source *sa = open_source(&a, source_conf(&ca, cl->boot, topic, topic, kafka));
+    assert_eventually(owned_count(&a) == PARTS, T_WAIT);
+    SRC->pause(sa, true);
+    tl_source *sb = open_source(&b, source_conf(&cb, cl->boot, topic, topic, kafka));
+    assert_eventually(owned_count(&b) == PARTS / 2, 30000);
+    assert_eventually(owned_count(&a) == PARTS / 2, T_WAIT);
+    produce(cl, topic, 0, 400);
+    assert_eventually(rec_get(&b, &b.delivered) == 200, T_WAIT);
+    sleep_ms(500);
+    assert_int_equal(rec_get(&a, &a.delivered), 0); /* assigned again while paused */
+    SRC->pause(sa, false);
+    assert_eventually(covered(&a, &b, 400) == 400, T_WAIT);
+    sleep_ms(1200); /* auto commit lands before b leaves (see rebalance below) */
+    SRC->stop(sb);
+    assert_eventually(owned_count(&a) == PARTS, 30000);
+    produce(cl, topic, 400, 400);
+    assert_eventually(covered(&a, &b, 800) == 800, T_WAIT);
+    assert_int_equal(a.delivered + b.delivered, 800);
+    assert_int_equal(a.dups + b.dups, 0);
+    assert_int_equal(a.bad + b.bad, 0);
+    assert_int_equal(a.fatal + b.fatal, 0);
+    SRC->close(sb);
+    close_source(sa);
+    cluster_free(cl);
+}
+
 static void broker_down_is_reported_and_consumption_resumes(void **state)
 {
     (void)state;
@@ -954,6 +996,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(commit_resumes_a_new_member_at_the_next_offset),
         cmocka_unit_test(pause_holds_deliveries_until_resume),
         cmocka_unit_test(pause_before_assignment_holds_new_partitions),
+        cmocka_unit_test(pause_holds_across_a_rebalance_and_resume_reaches_every_partition),
         cmocka_unit_test(broker_down_is_reported_and_consumption_resumes),
         cmocka_unit_test(request_errors_are_retried_without_loss),
         cmocka_unit_test(sink_acks_every_send_and_keeps_headers),

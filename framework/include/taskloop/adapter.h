@@ -188,8 +188,9 @@ typedef struct tl_source_ops {
     /* Optional (NULL or 0: no limit): how long, in ms, backpressure may keep the
      * source's thread waiting in deliver. Past it the runtime pauses the source and
      * lets the thread go on, for sources that must keep calling their library (a
-     * Kafka consumer that does not poll is dropped from its group). Called once,
-     * after open, on the loop thread. */
+     * Kafka consumer that does not poll is dropped from its group). While paused so,
+     * deliver does not wait: the source must then deliver at most what it had
+     * fetched before the pause. Called once, after open, on the loop thread. */
     int64_t (*hold_limit_ms)(tl_source *src);
 } tl_source_ops;
 
