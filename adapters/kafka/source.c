@@ -25,7 +25,10 @@
  * the consumer queue, in that order, so each partition stays in order. A forward the
  * application set is one librdkafka no longer sets up when a partition starts fetching,
  * and it clears it when the partition stops: so every assignment routes its
- * partitions itself, to the parking queue or the consumer queue.
+ * partitions itself, to the parking queue or the consumer queue. While paused the poll
+ * thread goes on polling (a member that does not poll leaves its group) and stashes
+ * what the consumer queue still held, a pointer each, to deliver it first on resume;
+ * stashed messages of revoked partitions are dropped, uncommitted, for the next owner.
  *  - `running` and `closing` are written by the loop thread and read by the poll thread.
  */
 #include <pthread.h>
@@ -75,7 +78,12 @@ struct tl_source {
     _Atomic(kmsg *) released; /* released wrappers whose message is not destroyed yet */
     pthread_mutex_t lock;
     bool paused;               /* guarded by lock */
+    atomic_bool stashing;      /* paused, as the poll thread reads it */
     rd_kafka_queue_t *parking; /* where paused partitions' fetches go */
+    /* Poll thread only (the loop's once it ended): messages taken while paused,
+     * delivered from stash_at on. */
+    rd_kafka_message_t **stash;
+    size_t stash_at, stash_n, stash_cap;
 };
 
 /* ---------------------------------------------------------------- events */
@@ -156,6 +164,7 @@ static void set_paused_locked(tl_source *s, bool paused)
     if (paused == s->paused)
         return;
     s->paused = paused;
+    atomic_store(&s->stashing, paused);
     /* The parking queue is empty here: a resume forwarded all it had, and since. */
     rd_kafka_queue_forward(s->parking, paused ? NULL : s->queue);
     rd_kafka_topic_partition_list_t *a = NULL;
@@ -192,9 +201,12 @@ static void on_assign(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool
  * starts exactly after what was settled. Lost partitions belong to someone else
  * already: committing would be refused, so only the runtime is told.
  */
+static void unstash_revoked(tl_source *s, const rd_kafka_topic_partition_list_t *parts);
+
 static void on_revoke(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool coop)
 {
     bool lost = rd_kafka_assignment_lost(s->rk);
+    unstash_revoked(s, parts);
     /* During stop() the runtime has drained already and waits in stop() itself. */
     if (!atomic_load(&s->closing))
         emit_parts(s, parts, true);
@@ -306,6 +318,58 @@ static bool take(tl_source *s, rd_kafka_message_t *rkm, size_t *n)
     return true;
 }
 
+/* Poll thread, while paused: keeps rkm for after the resume. */
+static void stash(tl_source *s, rd_kafka_message_t *rkm)
+{
+    if (s->stash_n == s->stash_cap) {
+        size_t cap = s->stash_cap ? 2 * s->stash_cap : 1024;
+        rd_kafka_message_t **p = realloc(s->stash, cap * sizeof(*p));
+        if (!p) {
+            emit_error(s, TL_ENOMEM, true, "kafka %s [%d] offset %lld: no memory to keep it",
+                       rd_kafka_topic_name(rkm->rkt), (int)rkm->partition, (long long)rkm->offset);
+            rd_kafka_message_destroy(rkm);
+            return;
+        }
+        s->stash = p;
+        s->stash_cap = cap;
+    }
+    s->stash[s->stash_n++] = rkm;
+}
+
+/* Poll thread: takes rkm into the batch, or into the stash while paused. */
+static void take_or_stash(tl_source *s, rd_kafka_message_t *rkm, size_t *n, bool paused)
+{
+    if (paused && !rkm->err)
+        stash(s, rkm);
+    else
+        take(s, rkm, n);
+}
+
+/* Poll thread: moves up to batch_max stashed messages, oldest first, into the batch. */
+static size_t unstash(tl_source *s)
+{
+    size_t n = 0;
+    while (s->stash_at < s->stash_n && n < s->batch_max)
+        take(s, s->stash[s->stash_at++], &n);
+    if (s->stash_at == s->stash_n)
+        s->stash_at = s->stash_n = 0;
+    return n;
+}
+
+/* Stashed messages of revoked partitions go: never delivered, so never committed. */
+static void unstash_revoked(tl_source *s, const rd_kafka_topic_partition_list_t *parts)
+{
+    size_t keep = s->stash_at;
+    for (size_t i = s->stash_at; i < s->stash_n; i++) {
+        rd_kafka_message_t *m = s->stash[i];
+        if (rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt), m->partition))
+            rd_kafka_message_destroy(m);
+        else
+            s->stash[keep++] = m;
+    }
+    s->stash_n = keep;
+}
+
 static void src_release(tl_source *s, tl_msg *msg);
 
 /* Destroys the messages of released wrappers and recycles the wrappers. The poll
@@ -348,9 +412,17 @@ static void *poll_main(void *arg)
     while (atomic_load(&s->running)) {
         size_t n = 0;
         destroy_released(s);
+        bool paused = atomic_load(&s->stashing);
+        if (!paused && s->stash_at < s->stash_n) {
+            /* Stashed while paused, so older than anything queued: first out. */
+            n = unstash(s);
+            if (n > 0)
+                deliver(s, n);
+            continue;
+        }
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(s->rk, s->poll_ms);
         if (rkm)
-            take(s, rkm, &n);
+            take_or_stash(s, rkm, &n, paused);
         while (rkm && n < s->batch_max && atomic_load(&s->running)) {
             ssize_t got = rd_kafka_consume_batch_queue(s->queue, 0, s->taken, s->batch_max - n);
             for (ssize_t i = 0; i < got; i++) {
@@ -358,7 +430,7 @@ static void *poll_main(void *arg)
                  * loads of the next few with this one's wrapping. */
                 if (i + 4 < got)
                     __builtin_prefetch(s->taken[i + 4]);
-                take(s, s->taken[i], &n);
+                take_or_stash(s, s->taken[i], &n, paused);
             }
             if (got <= 0)
                 break;
@@ -458,6 +530,7 @@ static void src_free(tl_source *s)
     tl_recycler_free(s->wrappers);
     free(s->batch);
     free(s->taken);
+    free(s->stash);
     free(s);
 }
 
@@ -621,6 +694,10 @@ static void src_stop(tl_source *s)
         pthread_join(s->thread, NULL);
     }
     destroy_released(s);
+    /* Never delivered, so never committed: the group delivers them again. */
+    for (size_t i = s->stash_at; i < s->stash_n; i++)
+        rd_kafka_message_destroy(s->stash[i]);
+    s->stash_at = s->stash_n = 0;
     /* Closing with every fetch queue forwarded as librdkafka set it up. */
     pthread_mutex_lock(&s->lock);
     set_paused_locked(s, false);
