@@ -12,24 +12,24 @@
  *    and error are all raised from the poll thread, one at a time.
  *  - `lock` guards `paused` and makes pause() and the rebalance callback's
  *    assign-then-route one step each, so a partition assigned while paused never delivers.
- *
- * Pausing does not use rd_kafka_pause_partitions. Its version barrier makes librdkafka
- * drop any fetch-start op of an assignment still in progress (librdkafka #2190): a
- * partition assigned around a pause or resume then never fetches at all, and its
- * consumer sits idle for good. A broker restart, which ends a long hold (the runtime
- * pauses then) with a lost assignment and a new one, hit exactly that. Instead pause()
- * forwards the fetch queues of the assigned partitions to a private parking queue: the
- * fetcher keeps what it has and stops once the parking queue holds as much as the
- * consumer queue may (queued.min.messages, queued.max.messages.kbytes), nothing fetched
- * is thrown away, and resuming forwards the parking queue, then the partitions, back to
- * the consumer queue, in that order, so each partition stays in order. A forward the
- * application set is one librdkafka no longer sets up when a partition starts fetching,
- * and it clears it when the partition stops: so every assignment routes its
- * partitions itself, to the parking queue or the consumer queue. While paused the poll
- * thread goes on polling (a member that does not poll leaves its group) and stashes
- * what the consumer queue still held, a pointer each, to deliver it first on resume;
- * stashed messages of revoked partitions are dropped, uncommitted, for the next owner.
  *  - `running` and `closing` are written by the loop thread and read by the poll thread.
+ *
+ * Pausing does not use rd_kafka_pause_partitions: its version barrier makes librdkafka
+ * drop, as outdated, a fetch-start op of an assignment that the pause or resume
+ * overtakes (librdkafka #2190), and that partition then never fetches; the consumer
+ * sits idle for good. A broker restart that ends a long hold (the runtime pauses then)
+ * with a lost assignment and a new one hit exactly that. Instead pause() forwards the
+ * assigned partitions' fetch queues to a private parking queue: the fetcher keeps what
+ * it has and stops once the parking queue holds as much as the consumer queue may
+ * (queued.min.messages, queued.max.messages.kbytes), and nothing fetched is thrown
+ * away. Resuming forwards the parking queue, then the partitions, back to the consumer
+ * queue, in that order, so each partition stays in order. librdkafka clears a forward
+ * when its partition stops and leaves one the application set alone when it starts:
+ * so every assignment routes its partitions itself, to the parking queue or the
+ * consumer queue. While paused the poll thread goes on polling (a member that does
+ * not poll leaves its group) and stashes what the consumer queue still held, a
+ * pointer each, to deliver it first on resume; stashed messages of revoked partitions
+ * are dropped, uncommitted, for the next owner.
  */
 #include <pthread.h>
 #include <stdarg.h>
