@@ -611,7 +611,7 @@ static int src_start(tl_source *s)
 }
 
 /* Polling goes on while paused: the group only sees a live member if we keep polling.
- * What the consumer queue held already still comes; nothing fetched after it does. */
+ * Nothing is delivered until the resume (see the top: parking queue and stash). */
 static void src_pause(tl_source *s, bool paused)
 {
     pthread_mutex_lock(&s->lock);

@@ -67,9 +67,9 @@ void tl__commit_dirty(tl_service *svc)
  * A source whose thread must keep calling its library (a Kafka consumer that does
  * not poll within max.poll.interval.ms is dropped from its group) says how long it
  * may wait (ops->hold_limit_ms). A deliver that waits longer asks the loop to pause
- * the source, then returns; the source goes on polling, delivers what it had fetched
- * before the pause (held with the rest) and nothing after it, and is resumed once no
- * batch is held any more.
+ * the source, then returns; the source goes on polling, delivers at most what it had
+ * fetched before the pause (held with the rest; the Kafka source keeps it back itself),
+ * and is resumed once no batch is held any more.
  */
 struct tl_batch {
     tl_batch *next;
