@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include <taskloop/config.h>
 #include <taskloop/service.h>
 
 /* Monotonic and wall clocks in nanoseconds. */

@@ -1,6 +1,8 @@
-# Install rules: the libraries, their public headers, the `taskloop` program, a
-# pkg-config file (taskloop.pc) and a CMake package (find_package(taskloop) gives
-# taskloop::taskloop, taskloop::kafka, taskloop::zmq, taskloop::memory).
+# Install rules: the two libraries (libtaskloop, the loop alone; libtaskloop-service, the
+# runtime), the adapters, their public headers, the `taskloop` program, two pkg-config
+# files (taskloop.pc for the loop, taskloop-service.pc for the runtime and its adapters)
+# and a CMake package: find_package(taskloop) gives taskloop::taskloop, and the
+# components service, kafka, zmq and memory give taskloop::<component>.
 #
 # Included last from the top-level CMakeLists.txt, so that every target exists; parts
 # whose target was not built (an adapter, the program) are left out.
@@ -17,7 +19,7 @@ foreach(_a kafka zmq memory)
     list(APPEND _tl_libs taskloop_${_a})
   endif()
 endforeach()
-list(APPEND _tl_libs taskloop)
+list(APPEND _tl_libs taskloop_service taskloop)
 
 install(TARGETS ${_tl_libs} EXPORT taskloopTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -25,8 +27,9 @@ install(TARGETS ${_tl_libs} EXPORT taskloopTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
-# Public headers: the framework's and each built adapter's include/taskloop/*.h.
-set(_tl_include_dirs ${PROJECT_SOURCE_DIR}/framework/include/taskloop)
+# Public headers: both libraries' and each built adapter's include/taskloop/*.h.
+set(_tl_include_dirs ${PROJECT_SOURCE_DIR}/framework/loop/include/taskloop
+                     ${PROJECT_SOURCE_DIR}/framework/service/include/taskloop)
 foreach(_a kafka zmq memory)
   if(TARGET taskloop_${_a})
     list(APPEND _tl_include_dirs ${PROJECT_SOURCE_DIR}/adapters/${_a}/include/taskloop)
@@ -72,23 +75,34 @@ foreach(_entry IN LISTS _tl_pkg_table)
   endif()
 endforeach()
 
-# taskloop.pc: one module for every library built. Static linking needs
+# taskloop.pc: the loop alone (-ltaskloop; pthread). taskloop-service.pc: the runtime
+# and the adapters built, on top of taskloop. Static linking needs
 # `pkg-config --static`, which adds Requires.private and Libs.private.
-set(TL_PC_LIBS)
-foreach(_lib IN LISTS _tl_libs)
-  string(APPEND TL_PC_LIBS " -l${_lib}")
-endforeach()
-string(STRIP "${TL_PC_LIBS}" TL_PC_LIBS)
 list(JOIN _tl_pc_requires " " TL_PC_REQUIRES_PRIVATE)
-set(TL_PC_LIBS_PRIVATE "-pthread")
+set(TL_PC_SERVICE_LIBS)
+foreach(_lib IN LISTS _tl_libs)
+  if(_lib STREQUAL "taskloop")
+    continue()
+  endif()
+  get_target_property(_out ${_lib} OUTPUT_NAME)
+  if(NOT _out)
+    set(_out ${_lib})
+  endif()
+  string(APPEND TL_PC_SERVICE_LIBS " -l${_out}")
+endforeach()
+string(STRIP "${TL_PC_SERVICE_LIBS}" TL_PC_SERVICE_LIBS)
+set(TL_PC_SERVICE_LIBS_PRIVATE "-pthread")
 foreach(_l IN LISTS CMAKE_DL_LIBS)
-  string(APPEND TL_PC_LIBS_PRIVATE " -l${_l}")
+  string(APPEND TL_PC_SERVICE_LIBS_PRIVATE " -l${_l}")
 endforeach()
 # From <prefix>/<libdir>/pkgconfig back up to <prefix>.
 file(RELATIVE_PATH TL_PC_UP /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
 string(REGEX REPLACE "/$" "" TL_PC_UP "${TL_PC_UP}")
 configure_file(${CMAKE_CURRENT_LIST_DIR}/taskloop.pc.in ${PROJECT_BINARY_DIR}/taskloop.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/taskloop.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+configure_file(${CMAKE_CURRENT_LIST_DIR}/taskloop-service.pc.in
+               ${PROJECT_BINARY_DIR}/taskloop-service.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/taskloop.pc ${PROJECT_BINARY_DIR}/taskloop-service.pc
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 # The CMake package: exported targets, the config that recreates their dependencies,
 # and a version file (0.x: only the same minor version is compatible).

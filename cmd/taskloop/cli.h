@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <taskloop/service.h>
 
-#include "config.h"
+#include <taskloop/config.h>
 
 #define TL_CLI_NAME "taskloop"
 

@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include <taskloop/config.h>
 
 #define TOPIC "admin_in"
 #define N_OK 20

@@ -34,7 +34,7 @@ int taskloop_plugin_register(tl_registry *reg)
 
 #include <cmocka.h>
 
-#include "config.h"
+#include <taskloop/config.h>
 
 /* ---------------------------------------------------------------- fixtures */
 
@@ -333,52 +333,6 @@ static void interpolated_text_is_type_checked(void **state)
 
 /* ---------------------------------------------------------------- values */
 
-static void durations_take_ms_s_m_and_h(void **state)
-{
-    (void)state;
-    char why[256];
-    int64_t ms;
-    const struct {
-        const char *text;
-        int64_t ms;
-    } ok[] = {{"250ms", 250}, {"2s", 2000}, {"1m", 60000}, {"1h", 3600000}, {"0s", 0}};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        assert_int_equal(tl_config_parse_duration(ok[i].text, &ms, why, sizeof(why)), 0);
-        assert_int_equal(ms, ok[i].ms);
-    }
-}
-
-static void durations_without_unit_negative_or_huge_are_refused(void **state)
-{
-    (void)state;
-    char why[256];
-    int64_t ms;
-    assert_int_equal(tl_config_parse_duration("100", &ms, why, sizeof(why)), TL_ECONFIG);
-    assert_string_equal(why, "duration \"100\" has no unit (write 100ms, 100s, 100m or 100h)");
-    assert_int_equal(tl_config_parse_duration("-2s", &ms, why, sizeof(why)), TL_ECONFIG);
-    assert_string_equal(why, "negative duration \"-2s\"");
-    assert_int_equal(tl_config_parse_duration("9999999999999999h", &ms, why, sizeof(why)),
-                     TL_ECONFIG);
-    assert_string_equal(why, "duration \"9999999999999999h\" is out of range");
-    assert_int_equal(tl_config_parse_duration("2 s", &ms, why, sizeof(why)), TL_ECONFIG);
-}
-
-static void integers_with_trailing_text_are_refused(void **state)
-{
-    (void)state;
-    char why[256];
-    int64_t v = 0;
-    assert_int_equal(tl_config_parse_int("8x", 0, 100, &v, why, sizeof(why)), TL_ECONFIG);
-    assert_string_equal(why, "expected an integer, got \"8x\"");
-    assert_int_equal(v, 0);
-    assert_int_equal(
-        tl_config_parse_int("-9223372036854775808", INT64_MIN, INT64_MAX, &v, why, sizeof(why)), 0);
-    assert_int_equal(v, INT64_MIN);
-    assert_int_equal(
-        tl_config_parse_int("9223372036854775808", INT64_MIN, INT64_MAX, &v, why, sizeof(why)),
-        TL_ECONFIG);
-}
-
 static void unknown_key_suggests_the_closest_one(void **state)
 {
     fixture *f = *state;
@@ -592,16 +546,6 @@ static void dump_masks_secrets(void **state)
     free(text);
 }
 
-static void secret_names_are_recognised(void **state)
-{
-    (void)state;
-    assert_true(tl_config_is_secret("sasl.password"));
-    assert_true(tl_config_is_secret("ssl.key.pem"));
-    assert_true(tl_config_is_secret("sasl.oauthbearer.client.secret"));
-    assert_true(tl_config_is_secret("API_TOKEN"));
-    assert_false(tl_config_is_secret("bootstrap.servers"));
-}
-
 static void dump_loads_back_to_the_same_config(void **state)
 {
     fixture *f = *state;
@@ -648,9 +592,6 @@ int main(void)
         T(values_are_not_expanded_twice),
         T(unset_variable_is_an_error_with_its_position),
         T(interpolated_text_is_type_checked),
-        T(durations_take_ms_s_m_and_h),
-        T(durations_without_unit_negative_or_huge_are_refused),
-        T(integers_with_trailing_text_are_refused),
         T(unknown_key_suggests_the_closest_one),
         T(missing_handler_is_named),
         T(missing_sink_scheme_is_named),
@@ -666,7 +607,6 @@ int main(void)
         T(plugin_without_register_function_is_reported),
         T(plugin_registers_handlers_the_routes_use),
         T(dump_masks_secrets),
-        T(secret_names_are_recognised),
         T(dump_loads_back_to_the_same_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <taskloop/adapter.h>
+#include <taskloop/recycler.h>
+#include <taskloop/taskloop.h>
 
 static void a_block_given_back_is_handed_out_again(void **state)
 {

@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
+#include <taskloop/config.h>
 #include <taskloop/memory.h>
 #include <taskloop/service.h>
 

@@ -49,14 +49,8 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     atomic_init(&t->started_ns, 0);
     atomic_init(&t->next_run, NULL);
     t->next = t->done_next = NULL;
-    t->callbacks = t->cb_tail = NULL;
-    t->all_next = NULL;
-    t->all_prev = loop->all_tail;
-    if (loop->all_tail)
-        loop->all_tail->all_next = t;
-    else
-        loop->all_head = t;
-    loop->all_tail = t;
+    t->callbacks = (tl_list){0};
+    tl_list_push_back(&loop->all, &t->all);
     if (!(flags & TL_TASK_INLINE))
         loop->nelsewhere++;
     tl__loop_ref(loop);
@@ -83,19 +77,19 @@ tl_task *tl_task_create_ex(tl_loop *loop, tl_task_fn fn, void *arg, unsigned fla
 {
     if (!fn)
         return NULL;
-    bool on_loop = !(flags & TL__TASK_HELD) && runs_on_loop(loop, flags);
+    bool on_loop = !(flags & TL_TASK_HELD) && runs_on_loop(loop, flags);
     tl_task *t = task_new(loop, fn, arg, flags, on_loop ? 2 : 3);
     if (!t)
         return NULL;
     if (on_loop)
         ready_push(loop, t);
-    else if (!(flags & TL__TASK_HELD))
-        tl__task_launch(t);
+    else if (!(flags & TL_TASK_HELD))
+        tl_task_launch(t);
     /* A held task's third reference goes with it when it is chained or launched. */
     return t;
 }
 
-void tl__task_launch(tl_task *t)
+void tl_task_launch(tl_task *t)
 {
     tl_loop *loop = t->loop;
     if (runs_on_loop(loop, t->flags)) {
@@ -103,13 +97,13 @@ void tl__task_launch(tl_task *t)
         ready_push(loop, t);
         return;
     }
-    if (tl__loop_submit(loop, t) != 0) { /* the reference was to be the chunk's */
+    if (tl__pool_submit(&loop->pool, t) != 0) { /* the reference was to be the chunk's */
         tl_task_release(t);
         tl_task_cancel(t);
     }
 }
 
-bool tl__task_chain(tl_task *prev, tl_task *next)
+bool tl_task_chain(tl_task *prev, tl_task *next)
 {
     tl_task *expect = NULL;
     if (atomic_compare_exchange_strong(&prev->next_run, &expect, next))
@@ -118,18 +112,18 @@ bool tl__task_chain(tl_task *prev, tl_task *next)
     return false;
 }
 
-void tl__task_link_held(tl_task *prev, tl_task *next)
+void tl_task_link_held(tl_task *prev, tl_task *next)
 {
     /* Neither is launched or chained yet, so no other thread reads prev's slot. */
     atomic_store_explicit(&prev->next_run, next, memory_order_relaxed);
 }
 
-bool tl__task_chain_closed(tl_task *prev)
+bool tl_task_chain_closed(tl_task *prev)
 {
     return atomic_load_explicit(&prev->next_run, memory_order_relaxed) == TL__CHAIN_TAKEN;
 }
 
-tl_task *tl__task_unchain(tl_task *prev)
+tl_task *tl_task_unchain(tl_task *prev)
 {
     /* Taken is final: seen once, the slot needs no exchange (a runner that went on
      * past prev leaves it so before the loop settles prev). */
@@ -204,15 +198,15 @@ static bool run_one(tl_task *task, bool owned, tl_task **next)
     /* Completed from outside before it started (tl_task_complete): nothing to run. */
     if (atomic_load(&task->finished))
         return false;
-    if (task->flags & TL__TASK_TIMED)
-        atomic_store_explicit(&task->started_ns, tl__clock_ns(), memory_order_relaxed);
+    if (task->flags & TL_TASK_TIMED)
+        atomic_store_explicit(&task->started_ns, tl_clock_ns(), memory_order_relaxed);
     int rc = task->fn(task, task->arg);
     if (rc == TL_PENDING || atomic_exchange(&task->finished, true))
         return false; /* pending, or completed meanwhile from outside */
     task->result = rc == 0 ? task->fn_result : NULL;
     task->err = rc > 0 ? TL_EFAIL : rc;
-    if (rc == 0 && !atomic_load(&task->cancel_req) && (task->flags & TL__TASK_CHAINED))
-        *next = tl__task_unchain(task);
+    if (rc == 0 && !atomic_load(&task->cancel_req) && (task->flags & TL_TASK_CHAINED))
+        *next = tl_task_unchain(task);
     task->pass_ref = owned;
     tl__loop_push_completed(task->loop, task);
     return true;
@@ -342,30 +336,31 @@ const char *tl_task_name(const tl_task *task)
     return task->name;
 }
 
-/* ---------------------------------------------------------------- loop side */
-
-void tl__task_link(tl_task *task, tl_cbnode *node)
+int64_t tl_task_started_ns(const tl_task *task)
 {
-    node->next = NULL;
-    node->prev = task->cb_tail;
-    if (task->cb_tail)
-        task->cb_tail->next = node;
-    else
-        task->callbacks = node;
-    task->cb_tail = node;
+    return atomic_load_explicit(&task->started_ns, memory_order_relaxed);
 }
 
-void tl__task_unlink(tl_task *task, tl_cbnode *node)
+tl_task_fn tl_task_fn_of(const tl_task *task)
 {
-    if (node->prev)
-        node->prev->next = node->next;
-    else
-        task->callbacks = node->next;
-    if (node->next)
-        node->next->prev = node->prev;
-    else
-        task->cb_tail = node->prev;
-    node->prev = node->next = NULL;
+    return task->fn;
+}
+
+void *tl_task_arg(const tl_task *task)
+{
+    return task->arg;
+}
+
+/* ---------------------------------------------------------------- loop side */
+
+void tl_task_link_cb(tl_task *task, tl_cbnode *node)
+{
+    tl_list_push_back(&task->callbacks, &node->link);
+}
+
+void tl_task_unlink_cb(tl_task *task, tl_cbnode *node)
+{
+    tl_list_remove(&task->callbacks, &node->link);
 }
 
 void tl__task_finalize(tl_task *task)
@@ -380,22 +375,13 @@ void tl__task_finalize(tl_task *task)
         /* Release publishes result and err to readers of the state on other threads. */
         atomic_store_explicit(&task->state, TL_TASK_DONE, memory_order_release);
     }
-    if (task->all_prev)
-        task->all_prev->all_next = task->all_next;
-    else
-        loop->all_head = task->all_next;
-    if (task->all_next)
-        task->all_next->all_prev = task->all_prev;
-    else
-        loop->all_tail = task->all_prev;
-    task->all_prev = task->all_next = NULL;
+    tl_list_remove(&loop->all, &task->all);
     if (!(task->flags & TL_TASK_INLINE))
         loop->nelsewhere--;
     /* One node at a time from the live list: a callback may free another waiter,
      * which unlinks that waiter's node from this very list. */
-    while (task->callbacks) {
-        tl_cbnode *n = task->callbacks;
-        tl__task_unlink(task, n);
+    for (tl_link *l; (l = tl_list_pop_front(&task->callbacks));) {
+        tl_cbnode *n = tl_list_item(l, tl_cbnode, link);
         n->fn(task, n);
     }
     /* The loop's reference, and the runner's when it passed it with the completion. */
@@ -443,7 +429,7 @@ int tl_task_add_done_callback(tl_task *task, void (*cb)(tl_task *task, void *arg
     u->node.fn = user_cb_fire;
     u->task = task;
     if (!tl_task_done(task)) {
-        tl__task_link(task, &u->node);
+        tl_task_link_cb(task, &u->node);
         return 0;
     }
     tl_task_retain(task);
@@ -459,9 +445,10 @@ int tl_task_add_done_callback(tl_task *task, void (*cb)(tl_task *task, void *arg
 
 size_t tl_loop_tasks(tl_loop *loop, tl_task_info *out, size_t cap)
 {
-    int64_t now = tl__clock_ns() / 1000000;
+    int64_t now = tl_clock_ns() / 1000000;
     size_t n = 0;
-    for (tl_task *t = loop->all_head; t; t = t->all_next) {
+    for (tl_link *l = loop->all.head; l; l = l->next) {
+        tl_task *t = tl_list_item(l, tl_task, all);
         int state = atomic_load(&t->state);
         /* Cancelled before it started: done at once, though not yet finalized. */
         if (state == TL_TASK_CANCELLED || state == TL_TASK_DONE)

@@ -157,24 +157,24 @@ static void chain_more(tl_lane *lane)
      * next when it settles the last. Without this look each intake into the lane
      * would make and undo a task until then (a million for a million messages when
      * the worker keeps up with a no-op handler). */
-    if (tl__task_chain_closed(from)) {
+    if (tl_task_chain_closed(from)) {
         lane->end_closed = true;
         return;
     }
     tl_rec *first = lane->nchained ? lane->chain_last->lane_next : lane->head;
     tl_rec *last = NULL, *r = first;
     size_t k = 0;
-    for (; k < room && attempt_new(r, TL__TASK_HELD); k++, r = r->lane_next) {
+    for (; k < room && attempt_new(r, TL_TASK_HELD); k++, r = r->lane_next) {
         if (last)
-            tl__task_link_held(last->task, r->task);
+            tl_task_link_held(last->task, r->task);
         last = r;
     }
     if (k == 0)
         return;
-    if (!tl__task_chain(from, first->task)) {
+    if (!tl_task_chain(from, first->task)) {
         /* from finished meanwhile: the loop starts first when it sees that. */
         for (r = first; k-- > 0; r = r->lane_next) {
-            tl_task *after = tl__task_unchain(r->task); /* the next one's slot reference */
+            tl_task *after = tl_task_unchain(r->task); /* the next one's slot reference */
             unheld(r);
             tl_task_release(after);
         }
@@ -198,14 +198,14 @@ static void unwind(tl_lane *lane)
     tl_rec *prev = NULL, *r = lane->head;
     size_t kept = 0;
     tl_task *s = NULL;
-    while (kept < lane->nchained && !(s = tl__task_unchain(from))) {
+    while (kept < lane->nchained && !(s = tl_task_unchain(from))) {
         prev = r; /* claimed by a runner: started */
         from = r->task;
         r = r->lane_next;
         kept++;
     }
     for (size_t i = kept; i < lane->nchained; i++, r = r->lane_next) {
-        tl_task *after = s ? tl__task_unchain(s) : NULL;
+        tl_task *after = s ? tl_task_unchain(s) : NULL;
         tl_task_release(s); /* the slot's reference */
         unheld(r);
         s = after;
@@ -242,7 +242,7 @@ static void lane_release(tl_rec *rec)
         return;
     }
     /* next's attempt is chained: run by rec's runner already, or launched here. */
-    tl_task *s = tl__task_unchain(lane->chain_from);
+    tl_task *s = tl_task_unchain(lane->chain_from);
     tl_task_release(lane->chain_from);
     lane->chain_from = NULL;
     if (--lane->nchained) {
@@ -252,7 +252,7 @@ static void lane_release(tl_rec *rec)
         lane->end_closed = false; /* the end is next's attempt now */
     }
     if (s)
-        tl__task_launch(s);
+        tl_task_launch(s);
     chain_more(lane);
 }
 
@@ -281,9 +281,9 @@ static int run_handler(tl_task *task, void *arg)
 
 bool tl__task_message(const tl_task *task, tl_task_message *out)
 {
-    if (task->fn != run_handler)
+    if (tl_task_fn_of(task) != run_handler)
         return false;
-    const tl_rec *rec = task->arg;
+    const tl_rec *rec = tl_task_arg(task);
     /* A stalled attempt still running belongs to an earlier attempt of its record. */
     bool stalled = rec->stuck == task;
     *out = (tl_task_message){.handler = rec->route->cfg->handler,
@@ -297,7 +297,7 @@ bool tl__task_message(const tl_task *task, tl_task_message *out)
 
 const char *tl_handler_param(const tl_task *task, const char *name, const char *def)
 {
-    const tl_rec *rec = task->arg;
+    const tl_rec *rec = tl_task_arg(task);
     const tl_config_route *r = rec->route->cfg;
     for (size_t i = 0; i < r->nparams; i++)
         if (strcmp(r->params[i].key, name) == 0)
@@ -307,7 +307,7 @@ const char *tl_handler_param(const tl_task *task, const char *name, const char *
 
 unsigned tl_handler_attempt(const tl_task *task)
 {
-    const tl_rec *rec = task->arg;
+    const tl_rec *rec = tl_task_arg(task);
     return rec->attempt;
 }
 
@@ -322,7 +322,7 @@ static void rec_free(tl_rec *rec)
         rec->all_next->all_prev = rec->all_prev;
     tl_timer_stop(&rec->timer);
     if (rec->linked)
-        tl__task_unlink(rec->task, &rec->done_node);
+        tl_task_unlink_cb(rec->task, &rec->done_node);
     tl_task_release(rec->task);
     tl_src *src = rec->route->src;
     src->ops->release(src->handle, rec->msg);
@@ -393,10 +393,10 @@ static void retry_fire(tl_timer *timer, void *arg)
 static void attempt_done(tl_rec *rec, tl_task *task)
 {
     tl_service *svc = rec->svc;
-    int64_t started = atomic_load_explicit(&task->started_ns, memory_order_relaxed);
+    int64_t started = tl_task_started_ns(task);
     /* The attempt finished by the time the loop took it from the completion stack. */
     if (started)
-        tl_histogram_observe(&svc->handler_seconds, svc->loop->drained_ns - started);
+        tl_histogram_observe(&svc->handler_seconds, tl_loop_drained_ns(svc->loop) - started);
     int err = tl_task_error(task);
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);
@@ -468,7 +468,7 @@ void tl__check_stuck(tl_service *svc)
         r->stuck_overdue = true;
         if (svc->replaced_now >= svc->cfg->max_replaced_workers)
             continue;
-        if (tl__pool_add_worker(&svc->loop->pool) == 0) {
+        if (tl_loop_add_worker(svc->loop) == 0) {
             svc->replaced_now++;
             r->replaced_worker = true;
             TL_STAT_ADD(svc, replaced_workers, 1);
@@ -491,7 +491,7 @@ static void on_late(tl_task *task, void *arg)
     stuck_unlink(rec);
     if (rec->replaced_worker) {
         rec->replaced_worker = false;
-        tl__pool_retire_worker(&svc->loop->pool);
+        tl_loop_retire_worker(svc->loop);
         svc->replaced_now--;
     }
     rec->stuck = NULL;
@@ -575,7 +575,7 @@ static void watch_arm(tl_route_rt *route)
         tl_timer_stop(&route->watch_timer);
         return;
     }
-    int64_t left_ns = head->watch_due_ns - tl__clock_ns();
+    int64_t left_ns = head->watch_due_ns - tl_clock_ns();
     int64_t ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
     tl_timer_start(&route->watch_timer, ms, watch_fire, route);
 }
@@ -604,7 +604,7 @@ static void unwatch(tl_rec *rec)
     tl_timer_stop(&rec->timer);
     if (rec->linked) {
         rec->linked = false;
-        tl__task_unlink(rec->task, &rec->done_node);
+        tl_task_unlink_cb(rec->task, &rec->done_node);
     }
 }
 
@@ -613,7 +613,7 @@ static void deadline(tl_rec *rec, int64_t now)
 {
     tl_task *t = rec->task;
     int64_t timeout_ns = rec->route->cfg->timeout_ms * 1000000;
-    int64_t started = atomic_load_explicit(&t->started_ns, memory_order_relaxed);
+    int64_t started = tl_task_started_ns(t);
     int64_t left_ms =
         started ? (started + timeout_ns - now) / 1000000 : rec->route->cfg->timeout_ms;
     if (left_ms >= 1 && tl_timer_start(&rec->timer, left_ms, rewatch_fire, rec) == 0)
@@ -626,14 +626,14 @@ static void rewatch_fire(tl_timer *timer, void *arg)
 {
     (void)timer;
     tl_rec *rec = arg;
-    deadline(rec, tl__clock_ns());
+    deadline(rec, tl_clock_ns());
 }
 
 static void watch_fire(tl_timer *timer, void *arg)
 {
     (void)timer;
     tl_route_rt *route = arg;
-    int64_t now = tl__clock_ns();
+    int64_t now = tl_clock_ns();
     while (route->watch_head && route->watch_head->watch_due_ns <= now) {
         tl_rec *rec = route->watch_head;
         watch_unlink(rec);
@@ -658,9 +658,9 @@ static void watch(tl_rec *rec)
     tl_route_rt *route = rec->route;
     rec->done_node.fn = done_fire;
     rec->done_node.arg = rec;
-    tl__task_link(rec->task, &rec->done_node);
+    tl_task_link_cb(rec->task, &rec->done_node);
     rec->linked = true;
-    rec->watch_due_ns = rec->svc->loop->now_ns + route->cfg->timeout_ms * 1000000;
+    rec->watch_due_ns = tl_loop_now_ns(rec->svc->loop) + route->cfg->timeout_ms * 1000000;
     rec->watched = true;
     rec->watch_next = NULL;
     rec->watch_prev = route->watch_tail;
@@ -677,8 +677,8 @@ static void watch(tl_rec *rec)
 static bool attempt_new(tl_rec *rec, unsigned flags)
 {
     tl_route_rt *route = rec->route;
-    flags |= TL__TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0) |
-             (rec->lane ? TL__TASK_CHAINED : 0);
+    flags |= TL_TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0) |
+             (rec->lane ? TL_TASK_CHAINED : 0);
     tl_task *t = tl_task_create_ex(rec->svc->loop, run_handler, rec, flags);
     if (!t)
         return false;

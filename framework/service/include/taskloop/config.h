@@ -1,5 +1,5 @@
 /*
- * The YAML configuration of a taskloop service: load, validate, dump.
+ * taskloop configs: load a service's YAML file (or text), validate it, dump it.
  *
  * A config file is parsed into libfyaml's document tree, every scalar value is
  * interpolated (see below), and the result is checked against the schema and the
@@ -59,11 +59,15 @@
  *
  * Thread rules: none; a config is built by one thread and read-only afterwards.
  */
-#ifndef TL_CONFIG_H
-#define TL_CONFIG_H
+#ifndef TASKLOOP_CONFIG_H
+#define TASKLOOP_CONFIG_H
 
 #include <stdio.h>
 #include <taskloop/adapter.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ---------------------------------------------------------------- diagnostics */
 
@@ -207,75 +211,19 @@ void tl_config_free(tl_config *cfg);
  */
 int tl_config_dump(const tl_config *cfg, FILE *out);
 
+/* Parses a duration as the config does ("250ms", "2s", "1m", "1h"; a unit is required)
+ * into milliseconds; TL_ECONFIG with the reason in why otherwise. */
+int tl_config_parse_duration(const char *s, int64_t *ms, char *why, size_t whylen);
+
+/* True when a key's name says its value is a secret (password, secret, token, ...):
+ * its value is never printed. */
+bool tl_config_is_secret(const char *key);
+
 /* The index of the source called name, or -1. */
 long tl_config_source_index(const tl_config *cfg, const char *name);
 
-/* -------------------------------- internals shared by config.c, config_schema.c, interpolate.c */
-
-/* Expands ${VAR}, ${VAR:-default} and $$ in text into *out (malloc'd); on a bad or
- * unset reference returns TL_ECONFIG with the reason in why. */
-int tl_config_interpolate(const char *text, size_t len, tl_config_getenv_fn env, void *user,
-                          char **out, char *why, size_t whylen);
-
-/* Parses a decimal integer within [min, max]; on failure returns TL_ECONFIG and why. */
-int tl_config_parse_int(const char *s, int64_t min, int64_t max, int64_t *out, char *why,
-                        size_t whylen);
-
-/* Parses true/false into *out; on failure returns TL_ECONFIG and why. */
-int tl_config_parse_bool(const char *s, bool *out, char *why, size_t whylen);
-
-/* Parses a non-negative duration with a unit (ms, s, m, h) into milliseconds. */
-int tl_config_parse_duration(const char *s, int64_t *ms, char *why, size_t whylen);
-
-/* The closest of the NULL-ended candidates within edit distance 2 of word, or NULL. */
-const char *tl_config_suggest(const char *word, const char *const *candidates);
-
-/* True when a key's name says its value is a secret (password, token, ...). */
-bool tl_config_is_secret(const char *key);
-
-struct fy_node;
-
-/* A place in the file: 1-based, or 0 when unknown. */
-typedef struct tl_config_pos {
-    int line, col;
-} tl_config_pos;
-
-/* The state of one load. */
-typedef struct tl_config_loader {
-    const char *file;     /* the name used in messages */
-    const char *base_dir; /* where relative plugin paths start; NULL: the working dir */
-    const char *text;     /* what is being parsed, to place collections exactly */
-    size_t text_len;
-    tl_registry *reg;
-    tl_config_getenv_fn getenv;
-    void *getenv_user;
-    tl_config *cfg;
-    tl_diag *diag; /* may be NULL: errors are then only counted */
-    size_t nerrors;
-    bool oom;
-    bool sources_ok; /* false: route sources are not checked, to avoid a cascade */
-} tl_config_loader;
-
-/* Records "FILE:LINE:COL: error: PATH: what" (without "PATH: " when path is empty). */
-void tl_config_report(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Zeroed memory owned by ld->cfg; NULL, with ld->oom set, when out of memory. */
-void *tl_config_alloc(tl_config_loader *ld, size_t n);
-
-/* A NUL-terminated copy of s[0..n) owned by ld->cfg, or NULL as tl_config_alloc. */
-char *tl_config_strndup(tl_config_loader *ld, const char *s, size_t n);
-
-/* Where a node starts: a scalar's first character (its opening quote, if quoted), a
- * flow collection's bracket, a block sequence's first '-', a block mapping's first key;
- * {0, 0} for an empty block collection, which has no place of its own. */
-tl_config_pos tl_config_node_pos(tl_config_loader *ld, struct fy_node *n);
-
-/* Opens the plugin at pl->path (reported at p, under path) and lets it register. */
-void tl_config_open_plugin(tl_config_loader *ld, tl_config_pos p, const char *path,
-                           tl_config_plugin *pl);
-
-/* Checks the document's root (NULL for an empty document) and fills ld->cfg. */
-void tl_config_load_root(tl_config_loader *ld, struct fy_node *root);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,28 +12,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <taskloop/adapter.h>
+#include <taskloop/loop_ext.h>
+#include <taskloop/recycler.h>
 #include <taskloop/taskloop.h>
 
-/* Internal task flag: record when the function starts (the runtime's stall clock). */
-#define TL__TASK_TIMED (1u << 8)
-/* Created but neither queued nor submitted: it runs once chained (tl__task_chain) and
- * claimed after its predecessor, or once launched (tl__task_launch). */
-#define TL__TASK_HELD (1u << 9)
-/* May have a successor: its runner looks at next_run when it returns success. */
-#define TL__TASK_CHAINED (1u << 10)
 /* next_run once claimed: by the runner after a success, or by the loop. */
 #define TL__CHAIN_TAKEN ((tl_task *)(uintptr_t)1)
-
-typedef struct tl_cbnode tl_cbnode;
-typedef void (*tl_cbnode_fn)(tl_task *task, tl_cbnode *node);
-
-/* A done-callback linked into a task; embedded by waiters, allocated for users. */
-struct tl_cbnode {
-    tl_cbnode *prev, *next;
-    tl_cbnode_fn fn;
-    void *arg;
-};
 
 struct tl_task {
     _Atomic int state;       /* [atomic] tl_task_state */
@@ -55,13 +39,13 @@ struct tl_task {
     char *name;
     uint64_t id;
     int64_t created_ms;
-    _Atomic int64_t started_ns;     /* with TL__TASK_TIMED: when the function started */
-    _Atomic(tl_task *) next_run;    /* [atomic] a held successor (holding a reference), or
-                                       TL__CHAIN_TAKEN once claimed, or NULL */
-    tl_task *all_prev, *all_next;   /* [loop] the list of unfinished tasks */
-    tl_task *next;                  /* [loop] ready queue of inline tasks */
-    tl_task *done_next;             /* completion stack link */
-    tl_cbnode *callbacks, *cb_tail; /* [loop] done-callbacks, in adding order */
+    _Atomic int64_t started_ns;  /* with TL_TASK_TIMED: when the function started */
+    _Atomic(tl_task *) next_run; /* [atomic] a held successor (holding a reference), or
+                                    TL__CHAIN_TAKEN once claimed, or NULL */
+    tl_link all;                 /* [loop] in the loop's list of unfinished tasks */
+    tl_task *next;               /* [loop] ready queue of inline tasks */
+    tl_task *done_next;          /* completion stack link */
+    tl_list callbacks;           /* [loop] tl_cbnode links, in adding order */
 };
 
 typedef struct tl_call {
@@ -90,12 +74,18 @@ typedef struct tl_pool {
     _Atomic unsigned alive;          /* threads running the worker loop; written under mu */
     _Atomic unsigned nominal;        /* the size asked for; extra threads leave when free */
     bool stopping;
+    tl_chunk *submit;   /* [loop] tasks not yet handed over (tl__pool_flush) */
     pthread_t *threads; /* every thread ever started, joined at the end */
     size_t nthreads;
     tl_loop *loop;
 } tl_pool;
 
-typedef struct tl_waiter tl_waiter;
+/* Something the loop lets go of, without calling it, when it is freed (a waiter whose
+ * callbacks would run against a half-torn-down loop). */
+typedef struct tl_closer {
+    tl_link link;
+    void (*drop)(struct tl_closer *c);
+} tl_closer;
 
 struct tl_loop {
     _Atomic int refs; /* the loop's own, plus one per task alive, plus ref_credit */
@@ -117,11 +107,10 @@ struct tl_loop {
     _Atomic(tl_task *) completed;   /* stack of finished tasks, pushed from any thread */
     tl_task *done_head, *done_tail; /* [loop] finished on the running thread itself */
     _Atomic(tl_call *) calls;       /* stack of thread-safe calls */
-    tl_task *all_head, *all_tail;   /* [loop] unfinished tasks, oldest first */
+    tl_list all;                    /* [loop] unfinished tasks (tl_task.all), oldest first */
     tl_recycler *task_blocks;       /* freed tasks, for the loop's next ones */
     size_t nelsewhere; /* [loop] unfinished tasks not inline: workers or others finish them */
     tl_task *ready_head, *ready_tail; /* [loop] inline tasks to run */
-    tl_chunk *submit;                 /* [loop] pool tasks not yet handed over */
     uint64_t next_id;
     int64_t now_ns;
     int64_t drained_ns; /* [loop] clock when the completions now finalized were taken:
@@ -129,7 +118,7 @@ struct tl_loop {
     tl_timer **heap;    /* [loop] timers, min-heap on (due_ns, seq) */
     size_t nheap, capheap;
     uint64_t timer_seq;
-    tl_waiter *waiters; /* [loop] active waiters, dropped at free */
+    tl_list closers; /* [loop] tl_closer links: let go unfired by tl_loop_free */
     tl_pool pool;
 };
 
@@ -142,20 +131,11 @@ static inline bool tl__on_runner(tl_loop *loop)
     return atomic_load_explicit(&loop->runner, memory_order_relaxed) == tl__thread_token();
 }
 
-/* Monotonic clock in nanoseconds. */
-int64_t tl__clock_ns(void);
-
 /* Any thread: pushes a finished task onto its loop's completion stack and wakes it. */
 void tl__loop_push_completed(tl_loop *loop, tl_task *task);
 
 /* Any thread: wakes the loop if it sleeps. */
 void tl__loop_wake(tl_loop *loop);
-
-/* Loop thread: hands tasks waiting for the pool to the workers. */
-void tl__loop_flush_submit(tl_loop *loop);
-
-/* Loop thread: queues a pool task for the next flush. */
-int tl__loop_submit(tl_loop *loop, tl_task *task);
 
 /* Loop thread: runs iterations until *flag turns true. TL_EBUSY when nested. */
 int tl__loop_run_until(tl_loop *loop, const bool *flag);
@@ -169,78 +149,29 @@ void tl__task_finalize(tl_task *task);
  * passes it to the loop with the completion. */
 void tl__task_run(tl_task *task, bool owned);
 
-/* Loop thread: makes held task next run right after prev succeeds, on prev's thread,
- * and takes over next's launch reference (dropped when it fails). False when prev
- * already finished and its runner looked for a successor. */
-bool tl__task_chain(tl_task *prev, tl_task *next);
-
-/* Loop thread: puts held task next in held task prev's successor slot, with next's
- * launch reference, before either is chained: a chain hung on at once. */
-void tl__task_link_held(tl_task *prev, tl_task *next);
-
-/* Any thread: true when prev's successor slot is claimed, so chaining to it fails. */
-bool tl__task_chain_closed(tl_task *prev);
-
-/* Loop thread: claims prev's successor; the held task (with the slot's reference,
- * which the caller now owns) or NULL when prev's runner took it or there is none. */
-tl_task *tl__task_unchain(tl_task *prev);
-
-/* Loop thread: queues or submits a held task; takes over one reference. */
-void tl__task_launch(tl_task *task);
-
 /* Frees a task whose last reference is gone. */
 void tl__task_free(tl_task *task);
 
-/* Loop thread: links a done-callback node into an unfinished task. */
-void tl__task_link(tl_task *task, tl_cbnode *node);
-
-/* Loop thread: unlinks a node still linked (not yet called). */
-void tl__task_unlink(tl_task *task, tl_cbnode *node);
-
-/* Loop-thread pool interface. */
+/* Loop thread: starts the pool's workers. 0, TL_ENOMEM or TL_ESYS. */
 int tl__pool_start(tl_pool *pool, tl_loop *loop, unsigned workers);
+
+/* Loop thread: queues a task for the workers; handed over at the next flush. */
+int tl__pool_submit(tl_pool *pool, tl_task *task);
+
+/* Loop thread: hands the queued tasks to the workers. */
+void tl__pool_flush(tl_pool *pool);
+
+/* Loop thread: hands a chunk of tasks to the workers. */
 void tl__pool_publish(tl_pool *pool, tl_chunk *chunk);
+
+/* Loop thread: starts one worker beyond the pool's size. */
 int tl__pool_add_worker(tl_pool *pool);
+
+/* Loop thread: lets one added worker leave once it is free. */
 void tl__pool_retire_worker(tl_pool *pool);
+
+/* Loop thread: stops and joins every worker; unclaimed tasks are released. */
 void tl__pool_stop(tl_pool *pool);
-
-/* Loop thread: frees every active waiter without calling it (loop teardown). */
-void tl__waiters_drop(tl_loop *loop);
-
-/*
- * A waiter: the one mechanism behind wait, gather and as_completed. It links a
- * done-callback into each unfinished task, records completions in order and calls
- * on_event after each completion and at the timeout; the owner decides when it has
- * seen enough and frees it (which unlinks whatever is still linked).
- */
-struct tl_waiter {
-    tl_loop *loop;
-    tl_waiter *prev, *next; /* the loop's active waiters */
-    tl_task **tasks;
-    size_t n;
-    bool retained; /* holds a reference on each task (callback forms) */
-    tl_cbnode *nodes;
-    unsigned char *done; /* per input index */
-    size_t *order;       /* input indices in completion order */
-    size_t ndone;
-    size_t nfailed;
-    bool timed_out;
-    tl_timer timer; /* the timeout */
-    tl_timer poke;  /* an event on the next iteration */
-    void (*on_event)(tl_waiter *w);
-    void (*on_drop)(tl_waiter *w); /* the loop is being freed; NULL: nothing to do */
-    void *ctx;
-};
-
-/* Loop thread: a waiter over tasks; timeout_ms < 0 for none. NULL on allocation failure. */
-tl_waiter *tl__waiter_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
-                          bool retain, void (*on_event)(tl_waiter *w), void *ctx);
-
-/* Loop thread: calls on_event on the next iteration (a waiter satisfied at birth). */
-void tl__waiter_poke(tl_waiter *w);
-
-/* Loop thread: unlinks, disarms and frees a waiter. */
-void tl__waiter_free(tl_waiter *w);
 
 /* Takes a reference to the loop for a new task (from the running thread's credit when
  * called on it). */

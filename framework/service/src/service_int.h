@@ -14,8 +14,11 @@
 #ifndef TL_SERVICE_INT_H
 #define TL_SERVICE_INT_H
 
-#include "config.h"
-#include "internal.h"
+#include <taskloop/config.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <taskloop/loop_ext.h>
+#include <taskloop/recycler.h>
 #include "metrics.h"
 #include "offsets.h"
 

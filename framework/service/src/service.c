@@ -188,7 +188,7 @@ static void hold_resume(tl_service *svc)
  * limit asks the loop, once, to pause the source (see hold_on_loop). */
 static void hold_check(tl_src *src, int64_t *since_ms)
 {
-    int64_t now = tl__clock_ns() / 1000000;
+    int64_t now = tl_clock_ns() / 1000000;
     if (*since_ms < 0)
         *since_ms = now;
     if (src->hold_asked || now - *since_ms < src->hold_limit_ms)

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
+#include "config_int.h"
 
 #define DURATION_HINT "expected a duration like 250ms, 2s, 1m or 1h"
 

@@ -3,7 +3,7 @@
  * when the iteration starts come first, in input order. A timeout ends the
  * iteration and cancels nothing.
  */
-#include "internal.h"
+#include "waiter.h"
 
 #include <stdlib.h>
 

@@ -41,7 +41,7 @@ static void run_end(tl_loop *loop)
     loop->running--;
 }
 
-int64_t tl__clock_ns(void)
+int64_t tl_clock_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -59,7 +59,7 @@ int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
         free(loop);
         return TL_ESYS;
     }
-    loop->now_ns = tl__clock_ns();
+    loop->now_ns = tl_clock_ns();
     int rc = tl_recycler_new(sizeof(tl_task), &loop->task_blocks);
     if (!rc)
         rc = tl__pool_start(&loop->pool, loop, opts ? opts->workers : 0);
@@ -144,7 +144,7 @@ static bool drain_completed(tl_loop *loop)
     if (!t && !local)
         return false;
     loop->done_head = loop->done_tail = NULL;
-    loop->drained_ns = tl__clock_ns(); /* one clock read for the lot */
+    loop->drained_ns = tl_clock_ns(); /* one clock read for the lot */
     tl_task *rev = NULL;
     while (t) {
         tl_task *next = t->done_next;
@@ -255,7 +255,7 @@ int tl_timer_start(tl_timer *timer, int64_t delay_ms, tl_timer_cb cb, void *arg)
     if (delay_ms < 0)
         delay_ms = 0;
     /* From the clock, not the cached time: a timer must never fire early. */
-    timer->due_ns = tl__clock_ns() + delay_ms * 1000000;
+    timer->due_ns = tl_clock_ns() + delay_ms * 1000000;
     timer->seq = loop->timer_seq++;
     timer->cb = cb;
     timer->arg = arg;
@@ -365,13 +365,13 @@ static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
     int64_t limit = TL_SPIN_NS;
     if (timeout_ns >= 0 && timeout_ns < limit)
         limit = timeout_ns;
-    int64_t end = tl__clock_ns() + limit;
+    int64_t end = tl_clock_ns() + limit;
     do {
         for (int i = 0; i < 64; i++)
             if (has_work(loop))
                 return true;
         sched_yield();
-    } while (tl__clock_ns() < end);
+    } while (tl_clock_ns() < end);
     return false;
 }
 
@@ -405,19 +405,19 @@ static void sleep_until_woken(tl_loop *loop, int64_t timeout_ns)
 static void tick(tl_loop *loop, int64_t max_wait_ns)
 {
     bool busy = run_ready(loop);
-    tl__loop_flush_submit(loop);
+    tl__pool_flush(&loop->pool);
     int64_t wait = max_wait_ns;
     if (busy || loop->ready_head)
         wait = 0;
     if (wait != 0 && loop->nheap > 0) {
-        int64_t until = loop->heap[0]->due_ns - tl__clock_ns();
+        int64_t until = loop->heap[0]->due_ns - tl_clock_ns();
         if (until < 0)
             until = 0;
         if (wait < 0 || until < wait)
             wait = until;
     }
     sleep_until_woken(loop, wait);
-    loop->now_ns = tl__clock_ns();
+    loop->now_ns = tl_clock_ns();
     run_calls(loop);
     drain_completed(loop);
     run_timers(loop);
@@ -431,7 +431,7 @@ int tl__loop_run_until(tl_loop *loop, const bool *flag)
         return TL_ECLOSED;
     run_begin(loop);
     /* Catch up on completions first, so a zero timeout sees what already finished. */
-    loop->now_ns = tl__clock_ns();
+    loop->now_ns = tl_clock_ns();
     run_calls(loop);
     drain_completed(loop);
     while (!*flag)
@@ -470,6 +470,26 @@ int64_t tl_loop_now(const tl_loop *loop)
     return loop->now_ns / 1000000;
 }
 
+int64_t tl_loop_now_ns(const tl_loop *loop)
+{
+    return loop->now_ns;
+}
+
+int64_t tl_loop_drained_ns(const tl_loop *loop)
+{
+    return loop->drained_ns;
+}
+
+int tl_loop_add_worker(tl_loop *loop)
+{
+    return tl__pool_add_worker(&loop->pool);
+}
+
+void tl_loop_retire_worker(tl_loop *loop)
+{
+    tl__pool_retire_worker(&loop->pool);
+}
+
 unsigned tl_loop_workers(const tl_loop *loop)
 {
     tl_pool *pool = (tl_pool *)&loop->pool;
@@ -482,7 +502,8 @@ unsigned tl_loop_workers(const tl_loop *loop)
 /* Cancels every task not started, so the workers skip them while draining. */
 static void cancel_unstarted(tl_loop *loop)
 {
-    for (tl_task *t = loop->all_head; t; t = t->all_next) {
+    for (tl_link *l = loop->all.head; l; l = l->next) {
+        tl_task *t = tl_list_item(l, tl_task, all);
         int expect = TL_TASK_PENDING;
         atomic_compare_exchange_strong(&t->state, &expect, TL_TASK_CANCELLED);
     }
@@ -493,18 +514,21 @@ void tl_loop_free(tl_loop *loop)
     if (!loop)
         return;
     cancel_unstarted(loop);
-    tl__loop_flush_submit(loop);
+    tl__pool_flush(&loop->pool);
     tl__pool_stop(&loop->pool);
     /* Waiters' callbacks would run against a half-torn-down loop: drop them unfired. */
-    tl__waiters_drop(loop);
+    for (tl_link *l; (l = tl_list_pop_front(&loop->closers));) {
+        tl_closer *c = tl_list_item(l, tl_closer, link);
+        c->drop(c);
+    }
     run_calls(loop);
     /* Tasks that never got to run: the ready queue holds no references of its own. */
     loop->ready_head = loop->ready_tail = NULL;
     loop->closed = true;
     drain_completed(loop);
     /* What is left waits for a completion that can no longer be delivered. */
-    while (loop->all_head) {
-        tl_task *t = loop->all_head;
+    while (loop->all.head) {
+        tl_task *t = tl_list_item(loop->all.head, tl_task, all);
         if (!atomic_exchange(&t->finished, true)) {
             t->err = TL_ECANCELED;
             atomic_store(&t->state, TL_TASK_CANCELLED);

@@ -5,7 +5,8 @@
  * when its own list runs dry. Only the owner pops, and it pops by exchange, so the
  * stack never sees the ABA problem. The first word of a free block is its link.
  */
-#include <taskloop/adapter.h>
+#include <taskloop/recycler.h>
+#include <taskloop/taskloop.h>
 
 #include <stdatomic.h>
 #include <stdlib.h>

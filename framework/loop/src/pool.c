@@ -40,13 +40,13 @@ static void spin_for_chunk(tl_pool *pool)
         return;
     unsigned long seen = atomic_load(&pool->published);
     pthread_mutex_unlock(&pool->mu);
-    int64_t end = tl__clock_ns() + TL_POOL_SPIN_NS;
+    int64_t end = tl_clock_ns() + TL_POOL_SPIN_NS;
     do {
         for (int i = 0; i < 64; i++)
             if (atomic_load_explicit(&pool->published, memory_order_relaxed) != seen)
                 goto found;
         sched_yield(); /* as the loop's spin: never keep a core from the threads making work */
-    } while (tl__clock_ns() < end);
+    } while (tl_clock_ns() < end);
 found:
     pthread_mutex_lock(&pool->mu);
     atomic_store(&pool->spinning, false);
@@ -236,9 +236,9 @@ void tl__pool_stop(tl_pool *pool)
     pthread_mutex_destroy(&pool->mu);
 }
 
-int tl__loop_submit(tl_loop *loop, tl_task *task)
+int tl__pool_submit(tl_pool *pool, tl_task *task)
 {
-    tl_chunk *c = loop->submit;
+    tl_chunk *c = pool->submit;
     if (!c) {
         c = malloc(sizeof(*c) + CHUNK_MIN * sizeof(tl_task *));
         if (!c)
@@ -249,7 +249,7 @@ int tl__loop_submit(tl_loop *loop, tl_task *task)
         c->cap = CHUNK_MIN;
         c->refs = 0;
         c->popped = false;
-        loop->submit = c;
+        pool->submit = c;
     }
     c->t[c->n++] = task;
     if (c->n < c->cap)
@@ -260,18 +260,18 @@ int tl__loop_submit(tl_loop *loop, tl_task *task)
         g = realloc(c, sizeof(*c) + c->cap * 4 * sizeof(tl_task *));
     if (g) {
         g->cap *= 4;
-        loop->submit = g;
+        pool->submit = g;
     } else {
-        tl__loop_flush_submit(loop);
+        tl__pool_flush(pool);
     }
     return 0;
 }
 
-void tl__loop_flush_submit(tl_loop *loop)
+void tl__pool_flush(tl_pool *pool)
 {
-    tl_chunk *c = loop->submit;
+    tl_chunk *c = pool->submit;
     if (!c)
         return;
-    loop->submit = NULL;
-    tl__pool_publish(&loop->pool, c);
+    pool->submit = NULL;
+    tl__pool_publish(pool, c);
 }

@@ -2,7 +2,7 @@
  * asyncio.wait(): split tasks into done and pending when return_when holds or the
  * timeout passes. A timeout cancels nothing; the caller decides about `pending`.
  */
-#include "internal.h"
+#include "waiter.h"
 
 #include <stdlib.h>
 

@@ -3,7 +3,7 @@
  * the order; asyncio does keep it, and so does this.) Without return_exceptions the
  * first failure is reported at once and the other tasks keep running.
  */
-#include "internal.h"
+#include "waiter.h"
 
 #include <stdlib.h>
 

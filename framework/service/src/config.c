@@ -18,7 +18,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config_int.h"
 
 #define WHY_LEN 512
 #define MASK "*****"

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config_int.h"
 
 #define PATH_LEN 256
 #define WHY_LEN 512

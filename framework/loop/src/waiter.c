@@ -5,7 +5,7 @@
  * node i fires when tasks[i] is finalized, which marks done[i] before anything else,
  * so tl__waiter_free knows which nodes are still linked.
  */
-#include "internal.h"
+#include "waiter.h"
 
 #include <stdlib.h>
 
@@ -38,6 +38,17 @@ static void poke_fire(tl_timer *timer, void *arg)
 void tl__waiter_poke(tl_waiter *w)
 {
     tl_timer_start(&w->poke, 0, poke_fire, w);
+}
+
+static void waiter_release(tl_waiter *w);
+
+/* The loop is being freed: the owner hears of it (on_drop), then the waiter goes. */
+static void waiter_drop(tl_closer *c)
+{
+    tl_waiter *w = tl_list_item(c, tl_waiter, closer);
+    if (w->on_drop)
+        w->on_drop(w);
+    waiter_release(w);
 }
 
 tl_waiter *tl__waiter_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_t timeout_ms,
@@ -81,17 +92,14 @@ tl_waiter *tl__waiter_new(tl_loop *loop, tl_task *const *tasks, size_t n, int64_
         w->done[i] = 0;
         w->nodes[i].fn = node_fire;
         w->nodes[i].arg = w;
-        tl__task_link(t, &w->nodes[i]);
+        tl_task_link_cb(t, &w->nodes[i]);
     }
     if (timeout_ms >= 0 && tl_timer_start(&w->timer, timeout_ms, timer_fire, w) != 0) {
         tl__waiter_free(w); /* links are undone there */
         return NULL;
     }
-    w->prev = NULL;
-    w->next = loop->waiters;
-    if (loop->waiters)
-        loop->waiters->prev = w;
-    loop->waiters = w;
+    w->closer.drop = waiter_drop;
+    tl_list_push_front(&loop->closers, &w->closer.link);
     return w;
 }
 
@@ -102,7 +110,7 @@ static void waiter_release(tl_waiter *w)
     tl_timer_stop(&w->poke);
     for (size_t i = 0; i < w->n; i++) {
         if (!w->done[i])
-            tl__task_unlink(w->tasks[i], &w->nodes[i]);
+            tl_task_unlink_cb(w->tasks[i], &w->nodes[i]);
         if (w->retained)
             tl_task_release(w->tasks[i]);
     }
@@ -111,23 +119,6 @@ static void waiter_release(tl_waiter *w)
 
 void tl__waiter_free(tl_waiter *w)
 {
-    tl_loop *loop = w->loop;
-    if (w->prev)
-        w->prev->next = w->next;
-    else if (loop->waiters == w)
-        loop->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    tl_list_remove(&w->loop->closers, &w->closer.link);
     waiter_release(w);
-}
-
-void tl__waiters_drop(tl_loop *loop)
-{
-    while (loop->waiters) {
-        tl_waiter *w = loop->waiters;
-        loop->waiters = w->next;
-        if (w->on_drop)
-            w->on_drop(w);
-        waiter_release(w);
-    }
 }

@@ -385,7 +385,7 @@ static enum MHD_Result serve_metrics(tl_admin *a, struct MHD_Connection *c)
 static int64_t since_heartbeat(tl_service *svc)
 {
     int64_t hb = atomic_load_explicit(&svc->heartbeat_ms, memory_order_relaxed);
-    return hb ? tl__clock_ns() / 1000000 - hb : -1;
+    return hb ? tl_clock_ns() / 1000000 - hb : -1;
 }
 
 static enum MHD_Result serve_healthz(tl_admin *a, struct MHD_Connection *c)
