@@ -56,7 +56,7 @@ static uint64_t mix64(uint64_t x)
 }
 
 /* The lane key of a message, or false when it runs unordered. */
-static bool lane_key(const tl_route_rt *route, const tl_rec *rec, uint64_t *key)
+static bool lane_key(const tl_route_state *route, const tl_rec *rec, uint64_t *key)
 {
     uint64_t h = mix64((uint64_t)(uintptr_t)route);
     switch (route->cfg->ordering) {
@@ -96,7 +96,7 @@ static int lanes_grow(tl_service *svc)
     return 0;
 }
 
-static tl_lane *lane_get(tl_service *svc, tl_route_rt *route, uint64_t key)
+static tl_lane *lane_get(tl_service *svc, tl_route_state *route, uint64_t key)
 {
     if (svc->nlanes >= svc->nlanes_buckets && lanes_grow(svc) != 0 && !svc->lanes)
         return NULL;
@@ -324,7 +324,7 @@ static void rec_free(tl_rec *rec)
     if (rec->linked)
         tl_task_unlink_cb(rec->task, &rec->done_node);
     tl_task_release(rec->task);
-    tl_src *src = rec->route->src;
+    tl_source_state *src = rec->route->src;
     src->ops->release(src->handle, rec->msg);
     free(rec->err_text);
     tl_recycler_put_owned(svc->rec_blocks, rec); /* records are made and freed on the loop */
@@ -357,7 +357,7 @@ void tl__rec_settle(tl_rec *rec)
         return;
     rec->state = REC_SETTLED;
     lane_release(rec);
-    tl_part *part = rec->part;
+    tl_partition_state *part = rec->part;
     if (rec->gen == part->gen) {
         uint64_t head = part->offsets.head;
         if (tl_offsets_settle(&part->offsets, rec->slot))
@@ -568,7 +568,7 @@ static void to_target(tl_rec *rec, tl_target *target, const char *reason)
 static void watch_fire(tl_timer *timer, void *arg);
 static void rewatch_fire(tl_timer *timer, void *arg);
 
-static void watch_arm(tl_route_rt *route)
+static void watch_arm(tl_route_state *route)
 {
     tl_rec *head = route->watch_head;
     if (!head) {
@@ -582,7 +582,7 @@ static void watch_arm(tl_route_rt *route)
 
 static void watch_unlink(tl_rec *rec)
 {
-    tl_route_rt *route = rec->route;
+    tl_route_state *route = rec->route;
     if (!rec->watched)
         return;
     rec->watched = false;
@@ -632,7 +632,7 @@ static void rewatch_fire(tl_timer *timer, void *arg)
 static void watch_fire(tl_timer *timer, void *arg)
 {
     (void)timer;
-    tl_route_rt *route = arg;
+    tl_route_state *route = arg;
     int64_t now = tl_clock_ns();
     while (route->watch_head && route->watch_head->watch_due_ns <= now) {
         tl_rec *rec = route->watch_head;
@@ -655,7 +655,7 @@ static void done_fire(tl_task *task, tl_cbnode *node)
 /* Watches a just-created attempt: its completion and its route's timeout. */
 static void watch(tl_rec *rec)
 {
-    tl_route_rt *route = rec->route;
+    tl_route_state *route = rec->route;
     rec->done_node.fn = done_fire;
     rec->done_node.arg = rec;
     tl_task_link_cb(rec->task, &rec->done_node);
@@ -676,7 +676,7 @@ static void watch(tl_rec *rec)
 /* Creates the record's next attempt and watches it; false when out of memory. */
 static bool attempt_new(tl_rec *rec, unsigned flags)
 {
-    tl_route_rt *route = rec->route;
+    tl_route_state *route = rec->route;
     flags |= TL_TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0) |
              (rec->lane ? TL_TASK_CHAINED : 0);
     tl_task *t = tl_task_create_ex(rec->svc->loop, run_handler, rec, flags);
@@ -719,17 +719,18 @@ static void start(tl_rec *rec)
 
 /* ---------------------------------------------------------------- intake */
 
-static bool part_is(const tl_part *p, const tl_src *src, const tl_msg *msg, const char *topic)
+static bool part_is(const tl_partition_state *p, const tl_source_state *src, const tl_msg *msg,
+                    const char *topic)
 {
     return p->src == src && p->partition == msg->partition && strcmp(p->topic, topic) == 0;
 }
 
 /* The tracker of the message's partition, created on first sight. */
-static tl_part *part_of(tl_service *svc, tl_src *src, const tl_msg *msg)
+static tl_partition_state *part_of(tl_service *svc, tl_source_state *src, const tl_msg *msg)
 {
     const char *topic = msg->origin ? msg->origin : "";
     /* Sources deliver batches of one partition mostly: try the last one first. */
-    tl_part *p = svc->last_part;
+    tl_partition_state *p = svc->last_part;
     for (size_t i = 0; !(p && part_is(p, src, msg, topic)) && i <= svc->nparts; i++)
         p = i < svc->nparts ? svc->parts[i] : NULL;
     if (p) {
@@ -752,7 +753,7 @@ static tl_part *part_of(tl_service *svc, tl_src *src, const tl_msg *msg)
     tl_offsets_init(&p->offsets);
     /* Under the lock: tl_service_partitions reads the array from other threads. */
     pthread_mutex_lock(&svc->mu);
-    tl_part **arr = realloc(svc->parts, (svc->nparts + 1) * sizeof(*arr));
+    tl_partition_state **arr = realloc(svc->parts, (svc->nparts + 1) * sizeof(*arr));
     if (arr) {
         svc->parts = arr;
         svc->parts[svc->nparts++] = p;
@@ -767,7 +768,7 @@ static tl_part *part_of(tl_service *svc, tl_src *src, const tl_msg *msg)
     return p;
 }
 
-static tl_route_rt *route_of(tl_service *svc, tl_src *src)
+static tl_route_state *route_of(tl_service *svc, tl_source_state *src)
 {
     for (size_t r = 0; r < svc->nroutes; r++)
         if (svc->routes[r].src == src)
@@ -785,9 +786,10 @@ static int64_t wall_ms(void)
 }
 
 /* Takes one message in: a record, its offset tracked, then a lane or a start. */
-static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg, int64_t seen_ms)
+static void intake(tl_service *svc, tl_source_state *src, tl_route_state *route, tl_msg *msg,
+                   int64_t seen_ms)
 {
-    tl_part *part = part_of(svc, src, msg);
+    tl_partition_state *part = part_of(svc, src, msg);
     tl_rec *rec = part ? tl_recycler_get(svc->rec_blocks) : NULL;
     if (rec)
         memset(rec, 0, sizeof(*rec));
@@ -839,9 +841,9 @@ static void intake(tl_service *svc, tl_src *src, tl_route_rt *route, tl_msg *msg
     chain_more(lane);
 }
 
-void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n)
+void tl__dispatch_batch(tl_service *svc, tl_source_state *src, tl_msg **msgs, size_t n)
 {
-    tl_route_rt *route = route_of(svc, src);
+    tl_route_state *route = route_of(svc, src);
     int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
     for (size_t i = 0; i < n; i++) {
         /* The source thread wrote each message on another core: start fetching a few
@@ -867,7 +869,7 @@ static void drop_unstarted(tl_rec *rec)
     tl__rec_maybe_free(rec);
 }
 
-void tl__dispatch_drop_queued(tl_service *svc, tl_part *part)
+void tl__dispatch_drop_queued(tl_service *svc, tl_partition_state *part)
 {
     for (size_t b = 0; b < svc->nlanes_buckets; b++) {
         for (tl_lane *l = svc->lanes[b]; l; l = l->next) {

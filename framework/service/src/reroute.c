@@ -191,7 +191,7 @@ static int target_open(tl_service *svc, const tl_config_route *r, const tl_confi
 int tl__targets_open(tl_service *svc, char *err, size_t errlen)
 {
     for (size_t i = 0; i < svc->nroutes; i++) {
-        tl_route_rt *rt = &svc->routes[i];
+        tl_route_state *rt = &svc->routes[i];
         int rc = target_open(svc, rt->cfg, &rt->cfg->on_stall, &rt->on_stall, err, errlen);
         if (rc == 0)
             rc = target_open(svc, rt->cfg, &rt->cfg->on_error, &rt->on_error, err, errlen);

@@ -25,7 +25,7 @@ void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fi
 
 /* ---------------------------------------------------------------- commits */
 
-static void commit_part(tl_service *svc, tl_part *p)
+static void commit_part(tl_service *svc, tl_partition_state *p)
 {
     p->dirty = false;
     int64_t next = p->offsets.next;
@@ -73,14 +73,14 @@ void tl__commit_dirty(tl_service *svc)
  */
 struct tl_batch {
     tl_batch *next;
-    tl_src *src;
+    tl_source_state *src;
     size_t first; /* messages before it are taken in already */
     size_t n;
     tl_msg *msgs[];
 };
 
 /* A batch is in: its source may send another. */
-static void batch_taken(tl_src *src)
+static void batch_taken(tl_source_state *src)
 {
     tl_service *svc = src->svc;
     pthread_mutex_lock(&svc->mu);
@@ -146,7 +146,7 @@ void tl__backpressure(tl_service *svc)
 static void hold_on_loop(tl_loop *loop, void *arg)
 {
     (void)loop;
-    tl_src *src = arg;
+    tl_source_state *src = arg;
     tl_service *svc = src->svc;
     bool pause = svc->held_head && !atomic_load(&svc->stopping);
     if (pause)
@@ -171,7 +171,7 @@ static void hold_resume(tl_service *svc)
     if (svc->held_head || atomic_load(&svc->stopping))
         return;
     for (size_t i = 0; i < svc->nsrcs; i++) {
-        tl_src *src = &svc->srcs[i];
+        tl_source_state *src = &svc->srcs[i];
         if (!src->hold_paused)
             continue;
         src->ops->pause(src->handle, false);
@@ -186,7 +186,7 @@ static void hold_resume(tl_service *svc)
 
 /* Source thread, with svc->mu held, while its deliver waits: past the source's hold
  * limit asks the loop, once, to pause the source (see hold_on_loop). */
-static void hold_check(tl_src *src, int64_t *since_ms)
+static void hold_check(tl_source_state *src, int64_t *since_ms)
 {
     int64_t now = tl_clock_ns() / 1000000;
     if (*since_ms < 0)
@@ -217,7 +217,7 @@ static void release_held(tl_service *svc)
 
 struct tl_revoke_req {
     tl_revoke_req *next;
-    tl_src *src;
+    tl_source_state *src;
     tl_partition *parts;
     size_t n;
     int64_t deadline_ms;
@@ -226,10 +226,11 @@ struct tl_revoke_req {
     bool done;
 };
 
-static tl_part *find_part(tl_service *svc, tl_src *src, const char *topic, int32_t partition)
+static tl_partition_state *find_part(tl_service *svc, tl_source_state *src, const char *topic,
+                                     int32_t partition)
 {
     for (size_t i = 0; i < svc->nparts; i++) {
-        tl_part *p = svc->parts[i];
+        tl_partition_state *p = svc->parts[i];
         if (p->src == src && p->partition == partition && strcmp(p->topic, topic) == 0)
             return p;
     }
@@ -240,7 +241,7 @@ static tl_part *find_part(tl_service *svc, tl_src *src, const char *topic, int32
 static bool revoke_drained(tl_service *svc, tl_revoke_req *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        tl_part *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
+        tl_partition_state *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
         if (p && p->in_flight > 0)
             return false;
     }
@@ -251,7 +252,7 @@ static bool revoke_drained(tl_service *svc, tl_revoke_req *r)
 static void revoke_finish(tl_service *svc, tl_revoke_req *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        tl_part *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
+        tl_partition_state *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
         if (!p)
             continue;
         commit_part(svc, p);
@@ -320,7 +321,7 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
     tl_revoke_req *r = arg;
     tl_service *svc = r->src->svc;
     for (size_t i = 0; i < r->n; i++) {
-        tl_part *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
+        tl_partition_state *p = find_part(svc, r->src, r->parts[i].topic, r->parts[i].partition);
         if (p) {
             p->revoking = true;
             tl__dispatch_drop_queued(svc, p);
@@ -341,7 +342,7 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
 static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
-    tl_src *src = rt;
+    tl_source_state *src = rt;
     tl_service *svc = src->svc;
     /* During shutdown the loop already drained and committed, and may be waiting in
      * ops->stop for this very thread: answering at once avoids the deadlock. */
@@ -393,7 +394,7 @@ static void batch_on_loop(tl_loop *loop, void *arg)
  */
 static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
 {
-    tl_src *src = rt;
+    tl_source_state *src = rt;
     tl_service *svc = src->svc;
     tl_batch *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
     if (b) {
@@ -440,7 +441,7 @@ static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_
 }
 
 typedef struct error_msg {
-    tl_src *src;
+    tl_source_state *src;
     int err;
     bool fatal;
     char what[256];
@@ -462,7 +463,7 @@ static void error_on_loop(tl_loop *loop, void *arg)
 static void ev_error(void *rt, tl_source *s, int err, bool fatal, const char *what)
 {
     (void)s;
-    tl_src *src = rt;
+    tl_source_state *src = rt;
     error_msg *e = malloc(sizeof(*e));
     if (!e)
         return;
@@ -531,7 +532,7 @@ static void housekeeping(tl_timer *timer, void *arg)
 static int open_sources(tl_service *svc, char *err, size_t errlen)
 {
     for (size_t i = 0; i < svc->nsrcs; i++) {
-        tl_src *src = &svc->srcs[i];
+        tl_source_state *src = &svc->srcs[i];
         src->svc = svc;
         src->index = i;
         src->cfg = &svc->cfg->sources[i];
@@ -698,7 +699,7 @@ size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t ca
     pthread_mutex_lock(&svc->mu);
     size_t n = svc->nparts;
     for (size_t i = 0; i < n && i < cap; i++) {
-        tl_part *p = svc->parts[i];
+        tl_partition_state *p = svc->parts[i];
         out[i].source = p->src->cfg->name;
         out[i].topic = p->topic;
         out[i].partition = p->partition;
@@ -712,7 +713,7 @@ size_t tl_service_lag(tl_service *svc, tl_partition_lag *out, size_t cap)
 {
     size_t total = 0;
     for (size_t i = 0; i < svc->nsrcs; i++) {
-        tl_src *src = &svc->srcs[i];
+        tl_source_state *src = &svc->srcs[i];
         if (!src->handle || !src->ops->lag)
             continue;
         size_t room = total < cap ? cap - total : 0;

@@ -28,8 +28,8 @@ typedef struct tl_rec tl_rec;
 typedef struct tl_lane tl_lane;
 
 /* A partition (or, for transports without partitions, an endpoint) of a source. */
-typedef struct tl_part {
-    struct tl_src *src;
+typedef struct tl_partition_state {
+    struct tl_source_state *src;
     char *topic;
     int32_t partition;
     unsigned gen; /* bumped at each assignment: records of old ones are ignored */
@@ -39,14 +39,14 @@ typedef struct tl_part {
     int64_t committed; /* the last position handed to ops->commit, -1 */
     tl_offsets offsets;
     size_t in_flight;
-} tl_part;
+} tl_partition_state;
 
 /* Batches a source may have delivered and not yet taken in (see tl__backpressure). */
 #define TL_BATCHES_OUT 2
 
 typedef struct tl_batch tl_batch;
 
-typedef struct tl_src {
+typedef struct tl_source_state {
     tl_service *svc;
     unsigned batches_out;  /* guarded by svc->mu */
     int64_t hold_limit_ms; /* ops->hold_limit_ms; 0: deliver may wait without limit */
@@ -57,7 +57,7 @@ typedef struct tl_src {
     tl_source *handle;
     tl_source_events ev;
     size_t index;
-} tl_src;
+} tl_source_state;
 
 /* A reroute destination shared by routes naming the same target. */
 typedef struct tl_target {
@@ -68,14 +68,14 @@ typedef struct tl_target {
     _Atomic uint64_t errors;
 } tl_target;
 
-typedef struct tl_route_rt {
+typedef struct tl_route_state {
     const tl_config_route *cfg;
-    tl_src *src;
+    tl_source_state *src;
     tl_target *on_stall; /* NULL when the route has none */
     tl_target *on_error;
     tl_rec *watch_head, *watch_tail; /* running attempts by deadline (dispatch.c) */
     tl_timer watch_timer;            /* armed for the head's deadline */
-} tl_route_rt;
+} tl_route_state;
 
 typedef enum tl_rec_state {
     REC_QUEUED,    /* waiting for its ordering lane */
@@ -88,8 +88,8 @@ typedef enum tl_rec_state {
 /* One message in flight. */
 struct tl_rec {
     tl_service *svc;
-    tl_route_rt *route;
-    tl_part *part;
+    tl_route_state *route;
+    tl_partition_state *part;
     tl_msg *msg;
     uint64_t slot;
     unsigned gen;
@@ -123,7 +123,7 @@ struct tl_rec {
 /* An ordering lane: at most one record of a key (or partition) runs at a time. */
 struct tl_lane {
     uint64_t key;
-    tl_route_rt *route;
+    tl_route_state *route;
     tl_rec *busy; /* the record holding it */
     tl_rec *head, *tail;
     size_t nqueued; /* records from head to tail */
@@ -156,15 +156,15 @@ struct tl_service {
     tl_loop *loop;
     pthread_mutex_t mu;
     pthread_cond_t intake_cv; /* with mu: a delivered batch was taken in (ev_deliver) */
-    tl_src *srcs;
+    tl_source_state *srcs;
     size_t nsrcs;
-    tl_route_rt *routes;
+    tl_route_state *routes;
     size_t nroutes;
     tl_target **targets;
     size_t ntargets;
-    tl_part **parts;
+    tl_partition_state **parts;
     size_t nparts;
-    tl_part *last_part; /* the partition of the last message taken in */
+    tl_partition_state *last_part; /* the partition of the last message taken in */
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
@@ -192,7 +192,7 @@ struct tl_service {
 #define TL_STAT_ADD(svc, field, n) tl__counter_add(&(svc)->st.field, (uint64_t)(n))
 
 /* dispatch.c: takes a batch of delivered messages into the runtime. */
-void tl__dispatch_batch(tl_service *svc, tl_src *src, tl_msg **msgs, size_t n);
+void tl__dispatch_batch(tl_service *svc, tl_source_state *src, tl_msg **msgs, size_t n);
 
 /* What a handler task works on, for /tasks. */
 typedef struct tl_task_message {
@@ -213,7 +213,7 @@ void tl__rec_settle(tl_rec *rec);
 void tl__rec_maybe_free(tl_rec *rec);
 
 /* dispatch.c: drops records queued (not started) on revoked partitions. */
-void tl__dispatch_drop_queued(tl_service *svc, tl_part *part);
+void tl__dispatch_drop_queued(tl_service *svc, tl_partition_state *part);
 
 /* How long a stalled attempt may keep running before its worker is replaced. */
 #define TL_STUCK_GRACE_MS 100
