@@ -28,7 +28,7 @@
  * waits early so that stopping never waits for a loop that has ended.
  */
 #include "admin.h"
-#include "service_int.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <fcntl.h>

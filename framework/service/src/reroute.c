@@ -4,10 +4,13 @@
  * that refuses or is down leaves the message unsettled (so its offset is not
  * committed) and the send is tried again with backoff until it is acknowledged.
  *
+ * An acknowledged send is reported up through hooks.rerouted; this file knows nothing
+ * of what settling means.
+ *
  * Thread rules: tl__reroute and the ack handling run on the loop thread; a sink's ack
  * callback may run on any thread and only posts the outcome to the loop.
  */
-#include "service_int.h"
+#include "runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +70,7 @@ static void ack_on_loop(tl_loop *loop, void *arg)
     if (a->err == 0) {
         TL_STAT_ADD(rec->svc, rerouted, 1);
         atomic_fetch_add_explicit(&rec->target->rerouted, 1, memory_order_relaxed);
-        tl__rec_settle(rec);
+        rec->svc->hooks.rerouted(rec);
     } else {
         send_failed(rec, a->err, a->what);
     }
@@ -211,4 +214,25 @@ void tl__targets_close(tl_service *svc, int64_t flush_ms)
             t->sink = NULL;
         }
     }
+}
+
+void tl__targets_free(tl_service *svc)
+{
+    for (size_t i = 0; i < svc->ntargets; i++) {
+        free(svc->targets[i]->name);
+        free(svc->targets[i]);
+    }
+    free(svc->targets);
+    svc->targets = NULL;
+    svc->ntargets = 0;
+}
+
+size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap)
+{
+    for (size_t i = 0; i < svc->ntargets && i < cap; i++) {
+        out[i].target = svc->targets[i]->name;
+        out[i].rerouted = atomic_load(&svc->targets[i]->rerouted);
+        out[i].errors = atomic_load(&svc->targets[i]->errors);
+    }
+    return svc->ntargets;
 }

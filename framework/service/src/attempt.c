@@ -1,0 +1,84 @@
+/*
+ * Attempts: each try at handling a message is a task of its own running the route's
+ * handler, created here and watched (watch.c) from the moment it exists. Handler
+ * tasks read their record's msg, route and attempt, which do not change while the
+ * task runs; this is also where a task is recognised as a handler's (for /tasks and
+ * tl_handler_param).
+ *
+ * Thread rules: loop thread, except run_handler and the tl_handler_* functions, which
+ * run on the worker running the handler.
+ */
+#include "runtime.h"
+
+#include <string.h>
+
+static int run_handler(tl_task *task, void *arg)
+{
+    tl_rec *rec = arg;
+    return rec->route->cfg->fn(task, rec->msg, rec->route->cfg->user);
+}
+
+/* The record a handler task works on, or NULL for any other task. */
+static const tl_rec *handler_rec(const tl_task *task)
+{
+    return tl_task_fn_of(task) == run_handler ? tl_task_arg(task) : NULL;
+}
+
+bool tl__attempt_new(tl_rec *rec, unsigned flags)
+{
+    tl_route_state *route = rec->route;
+    flags |= TL_TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0) |
+             (rec->lane ? TL_TASK_CHAINED : 0);
+    tl_task *t = tl_task_create_ex(rec->svc->loop, run_handler, rec, flags);
+    if (!t)
+        return false;
+    rec->attempt++;
+    rec->state = REC_RUNNING;
+    rec->task = t;
+    tl__watch(rec);
+    return true;
+}
+
+void tl__attempt_undo(tl_rec *rec)
+{
+    tl__unwatch(rec);
+    tl_task_cancel(rec->task);
+    tl_task_release(rec->task);
+    rec->task = NULL;
+    rec->attempt--;
+    rec->state = REC_QUEUED;
+}
+
+bool tl__task_message(const tl_task *task, tl_task_message *out)
+{
+    const tl_rec *rec = handler_rec(task);
+    if (!rec)
+        return false;
+    /* A stalled attempt still running belongs to an earlier attempt of its record. */
+    bool stalled = rec->stalled == task;
+    *out = (tl_task_message){.handler = rec->route->cfg->handler,
+                             .origin = rec->msg->origin,
+                             .partition = rec->msg->partition,
+                             .offset = rec->msg->offset,
+                             .attempt = stalled ? rec->stalled_attempt : rec->attempt,
+                             .stalled = stalled};
+    return true;
+}
+
+const char *tl_handler_param(const tl_task *task, const char *name, const char *def)
+{
+    const tl_rec *rec = handler_rec(task);
+    if (!rec)
+        return NULL;
+    const tl_config_route *r = rec->route->cfg;
+    for (size_t i = 0; i < r->nparams; i++)
+        if (strcmp(r->params[i].key, name) == 0)
+            return r->params[i].value;
+    return def;
+}
+
+unsigned tl_handler_attempt(const tl_task *task)
+{
+    const tl_rec *rec = handler_rec(task);
+    return rec ? rec->attempt : 0;
+}

@@ -1,0 +1,131 @@
+/*
+ * Partition states and commits: each partition a source delivers from gets a state on
+ * first sight, with the offset tracker that says up to where it may be committed.
+ * Commits happen at housekeeping rounds, at a revoke and at the end of a drain.
+ *
+ * Thread rules: loop thread; the array of states and each state's committed are also
+ * read by tl_service_partitions from any thread, so they change under svc->mu.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool part_is(const tl_partition_state *p, const tl_source_state *src, int32_t partition,
+                    const char *topic)
+{
+    return p->src == src && p->partition == partition && strcmp(p->topic, topic) == 0;
+}
+
+tl_partition_state *tl__partition_find(tl_service *svc, tl_source_state *src, const char *topic,
+                                       int32_t partition)
+{
+    for (size_t i = 0; i < svc->nparts; i++)
+        if (part_is(svc->parts[i], src, partition, topic))
+            return svc->parts[i];
+    return NULL;
+}
+
+static tl_partition_state *part_new(tl_service *svc, tl_source_state *src, const char *topic,
+                                    int32_t partition)
+{
+    tl_partition_state *p = calloc(1, sizeof(*p));
+    if (!p || !(p->topic = strdup(topic))) {
+        free(p);
+        return NULL;
+    }
+    p->src = src;
+    p->partition = partition;
+    p->assigned = true;
+    p->committed = -1;
+    tl_offsets_init(&p->offsets);
+    /* Under the lock: tl_service_partitions reads the array from other threads. */
+    pthread_mutex_lock(&svc->mu);
+    tl_partition_state **arr = realloc(svc->parts, (svc->nparts + 1) * sizeof(*arr));
+    if (arr) {
+        svc->parts = arr;
+        svc->parts[svc->nparts++] = p;
+    }
+    pthread_mutex_unlock(&svc->mu);
+    if (!arr) {
+        free(p->topic);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+tl_partition_state *tl__partition_of(tl_service *svc, tl_source_state *src, const tl_msg *msg)
+{
+    const char *topic = msg->origin ? msg->origin : "";
+    /* Sources deliver batches of one partition mostly: try the last one first. */
+    tl_partition_state *p = svc->last_part;
+    if (!p || !part_is(p, src, msg->partition, topic))
+        p = tl__partition_find(svc, src, topic, msg->partition);
+    if (p) {
+        /* Sources deliver a revoked partition again only once it is assigned again
+         * (revoked() returns after the drain), so this is its new assignment. */
+        if (!p->assigned && !p->revoking)
+            p->assigned = true;
+    } else if (!(p = part_new(svc, src, topic, msg->partition))) {
+        return NULL;
+    }
+    svc->last_part = p;
+    return p;
+}
+
+void tl__partition_commit(tl_service *svc, tl_partition_state *p)
+{
+    p->dirty = false;
+    int64_t next = p->offsets.next;
+    if (next < 0 || next <= p->committed || !p->assigned)
+        return;
+    int rc = p->src->ops->commit(p->src->handle, p->topic, p->partition, next);
+    if (rc != 0) {
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)p->partition);
+        tl_kv f[] = {{"topic", p->topic}, {"partition", part}, {"error", tl_strerror(rc)}};
+        tl__log(svc, TL_LEVEL_WARN, "commit_failed", f, 3);
+        p->dirty = true; /* try again at the next round */
+        return;
+    }
+    /* tl_service_partitions reads it from other threads (the admin endpoint). */
+    pthread_mutex_lock(&svc->mu);
+    p->committed = next;
+    pthread_mutex_unlock(&svc->mu);
+}
+
+void tl__commit_dirty(tl_service *svc)
+{
+    for (size_t i = 0; i < svc->nparts; i++)
+        if (svc->parts[i]->dirty)
+            tl__partition_commit(svc, svc->parts[i]);
+}
+
+void tl__partitions_free(tl_service *svc)
+{
+    for (size_t i = 0; i < svc->nparts; i++) {
+        tl_offsets_free(&svc->parts[i]->offsets);
+        free(svc->parts[i]->topic);
+        free(svc->parts[i]);
+    }
+    free(svc->parts);
+    svc->parts = NULL;
+    svc->nparts = 0;
+}
+
+size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap)
+{
+    pthread_mutex_lock(&svc->mu);
+    size_t n = svc->nparts;
+    for (size_t i = 0; i < n && i < cap; i++) {
+        tl_partition_state *p = svc->parts[i];
+        out[i].source = p->src->cfg->name;
+        out[i].topic = p->topic;
+        out[i].partition = p->partition;
+        out[i].next = p->committed;
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return n;
+}

@@ -1,0 +1,278 @@
+/*
+ * Records: a message in flight, from intake until it is settled and freed. A record
+ * runs attempts (attempt.c) in its lane's turn (lanes.c); each attempt's outcome comes
+ * back here through the hooks: a success settles the message, a failure is retried in
+ * place with backoff and then rerouted to on_error's target, an attempt whose time is
+ * up is stalled: cancelled and rerouted to on_stall's target (or, without one, waited
+ * for). A message is settled once completed or once its reroute was acknowledged;
+ * only then may its offset be committed.
+ *
+ * Thread rules: loop thread only. A record is freed only when it is settled and no
+ * attempt of it still runs.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MAX_MS 30000
+
+static void start(tl_rec *rec);
+
+/* Lets the lane's next record run, starting it when its attempt was not chained. */
+static void lane_release(tl_rec *rec)
+{
+    tl_rec *next = tl__lane_release(rec);
+    if (next)
+        start(next);
+}
+
+static void rec_free(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    tl_list_remove(&svc->recs, &rec->all_link);
+    tl_timer_stop(&rec->timer);
+    if (rec->linked)
+        tl_task_unlink_cb(rec->task, &rec->done_node);
+    tl_task_release(rec->task);
+    tl_source_state *src = rec->route->src;
+    src->ops->release(src->handle, rec->msg);
+    free(rec->err_text);
+    tl_recycler_put_owned(svc->rec_blocks, rec); /* records are made and freed on the loop */
+}
+
+/* Frees a record once it is settled and no attempt of it still runs. */
+static void maybe_free(tl_rec *rec)
+{
+    if (rec->state != REC_SETTLED || rec->stalled)
+        return;
+    if (rec->task && !tl_task_done(rec->task))
+        return;
+    rec_free(rec);
+}
+
+void tl__records_free_all(tl_service *svc)
+{
+    /* Stalled attempts were released by on_late while the loop was freed, and the
+     * loop's timer heap is gone: nothing may touch either. */
+    while (!tl_list_empty(&svc->recs)) {
+        tl_rec *rec = tl_list_item(svc->recs.head, tl_rec, all_link);
+        rec->stalled = NULL;
+        rec->timer.heap_index = SIZE_MAX;
+        rec_free(rec);
+    }
+}
+
+/* The message is settled: its lane moves on, its offset may be committed. */
+static void settle(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    if (rec->state == REC_SETTLED)
+        return;
+    rec->state = REC_SETTLED;
+    lane_release(rec);
+    tl_partition_state *part = rec->part;
+    if (rec->gen == part->gen) {
+        uint64_t head = part->offsets.head;
+        if (tl_offsets_settle(&part->offsets, rec->slot))
+            part->dirty = true;
+        TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
+        part->in_flight--;
+    }
+    TL_STAT_ADD(svc, in_flight, -1);
+    svc->hooks.room_freed(svc);
+    maybe_free(rec);
+}
+
+/* Keeps the handler's failure reason for the tl-error header. */
+static void keep_error(tl_rec *rec, tl_task *task)
+{
+    rec->last_err = tl_task_error(task);
+    const char *text = tl_task_error_text(task);
+    free(rec->err_text);
+    rec->err_text = strdup(text ? text : tl_strerror(rec->last_err));
+}
+
+/* Reroutes the message to target, or drops it with an error event when there is none. */
+static void to_target(tl_rec *rec, tl_target *target, const char *reason)
+{
+    tl_service *svc = rec->svc;
+    lane_release(rec);
+    if (target) {
+        tl__reroute(rec, target, reason);
+        return;
+    }
+    TL_STAT_ADD(svc, dropped, 1);
+    char off[24];
+    snprintf(off, sizeof(off), "%lld", (long long)rec->msg->offset);
+    tl_kv f[] = {{"route_handler", rec->route->cfg->handler},
+                 {"origin", rec->msg->origin ? rec->msg->origin : ""},
+                 {"offset", off},
+                 {"error", rec->err_text ? rec->err_text : reason}};
+    tl__log(svc, TL_LEVEL_ERROR, "message_dropped_no_target", f, 4);
+    settle(rec);
+}
+
+static void retry_fire(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    tl_rec *rec = arg;
+    TL_STAT_ADD(rec->svc, retries, 1);
+    tl_task_release(rec->task);
+    rec->task = NULL;
+    start(rec);
+}
+
+/* hooks.attempt_done: acts on a finished attempt: settle, retry in place, or reroute. */
+static void attempt_done(tl_rec *rec, tl_task *task)
+{
+    tl_service *svc = rec->svc;
+    int64_t started = tl_task_started_ns(task);
+    /* The attempt finished by the time the loop took it from the completion stack. */
+    if (started)
+        tl_histogram_observe(&svc->handler_seconds, tl_loop_drained_ns(svc->loop) - started);
+    int err = tl_task_error(task);
+    if (err == 0) {
+        TL_STAT_ADD(svc, completed, 1);
+        settle(rec);
+        return;
+    }
+    TL_STAT_ADD(svc, failed, 1);
+    keep_error(rec, task);
+    const tl_config_route *r = rec->route->cfg;
+    /* Retries go on during a drain: a message whose retries the drain cuts short stays
+     * unsettled and is delivered again, rather than sent to on_error too early. */
+    if (rec->attempt <= r->retries) {
+        int64_t delay = r->backoff_ms;
+        for (unsigned i = 1; i < rec->attempt && delay < BACKOFF_MAX_MS; i++)
+            delay *= 2;
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+        rec->state = REC_BACKOFF;
+        tl_timer_start(&rec->timer, delay, retry_fire, rec);
+        return;
+    }
+    to_target(rec, rec->route->on_error, "failed");
+}
+
+/* hooks.attempt_expired: the attempt stalled. */
+static void attempt_expired(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    TL_STAT_ADD(svc, stalled, 1);
+    /* Without a target the message waits for this attempt's own result: asking it
+     * to stop would turn a late success into a cancellation. */
+    if (rec->route->on_stall)
+        tl_task_cancel(rec->task);
+    tl__stalled_add(rec);
+    free(rec->err_text);
+    rec->err_text = strdup("handler exceeded its timeout");
+    rec->last_err = TL_ETIMEDOUT;
+    if (rec->route->on_stall)
+        to_target(rec, rec->route->on_stall, "stalled");
+    else
+        lane_release(rec); /* the message now waits for its late result */
+}
+
+/* hooks.attempt_late: a stalled attempt returned; never acted on twice. */
+static void attempt_late(tl_rec *rec, tl_task *task)
+{
+    /* Without an on_stall target the message waited for this very result. */
+    if (rec->state == REC_RUNNING && rec->task == NULL) {
+        rec->task = task;
+        attempt_done(rec, task);
+        return;
+    }
+    tl_task_release(task);
+    maybe_free(rec);
+}
+
+/* hooks.rerouted: the target acknowledged the message. */
+static void rerouted(tl_rec *rec)
+{
+    settle(rec);
+}
+
+static void start(tl_rec *rec)
+{
+    if (!tl__attempt_new(rec, 0)) {
+        rec->attempt++;
+        rec->state = REC_RUNNING;
+        rec->last_err = TL_ENOMEM;
+        free(rec->err_text);
+        rec->err_text = strdup("could not create the handler task");
+        to_target(rec, rec->route->on_error, "failed");
+        return;
+    }
+    tl__lane_started(rec);
+}
+
+void tl__records_init(tl_service *svc)
+{
+    svc->hooks.attempt_done = attempt_done;
+    svc->hooks.attempt_expired = attempt_expired;
+    svc->hooks.attempt_late = attempt_late;
+    svc->hooks.rerouted = rerouted;
+}
+
+void tl__record_take(tl_service *svc, tl_source_state *src, tl_route_state *route, tl_msg *msg,
+                     int64_t seen_ms)
+{
+    tl_partition_state *part = tl__partition_of(svc, src, msg);
+    tl_rec *rec = part ? tl_recycler_get(svc->rec_blocks) : NULL;
+    if (rec)
+        memset(rec, 0, sizeof(*rec));
+    if (!rec || tl_offsets_track(&part->offsets, msg->offset, &rec->slot) != 0) {
+        /* Not tracked means never committed past: the broker delivers it again. */
+        if (rec)
+            tl_recycler_put_owned(svc->rec_blocks, rec);
+        src->ops->release(src->handle, msg);
+        tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
+        return;
+    }
+    rec->svc = svc;
+    rec->route = route;
+    rec->part = part;
+    rec->gen = part->gen;
+    rec->msg = msg;
+    rec->first_seen_ms = seen_ms;
+    tl_list_push_front(&svc->recs, &rec->all_link);
+    tl_timer_init(svc->loop, &rec->timer);
+    part->in_flight++;
+    TL_STAT_ADD(svc, uncommitted, 1);
+    TL_STAT_ADD(svc, consumed, 1);
+    TL_STAT_ADD(svc, in_flight, 1);
+    if (tl__lane_join(rec))
+        start(rec);
+}
+
+/* Drops one not-started record of a revoked partition: the next owner gets it. */
+static void drop_unstarted(tl_rec *rec)
+{
+    tl_service *svc = rec->svc;
+    rec->state = REC_SETTLED;
+    rec->part->in_flight--;
+    TL_STAT_ADD(svc, in_flight, -1);
+    TL_STAT_ADD(svc, consumed, (uint64_t)-1);
+    maybe_free(rec);
+}
+
+void tl__records_drop_unstarted(tl_service *svc, tl_partition_state *part)
+{
+    for (tl_rec *r = tl__lanes_take_queued(svc, part), *next; r; r = next) {
+        next = r->lane_next;
+        drop_unstarted(r);
+    }
+    /* Waiting for a retry (after the queues, so a freed lane starts nothing of this
+     * partition): the next owner of the partition starts it afresh. */
+    for (tl_link *l = svc->recs.head, *next; l; l = next) {
+        next = l->next;
+        tl_rec *r = tl_list_item(l, tl_rec, all_link);
+        if (r->part == part && r->state == REC_BACKOFF) {
+            tl_timer_stop(&r->timer);
+            lane_release(r);
+            drop_unstarted(r);
+        }
+    }
+}

@@ -1,0 +1,373 @@
+/*
+ * Private structures of the service runtime, and what its files offer each other.
+ * The words (message, record, attempt, lane, stalled, stuck, late, settled, held) are
+ * defined once, in the glossary at the top of taskloop/service.h.
+ *
+ * Calls go one way, down this list; a lower file reports back up only through the
+ * hooks in tl_service (see tl_runtime_hooks):
+ *
+ *   service.c   lifecycle, housekeeping, drain, source events, stats getters
+ *   revoke.c    a revoked partition: drop what is queued, drain, commit, forget
+ *   intake.c    batches from sources: backpressure (held batches), hold limit, pause
+ *   record.c    a message in flight: start, outcome of each attempt, retry, settle
+ *   lanes.c     ordering lanes and the chains of attempts behind a running one
+ *   attempt.c   one handler task: create it, watch it (watch.c), undo it
+ *   watch.c     an attempt's completion and its route's timeout
+ *   stalled.c   stalled attempts still running: stuck workers replaced, health
+ *   reroute.c   targets: send with tl-* headers, retry until acknowledged
+ *   partitions.c  partition states and their commits
+ *   offsets.c, log.c, admin*.c (reads counters and /tasks), handlers.c (built-ins)
+ *
+ * Thread rules: everything here belongs to the loop thread, except
+ *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
+ *  - parts/nparts and targets' counters, also read by tl_service_partitions and
+ *    tl_service_targets from any thread: guarded by svc->mu for structure changes,
+ *    and a part's committed is written under svc->mu (read by tl_service_partitions),
+ *  - stop_req, stopping, heartbeat_ms and admin_port (atomics),
+ *  - a source state's batches_out / hold_asked / hold_paused: guarded by svc->mu,
+ *    signalled on intake_cv (a source's deliver waits until the loop took its batch in).
+ * Sources and sinks reach the loop only through tl_loop_call_threadsafe.
+ */
+#ifndef TL_RUNTIME_H
+#define TL_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <taskloop/config.h>
+#include <taskloop/list.h>
+#include <taskloop/loop_ext.h>
+#include <taskloop/recycler.h>
+#include <taskloop/service.h>
+
+#include "metrics.h"
+#include "offsets.h"
+
+typedef struct tl_rec tl_rec;
+typedef struct tl_lane tl_lane;
+typedef struct tl_batch tl_batch;
+typedef struct tl_revoke_req tl_revoke_req;
+
+/* The live state of a partition (or, for transports without partitions, an endpoint). */
+typedef struct tl_partition_state {
+    struct tl_source_state *src;
+    char *topic;
+    int32_t partition;
+    unsigned gen; /* bumped at each assignment: records of old ones are ignored */
+    bool assigned;
+    bool revoking;
+    bool dirty;        /* committable position moved since the last commit */
+    int64_t committed; /* the last position handed to ops->commit, -1 */
+    tl_offsets offsets;
+    size_t in_flight;
+} tl_partition_state;
+
+/* Batches a source may have delivered and not yet taken in (see intake.c). */
+#define TL_BATCHES_OUT 2
+
+/* The live state of a configured source: its adapter handle and its intake. */
+typedef struct tl_source_state {
+    tl_service *svc;
+    unsigned batches_out;  /* guarded by svc->mu */
+    int64_t hold_limit_ms; /* ops->hold_limit_ms; 0: deliver may wait without limit */
+    bool hold_asked;       /* guarded by svc->mu: a deliver waited past hold_limit_ms */
+    bool hold_paused;      /* guarded by svc->mu, written by the loop: paused for it */
+    const tl_config_source *cfg;
+    const tl_source_ops *ops;
+    tl_source *handle;
+    tl_source_events ev;
+    size_t index;
+} tl_source_state;
+
+/* A reroute destination shared by routes naming the same target. */
+typedef struct tl_target {
+    char *name; /* "scheme:address" */
+    const tl_sink_ops *ops;
+    tl_sink *sink;
+    _Atomic uint64_t rerouted;
+    _Atomic uint64_t errors;
+} tl_target;
+
+/* The live state of a configured route. */
+typedef struct tl_route_state {
+    const tl_config_route *cfg;
+    tl_source_state *src;
+    tl_target *on_stall; /* NULL when the route has none */
+    tl_target *on_error;
+    tl_list watch;        /* running attempts' records by deadline (watch.c) */
+    tl_timer watch_timer; /* armed for the head's deadline */
+} tl_route_state;
+
+typedef enum tl_rec_state {
+    REC_QUEUED,    /* waiting for its ordering lane */
+    REC_RUNNING,   /* its handler task is out */
+    REC_BACKOFF,   /* failed, waiting to retry in place */
+    REC_REROUTING, /* sent to a target, waiting for the acknowledgement */
+    REC_SETTLED,
+} tl_rec_state;
+
+/* A record: one message in flight, from intake until it is settled and freed. */
+struct tl_rec {
+    tl_service *svc;
+    tl_route_state *route;
+    tl_partition_state *part;
+    tl_msg *msg;
+    uint64_t slot; /* its offset's slot in part->offsets */
+    unsigned gen;  /* part->gen when taken in */
+    tl_rec_state state;
+    unsigned attempt; /* attempts made so far; the current one's number */
+    int64_t first_seen_ms;
+    tl_task *task;            /* the current attempt */
+    tl_task *stalled;         /* a stalled attempt still running, or NULL */
+    unsigned stalled_attempt; /* which attempt that is */
+    bool stuck;               /* it ignored cancellation past the grace: holds a worker */
+    bool replaced_worker;     /* a worker was added while it is stuck */
+    int64_t stalled_at_ms;
+    int last_err;
+    char *err_text;
+    const char *reason; /* "stalled" or "failed" while rerouting */
+    tl_target *target;
+    unsigned send_tries;
+    tl_lane *lane; /* the lane it holds or waits in; NULL for ordering none */
+    tl_rec *lane_next;
+    tl_timer timer;       /* backoff of retries and of reroute sends; rewatching */
+    tl_cbnode done_node;  /* linked into the current attempt while watched */
+    bool linked;          /* done_node is linked */
+    bool watched;         /* in its route's watch list */
+    int64_t watch_due_ns; /* when the current attempt's time is up at the earliest */
+    tl_link watch_link;   /* its route's watch list */
+    tl_link all_link;     /* every live record, for teardown */
+    tl_link stalled_link; /* records whose stalled attempt still runs */
+};
+
+/* An ordering lane: at most one record of a key (or partition) runs at a time. */
+struct tl_lane {
+    uint64_t key;
+    tl_route_state *route;
+    tl_rec *busy; /* the record holding it */
+    tl_rec *head, *tail;
+    size_t nqueued; /* records from head to tail */
+    /* The first nchained queued records have held attempts chained one after the
+     * other to busy's (see chain_more in lanes.c); chain_from is the task whose
+     * next_run holds the first of them. */
+    size_t nchained;
+    tl_task *chain_from;
+    tl_rec *chain_last;
+    /* The attempt at the chain's end (chain_last's, or busy's) had its slot closed by
+     * its runner: nothing more can be chained until the end changes. Remembered so
+     * that intake does not read that task's slot, written on another core, each time. */
+    bool end_closed;
+    tl_lane *next; /* hash bucket chain */
+};
+
+typedef struct tl_stats_atomic {
+    _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
+        reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses;
+    _Atomic bool healthy;
+} tl_stats_atomic;
+
+/*
+ * How lower files report back to the ones above them, set once by tl_service_new:
+ * the call graph between files stays a tree, and none of these runs the caller's
+ * work from inside the callee's (room_freed only schedules intake).
+ */
+typedef struct tl_runtime_hooks {
+    void (*attempt_done)(tl_rec *rec, tl_task *task); /* watch.c: the attempt finished */
+    void (*attempt_expired)(tl_rec *rec);             /* watch.c: its time is up */
+    void (*attempt_late)(tl_rec *rec, tl_task *task); /* stalled.c: a stalled one returned */
+    void (*rerouted)(tl_rec *rec);                    /* reroute.c: the target acked it */
+    void (*room_freed)(tl_service *svc);              /* record.c: a message settled */
+} tl_runtime_hooks;
+
+struct tl_service {
+    const tl_config *cfg;
+    tl_config *owned_cfg; /* set by tl_service_load: freed with the service */
+    tl_registry *reg;
+    tl_service_opts opts;
+    tl_runtime_hooks hooks;
+    tl_loop *loop;
+    pthread_mutex_t mu;
+    pthread_cond_t intake_cv; /* with mu: a delivered batch was taken in (intake.c) */
+    tl_source_state *srcs;
+    size_t nsrcs;
+    tl_route_state *routes;
+    size_t nroutes;
+    tl_target **targets;
+    size_t ntargets;
+    tl_partition_state **parts;
+    size_t nparts;
+    tl_partition_state *last_part; /* the partition of the last message taken in */
+    tl_lane **lanes;
+    size_t nlanes_buckets, nlanes;
+    tl_timer housekeeping;
+    tl_batch *held_head, *held_tail; /* batches kept aside past max_in_flight */
+    tl_timer room_timer;             /* takes held batches in on the next turn */
+    unsigned replaced_now;           /* workers added for stuck attempts, not yet retired */
+    _Atomic bool stop_req;
+    _Atomic bool stopping; /* the drain started: sources must not call back into it */
+    bool drained;
+    bool closing;            /* tl_service_free runs: late events touch nothing */
+    tl_list recs;            /* every live record (all_link) */
+    tl_recycler *rec_blocks; /* freed records, for the next ones */
+    tl_list stalled;         /* records whose stalled attempt still runs (stalled_link) */
+    int64_t drain_deadline_ms;
+    tl_revoke_req *revokes;
+    tl_stats_atomic st;
+    tl_histogram handler_seconds; /* attempt durations, for /metrics */
+    _Atomic int64_t heartbeat_ms; /* loop clock at the last housekeeping round; 0 before */
+    struct tl_admin *admin;       /* the admin endpoint while tl_service_run runs */
+    _Atomic int admin_port;       /* its bound port, 0 when it is not listening */
+};
+
+/* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and
+ * a store, not a locked read-modify-write: those were a fifth of intake's time. */
+#define TL_STAT_ADD(svc, field, n) tl__counter_add(&(svc)->st.field, (uint64_t)(n))
+
+/* ---------------------------------------------------------------- log.c */
+
+/* Reports an event through the user's log function, if any. */
+void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields, size_t n);
+
+/* ---------------------------------------------------------------- partitions.c */
+
+/* The state of the message's partition, created on first sight; NULL out of memory. */
+tl_partition_state *tl__partition_of(tl_service *svc, tl_source_state *src, const tl_msg *msg);
+
+/* The state of a known partition, or NULL. */
+tl_partition_state *tl__partition_find(tl_service *svc, tl_source_state *src, const char *topic,
+                                       int32_t partition);
+
+/* Commits the partition's position if it moved (and it is assigned). */
+void tl__partition_commit(tl_service *svc, tl_partition_state *p);
+
+/* Commits every partition whose position moved. */
+void tl__commit_dirty(tl_service *svc);
+
+/* Frees every partition state (service teardown). */
+void tl__partitions_free(tl_service *svc);
+
+/* ---------------------------------------------------------------- reroute.c */
+
+/* Sends the record to target with the tl-* headers; hooks.rerouted follows the ack. */
+void tl__reroute(tl_rec *rec, tl_target *target, const char *reason);
+
+/* Opens the sinks of every target the routes name. */
+int tl__targets_open(tl_service *svc, char *err, size_t errlen);
+
+/* Flushes and closes every sink. */
+void tl__targets_close(tl_service *svc, int64_t flush_ms);
+
+/* Frees the targets (after tl__targets_close). */
+void tl__targets_free(tl_service *svc);
+
+/* ---------------------------------------------------------------- stalled.c */
+
+/* How long a stalled attempt may keep running before it counts as stuck. */
+#define TL_STUCK_GRACE_MS 100
+
+/* The record's current attempt stalled and still runs: kept in the stalled list until
+ * it returns (hooks.attempt_late). False when it could not be watched (never on a
+ * live loop); the record then forgets it. */
+bool tl__stalled_add(tl_rec *rec);
+
+/* Replaces the workers of attempts stuck past the grace period (up to the cap) and
+ * updates the health flag. Called by housekeeping. */
+void tl__check_stuck(tl_service *svc);
+
+/* ---------------------------------------------------------------- watch.c */
+
+/* Watches a just-created attempt: its completion and its route's timeout. */
+void tl__watch(tl_rec *rec);
+
+/* Ends both watches of the current attempt: its result or its stall is acted on now. */
+void tl__unwatch(tl_rec *rec);
+
+/* ---------------------------------------------------------------- attempt.c */
+
+/* Creates and watches the record's next attempt (TL_TASK_HELD in flags: not started
+ * until chained or launched); false when out of memory. */
+bool tl__attempt_new(tl_rec *rec, unsigned flags);
+
+/* Undoes a held attempt that never ran: the record waits in its lane again. */
+void tl__attempt_undo(tl_rec *rec);
+
+/* What a handler task works on, for /tasks. */
+typedef struct tl_task_message {
+    const char *handler, *origin; /* borrowed from the route and the message */
+    int32_t partition;
+    int64_t offset;
+    unsigned attempt; /* of the task itself: 1 for the first */
+    bool stalled;     /* past its timeout and still running */
+} tl_task_message;
+
+/* Loop thread: fills out and returns true when task runs a route's handler. */
+bool tl__task_message(const tl_task *task, tl_task_message *out);
+
+/* ---------------------------------------------------------------- lanes.c */
+
+/* Puts a new record in its lane; true when it holds the lane (or has none) and may
+ * start now, false when it waits in the queue (maybe with a chained attempt). */
+bool tl__lane_join(tl_rec *rec);
+
+/* The lane's running record has a new attempt: chain what waits behind it. */
+void tl__lane_started(tl_rec *rec);
+
+/* Lets the next record of the lane run; the record keeps no claim on it. Returns that
+ * record when the caller must start it, NULL when there is none or it runs already
+ * (its attempt was chained). */
+tl_rec *tl__lane_release(tl_rec *rec);
+
+/* Takes the not-started records of part out of every lane (a revoke) and returns them
+ * linked through lane_next. Chained attempts a runner claimed stay and settle. */
+tl_rec *tl__lanes_take_queued(tl_service *svc, tl_partition_state *part);
+
+/* Frees every lane (service teardown). */
+void tl__lanes_free(tl_service *svc);
+
+/* ---------------------------------------------------------------- record.c */
+
+/* Sets the hooks record.c answers (attempt_done, attempt_expired, attempt_late,
+ * rerouted). */
+void tl__records_init(tl_service *svc);
+
+/* Takes one message in: a record, its offset tracked, then its lane or a start. */
+void tl__record_take(tl_service *svc, tl_source_state *src, tl_route_state *route, tl_msg *msg,
+                     int64_t seen_ms);
+
+/* Drops the records of a revoked partition that have not started (queued, or waiting
+ * for a retry): the partition's next owner gets them from the committed position. */
+void tl__records_drop_unstarted(tl_service *svc, tl_partition_state *part);
+
+/* Frees every record left at teardown, giving its message back. */
+void tl__records_free_all(tl_service *svc);
+
+/* ---------------------------------------------------------------- intake.c */
+
+/* Sets hooks.room_freed and prepares intake's timer. */
+void tl__intake_init(tl_service *svc);
+
+/* Source thread: the deliver event (see tl_source_events). */
+void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
+
+/* Loop thread: takes held batches in if room allows (housekeeping's safety net). */
+void tl__intake_resume(tl_service *svc);
+
+/* Loop thread: gives back the held messages of the partitions (a revoke). */
+void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_partition *parts,
+                                size_t n);
+
+/* Loop thread: gives every held batch back unprocessed (a drain or teardown). */
+void tl__intake_release_held(tl_service *svc);
+
+/* Loop thread: resumes sources paused for a long hold once nothing is held. */
+void tl__intake_hold_resume(tl_service *svc);
+
+/* ---------------------------------------------------------------- revoke.c */
+
+/* Source thread: the revoked event; returns once the partitions are drained and
+ * committed (or the drain timeout passed). */
+void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n);
+
+/* Loop thread: finishes the revokes whose partitions drained or whose time is up. */
+void tl__revokes_check(tl_service *svc);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * Reading a service from outside: its counters and its sources' consumer lag. What
+ * the admin endpoint and the program's summary show.
+ *
+ * Thread rules: any thread. Counters are atomics written by the loop thread only;
+ * lag is asked of each source, which answers from any thread.
+ */
+#include "runtime.h"
+
+void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
+{
+    tl_stats_atomic *s = &svc->st;
+    o->consumed = atomic_load(&s->consumed);
+    o->completed = atomic_load(&s->completed);
+    o->failed = atomic_load(&s->failed);
+    o->retries = atomic_load(&s->retries);
+    o->stalled = atomic_load(&s->stalled);
+    o->rerouted = atomic_load(&s->rerouted);
+    o->dropped = atomic_load(&s->dropped);
+    o->late = atomic_load(&s->late);
+    o->reroute_errors = atomic_load(&s->reroute_errors);
+    o->replaced_workers = atomic_load(&s->replaced_workers);
+    o->in_flight = atomic_load(&s->in_flight);
+    o->uncommitted = atomic_load(&s->uncommitted);
+    o->paused = atomic_load(&s->paused);
+    o->source_pauses = atomic_load(&s->source_pauses);
+    o->healthy = atomic_load(&s->healthy);
+}
+
+size_t tl_service_lag(tl_service *svc, tl_partition_lag *out, size_t cap)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < svc->nsrcs; i++) {
+        tl_source_state *src = &svc->srcs[i];
+        if (!src->handle || !src->ops->lag)
+            continue;
+        size_t room = total < cap ? cap - total : 0;
+        size_t n = src->ops->lag(src->handle, room ? out + total : NULL, room);
+        for (size_t k = 0; k < n && k < room; k++)
+            out[total + k].source = src->cfg->name;
+        total += n;
+    }
+    return total;
+}
