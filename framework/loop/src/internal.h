@@ -77,7 +77,8 @@ typedef struct tl_pool {
     tl_chunk *submit;   /* [loop] tasks not yet handed over (tl__pool_flush) */
     pthread_t *threads; /* every thread ever started, joined at the end */
     size_t nthreads;
-    tl_loop *loop;
+    void (*run)(tl_task *task, bool owned); /* runs a claimed task (tl__task_run) */
+    void (*drop)(tl_task *task);            /* releases a task never claimed */
 } tl_pool;
 
 /* Something the loop lets go of, without calling it, when it is freed (a waiter whose
@@ -137,6 +138,13 @@ void tl__loop_push_completed(tl_loop *loop, tl_task *task);
 /* Any thread: wakes the loop if it sleeps. */
 void tl__loop_wake(tl_loop *loop);
 
+/* Loop thread: fires due timers; a timer armed by a callback waits for the next round.
+ * True when one fired. */
+bool tl__timers_run(tl_loop *loop);
+
+/* Loop thread: when the next timer is due (clock ns), or -1 when none is armed. */
+int64_t tl__timers_next_ns(const tl_loop *loop);
+
 /* Loop thread: runs iterations until *flag turns true. TL_EBUSY when nested. */
 int tl__loop_run_until(tl_loop *loop, const bool *flag);
 
@@ -152,8 +160,10 @@ void tl__task_run(tl_task *task, bool owned);
 /* Frees a task whose last reference is gone. */
 void tl__task_free(tl_task *task);
 
-/* Loop thread: starts the pool's workers. 0, TL_ENOMEM or TL_ESYS. */
-int tl__pool_start(tl_pool *pool, tl_loop *loop, unsigned workers);
+/* Loop thread: starts the pool's workers, which run each claimed task with run; tasks
+ * never claimed are given to drop at the stop. 0, TL_ENOMEM or TL_ESYS. */
+int tl__pool_start(tl_pool *pool, unsigned workers, void (*run)(tl_task *task, bool owned),
+                   void (*drop)(tl_task *task));
 
 /* Loop thread: queues a task for the workers; handed over at the next flush. */
 int tl__pool_submit(tl_pool *pool, tl_task *task);

@@ -1,12 +1,10 @@
 /*
- * The loop: timers, wake-ups, the ready queue and the completion stack. Nothing
- * about messages lives here.
+ * The loop: one iteration runs the inline tasks that are ready, hands pool tasks to
+ * the workers, sleeps until something arrives in the inbox (inbox.c) or a timer
+ * (timer.c) is due, then runs the thread-safe calls, finalizes finished tasks and fires
+ * due timers. Nothing about messages lives here.
  *
- * Thread rules: everything runs on the loop thread except tl_loop_stop,
- * tl_loop_call_threadsafe, tl__loop_push_completed and tl__loop_wake, which any
- * thread may call. Cross-thread hand-over uses two lock-free stacks (completed tasks,
- * calls) and one eventfd; the eventfd is written only while the loop sleeps, and at
- * most once per sleep (wake_sent), so a busy loop costs workers no system calls.
+ * Thread rules: the loop thread (the one running it, or owning it between runs).
  */
 #include "internal.h"
 
@@ -22,30 +20,16 @@
 /* How long the loop looks for completions before it sleeps (see spin_for_work). */
 #define TL_SPIN_NS 20000
 
-static _Thread_local char thread_token;
-
-const void *tl__thread_token(void)
-{
-    return &thread_token;
-}
-
 static void run_begin(tl_loop *loop)
 {
     loop->running++;
-    atomic_store_explicit(&loop->runner, &thread_token, memory_order_relaxed);
+    atomic_store_explicit(&loop->runner, tl__thread_token(), memory_order_relaxed);
 }
 
 static void run_end(tl_loop *loop)
 {
     atomic_store_explicit(&loop->runner, NULL, memory_order_relaxed);
     loop->running--;
-}
-
-int64_t tl_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
@@ -62,7 +46,7 @@ int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
     loop->now_ns = tl_clock_ns();
     int rc = tl_recycler_new(sizeof(tl_task), &loop->task_blocks);
     if (!rc)
-        rc = tl__pool_start(&loop->pool, loop, opts ? opts->workers : 0);
+        rc = tl__pool_start(&loop->pool, opts ? opts->workers : 0, tl__task_run, tl_task_release);
     if (rc) {
         tl_recycler_free(loop->task_blocks);
         close(loop->wake_fd);
@@ -71,39 +55,6 @@ int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
     }
     *out = loop;
     return 0;
-}
-
-/* How many references the running thread takes at once (see ref_credit). */
-#define TL_REF_BATCH 1024
-
-void tl__loop_ref(tl_loop *loop)
-{
-    if (!tl__on_runner(loop)) {
-        atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
-        return;
-    }
-    if (loop->ref_credit == 0) {
-        atomic_fetch_add_explicit(&loop->refs, TL_REF_BATCH, memory_order_relaxed);
-        loop->ref_credit = TL_REF_BATCH;
-    }
-    loop->ref_credit--;
-}
-
-void tl__loop_unref_on_runner(tl_loop *loop)
-{
-    /* The loop's own reference outlives its runs, so refs stays above the credit. */
-    if (++loop->ref_credit < 2 * TL_REF_BATCH)
-        return;
-    atomic_fetch_sub_explicit(&loop->refs, TL_REF_BATCH, memory_order_relaxed);
-    loop->ref_credit -= TL_REF_BATCH;
-}
-
-void tl__loop_unref(tl_loop *loop)
-{
-    if (atomic_fetch_sub(&loop->refs, 1) == 1) {
-        tl_recycler_free(loop->task_blocks);
-        free(loop);
-    }
 }
 
 /* Runs the thread-safe calls queued so far, in the order they were made. */
@@ -171,174 +122,6 @@ static bool run_ready(tl_loop *loop)
         t = next;
     }
     return true;
-}
-
-/* ---------------------------------------------------------------- timers */
-
-static bool timer_less(const tl_timer *a, const tl_timer *b)
-{
-    return a->due_ns < b->due_ns || (a->due_ns == b->due_ns && a->seq < b->seq);
-}
-
-static void heap_set(tl_loop *loop, size_t i, tl_timer *t)
-{
-    loop->heap[i] = t;
-    t->heap_index = i;
-}
-
-static void heap_up(tl_loop *loop, size_t i)
-{
-    tl_timer *t = loop->heap[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!timer_less(t, loop->heap[parent]))
-            break;
-        heap_set(loop, i, loop->heap[parent]);
-        i = parent;
-    }
-    heap_set(loop, i, t);
-}
-
-static void heap_down(tl_loop *loop, size_t i)
-{
-    tl_timer *t = loop->heap[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= loop->nheap)
-            break;
-        if (c + 1 < loop->nheap && timer_less(loop->heap[c + 1], loop->heap[c]))
-            c++;
-        if (!timer_less(loop->heap[c], t))
-            break;
-        heap_set(loop, i, loop->heap[c]);
-        i = c;
-    }
-    heap_set(loop, i, t);
-}
-
-void tl_timer_init(tl_loop *loop, tl_timer *timer)
-{
-    memset(timer, 0, sizeof(*timer));
-    timer->loop = loop;
-    timer->heap_index = SIZE_MAX;
-}
-
-void tl_timer_stop(tl_timer *timer)
-{
-    tl_loop *loop = timer->loop;
-    size_t i = timer->heap_index;
-    if (i == SIZE_MAX)
-        return;
-    timer->heap_index = SIZE_MAX;
-    tl_timer *last = loop->heap[--loop->nheap];
-    if (i == loop->nheap)
-        return;
-    heap_set(loop, i, last);
-    heap_down(loop, i);
-    heap_up(loop, last->heap_index);
-}
-
-int tl_timer_start(tl_timer *timer, int64_t delay_ms, tl_timer_cb cb, void *arg)
-{
-    tl_loop *loop = timer->loop;
-    if (!cb || loop->closed)
-        return loop->closed ? TL_ECLOSED : TL_EINVAL;
-    tl_timer_stop(timer);
-    if (loop->nheap == loop->capheap) {
-        size_t cap = loop->capheap ? loop->capheap * 2 : 16;
-        tl_timer **h = realloc(loop->heap, cap * sizeof(*h));
-        if (!h)
-            return TL_ENOMEM;
-        loop->heap = h;
-        loop->capheap = cap;
-    }
-    if (delay_ms < 0)
-        delay_ms = 0;
-    /* From the clock, not the cached time: a timer must never fire early. */
-    timer->due_ns = tl_clock_ns() + delay_ms * 1000000;
-    timer->seq = loop->timer_seq++;
-    timer->cb = cb;
-    timer->arg = arg;
-    loop->heap[loop->nheap] = timer;
-    timer->heap_index = loop->nheap++;
-    heap_up(loop, timer->heap_index);
-    return 0;
-}
-
-/* Fires due timers; a timer armed by a callback waits for the next round. */
-static bool run_timers(tl_loop *loop)
-{
-    bool any = false;
-    int64_t now = loop->now_ns;
-    uint64_t limit = loop->timer_seq;
-    while (loop->nheap > 0) {
-        tl_timer *t = loop->heap[0];
-        if (t->due_ns > now || t->seq >= limit)
-            break;
-        tl_timer_stop(t);
-        t->cb(t, t->arg);
-        any = true;
-    }
-    return any;
-}
-
-/* ---------------------------------------------------------------- wake-ups */
-
-void tl__loop_wake(tl_loop *loop)
-{
-    if (!atomic_load(&loop->sleeping))
-        return;
-    if (atomic_exchange(&loop->wake_sent, true))
-        return;
-    uint64_t one = 1;
-    ssize_t n = write(loop->wake_fd, &one, sizeof(one));
-    (void)n; /* EAGAIN means the counter is already non-zero: the loop will wake */
-}
-
-void tl__loop_push_completed(tl_loop *loop, tl_task *task)
-{
-    /* Inline tasks finish on the running thread: no atomic and no wake-up for them. */
-    if (tl__on_runner(loop)) {
-        task->done_next = NULL;
-        if (loop->done_tail)
-            loop->done_tail->done_next = task;
-        else
-            loop->done_head = task;
-        loop->done_tail = task;
-        return;
-    }
-    tl_task *head = atomic_load_explicit(&loop->completed, memory_order_relaxed);
-    do {
-        task->done_next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&loop->completed, &head, task,
-                                                    memory_order_seq_cst, memory_order_relaxed));
-    tl__loop_wake(loop);
-}
-
-int tl_loop_call_threadsafe(tl_loop *loop, void (*cb)(tl_loop *loop, void *arg), void *arg)
-{
-    if (!cb)
-        return TL_EINVAL;
-    if (loop->closed)
-        return TL_ECLOSED;
-    tl_call *c = malloc(sizeof(*c));
-    if (!c)
-        return TL_ENOMEM;
-    c->cb = cb;
-    c->arg = arg;
-    tl_call *head = atomic_load_explicit(&loop->calls, memory_order_relaxed);
-    do {
-        c->next = head;
-    } while (!atomic_compare_exchange_weak(&loop->calls, &head, c));
-    tl__loop_wake(loop);
-    return 0;
-}
-
-void tl_loop_stop(tl_loop *loop)
-{
-    atomic_store(&loop->stop_flag, true);
-    atomic_store(&loop->sleeping, true);
-    tl__loop_wake(loop);
 }
 
 /* Loop thread: true when a completion, a call or a stop is waiting. */
@@ -409,8 +192,9 @@ static void tick(tl_loop *loop, int64_t max_wait_ns)
     int64_t wait = max_wait_ns;
     if (busy || loop->ready_head)
         wait = 0;
-    if (wait != 0 && loop->nheap > 0) {
-        int64_t until = loop->heap[0]->due_ns - tl_clock_ns();
+    int64_t due = tl__timers_next_ns(loop);
+    if (wait != 0 && due >= 0) {
+        int64_t until = due - tl_clock_ns();
         if (until < 0)
             until = 0;
         if (wait < 0 || until < wait)
@@ -420,7 +204,7 @@ static void tick(tl_loop *loop, int64_t max_wait_ns)
     loop->now_ns = tl_clock_ns();
     run_calls(loop);
     drain_completed(loop);
-    run_timers(loop);
+    tl__timers_run(loop);
 }
 
 int tl__loop_run_until(tl_loop *loop, const bool *flag)

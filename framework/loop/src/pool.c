@@ -118,7 +118,7 @@ static void *worker_main(void *arg)
     bool left = false;
     tl_task *t;
     while ((t = claim(pool, &held, &left)) != NULL) {
-        tl__task_run(t, true); /* with the reference the chunk held */
+        pool->run(t, true); /* with the reference the chunk held */
         /* A replacement worker was started while this one was stuck; one leaves. */
         if (pool->alive > pool->nominal) {
             pthread_mutex_lock(&pool->mu);
@@ -152,11 +152,13 @@ static int spawn(tl_pool *pool)
     return 0;
 }
 
-int tl__pool_start(tl_pool *pool, tl_loop *loop, unsigned workers)
+int tl__pool_start(tl_pool *pool, unsigned workers, void (*run)(tl_task *task, bool owned),
+                   void (*drop)(tl_task *task))
 {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
-    pool->loop = loop;
+    pool->run = run;
+    pool->drop = drop;
     pool->nominal = workers;
     pthread_mutex_lock(&pool->mu);
     int rc = 0;
@@ -228,7 +230,7 @@ void tl__pool_stop(tl_pool *pool)
         tl_chunk *c = pool->head;
         pool->head = c->next;
         for (size_t i = atomic_load(&c->claimed); i < c->n; i++)
-            tl_task_release(c->t[i]);
+            pool->drop(c->t[i]);
         free(c);
     }
     pool->tail = NULL;
