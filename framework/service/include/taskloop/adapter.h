@@ -75,7 +75,7 @@ typedef struct tl_param {
     tl_param_type type;
     bool required;
     bool secret_values; /* MAP: mask values whose key names a secret when printed */
-    const char *help;   /* one line, shown by `taskloop check --schema` */
+    const char *help;   /* one line saying what the key is for (documentation) */
 } tl_param;
 
 typedef struct tl_kv {

@@ -1,16 +1,38 @@
 /*
  * taskloop services: run a consumer service described by a YAML config.
  *
- * Each message becomes a task running the route's handler. tl_wait with the route's
- * timeout splits handlers that completed from those that stalled; stalled messages
- * are cancelled (cooperatively) and rerouted to on_stall, failed ones retried with
- * backoff and then rerouted to on_error's target. A message is settled when its
- * handler completed or its reroute was acknowledged; a source's offsets are committed
- * only up to the lowest unsettled message of each partition (at-least-once on Kafka).
+ * Each message becomes a task running its route's handler, watched for its completion
+ * and for the route's timeout with the semantics of tl_wait's split: completed, or
+ * still pending when the time is up. Failed attempts are retried with backoff and then
+ * rerouted to on_error's target; stalled ones are cancelled (cooperatively) and
+ * rerouted to on_stall's. A source's offsets are committed only up to the lowest
+ * unsettled message of each partition (at-least-once on Kafka).
+ *
+ * Words (one per idea; the code and the docs use them so):
+ *   message   what a source delivers (tl_msg); in flight from intake until settled.
+ *   record    the runtime's bookkeeping for one message in flight.
+ *   attempt   one run of the handler on a message: a task. Retries are new attempts.
+ *   lane      the ordering unit of a route (a partition, or a key): one attempt at a
+ *             time runs per lane, in delivery order.
+ *   completed an attempt returned 0. failed: it returned an error (retried, rerouted).
+ *   stalled   an attempt still running when its route's timeout passed. The message
+ *             is rerouted to on_stall (or, without one, waits for the attempt).
+ *   stuck     a stalled attempt still running past a grace period (100 ms): it holds
+ *             a worker, so a worker is added in its place, up to a cap.
+ *   late      a stalled attempt that returned after all; counted, never acted on
+ *             twice.
+ *   rerouted  sent to a target (a sink: "kafka:orders.dlq") and acknowledged by it.
+ *   dropped   failed with no target to go to (logged as an error).
+ *   settled   completed, rerouted or dropped: its offset may be committed.
+ *   held      a delivered batch kept aside, not yet taken in, while the in-flight
+ *             bound (max_in_flight) is reached: backpressure.
+ *   paused    a source told to stop fetching (a long hold, or the drain).
+ *   revoked   partitions taken away by a rebalance: drained, committed, forgotten.
+ *   drain     at stop or revoke: stop taking in, let in-flight settle, commit.
  *
  * Thread rules: tl_service_run blocks the calling thread, which becomes the loop
- * thread. tl_service_stop and tl_service_stats may be called from any thread;
- * tl_service_stop is also async-signal-safe.
+ * thread. tl_service_stop, tl_service_stats_get and the other getters may be called
+ * from any thread; tl_service_stop is also async-signal-safe.
  */
 #ifndef TASKLOOP_SERVICE_H
 #define TASKLOOP_SERVICE_H
