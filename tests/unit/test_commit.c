@@ -65,12 +65,45 @@ static void committed_positions_can_be_read_from_another_thread_while_they_move(
     assert_balanced(f);
 }
 
+static bool p1_committed(fx *f)
+{
+    return tl_memory_committed(f->topic, 1) == 1;
+}
+
+/* Partition 0: offsets 0-1 complete, 2 hangs until released, 3-9 complete around it.
+ * Partition 1 gets a message once those nine completed: its commit is a commit round
+ * that came after them, so partition 0's position is read after it had its chance. */
+static void script_slow_message(fx *f)
+{
+    STEP(wait_stat(f, STAT(completed), 9, 3000));
+    STEP(tl_memory_push(f->topic, 1, NULL, "ok", 2) == 0);
+    STEP(wait_for(f, p1_committed, 3000));
+    f->committed_mid = tl_memory_committed(f->topic, 0);
+    atomic_store(&f->released, true);
+    STEP(wait_for(f, all_settled, 3000));
+}
+
+static void a_slow_message_holds_the_commit_at_its_offset_while_later_ones_complete(void **state)
+{
+    fx *f = *state;
+    start(f, "slow_one", (opts){.partitions = 2, .ordering = "none"});
+    for (int i = 0; i < 10; i++)
+        push(f, 0, NULL, i == 2 ? "stuck" : "ok");
+    run(f, script_slow_message);
+    assert_int_equal(f->committed_mid, 2);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 10);
+    assert_int_equal(tl_memory_committed(f->topic, 1), 1);
+    assert_int_equal(stats(f).completed, 11);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(every_message_completes_and_commits_reach_the_end),
         T(committed_positions_can_be_read_from_another_thread_while_they_move),
+        T(a_slow_message_holds_the_commit_at_its_offset_while_later_ones_complete),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
