@@ -156,7 +156,6 @@ int teardown(void **state)
 
 void start(fx *f, const char *topic, opts o)
 {
-    snprintf(f->topic, sizeof(f->topic), "%s", topic);
     char text[2048];
     snprintf(text, sizeof(text),
              "service: t\n"
@@ -166,16 +165,23 @@ void start(fx *f, const char *topic, opts o)
              "  in: { type: memory, name: %s, partitions: %d, batch: %d%s }\n"
              "routes:\n"
              "  - source: in\n"
-             "    handler: h\n"
+             "    handler: %s\n"
              "    ordering: %s\n"
              "    timeout: %s\n"
              "%s",
              o.workers ? o.workers : 4, o.max_in_flight ? o.max_in_flight : 1000,
              o.drain ? o.drain : "2s", o.max_replaced ? o.max_replaced : 4, topic,
              o.partitions ? o.partitions : 1, o.batch ? o.batch : 16,
-             o.source_extra ? o.source_extra : "", o.ordering ? o.ordering : "partition",
-             o.timeout ? o.timeout : "5s", o.route_extra ? o.route_extra : "");
-    int rc = tl_config_load_string("test.yaml", text, f->reg, NULL, &f->cfg, &f->diag);
+             o.source_extra ? o.source_extra : "", o.handler ? o.handler : "h",
+             o.ordering ? o.ordering : "partition", o.timeout ? o.timeout : "5s",
+             o.route_extra ? o.route_extra : "");
+    start_yaml(f, topic, text);
+}
+
+void start_yaml(fx *f, const char *topic, const char *yaml)
+{
+    snprintf(f->topic, sizeof(f->topic), "%s", topic);
+    int rc = tl_config_load_string("test.yaml", yaml, f->reg, NULL, &f->cfg, &f->diag);
     if (rc)
         tl_diag_print(&f->diag, stderr);
     assert_int_equal(rc, 0);

@@ -1,6 +1,6 @@
 /*
  * The fixture shared by the service runtime tests (test_ordering, test_stall,
- * test_retry, test_reroute, test_commit, test_intake, test_lifecycle):
+ * test_retry, test_reroute, test_commit, test_intake, test_lifecycle, test_handlers):
  * a one-route service on the memory adapter, a handler that records what it saw, and
  * a script thread.
  *
@@ -96,12 +96,16 @@ int teardown(void **state);
 typedef struct opts {
     int workers, max_in_flight, max_replaced, partitions, batch;
     const char *drain, *ordering, *timeout;
+    const char *handler;      /* the route's handler (default "h") */
     const char *route_extra;  /* more lines of the route, indented by four */
     const char *source_extra; /* more keys of the source, each after ", " */
 } opts;
 
 /* Loads a one-route config reading topic and builds the service. */
 void start(fx *f, const char *topic, opts o);
+
+/* Builds the service from a whole config; topic is the one all_settled watches. */
+void start_yaml(fx *f, const char *topic, const char *yaml);
 
 /* Appends a message to a partition of the fixture's topic. */
 void push(fx *f, int32_t partition, const char *key, const char *payload);
