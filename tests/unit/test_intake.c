@@ -1,0 +1,150 @@
+/*
+ * Intake and backpressure: in-flight messages stay within max_in_flight plus one
+ * batch; a source that backpressure holds past its hold limit (Kafka's poll interval)
+ * is paused, and resumed once intake takes its held batches (or a revoke gives them
+ * back); shorter holds pause nothing. The fixture is service_helpers.h's.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service_helpers.h"
+
+static void script_sample_in_flight(fx *f)
+{
+    int64_t end = now_ms() + 15000;
+    while (!all_settled(f)) {
+        uint64_t n = stats(f).in_flight;
+        if (n > f->seen_max_in_flight)
+            f->seen_max_in_flight = n;
+        STEP(now_ms() < end);
+        sleep_ms(1);
+    }
+}
+
+static void in_flight_stays_within_the_bound_plus_one_batch(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 2;
+    start(f, "pressure", (opts){.max_in_flight = 10, .batch = 5, .ordering = "none"});
+    for (int i = 0; i < 500; i++)
+        push(f, 0, NULL, "ok");
+    run(f, script_sample_in_flight);
+    tl_service_stats s = stats(f);
+    assert_true(f->seen_max_in_flight > 0);
+    if (f->seen_max_in_flight > 10 + 5)
+        fail_msg("%llu in flight", (unsigned long long)f->seen_max_in_flight);
+    assert_true(s.paused >= 1);
+    assert_int_equal(s.completed, 500);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 500);
+    assert_balanced(f);
+}
+
+static void script_hold_past_the_limit(fx *f)
+{
+    STEP(wait_stat(f, STAT(source_pauses), 1, 5000));
+    /* Paused: the deliver that waited went back, and nothing more comes in. */
+    size_t pending = tl_memory_pending(f->topic);
+    sleep_ms(300);
+    STEP(pending > 0 && tl_memory_pending(f->topic) == pending);
+    STEP(stat_at(f, STAT(in_flight)) == 8);
+    STEP(stat_at(f, STAT(completed)) == 0);
+    atomic_store(&f->released, true);
+    STEP(wait_for(f, all_settled, 5000));
+}
+
+/* 40 messages whose handlers hang until released, 8 in flight at most, on a source
+ * that may wait 200 ms: the source is held as soon as it starts. */
+static void start_held(fx *f, const char *topic, const char *drain)
+{
+    start(f, topic,
+          (opts){.workers = 8,
+                 .max_in_flight = 8,
+                 .batch = 4,
+                 .ordering = "none",
+                 .drain = drain,
+                 .source_extra = ", hold_limit: 200ms"});
+    for (int i = 0; i < 40; i++)
+        push(f, 0, NULL, "stuck");
+}
+
+/* A source whose thread may wait only so long (Kafka's poll interval) is paused when
+ * backpressure holds it longer, and resumed once intake takes every held batch. */
+static void a_source_held_past_its_hold_limit_is_paused_then_resumed(void **state)
+{
+    fx *f = *state;
+    start_held(f, "hold_limit", NULL);
+    run(f, script_hold_past_the_limit);
+    tl_service_stats s = stats(f);
+    assert_true(s.source_pauses >= 1);
+    assert_int_equal(s.completed, 40);
+    assert_int_equal(f->ncalls, 40); /* each message handled once */
+    assert_int_equal(tl_memory_committed(f->topic, 0), 40);
+    assert_balanced(f);
+}
+
+static bool hold_offsets_all_done(fx *f)
+{
+    return part_done(f, 0, 40) && all_settled(f) && tl_memory_committed(f->topic, 0) == 40;
+}
+
+static void script_revoke_while_held(fx *f)
+{
+    STEP(wait_stat(f, STAT(source_pauses), 1, 5000));
+    /* Waits out the drain timeout (the handlers hang), gives the held batches back. */
+    f->revoke_rc = tl_memory_revoke(f->topic, 0);
+    atomic_store(&f->released, true);
+    /* Read again from the committed offset: only a resumed source delivers it. */
+    f->assign_rc = tl_memory_assign(f->topic, 0);
+    STEP(wait_for(f, hold_offsets_all_done, 10000));
+}
+
+/* A revoke that takes back every held batch ends the hold: the source is resumed. */
+static void a_revoke_that_ends_a_hold_resumes_the_source(void **state)
+{
+    fx *f = *state;
+    start_held(f, "hold_revoke", "300ms");
+    run(f, script_revoke_while_held);
+    assert_int_equal(f->revoke_rc, 0);
+    assert_int_equal(f->assign_rc, 0);
+    assert_true(stats(f).source_pauses >= 1);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 40);
+    assert_int_equal(tl_memory_outstanding(f->topic), 0);
+}
+
+/* Holds shorter than the limit pause nothing. */
+static void holds_shorter_than_the_hold_limit_pause_nothing(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 2;
+    start(f, "hold_short",
+          (opts){.max_in_flight = 10,
+                 .batch = 5,
+                 .ordering = "none",
+                 .source_extra = ", hold_limit: 10s"});
+    for (int i = 0; i < 200; i++)
+        push(f, 0, NULL, "ok");
+    run(f, script_sample_in_flight);
+    tl_service_stats s = stats(f);
+    assert_true(s.paused >= 1);
+    assert_int_equal(s.source_pauses, 0);
+    assert_int_equal(s.completed, 200);
+    assert_balanced(f);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(in_flight_stays_within_the_bound_plus_one_batch),
+        T(a_source_held_past_its_hold_limit_is_paused_then_resumed),
+        T(holds_shorter_than_the_hold_limit_pause_nothing),
+        T(a_revoke_that_ends_a_hold_resumes_the_source),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

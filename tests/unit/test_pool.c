@@ -1,0 +1,246 @@
+/*
+ * The worker pool, through the loop's public API alone: tasks run on as many threads
+ * at once as tl_loop_workers reports; a loop without workers runs them inline; a task
+ * that hangs holds its own worker and nothing else; tl_loop_add_worker and
+ * tl_loop_retire_worker (taskloop/loop_ext.h) grow the pool and shrink it again once
+ * the extra worker is free.
+ *
+ * Assertions run on the test's main thread only; task functions record what they saw.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <taskloop/loop_ext.h>
+#include <taskloop/taskloop.h>
+
+#include "task_helpers.h"
+
+#define MAXTASKS 32
+
+/* What the task functions of one test saw. */
+typedef struct probe {
+    gate *g; /* NULL: functions return at once */
+    pthread_t loop_thread;
+    atomic_int active, max_active, runs, on_loop_thread;
+} probe;
+
+static int probe_fn(tl_task *task, void *arg)
+{
+    probe *p = arg;
+    int now = atomic_fetch_add(&p->active, 1) + 1;
+    int seen = atomic_load(&p->max_active);
+    while (now > seen && !atomic_compare_exchange_weak(&p->max_active, &seen, now)) {
+    }
+    if (pthread_equal(pthread_self(), p->loop_thread))
+        atomic_fetch_add(&p->on_loop_thread, 1);
+    if (p->g)
+        gate_pass(p->g, task);
+    atomic_fetch_sub(&p->active, 1);
+    atomic_fetch_add(&p->runs, 1);
+    return 0;
+}
+
+static void probe_init(probe *p, gate *g)
+{
+    *p = (probe){.g = g, .loop_thread = pthread_self()};
+}
+
+static void create_n(tl_loop *loop, probe *p, tl_task **out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tl_task_create(loop, probe_fn, p);
+        assert_non_null(out[i]);
+    }
+}
+
+/* Runs the loop until every task finished (5 s at most) and checks that they did. */
+static void wait_all(tl_loop *loop, tl_task **tasks, size_t n)
+{
+    tl_wait_result res;
+    assert_int_equal(tl_wait(loop, tasks, n, 5000, TL_ALL_COMPLETED, &res), 0);
+    assert_false(res.timed_out);
+    assert_int_equal(res.ndone, n);
+    tl_wait_result_free(&res);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(tl_task_error(tasks[i]), 0);
+}
+
+/* Runs the loop in short turns until the pool has n workers (5 s at most). */
+static bool workers_become(tl_loop *loop, unsigned n)
+{
+    int64_t end = now_ms() + 5000;
+    while (tl_loop_workers(loop) != n && now_ms() < end)
+        tl_loop_run_once(loop, 1);
+    return tl_loop_workers(loop) == n;
+}
+
+/* ------------------------------------------------------------ size */
+
+static void the_pool_runs_as_many_tasks_at_once_as_tl_loop_workers_reports(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(3);
+    unsigned workers = tl_loop_workers(loop);
+    assert_int_equal(workers, 3);
+    gate g;
+    gate_init(&g);
+    probe p;
+    probe_init(&p, &g);
+    tl_task *t[7];
+    create_n(loop, &p, t, 7);
+    /* Each worker holds one task at the gate: three at once, never a fourth. */
+    assert_true(gate_wait_entered(loop, &g, 3));
+    gate_open(&g);
+    wait_all(loop, t, 7);
+    assert_int_equal(atomic_load(&p.max_active), workers);
+    assert_int_equal(atomic_load(&p.runs), 7);
+    assert_int_equal(atomic_load(&p.on_loop_thread), 0);
+    release_all(t, 7);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+}
+
+static void a_loop_with_no_workers_runs_every_task_on_the_loop_thread_one_at_a_time(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(0);
+    assert_int_equal(tl_loop_workers(loop), 0);
+    probe p;
+    probe_init(&p, NULL);
+    tl_task *t[8];
+    create_n(loop, &p, t, 8);
+    wait_all(loop, t, 8);
+    assert_int_equal(atomic_load(&p.runs), 8);
+    assert_int_equal(atomic_load(&p.on_loop_thread), 8);
+    assert_int_equal(atomic_load(&p.max_active), 1);
+    release_all(t, 8);
+    tl_loop_free(loop);
+}
+
+/* ------------------------------------------------------------ a hung task */
+
+/* The hung task and the others are handed over together, in one go. */
+static void a_hung_task_holds_only_its_own_worker(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(2);
+    gate g;
+    gate_init(&g);
+    probe hung, quick;
+    probe_init(&hung, &g);
+    probe_init(&quick, NULL);
+    tl_task *h = tl_task_create(loop, probe_fn, &hung);
+    assert_non_null(h);
+    tl_task *t[20];
+    create_n(loop, &quick, t, 20);
+    wait_all(loop, t, 20);
+    assert_int_equal(atomic_load(&quick.runs), 20);
+    assert_true(gate_wait_entered(loop, &g, 1));
+    assert_int_equal(tl_task_state_of(h), TL_TASK_RUNNING);
+    gate_open(&g);
+    wait_all(loop, &h, 1);
+    release_all(t, 20);
+    tl_task_release(h);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+}
+
+/* ------------------------------------------------------------ growing and shrinking */
+
+static void an_added_worker_runs_tasks_while_every_other_worker_is_held(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    gate g;
+    gate_init(&g);
+    probe held, quick;
+    probe_init(&held, &g);
+    probe_init(&quick, NULL);
+    tl_task *h = tl_task_create(loop, probe_fn, &held);
+    assert_non_null(h);
+    assert_true(gate_wait_entered(loop, &g, 1));
+    assert_int_equal(tl_loop_add_worker(loop), 0);
+    assert_int_equal(tl_loop_workers(loop), 2);
+    tl_task *t[5];
+    create_n(loop, &quick, t, 5);
+    wait_all(loop, t, 5);
+    assert_int_equal(atomic_load(&quick.on_loop_thread), 0);
+    assert_int_equal(tl_task_state_of(h), TL_TASK_RUNNING);
+    gate_open(&g);
+    wait_all(loop, &h, 1);
+    release_all(t, 5);
+    tl_task_release(h);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+}
+
+static void an_idle_pool_shrinks_back_to_its_size_after_a_retire(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(2);
+    assert_int_equal(tl_loop_add_worker(loop), 0);
+    assert_int_equal(tl_loop_workers(loop), 3);
+    tl_loop_retire_worker(loop);
+    assert_true(workers_become(loop, 2));
+    /* The pool still works at its size. */
+    probe p;
+    probe_init(&p, NULL);
+    tl_task *t[4];
+    create_n(loop, &p, t, 4);
+    wait_all(loop, t, 4);
+    assert_int_equal(tl_loop_workers(loop), 2);
+    release_all(t, 4);
+    tl_loop_free(loop);
+}
+
+/* Both workers are held when the retire comes: neither leaves with its task unfinished;
+ * one leaves once free, and the one left keeps taking tasks. */
+static void a_retired_worker_leaves_only_once_it_is_free(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    assert_int_equal(tl_loop_add_worker(loop), 0);
+    gate g;
+    gate_init(&g);
+    probe held;
+    probe_init(&held, &g);
+    tl_task *h[2];
+    create_n(loop, &held, h, 2);
+    assert_true(gate_wait_entered(loop, &g, 2));
+    tl_loop_retire_worker(loop);
+    tl_loop_run_once(loop, 10);
+    assert_int_equal(tl_loop_workers(loop), 2); /* both still busy */
+    gate_open(&g);
+    wait_all(loop, h, 2);
+    assert_int_equal(atomic_load(&held.runs), 2);
+    assert_true(workers_become(loop, 1));
+    probe later;
+    probe_init(&later, NULL);
+    tl_task *t[3];
+    create_n(loop, &later, t, 3);
+    wait_all(loop, t, 3);
+    assert_int_equal(atomic_load(&later.on_loop_thread), 0);
+    assert_int_equal(tl_loop_workers(loop), 1);
+    release_all(h, 2);
+    release_all(t, 3);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_pool_runs_as_many_tasks_at_once_as_tl_loop_workers_reports),
+        cmocka_unit_test(a_loop_with_no_workers_runs_every_task_on_the_loop_thread_one_at_a_time),
+        cmocka_unit_test(a_hung_task_holds_only_its_own_worker),
+        cmocka_unit_test(an_added_worker_runs_tasks_while_every_other_worker_is_held),
+        cmocka_unit_test(an_idle_pool_shrinks_back_to_its_size_after_a_retire),
+        cmocka_unit_test(a_retired_worker_leaves_only_once_it_is_free),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
