@@ -392,6 +392,29 @@ static void handler_attempt_is_1_then_2_on_the_retry(void **state)
     assert_balanced(f);
 }
 
+/* A plain task (not a handler's) asks what only a handler's task can answer. */
+static int ask_as_plain_task(tl_task *task, void *arg)
+{
+    const char **param = arg;
+    *param = tl_handler_param(task, "file", "default");
+    return tl_handler_attempt(task) == 0 ? 0 : TL_EFAIL;
+}
+
+static void handler_param_of_a_task_that_runs_no_handler_is_null(void **state)
+{
+    (void)state;
+    tl_loop *loop = NULL;
+    assert_int_equal(tl_loop_new(&(tl_loop_opts){.workers = 1}, &loop), 0);
+    const char *param = "unset";
+    tl_task *t = tl_task_create(loop, ask_as_plain_task, &param);
+    tl_result r;
+    assert_int_equal(tl_gather(loop, &t, 1, true, &r), 0);
+    assert_int_equal(r.error, 0); /* tl_handler_attempt answered 0 */
+    assert_null(param);
+    tl_task_release(t);
+    tl_loop_free(loop);
+}
+
 int main(void)
 {
 #define B(name) cmocka_unit_test_setup_teardown(name, setup_builtin, teardown)
@@ -409,6 +432,7 @@ int main(void)
         P(handler_param_gives_the_routes_value_or_the_default),
         P(handler_params_are_those_of_the_route_running_it),
         P(handler_attempt_is_1_then_2_on_the_retry),
+        cmocka_unit_test(handler_param_of_a_task_that_runs_no_handler_is_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
