@@ -1,6 +1,9 @@
 /*
  * The admin endpoint: Prometheus metrics, liveness and readiness probes, and the
- * pending tasks as JSON, over HTTP (libmicrohttpd) while a service runs.
+ * pending tasks as JSON, over HTTP (libmicrohttpd) while a service runs. This file is
+ * the server: the socket, the dispatch of requests, replies and the probes. The bodies
+ * of /metrics and /tasks come from admin_metrics.c and admin_tasks.c (admin_int.h),
+ * which it calls and which call nothing here.
  *
  *   GET /metrics  Prometheus text format 0.0.4: the service counters, per-target
  *                 reroutes, committed offsets and the handler duration histogram
@@ -8,10 +11,8 @@
  *                 HEALTH_STALE_MS), else 503: a liveness probe
  *   GET /readyz   200 "ok" once started, while not draining and healthy (the
  *                 stuck-worker cap is not exceeded), else 503 with the reason
- *   GET /tasks    asyncio's all_tasks() as JSON: {"total", "truncated", "tasks": [...]},
- *                 at most TASKS_CAP entries, oldest first, each {id, state, age_ms,
- *                 name} and, for a handler's task, "message": {handler, origin,
- *                 partition, offset, attempt, stalled}
+ *   GET /tasks    asyncio's all_tasks() as JSON (see admin_tasks.c); 503 when the loop
+ *                 does not answer within TL_ADMIN_TASKS_WAIT_MS
  * Any other path is 404; any other method on these paths is 405.
  *
  * The socket is bound here rather than by libmicrohttpd, so that a taken port or a bad
@@ -19,21 +20,17 @@
  *
  * Thread rules: requests run on libmicrohttpd's polling thread, one at a time. They
  * read the service only through what is safe from any thread: the atomic counters,
- * the histogram, heartbeat_ms, tl_service_targets/partitions and tl_loop_workers.
- * The task list belongs to the loop thread, so /tasks posts a snapshot request with
- * tl_loop_call_threadsafe and waits for it with a timeout. The request is shared by
- * the two threads: req->mu guards its fields and whichever side drops the last of its
- * two references frees it (the loop may answer after the waiter gave up, or only
- * inside tl_loop_free). admin->closing is atomic: set by tl__admin_close, it ends
- * waits early so that stopping never waits for a loop that has ended.
+ * the histogram, heartbeat_ms, tl_service_targets/partitions and tl_loop_workers;
+ * /tasks asks the loop thread (admin_tasks.c). admin->closing is atomic: set by
+ * tl__admin_close, it ends /tasks waits early so that stopping never waits for a loop
+ * that has ended.
  */
 #include "admin.h"
+#include "admin_int.h"
 #include "runtime.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -42,17 +39,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 /* A loop that has not run housekeeping (every 50ms) for this long is stuck. */
 #define HEALTH_STALE_MS 5000
-/* Entries listed by /tasks; "total" still counts every pending task. */
-#define TASKS_CAP 1000
-/* How long /tasks waits for the loop thread before answering 503. */
-#define TASKS_WAIT_MS 2000
-/* Waits re-check admin->closing this often. */
-#define TASKS_POLL_MS 100
 
 struct tl_admin {
     tl_service *svc;
@@ -178,207 +168,6 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
     return reply(c, status, "text/plain; charset=utf-8", buf, len, false);
 }
 
-/* ---------------------------------------------------------------- /metrics */
-
-static void metric_head(FILE *f, const char *name, const char *type, const char *help)
-{
-    fprintf(f, "# HELP taskloop_%s %s\n# TYPE taskloop_%s %s\n", name, help, name, type);
-}
-
-static void metric_one(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
-{
-    metric_head(f, name, type, help);
-    fprintf(f, "taskloop_%s %" PRIu64 "\n", name, v);
-}
-
-/* Writes a label value with the escapes the text format requires. */
-static void label_value(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; s && *s; s++) {
-        if (*s == '\\' || *s == '"')
-            fputc('\\', f);
-        if (*s == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static void metrics_targets(FILE *f, tl_service *svc)
-{
-    /* The targets are fixed once the service is built, so one count is enough. */
-    size_t n = tl_service_targets(svc, NULL, 0);
-    tl_target_stats *t = calloc(n ? n : 1, sizeof(*t));
-    if (!t)
-        return;
-    n = tl_service_targets(svc, t, n);
-    metric_head(f, "rerouted_total", "counter",
-                "Messages rerouted and acknowledged by their target, per target.");
-    for (size_t i = 0; i < n; i++) {
-        fputs("taskloop_rerouted_total{target=", f);
-        label_value(f, t[i].target);
-        fprintf(f, "} %" PRIu64 "\n", t[i].rerouted);
-    }
-    metric_head(f, "reroute_errors_total", "counter",
-                "Reroute sends refused or not acknowledged by their target (retried).");
-    for (size_t i = 0; i < n; i++) {
-        fputs("taskloop_reroute_errors_total{target=", f);
-        label_value(f, t[i].target);
-        fprintf(f, "} %" PRIu64 "\n", t[i].errors);
-    }
-    free(t);
-}
-
-typedef size_t (*fill_fn)(tl_service *svc, void *out, size_t cap);
-
-/*
- * A copy of a list that may grow while it is copied (partitions appear as messages
- * arrive, assignments change): sized again until it fits. NULL on allocation failure.
- */
-static void *snapshot(tl_service *svc, fill_fn fill, size_t size, size_t *n)
-{
-    void *p = NULL;
-    size_t cap = 0;
-    *n = fill(svc, NULL, 0);
-    while (*n > cap) {
-        cap = *n + 16;
-        void *q = realloc(p, cap * size);
-        if (!q) {
-            free(p);
-            return NULL;
-        }
-        p = q;
-        *n = fill(svc, p, cap);
-    }
-    return p ? p : calloc(1, size);
-}
-
-static size_t fill_partitions(tl_service *svc, void *out, size_t cap)
-{
-    return tl_service_partitions(svc, out, cap);
-}
-
-static size_t fill_lag(tl_service *svc, void *out, size_t cap)
-{
-    return tl_service_lag(svc, out, cap);
-}
-
-static void metrics_offsets(FILE *f, tl_service *svc)
-{
-    size_t n;
-    tl_partition_stats *p = snapshot(svc, fill_partitions, sizeof(*p), &n);
-    if (!p)
-        return;
-    metric_head(f, "committed_offset", "gauge",
-                "Next offset committed per partition: every message below it is settled.");
-    for (size_t i = 0; i < n; i++) {
-        if (p[i].next < 0)
-            continue; /* nothing committed yet: no sample rather than a fake -1 */
-        fputs("taskloop_committed_offset{source=", f);
-        label_value(f, p[i].source);
-        fputs(",topic=", f);
-        label_value(f, p[i].topic);
-        fprintf(f, ",partition=\"%" PRId32 "\"} %" PRId64 "\n", p[i].partition, p[i].next);
-    }
-    free(p);
-}
-
-static void metrics_lag(FILE *f, tl_service *svc)
-{
-    size_t n;
-    tl_partition_lag *lag = snapshot(svc, fill_lag, sizeof(*lag), &n);
-    if (!lag)
-        return;
-    metric_head(f, "consumer_lag", "gauge",
-                "Messages between the consumer's position and the end of each partition "
-                "(sources that know it: Kafka).");
-    for (size_t i = 0; i < n; i++) {
-        fputs("taskloop_consumer_lag{source=", f);
-        label_value(f, lag[i].source);
-        fputs(",topic=", f);
-        label_value(f, lag[i].topic);
-        fprintf(f, ",partition=\"%" PRId32 "\"} %" PRId64 "\n", lag[i].partition, lag[i].lag);
-    }
-    free(lag);
-}
-
-static void metrics_histogram(FILE *f, tl_histogram *h)
-{
-    metric_head(f, "handler_duration_seconds", "histogram",
-                "Handler attempt durations, from the start of the handler until the loop "
-                "saw it finish.");
-    /* Cumulative counts from the buckets themselves, so that +Inf and _count agree
-     * even while observations land during the scrape. */
-    uint64_t cum = 0;
-    for (size_t i = 0; i <= TL_HIST_NBOUNDS; i++) {
-        cum += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-        if (i < TL_HIST_NBOUNDS)
-            fprintf(f, "taskloop_handler_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                    (double)tl_histogram_bound_ns(i) / 1e9, cum);
-        else
-            fprintf(f, "taskloop_handler_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
-    }
-    uint64_t sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
-    fprintf(f, "taskloop_handler_duration_seconds_sum %.9f\n", (double)sum_ns / 1e9);
-    fprintf(f, "taskloop_handler_duration_seconds_count %" PRIu64 "\n", cum);
-}
-
-static enum MHD_Result serve_metrics(tl_admin *a, struct MHD_Connection *c)
-{
-    tl_service *svc = a->svc;
-    tl_service_stats st;
-    tl_service_stats_get(svc, &st);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-    metric_head(f, "info", "gauge", "Always 1; the labels name the service and library.");
-    fputs("taskloop_info{service=", f);
-    label_value(f, svc->cfg->service);
-    fprintf(f, ",version=\"%s\"} 1\n", tl_version());
-    metric_one(f, "consumed_total", "counter", "Messages delivered by the sources.", st.consumed);
-    metric_one(f, "completed_total", "counter", "Handlers that finished without error.",
-               st.completed);
-    metric_one(f, "failed_total", "counter", "Handler failures, counting each attempt.", st.failed);
-    metric_one(f, "retries_total", "counter", "Handler attempts after the first.", st.retries);
-    metric_one(f, "stalled_total", "counter", "Handlers still running at their timeout.",
-               st.stalled);
-    metrics_targets(f, svc);
-    metric_one(f, "dropped_total", "counter", "Failed messages with no target to go to.",
-               st.dropped);
-    metric_one(f, "late_completions_total", "counter", "Stalled handlers that finished after all.",
-               st.late);
-    metric_one(f, "in_flight", "gauge", "Messages delivered and not yet settled.", st.in_flight);
-    metric_one(f, "uncommitted", "gauge",
-               "Messages delivered and not yet below their partition's commit position "
-               "(backpressure keeps it under max_in_flight).",
-               st.uncommitted);
-    metric_one(f, "paused_total", "counter",
-               "Times intake stopped at max_in_flight (backpressure held delivered batches).",
-               st.paused);
-    metric_one(f, "source_pauses_total", "counter",
-               "Times a source was paused because backpressure kept its thread waiting past "
-               "the source's hold limit.",
-               st.source_pauses);
-    metric_one(f, "replaced_workers_total", "counter",
-               "Workers added to stand in for ones stuck in stalled handlers.",
-               st.replaced_workers);
-    metric_one(f, "workers", "gauge", "Worker threads alive.", tl_loop_workers(svc->loop));
-    metric_one(f, "healthy", "gauge", "1 unless the stuck-worker cap is exceeded.",
-               st.healthy ? 1 : 0);
-    metrics_offsets(f, svc);
-    metrics_lag(f, svc);
-    metrics_histogram(f, &svc->handler_seconds);
-    if (fclose(f) != 0) {
-        free(buf);
-        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-    }
-    return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf, len, true);
-}
-
 /* ---------------------------------------------------------------- probes */
 
 /* Milliseconds since the loop's last housekeeping round; -1 before the first. */
@@ -413,179 +202,29 @@ static enum MHD_Result serve_readyz(tl_admin *a, struct MHD_Connection *c)
     return reply_text(c, MHD_HTTP_OK, "ok\n");
 }
 
-/* ---------------------------------------------------------------- /tasks */
+/* ---------------------------------------------------------------- /metrics, /tasks */
 
-typedef struct snap_entry {
-    uint64_t id;
-    tl_task_state state;
-    int64_t age_ms;
-    char *name; /* a copy; NULL when unnamed */
-    bool has_msg;
-    tl_task_message msg;
-    char *handler, *origin; /* copies of msg's */
-} snap_entry;
-
-typedef struct snap_req {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int refs;       /* [mu] the waiter's and the loop call's */
-    bool done;      /* [mu] the loop filled the snapshot */
-    bool abandoned; /* [mu] the waiter gave up: the loop skips the work */
-    size_t total, n;
-    tl_task_info info[TASKS_CAP]; /* loop-thread scratch */
-    snap_entry items[TASKS_CAP];
-} snap_req;
-
-static void snap_unref(snap_req *r)
+static enum MHD_Result serve_metrics(tl_admin *a, struct MHD_Connection *c)
 {
-    pthread_mutex_lock(&r->mu);
-    bool last = --r->refs == 0;
-    pthread_mutex_unlock(&r->mu);
-    if (!last)
-        return;
-    for (size_t i = 0; i < r->n; i++) {
-        free(r->items[i].name);
-        free(r->items[i].handler);
-        free(r->items[i].origin);
-    }
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
-}
-
-/* Loop thread: copies the pending tasks, names included (they are only borrowed). */
-static void snap_on_loop(tl_loop *loop, void *arg)
-{
-    snap_req *r = arg;
-    pthread_mutex_lock(&r->mu);
-    bool skip = r->abandoned;
-    pthread_mutex_unlock(&r->mu);
-    if (!skip) {
-        size_t total = tl_loop_tasks(loop, r->info, TASKS_CAP);
-        size_t n = total < TASKS_CAP ? total : TASKS_CAP;
-        for (size_t i = 0; i < n; i++) {
-            r->items[i].id = r->info[i].id;
-            r->items[i].state = r->info[i].state;
-            r->items[i].age_ms = r->info[i].age_ms;
-            r->items[i].name = r->info[i].name ? strdup(r->info[i].name) : NULL;
-            snap_entry *e = &r->items[i];
-            e->has_msg = tl__task_message(r->info[i].task, &e->msg);
-            if (e->has_msg) {
-                e->handler = strdup(e->msg.handler);
-                e->origin = e->msg.origin ? strdup(e->msg.origin) : NULL;
-                /* Borrowed from the loop's records: not to be read off this thread. */
-                e->msg.handler = e->msg.origin = NULL;
-            }
-        }
-        pthread_mutex_lock(&r->mu);
-        r->total = total;
-        r->n = n;
-        r->done = true;
-        pthread_cond_signal(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-    }
-    snap_unref(r);
-}
-
-static snap_req *snap_new(void)
-{
-    snap_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    r->refs = 2;
-    return r;
-}
-
-/* Waits for the loop's answer; false when it did not come in time or we are closing. */
-static bool snap_wait(tl_admin *a, snap_req *r)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + TASKS_WAIT_MS;
-    pthread_mutex_lock(&r->mu);
-    while (!r->done && !atomic_load(&a->closing)) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-        if (ms >= deadline)
-            break;
-        int64_t until = ms + (deadline - ms < TASKS_POLL_MS ? deadline - ms : TASKS_POLL_MS);
-        struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000};
-        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-    }
-    bool done = r->done;
-    if (!done)
-        r->abandoned = true;
-    pthread_mutex_unlock(&r->mu);
-    return done;
-}
-
-/* The snapshot as JSON text with a final newline (malloc'd), or NULL. */
-static char *snap_json(const snap_req *r)
-{
-    json_t *root = json_object();
-    json_t *list = json_array();
-    if (!root || !list) {
-        json_decref(root);
-        json_decref(list);
-        return NULL;
-    }
-    json_object_set_new(root, "total", json_integer((json_int_t)r->total));
-    json_object_set_new(root, "truncated", json_boolean(r->total > r->n));
-    for (size_t i = 0; i < r->n; i++) {
-        const snap_entry *e = &r->items[i];
-        json_t *t = json_pack("{s:I, s:s, s:I, s:s?}", "id", (json_int_t)e->id, "state",
-                              tl_task_state_name(e->state), "age_ms", (json_int_t)e->age_ms, "name",
-                              e->name);
-        /* A handler's task says which message it works on. */
-        if (t && e->has_msg)
-            json_object_set_new(t, "message",
-                                json_pack("{s:s?, s:s?, s:i, s:I, s:i, s:b}", "handler", e->handler,
-                                          "origin", e->origin, "partition", (int)e->msg.partition,
-                                          "offset", (json_int_t)e->msg.offset, "attempt",
-                                          (int)e->msg.attempt, "stalled", e->msg.stalled));
-        json_array_append_new(list, t);
-    }
-    json_object_set_new(root, "tasks", list);
-    char *text = json_dumps(root, JSON_INDENT(1));
-    json_decref(root);
+    size_t len;
+    char *text = tl__admin_metrics(a->svc, &len);
     if (!text)
-        return NULL;
-    size_t len = strlen(text);
-    char *out = realloc(text, len + 2);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    out[len] = '\n';
-    out[len + 1] = '\0';
-    return out;
+        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len, true);
 }
 
 static enum MHD_Result serve_tasks(tl_admin *a, struct MHD_Connection *c)
 {
     if (atomic_load(&a->closing))
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping\n");
-    snap_req *r = snap_new();
-    if (!r)
-        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-    if (tl_loop_call_threadsafe(a->svc->loop, snap_on_loop, r) != 0) {
-        r->refs = 1; /* the call was never queued */
-        snap_unref(r);
+    char *text;
+    int rc = tl__admin_tasks(a->svc, &a->closing, &text);
+    if (rc == TL_ECLOSED)
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the loop is closed\n");
-    }
-    bool done = snap_wait(a, r);
-    char *text = done ? snap_json(r) : NULL;
-    snap_unref(r);
-    if (!done)
+    if (rc == TL_ETIMEDOUT)
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the loop did not answer within %d ms\n",
-                          TASKS_WAIT_MS);
-    if (!text)
+                          TL_ADMIN_TASKS_WAIT_MS);
+    if (rc)
         return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     return reply(c, MHD_HTTP_OK, "application/json", text, strlen(text), true);
 }

@@ -5,6 +5,9 @@
  * The expansion is single-pass: a variable's value and a default are copied as they
  * are, never expanded again, so a value holding "${...}" cannot pull in other
  * variables behind the author's back.
+ *
+ * In the loader's chain: a leaf, called by the schema files; calls nothing of the
+ * loader.
  */
 #include <ctype.h>
 #include <inttypes.h>

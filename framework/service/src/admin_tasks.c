@@ -1,0 +1,198 @@
+/*
+ * The JSON of /tasks: asyncio's all_tasks() for the service's loop,
+ * {"total", "truncated", "tasks": [...]}, at most TASKS_CAP entries, oldest first, each
+ * {id, state, age_ms, name} and, for a handler's task, "message": {handler, origin,
+ * partition, offset, attempt, stalled}.
+ *
+ * A renderer for admin.c, which serves what it returns; it calls nothing in admin.c.
+ *
+ * Thread rules: the task list belongs to the loop thread, so the request thread posts
+ * a snapshot request with tl_loop_call_threadsafe and waits for it with a timeout. The
+ * request is shared by the two threads: req->mu guards its fields and whichever side
+ * drops the last of its two references frees it (the loop may answer after the waiter
+ * gave up, or only inside tl_loop_free). The waiter's closing flag (set when the
+ * endpoint stops) ends the wait early, so that stopping never waits for a loop that
+ * has ended.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "admin_int.h"
+
+/* Entries listed by /tasks; "total" still counts every pending task. */
+#define TASKS_CAP 1000
+/* Waits re-check the closing flag this often. */
+#define TASKS_POLL_MS 100
+
+typedef struct snap_entry {
+    uint64_t id;
+    tl_task_state state;
+    int64_t age_ms;
+    char *name; /* a copy; NULL when unnamed */
+    bool has_msg;
+    tl_task_message msg;
+    char *handler, *origin; /* copies of msg's */
+} snap_entry;
+
+typedef struct snap_req {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;       /* [mu] the waiter's and the loop call's */
+    bool done;      /* [mu] the loop filled the snapshot */
+    bool abandoned; /* [mu] the waiter gave up: the loop skips the work */
+    size_t total, n;
+    tl_task_info info[TASKS_CAP]; /* loop-thread scratch */
+    snap_entry items[TASKS_CAP];
+} snap_req;
+
+static void snap_unref(snap_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    bool last = --r->refs == 0;
+    pthread_mutex_unlock(&r->mu);
+    if (!last)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->items[i].name);
+        free(r->items[i].handler);
+        free(r->items[i].origin);
+    }
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+/* Loop thread: copies the pending tasks, names included (they are only borrowed). */
+static void snap_on_loop(tl_loop *loop, void *arg)
+{
+    snap_req *r = arg;
+    pthread_mutex_lock(&r->mu);
+    bool skip = r->abandoned;
+    pthread_mutex_unlock(&r->mu);
+    if (!skip) {
+        size_t total = tl_loop_tasks(loop, r->info, TASKS_CAP);
+        size_t n = total < TASKS_CAP ? total : TASKS_CAP;
+        for (size_t i = 0; i < n; i++) {
+            r->items[i].id = r->info[i].id;
+            r->items[i].state = r->info[i].state;
+            r->items[i].age_ms = r->info[i].age_ms;
+            r->items[i].name = r->info[i].name ? strdup(r->info[i].name) : NULL;
+            snap_entry *e = &r->items[i];
+            e->has_msg = tl__task_message(r->info[i].task, &e->msg);
+            if (e->has_msg) {
+                e->handler = strdup(e->msg.handler);
+                e->origin = e->msg.origin ? strdup(e->msg.origin) : NULL;
+                /* Borrowed from the loop's records: not to be read off this thread. */
+                e->msg.handler = e->msg.origin = NULL;
+            }
+        }
+        pthread_mutex_lock(&r->mu);
+        r->total = total;
+        r->n = n;
+        r->done = true;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    snap_unref(r);
+}
+
+static snap_req *snap_new(void)
+{
+    snap_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    r->refs = 2;
+    return r;
+}
+
+/* Waits for the loop's answer; false when it did not come in time or *closing is set. */
+static bool snap_wait(_Atomic bool *closing, snap_req *r)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + TL_ADMIN_TASKS_WAIT_MS;
+    pthread_mutex_lock(&r->mu);
+    while (!r->done && !atomic_load(closing)) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        if (ms >= deadline)
+            break;
+        int64_t until = ms + (deadline - ms < TASKS_POLL_MS ? deadline - ms : TASKS_POLL_MS);
+        struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000};
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    }
+    bool done = r->done;
+    if (!done)
+        r->abandoned = true;
+    pthread_mutex_unlock(&r->mu);
+    return done;
+}
+
+/* The snapshot as JSON text with a final newline (malloc'd), or NULL. */
+static char *snap_json(const snap_req *r)
+{
+    json_t *root = json_object();
+    json_t *list = json_array();
+    if (!root || !list) {
+        json_decref(root);
+        json_decref(list);
+        return NULL;
+    }
+    json_object_set_new(root, "total", json_integer((json_int_t)r->total));
+    json_object_set_new(root, "truncated", json_boolean(r->total > r->n));
+    for (size_t i = 0; i < r->n; i++) {
+        const snap_entry *e = &r->items[i];
+        json_t *t = json_pack("{s:I, s:s, s:I, s:s?}", "id", (json_int_t)e->id, "state",
+                              tl_task_state_name(e->state), "age_ms", (json_int_t)e->age_ms, "name",
+                              e->name);
+        /* A handler's task says which message it works on. */
+        if (t && e->has_msg)
+            json_object_set_new(t, "message",
+                                json_pack("{s:s?, s:s?, s:i, s:I, s:i, s:b}", "handler", e->handler,
+                                          "origin", e->origin, "partition", (int)e->msg.partition,
+                                          "offset", (json_int_t)e->msg.offset, "attempt",
+                                          (int)e->msg.attempt, "stalled", e->msg.stalled));
+        json_array_append_new(list, t);
+    }
+    json_object_set_new(root, "tasks", list);
+    char *text = json_dumps(root, JSON_INDENT(1));
+    json_decref(root);
+    if (!text)
+        return NULL;
+    size_t len = strlen(text);
+    char *out = realloc(text, len + 2);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    out[len] = '\n';
+    out[len + 1] = '\0';
+    return out;
+}
+
+int tl__admin_tasks(tl_service *svc, _Atomic bool *closing, char **json)
+{
+    *json = NULL;
+    snap_req *r = snap_new();
+    if (!r)
+        return TL_ENOMEM;
+    if (tl_loop_call_threadsafe(svc->loop, snap_on_loop, r) != 0) {
+        r->refs = 1; /* the call was never queued */
+        snap_unref(r);
+        return TL_ECLOSED;
+    }
+    bool done = snap_wait(closing, r);
+    *json = done ? snap_json(r) : NULL;
+    snap_unref(r);
+    if (!done)
+        return TL_ETIMEDOUT;
+    return *json ? 0 : TL_ENOMEM;
+}

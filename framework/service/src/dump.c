@@ -1,0 +1,241 @@
+/*
+ * The dump of a loaded config back to YAML (tl_config_dump), and which keys name
+ * secrets (tl_config_is_secret), whose values the dump masks.
+ *
+ * The dump is meant to load again: strings are double-quoted with '$' doubled, so they
+ * are not interpolated twice.
+ *
+ * In the loader's chain: a leaf beside it. It reads a finished tl_config and calls
+ * nothing else of the loader.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <string.h>
+#include <strings.h>
+
+#include <taskloop/config.h>
+
+#define MASK "*****"
+
+/* ---------------------------------------------------------------- secrets */
+
+static bool contains_nocase(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return false;
+}
+
+bool tl_config_is_secret(const char *key)
+{
+    static const char *const words[] = {"password", "secret", "sasl.oauthbearer", "ssl.key",
+                                        "token"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (contains_nocase(key, words[i]))
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- dump */
+
+/* The inside of a double-quoted YAML string; '$' doubled so it loads back unchanged. */
+static void put_escaped(FILE *out, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", out);
+        else if (*p == '\t')
+            fputs("\\t", out);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(out, "\\x%02x", *p);
+        else if (*p == '$')
+            fputs("$$", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+static void put_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    put_escaped(out, s);
+    fputc('"', out);
+}
+
+static void put_target(FILE *out, const tl_config_target *t)
+{
+    fputc('"', out);
+    put_escaped(out, t->scheme);
+    fputc(':', out);
+    put_escaped(out, t->address);
+    fputc('"', out);
+}
+
+/* A mapping key: plain when it is safe to be, quoted otherwise. */
+static void put_key(FILE *out, const char *k)
+{
+    bool plain = isalpha((unsigned char)k[0]) || k[0] == '_';
+    for (const char *p = k; plain && *p; p++)
+        plain = isalnum((unsigned char)*p) || strchr("_.-/", *p);
+    if (plain && strcasecmp(k, "true") && strcasecmp(k, "false") && strcasecmp(k, "null"))
+        fputs(k, out);
+    else
+        put_str(out, k);
+}
+
+static void put_duration(FILE *out, int64_t ms)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    for (size_t i = 0; i < 3; i++) {
+        if (ms != 0 && ms % units[i].ms == 0) {
+            fprintf(out, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    }
+    fprintf(out, "%" PRId64 "ms", ms);
+}
+
+static void put_kvs(FILE *out, const tl_kv *kv, size_t n, int indent)
+{
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "%*s", indent, "");
+        put_key(out, kv[i].key);
+        fputs(": ", out);
+        put_str(out, tl_config_is_secret(kv[i].key) ? MASK : kv[i].value);
+        fputc('\n', out);
+    }
+}
+
+static void put_value(FILE *out, const tl_param_value *v, int indent)
+{
+    switch (v->type) {
+    case TL_PARAM_STRING:
+        put_str(out, v->str);
+        break;
+    case TL_PARAM_INT:
+        fprintf(out, "%" PRId64, v->num);
+        break;
+    case TL_PARAM_BOOL:
+        fputs(v->num ? "true" : "false", out);
+        break;
+    case TL_PARAM_DURATION:
+        put_duration(out, v->num);
+        break;
+    case TL_PARAM_LIST:
+        fputc('[', out);
+        for (size_t i = 0; i < v->nlist; i++) {
+            fputs(i ? ", " : "", out);
+            put_str(out, v->list[i]);
+        }
+        fputc(']', out);
+        break;
+    case TL_PARAM_MAP:
+        fputs(v->nmap ? "\n" : "{}\n", out);
+        put_kvs(out, v->map, v->nmap, indent + 2);
+        return;
+    }
+    fputc('\n', out);
+}
+
+/* An adapter section; a key that names a secret hides its whole value. */
+static void put_params(FILE *out, const tl_params *p, int indent)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        const tl_param_value *v = &p->v[i];
+        fprintf(out, "%*s", indent, "");
+        put_key(out, v->name);
+        fputs(": ", out);
+        if (tl_config_is_secret(v->name))
+            fputs("\"" MASK "\"\n", out);
+        else
+            put_value(out, v, indent);
+    }
+}
+
+static void dump_route(FILE *out, const tl_config *cfg, const tl_config_route *r)
+{
+    static const char *const orders[] = {"partition", "key", "none"};
+    fputs("  - source: ", out);
+    put_str(out, cfg->sources[r->source].name);
+    fputs("\n    handler: ", out);
+    put_str(out, r->handler);
+    fprintf(out, "\n    ordering: %s\n    inline: %s\n    timeout: ", orders[r->ordering],
+            r->run_inline ? "true" : "false");
+    put_duration(out, r->timeout_ms);
+    if (r->on_stall.scheme) {
+        fputs("\n    on_stall: { reroute: ", out);
+        put_target(out, &r->on_stall);
+        fputs(" }", out);
+    }
+    fprintf(out, "\n    on_error: { retries: %u, backoff: ", r->retries);
+    put_duration(out, r->backoff_ms);
+    if (r->on_error.scheme) {
+        fputs(", then: ", out);
+        put_target(out, &r->on_error);
+    }
+    fputs(" }\n", out);
+    if (r->nparams) {
+        fputs("    params:\n", out);
+        put_kvs(out, r->params, r->nparams, 6);
+    }
+}
+
+static void dump_sections(FILE *out, const tl_config *cfg)
+{
+    fputs("sources:\n", out);
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        fputs("  ", out);
+        put_key(out, cfg->sources[i].name);
+        fputs(":\n    type: ", out);
+        put_str(out, cfg->sources[i].type);
+        fputc('\n', out);
+        put_params(out, &cfg->sources[i].params, 4);
+    }
+    if (cfg->nsinks)
+        fputs("sinks:\n", out);
+    for (size_t i = 0; i < cfg->nsinks; i++) {
+        fputs("  ", out);
+        put_key(out, cfg->sinks[i].scheme);
+        fputs(cfg->sinks[i].params.n ? ":\n" : ": {}\n", out);
+        put_params(out, &cfg->sinks[i].params, 4);
+    }
+    fputs("routes:\n", out);
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        dump_route(out, cfg, &cfg->routes[i]);
+}
+
+int tl_config_dump(const tl_config *cfg, FILE *out)
+{
+    static const char *const formats[] = {"logfmt", "json"};
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    fputs("service: ", out);
+    put_str(out, cfg->service);
+    fprintf(out, "\nloop:\n  workers: %u\n  max_in_flight: %zu\n  drain_timeout: ", cfg->workers,
+            cfg->max_in_flight);
+    put_duration(out, cfg->drain_timeout_ms);
+    fprintf(out, "\n  max_replaced_workers: %u\n", cfg->max_replaced_workers);
+    dump_sections(out, cfg);
+    if (cfg->nplugins) {
+        fputs("plugins:\n", out);
+        for (size_t i = 0; i < cfg->nplugins; i++) {
+            fputs("  - ", out);
+            put_str(out, cfg->plugins[i].path);
+            fputc('\n', out);
+        }
+    }
+    if (cfg->admin_listen) {
+        fputs("admin:\n  listen: ", out);
+        put_str(out, cfg->admin_listen);
+        fputc('\n', out);
+    }
+    fprintf(out, "log:\n  format: %s\n  level: %s\n", formats[cfg->log_format],
+            levels[cfg->log_level]);
+    return ferror(out) ? TL_ESYS : 0;
+}

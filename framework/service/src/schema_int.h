@@ -1,0 +1,115 @@
+/*
+ * What the schema files share: the node vocabulary of schema_nodes.c (paths, node
+ * kinds, lookups, typed fields) and the sections schema.c hands on to
+ * schema_adapters.c and schema_routes.c. Private to schema*.c.
+ *
+ * Every function here reports what is wrong (tl_config_report) and lets the caller
+ * carry on, so one run lists all the problems of a file.
+ */
+#ifndef TL_SCHEMA_INT_H
+#define TL_SCHEMA_INT_H
+
+#include <libfyaml.h>
+
+#include "config_int.h"
+
+/* Room for a path in messages (sources.orders.brokers, routes[0].timeout). */
+#define PATH_LEN 256
+/* Room for a reason given by a value parser. */
+#define WHY_LEN 512
+
+/* ---------------------------------------------------------------- schema_nodes.c */
+
+/* dst (PATH_LEN bytes) = "parent.key", or "key" at the top; a path cut short ends in "...". */
+void tl_schema_join(char *dst, const char *parent, const char *key);
+
+/* dst (PATH_LEN bytes) = "parent[i]", cut short as tl_schema_join. */
+void tl_schema_join_index(char *dst, const char *parent, size_t i);
+
+/* Where n starts, or fallback when it has no place (NULL, an empty block collection). */
+tl_config_pos tl_schema_pos_or(tl_config_loader *ld, struct fy_node *n, tl_config_pos fallback);
+
+/* True for NULL and a plain empty, "~" or "null" scalar: what `key:` alone gives. */
+bool tl_schema_is_null(struct fy_node *n);
+
+/* What n is, for messages: "nothing", "a mapping", "a list" or "a scalar". */
+const char *tl_schema_kind(struct fy_node *n);
+
+/* True when n is of type t; otherwise reports "expected WHAT, got KIND" at n. */
+bool tl_schema_expect_kind(tl_config_loader *ld, struct fy_node *n, enum fy_node_type t,
+                           const char *path, const char *what);
+
+/* The interpolated text of a scalar value, owned by the config; NULL after an error. */
+char *tl_schema_scalar(tl_config_loader *ld, struct fy_node *n, const char *path, const char *what);
+
+/* A mapping key as written (keys are names, so not interpolated); NULL if reported. */
+char *tl_schema_key_text(tl_config_loader *ld, struct fy_node_pair *pair, const char *path);
+
+/* The number of items of a mapping or a list; 0 for anything else. */
+size_t tl_schema_count_of(struct fy_node *n);
+
+/* The value node of map[key], or NULL; tl_schema_lookup_key tells whether the key is there. */
+struct fy_node *tl_schema_lookup(struct fy_node *map, const char *key);
+
+/* The key node of map[key], or NULL when absent: tells a present `key:` from none. */
+struct fy_node *tl_schema_lookup_key(struct fy_node *map, const char *key);
+
+/* Reports key (node k, under path) as unknown, with the nearest of known if close. */
+void tl_schema_unknown_key(tl_config_loader *ld, struct fy_node *k, const char *path,
+                           const char *key, const char *const *known);
+
+/* Reports every key of map that is not in known (NULL-ended). */
+void tl_schema_check_keys(tl_config_loader *ld, struct fy_node *map, const char *path,
+                          const char *const *known);
+
+/* Reports at `at` each of keys (NULL-ended) that map lacks. */
+void tl_schema_require(tl_config_loader *ld, struct fy_node *map, tl_config_pos at,
+                       const char *path, const char *const *keys);
+
+/* The non-empty string map[key], owned by the config; NULL when absent or reported. */
+char *tl_schema_get_str(tl_config_loader *ld, struct fy_node *map, const char *path,
+                        const char *key);
+
+/* Sets *out to the integer map[key] within [min, max]; false when absent or reported. */
+bool tl_schema_get_int(tl_config_loader *ld, struct fy_node *map, const char *path, const char *key,
+                       int64_t min, int64_t max, int64_t *out);
+
+/* Sets *out to the boolean map[key]; false when absent or reported. */
+bool tl_schema_get_bool(tl_config_loader *ld, struct fy_node *map, const char *path,
+                        const char *key, bool *out);
+
+/* Sets *out to the duration map[key] in ms (positive: more than 0); false as above. */
+bool tl_schema_get_duration(tl_config_loader *ld, struct fy_node *map, const char *path,
+                            const char *key, bool positive, int64_t *out);
+
+/* The index of map[key] among names (NULL-ended); def when absent or reported. */
+int tl_schema_get_enum(tl_config_loader *ld, struct fy_node *map, const char *path, const char *key,
+                       const char *const *names, int def);
+
+/* The mapping map[key], or NULL when absent, null, or not a mapping (reported). */
+struct fy_node *tl_schema_get_map(tl_config_loader *ld, struct fy_node *map, const char *path,
+                                  const char *key);
+
+/* A mapping of names to scalars (route params, librdkafka properties), in file order,
+ * into *out (owned by the config); false only when out of memory. */
+bool tl_schema_load_kvs(tl_config_loader *ld, struct fy_node *map, const char *path,
+                        const tl_kv **out, size_t *n);
+
+/* ---------------------------------------------------------------- schema_adapters.c */
+
+/* Checks root's sources against the registered source types and their parameters;
+ * sets ld->sources_ok once they are a mapping worth checking routes against. */
+void tl_schema_load_sources(tl_config_loader *ld, struct fy_node *root);
+
+/* Checks root's sinks against the registered sink schemes and their parameters. */
+void tl_schema_load_sinks(tl_config_loader *ld, struct fy_node *root);
+
+/* ---------------------------------------------------------------- schema_routes.c */
+
+/* Checks root's routes: source, handler, ordering, timeout, on_stall, on_error, params. */
+void tl_schema_load_routes(tl_config_loader *ld, struct fy_node *root);
+
+/* Reports each source no route reads from, once sources and routes checked clean. */
+void tl_schema_check_sources_routed(tl_config_loader *ld, struct fy_node *root);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * The routes section: each route's source, handler, ordering and timeouts, and the
+ * targets it reroutes to; then the check that every source has a route.
+ *
+ * In the loader's chain: called by schema.c; calls schema_nodes.c and loader.c,
+ * nothing above.
+ */
+#include <libfyaml.h>
+#include <string.h>
+
+#include "schema_int.h"
+
+typedef tl_config_loader loader;
+typedef tl_config_pos pos;
+
+/* Public (config.h), and here because a route finding its source is its main use. */
+long tl_config_source_index(const tl_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsources; i++)
+        if (strcmp(cfg->sources[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* A "SCHEME:ADDRESS" target whose scheme is a registered sink. */
+static void load_target(loader *ld, struct fy_node *map, const char *path, const char *key,
+                        tl_config_target *t)
+{
+    char *s = tl_schema_get_str(ld, map, path, key), at[PATH_LEN];
+    if (!s)
+        return;
+    tl_schema_join(at, path, key);
+    pos p = tl_schema_pos_or(ld, tl_schema_lookup(map, key),
+                             tl_config_node_pos(ld, tl_schema_lookup_key(map, key)));
+    char *colon = strchr(s, ':');
+    if (!colon || colon == s || !colon[1]) {
+        tl_config_report(ld, p, at, "expected a target \"SCHEME:ADDRESS\", got \"%s\"", s);
+        return;
+    }
+    *colon = '\0';
+    const tl_sink_ops *ops = tl_registry_sink(ld->reg, s);
+    if (!ops) {
+        tl_config_report(ld, p, at, "unknown sink scheme '%s' in target \"%s:%s\"", s, s,
+                         colon + 1);
+        return;
+    }
+    *t = (tl_config_target){s, colon + 1, ops};
+}
+
+static void load_route_source(loader *ld, struct fy_node *map, const char *path, tl_config_route *r)
+{
+    char *name = tl_schema_get_str(ld, map, path, "source"), at[PATH_LEN];
+    if (!name || !ld->sources_ok)
+        return;
+    long i = tl_config_source_index(ld->cfg, name);
+    if (i >= 0) {
+        r->source = (size_t)i;
+        return;
+    }
+    const char **names = tl_config_alloc(ld, (ld->cfg->nsources + 1) * sizeof(*names));
+    for (size_t k = 0; names && k < ld->cfg->nsources; k++)
+        names[k] = ld->cfg->sources[k].name;
+    const char *near = names ? tl_config_suggest(name, names) : NULL;
+    tl_schema_join(at, path, "source");
+    tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "source")), at,
+                     "unknown source '%s'%s%s%s", name, near ? " (did you mean '" : "",
+                     near ? near : "", near ? "'?)" : "");
+}
+
+static void load_route_handler(loader *ld, struct fy_node *map, const char *path,
+                               tl_config_route *r)
+{
+    char at[PATH_LEN];
+    r->handler = tl_schema_get_str(ld, map, path, "handler");
+    if (!r->handler || tl_registry_handler(ld->reg, r->handler, &r->fn, &r->user) == 0)
+        return;
+    tl_schema_join(at, path, "handler");
+    tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "handler")), at,
+                     "no handler named '%s' is registered", r->handler);
+}
+
+static void load_on_stall(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
+{
+    static const char *const keys[] = {"reroute", NULL};
+    char at[PATH_LEN];
+    tl_schema_join(at, path, "on_stall");
+    struct fy_node *map = tl_schema_get_map(ld, route, path, "on_stall");
+    if (!map)
+        return;
+    tl_schema_check_keys(ld, map, at, keys);
+    tl_schema_require(
+        ld, map,
+        tl_schema_pos_or(ld, map, tl_config_node_pos(ld, tl_schema_lookup_key(route, "on_stall"))),
+        at, keys);
+    load_target(ld, map, at, "reroute", &r->on_stall);
+}
+
+static void load_on_error(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
+{
+    static const char *const keys[] = {"retries", "backoff", "then", NULL};
+    char at[PATH_LEN];
+    tl_schema_join(at, path, "on_error");
+    struct fy_node *map = tl_schema_get_map(ld, route, path, "on_error");
+    if (!map)
+        return;
+    tl_schema_check_keys(ld, map, at, keys);
+    int64_t retries;
+    if (tl_schema_get_int(ld, map, at, "retries", 0, 1000, &retries))
+        r->retries = (unsigned)retries;
+    tl_schema_get_duration(ld, map, at, "backoff", false, &r->backoff_ms);
+    load_target(ld, map, at, "then", &r->on_error);
+}
+
+static void load_route(loader *ld, struct fy_node *map, size_t index, pos at, tl_config_route *r)
+{
+    static const char *const keys[] = {"source",   "handler",  "ordering", "inline", "timeout",
+                                       "on_stall", "on_error", "params",   NULL};
+    static const char *const required[] = {"source", "handler", NULL};
+    static const char *const orders[] = {"partition", "key", "none", NULL};
+    char path[PATH_LEN];
+    tl_schema_join_index(path, "routes", index);
+    *r = (tl_config_route){
+        .source = SIZE_MAX, .timeout_ms = 30000, .backoff_ms = 100, .line = at.line};
+    if (fy_node_get_type(map) != FYNT_MAPPING) {
+        tl_config_report(ld, at, path, "expected a mapping, got %s", tl_schema_kind(map));
+        return;
+    }
+    tl_schema_check_keys(ld, map, path, keys);
+    tl_schema_require(ld, map, at, path, required);
+    load_route_source(ld, map, path, r);
+    load_route_handler(ld, map, path, r);
+    r->ordering =
+        (tl_ordering)tl_schema_get_enum(ld, map, path, "ordering", orders, TL_ORDER_PARTITION);
+    tl_schema_get_bool(ld, map, path, "inline", &r->run_inline);
+    tl_schema_get_duration(ld, map, path, "timeout", true, &r->timeout_ms);
+    load_on_stall(ld, map, path, r);
+    load_on_error(ld, map, path, r);
+    struct fy_node *params = tl_schema_get_map(ld, map, path, "params");
+    char sub[PATH_LEN];
+    tl_schema_join(sub, path, "params");
+    if (params)
+        tl_schema_load_kvs(ld, params, sub, &r->params, &r->nparams);
+}
+
+void tl_schema_load_routes(loader *ld, struct fy_node *root)
+{
+    struct fy_node *seq = tl_schema_lookup(root, "routes");
+    if (!tl_schema_lookup_key(root, "routes"))
+        return;
+    pos key_at = tl_config_node_pos(ld, tl_schema_lookup_key(root, "routes"));
+    if (!tl_schema_is_null(seq) &&
+        !tl_schema_expect_kind(ld, seq, FYNT_SEQUENCE, "routes", "a list"))
+        return;
+    if (tl_schema_count_of(seq) == 0) {
+        tl_config_report(ld, key_at, "routes", "no routes defined");
+        return;
+    }
+    tl_config *cfg = ld->cfg;
+    cfg->routes = tl_config_alloc(ld, (tl_schema_count_of(seq) + 1) * sizeof(*cfg->routes));
+    void *it = NULL;
+    struct fy_node *item;
+    while (cfg->routes && (item = fy_node_sequence_iterate(seq, &it))) {
+        load_route(ld, item, cfg->nroutes, tl_schema_pos_or(ld, item, key_at),
+                   &cfg->routes[cfg->nroutes]);
+        cfg->nroutes++;
+    }
+}
+
+/* A source nobody routes from could never settle its messages. */
+void tl_schema_check_sources_routed(loader *ld, struct fy_node *root)
+{
+    tl_config *cfg = ld->cfg;
+    bool routes_ok = cfg->nroutes > 0;
+    for (size_t r = 0; r < cfg->nroutes; r++)
+        routes_ok = routes_ok && cfg->routes[r].source != SIZE_MAX;
+    if (!ld->sources_ok || !routes_ok)
+        return; /* a broken route may well be the one meant for the source */
+    struct fy_node *map = tl_schema_lookup(root, "sources");
+    for (size_t i = 0; i < cfg->nsources; i++) {
+        bool used = false;
+        for (size_t r = 0; r < cfg->nroutes; r++)
+            used = used || cfg->routes[r].source == i;
+        if (!used) {
+            char path[PATH_LEN];
+            tl_schema_join(path, "sources", cfg->sources[i].name);
+            tl_config_report(
+                ld, tl_config_node_pos(ld, tl_schema_lookup_key(map, cfg->sources[i].name)), path,
+                "no route reads from this source");
+        }
+    }
+}
