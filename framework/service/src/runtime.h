@@ -16,7 +16,12 @@
  *   stalled.c   stalled attempts still running: stuck workers replaced, health
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
  *   partitions.c  partition states and their commits
- *   offsets.c, log.c, admin*.c (reads counters and /tasks), handlers.c (built-ins)
+ *   offsets.c, log.c, stats.c (counters for any thread), handlers.c (built-ins)
+ *
+ * Beside the path: admin.c (the HTTP endpoint) calls admin_metrics.c and
+ * admin_tasks.c, which read stats.c, partitions.c, reroute.c and attempt.c; the config
+ * (config.c → schema*.c, plugins.c → loader.c, interpolate.c; dump.c) has headers of
+ * its own (config_int.h, schema_int.h).
  *
  * Thread rules: everything here belongs to the loop thread, except
  *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
