@@ -41,6 +41,13 @@ foreach(_dir IN LISTS _tl_include_dirs)
 endforeach()
 
 if(TARGET taskloop_cli)
+  # Shared libraries: the installed program finds them in its own prefix, wherever that
+  # is, through a run path relative to itself ($ORIGIN/../lib), as the .pc files are.
+  get_target_property(_tl_type taskloop TYPE)
+  if(_tl_type STREQUAL "SHARED_LIBRARY")
+    file(RELATIVE_PATH _tl_bin_to_lib /root/${CMAKE_INSTALL_BINDIR} /root/${CMAKE_INSTALL_LIBDIR})
+    set_target_properties(taskloop_cli PROPERTIES INSTALL_RPATH "$ORIGIN/${_tl_bin_to_lib}")
+  endif()
   install(TARGETS taskloop_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 
