@@ -98,7 +98,7 @@ static rd_kafka_t *plain_consumer(const bench_args *a, const char *group, const 
                            {"group.id", group},
                            {"auto.offset.reset", "earliest"},
                            {"enable.auto.offset.store", "false"},
-                           /* as the taskloop source sets it (adapters/kafka/source.c) */
+                           /* as the taskloop source sets it (adapters/kafka/src/source.c) */
                            {"queued.min.messages", "1000000"},
                            {"fetch.wait.max.ms", a->mock ? FETCH_WAIT_MOCK : "500"}};
     size_t nkv = sizeof kv / sizeof kv[0];

@@ -41,12 +41,22 @@ foreach(_dir IN LISTS _tl_include_dirs)
 endforeach()
 
 if(TARGET taskloop_cli)
+  # Shared libraries: the installed program finds them in its own prefix, wherever that
+  # is, through a run path relative to itself ($ORIGIN/../lib), as the .pc files are.
+  get_target_property(_tl_type taskloop TYPE)
+  if(_tl_type STREQUAL "SHARED_LIBRARY")
+    file(RELATIVE_PATH _tl_bin_to_lib /root/${CMAKE_INSTALL_BINDIR} /root/${CMAKE_INSTALL_LIBDIR})
+    set_target_properties(taskloop_cli PROPERTIES INSTALL_RPATH "$ORIGIN/${_tl_bin_to_lib}")
+  endif()
   install(TARGETS taskloop_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 
 # The pkg-config modules behind the PkgConfig:: targets the libraries link. Which of
 # them the installed package needs is read from the targets' link interfaces: a static
 # library lists its private ones too (as $<LINK_ONLY:...>), a shared one only its public.
+# TL_PKG_DEPS says which library needs which (service:FYAML=libfyaml, ...), so that the
+# CMake package asks only for the modules of the libraries a consumer wants: one that
+# uses the loop alone needs none of them.
 set(_tl_pkg_table FYAML=libfyaml MICROHTTPD=libmicrohttpd JANSSON=jansson RDKAFKA=rdkafka
                   LIBZMQ=libzmq)
 set(TL_PKG_DEPS)
@@ -56,20 +66,20 @@ foreach(_entry IN LISTS _tl_pkg_table)
   list(GET _pair 0 _prefix)
   list(GET _pair 1 _module)
   set(_used_static FALSE)
-  set(_used_interface FALSE)
   foreach(_lib IN LISTS _tl_libs)
     get_target_property(_iface ${_lib} INTERFACE_LINK_LIBRARIES)
     get_target_property(_all ${_lib} LINK_LIBRARIES)
+    get_target_property(_export ${_lib} EXPORT_NAME)
+    if(NOT _export)
+      set(_export ${_lib})
+    endif()
     if("${_iface}" MATCHES "PkgConfig::${_prefix}([^A-Za-z0-9_]|$)")
-      set(_used_interface TRUE)
+      list(APPEND TL_PKG_DEPS ${_export}:${_entry})
     endif()
     if("${_all}" MATCHES "PkgConfig::${_prefix}([^A-Za-z0-9_]|$)")
       set(_used_static TRUE)
     endif()
   endforeach()
-  if(_used_interface)
-    list(APPEND TL_PKG_DEPS ${_entry})
-  endif()
   if(_used_static)
     list(APPEND _tl_pc_requires ${_module})
   endif()

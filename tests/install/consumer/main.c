@@ -1,7 +1,8 @@
 /*
- * Built against an installed taskloop: creates a loop, runs one task on a worker and
- * prints "ok" when its result came back. With the memory adapter, registers it too, so
- * that an adapter library and the service runtime link from the install as well.
+ * Built against an installed taskloop-service: creates a loop, runs one task on a worker,
+ * makes a service registry with the built-in handlers and prints "ok" when all that
+ * worked, so that the runtime and the loop it needs link from the install. With the
+ * memory adapter, registers it too, so that an adapter library links as well.
  *
  * Thread rules: main drives the loop; the task runs on the loop's one worker.
  */
@@ -35,15 +36,20 @@ int main(void)
         fprintf(stderr, "consumer: the task did not complete: %s\n", tl_strerror(rc));
         return 1;
     }
-#ifdef HAVE_TASKLOOP_MEMORY
     tl_registry *reg = NULL;
-    if (tl_registry_new(&reg) != 0 || tl_memory_register(reg) != 0 ||
-        tl_register_builtin_handlers(reg) != 0) {
-        fprintf(stderr, "consumer: cannot register the memory adapter\n");
+    if (tl_registry_new(&reg) != 0 || tl_register_builtin_handlers(reg) != 0) {
+        fprintf(stderr, "consumer: cannot make a registry with the built-in handlers\n");
+        tl_registry_free(reg);
         return 1;
     }
-    tl_registry_free(reg);
+#ifdef HAVE_TASKLOOP_MEMORY
+    if (tl_memory_register(reg) != 0) {
+        fprintf(stderr, "consumer: cannot register the memory adapter\n");
+        tl_registry_free(reg);
+        return 1;
+    }
 #endif
+    tl_registry_free(reg);
     printf("%s (taskloop %s)\n", (char *)res.value, tl_version());
     return 0;
 }
