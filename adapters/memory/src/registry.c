@@ -218,9 +218,3 @@ size_t tl_memory_reset(void)
     pthread_mutex_unlock(&tl_mem_lock);
     return kept;
 }
-
-int tl_memory_register(tl_registry *reg)
-{
-    int rc = tl_registry_add_source(reg, &tl_memory_source_ops);
-    return rc ? rc : tl_registry_add_sink(reg, &tl_memory_sink_ops);
-}

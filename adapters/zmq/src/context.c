@@ -71,13 +71,3 @@ int tl_zmq_fail(char *err, size_t errlen, int code, const char *what, const char
         snprintf(err, errlen, "%s: %s", what, reason);
     return code;
 }
-
-int tl_zmq_register(tl_registry *reg)
-{
-    int rc = tl_registry_add_source(reg, &tl_zmq_source_ops);
-    if (rc == 0)
-        rc = tl_registry_add_sink(reg, &tl_zmq_push_sink_ops);
-    if (rc == 0)
-        rc = tl_registry_add_sink(reg, &tl_zmq_pub_sink_ops);
-    return rc;
-}
