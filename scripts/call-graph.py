@@ -1,7 +1,8 @@
 #!/ usr / bin / env python3
 """Prints the file-level call graph of a library's object files and any cycle in it.
 
-Usage: call-graph.py OBJ_DIR   (e.g. build/framework/service/CMakeFiles/taskloop_service.dir/src)
+Usage: call-graph.py OBJ_DIR | OBJ...
+  (e.g. build/framework/service/CMakeFiles/taskloop_service.dir/src)
 An edge A -> B means A.o uses a global symbol B.o defines. Exits 1 when there is a cycle.
 """
 import os
@@ -22,9 +23,12 @@ def symbols(obj):
 
 
 def main():
-    root = sys.argv[1]
-    objs = sorted(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".o"))
-    table = {os.path.basename(o)[:-4]: symbols(o) for o in objs}
+    if len(sys.argv) == 2 and os.path.isdir(sys.argv[1]):
+        root = sys.argv[1]
+        objs = sorted(os.path.join(root, f) for f in os.listdir(root) if f.endswith(".o"))
+    else:
+        objs = sorted(sys.argv[1:])
+    table = {os.path.basename(o).split(".")[0]: symbols(o) for o in objs}
     owner = {s: name for name, (d, _) in table.items() for s in d}
     graph = {name: sorted({owner[s] for s in u if s in owner and owner[s] != name})
              for name, (_, u) in table.items()}
