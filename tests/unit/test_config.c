@@ -1,164 +1,14 @@
 /*
- * The YAML config: loading, defaults, interpolation, validation messages, dump.
- *
- * Runs with tests/unit/configs as its working directory, so that file names in the
- * expected messages read "bad/NAME.yaml". Each bad/NAME.yaml is checked against the
- * messages listed in bad/NAME.expect, one per line, exactly and in order.
+ * The YAML config as it loads: every field, defaults, ${VAR} interpolation, the names
+ * a config refers to (each missing one named in a single message), anchors, and dump.
+ * What bad configs report is in test_config_errors.c; the fixture in config_helpers.h.
  */
-#ifdef TL_TEST_PLUGIN_MODULE
-/* Built with this macro, the file is instead the plugin that the plugin tests load. */
-#include <taskloop/adapter.h>
-
-static int from_plugin(tl_task *task, const tl_msg *msg, void *user)
-{
-    (void)task, (void)msg, (void)user;
-    return 0;
-}
-
-int taskloop_plugin_register(tl_registry *reg);
-
-int taskloop_plugin_register(tl_registry *reg)
-{
-    return tl_register_handler(reg, "from_plugin", from_plugin, NULL);
-}
-
-#else
-#include <dirent.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
-#include <taskloop/config.h>
-
-/* ---------------------------------------------------------------- fixtures */
-
-static const tl_param fake_source_params[] = {
-    {"url", TL_PARAM_STRING, true, false, "where to read"},
-    {"count", TL_PARAM_INT, false, false, "how many"},
-    {"enabled", TL_PARAM_BOOL, false, false, "on or off"},
-    {"interval", TL_PARAM_DURATION, false, false, "poll interval"},
-    {"topics", TL_PARAM_LIST, false, false, "what to read"},
-    {"props", TL_PARAM_MAP, false, true, "passed through"},
-    {"password", TL_PARAM_STRING, false, false, "a secret"},
-    {NULL, TL_PARAM_STRING, false, false, NULL},
-};
-
-static const tl_param fake_sink_params[] = {
-    {"brokers", TL_PARAM_STRING, true, false, "where to send"},
-    {"props", TL_PARAM_MAP, false, true, "passed through"},
-    {NULL, TL_PARAM_STRING, false, false, NULL},
-};
-
-static const tl_source_ops fake_source = {.type = "fake", .params = fake_source_params};
-static const tl_sink_ops fake_sink = {.scheme = "fake", .params = fake_sink_params};
-
-static int handler_user; /* its address tells that the user pointer came through */
-
-static int handle(tl_task *task, const tl_msg *msg, void *user)
-{
-    (void)task, (void)msg, (void)user;
-    return 0;
-}
-
-static int other(tl_task *task, const tl_msg *msg, void *user)
-{
-    (void)task, (void)msg, (void)user;
-    return 0;
-}
-
-/* A fixed environment: HOST and PORT are set, EMPTY is set but empty. */
-static const char *test_env(const char *name, void *user)
-{
-    (void)user;
-    static const char *const vars[][2] = {
-        {"HOST", "example.org"}, {"PORT", "9000"}, {"EMPTY", ""}, {"PRICE", "$5"}};
-    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-        if (strcmp(name, vars[i][0]) == 0)
-            return vars[i][1];
-    return NULL;
-}
-
-static const tl_config_opts opts = {.getenv = test_env};
-
-typedef struct fixture {
-    tl_registry *reg;
-    tl_config *cfg;
-    tl_diag diag;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    assert_int_equal(tl_registry_new(&f->reg), 0);
-    assert_int_equal(tl_registry_add_source(f->reg, &fake_source), 0);
-    assert_int_equal(tl_registry_add_sink(f->reg, &fake_sink), 0);
-    assert_int_equal(tl_register_handler(f->reg, "handle", handle, &handler_user), 0);
-    assert_int_equal(tl_register_handler(f->reg, "other", other, NULL), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    tl_config_free(f->cfg);
-    tl_diag_free(&f->diag);
-    tl_registry_free(f->reg);
-    free(f);
-    return 0;
-}
-
-static int load_file(fixture *f, const char *path)
-{
-    return tl_config_load_file(path, f->reg, &opts, &f->cfg, &f->diag);
-}
-
-static int load_text(fixture *f, const char *text)
-{
-    return tl_config_load_string("t.yaml", text, f->reg, &opts, &f->cfg, &f->diag);
-}
-
-/* Fails showing every message when the load did not succeed. */
-static void assert_loaded(fixture *f, int rc)
-{
-    if (rc != 0)
-        tl_diag_print(&f->diag, stderr);
-    assert_int_equal(rc, 0);
-    assert_non_null(f->cfg);
-}
-
-/* Fails unless the only message is want. */
-static void assert_one_error(fixture *f, int rc, const char *want)
-{
-    assert_int_equal(rc, TL_ECONFIG);
-    assert_null(f->cfg);
-    if (f->diag.count != 1 || strcmp(f->diag.msgs[0], want) != 0) {
-        fprintf(stderr, "want: %s\n got:\n", want);
-        tl_diag_print(&f->diag, stderr);
-    }
-    assert_int_equal(f->diag.count, 1);
-    assert_string_equal(f->diag.msgs[0], want);
-}
-
-static const char *const MINIMAL_HEAD = "service: s\n"
-                                        "sources:\n"
-                                        "  in: { type: fake, url: \"fake://in\" }\n";
-
-/* A minimal valid config with extra appended to its only route. */
-static char *with_route(const char *extra)
-{
-    static char text[1024];
-    snprintf(text, sizeof(text), "%sroutes:\n  - { source: in, handler: handle%s }\n", MINIMAL_HEAD,
-             extra);
-    return text;
-}
+#include "config_helpers.h"
 
 /* ---------------------------------------------------------------- valid configs */
 
@@ -386,140 +236,6 @@ static void anchors_and_merge_keys_are_resolved(void **state)
     assert_int_equal(tl_params_num(&f->cfg->sources[1].params, "count", 0), 2);
 }
 
-/* ---------------------------------------------------------------- errors */
-
-static void a_message_stays_on_one_line(void **state)
-{
-    fixture *f = *state;
-    int rc = load_text(f, with_route(", timeout: \"2\\nx\""));
-    assert_one_error(f, rc,
-                     "t.yaml:5:45: error: routes[0].timeout: unknown unit \"\\nx\" in "
-                     "duration \"2\\nx\" (use ms, s, m or h)");
-}
-
-static char *read_text(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    assert_non_null(fp);
-    static char text[8192];
-    size_t n = fread(text, 1, sizeof(text) - 1, fp);
-    fclose(fp);
-    text[n] = '\0';
-    return text;
-}
-
-/* Compares the messages of one load with the lines of its .expect file. */
-static void check_expectations(fixture *f, const char *yaml)
-{
-    char expect_path[512];
-    snprintf(expect_path, sizeof(expect_path), "%.*s.expect", (int)(strlen(yaml) - 5), yaml);
-    char *want = read_text(expect_path);
-    size_t i = 0;
-    bool same = true;
-    for (char *line = strtok(want, "\n"); line; line = strtok(NULL, "\n"), i++)
-        same = same && i < f->diag.count && strcmp(f->diag.msgs[i], line) == 0;
-    same = same && i == f->diag.count;
-    if (!same) {
-        fprintf(stderr, "%s: messages differ from %s; got:\n", yaml, expect_path);
-        tl_diag_print(&f->diag, stderr);
-    }
-    assert_true(same);
-}
-
-static void bad_configs_report_the_expected_messages(void **state)
-{
-    fixture *f = *state;
-    DIR *dir = opendir("bad");
-    assert_non_null(dir);
-    struct dirent *e;
-    size_t files = 0;
-    while ((e = readdir(dir))) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 5, ".yaml") != 0)
-            continue;
-        char path[512];
-        snprintf(path, sizeof(path), "bad/%s", e->d_name);
-        assert_int_equal(load_file(f, path), TL_ECONFIG);
-        assert_null(f->cfg);
-        check_expectations(f, path);
-        tl_diag_free(&f->diag);
-        files++;
-    }
-    closedir(dir);
-    assert_true(files >= 10);
-}
-
-static void one_run_reports_every_error(void **state)
-{
-    fixture *f = *state;
-    assert_int_equal(load_file(f, "bad/wrong_types.yaml"), TL_ECONFIG);
-    assert_true(f->diag.count >= 3);
-    assert_int_equal(load_file(f, "bad/unknown_names.yaml"), TL_ECONFIG);
-    assert_true(f->diag.count >= 6); /* both runs' messages, appended */
-}
-
-static void duplicate_key_is_reported_with_its_position(void **state)
-{
-    fixture *f = *state;
-    int rc = load_text(f, "service: a\nlog: {}\nservice: b\n");
-    assert_one_error(f, rc, "t.yaml:3:1: error: duplicate key");
-}
-
-static void yaml_syntax_error_is_reported_with_its_position(void **state)
-{
-    fixture *f = *state;
-    int rc = load_text(f, "service: \"unterminated\nsources: {}\n");
-    assert_int_equal(rc, TL_ECONFIG);
-    assert_int_equal(f->diag.count, 1);
-    assert_string_equal(f->diag.msgs[0],
-                        "t.yaml:1:10: error: wrongly indented double-quoted scalar");
-}
-
-static void unreadable_file_is_reported(void **state)
-{
-    fixture *f = *state;
-    assert_int_equal(load_file(f, "bad/no_such_file.yaml"), TL_ECONFIG);
-    assert_int_equal(f->diag.count, 1);
-    assert_string_equal(f->diag.msgs[0], "bad/no_such_file.yaml:1:1: error: cannot read the "
-                                         "file: No such file or directory");
-}
-
-static void missing_plugin_is_reported_clearly(void **state)
-{
-    fixture *f = *state;
-    char text[2048];
-    snprintf(text, sizeof(text), "plugins: [ ./no_such_plugin.so ]\n%s", with_route(""));
-    assert_int_equal(load_text(f, text), TL_ECONFIG);
-    assert_int_equal(f->diag.count, 1);
-    const char *want = "t.yaml:1:12: error: plugins[0]: cannot load plugin "
-                       "\"./no_such_plugin.so\": ";
-    assert_memory_equal(f->diag.msgs[0], want, strlen(want));
-    assert_non_null(strstr(f->diag.msgs[0], "No such file or directory"));
-}
-
-static void plugin_without_register_function_is_reported(void **state)
-{
-    fixture *f = *state;
-    char text[2048];
-    snprintf(text, sizeof(text), "plugins: [ libc.so.6 ]\n%s", with_route(""));
-    assert_one_error(f, load_text(f, text),
-                     "t.yaml:1:12: error: plugins[0]: plugin \"libc.so.6\" does not export "
-                     "taskloop_plugin_register");
-}
-
-static void plugin_registers_handlers_the_routes_use(void **state)
-{
-    fixture *f = *state;
-    char text[2048];
-    snprintf(text, sizeof(text), "plugins: [ \"%s\" ]\n%s", TL_TEST_PLUGIN,
-             "service: s\nsources:\n  in: { type: fake, url: x }\n"
-             "routes:\n  - { source: in, handler: from_plugin }\n");
-    assert_loaded(f, load_text(f, text));
-    assert_int_equal(f->cfg->nplugins, 1);
-    assert_non_null(f->cfg->plugins[0].handle);
-    assert_non_null(f->cfg->routes[0].fn);
-}
-
 /* ---------------------------------------------------------------- dump */
 
 static char *dump(const tl_config *cfg)
@@ -576,8 +292,6 @@ static void dump_loads_back_to_the_same_config(void **state)
     tl_config_free(again);
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -597,18 +311,8 @@ int main(void)
         T(missing_sink_scheme_is_named),
         T(missing_source_is_named),
         T(anchors_and_merge_keys_are_resolved),
-        T(a_message_stays_on_one_line),
-        T(bad_configs_report_the_expected_messages),
-        T(one_run_reports_every_error),
-        T(duplicate_key_is_reported_with_its_position),
-        T(yaml_syntax_error_is_reported_with_its_position),
-        T(unreadable_file_is_reported),
-        T(missing_plugin_is_reported_clearly),
-        T(plugin_without_register_function_is_reported),
-        T(plugin_registers_handlers_the_routes_use),
         T(dump_masks_secrets),
         T(dump_loads_back_to_the_same_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
-#endif
