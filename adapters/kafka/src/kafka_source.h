@@ -13,10 +13,10 @@
 
 #include "kafka_conf.h"
 
-/* A delivered message: the tl_msg points into rkm, which this wrapper keeps alive. */
 /* Headers a wrapper holds in itself; messages with more get an array of their own. */
 #define KMSG_HEADERS 4
 
+/* A delivered message: the tl_msg points into rkm, which this wrapper keeps alive. */
 typedef struct kmsg {
     tl_msg msg; /* first, so release() can map a tl_msg back */
     rd_kafka_message_t *rkm;
