@@ -2,7 +2,8 @@
  * Intake and backpressure: in-flight messages stay within max_in_flight plus one
  * batch; a source that backpressure holds past its hold limit (Kafka's poll interval)
  * is paused, and resumed once intake takes its held batches (or a revoke gives them
- * back); shorter holds pause nothing. The fixture is service_helpers.h's.
+ * back); shorter holds pause nothing; one partition's backlog does not take the whole
+ * window from the others (fair intake). The fixture is service_helpers.h's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -137,6 +138,48 @@ static void holds_shorter_than_the_hold_limit_pause_nothing(void **state)
     assert_balanced(f);
 }
 
+static bool small_partitions_done(fx *f)
+{
+    for (int32_t p = 1; p < 8; p++)
+        if (tl_memory_committed(f->topic, p) < 100)
+            return false;
+    return true;
+}
+
+static void script_small_partitions_first(fx *f)
+{
+    STEP(wait_for(f, small_partitions_done, 30000));
+    f->committed_mid = tl_memory_committed(f->topic, 0);
+}
+
+/* A partition's backlog, delivered first and in one long run (as Kafka fetches it),
+ * does not take the whole window: seven small partitions run beside it, one message
+ * at a time each, and finish long before it. */
+static void a_backlog_partition_leaves_room_for_the_others(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(tl_register_builtin_handlers(f->reg), 0);
+    start(f, "fair",
+          (opts){.workers = 8,
+                 .max_in_flight = 200,
+                 .partitions = 8,
+                 .batch = 64,
+                 .handler = "work",
+                 .route_extra = "    params: { ms: \"1\" }\n",
+                 .source_extra = ", run: 1000000"});
+    for (int i = 0; i < 10000; i++)
+        push(f, 0, NULL, "x");
+    for (int32_t p = 1; p < 8; p++)
+        for (int i = 0; i < 100; i++)
+            push(f, p, NULL, "x");
+    run(f, script_small_partitions_first);
+    /* Without fair intake the small ones start only after the backlog's 10,000. */
+    if (f->committed_mid >= 2000)
+        fail_msg("partition 0 had %lld committed when the others finished",
+                 (long long)f->committed_mid);
+    assert_int_equal(tl_memory_outstanding(f->topic), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -145,6 +188,7 @@ int main(void)
         T(a_source_held_past_its_hold_limit_is_paused_then_resumed),
         T(holds_shorter_than_the_hold_limit_pause_nothing),
         T(a_revoke_that_ends_a_hold_resumes_the_source),
+        T(a_backlog_partition_leaves_room_for_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

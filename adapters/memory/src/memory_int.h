@@ -22,6 +22,7 @@ typedef struct mem_part {
     int64_t committed; /* -1 when nothing was committed */
     int64_t position;  /* next offset the source delivers */
     bool assigned;
+    bool held; /* the runtime asked its source to stop fetching it (pause_partitions) */
 } mem_part;
 
 typedef struct mem_topic {

@@ -28,6 +28,9 @@ struct tl_source {
     mem_topic *topic;
     tl_source_events ev;
     size_t batch;
+    size_t run;       /* most consecutive messages of one partition (see take_batch) */
+    size_t cursor;    /* source thread only: the partition whose run goes on */
+    size_t run_taken; /* source thread only: messages of the cursor's run so far */
     int64_t hold_limit_ms;
     pthread_t thread;
     bool started;
@@ -49,6 +52,9 @@ static const tl_param source_params[] = {
     {"name", TL_PARAM_STRING, true, false, "the memory topic to read"},
     {"partitions", TL_PARAM_INT, false, false, "partitions of the topic (default 1)"},
     {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 64)"},
+    {"run", TL_PARAM_INT, false, false,
+     "most consecutive messages of one partition before the next one's turn (default 1); "
+     "a large run delivers a backlog partition by partition, as Kafka's fetches do"},
     {"hold_limit", TL_PARAM_DURATION, false, false,
      "how long backpressure may keep the source waiting before it is paused (default: no "
      "limit), as a Kafka source's comes from max.poll.interval.ms"},
@@ -68,7 +74,7 @@ static int fail(char *err, size_t errlen, int code, const char *why)
 
 static bool deliverable_locked(const mem_part *p)
 {
-    return p->assigned && p->position < p->base + (int64_t)p->n;
+    return p->assigned && !p->held && p->position < p->base + (int64_t)p->n;
 }
 
 static bool any_deliverable_locked(const tl_source *src)
@@ -107,24 +113,25 @@ static mem_msg *wrap_locked(tl_source *src, size_t part)
     return m;
 }
 
-/* Takes up to batch messages, one per partition in turn so no partition starves. */
+/* Takes up to batch messages: runs of up to `run` messages of one partition, the
+ * partitions taking turns (with run 1, one message each in turn). */
 static size_t take_batch_locked(tl_source *src)
 {
-    size_t n = 0;
-    for (bool progress = true; progress && n < src->batch;) {
-        progress = false;
-        for (size_t i = 0; i < src->topic->nparts && n < src->batch; i++) {
-            if (!deliverable_locked(&src->topic->parts[i]))
-                continue;
-            mem_msg *m = wrap_locked(src, i);
-            if (!m) {
-                /* Out of memory: deliver what we have; the rest stays for later. */
-                progress = false;
-                break;
-            }
-            src->batchv[n++] = &m->msg;
-            progress = true;
+    size_t n = 0, skipped = 0, nparts = src->topic->nparts;
+    while (n < src->batch && skipped < nparts) {
+        size_t i = src->cursor % nparts;
+        if (!deliverable_locked(&src->topic->parts[i]) || src->run_taken >= src->run) {
+            src->cursor = (i + 1) % nparts;
+            src->run_taken = 0;
+            skipped++;
+            continue;
         }
+        mem_msg *m = wrap_locked(src, i);
+        if (!m)
+            break; /* out of memory: deliver what we have; the rest stays for later */
+        src->batchv[n++] = &m->msg;
+        src->run_taken++;
+        skipped = 0;
     }
     src->topic->outstanding += n;
     return n;
@@ -165,6 +172,7 @@ static void handle_request_locked(tl_source *src)
     if (r->revoke) {
         /* Stop first, so nothing of the partition is delivered while revoked runs. */
         p->assigned = false;
+        p->held = false; /* a revoke ends the runtime's pause of it */
         announce(src, true, r->partition);
     } else {
         p->position = p->committed > p->base ? p->committed : p->base;
@@ -228,6 +236,7 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
     const char *name = tl_params_str(conf, "name", NULL);
     int64_t parts = tl_params_num(conf, "partitions", 1);
     int64_t batch = tl_params_num(conf, "batch", 64);
+    int64_t run = tl_params_num(conf, "run", 1);
     int64_t hold_limit = tl_params_num(conf, "hold_limit", 0);
     if (!name || !*name)
         return fail(err, errlen, TL_ECONFIG, "memory source: name is required");
@@ -235,6 +244,8 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
         return fail(err, errlen, TL_ECONFIG, "memory source: partitions must be 1..1024");
     if (batch < 1 || batch > 1 << 20)
         return fail(err, errlen, TL_ECONFIG, "memory source: batch must be 1..1048576");
+    if (run < 1 || run > INT32_MAX)
+        return fail(err, errlen, TL_ECONFIG, "memory source: run must be 1..2147483647");
     if (hold_limit < 0)
         return fail(err, errlen, TL_ECONFIG, "memory source: hold_limit must not be negative");
     tl_source *src = calloc(1, sizeof(*src));
@@ -246,6 +257,7 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
     }
     src->ev = *ev;
     src->batch = (size_t)batch;
+    src->run = (size_t)run;
     src->hold_limit_ms = hold_limit;
     pthread_cond_init(&src->wake, NULL);
 
@@ -289,6 +301,17 @@ static int source_start(tl_source *src)
         return TL_ESYS;
     src->started = true;
     return 0;
+}
+
+static void source_pause_partitions(tl_source *src, const tl_partition *parts, size_t n,
+                                    bool paused)
+{
+    pthread_mutex_lock(&tl_mem_lock);
+    for (size_t i = 0; i < n; i++)
+        if (parts[i].partition >= 0 && (size_t)parts[i].partition < src->topic->nparts)
+            src->topic->parts[parts[i].partition].held = paused;
+    pthread_cond_signal(&src->wake);
+    pthread_mutex_unlock(&tl_mem_lock);
 }
 
 static void source_pause(tl_source *src, bool paused)
@@ -390,6 +413,7 @@ const tl_source_ops tl_memory_source_ops = {
     .stop = source_stop,
     .close = source_close,
     .hold_limit_ms = source_hold_limit,
+    .pause_partitions = source_pause_partitions,
 };
 
 /* ------------------------------------------------------------ test hooks */

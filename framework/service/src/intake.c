@@ -53,24 +53,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Takes a run of delivered messages in, a record each; while stopping, gives them back. */
-static void take_msgs(tl_service *svc, tl_source_state *src, tl_msg **msgs, size_t n)
-{
-    tl_route_state *route = route_of(svc, src);
-    int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
-    for (size_t i = 0; i < n; i++) {
-        /* The source thread wrote each message on another core: start fetching a few
-         * ahead so that the loads overlap instead of stalling one by one. */
-        if (i + 4 < n)
-            __builtin_prefetch(msgs[i + 4]);
-        if (!route || atomic_load(&svc->stopping)) {
-            src->ops->release(src->handle, msgs[i]);
-            continue;
-        }
-        tl__record_take(svc, src, route, msgs[i], seen_ms);
-    }
-}
-
 /* A batch is in: its source may send another. */
 static void batch_taken(tl_source_state *src)
 {
@@ -81,46 +63,215 @@ static void batch_taken(tl_source_state *src)
     pthread_mutex_unlock(&svc->mu);
 }
 
+static size_t uncommitted(const tl_service *svc)
+{
+    return (size_t)atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
+}
+
 /* Room left below max_in_flight. Counted up to the commit position, not just
  * unsettled: finished messages above an unsettled one are delivered again after a
  * crash, so they count too. */
 static size_t room(const tl_service *svc)
 {
-    uint64_t n = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
-    return n >= svc->cfg->max_in_flight ? 0 : svc->cfg->max_in_flight - (size_t)n;
+    size_t n = uncommitted(svc);
+    return n >= svc->cfg->max_in_flight ? 0 : svc->cfg->max_in_flight - n;
 }
 
-static bool over_bound(const tl_service *svc)
+/* ---------------------------------------------------------------- fair intake */
+
+/*
+ * Sources deliver a partition's backlog in long runs (Kafka fetches up to a megabyte
+ * of one partition at a time), so taking batches in as they come would fill the
+ * window with the first partition's messages while the others wait behind them:
+ * with ordering partition, at one message at a time. Once the window is half full
+ * (contended), a partition that holds its share (max_in_flight / assigned partitions)
+ * takes no more: its next messages are kept back in its own queue, in order, and
+ * the source is asked to stop fetching it (pause_partitions) while the others flow.
+ * Kept-back messages go in as the partition's share frees, or once the window is no
+ * longer contended. A source without pause_partitions may have at most max_in_flight
+ * messages kept back; past that its batches wait whole, as before.
+ */
+
+static size_t part_uncommitted(const tl_partition_state *p)
 {
-    return room(svc) == 0;
+    return (size_t)(p->offsets.tail - p->offsets.head);
 }
 
-/* Takes in as much of the batch as fits below the bound (a part keeps a batch of 1000
- * from overshooting a bound of 10 by 990); true when it is all in and freed. */
+static size_t share(const tl_service *svc)
+{
+    size_t s = svc->cfg->max_in_flight / (svc->nassigned ? svc->nassigned : 1);
+    return s ? s : 1;
+}
+
+static bool contended(const tl_service *svc)
+{
+    return uncommitted(svc) >= svc->cfg->max_in_flight / 2;
+}
+
+/* True when the partition's next message must be kept back: it has some kept back
+ * already (order), or it holds its share of a contended window. */
+static bool must_wait(const tl_service *svc, const tl_partition_state *p)
+{
+    return p->held_n > 0 || (contended(svc) && part_uncommitted(p) >= share(svc));
+}
+
+/* Asks the partition's source to stop (true) or go on (false) fetching it. */
+static void hold_at_source(tl_partition_state *p, bool hold)
+{
+    const tl_source_ops *ops = p->src->ops;
+    if (!ops->pause_partitions || p->held_at_source == hold)
+        return;
+    tl_partition tp = {p->topic, p->partition};
+    ops->pause_partitions(p->src->handle, &tp, 1, hold);
+    p->held_at_source = hold;
+}
+
+/* Keeps msg back at the end of its partition's queue; false when out of memory. */
+static bool part_hold(tl_service *svc, tl_partition_state *p, tl_msg *msg)
+{
+    if (p->held_n == p->held_cap) {
+        size_t cap = p->held_cap ? 2 * p->held_cap : 64;
+        tl_msg **ring = malloc(cap * sizeof(*ring));
+        if (!ring)
+            return false;
+        for (size_t i = 0; i < p->held_n; i++)
+            ring[i] = p->held[(p->held_first + i) % p->held_cap];
+        free(p->held);
+        p->held = ring;
+        p->held_cap = cap;
+        p->held_first = 0;
+    }
+    p->held[(p->held_first + p->held_n) % p->held_cap] = msg;
+    if (p->held_n++ == 0)
+        tl_list_push_back(&svc->held_parts, &p->held_link);
+    svc->held_msgs++;
+    hold_at_source(p, true);
+    return true;
+}
+
+static tl_msg *part_unhold(tl_service *svc, tl_partition_state *p)
+{
+    tl_msg *m = p->held[p->held_first];
+    p->held_first = (p->held_first + 1) % p->held_cap;
+    p->held_n--;
+    svc->held_msgs--;
+    return m;
+}
+
+/* The partition's queue is empty now: out of the list, and fetched again. */
+static void part_unlisted(tl_service *svc, tl_partition_state *p)
+{
+    tl_list_remove(&svc->held_parts, &p->held_link);
+    hold_at_source(p, false);
+}
+
+/* Gives back every message the partition kept back; with forget, the source is not
+ * told (a revoked partition's pause ends with its assignment). */
+static void part_release_held(tl_service *svc, tl_partition_state *p, bool forget)
+{
+    if (p->held_n == 0)
+        return;
+    while (p->held_n > 0)
+        p->src->ops->release(p->src->handle, part_unhold(svc, p));
+    if (forget)
+        p->held_at_source = false;
+    part_unlisted(svc, p);
+}
+
+/* Whether a message that must wait can be kept back in its partition's queue. */
+static bool can_hold(const tl_service *svc, const tl_source_state *src)
+{
+    return src->ops->pause_partitions || svc->held_msgs < svc->cfg->max_in_flight;
+}
+
+static void out_of_memory(tl_service *svc, tl_source_state *src, tl_msg *msg)
+{
+    /* Not tracked means never committed past: the broker delivers it again. */
+    src->ops->release(src->handle, msg);
+    tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
+}
+
+/* Takes in what partitions kept back, as far as their shares and the window allow. */
+static void take_parts_held(tl_service *svc)
+{
+    int64_t seen_ms = wall_ms();
+    for (tl_link *l = svc->held_parts.head, *next; l; l = next) {
+        next = l->next;
+        tl_partition_state *p = tl_list_item(l, tl_partition_state, held_link);
+        tl_route_state *route = route_of(svc, p->src);
+        while (p->held_n > 0 && room(svc) > 0 &&
+               !(contended(svc) && part_uncommitted(p) >= share(svc))) {
+            tl_msg *m = part_unhold(svc, p);
+            if (route)
+                tl__record_take(svc, route, p, m, seen_ms);
+            else
+                p->src->ops->release(p->src->handle, m);
+        }
+        if (p->held_n == 0)
+            part_unlisted(svc, p);
+    }
+}
+
+/* ---------------------------------------------------------------- batches */
+
+/* Takes in as much of the batch as the bound allows, message by message (a part
+ * keeps a batch of 1000 from overshooting a bound of 10 by 990); messages of a
+ * partition that must wait are kept back in its queue. True when the batch is all in
+ * and freed; while stopping, its messages are given back instead. */
 static bool batch_intake(tl_service *svc, tl_batch *b)
 {
-    size_t k = b->n - b->first;
-    if (!atomic_load(&svc->stopping) && k > room(svc))
-        k = room(svc);
-    take_msgs(svc, b->src, b->msgs + b->first, k);
-    b->first += k;
+    tl_source_state *src = b->src;
+    tl_route_state *route = route_of(svc, src);
+    bool drop = !route || atomic_load(&svc->stopping);
+    int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
+    size_t left = room(svc);
+    for (; b->first < b->n; b->first++) {
+        /* The source thread wrote each message on another core: start fetching a few
+         * ahead so that the loads overlap instead of stalling one by one. */
+        if (b->first + 4 < b->n)
+            __builtin_prefetch(b->msgs[b->first + 4]);
+        tl_msg *m = b->msgs[b->first];
+        if (drop) {
+            src->ops->release(src->handle, m);
+            continue;
+        }
+        tl_partition_state *p = tl__partition_of(svc, src, m);
+        if (!p) {
+            out_of_memory(svc, src, m);
+            continue;
+        }
+        /* A full window holds the whole batch (backpressure reaches the source); with
+         * room left, only a partition that must wait keeps its message back. */
+        if (left == 0)
+            break;
+        if (must_wait(svc, p)) {
+            if (!can_hold(svc, src))
+                break; /* the rest of the batch waits whole */
+            if (!part_hold(svc, p, m))
+                out_of_memory(svc, src, m);
+            continue;
+        }
+        tl__record_take(svc, route, p, m, seen_ms);
+        left--;
+    }
     if (b->first < b->n)
         return false;
-    batch_taken(b->src);
+    batch_taken(src);
     free(b);
     return true;
 }
 
-/* Takes held batches in, in order, while room allows. Hysteresis: only once in-flight
- * fell to half the bound, so a full pipeline does not flap between holding and taking. */
+/* Takes kept-back and held messages in, in order, while room allows. Held batches
+ * only once in-flight fell to half the bound (hysteresis), so a full pipeline does
+ * not flap between holding and taking. */
 static void take_held(tl_service *svc)
 {
-    if (!svc->held_head || atomic_load(&svc->stopping))
+    if (atomic_load(&svc->stopping))
         return;
-    uint64_t n = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
-    if (n > svc->cfg->max_in_flight / 2)
+    take_parts_held(svc);
+    if (!svc->held_head || uncommitted(svc) > svc->cfg->max_in_flight / 2)
         return;
-    while (svc->held_head && !over_bound(svc)) {
+    while (svc->held_head && room(svc) > 0) {
         tl_batch *b = svc->held_head;
         tl_batch *next = b->next;
         if (!batch_intake(svc, b))
@@ -137,14 +288,17 @@ static void room_fire(tl_timer *timer, void *arg)
     take_held(arg);
 }
 
-/* hooks.room_freed: a message settled. Held batches go in on the loop's next turn,
- * never from inside the settle that made the room. */
-static void room_freed(tl_service *svc)
+/* hooks.room_freed: a message of part settled. What was kept back or held goes in on
+ * the loop's next turn, never from inside the settle that made the room. */
+static void room_freed(tl_service *svc, tl_partition_state *part)
 {
-    if (!svc->held_head || svc->room_timer.heap_index != SIZE_MAX || atomic_load(&svc->stopping))
+    if ((!svc->held_head && !svc->held_parts.head) || svc->room_timer.heap_index != SIZE_MAX ||
+        atomic_load(&svc->stopping))
         return;
-    uint64_t n = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
-    if (n <= svc->cfg->max_in_flight / 2)
+    size_t n = uncommitted(svc);
+    bool half = n <= svc->cfg->max_in_flight / 2;
+    bool part_may = part->held_n > 0 && part_uncommitted(part) <= share(svc) / 2;
+    if (half || part_may)
         tl_timer_start(&svc->room_timer, 0, room_fire, svc);
 }
 
@@ -217,6 +371,10 @@ static void hold_check(tl_source_state *src, int64_t *since_ms)
 
 void tl__intake_release_held(tl_service *svc)
 {
+    /* The source is stopping or closing: it is not told about each partition. */
+    while (svc->held_parts.head)
+        part_release_held(svc, tl_list_item(svc->held_parts.head, tl_partition_state, held_link),
+                          true);
     while (svc->held_head) {
         tl_batch *b = svc->held_head;
         svc->held_head = b->next;
@@ -231,6 +389,12 @@ void tl__intake_release_held(tl_service *svc)
 void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_partition *parts,
                                 size_t n)
 {
+    /* The source forgets a revoked partition's pause with its assignment. */
+    for (size_t k = 0; k < n; k++) {
+        tl_partition_state *p = tl__partition_find(svc, src, parts[k].topic, parts[k].partition);
+        if (p)
+            part_release_held(svc, p, true);
+    }
     for (tl_batch *b = svc->held_head; b; b = b->next) {
         if (b->src != src)
             continue;
@@ -247,6 +411,44 @@ void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_
                 b->msgs[keep++] = b->msgs[i];
         }
         b->n = keep;
+    }
+}
+
+typedef struct assigned_msg {
+    tl_source_state *src;
+    size_t n;
+    tl_partition parts[];
+} assigned_msg;
+
+static void assigned_on_loop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    assigned_msg *a = arg;
+    tl__partitions_assigned(a->src->svc, a->src, a->parts, a->n);
+    for (size_t i = 0; i < a->n; i++)
+        free((char *)a->parts[i].topic);
+    free(a);
+}
+
+void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n)
+{
+    /* Counted for the fair share only; a partition missed here (no memory) is counted
+     * from its first message. */
+    assigned_msg *a = calloc(1, sizeof(*a) + n * sizeof(tl_partition));
+    if (!a)
+        return;
+    a->src = src;
+    for (size_t i = 0; i < n; i++) {
+        a->parts[i].partition = parts[i].partition;
+        if ((a->parts[i].topic = strdup(parts[i].topic ? parts[i].topic : "")))
+            a->n++;
+        else
+            break;
+    }
+    if (tl_loop_call_threadsafe(src->svc->loop, assigned_on_loop, a) != 0) {
+        for (size_t i = 0; i < a->n; i++)
+            free((char *)a->parts[i].topic);
+        free(a);
     }
 }
 

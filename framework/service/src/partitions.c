@@ -56,23 +56,51 @@ static tl_partition_state *part_new(tl_service *svc, tl_source_state *src, const
     return p;
 }
 
+void tl__partitions_recount(tl_service *svc)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < svc->nparts; i++)
+        n += svc->parts[i]->assigned && !svc->parts[i]->revoking;
+    svc->nassigned = n;
+}
+
+/* The partition's state, made on first sight; a state that was revoked is assigned
+ * again. */
+static tl_partition_state *part_get(tl_service *svc, tl_source_state *src, const char *topic,
+                                    int32_t partition)
+{
+    tl_partition_state *p = tl__partition_find(svc, src, topic, partition);
+    if (!p) {
+        if ((p = part_new(svc, src, topic, partition)))
+            tl__partitions_recount(svc);
+        return p;
+    }
+    /* Sources deliver a revoked partition again only once it is assigned again
+     * (revoked() returns after the drain), so this is its new assignment. */
+    if (!p->assigned && !p->revoking) {
+        p->assigned = true;
+        tl__partitions_recount(svc);
+    }
+    return p;
+}
+
 tl_partition_state *tl__partition_of(tl_service *svc, tl_source_state *src, const tl_msg *msg)
 {
     const char *topic = msg->origin ? msg->origin : "";
     /* Sources deliver batches of one partition mostly: try the last one first. */
     tl_partition_state *p = svc->last_part;
-    if (!p || !part_is(p, src, msg->partition, topic))
-        p = tl__partition_find(svc, src, topic, msg->partition);
-    if (p) {
-        /* Sources deliver a revoked partition again only once it is assigned again
-         * (revoked() returns after the drain), so this is its new assignment. */
-        if (!p->assigned && !p->revoking)
-            p->assigned = true;
-    } else if (!(p = part_new(svc, src, topic, msg->partition))) {
-        return NULL;
-    }
-    svc->last_part = p;
+    if (!p || !part_is(p, src, msg->partition, topic) || !p->assigned)
+        p = part_get(svc, src, topic, msg->partition);
+    if (p)
+        svc->last_part = p;
     return p;
+}
+
+void tl__partitions_assigned(tl_service *svc, tl_source_state *src, const tl_partition *parts,
+                             size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        part_get(svc, src, parts[i].topic, parts[i].partition);
 }
 
 void tl__partition_commit(tl_service *svc, tl_partition_state *p)
@@ -107,6 +135,7 @@ void tl__partitions_free(tl_service *svc)
 {
     for (size_t i = 0; i < svc->nparts; i++) {
         tl_offsets_free(&svc->parts[i]->offsets);
+        free(svc->parts[i]->held);
         free(svc->parts[i]->topic);
         free(svc->parts[i]);
     }

@@ -81,7 +81,7 @@ static void settle(tl_rec *rec)
         part->in_flight--;
     }
     TL_STAT_ADD(svc, in_flight, -1);
-    svc->hooks.room_freed(svc);
+    svc->hooks.room_freed(svc, part);
     maybe_free(rec);
 }
 
@@ -216,18 +216,17 @@ void tl__records_init(tl_service *svc)
     svc->hooks.rerouted = rerouted;
 }
 
-void tl__record_take(tl_service *svc, tl_source_state *src, tl_route_state *route, tl_msg *msg,
+void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state *part, tl_msg *msg,
                      int64_t seen_ms)
 {
-    tl_partition_state *part = tl__partition_of(svc, src, msg);
-    tl_rec *rec = part ? tl_recycler_get(svc->rec_blocks) : NULL;
+    tl_rec *rec = tl_recycler_get(svc->rec_blocks);
     if (rec)
         memset(rec, 0, sizeof(*rec));
     if (!rec || tl_offsets_track(&part->offsets, msg->offset, &rec->slot) != 0) {
         /* Not tracked means never committed past: the broker delivers it again. */
         if (rec)
             tl_recycler_put_owned(svc->rec_blocks, rec);
-        src->ops->release(src->handle, msg);
+        part->src->ops->release(part->src->handle, msg);
         tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
         return;
     }

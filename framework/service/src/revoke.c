@@ -57,6 +57,7 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         TL_STAT_ADD(svc, uncommitted, -(p->offsets.tail - p->offsets.head));
         tl_offsets_reset(&p->offsets);
     }
+    tl__partitions_recount(svc);
     pthread_mutex_lock(&r->mu);
     r->done = true;
     pthread_cond_signal(&r->cv);
@@ -94,6 +95,7 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
             tl__records_drop_unstarted(svc, p);
         }
     }
+    tl__partitions_recount(svc); /* revoking partitions take no share */
     tl__intake_release_held_of(svc, r->src, r->parts, r->n);
     char n[16];
     snprintf(n, sizeof(n), "%zu", r->n);

@@ -64,6 +64,12 @@ typedef struct tl_partition_state {
     int64_t committed; /* the last position handed to ops->commit, -1 */
     tl_offsets offsets;
     size_t in_flight;
+    /* Fair intake (intake.c): messages kept back while the partition holds its share
+     * of a contended window, oldest first (a ring from held_first). */
+    tl_msg **held;
+    size_t held_first, held_n, held_cap;
+    bool held_at_source; /* the source was asked to stop fetching it (pause_partitions) */
+    tl_link held_link;   /* in svc->held_parts while held_n > 0 */
 } tl_partition_state;
 
 /* Batches a source may have delivered and not yet taken in (see intake.c). */
@@ -180,7 +186,7 @@ typedef struct tl_runtime_hooks {
     void (*attempt_expired)(tl_rec *rec);             /* watch.c: its time is up */
     void (*attempt_late)(tl_rec *rec, tl_task *task); /* stalled.c: a stalled one returned */
     void (*rerouted)(tl_rec *rec);                    /* reroute.c: the target acked it */
-    void (*room_freed)(tl_service *svc);              /* record.c: a message settled */
+    void (*room_freed)(tl_service *svc, tl_partition_state *part); /* record.c: settled */
 } tl_runtime_hooks;
 
 struct tl_service {
@@ -201,6 +207,9 @@ struct tl_service {
     tl_partition_state **parts;
     size_t nparts;
     tl_partition_state *last_part; /* the partition of the last message taken in */
+    size_t nassigned;              /* partitions assigned now (the fair share's divisor) */
+    tl_list held_parts;            /* partitions with messages kept back (held_link) */
+    size_t held_msgs;              /* messages kept back in all of them */
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
@@ -236,6 +245,14 @@ void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fi
 
 /* The state of the message's partition, created on first sight; NULL out of memory. */
 tl_partition_state *tl__partition_of(tl_service *svc, tl_source_state *src, const tl_msg *msg);
+
+/* Loop thread: the source was assigned these partitions: their states exist from now
+ * on, counted in nassigned. */
+void tl__partitions_assigned(tl_service *svc, tl_source_state *src, const tl_partition *parts,
+                             size_t n);
+
+/* Recounts the assigned partitions (after an assignment changed). */
+void tl__partitions_recount(tl_service *svc);
 
 /* The state of a known partition, or NULL. */
 tl_partition_state *tl__partition_find(tl_service *svc, tl_source_state *src, const char *topic,
@@ -334,8 +351,8 @@ void tl__lanes_free(tl_service *svc);
  * rerouted). */
 void tl__records_init(tl_service *svc);
 
-/* Takes one message in: a record, its offset tracked, then its lane or a start. */
-void tl__record_take(tl_service *svc, tl_source_state *src, tl_route_state *route, tl_msg *msg,
+/* Takes one message of part in: a record, its offset tracked, then its lane or a start. */
+void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state *part, tl_msg *msg,
                      int64_t seen_ms);
 
 /* Drops the records of a revoked partition that have not started (queued, or waiting
@@ -355,6 +372,9 @@ void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
 
 /* Loop thread: takes held batches in if room allows (housekeeping's safety net). */
 void tl__intake_resume(tl_service *svc);
+
+/* Source thread: the assigned event (see tl_source_events). */
+void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n);
 
 /* Loop thread: gives back the held messages of the partitions (a revoke). */
 void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_partition *parts,

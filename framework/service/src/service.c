@@ -32,11 +32,8 @@ static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t
 
 static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
-    (void)rt;
     (void)s;
-    (void)parts;
-    (void)n;
-    /* Trackers are made on the first message of each partition. */
+    tl__intake_assigned(rt, parts, n);
 }
 
 typedef struct error_msg {

@@ -11,6 +11,13 @@
  *   name        STRING  required: the topic to read; also the origin of its messages
  *   partitions  INT     the topic has at least this many partitions (default 1)
  *   batch       INT     most messages per delivery (default 64)
+ *   run         INT     most consecutive messages of one partition before the next
+ *                       partition's turn (default 1: one each in turn); a large run
+ *                       delivers a backlog partition by partition, as Kafka fetches
+ *   hold_limit  DURATION  how long backpressure may keep the source waiting (default:
+ *                       no limit)
+ * The source supports pause_partitions: a partition the runtime holds back is not read
+ * until it is resumed or revoked.
  * Each partition is a log: tl_memory_push() appends at offsets 0, 1, 2, ... At start
  * every partition is assigned and read from its committed offset (0 when none);
  * partitions a push creates later wait for tl_memory_assign().

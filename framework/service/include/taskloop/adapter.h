@@ -167,6 +167,11 @@ typedef struct tl_source_ops {
      * deliver does not wait: the source must then deliver at most what it had
      * fetched before the pause. Called once, after open, on the loop thread. */
     int64_t (*hold_limit_ms)(tl_source *src);
+    /* Optional (NULL: not supported): stops (true) or resumes (false) fetching just
+     * these partitions while the others flow; what was fetched already may still be
+     * delivered. Fair intake uses it so that one partition's backlog does not take the
+     * whole in-flight window. A revoke ends a partition's pause. Loop thread. */
+    void (*pause_partitions)(tl_source *src, const tl_partition *parts, size_t n, bool paused);
 } tl_source_ops;
 
 /* ---------------------------------------------------------------- sinks */
