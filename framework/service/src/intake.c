@@ -261,15 +261,24 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
     return true;
 }
 
-/* Takes kept-back and held messages in, in order, while room allows. Held batches
- * only once in-flight fell to half the bound (hysteresis), so a full pipeline does
- * not flap between holding and taking. */
+/* Whether held batches may go in: once in-flight fell to half the bound, or an eighth
+ * of it is free (hysteresis: a full pipeline does not flap between holding and taking
+ * one message at a time). An eighth, not only half: partitions taking their shares
+ * from their own queues may keep the window over half for good, and held batches may
+ * carry the only messages of the others. */
+static bool batches_may_go(const tl_service *svc)
+{
+    return svc->held_head && (uncommitted(svc) <= svc->cfg->max_in_flight / 2 ||
+                              room(svc) >= svc->cfg->max_in_flight / 8);
+}
+
+/* Takes kept-back and held messages in, in order, while room allows. */
 static void take_held(tl_service *svc)
 {
     if (atomic_load(&svc->stopping))
         return;
     take_parts_held(svc);
-    if (!svc->held_head || uncommitted(svc) > svc->cfg->max_in_flight / 2)
+    if (!batches_may_go(svc))
         return;
     while (svc->held_head && room(svc) > 0) {
         tl_batch *b = svc->held_head;
@@ -295,10 +304,8 @@ static void room_freed(tl_service *svc, tl_partition_state *part)
     if ((!svc->held_head && !svc->held_parts.head) || svc->room_timer.heap_index != SIZE_MAX ||
         atomic_load(&svc->stopping))
         return;
-    size_t n = uncommitted(svc);
-    bool half = n <= svc->cfg->max_in_flight / 2;
     bool part_may = part->held_n > 0 && part_uncommitted(part) <= share(svc) / 2;
-    if (half || part_may)
+    if (part_may || batches_may_go(svc) || (svc->held_parts.head && !contended(svc)))
         tl_timer_start(&svc->room_timer, 0, room_fire, svc);
 }
 

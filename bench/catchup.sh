@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Backlog catch-up: a topic already holding N messages (a service restarting after an
+# outage) consumed by `taskloop run` with the built-in `work` handler taking 1 ms,
+# ordering partition and ordering key. Prints msgs/s and the ratio to the ideal:
+# partitions / handler time for ordering partition (one message at a time each),
+# workers / handler time for ordering key. The clock runs from the first message
+# consumed to the last one settled (read from /metrics), so the group join is not
+# counted.
+# Usage: bench/catchup.sh BUILD_DIR BROKER_DIR|mock [N]
+#   BROKER_DIR: a running broker of scripts/kafka-broker.sh (the topics are created
+#   there); mock: a `taskloop mock` cluster started for the run.
+# Environment: CATCHUP_PARTITIONS (8), CATCHUP_WORKERS (64), CATCHUP_MS (1),
+# CATCHUP_IN_FLIGHT (1000), CATCHUP_KEYS (2000).
+set -euo pipefail
+
+build=${1:?usage: bench/catchup.sh BUILD_DIR BROKER_DIR|mock [N]}
+target=${2:?usage: bench/catchup.sh BUILD_DIR BROKER_DIR|mock [N]}
+n=${3:-100000}
+parts=${CATCHUP_PARTITIONS:-8}
+workers=${CATCHUP_WORKERS:-64}
+ms=${CATCHUP_MS:-1}
+in_flight=${CATCHUP_IN_FLIGHT:-1000}
+keys=${CATCHUP_KEYS:-2000}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+taskloop="$build/cmd/taskloop/taskloop"
+work=$(mktemp -d /tmp/taskloop-catchup.XXXXXX)
+mock_pid=""
+cleanup() {
+    [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+topics=()
+for ordering in partition key; do
+    topics+=("catchup-$ordering-$$")
+done
+if [ "$target" = mock ]; then
+    args=()
+    for t in "${topics[@]}"; do args+=(--topic "$t:$parts"); done
+    "$taskloop" mock "${args[@]}" >"$work/mock.out" 2>"$work/mock.err" &
+    mock_pid=$!
+    for _ in $(seq 100); do [ -s "$work/mock.out" ] && break; sleep 0.1; done
+    brokers=$(head -n1 "$work/mock.out")
+    kind="mock cluster"
+else
+    brokers=$("$root/scripts/kafka-broker.sh" bootstrap "$target")
+    for t in "${topics[@]}"; do
+        "$root/scripts/kafka-broker.sh" topic "$target" "$t" "$parts" >/dev/null
+    done
+    kind="real broker"
+fi
+
+# Reads one counter from the Prometheus text of /metrics.
+metric() { # PORT NAME
+    curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }'
+}
+
+echo "catchup: $n messages on $parts partitions ($kind), work handler ${ms} ms, $workers workers, max_in_flight $in_flight"
+printf "%-10s %12s %12s %8s\n" ordering msgs/s ideal ratio
+for ordering in partition key; do
+    topic="catchup-$ordering-$$"
+    "$taskloop" produce --brokers "$brokers" --to "kafka:$topic" -n "$n" --keys "$keys" \
+        --partitions "$parts" >"$work/produce.out" 2>&1 || {
+        echo "$ordering: produce failed: $(tail -n2 "$work/produce.out")"
+        continue
+    }
+    port=$((29600 + RANDOM % 300))
+    cat >"$work/$ordering.yaml" <<YAML
+service: catchup
+loop: { workers: $workers, max_in_flight: $in_flight }
+sources:
+  in:
+    type: kafka
+    brokers: "$brokers"
+    group: catchup-$ordering-$$
+    topics: [$topic]
+    kafka: { auto.offset.reset: earliest }
+routes:
+  - source: in
+    handler: work
+    ordering: $ordering
+    timeout: 30s
+    params: { ms: "$ms" }
+admin: { listen: "127.0.0.1:$port" }
+log: { level: warn }
+YAML
+    "$taskloop" run "$work/$ordering.yaml" --expect "$n" --timeout 300s --no-progress \
+        >"$work/run.out" 2>"$work/run.err" &
+    pid=$!
+    start="" end=""
+    while kill -0 "$pid" 2>/dev/null; do
+        c=$(metric "$port" taskloop_consumed_total || true)
+        s=$(metric "$port" taskloop_completed_total || true)
+        now=$(date +%s.%N)
+        if [ -z "$start" ] && [ -n "$c" ] && [ "${c%.*}" -gt 0 ]; then start=$now; fi
+        if [ -n "$s" ] && [ "${s%.*}" -ge "$n" ]; then end=$now; break; fi
+        sleep 0.05
+    done
+    # --expect ends the run as soon as all settled: between two reads, maybe.
+    [ -z "$end" ] && end=$(date +%s.%N)
+    rc=0
+    wait "$pid" || rc=$?
+    if [ -z "$start" ] || [ "$rc" -ne 0 ]; then
+        echo "$ordering: did not finish (exit status $rc): $(tail -n3 "$work/run.err")"
+        continue
+    fi
+    if [ "$ordering" = partition ]; then ideal=$((parts * 1000 / ms)); else ideal=$((workers * 1000 / ms)); fi
+    awk -v o="$ordering" -v n="$n" -v a="$start" -v b="$end" -v i="$ideal" 'BEGIN {
+        r = n / (b - a); printf "%-10s %12.0f %12d %7.0f%%\n", o, r, i, 100 * r / i
+        printf "RESULT catchup %s msgs_per_s %.0f\nRESULT catchup %s ideal_ratio %.3f\n", o, r, o, r / i
+    }'
+done
