@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The service benchmarks: Kafka (real broker and mock cluster) and ZeroMQ throughput
-# against plain library loops, stall detection latency, memory per in-flight message
-# and throughput over partitions and workers. Writes bench/results/results.csv (and
+# against plain library loops, backlog catch-up against its ideal, stall detection
+# latency, memory per in-flight message and throughput over partitions and workers. Writes bench/results/results.csv (and
 # results.png when gnuplot is installed) and prints a summary table.
 # Usage: bench/run_services.sh BUILD_DIR [TASK_OVERHEAD_OUTPUT]
 set -uo pipefail
@@ -24,6 +24,7 @@ mem_n=${BENCH_MEMORY_N:-100000}
 kafka_port=${BENCH_KAFKA_PORT:-29092}
 zmq_port=${BENCH_ZMQ_PORT:-29557}
 rounds=${BENCH_ROUNDS:-5}
+catchup_n=${BENCH_CATCHUP_N:-100000}
 
 log=$(mktemp)
 broker_dir=""
@@ -63,6 +64,7 @@ if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
     "$build/cmd/taskloop/taskloop" produce --brokers "$brokers" --to kafka:bench \
       -n "$kafka_n" --size 100 --partitions 8 >/dev/null 2>&1; then
     run 900 "$bin/kafka_throughput" --brokers "$brokers" --topic bench -n "$kafka_n" --rounds "$rounds"
+    run 900 "$here/catchup.sh" "$build" "$broker_dir" "$catchup_n"
   else
     echo "== kafka_throughput (real broker): SKIPPED, the broker did not start or fill:"
     tail -n 5 "$log"
@@ -78,6 +80,7 @@ else
 fi
 
 run 900 "$bin/kafka_throughput" --mock -n "$kafka_mock_n" --rounds "$rounds"
+run 900 "$here/catchup.sh" "$build" mock "$catchup_n"
 run 900 "$bin/zmq_throughput" -n "$zmq_n" --port "$zmq_port" --rounds "$rounds"
 run 300 "$bin/stall_latency" -n "$stall_n"
 run 300 "$bin/inflight_memory" -n "$mem_n"
