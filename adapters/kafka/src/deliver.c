@@ -115,6 +115,19 @@ bool tl_kafka_src_take(tl_source *s, rd_kafka_message_t *rkm, size_t *n)
     return true;
 }
 
+void tl_kafka_src_unbatch_revoked(tl_source *s, const rd_kafka_topic_partition_list_t *parts)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < s->nbatch; i++) {
+        const tl_msg *m = s->batch[i];
+        if (rd_kafka_topic_partition_list_find(parts, m->origin, m->partition))
+            tl_kafka_src_release(s, s->batch[i]);
+        else
+            s->batch[keep++] = s->batch[i];
+    }
+    s->nbatch = keep;
+}
+
 void tl_kafka_src_release(tl_source *s, tl_msg *msg)
 {
     if (!msg)

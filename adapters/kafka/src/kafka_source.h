@@ -31,6 +31,7 @@ struct tl_source {
     rd_kafka_topic_partition_list_t *topics;
     rd_kafka_queue_t *queue;    /* the consumer queue, for batch reads */
     tl_msg **batch;             /* poll thread only */
+    size_t nbatch;              /* poll thread only: messages in batch not yet delivered */
     rd_kafka_message_t **taken; /* poll thread only: one batch read */
     size_t batch_max;
     int poll_ms;
@@ -104,6 +105,10 @@ bool tl_kafka_src_take(tl_source *s, rd_kafka_message_t *rkm, size_t *n);
 
 /* Poll thread: hands batch[0..n) to the runtime (or releases it when none listens). */
 void tl_kafka_src_deliver(tl_source *s, size_t n);
+
+/* Poll thread, in the revoke callback: takes the messages of revoked partitions out of
+ * the batch being gathered (never delivered, so never committed). */
+void tl_kafka_src_unbatch_revoked(tl_source *s, const rd_kafka_topic_partition_list_t *parts);
 
 /* Any thread: gives back a delivered message; the poll thread destroys it later. */
 void tl_kafka_src_release(tl_source *s, tl_msg *msg);

@@ -70,6 +70,9 @@ static void on_revoke(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool
 {
     bool lost = rd_kafka_assignment_lost(s->rk);
     tl_kafka_src_unstash_revoked(s, parts);
+    /* Taken from the consumer queue before this callback ran inside the same poll:
+     * delivered after the revoke they would be handled here and by the next owner. */
+    tl_kafka_src_unbatch_revoked(s, parts);
     /* During stop() the runtime has drained already and waits in stop() itself. */
     if (!atomic_load(&s->closing))
         emit_parts(s, parts, true);

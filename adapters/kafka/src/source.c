@@ -46,34 +46,38 @@ static void *poll_main(void *arg)
     pthread_setname_np(pthread_self(), "tl-kafka-source"); /* for top -H, perf, gdb */
     tl_source *s = arg;
     while (atomic_load(&s->running)) {
-        size_t n = 0;
+        s->nbatch = 0;
         tl_kafka_src_destroy_released(s);
         bool paused = atomic_load(&s->stashing);
         if (!paused && s->stash_at < s->stash_n) {
             /* Stashed while paused, so older than anything queued: first out. */
-            n = tl_kafka_src_unstash(s);
-            if (n > 0)
-                tl_kafka_src_deliver(s, n);
+            s->nbatch = tl_kafka_src_unstash(s);
+            if (s->nbatch > 0)
+                tl_kafka_src_deliver(s, s->nbatch);
             continue;
         }
+        /* A rebalance callback may run inside either call, between messages taken
+         * into the batch: on_revoke takes those of revoked partitions out again. */
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(s->rk, s->poll_ms);
         if (rkm)
-            tl_kafka_src_take_or_stash(s, rkm, &n, paused);
-        while (rkm && n < s->batch_max && atomic_load(&s->running)) {
-            ssize_t got = rd_kafka_consume_batch_queue(s->queue, 0, s->taken, s->batch_max - n);
+            tl_kafka_src_take_or_stash(s, rkm, &s->nbatch, paused);
+        while (rkm && s->nbatch < s->batch_max && atomic_load(&s->running)) {
+            ssize_t got =
+                rd_kafka_consume_batch_queue(s->queue, 0, s->taken, s->batch_max - s->nbatch);
             for (ssize_t i = 0; i < got; i++) {
                 /* librdkafka's thread wrote each message on another core: overlap the
                  * loads of the next few with this one's wrapping. */
                 if (i + 4 < got)
                     __builtin_prefetch(s->taken[i + 4]);
-                tl_kafka_src_take_or_stash(s, s->taken[i], &n, paused);
+                tl_kafka_src_take_or_stash(s, s->taken[i], &s->nbatch, paused);
             }
             if (got <= 0)
                 break;
         }
-        if (n > 0)
-            tl_kafka_src_deliver(s, n);
+        if (s->nbatch > 0)
+            tl_kafka_src_deliver(s, s->nbatch);
     }
+    s->nbatch = 0;
     return NULL;
 }
 

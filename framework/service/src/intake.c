@@ -191,6 +191,21 @@ static void out_of_memory(tl_service *svc, tl_source_state *src, tl_msg *msg)
     tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
 }
 
+/* A message of a partition revoked and not assigned again: its next owner reads it from
+ * the committed position, so handling it here would handle it twice. */
+static void stale(tl_service *svc, tl_source_state *src, tl_msg *msg)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof(part), "%d", (int)msg->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)msg->offset);
+    tl_kv f[] = {{"source", src->cfg->name},
+                 {"topic", msg->origin ? msg->origin : ""},
+                 {"partition", part},
+                 {"offset", off}};
+    tl__log(svc, TL_LEVEL_WARN, "stale_message_given_back", f, 4);
+    src->ops->release(src->handle, msg);
+}
+
 /* Takes in what partitions kept back, as far as their shares and the window allow. */
 static void take_parts_held(tl_service *svc)
 {
@@ -240,9 +255,14 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
             out_of_memory(svc, src, m);
             continue;
         }
+        if (!p->assigned) {
+            stale(svc, src, m);
+            continue;
+        }
         /* A full window holds the whole batch (backpressure reaches the source); with
-         * room left, only a partition that must wait keeps its message back. */
-        if (left == 0)
+         * room left, only a partition that must wait keeps its message back. Behind
+         * messages kept back already, a message needs no room: it joins them. */
+        if (left == 0 && (p->held_n == 0 || !can_hold(svc, src)))
             break;
         if (must_wait(svc, p)) {
             if (!can_hold(svc, src))
@@ -265,11 +285,13 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
  * of it is free (hysteresis: a full pipeline does not flap between holding and taking
  * one message at a time). An eighth, not only half: partitions taking their shares
  * from their own queues may keep the window over half for good, and held batches may
- * carry the only messages of the others. */
+ * carry the only messages of the others. While partitions keep messages back, at any
+ * time: the head batch's messages of those partitions join their queues without
+ * room, so that the source is never held behind them. */
 static bool batches_may_go(const tl_service *svc)
 {
     return svc->held_head && (uncommitted(svc) <= svc->cfg->max_in_flight / 2 ||
-                              room(svc) >= svc->cfg->max_in_flight / 8);
+                              room(svc) >= svc->cfg->max_in_flight / 8 || svc->held_parts.head);
 }
 
 /* Takes kept-back and held messages in, in order, while room allows. */
@@ -280,7 +302,7 @@ static void take_held(tl_service *svc)
     take_parts_held(svc);
     if (!batches_may_go(svc))
         return;
-    while (svc->held_head && room(svc) > 0) {
+    while (svc->held_head) {
         tl_batch *b = svc->held_head;
         tl_batch *next = b->next;
         if (!batch_intake(svc, b))

@@ -64,10 +64,11 @@ void tl__partitions_recount(tl_service *svc)
     svc->nassigned = n;
 }
 
-/* The partition's state, made on first sight; a state that was revoked is assigned
- * again. */
+/* The partition's state, made on first sight. A revoked one is assigned again by an
+ * assigned event (assign true), not by a message: a message that comes after the
+ * revoke and before the assigned event is stale (the intake gives it back). */
 static tl_partition_state *part_get(tl_service *svc, tl_source_state *src, const char *topic,
-                                    int32_t partition)
+                                    int32_t partition, bool assign)
 {
     tl_partition_state *p = tl__partition_find(svc, src, topic, partition);
     if (!p) {
@@ -75,10 +76,9 @@ static tl_partition_state *part_get(tl_service *svc, tl_source_state *src, const
             tl__partitions_recount(svc);
         return p;
     }
-    /* Sources deliver a revoked partition again only once it is assigned again
-     * (revoked() returns after the drain), so this is its new assignment. */
-    if (!p->assigned && !p->revoking) {
+    if (!p->assigned && !p->revoking && (assign || !p->revoked)) {
         p->assigned = true;
+        p->revoked = false;
         tl__partitions_recount(svc);
     }
     return p;
@@ -90,7 +90,7 @@ tl_partition_state *tl__partition_of(tl_service *svc, tl_source_state *src, cons
     /* Sources deliver batches of one partition mostly: try the last one first. */
     tl_partition_state *p = svc->last_part;
     if (!p || !part_is(p, src, msg->partition, topic) || !p->assigned)
-        p = part_get(svc, src, topic, msg->partition);
+        p = part_get(svc, src, topic, msg->partition, false);
     if (p)
         svc->last_part = p;
     return p;
@@ -100,7 +100,7 @@ void tl__partitions_assigned(tl_service *svc, tl_source_state *src, const tl_par
                              size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        part_get(svc, src, parts[i].topic, parts[i].partition);
+        part_get(svc, src, parts[i].topic, parts[i].partition, true);
 }
 
 void tl__partition_commit(tl_service *svc, tl_partition_state *p)

@@ -52,6 +52,7 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         pthread_mutex_unlock(&svc->mu);
         p->assigned = false;
         p->revoking = false;
+        p->revoked = true;
         p->gen++;
         p->in_flight = 0;
         TL_STAT_ADD(svc, uncommitted, -(p->offsets.tail - p->offsets.head));

@@ -60,6 +60,7 @@ typedef struct tl_partition_state {
     unsigned gen; /* bumped at each assignment: records of old ones are ignored */
     bool assigned;
     bool revoking;
+    bool revoked;      /* revoked and not assigned again: what it still delivers is stale */
     bool dirty;        /* committable position moved since the last commit */
     int64_t committed; /* the last position handed to ops->commit, -1 */
     tl_offsets offsets;
