@@ -379,4 +379,5 @@ const tl_source_ops tl_kafka_source_ops = {
     .close = src_close,
     .lag = src_lag,
     .hold_limit_ms = src_hold_limit,
+    .input = "topics",
 };
