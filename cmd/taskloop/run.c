@@ -80,7 +80,7 @@ static int run_file(const run_args *a)
     if (rc != 0) {
         tl_diag_print(&diag, stderr);
         tl_cli_err("%s: cannot start: %s", a->path,
-                   diag.count ? "the config has errors (see above)" : tl_strerror(rc));
+                   diag.errors ? "the config has errors (see above)" : tl_strerror(rc));
         tl_diag_free(&diag);
         tl_registry_free(reg);
         return 1;

@@ -98,6 +98,82 @@ case_check_bad() {
     ok "check rejects $((n + 1)) bad configs with FILE:LINE:COL errors"
 }
 
+# A config nobody should trust: check refuses what is not a regular file at once, never
+# loads a plugin (unless --load-plugins), and refuses plugins others could have written.
+case_check_hostile() {
+    : "${MARKER_PLUGIN:?set MARKER_PLUGIN to the marker plugin module}"
+    local rc
+    mkfifo "$work/fifo.yaml"
+    for f in "$work/fifo.yaml" /dev/zero "$work"; do
+        rc=0
+        timeout 10 "$TASKLOOP" check "$f" >"$work/out" 2>"$work/err" || rc=$?
+        [ "$rc" -eq 1 ] || fail "check $f exits 1 at once (rc $rc)"
+        grep -qE "^$f:1:1: error: cannot read the file: it is a (FIFO|character device|directory), not a regular file$" \
+            "$work/err" || fail "check $f says what it is: $(cat "$work/err")"
+    done
+    head -c 1048577 /dev/zero | tr '\0' '#' >"$work/big.yaml"
+    rc=0
+    timeout 10 "$TASKLOOP" check "$work/big.yaml" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q 'a config may have at most 1048576' "$work/err" ||
+        fail "a file over 1 MiB is refused (rc $rc): $(cat "$work/err")"
+    echo "  FIFO, /dev/zero, a directory and a 1 MiB + 1 file: refused at once"
+
+    # The plugin sits beside the config and is named relative to it.
+    mkdir "$work/svc"
+    cp "$MARKER_PLUGIN" "$work/svc/marker.so"
+    chmod 755 "$work/svc" "$work/svc/marker.so"
+    printf '%s\n' 'service: plugged' 'plugins: [ marker.so ]' 'sources:' \
+        "  in: { type: zmq, endpoint: \"ipc://$work/plugged.sock\" }" 'routes:' \
+        '  - { source: in, handler: from_marker }' >"$work/svc/service.yaml"
+    export TL_PLUGIN_MARKER="$work/marker"
+    rc=0
+    (cd / && timeout 10 "$TASKLOOP" check "$work/svc/service.yaml") >"$work/out" 2>"$work/err" ||
+        rc=$?
+    [ "$rc" -eq 0 ] || fail "check of a config with a plugin exits 0 (rc $rc): $(cat "$work/err")"
+    [ ! -e "$work/marker" ] || fail "check loaded the plugin (its constructor ran)"
+    grep -qF "note: routes[0].handler: handler 'from_marker' is not registered; taken to be provided by plugin \"marker.so\" (not loaded by check)" \
+        "$work/err" || fail "the plugin's handler is noted: $(cat "$work/err")"
+    grep -q '^service: "plugged"' "$work/out" || fail "the config is printed"
+    rc=0
+    timeout 10 "$TASKLOOP" check --load-plugins "$work/svc/service.yaml" >/dev/null \
+        2>"$work/err" || rc=$?
+    [ -e "$work/marker" ] || fail "check --load-plugins loads the plugin"
+    [ "$rc" -eq 1 ] && grep -q "no handler named 'from_marker' is registered" "$work/err" ||
+        fail "with the plugin loaded, what it did not register is an error (rc $rc)"
+    echo "  check ran no plugin code; --load-plugins did"
+
+    chmod o+w "$work/svc/marker.so"
+    rc=0
+    timeout 10 "$TASKLOOP" check "$work/svc/service.yaml" >/dev/null 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q 'cannot load plugin "marker.so": it is writable by others' \
+        "$work/err" || fail "a plugin writable by others is refused (rc $rc): $(cat "$work/err")"
+    chmod o-w "$work/svc/marker.so"
+    chmod g+w "$work/svc"
+    rm -f "$work/marker"
+    rc=0
+    timeout 10 "$TASKLOOP" run "$work/svc/service.yaml" --timeout 5s >/dev/null 2>"$work/err" ||
+        rc=$?
+    [ "$rc" -eq 1 ] && grep -q 'its folder is writable by its group' "$work/err" ||
+        fail "run refuses a plugin in a group-writable folder (rc $rc): $(cat "$work/err")"
+    [ ! -e "$work/marker" ] || fail "run loaded a refused plugin"
+    "$TASKLOOP" check --help | grep -q -- '--load-plugins' || fail "check --help names --load-plugins"
+
+    # Neither an error nor the dump shows a secret or what a variable held.
+    printf '%s\n' 'service: quiet' 'sources:' \
+        '  in: { type: zmq, endpoint: "ipc:///tmp/x.sock", hwm: "${TL_TEST_HWM}" }' 'routes:' \
+        '  - { source: in, handler: log, params: { api_key: k-hunter3, dsn: "pg://me:hunter4@db/x" } }' \
+        >"$work/secret.yaml"
+    rc=0
+    TL_TEST_HWM=hunter2 "$TASKLOOP" check "$work/secret.yaml" >"$work/out" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -qF 'sources.in.hwm: expected an integer, got "${TL_TEST_HWM}"' \
+        "$work/err" || fail "the error names the variable (rc $rc): $(cat "$work/err")"
+    sed -i 's/, hwm: "${TL_TEST_HWM}"//' "$work/secret.yaml"
+    "$TASKLOOP" check "$work/secret.yaml" >>"$work/out" 2>>"$work/err" || fail "check secret.yaml"
+    ! grep -q 'hunter' "$work/out" "$work/err" || fail "a secret leaked: $(grep hunter "$work/out")"
+    grep -q 'dsn: "pg://me:\*\*\*\*\*@db/x"' "$work/out" || fail "the URL password is masked"
+    ok "check refuses what is not a regular file, runs no plugin code and shows no secret"
+}
+
 case_check_shipped() {
     # example-service.yaml names a handler only examples/service registers.
     for f in "$root"/config/{demo,example-kafka,example-zmq}.yaml; do

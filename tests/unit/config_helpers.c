@@ -22,8 +22,14 @@ static const tl_param fake_sink_params[] = {
     {NULL, TL_PARAM_STRING, false, false, NULL},
 };
 
-const tl_source_ops fake_source = {.type = "fake", .params = fake_source_params};
+static const tl_param listing_source_params[] = {
+    {"topics", TL_PARAM_LIST, true, false, "what to read"},
+    {NULL, TL_PARAM_STRING, false, false, NULL},
+};
+
+const tl_source_ops fake_source = {.type = "fake", .params = fake_source_params, .input = "topics"};
 const tl_sink_ops fake_sink = {.scheme = "fake", .params = fake_sink_params};
+const tl_source_ops listing_source = {.type = "listing", .params = listing_source_params};
 
 int handler_user;
 
@@ -59,6 +65,7 @@ int setup(void **state)
     assert_non_null(f);
     assert_int_equal(tl_registry_new(&f->reg), 0);
     assert_int_equal(tl_registry_add_source(f->reg, &fake_source), 0);
+    assert_int_equal(tl_registry_add_source(f->reg, &listing_source), 0);
     assert_int_equal(tl_registry_add_sink(f->reg, &fake_sink), 0);
     assert_int_equal(tl_register_handler(f->reg, "handle", handle, &handler_user), 0);
     assert_int_equal(tl_register_handler(f->reg, "other", other, NULL), 0);

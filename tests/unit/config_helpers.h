@@ -17,9 +17,13 @@
 
 #include <taskloop/config.h>
 
-/* Source type "fake" (url required, one parameter of each type) and sink scheme "fake". */
+/* Source type "fake" (url required, one parameter of each type; it reads its `topics`,
+ * so a reroute to "fake:TOPIC" of one of them would loop) and sink scheme "fake". */
 extern const tl_source_ops fake_source;
 extern const tl_sink_ops fake_sink;
+
+/* Source type "listing": a required list, `topics`. */
+extern const tl_source_ops listing_source;
 
 /* The user pointer of handler "handle": its address tells that it came through. */
 extern int handler_user;

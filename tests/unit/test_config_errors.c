@@ -9,6 +9,7 @@
  * The plugin tests load test_config_plugin.c, built as a module: TL_TEST_PLUGIN.
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,11 +130,15 @@ static void missing_plugin_is_reported_clearly(void **state)
 static void plugin_without_register_function_is_reported(void **state)
 {
     fixture *f = *state;
-    char text[2048];
-    snprintf(text, sizeof(text), "plugins: [ libc.so.6 ]\n%s", with_route(""));
-    assert_one_error(f, load_text(f, text),
-                     "t.yaml:1:12: error: plugins[0]: plugin \"libc.so.6\" does not export "
-                     "taskloop_plugin_register");
+    Dl_info libc;
+    assert_true(dladdr((void *)printf, &libc) && libc.dli_fname[0] == '/');
+    char text[2048], want[1024];
+    snprintf(text, sizeof(text), "plugins: [ \"%s\" ]\n%s", libc.dli_fname, with_route(""));
+    snprintf(want, sizeof(want),
+             "t.yaml:1:12: error: plugins[0]: plugin \"%s\" does not export "
+             "taskloop_plugin_register",
+             libc.dli_fname);
+    assert_one_error(f, load_text(f, text), want);
 }
 
 static void plugin_registers_handlers_the_routes_use(void **state)

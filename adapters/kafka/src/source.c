@@ -399,4 +399,5 @@ const tl_source_ops tl_kafka_source_ops = {
     .lag = src_lag,
     .hold_limit_ms = src_hold_limit,
     .pause_partitions = src_pause_partitions,
+    .input = "topics",
 };

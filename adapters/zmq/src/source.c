@@ -480,4 +480,5 @@ const tl_source_ops tl_zmq_source_ops = {
     .release = source_release,
     .stop = source_stop,
     .close = source_close,
+    .input = "endpoint",
 };

@@ -1,20 +1,26 @@
 /*
  * Loading a service's YAML config: the public entry points (tl_config_load_file,
- * tl_config_load_string, tl_config_free) and the messages a load collects (tl_diag).
- * libfyaml parses the text; the schema files check the tree and fill the tl_config.
+ * tl_config_load_string, tl_config_free), reading a file within bounds, and the
+ * messages a load collects (tl_diag). document.c turns the text into a tree; the
+ * schema files check the tree and fill the tl_config.
  *
  * The top of the loader's chain. Each file calls only files on the lines below it:
- *   config.c                              entry points, tl_diag
- *   schema.c                              the top level and its small sections
+ *   config.c                              entry points, bounded reading, tl_diag
+ *   document.c                            text to a document, within bounds
+ *   resolve.c          schema.c           aliases, merge and duplicate keys; the top level
  *   schema_adapters.c  schema_routes.c    sources and sinks; routes
- *   schema_nodes.c     plugins.c          the schema's vocabulary; dlopen
+ *   schema_nodes.c                        the schema's vocabulary
+ *   plugins.c                             checking and opening plugin files
  *   loader.c           interpolate.c      arena, messages, positions; scalar values
- * dump.c (tl_config_dump, tl_config_is_secret) stands apart and calls none of them.
+ *   secrets.c                             which keys and values are secrets
+ * dump.c (tl_config_dump) stands apart and calls only secrets.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libfyaml.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config_int.h"
@@ -50,72 +56,68 @@ static unsigned default_workers(void)
     return n < 2 ? 2 : n > TL_CONFIG_MAX_WORKERS ? TL_CONFIG_MAX_WORKERS : (unsigned)n;
 }
 
-static void swallow_output(struct fy_diag *diag, void *user, const char *buf, size_t len)
+/* Parses and checks text; what was wrong is in the loader's messages. */
+static void parse_and_load(tl_config_loader *ld, const char *text, size_t len)
 {
-    (void)diag, (void)user, (void)buf, (void)len;
+    tl_config_doc doc;
+    if (tl_config_parse(ld, text, len, &doc))
+        tl_config_load_root(ld, doc.doc ? fy_document_root(doc.doc) : NULL);
+    tl_config_doc_free(&doc);
 }
 
-/* Reports libfyaml's own errors (syntax, duplicate keys), which carry 1-based marks. */
-static void report_parse_errors(tl_config_loader *ld, struct fy_diag *diag)
-{
-    void *it = NULL;
-    struct fy_diag_error *e;
-    while ((e = fy_diag_errors_iterate(diag, &it)))
-        if (e->type >= FYET_ERROR)
-            tl_config_report(ld, (tl_config_pos){e->line, e->column}, "", "%s", e->msg);
-}
-
-static void parse_and_load(tl_config_loader *ld, const char *text)
-{
-    struct fy_diag_cfg dcfg;
-    fy_diag_cfg_default(&dcfg);
-    dcfg.fp = NULL;
-    dcfg.output_fn = swallow_output;
-    dcfg.colorize = false;
-    struct fy_diag *diag = fy_diag_create(&dcfg);
-    if (!diag) {
-        ld->oom = true;
-        return;
-    }
-    /* Collected rather than printed: the library reports, the program decides. */
-    fy_diag_set_collect_errors(diag, true);
-    struct fy_parse_cfg pcfg = {
-        .flags = FYPCF_QUIET | FYPCF_RESOLVE_DOCUMENT | FYPCF_DEFAULT_VERSION_1_2,
-        .diag = diag,
-    };
-    ld->text = text;
-    ld->text_len = strlen(text);
-    struct fy_document *doc = fy_document_build_from_string(&pcfg, text, ld->text_len);
-    size_t before = ld->nerrors;
-    report_parse_errors(ld, diag);
-    if (doc)
-        tl_config_load_root(ld, fy_document_root(doc));
-    else if (ld->nerrors == before)
-        tl_config_load_root(ld, NULL); /* libfyaml builds no document from an empty stream */
-    fy_document_destroy(doc);
-    fy_diag_destroy(diag);
-}
-
-/* True when message a, made by tl_config_report, points after message b. */
-static bool msg_after(const char *a, const char *b, size_t skip)
+/* The position of message m, made by tl_config_report, after its file name. */
+static void msg_pos(const char *m, size_t skip, long *line, long *col)
 {
     char *end;
-    long la = strtol(a + skip + 1, &end, 10), ca = strtol(end + 1, NULL, 10);
-    long lb = strtol(b + skip + 1, &end, 10), cb = strtol(end + 1, NULL, 10);
+    *line = strtol(m + skip + 1, &end, 10);
+    *col = strtol(end + 1, NULL, 10);
+}
+
+static bool msg_after(const char *a, const char *b, size_t skip)
+{
+    long la, ca, lb, cb;
+    msg_pos(a, skip, &la, &ca);
+    msg_pos(b, skip, &lb, &cb);
     return la > lb || (la == lb && ca > cb);
 }
 
-/* Sorts the messages of one load by position, keeping the order of equals, so that
- * they read top to bottom like a compiler's. */
-static void sort_messages(tl_diag *diag, size_t first, size_t file_len)
+/* Merge sort of m[0..n) by position, keeping the order of equals; tmp holds n. */
+static void sort_range(char **m, char **tmp, size_t n, size_t skip)
 {
-    for (size_t i = first + 1; i < diag->count; i++) {
-        char *m = diag->msgs[i];
-        size_t j = i;
-        for (; j > first && msg_after(diag->msgs[j - 1], m, file_len); j--)
-            diag->msgs[j] = diag->msgs[j - 1];
-        diag->msgs[j] = m;
-    }
+    if (n < 2)
+        return;
+    size_t half = n / 2, i = 0, j = half, k = 0;
+    sort_range(m, tmp, half, skip);
+    sort_range(m + half, tmp, n - half, skip);
+    while (i < half && j < n)
+        tmp[k++] = msg_after(m[i], m[j], skip) ? m[j++] : m[i++];
+    while (i < half)
+        tmp[k++] = m[i++];
+    while (j < n)
+        tmp[k++] = m[j++];
+    memcpy(m, tmp, n * sizeof(*m));
+}
+
+/* Sorts the messages of one load by position, keeping the order of equals, so that
+ * they read top to bottom like a compiler's; then says how many were left out. */
+static void finish_messages(tl_config_loader *ld)
+{
+    tl_diag *diag = ld->diag;
+    size_t n = diag->count - ld->first;
+    char **tmp = n > 1 ? malloc(n * sizeof(*tmp)) : NULL;
+    if (tmp)
+        sort_range(diag->msgs + ld->first, tmp, n, strlen(ld->file));
+    else if (n > 1)
+        ld->oom = true;
+    free(tmp);
+    if (ld->dropped == 0)
+        return;
+    size_t dropped = ld->dropped;
+    ld->dropped = 0;
+    ld->first = diag->count; /* past the cap: this one goes in */
+    tl_config_note(ld, (tl_config_pos){1, 1}, "",
+                   "%zu more messages were left out (a load keeps at most %d)", dropped,
+                   TL_CONFIG_MAX_MESSAGES);
 }
 
 static const char *name_or_default(const char *name)
@@ -123,9 +125,11 @@ static const char *name_or_default(const char *name)
     return name ? name : "<string>";
 }
 
-/* Loads text (its name in messages: file); base_dir anchors relative plugin paths. */
-static int load(const char *file, const char *base_dir, const char *text, tl_registry *reg,
-                const tl_config_opts *opts, tl_config **out, tl_diag *diag)
+/* Loads text[0..len) (its name in messages: file); base_dir anchors relative plugin
+ * paths. A refusal found before parsing (size, kind of file) comes in as early. */
+static int load(const char *file, const char *base_dir, const char *text, size_t len,
+                const char *early, tl_registry *reg, const tl_config_opts *opts, tl_config **out,
+                tl_diag *diag)
 {
     *out = NULL;
     tl_config *cfg = calloc(1, sizeof(*cfg));
@@ -144,14 +148,18 @@ static int load(const char *file, const char *base_dir, const char *text, tl_reg
                        .mem = mem};
     tl_config_loader ld = {.reg = reg, .cfg = cfg, .diag = diag, .file = name_or_default(file)};
     if (opts)
-        ld.getenv = opts->getenv, ld.getenv_user = opts->getenv_user;
+        ld.getenv = opts->getenv, ld.getenv_user = opts->getenv_user,
+        ld.no_plugin_code = opts->no_plugin_code;
     cfg->file = tl_config_strdup(&ld, ld.file);
     ld.file = cfg->file ? cfg->file : ld.file;
     ld.base_dir = base_dir ? tl_config_strdup(&ld, base_dir) : NULL;
-    size_t first = diag ? diag->count : 0;
-    parse_and_load(&ld, text);
+    ld.first = diag ? diag->count : 0;
+    if (early)
+        tl_config_report(&ld, (tl_config_pos){1, 1}, "", "%s", early);
+    else
+        parse_and_load(&ld, text, len);
     if (diag)
-        sort_messages(diag, first, strlen(ld.file));
+        finish_messages(&ld);
     int rc = ld.oom ? TL_ENOMEM : ld.nerrors ? TL_ECONFIG : 0;
     if (rc) {
         tl_config_free(cfg);
@@ -164,60 +172,82 @@ static int load(const char *file, const char *base_dir, const char *text, tl_reg
 int tl_config_load_string(const char *name, const char *text, tl_registry *reg,
                           const tl_config_opts *opts, tl_config **out, tl_diag *diag)
 {
-    return load(name, NULL, text, reg, opts, out, diag);
+    size_t len = strnlen(text, (size_t)TL_CONFIG_MAX_BYTES + 1);
+    char early[WHY_LEN] = "";
+    if (len > TL_CONFIG_MAX_BYTES)
+        snprintf(early, sizeof(early), "the text is over %d bytes, the most a config may have",
+                 TL_CONFIG_MAX_BYTES);
+    return load(name, NULL, text, len, early[0] ? early : NULL, reg, opts, out, diag);
 }
 
-/* The whole file, NUL-terminated (malloc'd), or NULL with errno set. */
-static char *read_file(const char *path)
+/*
+ * Reads the file at path into *text (malloc'd, NUL-terminated, *len bytes): a regular
+ * file of at most TL_CONFIG_MAX_BYTES. Opened without blocking, so that a FIFO with no
+ * writer is refused rather than waited on, and never read past the cap, so that
+ * /dev/zero or a growing file costs no more. 0, TL_ENOMEM, or TL_ECONFIG with why.
+ */
+static int read_file(const char *path, char **text, size_t *len, char *why, size_t whylen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t len = 0, cap = 4096;
-    char *text = malloc(cap);
-    while (text && !feof(f) && !ferror(f)) {
-        len += fread(text + len, 1, cap - len - 1, f);
-        if (len + 1 == cap) {
-            char *p = realloc(text, cap *= 2);
-            if (!p)
-                free(text);
-            text = p;
-        }
+    *text = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return TL_ECONFIG;
     }
-    int err = text ? EIO : ENOMEM;
-    if (text && ferror(f)) {
-        free(text);
-        text = NULL;
+    int rc = TL_ECONFIG;
+    if (!S_ISREG(st.st_mode))
+        snprintf(why, whylen, "cannot read the file: it is %s, not a regular file",
+                 tl_config_file_kind(st.st_mode));
+    else if (st.st_size > TL_CONFIG_MAX_BYTES)
+        snprintf(why, whylen, "the file is %lld bytes; a config may have at most %d",
+                 (long long)st.st_size, TL_CONFIG_MAX_BYTES);
+    else if (!(*text = malloc((size_t)TL_CONFIG_MAX_BYTES + 2)))
+        rc = TL_ENOMEM;
+    size_t n = 0;
+    ssize_t got = 1;
+    while (*text && got > 0 && n <= TL_CONFIG_MAX_BYTES) {
+        got = read(fd, *text + n, (size_t)TL_CONFIG_MAX_BYTES + 1 - n);
+        if (got > 0)
+            n += (size_t)got;
+        else if (got < 0 && errno == EINTR)
+            got = 1;
     }
-    fclose(f);
-    if (text)
-        text[len] = '\0';
-    else
-        errno = err;
-    return text;
+    close(fd);
+    if (*text && got < 0)
+        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
+    else if (*text && n > TL_CONFIG_MAX_BYTES)
+        snprintf(why, whylen, "the file grew past %d bytes, the most a config may have",
+                 TL_CONFIG_MAX_BYTES);
+    else if (*text)
+        rc = 0;
+    if (rc) {
+        free(*text);
+        *text = NULL;
+        return rc;
+    }
+    (*text)[n] = '\0';
+    *len = n;
+    return 0;
 }
 
 int tl_config_load_file(const char *path, tl_registry *reg, const tl_config_opts *opts,
                         tl_config **out, tl_diag *diag)
 {
     *out = NULL;
-    char *text = read_file(path);
-    if (!text) {
-        if (errno == ENOMEM)
-            return TL_ENOMEM;
-        char msg[WHY_LEN];
-        snprintf(msg, sizeof(msg), "%s:1:1: error: cannot read the file: %s", path,
-                 strerror(errno));
-        char *copy = strdup(msg);
-        if (diag && (!copy || tl_config_diag_add(diag, copy)))
-            return TL_ENOMEM;
-        if (!diag)
-            free(copy);
-        return TL_ECONFIG;
-    }
+    char *text, why[WHY_LEN];
+    size_t len = 0;
+    int rc = read_file(path, &text, &len, why, sizeof(why));
+    if (rc == TL_ENOMEM)
+        return rc;
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : NULL;
-    int rc = slash && !dir ? TL_ENOMEM : load(path, dir, text, reg, opts, out, diag);
+    if (slash && !dir)
+        rc = TL_ENOMEM;
+    else
+        rc = load(path, dir, text ? text : "", len, text ? NULL : why, reg, opts, out, diag);
     free(dir);
     free(text);
     return rc;

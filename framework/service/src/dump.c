@@ -1,49 +1,36 @@
 /*
- * The dump of a loaded config back to YAML (tl_config_dump), and which keys name
- * secrets (tl_config_is_secret), whose values the dump masks.
+ * The dump of a loaded config back to YAML (tl_config_dump), with secrets masked: the
+ * values of keys whose names say secret (tl_config_is_secret), and the password of any
+ * URL in any string ("scheme://user:*****@host").
  *
  * The dump is meant to load again: strings are double-quoted with '$' doubled, so they
  * are not interpolated twice.
  *
  * In the loader's chain: a leaf beside it. It reads a finished tl_config and calls
- * nothing else of the loader.
+ * nothing else of the loader but secrets.c.
  */
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <taskloop/config.h>
+#include "config_int.h"
 
-#define MASK "*****"
-
-/* ---------------------------------------------------------------- secrets */
-
-static bool contains_nocase(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return false;
-}
-
-bool tl_config_is_secret(const char *key)
-{
-    static const char *const words[] = {"password", "secret", "sasl.oauthbearer", "ssl.key",
-                                        "token"};
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (contains_nocase(key, words[i]))
-            return true;
-    return false;
-}
+#define MASK TL_CONFIG_MASK
 
 /* ---------------------------------------------------------------- dump */
 
-/* The inside of a double-quoted YAML string; '$' doubled so it loads back unchanged. */
+/* The inside of a double-quoted YAML string; '$' doubled so it loads back unchanged,
+ * URL passwords masked. */
 static void put_escaped(FILE *out, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    char small[256], *masked = small;
+    size_t n = tl_config_mask_urls(s, small, sizeof(small));
+    if (n >= sizeof(small) && (masked = malloc(n + 1)) != NULL)
+        tl_config_mask_urls(s, masked, n + 1);
+    /* Out of memory for a long one: it is left out rather than printed unmasked. */
+    for (const unsigned char *p = (const unsigned char *)(masked ? masked : ""); *p; p++) {
         if (*p == '"' || *p == '\\')
             fprintf(out, "\\%c", *p);
         else if (*p == '\n')
@@ -57,6 +44,8 @@ static void put_escaped(FILE *out, const char *s)
         else
             fputc(*p, out);
     }
+    if (masked != small)
+        free(masked);
 }
 
 static void put_str(FILE *out, const char *s)
@@ -66,13 +55,15 @@ static void put_str(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* A target as one string, so that a URL spanning scheme and address is masked whole. */
 static void put_target(FILE *out, const tl_config_target *t)
 {
-    fputc('"', out);
-    put_escaped(out, t->scheme);
-    fputc(':', out);
-    put_escaped(out, t->address);
-    fputc('"', out);
+    size_t n = strlen(t->scheme) + strlen(t->address) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s:%s", t->scheme, t->address);
+    put_str(out, s ? s : "");
+    free(s);
 }
 
 /* A mapping key: plain when it is safe to be, quoted otherwise. */

@@ -159,8 +159,8 @@ static bool digits(const char **s, uint64_t *v)
     return fits;
 }
 
-int tl_config_parse_int(const char *s, int64_t min, int64_t max, int64_t *out, char *why,
-                        size_t whylen)
+int tl_config_parse_int_shown(const char *s, const char *shown, int64_t min, int64_t max,
+                              int64_t *out, char *why, size_t whylen)
 {
     const char *p = s;
     bool neg = *p == '-';
@@ -169,35 +169,47 @@ int tl_config_parse_int(const char *s, int64_t min, int64_t max, int64_t *out, c
     if (!isdigit((unsigned char)*p)) {
         snprintf(why, whylen,
                  *s ? "expected an integer, got \"%s\""
-                    : "expected an integer, got an empty value%s",
-                 s);
+                    : "expected an integer, got an empty value%.0s",
+                 shown);
         return TL_ECONFIG;
     }
     uint64_t mag;
     bool fits = digits(&p, &mag);
     if (*p) {
-        snprintf(why, whylen, "expected an integer, got \"%s\"", s);
+        snprintf(why, whylen, "expected an integer, got \"%s\"", shown);
         return TL_ECONFIG;
     }
     /* Compare magnitudes in unsigned space so INT64_MIN itself stays representable. */
     fits = fits && (neg ? mag <= (uint64_t)INT64_MAX + 1 : mag <= (uint64_t)INT64_MAX);
     int64_t v = !fits ? 0 : neg ? (int64_t)(0 - mag) : (int64_t)mag;
     if (!fits || v < min || v > max) {
-        snprintf(why, whylen, "%s is out of range (%" PRId64 " to %" PRId64 ")", s, min, max);
+        snprintf(why, whylen, "%s is out of range (%" PRId64 " to %" PRId64 ")", shown, min, max);
         return TL_ECONFIG;
     }
     *out = v;
     return 0;
 }
 
-int tl_config_parse_bool(const char *s, bool *out, char *why, size_t whylen)
+int tl_config_parse_int(const char *s, int64_t min, int64_t max, int64_t *out, char *why,
+                        size_t whylen)
+{
+    return tl_config_parse_int_shown(s, s, min, max, out, why, whylen);
+}
+
+int tl_config_parse_bool_shown(const char *s, const char *shown, bool *out, char *why,
+                               size_t whylen)
 {
     if (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0) {
         *out = tolower((unsigned char)s[0]) == 't';
         return 0;
     }
-    snprintf(why, whylen, "expected true or false, got \"%s\"", s);
+    snprintf(why, whylen, "expected true or false, got \"%s\"", shown);
     return TL_ECONFIG;
+}
+
+int tl_config_parse_bool(const char *s, bool *out, char *why, size_t whylen)
+{
+    return tl_config_parse_bool_shown(s, s, out, why, whylen);
 }
 
 static int64_t unit_ms(const char *u)
@@ -213,10 +225,11 @@ static int64_t unit_ms(const char *u)
     return 0;
 }
 
-int tl_config_parse_duration(const char *s, int64_t *ms, char *why, size_t whylen)
+int tl_config_parse_duration_shown(const char *s, const char *shown, int64_t *ms, char *why,
+                                   size_t whylen)
 {
     if (*s == '-') {
-        snprintf(why, whylen, "negative duration \"%s\"", s);
+        snprintf(why, whylen, "negative duration \"%s\"", shown);
         return TL_ECONFIG;
     }
     const char *p = s;
@@ -224,23 +237,35 @@ int tl_config_parse_duration(const char *s, int64_t *ms, char *why, size_t whyle
     bool fits = digits(&p, &n);
     if (p == s) {
         snprintf(why, whylen,
-                 *s ? DURATION_HINT ", got \"%s\"" : DURATION_HINT ", got an empty value%s", s);
+                 *s ? DURATION_HINT ", got \"%s\"" : DURATION_HINT ", got an empty value%.0s",
+                 shown);
         return TL_ECONFIG;
     }
     if (!*p) {
-        snprintf(why, whylen, "duration \"%s\" has no unit (write %sms, %ss, %sm or %sh)", s, s, s,
-                 s, s);
+        snprintf(why, whylen, "duration \"%s\" has no unit (write %sms, %ss, %sm or %sh)", shown,
+                 shown, shown, shown, shown);
         return TL_ECONFIG;
     }
     int64_t unit = unit_ms(p);
     if (!unit) {
-        snprintf(why, whylen, "unknown unit \"%s\" in duration \"%s\" (use ms, s, m or h)", p, s);
+        if (s == shown)
+            snprintf(why, whylen, "unknown unit \"%s\" in duration \"%s\" (use ms, s, m or h)", p,
+                     s);
+        else
+            snprintf(why, whylen, "unknown unit in duration \"%s\" (use ms, s, m or h)", shown);
         return TL_ECONFIG;
     }
-    if (!fits || n > (uint64_t)(INT64_MAX / unit)) {
-        snprintf(why, whylen, "duration \"%s\" is out of range", s);
+    /* The bound keeps every later sum and product of durations far from overflowing. */
+    if (!fits || n > (uint64_t)(TL_CONFIG_MAX_DURATION_MS / unit)) {
+        snprintf(why, whylen, "duration \"%s\" is out of range (at most %lldh)", shown,
+                 TL_CONFIG_MAX_DURATION_MS / 3600000);
         return TL_ECONFIG;
     }
     *ms = (int64_t)n * unit;
     return 0;
+}
+
+int tl_config_parse_duration(const char *s, int64_t *ms, char *why, size_t whylen)
+{
+    return tl_config_parse_duration_shown(s, s, ms, why, whylen);
 }

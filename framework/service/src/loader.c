@@ -3,7 +3,7 @@
  * messages, and where nodes of the YAML tree sit in the text.
  *
  * The bottom of the loader's chain: every other config file calls these, and they call
- * nothing of the loader (only libc and libfyaml).
+ * nothing of the loader but secrets.c (only libc and libfyaml besides).
  *
  * Everything a config keeps lives in one arena that tl_config_free releases at once,
  * so the validator's many early returns never leak.
@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config_int.h"
 
@@ -81,7 +82,7 @@ char *tl_config_strdup(tl_config_loader *ld, const char *s)
 
 /* ---------------------------------------------------------------- reporting */
 
-int tl_config_diag_add(tl_diag *diag, char *msg)
+int tl_config_diag_add(tl_diag *diag, char *msg, bool error)
 {
     if (diag->count == diag->cap) {
         size_t cap = diag->cap ? diag->cap * 2 : 8;
@@ -94,6 +95,7 @@ int tl_config_diag_add(tl_diag *diag, char *msg)
         diag->cap = cap;
     }
     diag->msgs[diag->count++] = msg;
+    diag->errors += error;
     return 0;
 }
 
@@ -113,31 +115,62 @@ static void escape_controls(char *dst, size_t cap, const char *s)
     dst[n] = '\0';
 }
 
-void tl_config_report(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
+/* Appends "FILE:LINE:COL: KIND: PATH: what" to the diag; past the cap, only counts it. */
+static void add_message(tl_config_loader *ld, const char *kind, tl_config_pos p, const char *path,
+                        const char *fmt, va_list ap)
 {
-    char raw[WHY_LEN], what[WHY_LEN];
-    va_list ap;
-    va_start(ap, fmt);
+    char raw[WHY_LEN], masked[WHY_LEN], what[WHY_LEN];
     vsnprintf(raw, sizeof(raw), fmt, ap);
-    va_end(ap);
-    escape_controls(what, sizeof(what), raw);
-    ld->nerrors++;
+    tl_config_mask_urls(raw, masked, sizeof(masked));
+    escape_controls(what, sizeof(what), masked);
     if (!ld->diag)
         return;
+    if (ld->diag->count - ld->first >= TL_CONFIG_MAX_MESSAGES) {
+        ld->dropped++;
+        return;
+    }
     if (p.line <= 0)
         p = (tl_config_pos){1, 1};
     const char *sep = path && *path ? ": " : "";
-    int n = snprintf(NULL, 0, "%s:%d:%d: error: %s%s%s", ld->file, p.line, p.col,
+    int n = snprintf(NULL, 0, "%s:%d:%d: %s: %s%s%s", ld->file, p.line, p.col, kind,
                      sep[0] ? path : "", sep, what);
     char *msg = malloc((size_t)n + 1);
     if (!msg) {
         ld->oom = true;
         return;
     }
-    snprintf(msg, (size_t)n + 1, "%s:%d:%d: error: %s%s%s", ld->file, p.line, p.col,
+    snprintf(msg, (size_t)n + 1, "%s:%d:%d: %s: %s%s%s", ld->file, p.line, p.col, kind,
              sep[0] ? path : "", sep, what);
-    if (tl_config_diag_add(ld->diag, msg))
+    if (tl_config_diag_add(ld->diag, msg, kind[0] == 'e'))
         ld->oom = true;
+}
+
+void tl_config_report(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
+{
+    ld->nerrors++;
+    va_list ap;
+    va_start(ap, fmt);
+    add_message(ld, "error", p, path, fmt, ap);
+    va_end(ap);
+}
+
+void tl_config_note(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_message(ld, "note", p, path, fmt, ap);
+    va_end(ap);
+}
+
+const char *tl_config_file_kind(mode_t mode)
+{
+    return S_ISREG(mode)    ? "a regular file"
+           : S_ISDIR(mode)  ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "a special file";
 }
 
 /* ---------------------------------------------------------------- positions */
@@ -182,9 +215,11 @@ static mark node_mark(tl_config_loader *ld, struct fy_node *n)
         const struct fy_mark *m = fy_token_start_mark(fy_node_get_scalar_token(n));
         if (!m)
             return none;
-        /* libfyaml marks a quoted scalar after its opening quote; people count the quote. */
+        /* libfyaml marks a quoted scalar after its opening quote, an alias after its '*';
+         * people count the quote and the star. */
         enum fy_node_style st = fy_node_get_style(n);
-        int q = (st == FYNS_SINGLE_QUOTED || st == FYNS_DOUBLE_QUOTED) && m->column > 0;
+        int q = (st == FYNS_SINGLE_QUOTED || st == FYNS_DOUBLE_QUOTED || st == FYNS_ALIAS) &&
+                m->column > 0;
         return (mark){{m->line + 1, m->column + 1 - q}, m->input_pos - (size_t)q};
     }
     void *it = NULL;

@@ -20,8 +20,8 @@
  *
  * Beside the path: admin.c (the HTTP endpoint) calls admin_metrics.c and
  * admin_tasks.c, which read stats.c, partitions.c, reroute.c and attempt.c; the config
- * (config.c → schema*.c, plugins.c → loader.c, interpolate.c; dump.c) has headers of
- * its own (config_int.h, schema_int.h).
+ * (config.c → document.c → resolve.c, schema*.c → plugins.c → loader.c, interpolate.c,
+ * secrets.c; dump.c) has headers of its own (config_int.h, schema_int.h).
  *
  * Thread rules: everything here belongs to the loop thread, except
  *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),

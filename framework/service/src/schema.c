@@ -11,13 +11,76 @@
  * In the loader's chain: called by config.c (tl_config_load_root); calls the schema
  * files, plugins.c, loader.c and interpolate.c, all below it.
  */
+#include <arpa/inet.h>
 #include <libfyaml.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "schema_int.h"
 
 typedef tl_config_loader loader;
 typedef tl_config_pos pos;
+
+/* ---------------------------------------------------------------- addresses */
+
+/* A host name: dot-separated labels of letters, digits, '_' and inner hyphens, 1 to 63
+ * long, 253 in all; one made of digits and dots only would be an IPv4 address. */
+static bool host_name(const char *h, size_t n)
+{
+    size_t label = 0;
+    bool numeric = true;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (c == '.') {
+            if (label == 0 || h[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_'; /* not in DNS, but in container and /etc/hosts names */
+        if (!(alnum || (c == '-' && label > 0)) || ++label > 63)
+            return false;
+        numeric = numeric && c >= '0' && c <= '9';
+    }
+    return n > 0 && n <= 253 && label > 0 && h[n - 1] != '-' && !numeric;
+}
+
+/* Checks "HOST:PORT" as the admin endpoint binds it: HOST empty or "*" (every address),
+ * an IPv4 address, "[IPv6]" or a host name; PORT 0 to 65535, digits only. */
+static bool host_port(const char *s, char *why, size_t whylen)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon) {
+        snprintf(why, whylen, "no ':' before the port");
+        return false;
+    }
+    const char *port = colon + 1;
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || port[digits] || digits > 5 || atol(port) > 65535) {
+        snprintf(why, whylen, "the port must be a number from 0 to 65535");
+        return false;
+    }
+    char host[256];
+    size_t n = (size_t)(colon - s);
+    if (n >= sizeof(host)) {
+        snprintf(why, whylen, "the host is too long");
+        return false;
+    }
+    memcpy(host, s, n);
+    host[n] = '\0';
+    unsigned char addr[16];
+    bool ok = n == 0 || strcmp(host, "*") == 0 || inet_pton(AF_INET, host, addr) == 1;
+    if (!ok && n > 2 && host[0] == '[' && host[n - 1] == ']') {
+        host[n - 1] = '\0';
+        ok = inet_pton(AF_INET6, host + 1, addr) == 1;
+    } else if (!ok) {
+        ok = host_name(host, n);
+    }
+    if (!ok)
+        snprintf(why, whylen, "the host must be an IPv4 address, [IPv6], a host name, * or empty");
+    return ok;
+}
 
 /* ---------------------------------------------------------------- sections */
 
@@ -54,12 +117,12 @@ static void load_admin(loader *ld, struct fy_node *root)
     char *listen = tl_schema_get_str(ld, map, "admin", "listen");
     if (!listen)
         return;
-    char *colon = strrchr(listen, ':');
-    int64_t port;
     char why[WHY_LEN];
-    if (!colon || tl_config_parse_int(colon + 1, 0, 65535, &port, why, sizeof(why))) {
-        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "listen")),
-                         "admin.listen", "expected HOST:PORT, got \"%s\"", listen);
+    if (!host_port(listen, why, sizeof(why))) {
+        struct fy_node *v = tl_schema_lookup(map, "listen");
+        tl_config_report(ld, tl_config_node_pos(ld, v), "admin.listen",
+                         "expected HOST:PORT, got \"%s\": %s", tl_schema_shown(ld, v, NULL, listen),
+                         why);
         return;
     }
     ld->cfg->admin_listen = listen;
@@ -89,17 +152,24 @@ static void load_plugins(loader *ld, struct fy_node *root)
         !tl_schema_expect_kind(ld, seq, FYNT_SEQUENCE, "plugins", "a list"))
         return;
     tl_config *cfg = ld->cfg;
-    cfg->plugins = tl_config_alloc(ld, (tl_schema_count_of(seq) + 1) * sizeof(*cfg->plugins));
+    size_t n = tl_schema_count_of(seq);
+    cfg->plugins = tl_config_alloc(ld, (n + 1) * sizeof(*cfg->plugins));
+    ld->plugins_shown = tl_config_alloc(ld, (n + 1) * sizeof(*ld->plugins_shown));
     void *it = NULL;
     struct fy_node *item;
-    while (cfg->plugins && (item = fy_node_sequence_iterate(seq, &it))) {
+    for (size_t i = 0;
+         cfg->plugins && ld->plugins_shown && (item = fy_node_sequence_iterate(seq, &it)); i++) {
         char path[PATH_LEN];
-        tl_schema_join_index(path, "plugins", cfg->nplugins);
-        tl_config_plugin *pl = &cfg->plugins[cfg->nplugins++];
-        pl->path = tl_schema_scalar(ld, item, path, "a path");
-        if (pl->path)
-            tl_config_open_plugin(ld, tl_config_node_pos(ld, item), path, pl);
+        tl_schema_join_index(path, "plugins", i);
+        tl_config_plugin *pl = &cfg->plugins[cfg->nplugins];
+        pl->path = tl_schema_scalar(ld, item, path, NULL, "a path");
+        if (!pl->path)
+            continue;
+        const char *shown = tl_schema_shown(ld, item, NULL, pl->path);
+        ld->plugins_shown[cfg->nplugins++] = shown;
+        tl_config_open_plugin(ld, tl_config_node_pos(ld, item), path, shown, pl);
     }
+    cfg->plugins_unopened = ld->no_plugin_code && cfg->nplugins > 0;
 }
 
 void tl_config_load_root(loader *ld, struct fy_node *root)
@@ -122,7 +192,7 @@ void tl_config_load_root(loader *ld, struct fy_node *root)
     tl_schema_load_sources(ld, root);
     tl_schema_load_sinks(ld, root);
     tl_schema_load_routes(ld, root);
-    tl_schema_check_sources_routed(ld, root);
+    tl_schema_check_sources_routed(ld);
     load_admin(ld, root);
     load_log(ld, root);
 }

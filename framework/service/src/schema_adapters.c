@@ -15,11 +15,17 @@ typedef tl_config_pos pos;
 
 /* ---------------------------------------------------------------- adapter params */
 
-static bool load_list(loader *ld, struct fy_node *seq, const char *path, tl_param_value *out)
+/* A list of strings; def (NULL for a section nothing declares) may require an item. */
+static bool load_list(loader *ld, const tl_param *def, struct fy_node *seq, pos where,
+                      const char *path, const char *key, tl_param_value *out)
 {
     if (fy_node_get_type(seq) != FYNT_SEQUENCE) {
         tl_config_report(ld, tl_config_node_pos(ld, seq), path,
                          "expected a list, got %s (write [item, ...])", tl_schema_kind(seq));
+        return false;
+    }
+    if (def && def->required && tl_schema_count_of(seq) == 0) {
+        tl_config_report(ld, where, path, "must not be empty: give at least one item");
         return false;
     }
     const char **items = tl_config_alloc(ld, (tl_schema_count_of(seq) + 1) * sizeof(*items));
@@ -32,7 +38,7 @@ static bool load_list(loader *ld, struct fy_node *seq, const char *path, tl_para
     while ((item = fy_node_sequence_iterate(seq, &it))) {
         char at[PATH_LEN];
         tl_schema_join_index(at, path, i++);
-        char *s = tl_schema_scalar(ld, item, at, "a string");
+        char *s = tl_schema_scalar(ld, item, at, key, "a string");
         ok = ok && s;
         if (s)
             items[n++] = s;
@@ -42,34 +48,49 @@ static bool load_list(loader *ld, struct fy_node *seq, const char *path, tl_para
     return ok;
 }
 
-/* Checks one value against its declared type and fills out. */
-static bool load_param(loader *ld, const tl_param *def, struct fy_node *v, const char *path,
-                       tl_param_value *out)
+/* Checks a scalar value (text, quoted as shown) against def; why says what is wrong. */
+static int check_scalar(const tl_param *def, const char *text, const char *shown,
+                        tl_param_value *out, char *why, size_t whylen)
 {
-    char why[WHY_LEN];
+    bool b = false;
     int rc = 0;
+    switch (def->type) {
+    case TL_PARAM_STRING:
+        tl_schema_empty_why(text, shown, why, whylen);
+        return *text ? 0 : TL_ECONFIG;
+    case TL_PARAM_INT:
+        /* No adapter counts below zero, and int32 is what their libraries take. */
+        return tl_config_parse_int_shown(text, shown, 0, TL_PARAM_INT_MAX, &out->num, why, whylen);
+    case TL_PARAM_BOOL:
+        rc = tl_config_parse_bool_shown(text, shown, &b, why, whylen);
+        out->num = b;
+        return rc;
+    default:
+        return tl_config_parse_duration_shown(text, shown, &out->num, why, whylen);
+    }
+}
+
+/* Checks one value against its declared type and fills out; where is its place (its
+ * key's, for an empty collection). */
+static bool load_param(loader *ld, const tl_param *def, struct fy_node *v, pos where,
+                       const char *path, tl_param_value *out)
+{
     *out = (tl_param_value){.name = def->name, .type = def->type};
     if (def->type == TL_PARAM_LIST)
-        return load_list(ld, v, path, out);
+        return load_list(ld, def, v, where, path, def->name, out);
     if (def->type == TL_PARAM_MAP)
         return tl_schema_is_null(v) ||
                (tl_schema_expect_kind(ld, v, FYNT_MAPPING, path, "a mapping") &&
                 tl_schema_load_kvs(ld, v, path, &out->map, &out->nmap));
     static const char *const what[] = {"a string", "an integer", "true or false", "a duration"};
-    out->str = tl_schema_scalar(ld, v, path, what[def->type]);
+    out->str = tl_schema_scalar(ld, v, path, def->name, what[def->type]);
     if (!out->str)
         return false;
-    bool b = false;
-    if (def->type == TL_PARAM_INT)
-        rc = tl_config_parse_int(out->str, INT64_MIN, INT64_MAX, &out->num, why, sizeof(why));
-    else if (def->type == TL_PARAM_BOOL)
-        rc = tl_config_parse_bool(out->str, &b, why, sizeof(why));
-    else if (def->type == TL_PARAM_DURATION)
-        rc = tl_config_parse_duration(out->str, &out->num, why, sizeof(why));
-    if (def->type == TL_PARAM_BOOL)
-        out->num = b;
+    char why[WHY_LEN];
+    int rc = check_scalar(def, out->str, tl_schema_shown(ld, v, def->name, out->str), out, why,
+                          sizeof(why));
     if (rc)
-        tl_config_report(ld, tl_config_node_pos(ld, v), path, "%s", why);
+        tl_config_report(ld, where, path, "%s", why);
     return rc == 0;
 }
 
@@ -119,12 +140,47 @@ static void load_params(loader *ld, struct fy_node *map, pos at, const char *pat
             continue;
         }
         tl_schema_join(sub, path, key);
-        if (load_param(ld, def, fy_node_pair_value(pair), sub, &v[out->n]))
+        struct fy_node *value = fy_node_pair_value(pair);
+        pos where = tl_schema_pos_or(ld, value, tl_config_node_pos(ld, fy_node_pair_key(pair)));
+        if (load_param(ld, def, value, where, sub, &v[out->n]))
             out->n++;
     }
     for (size_t i = 0; schema && schema[i].name; i++)
         if (schema[i].required && !(map && tl_schema_lookup_key(map, schema[i].name)))
             tl_config_report(ld, at, path, "missing required key '%s'", schema[i].name);
+}
+
+/*
+ * A section of an adapter a skipped plugin is taken to provide (no_plugin_code): its
+ * keys cannot be checked, only kept for the dump, each by its shape.
+ */
+static void load_unchecked(loader *ld, struct fy_node *map, const char *path, const char *skip,
+                           tl_params *out)
+{
+    tl_param_value *v = tl_config_alloc(ld, (tl_schema_count_of(map) + 1) * sizeof(*v));
+    out->v = v;
+    void *it = NULL;
+    struct fy_node_pair *pair;
+    while (v && map && (pair = fy_node_mapping_iterate(map, &it))) {
+        char *key = tl_schema_key_text(ld, pair, path), sub[PATH_LEN];
+        if (!key || (skip && strcmp(key, skip) == 0))
+            continue;
+        tl_schema_join(sub, path, key);
+        struct fy_node *value = fy_node_pair_value(pair);
+        tl_param_value *pv = &v[out->n];
+        *pv = (tl_param_value){.name = key, .type = TL_PARAM_STRING};
+        bool ok;
+        if (!tl_schema_is_null(value) && fy_node_get_type(value) == FYNT_SEQUENCE) {
+            pv->type = TL_PARAM_LIST;
+            ok = load_list(ld, NULL, value, tl_config_node_pos(ld, value), sub, key, pv);
+        } else if (!tl_schema_is_null(value) && fy_node_get_type(value) == FYNT_MAPPING) {
+            pv->type = TL_PARAM_MAP;
+            ok = tl_schema_load_kvs(ld, value, sub, &pv->map, &pv->nmap);
+        } else {
+            ok = (pv->str = tl_schema_scalar(ld, value, sub, key, "a scalar")) != NULL;
+        }
+        out->n += ok;
+    }
 }
 
 /* ---------------------------------------------------------------- sections */
@@ -150,8 +206,12 @@ static void load_source(loader *ld, struct fy_node_pair *pair, tl_config_source 
     if (!src->ops) {
         char sub[PATH_LEN];
         tl_schema_join(sub, path, "type");
-        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "type")), sub,
-                         "unknown source type '%s'", src->type);
+        struct fy_node *type = tl_schema_lookup(map, "type");
+        if (tl_schema_from_plugins(ld, tl_config_node_pos(ld, type), sub, "source type", src->type))
+            load_unchecked(ld, map, path, "type", &src->params);
+        else
+            tl_config_report(ld, tl_config_node_pos(ld, type), sub, "unknown source type '%s'",
+                             tl_schema_shown(ld, type, NULL, src->type));
         return;
     }
     load_params(ld, map, at, path, src->ops->params, "type", &src->params);
@@ -171,8 +231,10 @@ void tl_schema_load_sources(loader *ld, struct fy_node *root)
     if (!tl_schema_expect_kind(ld, map, FYNT_MAPPING, "sources", "a mapping"))
         return;
     tl_config *cfg = ld->cfg;
-    cfg->sources = tl_config_alloc(ld, (tl_schema_count_of(map) + 1) * sizeof(*cfg->sources));
-    if (!cfg->sources)
+    size_t n = tl_schema_count_of(map);
+    cfg->sources = tl_config_alloc(ld, (n + 1) * sizeof(*cfg->sources));
+    ld->source_at = tl_config_alloc(ld, (n + 1) * sizeof(*ld->source_at));
+    if (!cfg->sources || !ld->source_at)
         return;
     ld->sources_ok = true;
     void *it = NULL;
@@ -181,6 +243,7 @@ void tl_schema_load_sources(loader *ld, struct fy_node *root)
         char *name = tl_schema_key_text(ld, pair, "sources");
         if (!name)
             continue;
+        ld->source_at[cfg->nsources] = tl_config_node_pos(ld, fy_node_pair_key(pair));
         tl_config_source *src = &cfg->sources[cfg->nsources++];
         src->name = name;
         load_source(ld, pair, src);
@@ -202,7 +265,9 @@ void tl_schema_load_sinks(loader *ld, struct fy_node *root)
         tl_schema_join(path, "sinks", scheme);
         struct fy_node *key = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
         const tl_sink_ops *ops = tl_registry_sink(ld->reg, scheme);
-        if (!ops) {
+        bool unchecked = !ops && tl_schema_from_plugins(ld, tl_config_node_pos(ld, key), path,
+                                                        "sink scheme", scheme);
+        if (!ops && !unchecked) {
             tl_config_report(ld, tl_config_node_pos(ld, key), path, "unknown sink scheme '%s'",
                              scheme);
             continue;
@@ -213,8 +278,11 @@ void tl_schema_load_sinks(loader *ld, struct fy_node *root)
         *sink = (tl_config_sink){
             .scheme = scheme, .ops = ops, .line = tl_config_node_pos(ld, key).line};
         sink->params.section = scheme;
-        load_params(ld, tl_schema_is_null(v) ? NULL : v,
-                    tl_schema_pos_or(ld, v, tl_config_node_pos(ld, key)), path, ops->params, NULL,
-                    &sink->params);
+        struct fy_node *section = tl_schema_is_null(v) ? NULL : v;
+        if (unchecked)
+            load_unchecked(ld, section, path, NULL, &sink->params);
+        else
+            load_params(ld, section, tl_schema_pos_or(ld, v, tl_config_node_pos(ld, key)), path,
+                        ops->params, NULL, &sink->params);
     }
 }

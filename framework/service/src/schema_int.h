@@ -39,8 +39,24 @@ const char *tl_schema_kind(struct fy_node *n);
 bool tl_schema_expect_kind(tl_config_loader *ld, struct fy_node *n, enum fy_node_type t,
                            const char *path, const char *what);
 
-/* The interpolated text of a scalar value, owned by the config; NULL after an error. */
-char *tl_schema_scalar(tl_config_loader *ld, struct fy_node *n, const char *path, const char *what);
+/*
+ * The interpolated text of a scalar value, owned by the config; NULL after an error (a
+ * NUL character, a bad ${...}). key is the key it is the value of (NULL: none); when its
+ * name says secret, an error never quotes the value.
+ */
+char *tl_schema_scalar(tl_config_loader *ld, struct fy_node *n, const char *path, const char *key,
+                       const char *what);
+
+/*
+ * How messages may quote text, the value of node n under key: as written in the file
+ * when it came from ${VAR} (the message names the variable, never what it held), masked
+ * when key names a secret, else text itself (the same pointer).
+ */
+const char *tl_schema_shown(tl_config_loader *ld, struct fy_node *n, const char *key,
+                            const char *text);
+
+/* Why an empty value (text, quoted as shown) is refused, into why. */
+void tl_schema_empty_why(const char *text, const char *shown, char *why, size_t whylen);
 
 /* A mapping key as written (keys are names, so not interpolated); NULL if reported. */
 char *tl_schema_key_text(tl_config_loader *ld, struct fy_node_pair *pair, const char *path);
@@ -90,6 +106,14 @@ int tl_schema_get_enum(tl_config_loader *ld, struct fy_node *map, const char *pa
 struct fy_node *tl_schema_get_map(tl_config_loader *ld, struct fy_node *map, const char *path,
                                   const char *key);
 
+/*
+ * With plugins checked but not opened (no_plugin_code), notes at p that the `what`
+ * called name, registered by nothing, is taken to come from them, and returns true;
+ * false when no plugin was skipped, so that the caller reports an error.
+ */
+bool tl_schema_from_plugins(tl_config_loader *ld, tl_config_pos p, const char *path,
+                            const char *what, const char *name);
+
 /* A mapping of names to scalars (route params, librdkafka properties), in file order,
  * into *out (owned by the config); false only when out of memory. */
 bool tl_schema_load_kvs(tl_config_loader *ld, struct fy_node *map, const char *path,
@@ -110,6 +134,6 @@ void tl_schema_load_sinks(tl_config_loader *ld, struct fy_node *root);
 void tl_schema_load_routes(tl_config_loader *ld, struct fy_node *root);
 
 /* Reports each source no route reads from, once sources and routes checked clean. */
-void tl_schema_check_sources_routed(tl_config_loader *ld, struct fy_node *root);
+void tl_schema_check_sources_routed(tl_config_loader *ld);
 
 #endif

@@ -78,18 +78,61 @@ bool tl_schema_expect_kind(loader *ld, struct fy_node *n, enum fy_node_type t, c
     return false;
 }
 
-/* The interpolated text of a scalar value, owned by the config; NULL after an error. */
-char *tl_schema_scalar(loader *ld, struct fy_node *n, const char *path, const char *what)
+/* True when s[0..len) holds "${": the value takes something from the environment. */
+static bool interpolates(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if (s[i] == '$' && s[i + 1] == '{')
+            return true;
+    return false;
+}
+
+/* True when s[0..len) is one whole reference "${NAME}": naming NAME tells nothing of a
+ * secret that holds it. */
+static bool one_reference(const char *s, size_t len)
+{
+    if (len < 4 || s[0] != '$' || s[1] != '{' || s[len - 1] != '}')
+        return false;
+    for (size_t i = 2; i + 1 < len; i++)
+        if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (i > 2 && s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+const char *tl_schema_shown(loader *ld, struct fy_node *n, const char *key, const char *text)
+{
+    if (key && tl_config_is_secret(key))
+        return TL_CONFIG_MASK;
+    size_t len = 0;
+    const char *raw = n && fy_node_get_type(n) == FYNT_SCALAR ? fy_node_get_scalar(n, &len) : NULL;
+    if (!raw || !interpolates(raw, len))
+        return text;
+    const char *copy = tl_config_strndup(ld, raw, len);
+    return copy ? copy : text;
+}
+
+char *tl_schema_scalar(loader *ld, struct fy_node *n, const char *path, const char *key,
+                       const char *what)
 {
     if (n && !tl_schema_expect_kind(ld, n, FYNT_SCALAR, path, what))
         return NULL;
     size_t len = 0;
     const char *raw = tl_schema_is_null(n) ? "" : fy_node_get_scalar(n, &len);
+    /* "\0" in a double-quoted scalar: C strings would silently end at it. */
+    if (memchr(raw, '\0', len)) {
+        tl_config_report(ld, tl_config_node_pos(ld, n), path,
+                         "a value must not contain a NUL character (\\0)");
+        return NULL;
+    }
     char why[WHY_LEN], *text;
     int rc = tl_config_interpolate(raw, len, ld->getenv, ld->getenv_user, &text, why, sizeof(why));
     if (rc == TL_ENOMEM)
         ld->oom = true;
     if (rc) {
+        if (rc == TL_ECONFIG && key && tl_config_is_secret(key) && !one_reference(raw, len))
+            snprintf(why, sizeof(why),
+                     "bad ${...} in the value of a secret (not shown; $$ is a literal $)");
         if (rc == TL_ECONFIG)
             tl_config_report(ld, tl_config_node_pos(ld, n), path, "%s", why);
         return NULL;
@@ -103,7 +146,7 @@ char *tl_schema_scalar(loader *ld, struct fy_node *n, const char *path, const ch
 char *tl_schema_key_text(loader *ld, struct fy_node_pair *pair, const char *path)
 {
     struct fy_node *k = fy_node_pair_key(pair);
-    if (!k || fy_node_get_type(k) != FYNT_SCALAR) {
+    if (!k || fy_node_get_type(k) != FYNT_SCALAR || fy_node_get_style(k) == FYNS_ALIAS) {
         tl_config_report(ld,
                          tl_schema_pos_or(ld, k, tl_config_node_pos(ld, fy_node_pair_value(pair))),
                          path, "keys must be plain strings");
@@ -111,6 +154,11 @@ char *tl_schema_key_text(loader *ld, struct fy_node_pair *pair, const char *path
     }
     size_t len;
     const char *s = fy_node_get_scalar(k, &len);
+    if (s && memchr(s, '\0', len)) {
+        tl_config_report(ld, tl_config_node_pos(ld, k), path,
+                         "a key must not contain a NUL character (\\0)");
+        return NULL;
+    }
     return tl_config_strndup(ld, s ? s : "", s ? len : 0);
 }
 
@@ -181,11 +229,13 @@ void tl_schema_require(loader *ld, struct fy_node *map, pos at, const char *path
 
 /* ---------------------------------------------------------------- typed fields */
 
-/* One key of a fixed section: its path, where it is, and its interpolated text. */
+/* One key of a fixed section: its path, where it is, its interpolated text, and that
+ * text as messages may quote it (tl_schema_shown). */
 typedef struct field {
     char at[PATH_LEN];
     pos p;
     char *text;
+    const char *shown;
 } field;
 
 /* Fills f for map[key]; false when the key is absent or its value was reported. */
@@ -198,7 +248,8 @@ static bool get_field(loader *ld, struct fy_node *map, const char *path, const c
     tl_schema_join(f->at, path, key);
     f->p = tl_schema_pos_or(ld, fy_node_pair_value(pair),
                             tl_config_node_pos(ld, fy_node_pair_key(pair)));
-    f->text = tl_schema_scalar(ld, fy_node_pair_value(pair), f->at, what);
+    f->text = tl_schema_scalar(ld, fy_node_pair_value(pair), f->at, key, what);
+    f->shown = f->text ? tl_schema_shown(ld, fy_node_pair_value(pair), key, f->text) : NULL;
     return f->text != NULL;
 }
 
@@ -215,7 +266,17 @@ char *tl_schema_get_str(loader *ld, struct fy_node *map, const char *path, const
     field f;
     if (!get_field(ld, map, path, key, "a string", &f))
         return NULL;
-    return check(ld, *f.text ? 0 : TL_ECONFIG, &f, "must not be empty") ? f.text : NULL;
+    char why[WHY_LEN];
+    tl_schema_empty_why(f.text, f.shown, why, sizeof(why));
+    return check(ld, *f.text ? 0 : TL_ECONFIG, &f, why) ? f.text : NULL;
+}
+
+void tl_schema_empty_why(const char *text, const char *shown, char *why, size_t whylen)
+{
+    if (shown != text && strcmp(shown, TL_CONFIG_MASK) != 0)
+        snprintf(why, whylen, "must not be empty, and \"%s\" gives an empty value", shown);
+    else
+        snprintf(why, whylen, "must not be empty");
 }
 
 bool tl_schema_get_int(loader *ld, struct fy_node *map, const char *path, const char *key,
@@ -224,7 +285,8 @@ bool tl_schema_get_int(loader *ld, struct fy_node *map, const char *path, const 
     field f;
     char why[WHY_LEN];
     return get_field(ld, map, path, key, "an integer", &f) &&
-           check(ld, tl_config_parse_int(f.text, min, max, out, why, sizeof(why)), &f, why);
+           check(ld, tl_config_parse_int_shown(f.text, f.shown, min, max, out, why, sizeof(why)),
+                 &f, why);
 }
 
 bool tl_schema_get_bool(loader *ld, struct fy_node *map, const char *path, const char *key,
@@ -233,7 +295,7 @@ bool tl_schema_get_bool(loader *ld, struct fy_node *map, const char *path, const
     field f;
     char why[WHY_LEN];
     return get_field(ld, map, path, key, "true or false", &f) &&
-           check(ld, tl_config_parse_bool(f.text, out, why, sizeof(why)), &f, why);
+           check(ld, tl_config_parse_bool_shown(f.text, f.shown, out, why, sizeof(why)), &f, why);
 }
 
 /* A duration in ms; positive demands more than zero. */
@@ -244,9 +306,9 @@ bool tl_schema_get_duration(loader *ld, struct fy_node *map, const char *path, c
     char why[WHY_LEN];
     int64_t ms;
     if (!get_field(ld, map, path, key, "a duration", &f) ||
-        !check(ld, tl_config_parse_duration(f.text, &ms, why, sizeof(why)), &f, why))
+        !check(ld, tl_config_parse_duration_shown(f.text, f.shown, &ms, why, sizeof(why)), &f, why))
         return false;
-    snprintf(why, sizeof(why), "duration must be greater than 0, got \"%s\"", f.text);
+    snprintf(why, sizeof(why), "duration must be greater than 0, got \"%s\"", f.shown);
     if (!check(ld, positive && ms == 0 ? TL_ECONFIG : 0, &f, why))
         return false;
     *out = ms;
@@ -270,7 +332,7 @@ int tl_schema_get_enum(loader *ld, struct fy_node *map, const char *path, const 
                  : names[i + 1] ? ", "
                                 : " or ",
                  names[i]);
-    tl_config_report(ld, f.p, f.at, "expected %s, got \"%s\"", choices, f.text);
+    tl_config_report(ld, f.p, f.at, "expected %s, got \"%s\"", choices, f.shown);
     return def;
 }
 
@@ -301,11 +363,22 @@ bool tl_schema_load_kvs(loader *ld, struct fy_node *map, const char *path, const
         if (!key)
             continue;
         tl_schema_join(at, path, key);
-        char *val = tl_schema_scalar(ld, fy_node_pair_value(pair), at, "a scalar");
+        char *val = tl_schema_scalar(ld, fy_node_pair_value(pair), at, key, "a scalar");
         if (val)
             kv[(*n)++] = (tl_kv){key, val};
     }
     *out = kv;
+    return true;
+}
+
+bool tl_schema_from_plugins(loader *ld, pos p, const char *path, const char *what, const char *name)
+{
+    if (ld->nskipped == 0)
+        return false;
+    char names[WHY_LEN];
+    tl_config_note(ld, p, path,
+                   "%s '%s' is not registered; taken to be provided by %s (not loaded by check)",
+                   what, name, tl_config_plugin_names(ld, names, sizeof(names)));
     return true;
 }
 
@@ -337,11 +410,17 @@ static size_t distance(const char *a, const char *b)
     return row[lb];
 }
 
+/* Past SUGGEST_MAX candidates it gives up: a file of thousands of wrong names would
+ * otherwise cost their product in distances. */
+#define SUGGEST_MAX 256
+
 const char *tl_config_suggest(const char *word, const char *const *candidates)
 {
     const char *best = NULL;
     size_t best_d = 3;
     for (size_t i = 0; candidates && candidates[i]; i++) {
+        if (i == SUGGEST_MAX)
+            return NULL;
         size_t d = distance(word, candidates[i]);
         if (d < best_d) {
             best = candidates[i];

@@ -6,6 +6,7 @@
  * nothing above.
  */
 #include <libfyaml.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "schema_int.h"
@@ -22,48 +23,139 @@ long tl_config_source_index(const tl_config *cfg, const char *name)
     return -1;
 }
 
-/* A "SCHEME:ADDRESS" target whose scheme is a registered sink. */
+/* ---------------------------------------------------------------- sources of routes */
+
+/* What a load keeps to find routes' sources in n·log n: the sources sorted by name,
+ * and the route each one feeds. */
+typedef struct named {
+    const char *name;
+    size_t index;
+} named;
+
+typedef struct route_index {
+    size_t n;
+    named *by_name;   /* the sources, sorted by name */
+    size_t *route_of; /* for each source, the route reading it, or SIZE_MAX */
+} route_index;
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const named *)a)->name, ((const named *)b)->name);
+}
+
+/* Sorts the sources once; false when out of memory (noted by the arena). */
+static bool index_sources(loader *ld, route_index *ix)
+{
+    tl_config *cfg = ld->cfg;
+    ix->n = cfg->nsources;
+    ix->by_name = tl_config_alloc(ld, (ix->n + 1) * sizeof(*ix->by_name));
+    ix->route_of = tl_config_alloc(ld, (ix->n + 1) * sizeof(*ix->route_of));
+    if (!ix->by_name || !ix->route_of)
+        return false;
+    for (size_t i = 0; i < ix->n; i++) {
+        ix->by_name[i] = (named){cfg->sources[i].name, i};
+        ix->route_of[i] = SIZE_MAX;
+    }
+    qsort(ix->by_name, ix->n, sizeof(*ix->by_name), by_name);
+    return true;
+}
+
+static long find_source(const route_index *ix, const char *name)
+{
+    named key = {name, 0};
+    const named *hit = bsearch(&key, ix->by_name, ix->n, sizeof(key), by_name);
+    return hit ? (long)hit->index : -1;
+}
+
+/* ---------------------------------------------------------------- targets */
+
+/* True when the target names what the route's own source reads (by its adapter's
+ * `input` key, on the sink of the same name as the source type): a loop. */
+static bool feeds_own_input(const tl_config *cfg, const tl_config_route *r,
+                            const tl_config_target *t)
+{
+    if (r->source == SIZE_MAX)
+        return false;
+    const tl_config_source *src = &cfg->sources[r->source];
+    if (!src->ops || !src->ops->input || strcmp(src->type, t->scheme) != 0)
+        return false;
+    const tl_param_value *v = tl_params_get(&src->params, src->ops->input);
+    if (v && v->type == TL_PARAM_STRING && strcmp(v->str, t->address) == 0)
+        return true;
+    for (size_t i = 0; v && v->type == TL_PARAM_LIST && i < v->nlist; i++)
+        if (strcmp(v->list[i], t->address) == 0)
+            return true;
+    return false;
+}
+
+/* A "SCHEME:ADDRESS" target whose scheme is a registered sink, not the route's input. */
 static void load_target(loader *ld, struct fy_node *map, const char *path, const char *key,
-                        tl_config_target *t)
+                        tl_config_route *r, tl_config_target *t)
 {
     char *s = tl_schema_get_str(ld, map, path, key), at[PATH_LEN];
     if (!s)
         return;
     tl_schema_join(at, path, key);
-    pos p = tl_schema_pos_or(ld, tl_schema_lookup(map, key),
-                             tl_config_node_pos(ld, tl_schema_lookup_key(map, key)));
+    struct fy_node *v = tl_schema_lookup(map, key);
+    pos p = tl_schema_pos_or(ld, v, tl_config_node_pos(ld, tl_schema_lookup_key(map, key)));
+    const char *shown = tl_schema_shown(ld, v, key, s);
+    bool from_env = shown != s;
+    shown = tl_config_strdup(ld, shown); /* s is cut in two below */
     char *colon = strchr(s, ':');
+    if (!shown)
+        return;
     if (!colon || colon == s || !colon[1]) {
-        tl_config_report(ld, p, at, "expected a target \"SCHEME:ADDRESS\", got \"%s\"", s);
+        tl_config_report(ld, p, at, "expected a target \"SCHEME:ADDRESS\", got \"%s\"", shown);
         return;
     }
     *colon = '\0';
     const tl_sink_ops *ops = tl_registry_sink(ld->reg, s);
-    if (!ops) {
-        tl_config_report(ld, p, at, "unknown sink scheme '%s' in target \"%s:%s\"", s, s,
-                         colon + 1);
+    if (!ops && !tl_schema_from_plugins(ld, p, at, "sink scheme", s)) {
+        if (from_env)
+            tl_config_report(ld, p, at, "unknown sink scheme in target \"%s\"", shown);
+        else
+            tl_config_report(ld, p, at, "unknown sink scheme '%s' in target \"%s\"", s, shown);
         return;
     }
     *t = (tl_config_target){s, colon + 1, ops};
+    if (feeds_own_input(ld->cfg, r, t)) {
+        tl_config_report(ld, p, at,
+                         "\"%s\" is what this route's source '%s' reads: rerouting there would "
+                         "loop for ever",
+                         shown, ld->cfg->sources[r->source].name);
+        *t = (tl_config_target){0};
+    }
 }
 
-static void load_route_source(loader *ld, struct fy_node *map, const char *path, tl_config_route *r)
+/* The route's source, which no other route may read from: two routes on one source would
+ * each take every message (or split them, depending on the broker), and settle them
+ * twice; a source feeds exactly one route. */
+static void load_route_source(loader *ld, route_index *ix, struct fy_node *map, const char *path,
+                              tl_config_route *r)
 {
     char *name = tl_schema_get_str(ld, map, path, "source"), at[PATH_LEN];
-    if (!name || !ld->sources_ok)
+    if (!name || !ld->sources_ok || !ix->route_of)
         return;
-    long i = tl_config_source_index(ld->cfg, name);
+    tl_schema_join(at, path, "source");
+    struct fy_node *v = tl_schema_lookup(map, "source");
+    long i = find_source(ix, name);
+    if (i >= 0 && ix->route_of[i] != SIZE_MAX) {
+        tl_config_report(ld, tl_config_node_pos(ld, v), at,
+                         "source '%s' already feeds routes[%zu]; a source feeds exactly one route",
+                         name, ix->route_of[i]);
+        return;
+    }
     if (i >= 0) {
         r->source = (size_t)i;
+        ix->route_of[i] = (size_t)(r - ld->cfg->routes);
         return;
     }
     const char **names = tl_config_alloc(ld, (ld->cfg->nsources + 1) * sizeof(*names));
     for (size_t k = 0; names && k < ld->cfg->nsources; k++)
         names[k] = ld->cfg->sources[k].name;
     const char *near = names ? tl_config_suggest(name, names) : NULL;
-    tl_schema_join(at, path, "source");
-    tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "source")), at,
-                     "unknown source '%s'%s%s%s", name, near ? " (did you mean '" : "",
+    tl_config_report(ld, tl_config_node_pos(ld, v), at, "unknown source '%s'%s%s%s",
+                     tl_schema_shown(ld, v, NULL, name), near ? " (did you mean '" : "",
                      near ? near : "", near ? "'?)" : "");
 }
 
@@ -75,8 +167,10 @@ static void load_route_handler(loader *ld, struct fy_node *map, const char *path
     if (!r->handler || tl_registry_handler(ld->reg, r->handler, &r->fn, &r->user) == 0)
         return;
     tl_schema_join(at, path, "handler");
-    tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "handler")), at,
-                     "no handler named '%s' is registered", r->handler);
+    struct fy_node *v = tl_schema_lookup(map, "handler");
+    if (!tl_schema_from_plugins(ld, tl_config_node_pos(ld, v), at, "handler", r->handler))
+        tl_config_report(ld, tl_config_node_pos(ld, v), at, "no handler named '%s' is registered",
+                         tl_schema_shown(ld, v, NULL, r->handler));
 }
 
 static void load_on_stall(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
@@ -92,7 +186,7 @@ static void load_on_stall(loader *ld, struct fy_node *route, const char *path, t
         ld, map,
         tl_schema_pos_or(ld, map, tl_config_node_pos(ld, tl_schema_lookup_key(route, "on_stall"))),
         at, keys);
-    load_target(ld, map, at, "reroute", &r->on_stall);
+    load_target(ld, map, at, "reroute", r, &r->on_stall);
 }
 
 static void load_on_error(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
@@ -108,10 +202,11 @@ static void load_on_error(loader *ld, struct fy_node *route, const char *path, t
     if (tl_schema_get_int(ld, map, at, "retries", 0, 1000, &retries))
         r->retries = (unsigned)retries;
     tl_schema_get_duration(ld, map, at, "backoff", false, &r->backoff_ms);
-    load_target(ld, map, at, "then", &r->on_error);
+    load_target(ld, map, at, "then", r, &r->on_error);
 }
 
-static void load_route(loader *ld, struct fy_node *map, size_t index, pos at, tl_config_route *r)
+static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t index, pos at,
+                       tl_config_route *r)
 {
     static const char *const keys[] = {"source",   "handler",  "ordering", "inline", "timeout",
                                        "on_stall", "on_error", "params",   NULL};
@@ -127,7 +222,7 @@ static void load_route(loader *ld, struct fy_node *map, size_t index, pos at, tl
     }
     tl_schema_check_keys(ld, map, path, keys);
     tl_schema_require(ld, map, at, path, required);
-    load_route_source(ld, map, path, r);
+    load_route_source(ld, ix, map, path, r);
     load_route_handler(ld, map, path, r);
     r->ordering =
         (tl_ordering)tl_schema_get_enum(ld, map, path, "ordering", orders, TL_ORDER_PARTITION);
@@ -157,17 +252,20 @@ void tl_schema_load_routes(loader *ld, struct fy_node *root)
     }
     tl_config *cfg = ld->cfg;
     cfg->routes = tl_config_alloc(ld, (tl_schema_count_of(seq) + 1) * sizeof(*cfg->routes));
+    route_index ix = {0};
+    if (ld->sources_ok && !index_sources(ld, &ix))
+        return;
     void *it = NULL;
     struct fy_node *item;
     while (cfg->routes && (item = fy_node_sequence_iterate(seq, &it))) {
-        load_route(ld, item, cfg->nroutes, tl_schema_pos_or(ld, item, key_at),
+        load_route(ld, &ix, item, cfg->nroutes, tl_schema_pos_or(ld, item, key_at),
                    &cfg->routes[cfg->nroutes]);
         cfg->nroutes++;
     }
 }
 
 /* A source nobody routes from could never settle its messages. */
-void tl_schema_check_sources_routed(loader *ld, struct fy_node *root)
+void tl_schema_check_sources_routed(loader *ld)
 {
     tl_config *cfg = ld->cfg;
     bool routes_ok = cfg->nroutes > 0;
@@ -175,17 +273,14 @@ void tl_schema_check_sources_routed(loader *ld, struct fy_node *root)
         routes_ok = routes_ok && cfg->routes[r].source != SIZE_MAX;
     if (!ld->sources_ok || !routes_ok)
         return; /* a broken route may well be the one meant for the source */
-    struct fy_node *map = tl_schema_lookup(root, "sources");
-    for (size_t i = 0; i < cfg->nsources; i++) {
-        bool used = false;
-        for (size_t r = 0; r < cfg->nroutes; r++)
-            used = used || cfg->routes[r].source == i;
-        if (!used) {
+    bool *used = tl_config_alloc(ld, cfg->nsources + 1);
+    for (size_t r = 0; used && r < cfg->nroutes; r++)
+        used[cfg->routes[r].source] = true;
+    for (size_t i = 0; used && i < cfg->nsources; i++) {
+        if (!used[i]) {
             char path[PATH_LEN];
             tl_schema_join(path, "sources", cfg->sources[i].name);
-            tl_config_report(
-                ld, tl_config_node_pos(ld, tl_schema_lookup_key(map, cfg->sources[i].name)), path,
-                "no route reads from this source");
+            tl_config_report(ld, ld->source_at[i], path, "no route reads from this source");
         }
     }
 }

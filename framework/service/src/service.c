@@ -155,6 +155,10 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
                    tl_service **out, char *err, size_t errlen)
 {
     *out = NULL;
+    if (cfg->plugins_unopened) {
+        snprintf(err, errlen, "the config was loaded without opening its plugins");
+        return TL_EINVAL;
+    }
     tl_service *svc = calloc(1, sizeof(*svc));
     if (!svc) {
         snprintf(err, errlen, "out of memory");

@@ -1,6 +1,6 @@
 /*
  * The config's value parsers and interpolation, on their own: durations, integers,
- * booleans, ${VAR} expansion, secret names and suggestions. White-box: they are
+ * booleans, ${VAR} expansion, secret names, URL passwords and suggestions. White-box: they are
  * private to the runtime (config_int.h); tests/unit/test_config.c covers them through
  * whole configs.
  */
@@ -43,7 +43,7 @@ static void durations_without_unit_negative_or_huge_are_refused(void **state)
     assert_string_equal(why, "negative duration \"-2s\"");
     assert_int_equal(tl_config_parse_duration("9999999999999999h", &ms, why, sizeof(why)),
                      TL_ECONFIG);
-    assert_string_equal(why, "duration \"9999999999999999h\" is out of range");
+    assert_string_equal(why, "duration \"9999999999999999h\" is out of range (at most 168h)");
     assert_int_equal(tl_config_parse_duration("2 s", &ms, why, sizeof(why)), TL_ECONFIG);
 }
 
@@ -159,6 +159,66 @@ static void secret_names_are_recognised(void **state)
     assert_false(tl_config_is_secret("bootstrap.servers"));
 }
 
+static void names_with_key_or_credential_are_secrets(void **state)
+{
+    (void)state;
+    assert_true(tl_config_is_secret("api_key"));
+    assert_true(tl_config_is_secret("ssl.key"));
+    assert_true(tl_config_is_secret("apiKey"));
+    assert_true(tl_config_is_secret("db_credentials"));
+    assert_true(tl_config_is_secret("passwd"));
+    assert_false(tl_config_is_secret("group"));
+}
+
+static char *masked(const char *s)
+{
+    static char out[256];
+    size_t n = tl_config_mask_urls(s, out, sizeof(out));
+    assert_int_equal(n, strlen(out));
+    return out;
+}
+
+static void url_passwords_are_masked_and_nothing_else(void **state)
+{
+    (void)state;
+    assert_string_equal(masked("postgres://me:pw@db:5432/x"), "postgres://me:*****@db:5432/x");
+    assert_string_equal(masked("see \"amqp://a:p@ss@q/v\" and s://u:v@w"),
+                        "see \"amqp://a:*****@q/v\" and s://u:*****@w");
+    assert_string_equal(masked("http://user@host:80/x"), "http://user@host:80/x");
+    assert_string_equal(masked("tcp://127.0.0.1:5557"), "tcp://127.0.0.1:5557");
+    assert_string_equal(masked("no url: a:b@c"), "no url: a:b@c");
+    assert_true(tl_config_has_url_password("x redis://:pw@h"));
+    assert_false(tl_config_has_url_password("redis://h:6379"));
+    char small[8];
+    assert_int_equal(tl_config_mask_urls("s://u:pw@h", small, sizeof(small)), 13);
+    assert_string_equal(small, "s://u:*");
+}
+
+static void durations_stop_at_168h(void **state)
+{
+    (void)state;
+    char why[256];
+    int64_t ms;
+    assert_int_equal(tl_config_parse_duration("168h", &ms, why, sizeof(why)), 0);
+    assert_int_equal(ms, TL_CONFIG_MAX_DURATION_MS);
+    assert_int_equal(tl_config_parse_duration("10081m", &ms, why, sizeof(why)), TL_ECONFIG);
+    assert_int_equal(tl_config_parse_duration("99999999999h", &ms, why, sizeof(why)), TL_ECONFIG);
+    assert_string_equal(why, "duration \"99999999999h\" is out of range (at most 168h)");
+}
+
+static void a_value_from_the_environment_is_quoted_as_written(void **state)
+{
+    (void)state;
+    char why[256];
+    int64_t v;
+    assert_int_equal(tl_config_parse_int_shown("abc", "${N}", 0, 9, &v, why, sizeof(why)),
+                     TL_ECONFIG);
+    assert_string_equal(why, "expected an integer, got \"${N}\"");
+    assert_int_equal(tl_config_parse_duration_shown("5x", "${D}", &v, why, sizeof(why)),
+                     TL_ECONFIG);
+    assert_string_equal(why, "unknown unit in duration \"${D}\" (use ms, s, m or h)");
+}
+
 static void suggestion_is_within_two_edits_or_none(void **state)
 {
     (void)state;
@@ -181,6 +241,10 @@ int main(void)
         cmocka_unit_test(interpolation_of_an_unset_variable_names_it),
         cmocka_unit_test(interpolation_of_an_unclosed_reference_is_an_error),
         cmocka_unit_test(secret_names_are_recognised),
+        cmocka_unit_test(names_with_key_or_credential_are_secrets),
+        cmocka_unit_test(url_passwords_are_masked_and_nothing_else),
+        cmocka_unit_test(durations_stop_at_168h),
+        cmocka_unit_test(a_value_from_the_environment_is_quoted_as_written),
         cmocka_unit_test(suggestion_is_within_two_edits_or_none),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,7 +60,13 @@ const void *tl_msg_header(const tl_msg *msg, const char *name, size_t *len);
 /*
  * Each adapter declares the keys its config section accepts; the config validator
  * checks them (unknown key, wrong type, missing required) and hands the values over.
+ * Whatever the adapter, a STRING value is not empty, a required LIST has at least one
+ * item, an INT lies between 0 and TL_PARAM_INT_MAX, and a DURATION is at most the
+ * config's longest (TL_CONFIG_MAX_DURATION_MS, config.h); narrower bounds are the
+ * adapter's to check in open().
  */
+#define TL_PARAM_INT_MAX INT32_MAX
+
 typedef enum tl_param_type {
     TL_PARAM_STRING,
     TL_PARAM_INT,
@@ -172,6 +178,11 @@ typedef struct tl_source_ops {
      * delivered. Fair intake uses it so that one partition's backlog does not take the
      * whole in-flight window. A revoke ends a partition's pause. Loop thread. */
     void (*pause_partitions)(tl_source *src, const tl_partition *parts, size_t n, bool paused);
+    /* Optional: the key of params (a STRING or a LIST) naming what the source reads, as
+     * a target of the sink scheme called like this type would name it (a Kafka topic, a
+     * ZeroMQ endpoint). A route rerouting there would feed its own input for ever, so
+     * the config refuses such a target. */
+    const char *input;
 } tl_source_ops;
 
 /* ---------------------------------------------------------------- sinks */

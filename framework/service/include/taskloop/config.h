@@ -9,9 +9,11 @@
  *     FILE:LINE:COL: error: KEY.PATH: what
  *
  * with 1-based LINE and COL (the KEY.PATH part is left out for the document itself),
- * sorted by position. A missing required key points at the mapping that should hold
- * it; an unknown key suggests the closest known one within two edits. libfyaml's own
- * errors (syntax, duplicate keys) come in the same form, without a KEY.PATH.
+ * sorted by position; at most TL_CONFIG_MAX_MESSAGES of them, then a note of how many
+ * more there were. A missing required key points at the mapping that should hold it;
+ * an unknown key suggests the closest known one within two edits. Syntax errors and
+ * duplicate keys come in the same form, without a KEY.PATH. Things worth knowing that
+ * are not errors come as "FILE:LINE:COL: note: KEY.PATH: what" (see no_plugin_code).
  *
  * Schema and defaults:
  *
@@ -25,7 +27,8 @@
  *   sources.NAME.type                string     (required) a registered source type
  *   sources.NAME.*                   per the source type's tl_param list
  *   sinks.SCHEME.*                   per the sink scheme's tl_param list (section optional)
- *   routes[i].source                 string     (required) a name under sources
+ *   routes[i].source                 string     (required) a name under sources, read by
+ *                                               no other route
  *   routes[i].handler                string     (required) a registered handler
  *   routes[i].ordering               enum       partition (or key, none)
  *   routes[i].inline                 bool       false
@@ -40,22 +43,53 @@
  *   log.format                       enum       logfmt (or json)
  *   log.level                        enum       info (or debug, warn, error)
  *
+ * What a file may be (a config is read before anyone trusts it):
+ *  - A regular file (a directory, FIFO, device or socket is refused at once, a FIFO
+ *    without waiting for a writer) of at most TL_CONFIG_MAX_BYTES; a text given to
+ *    tl_config_load_string has the same cap.
+ *  - Text: a NUL byte is refused at its line and column, and so is "\0" in a scalar.
+ *  - Exactly one YAML document: a second one ("---") is refused where it starts.
+ *  - At most TL_CONFIG_MAX_ANCHORS anchors; aliases and merge keys ("<<: *base") may
+ *    add at most TL_CONFIG_MAX_ALIAS_NODES nodes in all and nest at most 64 levels
+ *    deep: the alias that would go past either is refused, before its copy is made. An
+ *    alias names the last anchor of its name before it; one inside the node it names is
+ *    refused. A mapping's own keys win over merged ones, earlier sources over later.
+ *  - Keys are checked in time linear in their number (duplicates included).
+ *
  * Values:
  *  - Durations need a unit: "250ms", "2s", "1m", "1h" (a bare number is refused, since
- *    guessing between ms and s is how timeouts end up 1000 times off).
+ *    guessing between ms and s is how timeouts end up 1000 times off), and are at most
+ *    TL_CONFIG_MAX_DURATION_MS ("168h").
  *  - Integers are decimal; trailing text ("8x") is an error. Booleans are true/false.
- *  - A target is "SCHEME:ADDRESS" where SCHEME is a registered sink.
- *  - Every source needs at least one route; every route at least its source and handler.
+ *    An adapter's integer lies between 0 and TL_PARAM_INT_MAX (adapter.h), its string
+ *    is not empty, its required list has an item.
+ *  - A target is "SCHEME:ADDRESS" where SCHEME is a registered sink. A target on the
+ *    sink named like the route's source type that names what that source reads (its
+ *    tl_source_ops.input: a Kafka topic, a ZeroMQ endpoint) is refused: the reroute
+ *    would feed the route its own messages for ever.
+ *  - A source feeds exactly one route: a second route on it is refused.
+ *  - admin.listen is HOST:PORT with HOST empty or "*" (every address), an IPv4
+ *    address, "[IPv6]" or a host name, and PORT a number from 0 to 65535.
+ *  - Every source needs a route; every route at least its source and handler.
  *
  * Interpolation, applied to every scalar value (not to keys) before its type is checked:
  * "${VAR}" is the variable's value and an error when it is unset; "${VAR:-text}" is
  * text when VAR is unset or empty (taken literally up to the first '}'); "$$" is a
  * single '$'. Any other '$' is kept as is.
  *
+ * Secrets: a message about a value that came from ${VAR} quotes it as written, naming
+ * the variable, never what it held; one about the value of a key that names a secret
+ * (tl_config_is_secret) does not quote it at all; and a URL's password is masked in
+ * every message ("scheme://user:*****@host"). tl_config_dump masks the same.
+ *
  * Plugins are loaded (dlopen) before anything else is checked, so they may register
- * handlers, sources and sinks used by the same file. A relative path with a '/' is
- * taken from the config file's directory; a bare name goes through the usual library
- * search. Each must export `int taskloop_plugin_register(tl_registry *reg)`.
+ * handlers, sources and sinks used by the same file. A relative path (a bare name
+ * too) is taken from the config file's folder (the working directory for a text), never
+ * from the library search path. The file must be a regular one, owned by root or by
+ * the user running this, that neither it nor its folder lets group or others write;
+ * otherwise it is refused before anything of it runs. Each must export
+ * `int taskloop_plugin_register(tl_registry *reg)`. With no_plugin_code (tl_config_opts)
+ * they are checked and not loaded.
  *
  * Thread rules: none; a config is built by one thread and read-only afterwards.
  */
@@ -71,11 +105,12 @@ extern "C" {
 
 /* ---------------------------------------------------------------- diagnostics */
 
-/* Error messages collected by a load; a zeroed tl_diag is ready to use. */
+/* Messages collected by a load; a zeroed tl_diag is ready to use. */
 typedef struct tl_diag {
-    char **msgs; /* "FILE:LINE:COL: error: ...", no trailing newline */
-    size_t count;
+    char **msgs;  /* "FILE:LINE:COL: error: ..." or "...: note: ...", no trailing newline */
+    size_t count; /* messages in msgs */
     size_t cap;
+    size_t errors; /* how many of them are errors; the others are notes */
 } tl_diag;
 
 /* Prepares an empty diag (same as zeroing it). */
@@ -90,6 +125,18 @@ void tl_diag_print(const tl_diag *diag, FILE *out);
 /* ---------------------------------------------------------------- the config */
 
 #define TL_CONFIG_MAX_WORKERS 1024
+/* The largest config file or text a load reads, in bytes. */
+#define TL_CONFIG_MAX_BYTES (1024 * 1024)
+/* The most anchors (&name) a config may define. */
+#define TL_CONFIG_MAX_ANCHORS 1000
+/* The most nodes alias expansion and merge keys may add to a document, in all. */
+#define TL_CONFIG_MAX_ALIAS_NODES 100000
+/* The longest duration a config takes (7 days, "168h"), in ms: far from overflowing
+ * when the runtime counts it in nanoseconds. */
+#define TL_CONFIG_MAX_DURATION_MS (7LL * 24 * 3600 * 1000)
+/* The most messages one load keeps in a tl_diag; past it they are counted, and one last
+ * message says how many more there were. */
+#define TL_CONFIG_MAX_MESSAGES 1000
 
 typedef enum tl_ordering {
     TL_ORDER_PARTITION = 0, /* one message at a time per partition */
@@ -149,8 +196,9 @@ typedef struct tl_config_route {
 } tl_config_route;
 
 typedef struct tl_config_plugin {
-    const char *path; /* as written in the file */
-    void *handle;     /* from dlopen; closed by tl_config_free */
+    const char *path; /* as written in the file (interpolated) */
+    const char *file; /* the file it names, symbolic links resolved; NULL if not found */
+    void *handle;     /* from dlopen; closed by tl_config_free; NULL when not opened */
 } tl_config_plugin;
 
 typedef struct tl_config_mem tl_config_mem;
@@ -171,6 +219,7 @@ typedef struct tl_config {
     size_t nroutes;
     tl_config_plugin *plugins;
     size_t nplugins;
+    bool plugins_unopened;    /* loaded with no_plugin_code: not fit to run (see opts) */
     const char *admin_listen; /* NULL: no admin endpoint */
     tl_log_format log_format;
     tl_log_level log_level;
@@ -183,13 +232,22 @@ typedef const char *(*tl_config_getenv_fn)(const char *name, void *user);
 typedef struct tl_config_opts {
     tl_config_getenv_fn getenv; /* NULL: the process environment */
     void *getenv_user;
+    /*
+     * true: run no code the config names. Plugins are checked as for loading but not
+     * opened; a handler, source type or sink scheme nothing registered is then taken to
+     * come from them, with a note instead of an error, and its section's keys are kept
+     * unchecked. The config is for looking at (`taskloop check`): it has
+     * plugins_unopened set, and tl_service_new refuses it.
+     */
+    bool no_plugin_code;
 } tl_config_opts;
 
 /*
- * Loads and validates the file at path, loading its plugins into reg. Returns 0 and
- * a config in *out (caller frees), TL_ECONFIG with the messages appended to diag (may
- * be NULL), or TL_ENOMEM. opts may be NULL. On failure the plugins are closed again,
- * so what they registered in reg must not be called.
+ * Loads and validates the file at path (a regular file of at most TL_CONFIG_MAX_BYTES),
+ * loading its plugins into reg. Returns 0 and a config in *out (caller frees),
+ * TL_ECONFIG with the messages appended to diag (may be NULL), or TL_ENOMEM; notes may
+ * come with a success. opts may be NULL. On failure the plugins are closed again, so
+ * what they registered in reg must not be called.
  */
 int tl_config_load_file(const char *path, tl_registry *reg, const tl_config_opts *opts,
                         tl_config **out, tl_diag *diag);
@@ -205,18 +263,21 @@ int tl_config_load_string(const char *name, const char *text, tl_registry *reg,
 void tl_config_free(tl_config *cfg);
 
 /*
- * Writes the resolved config to out as YAML that loads back to the same config; 0 or
- * TL_ESYS. In adapter sections, route params and MAP values, a key whose name contains
- * password, secret, sasl.oauthbearer, ssl.key or token has its value shown as "*****".
+ * Writes the resolved config to out as YAML that loads back to the same config (but
+ * for what is masked); 0 or TL_ESYS. In adapter sections, route params and MAP values,
+ * a key that names a secret (tl_config_is_secret) has its value shown as "*****", and
+ * in every string a URL's password is ("scheme://user:*****@host").
  */
 int tl_config_dump(const tl_config *cfg, FILE *out);
 
-/* Parses a duration as the config does ("250ms", "2s", "1m", "1h"; a unit is required)
- * into milliseconds; TL_ECONFIG with the reason in why otherwise. */
+/* Parses a duration as the config does ("250ms", "2s", "1m", "1h"; a unit is required;
+ * at most TL_CONFIG_MAX_DURATION_MS) into milliseconds; TL_ECONFIG with the reason in
+ * why otherwise. */
 int tl_config_parse_duration(const char *s, int64_t *ms, char *why, size_t whylen);
 
-/* True when a key's name says its value is a secret (password, secret, token, ...):
- * its value is never printed. */
+/* True when a key's name says its value is a secret: it contains, in any case,
+ * password, passwd, secret, token, key (api_key, ssl.key, apiKey), credential or
+ * sasl.oauthbearer. Its value is never printed. */
 bool tl_config_is_secret(const char *key);
 
 /* The index of the source called name, or -1. */

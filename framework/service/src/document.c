@@ -1,0 +1,165 @@
+/*
+ * From a config's text to the document the schema reads, within bounds.
+ *
+ * A first pass over libfyaml's events, which builds nothing, checks what the text may
+ * hold: no NUL byte, valid YAML, exactly one document, at most TL_CONFIG_MAX_ANCHORS
+ * anchors (libfyaml spends the square of their number taking them off a document, as
+ * freeing it does). Only then is the tree built, without libfyaml's own resolution and
+ * duplicate-key check, which resolve.c does in linear time and within bounds.
+ *
+ * In the loader's chain: called by config.c; calls resolve.c and loader.c.
+ */
+#include <libfyaml.h>
+#include <string.h>
+
+#include "config_int.h"
+
+static void swallow_output(struct fy_diag *diag, void *user, const char *buf, size_t len)
+{
+    (void)diag, (void)user, (void)buf, (void)len;
+}
+
+/* A diag that collects libfyaml's errors rather than printing them: the library
+ * reports, the program decides. NULL when out of memory. */
+static struct fy_diag *collecting_diag(void)
+{
+    struct fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = swallow_output;
+    dcfg.colorize = false;
+    struct fy_diag *diag = fy_diag_create(&dcfg);
+    if (diag)
+        fy_diag_set_collect_errors(diag, true);
+    return diag;
+}
+
+/* A parser of text reporting into diag; NULL when out of memory. */
+static struct fy_parser *parser_of(struct fy_diag *diag, const char *text, size_t len)
+{
+    struct fy_parse_cfg pcfg = {
+        .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2 | FYPCF_ALLOW_DUPLICATE_KEYS,
+        .diag = diag,
+    };
+    struct fy_parser *fyp = diag ? fy_parser_create(&pcfg) : NULL;
+    if (fyp && fy_parser_set_string(fyp, text, len) != 0) {
+        fy_parser_destroy(fyp);
+        fyp = NULL;
+    }
+    return fyp;
+}
+
+/* Reports libfyaml's own errors (syntax), which carry 1-based marks. */
+static void report_parse_errors(tl_config_loader *ld, struct fy_diag *diag)
+{
+    void *it = NULL;
+    struct fy_diag_error *e;
+    while ((e = fy_diag_errors_iterate(diag, &it)))
+        if (e->type >= FYET_ERROR)
+            tl_config_report(ld, (tl_config_pos){e->line, e->column}, "", "%s", e->msg);
+}
+
+/* Where the first NUL byte of text[0..len) is, counting columns in characters as
+ * libfyaml does; {0, 0} when there is none. */
+static tl_config_pos nul_pos(const char *text, size_t len)
+{
+    const char *nul = memchr(text, '\0', len);
+    tl_config_pos p = {1, 1};
+    if (!nul)
+        return (tl_config_pos){0, 0};
+    for (const char *c = text; c < nul; c++) {
+        if (*c == '\n')
+            p = (tl_config_pos){p.line + 1, 1};
+        else if (((unsigned char)*c & 0xc0) != 0x80)
+            p.col++;
+    }
+    return p;
+}
+
+static tl_config_pos token_pos(struct fy_token *t)
+{
+    const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+    return m ? (tl_config_pos){m->line + 1, m->column + 1} : (tl_config_pos){1, 1};
+}
+
+/* The anchor an event defines, or NULL. */
+static struct fy_token *anchor_of(struct fy_event *ev)
+{
+    switch (ev->type) {
+    case FYET_SCALAR:
+        return ev->scalar.anchor;
+    case FYET_SEQUENCE_START:
+        return ev->sequence_start.anchor;
+    case FYET_MAPPING_START:
+        return ev->mapping_start.anchor;
+    default:
+        return NULL;
+    }
+}
+
+/* The first pass: true when the text is worth building a document from. */
+static bool scan(tl_config_loader *ld, const char *text, size_t len)
+{
+    struct fy_diag *diag = collecting_diag();
+    struct fy_parser *fyp = parser_of(diag, text, len);
+    if (!fyp) {
+        if (diag)
+            fy_diag_destroy(diag);
+        ld->oom = true;
+        return false;
+    }
+    size_t before = ld->nerrors, docs = 0, anchors = 0;
+    struct fy_event *ev;
+    while (ld->nerrors == before && (ev = fy_parser_parse(fyp))) {
+        /* A second document's content would otherwise be silently ignored. */
+        if (ev->type == FYET_DOCUMENT_START && ++docs == 2)
+            tl_config_report(ld, token_pos(ev->document_start.document_start), "",
+                             "a second YAML document; a config file holds exactly one");
+        if (anchor_of(ev) && ++anchors == TL_CONFIG_MAX_ANCHORS + 1)
+            tl_config_report(ld, token_pos(anchor_of(ev)), "", "more than %d anchors in one file",
+                             TL_CONFIG_MAX_ANCHORS);
+        fy_parser_event_free(fyp, ev);
+    }
+    report_parse_errors(ld, diag);
+    fy_parser_destroy(fyp);
+    fy_diag_destroy(diag);
+    return ld->nerrors == before;
+}
+
+bool tl_config_parse(tl_config_loader *ld, const char *text, size_t len, tl_config_doc *out)
+{
+    *out = (tl_config_doc){0};
+    tl_config_pos nul = nul_pos(text, len);
+    if (nul.line) {
+        tl_config_report(ld, nul, "", "a NUL byte; a config is text");
+        return false;
+    }
+    if (!scan(ld, text, len))
+        return false;
+    ld->text = text;
+    ld->text_len = len;
+    out->diag = collecting_diag();
+    out->parser = parser_of(out->diag, text, len);
+    if (!out->parser) {
+        ld->oom = true;
+        return false;
+    }
+    size_t before = ld->nerrors;
+    out->doc = fy_parse_load_document(out->parser);
+    report_parse_errors(ld, out->diag);
+    if (ld->nerrors != before)
+        return false;
+    /* An empty stream builds no document: the schema says so. */
+    return !out->doc || tl_config_resolve(ld, out->doc);
+}
+
+void tl_config_doc_free(tl_config_doc *d)
+{
+    if (d->doc)
+        fy_parse_document_destroy(d->parser, d->doc);
+    if (d->parser)
+        fy_parser_destroy(d->parser);
+    if (d->diag)
+        fy_diag_destroy(d->diag);
+    *d = (tl_config_doc){0};
+}
