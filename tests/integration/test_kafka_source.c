@@ -133,36 +133,6 @@ static void pause_holds_deliveries_until_resume(void **state)
     cluster_free(cl);
 }
 
-/* The runtime's fair intake holds one partition while the others flow, across a
- * whole-source pause; its resume delivers the held one's messages, in order, none
- * twice. */
-static void pause_partitions_holds_one_while_the_others_flow(void **state)
-{
-    (void)state;
-    cluster *cl = cluster_new(1, "t-ppause", PARTS);
-    rec r;
-    rec_init(&r);
-    conf c;
-    tl_source *s = open_source(&r, source_conf(&c, cl->boot, "g-ppause", "t-ppause", NULL));
-    assert_eventually(owned_count(&r) == PARTS, T_WAIT);
-    tl_partition p0 = {"t-ppause", 0};
-    SRC->pause_partitions(s, &p0, 1, true);
-    produce(cl, "t-ppause", 0, 200); /* message i goes to partition i % PARTS */
-    int others = 200 - 200 / PARTS;
-    assert_eventually(rec_get(&r, &r.delivered) == others, T_WAIT);
-    /* A whole-source pause and resume (backpressure) leaves the held one held. */
-    SRC->pause(s, true);
-    SRC->pause(s, false);
-    sleep_ms(1000);
-    assert_int_equal(rec_get(&r, &r.delivered), others);
-    SRC->pause_partitions(s, &p0, 1, false);
-    assert_eventually(covered(&r, NULL, 200) == 200, T_WAIT);
-    assert_int_equal(r.dups, 0);
-    assert_int_equal(rec_get(&r, &r.backwards), 0);
-    close_source(s);
-    cluster_free(cl);
-}
-
 static void pause_before_assignment_holds_new_partitions(void **state)
 {
     (void)state;
@@ -418,7 +388,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(consume_delivers_every_message_with_its_fields),
         cmocka_unit_test(commit_resumes_a_new_member_at_the_next_offset),
         cmocka_unit_test(pause_holds_deliveries_until_resume),
-        cmocka_unit_test(pause_partitions_holds_one_while_the_others_flow),
         cmocka_unit_test(pause_before_assignment_holds_new_partitions),
         cmocka_unit_test(pause_holds_across_a_rebalance_and_resume_reaches_every_partition),
         cmocka_unit_test(pause_keeps_back_what_was_queued_and_a_revoke_drops_it),

@@ -46,10 +46,6 @@ struct tl_source {
     bool paused;               /* guarded by lock */
     atomic_bool stashing;      /* paused, as the poll thread reads it */
     rd_kafka_queue_t *parking; /* where paused partitions' fetches go */
-    /* Guarded by lock: partitions the runtime held one by one (pause_partitions), each
-     * with a parking queue of its own in opaque; err is 1 while held, 0 once resumed
-     * (the queue then forwards to the consumer queue and is kept for the next hold). */
-    rd_kafka_topic_partition_list_t *held;
     /* Poll thread only (the loop's once it ended): messages taken while paused,
      * delivered from stash_at on. */
     rd_kafka_message_t **stash;
@@ -71,16 +67,6 @@ void tl_kafka_src_route_locked(tl_source *s, const rd_kafka_topic_partition_list
 /* Lock held: parks the assigned partitions, or sends what was parked, then the
  * partitions, to the consumer queue. */
 void tl_kafka_src_set_paused_locked(tl_source *s, bool paused);
-
-/* Lock held: holds (true) or resumes (false) one partition on its own (see pause.c). */
-void tl_kafka_src_hold_locked(tl_source *s, const char *topic, int32_t partition, bool hold);
-
-/* Lock held: resumes every held partition (the source is stopping). */
-void tl_kafka_src_unhold_all_locked(tl_source *s);
-
-/* Lock held, after the unassign: forgets the holds of revoked partitions; what their
- * queues parked goes, uncommitted, for the next owner. */
-void tl_kafka_src_forget_held_locked(tl_source *s, const rd_kafka_topic_partition_list_t *parts);
 
 /* Poll thread: takes rkm into the batch, or into the stash while paused. */
 void tl_kafka_src_take_or_stash(tl_source *s, rd_kafka_message_t *rkm, size_t *n, bool paused);

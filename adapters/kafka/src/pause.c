@@ -22,11 +22,6 @@
  * not poll leaves its group) and stashes what the consumer queue still held, a
  * pointer each, to deliver it first on resume; stashed messages of revoked partitions
  * are dropped, uncommitted, for the next owner.
- *
- * One partition can be held on its own too (the runtime's fair intake): its fetch
- * queue is forwarded to a parking queue of its own, which a resume forwards, before
- * the partition, to where the others go. A whole-source pause leaves held partitions
- * where they are, so each partition stays in order whatever the order of the calls.
  */
 #include <stdlib.h>
 
@@ -46,23 +41,8 @@ void tl_kafka_src_route_locked(tl_source *s, const rd_kafka_topic_partition_list
     }
 }
 
-static rd_kafka_topic_partition_t *held_find(tl_source *s, const char *topic, int32_t partition)
-{
-    return s->held ? rd_kafka_topic_partition_list_find(s->held, topic, partition) : NULL;
-}
-
-/* Lock held: forwards one partition's fetch queue to `to`. */
-static void route_one(tl_source *s, const char *topic, int32_t partition, rd_kafka_queue_t *to)
-{
-    rd_kafka_queue_t *q = rd_kafka_queue_get_partition(s->rk, topic, partition);
-    if (!q)
-        return;
-    rd_kafka_queue_forward(q, to);
-    rd_kafka_queue_destroy(q);
-}
-
 /* Lock held: parks the assigned partitions, or sends what was parked, then the
- * partitions, to the consumer queue. Partitions held one by one stay held. */
+ * partitions, to the consumer queue. */
 void tl_kafka_src_set_paused_locked(tl_source *s, bool paused)
 {
     if (paused == s->paused)
@@ -72,70 +52,10 @@ void tl_kafka_src_set_paused_locked(tl_source *s, bool paused)
     /* The parking queue is empty here: a resume forwarded all it had, and since. */
     rd_kafka_queue_forward(s->parking, paused ? NULL : s->queue);
     rd_kafka_topic_partition_list_t *a = NULL;
-    if (rd_kafka_assignment(s->rk, &a) == 0) {
-        for (int i = 0; i < a->cnt; i++) {
-            rd_kafka_topic_partition_t *h = held_find(s, a->elems[i].topic, a->elems[i].partition);
-            if (h && h->err)
-                a->elems[i].partition = -1; /* held: not routed */
-        }
-        for (int i = 0; i < a->cnt; i++)
-            if (a->elems[i].partition >= 0)
-                route_one(s, a->elems[i].topic, a->elems[i].partition,
-                          paused ? s->parking : s->queue);
-    }
+    if (rd_kafka_assignment(s->rk, &a) == 0)
+        tl_kafka_src_route_locked(s, a, paused ? s->parking : s->queue);
     if (a)
         rd_kafka_topic_partition_list_destroy(a);
-}
-
-void tl_kafka_src_hold_locked(tl_source *s, const char *topic, int32_t partition, bool hold)
-{
-    rd_kafka_topic_partition_t *h = held_find(s, topic, partition);
-    if (hold == (h && h->err))
-        return;
-    if (hold) {
-        if (!h) {
-            rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
-            if (!s->held)
-                s->held = rd_kafka_topic_partition_list_new(8);
-            if (!q || !s->held) {
-                if (q)
-                    rd_kafka_queue_destroy(q);
-                return; /* not held: the runtime keeps back what comes, as without */
-            }
-            h = rd_kafka_topic_partition_list_add(s->held, topic, partition);
-            h->opaque = q;
-        }
-        rd_kafka_queue_forward(h->opaque, NULL); /* empty: it forwarded all it had */
-        h->err = 1;
-        route_one(s, topic, partition, h->opaque);
-        return;
-    }
-    /* What it parked first, then the partition: the partition stays in order. */
-    rd_kafka_queue_t *to = s->paused ? s->parking : s->queue;
-    rd_kafka_queue_forward(h->opaque, to);
-    route_one(s, topic, partition, to);
-    h->err = 0;
-}
-
-void tl_kafka_src_unhold_all_locked(tl_source *s)
-{
-    for (int i = 0; s->held && i < s->held->cnt; i++)
-        if (s->held->elems[i].err)
-            tl_kafka_src_hold_locked(s, s->held->elems[i].topic, s->held->elems[i].partition,
-                                     false);
-}
-
-void tl_kafka_src_forget_held_locked(tl_source *s, const rd_kafka_topic_partition_list_t *parts)
-{
-    for (int i = 0; s->held && i < parts->cnt; i++) {
-        rd_kafka_topic_partition_t *h =
-            held_find(s, parts->elems[i].topic, parts->elems[i].partition);
-        if (!h)
-            continue;
-        rd_kafka_queue_destroy(h->opaque);
-        rd_kafka_topic_partition_list_del(s->held, parts->elems[i].topic,
-                                          parts->elems[i].partition);
-    }
 }
 
 /* Poll thread, while paused: keeps rkm for after the resume. */

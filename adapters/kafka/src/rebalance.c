@@ -93,10 +93,6 @@ static void on_revoke(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool
                                 rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
-    /* After the unassign, which ends the partitions' forwards to their own queues. */
-    pthread_mutex_lock(&s->lock);
-    tl_kafka_src_forget_held_locked(s, parts);
-    pthread_mutex_unlock(&s->lock);
 }
 
 void tl_kafka_src_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,

@@ -259,16 +259,6 @@ static void src_pause(tl_source *s, bool paused)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Holds or resumes single partitions, the others flowing (see pause.c). What the
- * consumer queue holds already of them is still delivered. */
-static void src_pause_partitions(tl_source *s, const tl_partition *parts, size_t n, bool paused)
-{
-    pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < n; i++)
-        tl_kafka_src_hold_locked(s, parts[i].topic, parts[i].partition, paused);
-    pthread_mutex_unlock(&s->lock);
-}
-
 /* From librdkafka's cached watermarks (no broker round trip): the high watermark
  * minus the consumer's position, for every assigned partition with both known. */
 static size_t src_lag(tl_source *s, tl_partition_lag *out, size_t cap)
@@ -338,7 +328,6 @@ static void src_stop(tl_source *s)
     s->stash_at = s->stash_n = 0;
     /* Closing with every fetch queue forwarded as librdkafka set it up. */
     pthread_mutex_lock(&s->lock);
-    tl_kafka_src_unhold_all_locked(s);
     tl_kafka_src_set_paused_locked(s, false);
     pthread_mutex_unlock(&s->lock);
     atomic_store(&s->closing, true);
@@ -364,10 +353,6 @@ static void src_close(tl_source *s)
         rd_kafka_queue_destroy(s->queue);
     if (s->parking)
         rd_kafka_queue_destroy(s->parking);
-    for (int i = 0; s->held && i < s->held->cnt; i++)
-        rd_kafka_queue_destroy(s->held->elems[i].opaque);
-    if (s->held)
-        rd_kafka_topic_partition_list_destroy(s->held);
     rd_kafka_destroy(s->rk);
     src_free(s);
 }
@@ -398,6 +383,5 @@ const tl_source_ops tl_kafka_source_ops = {
     .close = src_close,
     .lag = src_lag,
     .hold_limit_ms = src_hold_limit,
-    .pause_partitions = src_pause_partitions,
     .input = "topics",
 };
