@@ -103,11 +103,14 @@ static void a_source_held_past_half_its_poll_interval_is_paused_and_keeps_its_gr
         fail_msg("tl_service_load: %s", err);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, service_main, svc), 0);
-    /* Ten handlers hang; the source's next batches are held. */
-    assert_eventually(hung_get(&h, &h.n) == 10, T_WAIT);
-    assert_eventually(hung_get(&h, &h.paused_events) == 1, 3000);
+    /* Handlers hang, half the window at least (past half, fair intake keeps back the
+     * messages of a partition over its share), never more than the window; the
+     * source's next batches are held until it is paused. */
+    assert_eventually(hung_get(&h, &h.paused_events) == 1, T_WAIT);
+    int hung_n = hung_get(&h, &h.n);
+    assert_true(hung_n >= 5 && hung_n <= 10);
     sleep_ms(4000); /* past max.poll.interval.ms once more while paused */
-    assert_int_equal(hung_get(&h, &h.n), 10);
+    assert_int_equal(hung_get(&h, &h.n), hung_n);
     /* The handlers finish; the source resumes and the rest flows. */
     int done = 0;
     int64_t end = now_ms() + T_WAIT;
