@@ -108,10 +108,11 @@ e2e_init() { # NAME
 
 e2e_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A free TCP port on 127.0.0.1 (for an admin endpoint or a ZeroMQ socket).
+# A free TCP port on 127.0.0.1 (for an admin endpoint or a ZeroMQ socket), below
+# Linux's ephemeral range, where another test's client connections may sit unseen.
 e2e_free_port() {
   local p
-  for ((p = 20000 + RANDOM % 20000; ; p++)); do
+  for ((p = 20000 + RANDOM % 12000; ; p++)); do
     e2e_port_open "$p" || { echo "$p"; return; }
   done
 }

@@ -15,9 +15,11 @@ if [ -z "$receiver" ]; then
   cc -O1 -o "$receiver" "$e2e_dir/zmq_receiver.c" -lzmq || e2e_fail "cannot build the receiver"
 fi
 
-# Three free ports for the input and the two receivers.
+# Three free ports for the input and the two receivers, below Linux's ephemeral range
+# (32768-60999): a port there may be a client connection's of another test, which the
+# listening check cannot see, and binding it fails.
 ports=()
-for ((p = 20000 + RANDOM % 20000; ${#ports[@]} < 3; p++)); do
+for ((p = 20000 + RANDOM % 12000; ${#ports[@]} < 3; p++)); do
   e2e_port_open "$p" || ports+=("$p")
 done
 input="tcp://127.0.0.1:${ports[0]}"
