@@ -1,7 +1,9 @@
 /*
  * Drain and revoke: stop lets running handlers finish and commits them, and returns
  * after the drain timeout when one is stuck; a revoke waits for the partition's
- * running handlers, commits them and drops its queue; offsets committed before a
+ * running handlers, commits them and drops its queue past them, runs what waits below
+ * them (queued behind a key, retries) so that nothing handled is repeated; offsets
+ * committed before a
  * revoke are committed again after the partition comes back. The fixture is
  * service_helpers.h's.
  */
@@ -147,6 +149,95 @@ static void revoke_waits_for_running_handlers_commits_them_and_drops_the_queue(v
     assert_balanced(f);
 }
 
+/* How many times partition 0's offset was handled to a success or a failure. */
+static int handled_p0(fx *f, int64_t offset)
+{
+    int n = 0;
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->ncalls; i++)
+        n += f->calls[i].partition == 0 && f->calls[i].offset == offset && f->calls[i].end_ms;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static bool p0_third_running(fx *f)
+{
+    return find_call(f, 0, 2) != NULL;
+}
+
+static void script_revoke_behind_a_key(fx *f)
+{
+    STEP(wait_for(f, p0_third_running, 3000));
+    f->revoke_rc = tl_memory_revoke(f->topic, 0);
+    f->committed_at_revoke = tl_memory_committed(f->topic, 0);
+    f->assign_rc = tl_memory_assign(f->topic, 0);
+    sleep_ms(300); /* what the partition delivers again, if anything, runs meanwhile */
+    STEP(wait_for(f, all_settled, 3000));
+}
+
+/* Ordering key: offset 1 waits behind offset 0 (same key) while offset 2 (another key)
+ * runs. Dropping offset 1 at the revoke would commit 1, and offset 2, handled already,
+ * would be handled again after the reassignment: a clean handover repeats nothing. */
+static void revoke_runs_what_waits_below_a_handled_offset_and_repeats_nothing(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 150;
+    start(f, "revoke_key", (opts){.workers = 2, .ordering = "key"});
+    push(f, 0, "a", "ok");
+    push(f, 0, "a", "ok");
+    push(f, 0, "b", "ok");
+    run(f, script_revoke_behind_a_key);
+    assert_int_equal(f->revoke_rc, 0);
+    assert_int_equal(f->assign_rc, 0);
+    assert_int_equal(f->committed_at_revoke, 3);
+    for (int64_t o = 0; o < 3; o++)
+        assert_int_equal(handled_p0(f, o), 1);
+    assert_int_equal(stats(f).completed, 3);
+    assert_balanced(f);
+}
+
+static bool p0_retry_waits_and_other_done(fx *f)
+{
+    const call *c = find_call(f, 0, 0);
+    return c && c->end_ms && handled_p0(f, 1) == 1;
+}
+
+static void script_revoke_during_backoff(fx *f)
+{
+    STEP(wait_for(f, p0_retry_waits_and_other_done, 3000));
+    int64_t t0 = now_ms();
+    f->revoke_rc = tl_memory_revoke(f->topic, 0);
+    f->committed_mid = now_ms() - t0; /* how long the revoke took */
+    f->committed_at_revoke = tl_memory_committed(f->topic, 0);
+    f->assign_rc = tl_memory_assign(f->topic, 0);
+    sleep_ms(300);
+    STEP(wait_for(f, all_settled, 3000));
+}
+
+/* A retry waiting out its backoff below a handled offset runs at once when the
+ * partition is revoked, its further retries too, so that the revoke commits past both
+ * without waiting for the backoff or repeating the handled one. */
+static void revoke_runs_waiting_retries_at_once(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 20;
+    start(f, "revoke_retry",
+          (opts){.workers = 2,
+                 .ordering = "key",
+                 .route_extra = "    on_error: { retries: 3, backoff: 10s }\n"});
+    push(f, 0, "a", "flaky");
+    push(f, 0, "b", "ok");
+    run(f, script_revoke_during_backoff);
+    assert_int_equal(f->revoke_rc, 0);
+    assert_int_equal(f->assign_rc, 0);
+    assert_true(f->committed_mid < 2000);
+    assert_int_equal(f->committed_at_revoke, 2);
+    assert_int_equal(handled_p0(f, 0), 3); /* attempts 1, 2 and 3, the last a success */
+    assert_int_equal(handled_p0(f, 1), 1);
+    assert_int_equal(stats(f).completed, 2);
+    assert_balanced(f);
+}
+
 static bool p0_committed_to_the_end(fx *f)
 {
     return tl_memory_committed(f->topic, 0) == 10;
@@ -189,6 +280,8 @@ int main(void)
         T(stop_lets_running_handlers_finish_and_commits_them),
         T(stop_with_a_stuck_handler_returns_after_the_drain_timeout_without_its_commit),
         T(revoke_waits_for_running_handlers_commits_them_and_drops_the_queue),
+        T(revoke_runs_what_waits_below_a_handled_offset_and_repeats_nothing),
+        T(revoke_runs_waiting_retries_at_once),
         T(offsets_committed_before_a_revoke_are_committed_again_after_reassignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

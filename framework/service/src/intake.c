@@ -255,7 +255,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
             out_of_memory(svc, src, m);
             continue;
         }
-        if (!p->assigned) {
+        if (!p->assigned || p->revoking) {
             stale(svc, src, m);
             continue;
         }

@@ -274,7 +274,14 @@ void tl__lane_started(tl_rec *rec)
     }
 }
 
-tl_rec *tl__lanes_take_queued(tl_service *svc, tl_partition_state *part)
+void tl__lanes_unwind_all(tl_service *svc)
+{
+    for (size_t b = 0; b < svc->nlanes_buckets; b++)
+        for (tl_lane *l = svc->lanes[b]; l; l = l->next)
+            unwind(l);
+}
+
+tl_rec *tl__lanes_take_queued(tl_service *svc, tl_partition_state *part, int64_t above)
 {
     tl_rec *taken = NULL, **last = &taken;
     for (size_t b = 0; b < svc->nlanes_buckets; b++) {
@@ -289,7 +296,7 @@ tl_rec *tl__lanes_take_queued(tl_service *svc, tl_partition_state *part)
                     chained--;
                     l->tail = rec;
                     p = &rec->lane_next;
-                } else if (rec->part == part) {
+                } else if (rec->part == part && rec->msg->offset > above) {
                     *p = rec->lane_next;
                     l->nqueued--;
                     rec->lane_next = NULL;

@@ -39,6 +39,7 @@ static tl_partition_state *part_new(tl_service *svc, tl_source_state *src, const
     p->partition = partition;
     p->assigned = true;
     p->committed = -1;
+    p->high_settled = -1;
     tl_offsets_init(&p->offsets);
     /* Under the lock: tl_service_partitions reads the array from other threads. */
     pthread_mutex_lock(&svc->mu);

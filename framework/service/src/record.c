@@ -77,6 +77,8 @@ static void settle(tl_rec *rec)
         uint64_t head = part->offsets.head;
         if (tl_offsets_settle(&part->offsets, rec->slot))
             part->dirty = true;
+        if (rec->msg->offset > part->high_settled)
+            part->high_settled = rec->msg->offset;
         TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
         part->in_flight--;
     }
@@ -144,7 +146,8 @@ static void attempt_done(tl_rec *rec, tl_task *task)
     /* Retries go on during a drain: a message whose retries the drain cuts short stays
      * unsettled and is delivered again, rather than sent to on_error too early. */
     if (rec->attempt <= r->retries) {
-        int64_t delay = r->backoff_ms;
+        /* A revoke waits for the partition's retries: they go at once. */
+        int64_t delay = rec->part->revoking ? 0 : r->backoff_ms;
         for (unsigned i = 1; i < rec->attempt && delay < BACKOFF_MAX_MS; i++)
             delay *= 2;
         if (delay > BACKOFF_MAX_MS)
@@ -257,21 +260,36 @@ static void drop_unstarted(tl_rec *rec)
     maybe_free(rec);
 }
 
-void tl__records_drop_unstarted(tl_service *svc, tl_partition_state *part)
+void tl__records_revoking(tl_service *svc, tl_partition_state *part)
 {
-    for (tl_rec *r = tl__lanes_take_queued(svc, part), *next; r; r = next) {
+    /* Dropping a message below one that ran would hold the commit under what ran:
+     * its next owner would handle that again. What still runs after the unwind (a
+     * handler out, a chained attempt a runner claimed, a reroute) counts as ran. */
+    tl__lanes_unwind_all(svc);
+    int64_t high = part->high_settled;
+    for (tl_link *l = svc->recs.head; l; l = l->next) {
+        tl_rec *r = tl_list_item(l, tl_rec, all_link);
+        if (r->part == part && r->gen == part->gen && r->msg->offset > high &&
+            (r->state == REC_RUNNING || r->state == REC_REROUTING))
+            high = r->msg->offset;
+    }
+    for (tl_rec *r = tl__lanes_take_queued(svc, part, high), *next; r; r = next) {
         next = r->lane_next;
         drop_unstarted(r);
     }
-    /* Waiting for a retry (after the queues, so a freed lane starts nothing of this
-     * partition): the next owner of the partition starts it afresh. */
+    /* Retries last, so that a lane freed here starts nothing taken above. The one at
+     * the high mark itself has nothing done above it: its next owner starts it afresh. */
     for (tl_link *l = svc->recs.head, *next; l; l = next) {
         next = l->next;
         tl_rec *r = tl_list_item(l, tl_rec, all_link);
-        if (r->part == part && r->state == REC_BACKOFF) {
-            tl_timer_stop(&r->timer);
+        if (r->part != part || r->state != REC_BACKOFF || r->gen != part->gen)
+            continue;
+        tl_timer_stop(&r->timer);
+        if (r->msg->offset >= high) {
             lane_release(r);
             drop_unstarted(r);
+        } else {
+            retry_fire(&r->timer, r);
         }
     }
 }

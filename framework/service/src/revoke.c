@@ -1,8 +1,10 @@
 /*
  * Revocation: partitions taken away by a rebalance. The source's revoked event waits
- * while the loop drops what of them has not started (queued records, retries waiting,
- * held messages: their next owner fetches them from the committed position), lets
- * what runs settle up to the drain timeout, commits, and forgets the partitions.
+ * while the loop drops what of them comes after every attempt made (queued records,
+ * retries waiting, held messages: their next owner fetches them from the committed
+ * position), lets the rest run and settle up to the drain timeout, commits, and
+ * forgets the partitions. Dropping only past the last attempt made keeps a clean
+ * handover free of duplicates: the commit covers everything that ran here.
  *
  * Thread rules: tl__revoke runs on the source's thread and waits on its request's
  * condition variable; everything else runs on the loop thread.
@@ -50,6 +52,7 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         pthread_mutex_lock(&svc->mu);
         p->committed = -1;
         pthread_mutex_unlock(&svc->mu);
+        p->high_settled = -1;
         p->assigned = false;
         p->revoking = false;
         p->revoked = true;
@@ -93,7 +96,7 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
             tl__partition_find(svc, r->src, r->parts[i].topic, r->parts[i].partition);
         if (p) {
             p->revoking = true;
-            tl__records_drop_unstarted(svc, p);
+            tl__records_revoking(svc, p);
         }
     }
     tl__partitions_recount(svc); /* revoking partitions take no share */

@@ -63,6 +63,9 @@ typedef struct tl_partition_state {
     bool revoked;      /* revoked and not assigned again: what it still delivers is stale */
     bool dirty;        /* committable position moved since the last commit */
     int64_t committed; /* the last position handed to ops->commit, -1 */
+    /* The highest offset settled since the assignment, -1: a revoke keeps every
+     * message below it or below one running (see tl__records_revoking). */
+    int64_t high_settled;
     tl_offsets offsets;
     size_t in_flight;
     /* Fair intake (intake.c): messages kept back while the partition holds its share
@@ -339,9 +342,14 @@ void tl__lane_started(tl_rec *rec);
  * (its attempt was chained). */
 tl_rec *tl__lane_release(tl_rec *rec);
 
-/* Takes the not-started records of part out of every lane (a revoke) and returns them
- * linked through lane_next. Chained attempts a runner claimed stay and settle. */
-tl_rec *tl__lanes_take_queued(tl_service *svc, tl_partition_state *part);
+/* Undoes the chained attempts no runner claimed, in every lane: what remains running
+ * will run. tl__lanes_take_queued chains again what it leaves queued. */
+void tl__lanes_unwind_all(tl_service *svc);
+
+/* Takes the not-started records of part past offset `above` out of every lane (a
+ * revoke) and returns them linked through lane_next. Chained attempts a runner claimed
+ * stay and settle. */
+tl_rec *tl__lanes_take_queued(tl_service *svc, tl_partition_state *part, int64_t above);
 
 /* Frees every lane (service teardown). */
 void tl__lanes_free(tl_service *svc);
@@ -356,9 +364,11 @@ void tl__records_init(tl_service *svc);
 void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state *part, tl_msg *msg,
                      int64_t seen_ms);
 
-/* Drops the records of a revoked partition that have not started (queued, or waiting
- * for a retry): the partition's next owner gets them from the committed position. */
-void tl__records_drop_unstarted(tl_service *svc, tl_partition_state *part);
+/* Readies a revoked partition's records for the drain. Those past every attempt made
+ * (queued, or waiting for a retry) are dropped: the next owner gets them from the
+ * committed position, and nothing done here is lost by it. Those below an attempt
+ * made stay to run, retries at once, so that the commit covers all that ran. */
+void tl__records_revoking(tl_service *svc, tl_partition_state *part);
 
 /* Frees every record left at teardown, giving its message back. */
 void tl__records_free_all(tl_service *svc);
