@@ -10,7 +10,8 @@
 #   BROKER_DIR: a running broker of scripts/kafka-broker.sh (the topics are created
 #   there); mock: a `taskloop mock` cluster started for the run.
 # Environment: CATCHUP_PARTITIONS (8), CATCHUP_WORKERS (64), CATCHUP_MS (1),
-# CATCHUP_IN_FLIGHT (1000), CATCHUP_KEYS (2000).
+# CATCHUP_IN_FLIGHT (1000), CATCHUP_KEYS (2000), CATCHUP_KAFKA (more librdkafka
+# properties for the source, as YAML map entries: "fetch.wait.max.ms: 10").
 set -euo pipefail
 
 build=${1:?usage: bench/catchup.sh BUILD_DIR BROKER_DIR|mock [N]}
@@ -76,7 +77,7 @@ sources:
     brokers: "$brokers"
     group: catchup-$ordering-$$
     topics: [$topic]
-    kafka: { auto.offset.reset: earliest }
+    kafka: { auto.offset.reset: earliest${CATCHUP_KAFKA:+, $CATCHUP_KAFKA} }
 routes:
   - source: in
     handler: work

@@ -3,8 +3,7 @@
 # with SIGTERM; it must drain, commit and exit 0, and no id may be lost.
 #   rebalance.sh eager          partition.assignment.strategy range,roundrobin
 #   rebalance.sh cooperative    cooperative-sticky (incremental rebalances)
-# Duplicates are allowed up to e2e_dup_allowance per rebalance (two: the join, the leave),
-# though a clean handover should have none.
+# A clean handover repeats nothing: no duplicates are allowed (E2E_MAX_DUP, default 0).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mode="${1:-eager}"
 case "$mode" in
@@ -51,5 +50,5 @@ e2e_wait_committed "$group" "$topic" 60
 e2e_service_stop a 60
 e2e_log "consumed $n messages through 2 rebalances in $(($(date +%s) - t_run)) s"
 
-e2e_verify "$topic" "$stall" "$dlq" "$retries" "$(e2e_dup_allowance 2)"
+e2e_verify "$topic" "$stall" "$dlq" "$retries" 0
 e2e_done
