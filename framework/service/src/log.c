@@ -5,7 +5,7 @@
  * are reported; the burst limit and the formatting are the tl_logger's.
  *
  * Events about one message carry where it came from (source, topic, partition,
- * offset), its key (as text when printable, else in hex; cut at KEY_MAX bytes), the
+ * offset), its key (message_key: as text when printable, else in hex; cut at KEY_MAX bytes), the
  * attempt and the error, built here so that every such event names them alike.
  *
  * Thread rules: loop thread, or the thread calling tl_service_new, tl_service_run or
@@ -94,7 +94,7 @@ void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned 
     f[n++] = (tl_kv){"offset", off};
     if (m->key && m->key_len) {
         key_text(m, key, sizeof(key));
-        f[n++] = (tl_kv){"key", key};
+        f[n++] = (tl_kv){"message_key", key};
     }
     f[n++] = (tl_kv){"attempt", att};
     if (error)

@@ -196,6 +196,13 @@ static void timestamp(char *out, size_t cap)
     snprintf(out, cap, "%s.%03ldZ", day, ts.tv_nsec / 1000000L);
 }
 
+/* Whether a field's value is hidden: its name says secret. message_key, the runtime's
+ * name for a message's key, says "key" without being one of a config's secrets. */
+static bool masked(const char *key)
+{
+    return strcmp(key, "message_key") != 0 && tl_config_is_secret(key);
+}
+
 /* Formats one event as a line, newline included. */
 static void format_event(buf *b, bool json, tl_level level, const char *event, const tl_kv *fields,
                          size_t nfields)
@@ -209,7 +216,7 @@ static void format_event(buf *b, bool json, tl_level level, const char *event, c
         if (!fields[i].key)
             continue;
         const char *v = fields[i].value ? fields[i].value : "";
-        put_field(b, json, false, fields[i].key, tl_config_is_secret(fields[i].key) ? "*****" : v);
+        put_field(b, json, false, fields[i].key, masked(fields[i].key) ? "*****" : v);
     }
     if (json)
         puts_(b, "}");

@@ -255,7 +255,7 @@ bool tl__log_on(const tl_service *svc, tl_level level);
 void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields, size_t n);
 
 /* Reports an event about the record's message: handler, source, topic, partition,
- * offset, key, attempt, error (when not NULL), then up to four extra fields. */
+ * offset, message_key, attempt, error (when not NULL), then up to four extra fields. */
 void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned attempt,
                  const char *error, const tl_kv *extra, size_t nextra);
 

@@ -69,7 +69,7 @@ static void log_late(const tl_rec *rec, tl_task *task)
 {
     int err = tl_task_error(task);
     const char *text = tl_task_error_text(task);
-    tl_kv f[] = {{"result", err == 0 ? "completed" : "failed"}};
+    tl_kv f[] = {{"result", err == 0 ? "completed" : err == TL_ECANCELED ? "cancelled" : "failed"}};
     tl__log_msg(rec, TL_LEVEL_INFO, "message_late", rec->stalled_attempt,
                 err == 0 ? NULL
                 : text   ? text
