@@ -16,12 +16,15 @@
  *   stalled.c   stalled attempts still running: stuck workers replaced, health
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
  *   partitions.c  partition states and their commits
- *   offsets.c, log.c, stats.c (counters for any thread), handlers.c (built-ins)
+ *   offsets.c, log.c (→ logger.c), stats.c (counters for any thread), handlers.c
+ *   (built-ins)
  *
  * Beside the path: admin.c (the HTTP endpoint) calls admin_metrics.c and
  * admin_tasks.c, which read stats.c, partitions.c, reroute.c and attempt.c; the config
  * (config.c → document.c → resolve.c, schema*.c → plugins.c → loader.c, interpolate.c,
- * secrets.c; dump.c) has headers of its own (config_int.h, schema_int.h).
+ * secrets.c; dump.c) has headers of its own (config_int.h, schema_int.h), and so has
+ * the program part above the public API (program.c → runner.c → summary.c;
+ * program_int.h).
  *
  * Thread rules: everything here belongs to the loop thread, except
  *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
