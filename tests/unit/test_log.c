@@ -47,10 +47,9 @@ static void capture_end(capture *c, fx *f)
     fflush(stderr);
     dup2(c->saved, STDERR_FILENO);
     close(c->saved);
-    long len = ftell(c->file);
-    if (len < 0 || fseek(c->file, 0, SEEK_END) != 0)
+    long len = fseek(c->file, 0, SEEK_END) == 0 ? ftell(c->file) : -1;
+    if (len < 0)
         fail_msg("cannot read the captured stderr");
-    len = ftell(c->file);
     rewind(c->file);
     c->text = calloc(1, (size_t)len + 1);
     assert_non_null(c->text);
