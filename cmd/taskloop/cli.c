@@ -17,6 +17,20 @@
 #include <taskloop/memory.h>
 #endif
 
+void tl_cli_note(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    tl_logger *lg = tl_program_log();
+    if (lg)
+        tl_logger_note(lg, "%s", msg);
+    else
+        fprintf(stderr, "%s\n", msg);
+}
+
 void tl_cli_err(const char *fmt, ...)
 {
     char msg[1024];

@@ -14,16 +14,28 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <taskloop/service.h>
-
 #include <taskloop/config.h>
+#include <taskloop/program.h>
+#include <taskloop/service.h>
 
 #define TL_CLI_NAME "taskloop"
 
 /* ---------------------------------------------------------------- subcommands */
 
+/* Each command gets argv from its own name on (argv[0] is "run"); main's argv, with
+ * the program's name, is just before. */
 int tl_cli_cmd_check(int argc, char **argv);
 int tl_cli_cmd_run(int argc, char **argv);
+
+/* `run FILE` and `check FILE`: the command line goes to tl_service_main with every
+ * adapter and the built-in handlers registered (argv as a command's). */
+int tl_cli_service_main(int argc, char **argv);
+
+/* What tl_service_main says of taskloop: its name and the --demo option lines. */
+extern const tl_main_opts tl_cli_main_opts;
+
+/* True when the command's arguments include --demo. */
+bool tl_cli_has_demo(int argc, char **argv);
 int tl_cli_cmd_produce(int argc, char **argv);
 int tl_cli_cmd_mock(int argc, char **argv);
 
@@ -59,63 +71,9 @@ int64_t tl_cli_now_ms(void);
 /* Sleeps ms milliseconds (interrupted sleeps are resumed). */
 void tl_cli_sleep_ms(int64_t ms);
 
-/* ---------------------------------------------------------------- logging (log.c) */
-
-/* Sets the format and the lowest level shown; before this, logfmt at info. */
-void tl_cli_log_setup(tl_log_format format, tl_log_level level);
-
-/* A tl_log_fn writing one line per event on stderr (the user pointer is unused). */
-void tl_cli_log(void *user, tl_level level, const char *event, const tl_kv *fields, size_t nfields);
-
-/*
- * Shows line as the refreshing status line when stderr is a terminal (NULL clears it).
- * Returns false, showing nothing, when it is not one.
- */
-bool tl_cli_status(const char *line);
-
-/* Reports the events still counted as suppressed (at the end of a run). */
-void tl_cli_log_flush(void);
-
-/* Writes a plain line on stderr without disturbing the status line. */
+/* Writes a plain line on stderr through the program log (taskloop/program.h), without
+ * disturbing the status line. */
 void tl_cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* ---------------------------------------------------------------- running (runner.c) */
-
-/* Decides, on every progress tick, whether the service has done its job. */
-typedef bool (*tl_cli_done_fn)(void *user, const tl_service_stats *st);
-
-typedef struct tl_cli_runner {
-    const char *title;   /* shown in the summary: the service or "demo" */
-    bool progress;       /* show progress while running */
-    int64_t cap_ms;      /* stop after this long; 0: no cap */
-    tl_cli_done_fn done; /* NULL: run until a signal */
-    void *done_user;
-} tl_cli_runner;
-
-/* How a run ended, for the exit status. */
-typedef struct tl_cli_outcome {
-    bool by_signal; /* SIGTERM or SIGINT */
-    bool by_cap;    /* the time cap passed first */
-    bool by_done;   /* the done callback said so */
-    bool adds_up;   /* consumed == completed + rerouted + dropped */
-} tl_cli_outcome;
-
-/*
- * Builds the service of cfg, runs it with signal handling and progress until it is
- * stopped, prints the summary on stdout. Returns 0, or 1 with a message on stderr
- * when the service could not be built or failed to run.
- */
-int tl_cli_run_service(const tl_config *cfg, tl_registry *reg, const tl_cli_runner *r,
-                       tl_cli_outcome *out);
-
-/* ---------------------------------------------------------------- summary (summary.c) */
-
-/* One progress line: counters and the rate at which messages settle. */
-void tl_cli_progress_line(const tl_service_stats *st, double rate, int64_t elapsed_ms, char *buf,
-                          size_t cap);
-
-/* Prints the end-of-run summary on out; returns whether the numbers add up. */
-bool tl_cli_summary(FILE *out, tl_service *svc, const char *title, int64_t elapsed_ms);
 
 /* ---------------------------------------------------------------- test load (load.c) */
 

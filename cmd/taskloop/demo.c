@@ -95,13 +95,14 @@ static int demo_run(demo *d, const tl_config *cfg, tl_registry *reg, bool progre
         tl_cli_err("demo: cannot start the load thread");
         return 1;
     }
-    tl_cli_runner r = {.title = "the demo",
-                       .progress = progress,
-                       .cap_ms = cap_ms,
-                       .done = demo_done,
-                       .done_user = d};
-    tl_cli_outcome out;
-    int rc = tl_cli_run_service(cfg, reg, &r, &out);
+    tl_program_run_opts r = {.name = TL_CLI_NAME,
+                             .title = "the demo",
+                             .progress = progress,
+                             .cap_ms = cap_ms,
+                             .done = demo_done,
+                             .done_user = d};
+    tl_program_outcome out;
+    int rc = tl_program_run(cfg, reg, &r, &out);
     atomic_store(&d->stop, true);
     pthread_join(d->thread, NULL);
     printf("load: sent %" PRIu64 " (marked stall %" PRIu64 ", fail %" PRIu64 "), delivered %" PRIu64
@@ -128,7 +129,8 @@ int tl_cli_demo(bool progress, int64_t cap_ms)
     tl_registry *reg = tl_cli_registry();
     tl_config *cfg = reg ? demo_config(reg) : NULL;
     if (cfg) {
-        tl_cli_log_setup(cfg->log_format, cfg->log_level);
+        if (tl_program_log())
+            tl_logger_setup(tl_program_log(), cfg->log_format, cfg->log_level);
         tl_cli_note("demo: mock Kafka cluster at %s; producing %" PRIu64 " messages to %s "
                     "(%.0f%% marked stall, %.0f%% fail)",
                     d.brokers, demo_load.count, DEMO_INPUT, demo_load.stall_ratio * 100,

@@ -1,26 +1,25 @@
 /*
  * A service written against the library: it registers a handler of its own, `enrich`,
- * and runs the config file given on the command line (default
- * config/example-service.yaml) until SIGTERM or SIGINT.
+ * and hands the command line to tl_service_main, which gives it what `taskloop run` and
+ * `taskloop check` do: `service run FILE` logs as the config says, shows progress,
+ * drains on SIGTERM or SIGINT and prints the summary; `service check FILE` validates.
  *
  * `enrich` reads the customer id from a payload such as "id=000123 ...", looks up the
  * customer's tier (here: computed from the id), appends "id=000123 tier=gold" to the
  * file named by the route param `out`, and counts tiers. A payload without an id is a
  * failure the runtime retries and then hands to the route's on_error target.
  *
- *   ./service config/example-service.yaml &
+ *   ./service run config/example-service.yaml &
  *   taskloop produce --to zmq:tcp://127.0.0.1:5560 -n 1000
  *
  * Thread rules: enrich runs on the worker pool, many at once, so the tier counts are
- * atomics; the signal handler only calls tl_service_stop, which is signal-safe.
+ * atomics.
  */
 #include <fcntl.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <taskloop/service.h>
+#include <taskloop/program.h>
 #include <taskloop/zmq.h>
 #include <unistd.h>
 
@@ -71,50 +70,8 @@ static int enrich(tl_task *task, const tl_msg *msg, void *user)
     return 0;
 }
 
-static _Atomic(tl_service *) g_svc;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    tl_service *svc = atomic_load(&g_svc);
-    if (svc)
-        tl_service_stop(svc);
-}
-
-/* Prints one config error as the library words it. */
-static void report(void *user, const char *message)
-{
-    (void)user;
-    fprintf(stderr, "%s\n", message);
-}
-
-/* Loads the config and runs the service until a signal; the exit status. */
-static int serve(const char *path, tl_registry *reg)
-{
-    tl_service *svc = NULL;
-    char err[256] = "";
-    int rc = tl_service_load(path, reg, NULL, report, NULL, &svc, err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "service: cannot start: %s\n", err[0] ? err : tl_strerror(rc));
-        return 1;
-    }
-    atomic_store(&g_svc, svc);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    fprintf(stderr, "service: %s running; SIGTERM or Ctrl-C to stop\n", tl_service_name(svc));
-    rc = tl_service_run(svc);
-    atomic_store(&g_svc, NULL);
-    tl_service_stats st;
-    tl_service_stats_get(svc, &st);
-    printf("consumed %llu, completed %llu, failed %llu\n", (unsigned long long)st.consumed,
-           (unsigned long long)st.completed, (unsigned long long)st.failed);
-    tl_service_free(svc);
-    return rc == 0 ? 0 : 1;
-}
-
 int main(int argc, char **argv)
 {
-    const char *path = argc > 1 ? argv[1] : "config/example-service.yaml";
     enrich_state st = {0};
     tl_registry *reg = NULL;
     if (tl_registry_new(&reg) != 0)
@@ -123,9 +80,10 @@ int main(int argc, char **argv)
     if (tl_zmq_register(reg) != 0 || tl_register_handler(reg, "enrich", enrich, &st) != 0)
         fprintf(stderr, "service: cannot register the adapter and the handler\n");
     else
-        rc = serve(path, reg);
-    for (int i = 0; i < 3; i++)
-        printf("%s %lu\n", tier_names[i], atomic_load(&st.tiers[i]));
+        rc = tl_service_main(argc, argv, reg, NULL);
+    if (argc > 1 && strcmp(argv[1], "run") == 0)
+        for (int i = 0; i < 3; i++)
+            printf("%s %lu\n", tier_names[i], atomic_load(&st.tiers[i]));
     tl_registry_free(reg);
     return rc;
 }

@@ -278,7 +278,21 @@ case_example_service() {
     : "${SERVICE:?set SERVICE to the example service binary}"
     local n=1000 rc=0
     export ENRICH_ENDPOINT="ipc://$work/enrich.sock" ENRICH_OUT="$work/enriched"
-    "$SERVICE" "$root/config/example-service.yaml" >"$work/out" 2>"$work/err" &
+    # check, through tl_service_main: the resolved config, or FILE:LINE:COL errors.
+    "$SERVICE" check "$root/config/example-service.yaml" >"$work/out" ||
+        fail "service check exits 0"
+    grep -q '^service: "enrich"' "$work/out" || fail "check prints the resolved config"
+    printf 'service: x\nroutes: 3\n' >"$work/bad.yaml"
+    rc=0
+    "$SERVICE" check "$work/bad.yaml" >/dev/null 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -qE "^$work/bad.yaml:[0-9]+:[0-9]+: error: " "$work/err" ||
+        fail "check of a bad config exits 1 with FILE:LINE:COL errors (rc $rc): $(cat "$work/err")"
+    "$SERVICE" --help | grep -q '^usage: service run FILE' || fail "service --help"
+    rc=0
+    "$SERVICE" frobnicate 2>/dev/null || rc=$?
+    [ "$rc" -eq 2 ] || fail "an unknown command exits 2 (rc $rc)"
+    rc=0
+    "$SERVICE" run "$root/config/example-service.yaml" --no-progress >"$work/out" 2>"$work/err" &
     local svc=$!
     pids+=("$svc")
     "$TASKLOOP" produce --to "zmq:$ENRICH_ENDPOINT" -n $n >/dev/null || fail "produce"
@@ -288,11 +302,17 @@ case_example_service() {
     done
     kill -TERM "$svc"
     wait "$svc" || rc=$?
-    [ "$rc" -eq 0 ] || fail "the service exits 0 on SIGTERM (rc $rc)"
+    [ "$rc" -eq 0 ] || fail "the service exits 0 on SIGTERM (rc $rc): $(tail -5 "$work/err")"
     cut -d' ' -f1 "$ENRICH_OUT" >"$work/ids"
     check_ids_once "$work/ids" $n
     grep -q "^gold 100$" "$work/out" || fail "tier counts: $(cat "$work/out")"
-    ok "example service enriched all $n messages and stopped on SIGTERM"
+    grep -q '^summary of enrich after ' "$work/out" || fail "a summary: $(cat "$work/out")"
+    [ "$(summary_value completed "$work/out")" -eq $n ] || fail "the summary counts $n completed"
+    check_summary_adds_up "$work/out"
+    grep -q 'service: terminated: draining' "$work/err" || fail "SIGTERM is reported"
+    grep -q 'level=info event=started service=enrich' "$work/err" ||
+        fail "logfmt log lines as the config says: $(head -3 "$work/err")"
+    ok "example service: check, then enriched all $n messages, drained on SIGTERM, summary"
 }
 
 # log writes a line per message to its file, discard completes, work's failures

@@ -191,19 +191,40 @@ static void out_of_memory(tl_service *svc, tl_source_state *src, tl_msg *msg)
     tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
 }
 
-/* A message of a partition revoked and not assigned again: its next owner reads it from
- * the committed position, so handling it here would handle it twice. */
-static void stale(tl_service *svc, tl_source_state *src, tl_msg *msg)
+/* Messages of partitions revoked and not assigned again, given back from one batch:
+ * their next owner reads them from the committed position, so handling them here would
+ * handle them twice. One event per batch, naming the first, whatever their number. */
+typedef struct stale_count {
+    size_t n;
+    char topic[128];
+    int32_t partition;
+    int64_t offset;
+} stale_count;
+
+static void stale(stale_count *sc, tl_source_state *src, tl_msg *msg)
 {
-    char part[16], off[24];
-    snprintf(part, sizeof(part), "%d", (int)msg->partition);
-    snprintf(off, sizeof(off), "%lld", (long long)msg->offset);
+    if (sc->n++ == 0) {
+        snprintf(sc->topic, sizeof(sc->topic), "%s", msg->origin ? msg->origin : "");
+        sc->partition = msg->partition;
+        sc->offset = msg->offset;
+    }
+    src->ops->release(src->handle, msg);
+}
+
+static void stale_report(tl_service *svc, const tl_source_state *src, const stale_count *sc)
+{
+    if (sc->n == 0 || !tl__log_on(svc, TL_LEVEL_WARN))
+        return;
+    char n[24], part[16], off[24];
+    snprintf(n, sizeof(n), "%zu", sc->n);
+    snprintf(part, sizeof(part), "%d", (int)sc->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)sc->offset);
     tl_kv f[] = {{"source", src->cfg->name},
-                 {"topic", msg->origin ? msg->origin : ""},
+                 {"count", n},
+                 {"topic", sc->topic},
                  {"partition", part},
                  {"offset", off}};
-    tl__log(svc, TL_LEVEL_WARN, "stale_message_given_back", f, 4);
-    src->ops->release(src->handle, msg);
+    tl__log(svc, TL_LEVEL_WARN, "stale_messages_given_back", f, 5);
 }
 
 /* Takes in what partitions kept back, as far as their shares and the window allow. */
@@ -240,6 +261,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
     bool drop = !route || atomic_load(&svc->stopping);
     int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
     size_t left = room(svc);
+    stale_count sc = {0};
     for (; b->first < b->n; b->first++) {
         /* The source thread wrote each message on another core: start fetching a few
          * ahead so that the loads overlap instead of stalling one by one. */
@@ -256,7 +278,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
             continue;
         }
         if (!p->assigned || p->revoking) {
-            stale(svc, src, m);
+            stale(&sc, src, m);
             continue;
         }
         /* A full window holds the whole batch (backpressure reaches the source); with
@@ -274,6 +296,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
         tl__record_take(svc, route, p, m, seen_ms);
         left--;
     }
+    stale_report(svc, src, &sc);
     if (b->first < b->n)
         return false;
     batch_taken(src);

@@ -106,13 +106,9 @@ static void to_target(tl_rec *rec, tl_target *target, const char *reason)
         return;
     }
     TL_STAT_ADD(svc, dropped, 1);
-    char off[24];
-    snprintf(off, sizeof(off), "%lld", (long long)rec->msg->offset);
-    tl_kv f[] = {{"route_handler", rec->route->cfg->handler},
-                 {"origin", rec->msg->origin ? rec->msg->origin : ""},
-                 {"offset", off},
-                 {"error", rec->err_text ? rec->err_text : reason}};
-    tl__log(svc, TL_LEVEL_ERROR, "message_dropped_no_target", f, 4);
+    tl_kv f[] = {{"reason", reason}};
+    tl__log_msg(rec, TL_LEVEL_ERROR, "message_dropped_no_target", rec->attempt,
+                rec->err_text ? rec->err_text : reason, f, 1);
     settle(rec);
 }
 
@@ -123,7 +119,18 @@ static void retry_fire(tl_timer *timer, void *arg)
     TL_STAT_ADD(rec->svc, retries, 1);
     tl_task_release(rec->task);
     rec->task = NULL;
+    tl__log_msg(rec, TL_LEVEL_INFO, "message_retry", rec->attempt + 1, rec->err_text, NULL, 0);
     start(rec);
+}
+
+/* The attempt failed; then is "retry" (after delay_ms), a target's name, or "drop". */
+static void log_failed(const tl_rec *rec, const char *then, int64_t delay_ms)
+{
+    char d[24];
+    snprintf(d, sizeof(d), "%lldms", (long long)delay_ms);
+    tl_kv f[] = {{"then", then}, {"retry_in", d}};
+    tl__log_msg(rec, TL_LEVEL_WARN, "message_failed", rec->attempt, rec->err_text, f,
+                delay_ms >= 0 ? 2 : 1);
 }
 
 /* hooks.attempt_done: acts on a finished attempt: settle, retry in place, or reroute. */
@@ -152,10 +159,12 @@ static void attempt_done(tl_rec *rec, tl_task *task)
             delay *= 2;
         if (delay > BACKOFF_MAX_MS)
             delay = BACKOFF_MAX_MS;
+        log_failed(rec, "retry", delay);
         rec->state = REC_BACKOFF;
         tl_timer_start(&rec->timer, delay, retry_fire, rec);
         return;
     }
+    log_failed(rec, rec->route->on_error ? rec->route->on_error->name : "drop", -1);
     to_target(rec, rec->route->on_error, "failed");
 }
 
@@ -172,6 +181,11 @@ static void attempt_expired(tl_rec *rec)
     free(rec->err_text);
     rec->err_text = strdup("handler exceeded its timeout");
     rec->last_err = TL_ETIMEDOUT;
+    char t[24];
+    snprintf(t, sizeof(t), "%lldms", (long long)rec->route->cfg->timeout_ms);
+    tl_kv f[] = {{"timeout", t},
+                 {"then", rec->route->on_stall ? rec->route->on_stall->name : "wait"}};
+    tl__log_msg(rec, TL_LEVEL_WARN, "message_stalled", rec->stalled_attempt, rec->err_text, f, 2);
     if (rec->route->on_stall)
         to_target(rec, rec->route->on_stall, "stalled");
     else

@@ -44,18 +44,24 @@ static void send_failed(tl_rec *rec, int err, const char *what)
         delay *= 2;
     if (delay > SEND_BACKOFF_MAX_MS)
         delay = SEND_BACKOFF_MAX_MS;
-    char off[24], tries[16], d[24];
-    snprintf(off, sizeof(off), "%lld", (long long)rec->msg->offset);
+    char tries[16], d[24];
     snprintf(tries, sizeof(tries), "%u", rec->send_tries);
     snprintf(d, sizeof(d), "%lldms", (long long)delay);
-    tl_kv f[] = {{"target", rec->target->name},
-                 {"origin", rec->msg->origin ? rec->msg->origin : ""},
-                 {"offset", off},
-                 {"try", tries},
-                 {"retry_in", d},
-                 {"error", what && *what ? what : tl_strerror(err)}};
-    tl__log(svc, TL_LEVEL_WARN, "reroute_failed", f, 6);
+    tl_kv f[] = {{"target", rec->target->name}, {"try", tries}, {"retry_in", d}};
+    tl__log_msg(rec, TL_LEVEL_WARN, "reroute_failed", rec->attempt,
+                what && *what ? what : tl_strerror(err), f, 3);
     tl_timer_start(&rec->timer, delay, send_retry_fire, rec);
+}
+
+/* The target acknowledged the message: a failed one was dead-lettered, a stalled one
+ * rerouted. */
+static void log_sent(const tl_rec *rec)
+{
+    bool failed = strcmp(rec->reason, "failed") == 0;
+    tl_kv f[] = {{"target", rec->target->name}, {"reason", rec->reason}};
+    tl__log_msg(rec, failed ? TL_LEVEL_WARN : TL_LEVEL_INFO,
+                failed ? "message_dead_lettered" : "message_rerouted", rec->attempt, rec->err_text,
+                f, 2);
 }
 
 static void ack_on_loop(tl_loop *loop, void *arg)
@@ -70,6 +76,7 @@ static void ack_on_loop(tl_loop *loop, void *arg)
     if (a->err == 0) {
         TL_STAT_ADD(rec->svc, rerouted, 1);
         atomic_fetch_add_explicit(&rec->target->rerouted, 1, memory_order_relaxed);
+        log_sent(rec);
         rec->svc->hooks.rerouted(rec);
     } else {
         send_failed(rec, a->err, a->what);

@@ -16,12 +16,15 @@
  *   stalled.c   stalled attempts still running: stuck workers replaced, health
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
  *   partitions.c  partition states and their commits
- *   offsets.c, log.c, stats.c (counters for any thread), handlers.c (built-ins)
+ *   offsets.c, log.c (→ logger.c), stats.c (counters for any thread), handlers.c
+ *   (built-ins)
  *
  * Beside the path: admin.c (the HTTP endpoint) calls admin_metrics.c and
  * admin_tasks.c, which read stats.c, partitions.c, reroute.c and attempt.c; the config
  * (config.c → document.c → resolve.c, schema*.c → plugins.c → loader.c, interpolate.c,
- * secrets.c; dump.c) has headers of its own (config_int.h, schema_int.h).
+ * secrets.c; dump.c) has headers of its own (config_int.h, schema_int.h), and so has
+ * the program part above the public API (program.c → runner.c → summary.c;
+ * program_int.h).
  *
  * Thread rules: everything here belongs to the loop thread, except
  *  - the counters in tl_service.st and handler_seconds (atomics, read from any thread),
@@ -197,7 +200,8 @@ struct tl_service {
     const tl_config *cfg;
     tl_config *owned_cfg; /* set by tl_service_load: freed with the service */
     tl_registry *reg;
-    tl_service_opts opts;
+    tl_service_opts opts;      /* opts.log is own_log's when the caller gave none */
+    struct tl_logger *own_log; /* the service's own logger, or NULL */
     tl_runtime_hooks hooks;
     tl_loop *loop;
     pthread_mutex_t mu;
@@ -242,8 +246,24 @@ struct tl_service {
 
 /* ---------------------------------------------------------------- log.c */
 
-/* Reports an event through the user's log function, if any. */
+/* Without a log function in the options: a tl_logger of the service's own on stderr,
+ * as the config's `log:` section says. TL_ENOMEM when it cannot be made. */
+int tl__log_open(tl_service *svc);
+
+/* Frees the service's own logger, reporting what it still counts as suppressed. */
+void tl__log_close(tl_service *svc);
+
+/* Whether an event of level is reported (the config's log.level); callers with fields
+ * to format check it first. */
+bool tl__log_on(const tl_service *svc, tl_level level);
+
+/* Reports an event at or above the config's log.level through the log function. */
 void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields, size_t n);
+
+/* Reports an event about the record's message: handler, source, topic, partition,
+ * offset, message_key, attempt, error (when not NULL), then up to four extra fields. */
+void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned attempt,
+                 const char *error, const tl_kv *extra, size_t nextra);
 
 /* ---------------------------------------------------------------- partitions.c */
 

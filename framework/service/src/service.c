@@ -168,6 +168,11 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     svc->reg = reg;
     if (opts)
         svc->opts = *opts;
+    if (tl__log_open(svc) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(svc);
+        return TL_ENOMEM;
+    }
     pthread_mutex_init(&svc->mu, NULL);
     pthread_cond_init(&svc->intake_cv, NULL);
     atomic_init(&svc->st.healthy, true);
@@ -178,6 +183,7 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     if (rc) {
         snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
         tl_recycler_free(svc->rec_blocks);
+        tl__log_close(svc);
         pthread_cond_destroy(&svc->intake_cv);
         pthread_mutex_destroy(&svc->mu);
         free(svc);
@@ -294,6 +300,7 @@ void tl_service_free(tl_service *svc)
     free(svc->srcs);
     pthread_cond_destroy(&svc->intake_cv);
     pthread_mutex_destroy(&svc->mu);
+    tl__log_close(svc);
     tl_config_free(svc->owned_cfg);
     free(svc);
 }

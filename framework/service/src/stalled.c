@@ -12,6 +12,8 @@
  */
 #include "runtime.h"
 
+#include <stdio.h>
+
 /* Unhealthy while a stuck attempt holds a worker that could not be replaced. */
 static void update_health(tl_service *svc)
 {
@@ -24,6 +26,17 @@ static void update_health(tl_service *svc)
     atomic_store(&svc->st.healthy, healthy);
 }
 
+/* A stuck attempt holds a worker: one was added in its place, or the cap forbade it. */
+static void log_stuck(const tl_rec *r, const char *event, int64_t now)
+{
+    char ms[24], cap[16];
+    snprintf(ms, sizeof(ms), "%lldms", (long long)(now - r->stalled_at_ms));
+    snprintf(cap, sizeof(cap), "%u", r->svc->cfg->max_replaced_workers);
+    tl_kv f[] = {{"stalled_for", ms}, {"max_replaced_workers", cap}};
+    tl__log_msg(r, TL_LEVEL_WARN, event, r->stalled_attempt, "handler ignores its cancellation", f,
+                2);
+}
+
 void tl__check_stuck(tl_service *svc)
 {
     int64_t now = tl_loop_now(svc->loop);
@@ -34,16 +47,34 @@ void tl__check_stuck(tl_service *svc)
         if (r->replaced_worker || now - r->stalled_at_ms < TL_STUCK_GRACE_MS ||
             tl_task_state_of(r->stalled) != TL_TASK_RUNNING)
             continue;
+        bool newly = !r->stuck;
         r->stuck = true;
-        if (svc->replaced_now >= svc->cfg->max_replaced_workers)
+        if (svc->replaced_now >= svc->cfg->max_replaced_workers) {
+            if (newly)
+                log_stuck(r, "worker_not_replaced", now);
             continue;
+        }
         if (tl_loop_add_worker(svc->loop) == 0) {
             svc->replaced_now++;
             r->replaced_worker = true;
             TL_STAT_ADD(svc, replaced_workers, 1);
+            log_stuck(r, "worker_replaced", now);
         }
     }
     update_health(svc);
+}
+
+/* A late result: counted and reported, never acted on twice. */
+static void log_late(const tl_rec *rec, tl_task *task)
+{
+    int err = tl_task_error(task);
+    const char *text = tl_task_error_text(task);
+    tl_kv f[] = {{"result", err == 0 ? "completed" : err == TL_ECANCELED ? "cancelled" : "failed"}};
+    tl__log_msg(rec, TL_LEVEL_INFO, "message_late", rec->stalled_attempt,
+                err == 0 ? NULL
+                : text   ? text
+                         : tl_strerror(err),
+                f, 1);
 }
 
 /* The stalled attempt returned: it is late. */
@@ -56,8 +87,10 @@ static void on_late(tl_task *task, void *arg)
         return;
     }
     /* A handler that stopped soon after its cancellation is not a late completion. */
-    if (rec->stuck || !rec->route->on_stall)
+    if (rec->stuck || !rec->route->on_stall) {
         TL_STAT_ADD(svc, late, 1);
+        log_late(rec, task);
+    }
     tl_list_remove(&svc->stalled, &rec->stalled_link);
     if (rec->replaced_worker) {
         rec->replaced_worker = false;

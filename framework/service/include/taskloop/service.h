@@ -30,6 +30,10 @@
  *   revoked   partitions taken away by a rebalance: drained, committed, forgotten.
  *   drain     at stop or revoke: stop taking in, let in-flight settle, commit.
  *
+ * A program that only registers its handlers and adapters can leave the rest (command
+ * line, signals, logging, progress, summary, exit code) to tl_service_main, in
+ * taskloop/program.h.
+ *
  * Thread rules: tl_service_run blocks the calling thread, which becomes the loop
  * thread. tl_service_stop, tl_service_stats_get and the other getters may be called
  * from any thread; tl_service_stop is also async-signal-safe.
@@ -52,12 +56,24 @@ typedef enum tl_level {
     TL_LEVEL_ERROR,
 } tl_level;
 
-/* One log event: a short name ("stalled", "reroute_failed") and key/value fields. */
+/*
+ * One log event: a short name ("message_stalled", "reroute_failed") and key/value
+ * fields. Events about one message (message_stalled, message_failed, message_retry,
+ * message_rerouted, message_dead_lettered, message_late, message_dropped_no_target,
+ * worker_replaced, worker_not_replaced, reroute_failed) carry handler, source, topic,
+ * partition, offset, message_key (text, or hex when not printable; cut at 32 bytes),
+ * attempt and error, then their own fields (then, target, timeout, result, ...).
+ */
 typedef void (*tl_log_fn)(void *user, tl_level level, const char *event, const tl_kv *fields,
                           size_t nfields);
 
 typedef struct tl_service_opts {
-    tl_log_fn log; /* NULL: events are not reported */
+    /* NULL: the service logs on stderr through a tl_logger of its own (taskloop/program.h)
+     * as the config's `log:` section says: format, level, a burst limit per event name.
+     * Set: the function gets every event at or above the config's log.level, on the
+     * thread running the service, neither rate-limited nor formatted (tl_logger_log, with a
+     * tl_logger as log_user, adds both). */
+    tl_log_fn log;
     void *log_user;
 } tl_service_opts;
 

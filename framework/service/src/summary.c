@@ -3,13 +3,13 @@
  * are "name<spaces>number" so that scripts can read them with awk; its last line says
  * whether every consumed message is accounted for.
  */
+#include "program_int.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "cli.h"
-
-void tl_cli_progress_line(const tl_service_stats *st, double rate, int64_t elapsed_ms, char *buf,
-                          size_t cap)
+void tl__progress_line(const tl_service_stats *st, double rate, int64_t elapsed_ms, char *buf,
+                       size_t cap)
 {
     snprintf(buf, cap,
              "consumed %" PRIu64 "  completed %" PRIu64 "  stalled %" PRIu64 "  rerouted %" PRIu64
@@ -74,7 +74,7 @@ static bool print_check(FILE *out, const tl_service_stats *st)
     return ok;
 }
 
-bool tl_cli_summary(FILE *out, tl_service *svc, const char *title, int64_t elapsed_ms)
+bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t elapsed_ms)
 {
     tl_service_stats st;
     tl_service_stats_get(svc, &st);

@@ -1,24 +1,19 @@
 /*
- * The program's log: one line per event on stderr, in logfmt or JSON, below a status
- * line that refreshes in place on a terminal.
+ * The log of taskloop/program.h: event lines in logfmt or JSON, a burst limit per event
+ * name, masked secrets, and a status line kept below the events on a terminal.
  *
- * An event that repeats fast (a stall storm) is shown at most BURST times a second;
- * the rest are counted and reported in one `log_suppressed` line, so a bad minute
- * cannot bury everything else. Errors are never suppressed. Values of keys that name
- * a secret are masked, although the runtime is not expected to log any.
- *
- * Thread rules: tl_cli_log is called from any thread (the loop, workers, adapter
- * threads); one mutex guards the burst table, the status line and stderr writes.
+ * Thread rules: any thread (the loop, workers, adapter threads, a program's monitor);
+ * lg->lock guards the burst table, the status line and the writes.
  */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <taskloop/program.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-
-#define BURST 10
 #define EVENTS 32
 #define LINE_MAX_LEN 4096
 
@@ -29,32 +24,46 @@ typedef struct burst {
     uint64_t suppressed;
 } burst;
 
-static struct {
+struct tl_logger {
     pthread_mutex_t lock;
+    int fd;
     tl_log_format format;
     tl_log_level level;
     burst bursts[EVENTS];
     char status[512];
     bool status_shown;
     int tty; /* -1: not probed yet */
-} g_log = {PTHREAD_MUTEX_INITIALIZER, TL_LOG_LOGFMT, TL_LOG_INFO, {{{0}, 0, 0, 0}}, {0}, false, -1};
+};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void tl_cli_log_setup(tl_log_format format, tl_log_level level)
+tl_logger *tl_logger_new(int fd, tl_log_format format, tl_log_level level)
 {
-    pthread_mutex_lock(&g_log.lock);
-    g_log.format = format;
-    g_log.level = level;
-    pthread_mutex_unlock(&g_log.lock);
+    tl_logger *lg = calloc(1, sizeof(*lg));
+    if (!lg)
+        return NULL;
+    pthread_mutex_init(&lg->lock, NULL);
+    lg->fd = fd;
+    lg->format = format;
+    lg->level = level;
+    lg->tty = -1;
+    return lg;
+}
+
+void tl_logger_setup(tl_logger *lg, tl_log_format format, tl_log_level level)
+{
+    pthread_mutex_lock(&lg->lock);
+    lg->format = format;
+    lg->level = level;
+    pthread_mutex_unlock(&lg->lock);
 }
 
 /* ---------------------------------------------------------------- output */
 
-static void write_all(const char *s, size_t len)
+static void write_all(tl_logger *lg, const char *s, size_t len)
 {
     while (len > 0) {
-        ssize_t n = write(STDERR_FILENO, s, len);
+        ssize_t n = write(lg->fd, s, len);
         if (n <= 0)
             return;
         s += n;
@@ -63,32 +72,32 @@ static void write_all(const char *s, size_t len)
 }
 
 /* Writes a whole line, lifting the status line out of the way and putting it back. */
-static void emit_locked(const char *line, size_t len)
+static void emit_locked(tl_logger *lg, const char *line, size_t len)
 {
-    if (g_log.status_shown)
-        write_all("\r\033[K", 4);
-    write_all(line, len);
-    if (g_log.status_shown)
-        write_all(g_log.status, strlen(g_log.status));
+    if (lg->status_shown)
+        write_all(lg, "\r\033[K", 4);
+    write_all(lg, line, len);
+    if (lg->status_shown)
+        write_all(lg, lg->status, strlen(lg->status));
 }
 
-bool tl_cli_status(const char *line)
+bool tl_logger_status(tl_logger *lg, const char *line)
 {
-    pthread_mutex_lock(&g_log.lock);
-    if (g_log.tty < 0)
-        g_log.tty = isatty(STDERR_FILENO);
-    bool tty = g_log.tty;
+    pthread_mutex_lock(&lg->lock);
+    if (lg->tty < 0)
+        lg->tty = isatty(lg->fd);
+    bool tty = lg->tty;
     if (tty) {
-        write_all("\r\033[K", 4);
-        snprintf(g_log.status, sizeof(g_log.status), "%s", line ? line : "");
-        g_log.status_shown = line != NULL;
-        write_all(g_log.status, strlen(g_log.status));
+        write_all(lg, "\r\033[K", 4);
+        snprintf(lg->status, sizeof(lg->status), "%s", line ? line : "");
+        lg->status_shown = line != NULL;
+        write_all(lg, lg->status, strlen(lg->status));
     }
-    pthread_mutex_unlock(&g_log.lock);
+    pthread_mutex_unlock(&lg->lock);
     return tty;
 }
 
-void tl_cli_note(const char *fmt, ...)
+void tl_logger_note(tl_logger *lg, const char *fmt, ...)
 {
     char line[LINE_MAX_LEN];
     va_list ap;
@@ -97,9 +106,9 @@ void tl_cli_note(const char *fmt, ...)
     va_end(ap);
     size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
     line[len++] = '\n';
-    pthread_mutex_lock(&g_log.lock);
-    emit_locked(line, len);
-    pthread_mutex_unlock(&g_log.lock);
+    pthread_mutex_lock(&lg->lock);
+    emit_locked(lg, line, len);
+    pthread_mutex_unlock(&lg->lock);
 }
 
 /* ---------------------------------------------------------------- formatting */
@@ -187,11 +196,17 @@ static void timestamp(char *out, size_t cap)
     snprintf(out, cap, "%s.%03ldZ", day, ts.tv_nsec / 1000000L);
 }
 
+/* Whether a field's value is hidden: its name says secret. message_key, the runtime's
+ * name for a message's key, says "key" without being one of a config's secrets. */
+static bool masked(const char *key)
+{
+    return strcmp(key, "message_key") != 0 && tl_config_is_secret(key);
+}
+
 /* Formats one event as a line, newline included. */
-static void format_event(buf *b, tl_level level, const char *event, const tl_kv *fields,
+static void format_event(buf *b, bool json, tl_level level, const char *event, const tl_kv *fields,
                          size_t nfields)
 {
-    bool json = g_log.format == TL_LOG_JSON;
     char ts[48];
     timestamp(ts, sizeof(ts));
     put_field(b, json, true, "time", ts);
@@ -201,7 +216,7 @@ static void format_event(buf *b, tl_level level, const char *event, const tl_kv 
         if (!fields[i].key)
             continue;
         const char *v = fields[i].value ? fields[i].value : "";
-        put_field(b, json, false, fields[i].key, tl_config_is_secret(fields[i].key) ? "*****" : v);
+        put_field(b, json, false, fields[i].key, masked(fields[i].key) ? "*****" : v);
     }
     if (json)
         puts_(b, "}");
@@ -211,11 +226,11 @@ static void format_event(buf *b, tl_level level, const char *event, const tl_kv 
 /* ---------------------------------------------------------------- bursts */
 
 /* The burst entry of event, reusing the stalest slot when the table is full. */
-static burst *burst_of(const char *event, int64_t second)
+static burst *burst_of(tl_logger *lg, const char *event, int64_t second)
 {
-    burst *oldest = &g_log.bursts[0];
+    burst *oldest = &lg->bursts[0];
     for (size_t i = 0; i < EVENTS; i++) {
-        burst *e = &g_log.bursts[i];
+        burst *e = &lg->bursts[i];
         if (strncmp(e->event, event, sizeof(e->event) - 1) == 0 && e->event[0])
             return e;
         if (e->second < oldest->second)
@@ -229,7 +244,7 @@ static burst *burst_of(const char *event, int64_t second)
 }
 
 /* Writes a line saying how many events of e went unshown in its last second. */
-static void flush_suppressed_locked(burst *e)
+static void flush_suppressed_locked(tl_logger *lg, burst *e)
 {
     if (e->suppressed == 0)
         return;
@@ -237,24 +252,24 @@ static void flush_suppressed_locked(burst *e)
     snprintf(count, sizeof(count), "%llu", (unsigned long long)e->suppressed);
     tl_kv kv[] = {{"of", e->event}, {"count", count}};
     buf b = {line, 0, sizeof(line) - 1};
-    format_event(&b, TL_LEVEL_WARN, "log_suppressed", kv, 2);
-    emit_locked(line, b.len);
+    format_event(&b, lg->format == TL_LOG_JSON, TL_LEVEL_WARN, "log_suppressed", kv, 2);
+    emit_locked(lg, line, b.len);
     e->suppressed = 0;
 }
 
 /* True when the event may be shown now; counts it as suppressed otherwise. */
-static bool burst_admits_locked(tl_level level, const char *event)
+static bool burst_admits_locked(tl_logger *lg, const char *event)
 {
-    if (level >= TL_LEVEL_ERROR)
-        return true;
-    int64_t second = tl_cli_now_ms() / 1000;
-    burst *e = burst_of(event, second);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t second = (int64_t)ts.tv_sec;
+    burst *e = burst_of(lg, event, second);
     if (e->second != second) {
-        flush_suppressed_locked(e);
+        flush_suppressed_locked(lg, e);
         e->second = second;
         e->shown = 0;
     }
-    if (e->shown < BURST) {
+    if (e->shown < TL_LOGGER_BURST) {
         e->shown++;
         return true;
     }
@@ -262,23 +277,33 @@ static bool burst_admits_locked(tl_level level, const char *event)
     return false;
 }
 
-void tl_cli_log(void *user, tl_level level, const char *event, const tl_kv *fields, size_t nfields)
+void tl_logger_log(void *user, tl_level level, const char *event, const tl_kv *fields,
+                   size_t nfields)
 {
-    (void)user;
+    tl_logger *lg = user;
     char line[LINE_MAX_LEN];
-    pthread_mutex_lock(&g_log.lock);
-    if ((int)level >= (int)g_log.level && burst_admits_locked(level, event ? event : "-")) {
+    pthread_mutex_lock(&lg->lock);
+    if ((int)level >= (int)lg->level && burst_admits_locked(lg, event ? event : "-")) {
         buf b = {line, 0, sizeof(line) - 1};
-        format_event(&b, level, event, fields, nfields);
-        emit_locked(line, b.len);
+        format_event(&b, lg->format == TL_LOG_JSON, level, event, fields, nfields);
+        emit_locked(lg, line, b.len);
     }
-    pthread_mutex_unlock(&g_log.lock);
+    pthread_mutex_unlock(&lg->lock);
 }
 
-void tl_cli_log_flush(void)
+void tl_logger_flush(tl_logger *lg)
 {
-    pthread_mutex_lock(&g_log.lock);
+    pthread_mutex_lock(&lg->lock);
     for (size_t i = 0; i < EVENTS; i++)
-        flush_suppressed_locked(&g_log.bursts[i]);
-    pthread_mutex_unlock(&g_log.lock);
+        flush_suppressed_locked(lg, &lg->bursts[i]);
+    pthread_mutex_unlock(&lg->lock);
+}
+
+void tl_logger_free(tl_logger *lg)
+{
+    if (!lg)
+        return;
+    tl_logger_flush(lg);
+    pthread_mutex_destroy(&lg->lock);
+    free(lg);
 }
