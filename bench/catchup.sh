@@ -11,7 +11,8 @@
 #   there); mock: a `taskloop mock` cluster started for the run.
 # Environment: CATCHUP_PARTITIONS (8), CATCHUP_WORKERS (64), CATCHUP_MS (1),
 # CATCHUP_IN_FLIGHT (1000), CATCHUP_KEYS (2000), CATCHUP_KAFKA (more librdkafka
-# properties for the source, as YAML map entries: "fetch.wait.max.ms: 10").
+# properties for the source, as YAML map entries: "fetch.wait.max.ms: 10"),
+# CATCHUP_KEPT_BACK_MB (loop.kept_back_mb; unset: the default).
 set -euo pipefail
 
 build=${1:?usage: bench/catchup.sh BUILD_DIR BROKER_DIR|mock [N]}
@@ -58,7 +59,7 @@ metric() { # PORT NAME
     curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }'
 }
 
-echo "catchup: $n messages on $parts partitions ($kind), work handler ${ms} ms, $workers workers, max_in_flight $in_flight"
+echo "catchup: $n messages on $parts partitions ($kind), work handler ${ms} ms, $workers workers, max_in_flight $in_flight, kept_back_mb ${CATCHUP_KEPT_BACK_MB:-default}"
 printf "%-10s %12s %12s %8s\n" ordering msgs/s ideal ratio
 for ordering in partition key; do
     topic="catchup-$ordering-$$"
@@ -70,7 +71,7 @@ for ordering in partition key; do
     port=$((29600 + RANDOM % 300))
     cat >"$work/$ordering.yaml" <<YAML
 service: catchup
-loop: { workers: $workers, max_in_flight: $in_flight }
+loop: { workers: $workers, max_in_flight: $in_flight${CATCHUP_KEPT_BACK_MB:+, kept_back_mb: $CATCHUP_KEPT_BACK_MB} }
 sources:
   in:
     type: kafka

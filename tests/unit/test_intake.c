@@ -180,6 +180,42 @@ static void a_backlog_partition_leaves_room_for_the_others(void **state)
     assert_int_equal(tl_memory_outstanding(f->topic), 0);
 }
 
+/* The memory source as the Kafka source is: it cannot stop single partitions. */
+static tl_source_ops fifo_ops;
+
+/* The same backlog from a source that cannot stop single partitions: with a budget
+ * (loop.kept_back_mb) intake keeps back what it delivers, so that it reads past the
+ * backlog's long run to the others' messages instead of waiting behind it. */
+static void a_backlog_partition_leaves_room_when_the_source_cannot_pause_it(void **state)
+{
+    fx *f = *state;
+    fifo_ops = tl_memory_source_ops;
+    fifo_ops.type = "memory_fifo";
+    fifo_ops.pause_partitions = NULL;
+    assert_int_equal(tl_registry_add_source(f->reg, &fifo_ops), 0);
+    assert_int_equal(tl_register_builtin_handlers(f->reg), 0);
+    start_yaml(f, "fifo",
+               "service: t\n"
+               "loop: { workers: 8, max_in_flight: 200, kept_back_mb: 16 }\n"
+               "sources:\n"
+               "  in: { type: memory_fifo, name: fifo, partitions: 8, batch: 64, run: 1000000 }\n"
+               "routes:\n"
+               "  - source: in\n"
+               "    handler: work\n"
+               "    params: { ms: \"1\" }\n");
+    for (int i = 0; i < 10000; i++)
+        push(f, 0, NULL, "x");
+    for (int32_t p = 1; p < 8; p++)
+        for (int i = 0; i < 100; i++)
+            push(f, p, NULL, "x");
+    run(f, script_small_partitions_first);
+    /* Kept back only up to max_in_flight, the small ones waited behind the 10,000. */
+    if (f->committed_mid >= 2000)
+        fail_msg("partition 0 had %lld committed when the others finished",
+                 (long long)f->committed_mid);
+    assert_int_equal(tl_memory_outstanding(f->topic), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -189,6 +225,7 @@ int main(void)
         T(holds_shorter_than_the_hold_limit_pause_nothing),
         T(a_revoke_that_ends_a_hold_resumes_the_source),
         T(a_backlog_partition_leaves_room_for_the_others),
+        T(a_backlog_partition_leaves_room_when_the_source_cannot_pause_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,9 +88,22 @@ static size_t room(const tl_service *svc)
  * takes no more: its next messages are kept back in its own queue, in order, and
  * the source is asked to stop fetching it (pause_partitions) while the others flow.
  * Kept-back messages go in as the partition's share frees, or once the window is no
- * longer contended. A source without pause_partitions may have at most max_in_flight
- * messages kept back; past that its batches wait whole, as before.
+ * longer contended. A source without pause_partitions (Kafka: its consumer queue holds
+ * each partition's fetches in long runs, as producers batched them) may keep back
+ * max_in_flight messages, or loop.kept_back_mb of them if that is more; past that its
+ * batches wait whole. A budget lets intake read past one partition's run to the
+ * others'. Not by default: kept-back messages are outside librdkafka's queues, which
+ * drop what they hold when a broker outage loses the group's assignment, so they are
+ * handled during the outage and again after it (the bound of what a failure repeats
+ * grows by the budget).
  */
+
+/* What a kept-back message takes: its bytes and about what its wrapper and the
+ * library's message take. */
+static size_t kept_bytes(const tl_msg *m)
+{
+    return m->len + m->key_len + 256;
+}
 
 static size_t part_uncommitted(const tl_partition_state *p)
 {
@@ -145,6 +158,7 @@ static bool part_hold(tl_service *svc, tl_partition_state *p, tl_msg *msg)
     if (p->held_n++ == 0)
         tl_list_push_back(&svc->held_parts, &p->held_link);
     svc->held_msgs++;
+    svc->held_bytes += kept_bytes(msg);
     hold_at_source(p, true);
     return true;
 }
@@ -155,6 +169,7 @@ static tl_msg *part_unhold(tl_service *svc, tl_partition_state *p)
     p->held_first = (p->held_first + 1) % p->held_cap;
     p->held_n--;
     svc->held_msgs--;
+    svc->held_bytes -= kept_bytes(m);
     return m;
 }
 
@@ -181,7 +196,8 @@ static void part_release_held(tl_service *svc, tl_partition_state *p, bool forge
 /* Whether a message that must wait can be kept back in its partition's queue. */
 static bool can_hold(const tl_service *svc, const tl_source_state *src)
 {
-    return src->ops->pause_partitions || svc->held_msgs < svc->cfg->max_in_flight;
+    return src->ops->pause_partitions || svc->held_msgs < svc->cfg->max_in_flight ||
+           svc->held_bytes < (svc->cfg->kept_back_mb << 20);
 }
 
 static void out_of_memory(tl_service *svc, tl_source_state *src, tl_msg *msg)

@@ -218,6 +218,7 @@ struct tl_service {
     size_t nassigned;              /* partitions assigned now (the fair share's divisor) */
     tl_list held_parts;            /* partitions with messages kept back (held_link) */
     size_t held_msgs;              /* messages kept back in all of them */
+    size_t held_bytes;             /* and what they take, as kept_bytes() counts it */
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;

@@ -86,8 +86,8 @@ static bool host_port(const char *s, char *why, size_t whylen)
 
 static void load_loop(loader *ld, struct fy_node *root)
 {
-    static const char *const keys[] = {"workers", "max_in_flight", "drain_timeout",
-                                       "max_replaced_workers", NULL};
+    static const char *const keys[] = {
+        "workers", "max_in_flight", "drain_timeout", "max_replaced_workers", "kept_back_mb", NULL};
     struct fy_node *map = tl_schema_get_map(ld, root, "", "loop");
     if (!map)
         return;
@@ -101,6 +101,8 @@ static void load_loop(loader *ld, struct fy_node *root)
     tl_schema_get_duration(ld, map, "loop", "drain_timeout", false, &cfg->drain_timeout_ms);
     if (tl_schema_get_int(ld, map, "loop", "max_replaced_workers", 0, TL_CONFIG_MAX_WORKERS, &v))
         cfg->max_replaced_workers = (unsigned)v;
+    if (tl_schema_get_int(ld, map, "loop", "kept_back_mb", 0, 65536, &v))
+        cfg->kept_back_mb = (size_t)v;
 }
 
 static void load_admin(loader *ld, struct fy_node *root)

@@ -24,6 +24,9 @@
  *   loop.max_in_flight               int 1-1e8  10000
  *   loop.drain_timeout               duration   10s
  *   loop.max_replaced_workers        int 0-1024 4
+ *   loop.kept_back_mb                int 0-65536 0 (MiB that messages kept back for
+ *                                               fair intake may take past max_in_flight
+ *                                               of them; see intake.c)
  *   sources.NAME.type                string     (required) a registered source type
  *   sources.NAME.*                   per the source type's tl_param list
  *   sinks.SCHEME.*                   per the sink scheme's tl_param list (section optional)
@@ -211,6 +214,7 @@ typedef struct tl_config {
     size_t max_in_flight;
     int64_t drain_timeout_ms;
     unsigned max_replaced_workers;
+    size_t kept_back_mb;
     tl_config_source *sources;
     size_t nsources;
     tl_config_sink *sinks;
