@@ -225,7 +225,11 @@ static void ev_error(void *rt, tl_source *src, int err, bool fatal, const char *
 
 tl_source *open_source(rec *r, const tl_params *p)
 {
-    tl_source_events ev = {r, ev_deliver, ev_assigned, ev_revoked, ev_error};
+    tl_source_events ev = {.rt = r,
+                           .deliver = ev_deliver,
+                           .assigned = ev_assigned,
+                           .revoked = ev_revoked,
+                           .error = ev_error};
     char err[256] = "";
     tl_source *s = NULL;
     int rc = SRC->open(p, &ev, &s, err, sizeof(err));

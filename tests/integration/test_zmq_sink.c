@@ -19,7 +19,7 @@
 static char *dead_endpoint(void)
 {
     fake_rt *f = rt_new();
-    tl_source_events ev = {f, rt_deliver, NULL, NULL, rt_error};
+    tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};
     conf *c = set_str(conf_new(), "endpoint", "tcp://127.0.0.1:*");
     char err[128];
     assert_int_equal(tl_zmq_source_ops.open(&c->p, &ev, &f->src, err, sizeof(err)), 0);

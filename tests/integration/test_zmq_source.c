@@ -271,7 +271,7 @@ static void oversized_messages_are_rejected(void **state)
 static int try_open(conf *c, char *err, size_t errlen)
 {
     fake_rt *f = rt_new();
-    tl_source_events ev = {f, rt_deliver, NULL, NULL, rt_error};
+    tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};
     int rc = tl_zmq_source_ops.open(&c->p, &ev, &f->src, err, errlen);
     if (rc == 0)
         tl_zmq_source_ops.close(f->src);

@@ -156,7 +156,7 @@ size_t seen_count(fake_rt *f)
 
 tl_source *source_open_start(fake_rt *f, conf *c)
 {
-    tl_source_events ev = {f, rt_deliver, NULL, NULL, rt_error};
+    tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};
     char err[256] = "";
     int rc = tl_zmq_source_ops.open(&c->p, &ev, &f->src, err, sizeof(err));
     if (rc != 0)

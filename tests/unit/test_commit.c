@@ -1,7 +1,9 @@
 /*
  * Commits: a partition's committed position is the lowest unsettled offset, it only
  * moves forward, it can be read from another thread, and messages that settle out of
- * offset order never carry it past one that has not. The fixture is service_helpers.h's.
+ * offset order never carry it past one that has not; with a source whose commits count
+ * once acknowledged, refused commits stop intake at the window. The fixture is
+ * service_helpers.h's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,6 +99,62 @@ static void a_slow_message_holds_the_commit_at_its_offset_while_later_ones_compl
     assert_balanced(f);
 }
 
+/* The memory source as the Kafka source is: its commits count once acknowledged. */
+static tl_source_ops acked_ops;
+
+static void start_acked(fx *f, const char *topic)
+{
+    acked_ops = tl_memory_source_ops;
+    acked_ops.type = "memory_acked";
+    acked_ops.commit_acks = true;
+    assert_int_equal(tl_registry_add_source(f->reg, &acked_ops), 0);
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "service: t\n"
+             "loop: { workers: 4, max_in_flight: 40 }\n"
+             "sources:\n"
+             "  in: { type: memory_acked, name: %s, partitions: 2, batch: 8 }\n"
+             "routes:\n"
+             "  - source: in\n"
+             "    handler: h\n"
+             "    ordering: none\n",
+             topic);
+    start_yaml(f, topic, yaml);
+}
+
+static bool forty_completed(fx *f)
+{
+    return stats(f).completed >= 40;
+}
+
+static void script_outage(fx *f)
+{
+    STEP(wait_for(f, forty_completed, 5000));
+    sleep_ms(400); /* many commit rounds, each refused */
+    f->committed_mid = (int64_t)stats(f).completed;
+    tl_memory_lose_commits(f->topic, false);
+    STEP(wait_for(f, all_settled, 5000));
+}
+
+/* While the broker refuses every commit (an outage), a source whose commits count
+ * once acknowledged takes in no more than max_in_flight messages: all a failure can
+ * make the next owner repeat. Once commits go through again, the rest flows and the
+ * committed positions reach the end. */
+static void refused_commits_stop_intake_at_the_window_until_they_go_through(void **state)
+{
+    fx *f = *state;
+    start_acked(f, "acked");
+    assert_int_equal(tl_memory_lose_commits(f->topic, true), 0);
+    for (int i = 0; i < 400; i++)
+        push(f, i % 2, NULL, "ok");
+    run(f, script_outage);
+    assert_int_equal(f->committed_mid, 40);
+    assert_int_equal(stats(f).completed, 400);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 200);
+    assert_int_equal(tl_memory_committed(f->topic, 1), 200);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -104,6 +162,7 @@ int main(void)
         T(every_message_completes_and_commits_reach_the_end),
         T(committed_positions_can_be_read_from_another_thread_while_they_move),
         T(a_slow_message_holds_the_commit_at_its_offset_while_later_ones_complete),
+        T(refused_commits_stop_intake_at_the_window_until_they_go_through),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,7 +67,8 @@ static tl_source_events events(fake_rt *f)
 {
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->cond, NULL);
-    return (tl_source_events){f, rt_deliver, rt_assigned, rt_revoked, NULL};
+    return (tl_source_events){
+        .rt = f, .deliver = rt_deliver, .assigned = rt_assigned, .revoked = rt_revoked};
 }
 
 /* Waits up to 2 s until at least n messages arrived; returns how many did. */

@@ -1,6 +1,6 @@
 /*
  * Delivery from the Kafka source: messages wrapped as tl_msg for the runtime, their
- * release and destruction, and errors reported as events.
+ * release and destruction, and errors and commit outcomes reported as events.
  *
  * Thread rules: source.c's, for the whole source. Here: wrapping, taking and delivering
  * run on the poll thread; release on any thread (a lock-free push onto `released`);
@@ -37,6 +37,23 @@ void tl_kafka_src_on_error(rd_kafka_t *rk, int err, const char *reason, void *op
     }
     tl_kafka_src_emit_error(s, tl_kafka_err(err), false, "kafka %s: %s", rd_kafka_err2name(err),
                             reason);
+}
+
+void tl_kafka_src_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    tl_source *s = opaque;
+    /* _NO_OFFSET: nothing new was stored, nothing to report. */
+    if (!s->ev.committed || !offsets || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return;
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        rd_kafka_resp_err_t e = err ? err : tp->err;
+        if (tp->offset < 0 && !e)
+            continue; /* no position of this partition was committed */
+        s->ev.committed(s->ev.rt, s, tp->topic, tp->partition, tp->offset, e ? tl_kafka_err(e) : 0);
+    }
 }
 
 static kmsg *wrap(tl_source *s, rd_kafka_message_t *rkm)

@@ -86,6 +86,11 @@ void tl_kafka_src_emit_error(tl_source *s, int err, bool fatal, const char *fmt,
 /* librdkafka's error callback (opaque is the source): raises the error event. */
 void tl_kafka_src_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 
+/* librdkafka's offset commit callback (opaque is the source): raises the committed
+ * event for each partition of the commit. */
+void tl_kafka_src_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *offsets, void *opaque);
+
 /* Takes rkm; returns true when it joined the batch. */
 bool tl_kafka_src_take(tl_source *s, rd_kafka_message_t *rkm, size_t *n);
 

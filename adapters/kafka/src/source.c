@@ -157,6 +157,7 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     }
     rd_kafka_conf_set_rebalance_cb(conf, tl_kafka_src_on_rebalance);
     rd_kafka_conf_set_error_cb(conf, tl_kafka_src_on_error);
+    rd_kafka_conf_set_offset_commit_cb(conf, tl_kafka_src_on_commit);
     rd_kafka_conf_set_opaque(conf, s);
     *out = conf;
     return 0;
@@ -312,6 +313,16 @@ static int64_t src_hold_limit(tl_source *s)
     return s->hold_limit_ms;
 }
 
+/* An asynchronous commit of the stored offsets; on_commit reports the outcome. */
+static void src_flush_commits(tl_source *s)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 1);
+    /* Nothing stored since the last commit: the runtime asks again if it must. */
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        tl_kafka_src_emit_error(s, tl_kafka_err(err), false, "kafka commit: %s",
+                                rd_kafka_err2str(err));
+}
+
 static void src_stop(tl_source *s)
 {
     if (s->stopped)
@@ -374,10 +385,12 @@ const tl_source_ops tl_kafka_source_ops = {
     .type = "kafka",
     .params = source_params,
     .at_least_once = true,
+    .commit_acks = true,
     .open = src_open,
     .start = src_start,
     .pause = src_pause,
     .commit = src_commit,
+    .flush_commits = src_flush_commits,
     .release = tl_kafka_src_release,
     .stop = src_stop,
     .close = src_close,

@@ -338,19 +338,24 @@ static void trim_locked(mem_part *p)
 
 static int source_commit(tl_source *src, const char *topic, int32_t partition, int64_t next)
 {
-    (void)topic;
     int rc = 0;
+    bool lost = false;
     pthread_mutex_lock(&tl_mem_lock);
     if (partition < 0 || (size_t)partition >= src->topic->nparts || next < 0) {
         rc = TL_EINVAL;
     } else {
         mem_part *p = &src->topic->parts[partition];
-        if (!src->topic->lose_commits) {
+        lost = src->topic->lose_commits;
+        if (!lost) {
             p->committed = next;
             trim_locked(p);
         }
     }
     pthread_mutex_unlock(&tl_mem_lock);
+    /* Reported for runtimes that count on acknowledgements (a type registered with
+     * commit_acks): a lost commit is refused. */
+    if (rc == 0 && src->ev.committed)
+        src->ev.committed(src->ev.rt, src, topic, partition, next, lost ? TL_EIO : 0);
     return rc;
 }
 

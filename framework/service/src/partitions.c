@@ -104,6 +104,16 @@ void tl__partitions_assigned(tl_service *svc, tl_source_state *src, const tl_par
         part_get(svc, src, parts[i].topic, parts[i].partition, true);
 }
 
+/* Remembers a position handed to ops->commit until the source acknowledges it. When
+ * many wait, the newest replaces the last: its acknowledgement covers the others. */
+static void point_add(tl_partition_state *p, int64_t next)
+{
+    unsigned i = p->npoints < TL_COMMIT_POINTS ? p->npoints++ : p->npoints - 1;
+    struct tl_commit_point *pt = &p->points[(p->point_first + i) % TL_COMMIT_POINTS];
+    pt->next = next;
+    pt->slot = p->offsets.head;
+}
+
 void tl__partition_commit(tl_service *svc, tl_partition_state *p)
 {
     p->dirty = false;
@@ -123,6 +133,13 @@ void tl__partition_commit(tl_service *svc, tl_partition_state *p)
     pthread_mutex_lock(&svc->mu);
     p->committed = next;
     pthread_mutex_unlock(&svc->mu);
+    if (p->src->ops->commit_acks)
+        point_add(p, next);
+}
+
+uint64_t tl__partition_unacked(const tl_partition_state *p)
+{
+    return p->offsets.tail - (p->src->ops->commit_acks ? p->acked : p->offsets.head);
 }
 
 void tl__commit_dirty(tl_service *svc)

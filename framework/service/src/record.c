@@ -79,7 +79,10 @@ static void settle(tl_rec *rec)
             part->dirty = true;
         if (rec->msg->offset > part->high_settled)
             part->high_settled = rec->msg->offset;
-        TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
+        if (part->src->ops->commit_acks)
+            tl__acks_settled(svc, part); /* counted until acknowledged */
+        else
+            TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
         part->in_flight--;
     }
     TL_STAT_ADD(svc, in_flight, -1);

@@ -58,8 +58,11 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         p->revoked = true;
         p->gen++;
         p->in_flight = 0;
-        TL_STAT_ADD(svc, uncommitted, -(p->offsets.tail - p->offsets.head));
+        TL_STAT_ADD(svc, uncommitted, -tl__partition_unacked(p));
         tl_offsets_reset(&p->offsets);
+        /* Acknowledgements still to come belong to the old assignment. */
+        p->acked = p->offsets.head;
+        p->npoints = 0;
     }
     tl__partitions_recount(svc);
     pthread_mutex_lock(&r->mu);

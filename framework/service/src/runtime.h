@@ -56,6 +56,9 @@ typedef struct tl_batch tl_batch;
 typedef struct tl_revoke_req tl_revoke_req;
 
 /* The live state of a partition (or, for transports without partitions, an endpoint). */
+/* Commits of one partition awaiting their acknowledgement, at most (acks.c). */
+#define TL_COMMIT_POINTS 16
+
 typedef struct tl_partition_state {
     struct tl_source_state *src;
     char *topic;
@@ -70,6 +73,15 @@ typedef struct tl_partition_state {
      * message below it or below one running (see tl__records_revoking). */
     int64_t high_settled;
     tl_offsets offsets;
+    /* Sources with commit_acks (acks.c): slots below `acked` are committed and
+     * acknowledged; each position handed to ops->commit and not yet acknowledged is a
+     * point (the position, and the slot it starts at), oldest first from point_first. */
+    uint64_t acked;
+    struct tl_commit_point {
+        int64_t next;
+        uint64_t slot;
+    } points[TL_COMMIT_POINTS];
+    unsigned point_first, npoints;
     size_t in_flight;
     /* Fair intake (intake.c): messages kept back while the partition holds its share
      * of a contended window, oldest first (a ring from held_first). */
@@ -89,6 +101,8 @@ typedef struct tl_source_state {
     int64_t hold_limit_ms; /* ops->hold_limit_ms; 0: deliver may wait without limit */
     bool hold_asked;       /* guarded by svc->mu: a deliver waited past hold_limit_ms */
     bool hold_paused;      /* guarded by svc->mu, written by the loop: paused for it */
+    bool flush_pending;    /* ops->flush_commits was called and no ack came since */
+    int64_t flush_at_ms;   /* when (loop clock) */
     const tl_config_source *cfg;
     const tl_source_ops *ops;
     tl_source *handle;
@@ -288,6 +302,22 @@ void tl__partition_commit(tl_service *svc, tl_partition_state *p);
 
 /* Commits every partition whose position moved. */
 void tl__commit_dirty(tl_service *svc);
+
+/* What of the partition counts against max_in_flight: tracked and not yet known to be
+ * committed for good (settled below; acknowledged too, for a source with commit_acks). */
+uint64_t tl__partition_unacked(const tl_partition_state *p);
+
+/* acks.c: the source's ev->committed; posts the outcome to the loop. Any thread. */
+void tl__acks_event(tl_source_state *src, const char *topic, int32_t partition, int64_t next_offset,
+                    int err);
+
+/* acks.c: a message of part settled. With commit_acks, once settled messages waiting
+ * for their acknowledgement take a quarter of the window, commits what settled and
+ * asks the source to send it now. */
+void tl__acks_settled(tl_service *svc, tl_partition_state *part);
+
+/* acks.c, housekeeping: a flush that got no answer in a while may be asked again. */
+void tl__acks_check(tl_service *svc);
 
 /* Frees every partition state (service teardown). */
 void tl__partitions_free(tl_service *svc);

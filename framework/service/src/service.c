@@ -30,6 +30,13 @@ static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t
     tl__revoke(rt, parts, n);
 }
 
+static void ev_committed(void *rt, tl_source *s, const char *topic, int32_t partition,
+                         int64_t next_offset, int err)
+{
+    (void)s;
+    tl__acks_event(rt, topic, partition, next_offset, err);
+}
+
 static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
@@ -103,6 +110,7 @@ static void housekeeping(tl_timer *timer, void *arg)
     tl_service *svc = arg;
     atomic_store_explicit(&svc->heartbeat_ms, tl_loop_now(svc->loop), memory_order_relaxed);
     tl__commit_dirty(svc);
+    tl__acks_check(svc);
     tl__revokes_check(svc);
     tl__check_stuck(svc);
     tl__intake_resume(svc); /* whatever freed room, held batches never wait forever */
@@ -137,7 +145,8 @@ static int open_sources(tl_service *svc, char *err, size_t errlen)
                                      .deliver = ev_deliver,
                                      .assigned = ev_assigned,
                                      .revoked = ev_revoked,
-                                     .error = ev_error};
+                                     .error = ev_error,
+                                     .committed = ev_committed};
         char why[512] = "";
         int rc = src->ops->open(&src->cfg->params, &src->ev, &src->handle, why, sizeof(why));
         if (rc != 0) {

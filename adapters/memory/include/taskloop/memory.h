@@ -81,8 +81,9 @@ int64_t tl_memory_committed(const char *name, int32_t partition);
 
 /*
  * While lose is true, commit() on topic name returns 0 and records nothing, as Kafka
- * offsets stored locally that never reach a group coordinator which went away. Creates
- * the topic if needed; TL_ENOMEM.
+ * offsets stored locally that never reach a group coordinator which went away, and
+ * reports the commit refused (ev->committed with TL_EIO). Creates the topic if needed;
+ * TL_ENOMEM.
  */
 int tl_memory_lose_commits(const char *name, bool lose);
 

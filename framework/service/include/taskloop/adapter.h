@@ -142,12 +142,22 @@ typedef struct tl_source_events {
     void (*revoked)(void *rt, tl_source *src, const tl_partition *parts, size_t n);
     /* An error worth reporting; the source keeps trying unless fatal. */
     void (*error)(void *rt, tl_source *src, int err, bool fatal, const char *what);
+    /* Sources with commit_acks: the broker acknowledged (err 0) or refused a commit of
+     * the partition's position next_offset. Any thread. */
+    void (*committed)(void *rt, tl_source *src, const char *topic, int32_t partition,
+                      int64_t next_offset, int err);
 } tl_source_events;
 
 typedef struct tl_source_ops {
     const char *type;       /* the `type:` of a source section: "kafka", "zmq", ... */
     const tl_param *params; /* accepted keys, ended by an entry with name NULL */
     bool at_least_once;     /* true when commit() makes delivery at-least-once */
+    /* True when commit() only records a position that reaches the broker later, and
+     * the source reports each outcome through ev->committed: the runtime then counts
+     * a message against max_in_flight until its commit is acknowledged, so that no
+     * failure (a crash, a broker outage that loses the assignment) can repeat more
+     * than the window. False: commit() is durable when it returns. */
+    bool commit_acks;
     /* Opens the source from its section; on failure writes a message into err. */
     int (*open)(const tl_params *conf, const tl_source_events *ev, tl_source **out, char *err,
                 size_t errlen);
@@ -157,6 +167,10 @@ typedef struct tl_source_ops {
     void (*pause)(tl_source *src, bool paused);
     /* Records that every message of the partition below next_offset is settled. */
     int (*commit)(tl_source *src, const char *topic, int32_t partition, int64_t next_offset);
+    /* Optional, with commit_acks: sends what commit() recorded to the broker now rather
+     * than at the source's own pace (the window is filling with unacknowledged
+     * messages). Loop thread. */
+    void (*flush_commits)(tl_source *src);
     /* Takes back a delivered message. */
     void (*release)(tl_source *src, tl_msg *msg);
     /* Stops delivering; commits what was recorded and leaves any group. */
