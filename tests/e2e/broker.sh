@@ -4,7 +4,7 @@
 #   broker.sh loss      three nodes, replication factor 3: a node leading an input
 #                       partition, not the group's coordinator, is killed (-9) and
 #                       stays down until the end
-# Duplicates are allowed up to e2e_dup_allowance 1 (work done again if a commit was lost).
+# Duplicates are allowed up to e2e_dup_allowance 1 (work done again if commits were lost).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mode="${1:-restart}"
 case "$mode" in

@@ -116,20 +116,28 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     int rc = tl_kafka_conf_new(p, &conf, err, errlen);
     if (rc)
         return rc;
-    const char *store = tl_kafka_conf_user(p, "enable.auto.offset.store");
-    char val[16] = "";
-    size_t vlen = sizeof(val);
-    if (store && rd_kafka_conf_get(conf, "enable.auto.offset.store", val, &vlen) == 0 &&
-        strcmp(val, "true") == 0) {
-        tl_kafka_errf(err, errlen,
-                      "kafka property enable.auto.offset.store: must stay false; "
-                      "taskloop stores offsets of settled messages itself");
-        rd_kafka_conf_destroy(conf);
-        return TL_ECONFIG;
+    /* Both stay false: the runtime stores the offsets of settled messages and has them
+     * committed, and counts each message until its commit is acknowledged (acks.c). */
+    static const char *const own[] = {"enable.auto.offset.store", "enable.auto.commit"};
+    for (size_t i = 0; i < sizeof(own) / sizeof(*own); i++) {
+        char val[16] = "";
+        size_t vlen = sizeof(val);
+        if (tl_kafka_conf_user(p, own[i]) &&
+            rd_kafka_conf_get(conf, own[i], val, &vlen) == RD_KAFKA_CONF_OK &&
+            strcmp(val, "true") == 0) {
+            tl_kafka_errf(err, errlen,
+                          "kafka property %s: must stay false; taskloop stores and commits "
+                          "the offsets of settled messages itself",
+                          own[i]);
+            rd_kafka_conf_destroy(conf);
+            return TL_ECONFIG;
+        }
     }
     rc = tl_kafka_conf_set(conf, "group.id", tl_params_str(p, "group", ""), err, errlen);
     if (!rc)
         rc = tl_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen);
+    if (!rc)
+        rc = tl_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen);
     /*
      * librdkafka 2.0 stops fetching once the consumer queue holds queued.min.messages
      * (100000, counted over all partitions) and looks again only a second later. A
@@ -139,10 +147,6 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
      */
     if (!rc && !tl_kafka_conf_user(p, "queued.min.messages"))
         rc = tl_kafka_conf_set(conf, "queued.min.messages", DEFAULT_QUEUED_MIN, err, errlen);
-    /* Stored offsets reach the broker at this interval: what settled in the last one
-     * is delivered again after a crash, so keep it short (librdkafka's is 5 s). */
-    if (!rc && !tl_kafka_conf_user(p, "auto.commit.interval.ms"))
-        rc = tl_kafka_conf_set(conf, "auto.commit.interval.ms", "100", err, errlen);
     if (rc) {
         rd_kafka_conf_destroy(conf);
         return rc;
@@ -157,7 +161,6 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     }
     rd_kafka_conf_set_rebalance_cb(conf, tl_kafka_src_on_rebalance);
     rd_kafka_conf_set_error_cb(conf, tl_kafka_src_on_error);
-    rd_kafka_conf_set_offset_commit_cb(conf, tl_kafka_src_on_commit);
     rd_kafka_conf_set_opaque(conf, s);
     *out = conf;
     return 0;
@@ -220,8 +223,10 @@ static int src_open(const tl_params *p, const tl_source_events *ev, tl_source **
     rd_kafka_poll_set_consumer(s->rk);
     s->queue = rd_kafka_queue_get_consumer(s->rk);
     s->parking = rd_kafka_queue_new(s->rk);
+    s->commitq = rd_kafka_queue_new(s->rk);
     if (!s->queue) { /* only a consumer without group.id has none, and group is required */
         rd_kafka_queue_destroy(s->parking);
+        rd_kafka_queue_destroy(s->commitq);
         rd_kafka_destroy(s->rk);
         tl_kafka_errf(err, errlen, "kafka consumer: no consumer queue");
         rc = TL_ECONFIG;
@@ -234,6 +239,20 @@ fail:
     return rc;
 }
 
+/*
+ * Serves the results of flush_commits. A thread of its own, not the poll thread: that
+ * one waits in deliver while backpressure holds, which is exactly when the runtime
+ * waits for these acknowledgements to free its window.
+ */
+static void *commit_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "tl-kafka-commit");
+    tl_source *s = arg;
+    while (atomic_load(&s->running))
+        rd_kafka_queue_poll_callback(s->commitq, 100);
+    return NULL;
+}
+
 static int src_start(tl_source *s)
 {
     if (s->started || s->stopped)
@@ -244,6 +263,12 @@ static int src_start(tl_source *s)
     atomic_store(&s->running, true);
     if (pthread_create(&s->thread, NULL, poll_main, s) != 0) {
         atomic_store(&s->running, false);
+        rd_kafka_unsubscribe(s->rk);
+        return TL_ESYS;
+    }
+    if (pthread_create(&s->commit_thread, NULL, commit_main, s) != 0) {
+        atomic_store(&s->running, false);
+        pthread_join(s->thread, NULL);
         rd_kafka_unsubscribe(s->rk);
         return TL_ESYS;
     }
@@ -313,14 +338,16 @@ static int64_t src_hold_limit(tl_source *s)
     return s->hold_limit_ms;
 }
 
-/* An asynchronous commit of the stored offsets; on_commit reports the outcome. */
-static void src_flush_commits(tl_source *s)
+/* An asynchronous commit of the stored offsets; commit_main serves its outcome. */
+static int src_flush_commits(tl_source *s)
 {
-    rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 1);
-    /* Nothing stored since the last commit: the runtime asks again if it must. */
+    rd_kafka_resp_err_t err =
+        rd_kafka_commit_queue(s->rk, NULL, s->commitq, tl_kafka_src_on_commit, s);
+    /* _NO_OFFSET: nothing stored since the last commit; the runtime asks again. */
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         tl_kafka_src_emit_error(s, tl_kafka_err(err), false, "kafka commit: %s",
                                 rd_kafka_err2str(err));
+    return err ? tl_kafka_err(err) : 0;
 }
 
 static void src_stop(tl_source *s)
@@ -331,6 +358,7 @@ static void src_stop(tl_source *s)
     if (s->started) {
         atomic_store(&s->running, false);
         pthread_join(s->thread, NULL);
+        pthread_join(s->commit_thread, NULL);
     }
     tl_kafka_src_destroy_released(s);
     /* Never delivered, so never committed: the group delivers them again. */
@@ -364,6 +392,8 @@ static void src_close(tl_source *s)
         rd_kafka_queue_destroy(s->queue);
     if (s->parking)
         rd_kafka_queue_destroy(s->parking);
+    if (s->commitq)
+        rd_kafka_queue_destroy(s->commitq);
     rd_kafka_destroy(s->rk);
     src_free(s);
 }

@@ -7,10 +7,10 @@
  * counting it keeps that at most the window. During an outage the window fills and
  * intake stops, instead of handling on with commits that are lost.
  *
- * So that a fast stream does not wait for the source's own commit pace, once settled
- * messages waiting for their acknowledgement take a quarter of the window, what
- * settled is committed and the source asked to send it now (flush_commits), one
- * request at a time.
+ * The runtime has the source send its commits (flush_commits) at each housekeeping
+ * round with a commit waiting, and at once when settled messages waiting for their
+ * acknowledgement take a quarter of the window, so that a fast stream does not wait
+ * for the round; one request at a time.
  *
  * Thread rules: tl__acks_event runs on the source's thread (any thread) and posts to
  * the loop; the rest runs on the loop thread.
@@ -98,9 +98,8 @@ static void flush(tl_service *svc)
         if (!src->ops->commit_acks || !src->ops->flush_commits || !src->handle ||
             src->flush_pending)
             continue;
-        src->flush_pending = true;
         src->flush_at_ms = now;
-        src->ops->flush_commits(src->handle);
+        src->flush_pending = src->ops->flush_commits(src->handle) == 0;
     }
 }
 
@@ -117,9 +116,15 @@ void tl__acks_settled(tl_service *svc, tl_partition_state *part)
 void tl__acks_check(tl_service *svc)
 {
     int64_t now = tl_loop_now(svc->loop);
+    bool waiting = false;
     for (size_t i = 0; i < svc->nsrcs; i++) {
         tl_source_state *src = &svc->srcs[i];
         if (src->flush_pending && now - src->flush_at_ms >= FLUSH_RETRY_MS)
             src->flush_pending = false;
     }
+    for (size_t i = 0; i < svc->nparts && !waiting; i++)
+        waiting = svc->parts[i]->npoints > 0;
+    /* The source's commits are the runtime's to make (Kafka's auto-commit is off). */
+    if (waiting)
+        flush(svc);
 }

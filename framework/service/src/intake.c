@@ -91,11 +91,11 @@ static size_t room(const tl_service *svc)
  * longer contended. A source without pause_partitions (Kafka: its consumer queue holds
  * each partition's fetches in long runs, as producers batched them) may keep back
  * max_in_flight messages, or loop.kept_back_mb of them if that is more; past that its
- * batches wait whole. A budget lets intake read past one partition's run to the
- * others'. Not by default: kept-back messages are outside librdkafka's queues, which
- * drop what they hold when a broker outage loses the group's assignment, so they are
- * handled during the outage and again after it (the bound of what a failure repeats
- * grows by the budget).
+ * batches wait whole. The budget lets intake read past one partition's run to the
+ * others'. It costs memory only: kept-back messages are fetched already, and a
+ * failure repeats no more for them, since the window counts every message until its
+ * commit is acknowledged (acks.c), so that what is kept back is never handled without
+ * room in it.
  */
 
 /* What a kept-back message takes: its bytes and about what its wrapper and the

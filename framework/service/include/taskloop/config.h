@@ -24,7 +24,7 @@
  *   loop.max_in_flight               int 1-1e8  10000
  *   loop.drain_timeout               duration   10s
  *   loop.max_replaced_workers        int 0-1024 4
- *   loop.kept_back_mb                int 0-65536 0 (MiB that messages kept back for
+ *   loop.kept_back_mb                int 0-65536 64 (MiB that messages kept back for
  *                                               fair intake may take past max_in_flight
  *                                               of them; see intake.c)
  *   sources.NAME.type                string     (required) a registered source type
