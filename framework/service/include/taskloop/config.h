@@ -61,8 +61,11 @@
  *    guessing between ms and s is how timeouts end up 1000 times off), and are at most
  *    TL_CONFIG_MAX_DURATION_MS ("168h").
  *  - Integers are decimal; trailing text ("8x") is an error. Booleans are true/false.
- *    An adapter's integer lies between 0 and TL_PARAM_INT_MAX (adapter.h), its string
- *    is not empty, its required list has an item.
+ *    An adapter's integer or duration lies within the range its ops give it (else 0
+ *    to TL_PARAM_INT_MAX, adapter.h), its string is not empty, its required list has
+ *    an item; then the adapter's check op (tl_source_ops.check) looks at the section
+ *    as its open() would (addresses, library properties), with no side effect, and
+ *    each problem it finds is reported at its value.
  *  - A target is "SCHEME:ADDRESS" where SCHEME is a registered sink. A target on the
  *    sink named like the route's source type that names what that source reads (its
  *    tl_source_ops.input: a Kafka topic, a ZeroMQ endpoint) is refused: the reroute
