@@ -127,6 +127,12 @@ bool tl_schema_from_plugins(tl_config_loader *ld, tl_config_pos p, const char *p
 bool tl_schema_load_kvs(tl_config_loader *ld, struct fy_node *map, const char *path,
                         const tl_kv **out, size_t *n);
 
+/* ---------------------------------------------------------------- schema_admin.c */
+
+/* Checks admin.token or admin.token_file of the admin section map (reading the file)
+ * and sets ld->cfg->admin_token. */
+void tl_schema_load_admin_token(tl_config_loader *ld, struct fy_node *map);
+
 /* ---------------------------------------------------------------- schema_adapters.c */
 
 /* Checks root's sources against the registered source types and their parameters;
