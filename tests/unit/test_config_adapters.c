@@ -341,6 +341,12 @@ static void librdkafka_error_names_the_variable_not_its_value(void **state)
     assert_no_env_value_shown(f);
 }
 
+/* Setting it would load (run) the named library: check leaves it to `taskloop run`. */
+static void check_loads_no_librdkafka_plugin(void **state)
+{
+    assert_accepts(*state, with_property("plugin.library.paths: /nonexistent/plugin.so"));
+}
+
 static void auto_offset_store_is_refused_at_check(void **state)
 {
     assert_refuses(*state, with_property("enable.auto.offset.store: true"),
@@ -378,6 +384,7 @@ int main(void)
         T(bad_librdkafka_value_is_refused),
         T(librdkafka_error_never_shows_a_secret),
         T(librdkafka_error_names_the_variable_not_its_value),
+        T(check_loads_no_librdkafka_plugin),
         T(auto_offset_store_is_refused_at_check),
         T(sink_section_properties_are_checked),
     };

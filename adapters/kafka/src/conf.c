@@ -83,6 +83,12 @@ static int apply_map(const tl_params *p, rd_kafka_conf_t *conf, char *err, size_
         return TL_ECONFIG;
     }
     for (size_t i = 0; i < m->nmap; i++) {
+        char why[512];
+        if (strcmp(m->map[i].key, "bootstrap.servers") == 0 &&
+            tl_kafka_brokers_check(m->map[i].value, why, sizeof(why))) {
+            tl_kafka_errf(err, errlen, "kafka property bootstrap.servers: %s", why);
+            return TL_ECONFIG;
+        }
         int rc = tl_kafka_conf_set(conf, m->map[i].key, m->map[i].value, err, errlen);
         if (rc)
             return rc;
