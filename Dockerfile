@@ -3,10 +3,15 @@
 #
 #   docker build -t taskloop:local .
 #   docker run --rm taskloop:local taskloop check /etc/taskloop/compose.yaml
-FROM debian:12.8-slim
+#
+# Two stages: `build` has the compiler and the -dev packages and builds the program;
+# the image itself has only the libraries it runs with (and what the checker uses:
+# python3, curl, kcat), no compiler, and runs as the user taskloop (uid 10001).
 
-# The same packages as a developer machine (scripts/install-deps.sh): compilers and
-# libraries to build, python3 and kcat for the checker.
+# ---------------------------------------------------------------- build
+FROM debian:12-slim AS build
+
+# The same packages as a developer machine (scripts/install-deps.sh).
 COPY scripts/install-deps.sh /opt/taskloop/scripts/install-deps.sh
 RUN /opt/taskloop/scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
 
@@ -19,15 +24,35 @@ COPY adapters adapters
 COPY examples examples
 COPY cmd cmd
 COPY config config
-COPY tests/e2e tests/e2e
 RUN cmake -S . -B /tmp/build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTL_BUILD_TESTS=OFF \
       -DTL_BUILD_BENCH=OFF \
     && cmake --build /tmp/build -j"$(nproc)" --target taskloop_cli \
-    && install -m 0755 /tmp/build/cmd/taskloop/taskloop /usr/local/bin/taskloop \
-    && rm -rf /tmp/build
+    && install -m 0755 /tmp/build/cmd/taskloop/taskloop /usr/local/bin/taskloop
 
+# ---------------------------------------------------------------- runtime
+FROM debian:12-slim
+
+# The shared libraries the program links (librdkafka, libzmq, libfyaml,
+# libmicrohttpd, jansson), CA certificates for brokers over TLS, and the checker's
+# tools (tests/e2e/check_deployment.sh: bash, python3 with PyYAML, curl, kcat).
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends \
+         librdkafka1 libzmq5 libfyaml0 libmicrohttpd12 libjansson4 ca-certificates \
+         curl kcat python3 python3-yaml \
+    && rm -rf /var/lib/apt/lists/*
+
+# A fixed uid, so that volumes and file ownership outside the container can rely on it.
+RUN groupadd --system --gid 10001 taskloop \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/taskloop \
+         --shell /usr/sbin/nologin taskloop \
+    && mkdir -p /var/lib/taskloop && chown 10001:10001 /var/lib/taskloop
+
+COPY --from=build /usr/local/bin/taskloop /usr/local/bin/taskloop
 COPY config/compose.yaml /etc/taskloop/compose.yaml
-RUN mkdir -p /var/lib/taskloop
+COPY tests/e2e /opt/taskloop/tests/e2e
+
+USER 10001:10001
+WORKDIR /var/lib/taskloop
 VOLUME /var/lib/taskloop
 EXPOSE 9464
 CMD ["taskloop", "run", "/etc/taskloop/compose.yaml"]

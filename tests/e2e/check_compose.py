@@ -6,6 +6,10 @@ service config it deploys.
 
 - every service has a pinned image or a build whose Dockerfile exists (FROM pinned,
   every COPY source present in the repository);
+- the Dockerfile has a build stage and a runtime stage: the runtime one from
+  debian:12-slim, running as a user with a fixed uid (not root), installing no compiler
+  nor -dev package; every package any stage installs exists in Debian 12 (apt-cache
+  show, when run on Debian 12);
 - the broker and the service have healthchecks; every depends_on target exists, uses
   a known condition, and service_healthy targets have a healthcheck;
 - named volumes are declared; files the services run from the image
@@ -19,6 +23,7 @@ Exits 0 when all holds, 1 listing what does not, and 1 without PyYAML.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -29,6 +34,9 @@ except ImportError:
     sys.exit(1)
 
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+# Packages that compile: none of them may be in the image that runs.
+BUILD_TOOLS = {"build-essential", "gcc", "g++", "cpp", "clang", "cmake", "make", "ninja-build",
+               "pkg-config", "pkgconf", "binutils", "dpkg-dev", "valgrind"}
 
 
 class Checker:
@@ -66,6 +74,94 @@ def dockerfile_copies(text):
     return out
 
 
+def stages(text):
+    """[(name, base image, lines)] of each FROM stage; continuation lines are joined."""
+    out = []
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        m = re.match(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
+        if m:
+            out.append((m.group(2), m.group(1), []))
+        elif out:
+            out[-1][2].append(line)
+    return out
+
+
+def deps_script_packages(root):
+    """The packages scripts/install-deps.sh installs."""
+    try:
+        text = open(os.path.join(root, "scripts", "install-deps.sh"), encoding="utf-8").read()
+    except OSError:
+        return []
+    m = re.search(r"^packages=\((.*?)\)", text, re.M | re.S)
+    return m.group(1).split() if m else []
+
+
+def stage_packages(root, lines):
+    """The packages a stage's RUN lines install (apt-get install, install-deps.sh)."""
+    pkgs = []
+    for line in lines:
+        if not line.startswith("RUN"):
+            continue
+        for seg in re.split(r"&&|;|\|", line):
+            words = seg.split()
+            if "install-deps.sh" in seg:
+                pkgs += deps_script_packages(root)
+            for i, w in enumerate(words):
+                if w in ("apt-get", "apt") and "install" in words[i + 1:]:
+                    rest = words[words.index("install", i) + 1:]
+                    pkgs += [p for p in rest if not p.startswith("-")]
+                    break
+    return pkgs
+
+
+def known_in_debian12(c, packages):
+    """Checks with apt-cache that each package exists, when this machine is Debian 12."""
+    try:
+        release = open("/etc/debian_version", encoding="utf-8").read().strip()
+    except OSError:
+        release = ""
+    if not release.startswith("12") or not shutil.which("apt-cache"):
+        c.notes.append("not on Debian 12 with apt-cache: package names not checked")
+        return
+    wanted = sorted(set(packages))
+    r = subprocess.run(["apt-cache", "show", "--no-all-versions"] + wanted,
+                       capture_output=True, text=True)
+    found = set(re.findall(r"^Package: (\S+)$", r.stdout, re.M))
+    for p in wanted:
+        if p not in found:
+            c.bad("Dockerfile: package %s does not exist in Debian 12" % p)
+
+
+def check_stages(c, dockerfile, text):
+    """A build stage and a runtime stage that runs as a fixed non-root uid, no compiler."""
+    st = stages(text)
+    if len(st) < 2:
+        c.bad("%s: one stage; a build stage and a runtime stage are expected" % dockerfile)
+        return
+    names = [n for n, _, _ in st if n]
+    for i, (_, _, lines) in enumerate(st):
+        for line in lines:
+            m = re.match(r"^COPY\s+.*--from=(\S+)", line)
+            if m and m.group(1) not in names[:i] and not m.group(1).isdigit():
+                c.bad("%s: COPY --from=%s names no earlier stage" % (dockerfile, m.group(1)))
+    name, base, lines = st[-1]
+    if not base.startswith("debian:12"):
+        c.bad("%s: the runtime stage is from %s, not debian:12-slim" % (dockerfile, base))
+    users = [line.split()[1] for line in lines if re.match(r"^USER\s+\S+", line)]
+    user = users[-1].split(":")[0] if users else "root"
+    if user in ("root", "0"):
+        c.bad("%s: the runtime stage runs as root (no USER, or USER root)" % dockerfile)
+    elif not user.isdigit() and not any(
+            re.search(r"useradd\b.*--uid\s+\d+.*\s%s(\s|$)" % re.escape(user), line) for line in lines):
+        c.bad("%s: USER %s has no fixed uid (USER UID, or useradd --uid)" % (dockerfile, user))
+    final_pkgs = stage_packages(c.root, lines)
+    for p in sorted(set(final_pkgs)):
+        if p in BUILD_TOOLS or p.endswith("-dev"):
+            c.bad("%s: the runtime stage installs %s, a build tool or -dev package" % (dockerfile, p))
+    all_pkgs = [p for _, _, ls in st for p in stage_packages(c.root, ls)]
+    known_in_debian12(c, all_pkgs)
+
+
 def check_dockerfile(c, svc_name, build):
     context = build if isinstance(build, str) else build.get("context", ".")
     dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
@@ -84,12 +180,19 @@ def check_dockerfile(c, svc_name, build):
     for f in froms:
         if not pinned(f):
             c.bad("%s: base image %s is not pinned to a tag" % (dockerfile, f))
-    installed = {}
-    workdir = "/"
+    check_stages(c, dockerfile, text)
+    installed = {}  # what every stage copies: the build's sources
+    final = {}  # what the image that runs holds
+    workdir = build_wd = "/"
     for line in text.splitlines():
+        if re.match(r"^FROM\s", line):
+            final = {}
+            workdir = "/"
         m = re.match(r"^WORKDIR\s+(\S+)", line)
         if m:
             workdir = m.group(1)
+        if re.match(r"^RUN\s+cmake\s", line):
+            build_wd = workdir
         for srcs, dest in dockerfile_copies(line):
             for s in srcs:
                 if not os.path.exists(os.path.join(ctx, s)):
@@ -99,10 +202,11 @@ def check_dockerfile(c, svc_name, build):
                     target = os.path.join(target, os.path.basename(s.rstrip("/"))) \
                         if not os.path.isdir(os.path.join(ctx, s)) else target
                 installed[os.path.normpath(target)] = os.path.normpath(os.path.join(ctx, s))
+                final[os.path.normpath(target)] = os.path.normpath(os.path.join(ctx, s))
     # Everything the top-level CMakeLists.txt reads must be in the image.
     top = c.path("CMakeLists.txt")
     if os.path.isfile(top) and os.path.normpath(ctx) == os.path.normpath(c.root):
-        wd = os.path.normpath(workdir)
+        wd = os.path.normpath(build_wd)
         for ref in re.findall(r"^\s*(?:add_subdirectory|include)\(\s*([\w./-]+)",
                               open(top, encoding="utf-8").read(), re.M):
             first = ref.split("/")[0]
@@ -112,7 +216,7 @@ def check_dockerfile(c, svc_name, build):
                 c.bad("%s: CMakeLists.txt uses %s, which the Dockerfile does not copy" % (dockerfile, ref))
     if "install-deps.sh" not in text:
         c.bad("%s: does not install the packages of scripts/install-deps.sh" % dockerfile)
-    return installed
+    return final
 
 
 def in_image(installed, path):

@@ -5,7 +5,9 @@
  * one "stuck" message comes from a second source whose route times out after 200 ms:
  * it stalls, is rerouted, and its handler keeps its worker (a replacement is started).
  *
- * Usage: admin_driver [HOST:PORT]   (default 127.0.0.1:0)
+ * Usage: admin_driver [HOST:PORT [ADMIN_KEYS]]   (default 127.0.0.1:0)
+ * ADMIN_KEYS is added to the admin section as written (e.g. `token: "${T}"`); the
+ * config takes ${VAR} from the environment.
  * Prints "port N" once the endpoint listens, runs until its standard input closes
  * (or SIGTERM), then drains and exits 0. Exits 3 when the run fails (the port is
  * taken); the service's log events go to standard error either way.
@@ -71,8 +73,8 @@ static int handler(tl_task *task, const tl_msg *msg, void *user)
 static void log_event(void *user, tl_level level, const char *event, const tl_kv *f, size_t n)
 {
     (void)user;
-    (void)level;
-    fprintf(stderr, "event=%s", event);
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    fprintf(stderr, "level=%s event=%s", levels[level], event);
     for (size_t i = 0; i < n; i++)
         fprintf(stderr, " %s=\"%s\"", f[i].key, f[i].value);
     fputc('\n', stderr);
@@ -129,7 +131,8 @@ static int push_all(void)
 int main(int argc, char **argv)
 {
     const char *listen = argc > 1 ? argv[1] : "127.0.0.1:0";
-    char yaml[2048];
+    const char *admin_keys = argc > 2 ? argv[2] : NULL;
+    char yaml[4096];
     snprintf(yaml, sizeof(yaml),
              "service: admin-test\n"
              "loop: { workers: 8, drain_timeout: 5s }\n"
@@ -147,8 +150,8 @@ int main(int argc, char **argv)
              "    handler: driver\n"
              "    timeout: 200ms\n"
              "    on_stall: { reroute: \"memory:admin_stalled\" }\n"
-             "admin: { listen: \"%s\" }\n",
-             TOPIC, SLOW_TOPIC, listen);
+             "admin: { listen: \"%s\"%s%s }\n",
+             TOPIC, SLOW_TOPIC, listen, admin_keys ? ", " : "", admin_keys ? admin_keys : "");
     tl_registry *reg = NULL;
     tl_config *cfg = NULL;
     tl_service *svc = NULL;

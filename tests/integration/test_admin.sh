@@ -7,12 +7,16 @@ set -euo pipefail
 DRIVER=${1:?usage: test_admin.sh ADMIN_DRIVER}
 TMP=$(mktemp -d)
 PID=
+PID2=
 cleanup() {
     exec 3>&- 2>/dev/null || true
-    if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-        kill "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-    fi
+    exec 4>&- 2>/dev/null || true
+    for p in $PID $PID2; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -212,3 +216,83 @@ if curl -s -o /dev/null "$URL/healthz"; then
     fail "the endpoint still answers after the run"
 fi
 pass "the endpoint stops with the run"
+
+# ---------------------------------------------------------------- the token
+
+# start2 TAG ARGS...: another driver (listening as ARGS say) until stop2; its port in
+# PORT2, its log in $TMP/TAG.err.
+start2() {
+    local tag=$1
+    shift
+    mkfifo "$TMP/$tag.in"
+    "$DRIVER" "$@" <"$TMP/$tag.in" >"$TMP/$tag.out" 2>"$TMP/$tag.err" &
+    PID2=$!
+    exec 4>"$TMP/$tag.in"
+    for _ in $(seq 100); do
+        grep -q '^port ' "$TMP/$tag.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    PORT2=$(awk '/^port /{print $2}' "$TMP/$tag.out")
+    [[ -n $PORT2 ]] || { cat "$TMP/$tag.err" >&2; fail "driver $tag printed no port"; }
+}
+stop2() {
+    exec 4>&-
+    wait "$PID2" || fail "a driver exited $?"
+    PID2=
+}
+# code PATH [curl args]: the status of a request to the second driver.
+code() {
+    local path=$1
+    shift
+    curl -s -o "$TMP/body2" -D "$TMP/headers2" -w '%{http_code}' "$@" "http://127.0.0.1:$PORT2$path"
+}
+
+TOKEN='k9-Zq7.tl_admin~token'
+TL_ADMIN_TOKEN=$TOKEN start2 tok 127.0.0.1:0 'token: "${TL_ADMIN_TOKEN}"'
+[[ $(code /metrics) == 401 ]] || fail "/metrics without a token is not 401"
+grep -qi '^www-authenticate: Bearer' "$TMP/headers2" || fail "401 without WWW-Authenticate: Bearer"
+[[ $(code /tasks) == 401 ]] || fail "/tasks without a token is not 401"
+[[ $(code /nope) == 401 ]] || fail "an unknown path without a token is not 401"
+[[ $(code /metrics -X POST) == 401 ]] || fail "POST /metrics without a token is not 401"
+for bad in "Bearer wrong" "Bearer ${TOKEN%?}" "Bearer ${TOKEN}x" "Bearer " "Basic $TOKEN" "$TOKEN"; do
+    [[ $(code /metrics -H "Authorization: $bad") == 401 ]] || fail "Authorization: $bad is let in"
+done
+pass "with a token, /metrics, /tasks and unknown paths answer 401 without it or with a wrong one"
+[[ $(code /metrics -H "Authorization: Bearer $TOKEN") == 200 ]] || fail "the token is refused"
+grep -q '^taskloop_consumed_total' "$TMP/body2" || fail "/metrics with the token has no metrics"
+[[ $(code /tasks -H "authorization: bearer $TOKEN") == 200 ]] || fail "bearer in lower case refused"
+[[ $(code /nope -H "Authorization: Bearer $TOKEN") == 404 ]] || fail "with the token, /nope is not 404"
+pass "with the token every path answers as without one"
+[[ $(code /healthz) == 200 && $(code /readyz) == 200 ]] || fail "the probes need the token"
+pass "/healthz and /readyz answer without the token"
+stop2
+if grep -qF "$TOKEN" "$TMP/tok.err" "$TMP/tok.out"; then
+    fail "the token appears in the service's output"
+fi
+grep -q 'event=admin_exposed' "$TMP/tok.err" && fail "a loopback endpoint was logged as exposed"
+pass "the token is not logged; loopback is not reported as exposed"
+
+printf '%s\n' "$TOKEN" >"$TMP/token"
+chmod 600 "$TMP/token"
+start2 file 127.0.0.1:0 "token_file: \"$TMP/token\""
+[[ $(code /metrics) == 401 ]] || fail "token_file: /metrics without the token is not 401"
+[[ $(code /metrics -H "Authorization: Bearer $TOKEN") == 200 ]] ||
+    fail "token_file: the token (its line break dropped) is refused"
+stop2
+pass "token_file: the file's token, without its line break, is the one required"
+
+# ---------------------------------------------------------------- where it listens
+
+start2 empty ':0'
+ss -ltnH "sport = :$PORT2" | awk '{print $4}' >"$TMP/bound"
+grep -qx "127.0.0.1:$PORT2" "$TMP/bound" || fail "an empty host bound $(cat "$TMP/bound"), not loopback"
+stop2
+pass "an empty host listens on loopback only"
+
+start2 every '*:0'
+grep -q 'level=warn event=admin_exposed listen="\*:0" token="none"' "$TMP/every.err" ||
+    fail "every address was not logged at warn: $(cat "$TMP/every.err")"
+[[ $(code /metrics) == 200 ]] || fail "an explicit '*' endpoint does not answer"
+stop2
+pass "an explicit non-loopback address is allowed, and logged at warn"
+

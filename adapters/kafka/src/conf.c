@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <taskloop/config.h>
 #include <taskloop/kafka.h>
 
 #include "kafka_conf.h"
@@ -20,28 +21,43 @@ void tl_kafka_errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Keys whose values must not reach an error message (DESIGN: secrets never logged). */
-static int is_secret(const char *key)
+int tl_kafka_prop_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *why,
+                      size_t whylen)
 {
-    static const char *const words[] = {"password", "secret", "key", "token", "jaas"};
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strstr(key, words[i]))
-            return 1;
-    return 0;
+    char reason[512];
+    if (rd_kafka_conf_set(conf, key, value, reason, sizeof(reason)) == RD_KAFKA_CONF_OK)
+        return 0;
+    /* librdkafka's reason may quote the value: for a secret (the config's own rule,
+     * tl_config_is_secret) say only that it was refused. */
+    if (tl_config_is_secret(key))
+        tl_kafka_errf(why, whylen, "invalid value (not shown: a secret)");
+    else
+        tl_kafka_errf(why, whylen, "%s", reason);
+    return TL_ECONFIG;
 }
 
 int tl_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
                       size_t errlen)
 {
     char why[512];
-    if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) == RD_KAFKA_CONF_OK)
+    if (tl_kafka_prop_set(conf, key, value, why, sizeof(why)) == 0)
         return 0;
-    /* librdkafka's reason may quote the value; for secrets name the key only. */
-    if (is_secret(key))
-        tl_kafka_errf(err, errlen, "kafka property %s: invalid value (hidden)", key);
-    else
-        tl_kafka_errf(err, errlen, "kafka property %s: %s", key, why);
+    tl_kafka_errf(err, errlen, "kafka property %s: %s", key, why);
     return TL_ECONFIG;
+}
+
+const char *tl_kafka_owned_on(const tl_params *p, rd_kafka_conf_t *conf)
+{
+    static const char *const own[] = {"enable.auto.offset.store", "enable.auto.commit"};
+    for (size_t i = 0; i < sizeof(own) / sizeof(*own); i++) {
+        char val[16] = "";
+        size_t vlen = sizeof(val);
+        if (tl_kafka_conf_user(p, own[i]) &&
+            rd_kafka_conf_get(conf, own[i], val, &vlen) == RD_KAFKA_CONF_OK &&
+            strcmp(val, "true") == 0)
+            return own[i];
+    }
+    return NULL;
 }
 
 const char *tl_kafka_conf_user(const tl_params *p, const char *key)
@@ -72,6 +88,12 @@ static int apply_map(const tl_params *p, rd_kafka_conf_t *conf, char *err, size_
         return TL_ECONFIG;
     }
     for (size_t i = 0; i < m->nmap; i++) {
+        char why[512];
+        if (strcmp(m->map[i].key, "bootstrap.servers") == 0 &&
+            tl_kafka_brokers_check(m->map[i].value, why, sizeof(why))) {
+            tl_kafka_errf(err, errlen, "kafka property bootstrap.servers: %s", why);
+            return TL_ECONFIG;
+        }
         int rc = tl_kafka_conf_set(conf, m->map[i].key, m->map[i].value, err, errlen);
         if (rc)
             return rc;
@@ -84,10 +106,6 @@ static int apply_brokers(const tl_params *p, rd_kafka_conf_t *conf, char *err, s
 {
     const char *brokers = tl_params_str(p, "brokers", NULL);
     int64_t mock = tl_params_num(p, "mock", 0);
-    if (mock < 0 || mock > 64) {
-        tl_kafka_errf(err, errlen, "mock: %lld brokers is out of 0..64", (long long)mock);
-        return TL_ECONFIG;
-    }
     if (mock > 0) {
         char n[24];
         snprintf(n, sizeof(n), "%lld", (long long)mock);
@@ -95,6 +113,11 @@ static int apply_brokers(const tl_params *p, rd_kafka_conf_t *conf, char *err, s
     }
     if (!brokers && !tl_kafka_conf_user(p, "bootstrap.servers")) {
         tl_kafka_errf(err, errlen, "brokers: required (or set mock)");
+        return TL_ECONFIG;
+    }
+    char why[512];
+    if (brokers && tl_kafka_brokers_check(brokers, why, sizeof(why))) {
+        tl_kafka_errf(err, errlen, "brokers: %s", why);
         return TL_ECONFIG;
     }
     return brokers ? tl_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) : 0;

@@ -105,12 +105,32 @@ static void sink_free(tl_sink *k)
     free(k);
 }
 
+static const tl_param sink_params[] = {
+    {"brokers", TL_PARAM_STRING, false, false,
+     "bootstrap servers host:port,...; required unless mock is set"},
+    {"kafka", TL_PARAM_MAP, false, true, "librdkafka properties, passed through unchanged"},
+    {"mock", TL_PARAM_INT, false, false,
+     "brokers of a private in-process mock cluster (test.mock.num.brokers); 0 = off"},
+    {NULL, TL_PARAM_STRING, false, false, NULL},
+};
+
+static const tl_param_range sink_ranges[] = {
+    {"mock", 0, TL_KAFKA_MAX_MOCK},
+    {NULL, 0, 0},
+};
+
 static int sink_open(const char *address, const tl_params *p, tl_sink **out, char *err,
                      size_t errlen)
 {
     if (!address || !*address) {
         tl_kafka_errf(err, errlen, "kafka sink: a topic is required, as in kafka:TOPIC");
         return TL_EINVAL;
+    }
+    char why[512];
+    if (tl_kafka_topic_check(address, why, sizeof(why)) ||
+        tl_params_check_ranges(sink_params, sink_ranges, p, why, sizeof(why))) {
+        tl_kafka_errf(err, errlen, "kafka sink: %s", why);
+        return TL_ECONFIG;
     }
     tl_sink *k = calloc(1, sizeof(*k));
     if (!k || !(k->topic = strdup(address))) {
@@ -121,7 +141,6 @@ static int sink_open(const char *address, const tl_params *p, tl_sink **out, cha
     int rc = producer_conf(p, k, &conf, err, errlen);
     if (rc)
         goto fail;
-    char why[512];
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (!k->rk) { /* conf is still ours when rd_kafka_new fails */
         rd_kafka_conf_destroy(conf);
@@ -212,15 +231,6 @@ static void sink_close(tl_sink *k)
     sink_free(k);
 }
 
-static const tl_param sink_params[] = {
-    {"brokers", TL_PARAM_STRING, false, false,
-     "bootstrap servers host:port,...; required unless mock is set"},
-    {"kafka", TL_PARAM_MAP, false, true, "librdkafka properties, passed through unchanged"},
-    {"mock", TL_PARAM_INT, false, false,
-     "brokers of a private in-process mock cluster (test.mock.num.brokers); 0 = off"},
-    {NULL, TL_PARAM_STRING, false, false, NULL},
-};
-
 const tl_sink_ops tl_kafka_sink_ops = {
     .scheme = "kafka",
     .params = sink_params,
@@ -228,4 +238,6 @@ const tl_sink_ops tl_kafka_sink_ops = {
     .send = sink_send,
     .flush = sink_flush,
     .close = sink_close,
+    .ranges = sink_ranges,
+    .check = tl_kafka_sink_check,
 };

@@ -83,6 +83,26 @@ static void *poll_main(void *arg)
 
 /* ---------------------------------------------------------------- ops */
 
+static const tl_param source_params[] = {
+    {"brokers", TL_PARAM_STRING, false, false,
+     "bootstrap servers host:port,...; required unless mock is set"},
+    {"group", TL_PARAM_STRING, true, false, "consumer group id"},
+    {"topics", TL_PARAM_LIST, true, false, "topics to subscribe to"},
+    {"kafka", TL_PARAM_MAP, false, true, "librdkafka properties, passed through unchanged"},
+    {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 1000)"},
+    {"poll_timeout", TL_PARAM_DURATION, false, false, "longest wait in one poll (default 100ms)"},
+    {"mock", TL_PARAM_INT, false, false,
+     "brokers of a private in-process mock cluster (test.mock.num.brokers); 0 = off"},
+    {NULL, TL_PARAM_STRING, false, false, NULL},
+};
+
+static const tl_param_range source_ranges[] = {
+    {"batch", 1, MAX_BATCH},
+    {"poll_timeout", 0, MAX_POLL_MS},
+    {"mock", 0, TL_KAFKA_MAX_MOCK},
+    {NULL, 0, 0},
+};
+
 static int check_params(const tl_params *p, char *err, size_t errlen)
 {
     const tl_param_value *topics = tl_params_get(p, "topics");
@@ -94,17 +114,16 @@ static int check_params(const tl_params *p, char *err, size_t errlen)
         tl_kafka_errf(err, errlen, "topics: a non-empty list is required");
         return TL_ECONFIG;
     }
-    int64_t batch = tl_params_num(p, "batch", DEFAULT_BATCH);
-    int64_t poll = tl_params_num(p, "poll_timeout", DEFAULT_POLL_MS);
-    if (batch < 1 || batch > MAX_BATCH) {
-        tl_kafka_errf(err, errlen, "batch: %lld is out of 1..%d", (long long)batch, MAX_BATCH);
+    char why[512];
+    if (tl_params_check_ranges(source_params, source_ranges, p, why, sizeof(why))) {
+        tl_kafka_errf(err, errlen, "%s", why);
         return TL_ECONFIG;
     }
-    if (poll < 0 || poll > MAX_POLL_MS) {
-        tl_kafka_errf(err, errlen, "poll_timeout: %lldms is out of 0..%dms", (long long)poll,
-                      MAX_POLL_MS);
-        return TL_ECONFIG;
-    }
+    for (size_t i = 0; i < topics->nlist; i++)
+        if (topics->list[i][0] != '^' && tl_kafka_topic_check(topics->list[i], why, sizeof(why))) {
+            tl_kafka_errf(err, errlen, "topics: item %zu: %s", i + 1, why);
+            return TL_ECONFIG;
+        }
     return 0;
 }
 
@@ -116,22 +135,16 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     int rc = tl_kafka_conf_new(p, &conf, err, errlen);
     if (rc)
         return rc;
-    /* Both stay false: the runtime stores the offsets of settled messages and has them
-     * committed, and counts each message until its commit is acknowledged (acks.c). */
-    static const char *const own[] = {"enable.auto.offset.store", "enable.auto.commit"};
-    for (size_t i = 0; i < sizeof(own) / sizeof(*own); i++) {
-        char val[16] = "";
-        size_t vlen = sizeof(val);
-        if (tl_kafka_conf_user(p, own[i]) &&
-            rd_kafka_conf_get(conf, own[i], val, &vlen) == RD_KAFKA_CONF_OK &&
-            strcmp(val, "true") == 0) {
-            tl_kafka_errf(err, errlen,
-                          "kafka property %s: must stay false; taskloop stores and commits "
-                          "the offsets of settled messages itself",
-                          own[i]);
-            rd_kafka_conf_destroy(conf);
-            return TL_ECONFIG;
-        }
+    /* The runtime stores the offsets of settled messages and has them committed, and
+     * counts each message until its commit is acknowledged (acks.c). */
+    const char *owned = tl_kafka_owned_on(p, conf);
+    if (owned) {
+        tl_kafka_errf(err, errlen,
+                      "kafka property %s: must stay false; taskloop stores and commits the "
+                      "offsets of settled messages itself",
+                      owned);
+        rd_kafka_conf_destroy(conf);
+        return TL_ECONFIG;
     }
     rc = tl_kafka_conf_set(conf, "group.id", tl_params_str(p, "group", ""), err, errlen);
     if (!rc)
@@ -398,19 +411,6 @@ static void src_close(tl_source *s)
     src_free(s);
 }
 
-static const tl_param source_params[] = {
-    {"brokers", TL_PARAM_STRING, false, false,
-     "bootstrap servers host:port,...; required unless mock is set"},
-    {"group", TL_PARAM_STRING, true, false, "consumer group id"},
-    {"topics", TL_PARAM_LIST, true, false, "topics to subscribe to"},
-    {"kafka", TL_PARAM_MAP, false, true, "librdkafka properties, passed through unchanged"},
-    {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 1000)"},
-    {"poll_timeout", TL_PARAM_DURATION, false, false, "longest wait in one poll (default 100ms)"},
-    {"mock", TL_PARAM_INT, false, false,
-     "brokers of a private in-process mock cluster (test.mock.num.brokers); 0 = off"},
-    {NULL, TL_PARAM_STRING, false, false, NULL},
-};
-
 const tl_source_ops tl_kafka_source_ops = {
     .type = "kafka",
     .params = source_params,
@@ -427,4 +427,6 @@ const tl_source_ops tl_kafka_source_ops = {
     .lag = src_lag,
     .hold_limit_ms = src_hold_limit,
     .input = "topics",
+    .ranges = source_ranges,
+    .check = tl_kafka_source_check,
 };

@@ -13,6 +13,7 @@
  */
 #include "memory_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,13 @@ static const tl_param source_params[] = {
      "how long backpressure may keep the source waiting before it is paused (default: no "
      "limit), as a Kafka source's comes from max.poll.interval.ms"},
     {NULL, 0, false, false, NULL},
+};
+
+static const tl_param_range source_ranges[] = {
+    {"partitions", 1, TL_MEMORY_MAX_PARTITIONS},
+    {"batch", 1, 1 << 20},
+    {"run", 1, INT32_MAX},
+    {NULL, 0, 0},
 };
 
 static int fail(char *err, size_t errlen, int code, const char *why)
@@ -238,16 +246,13 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
     int64_t batch = tl_params_num(conf, "batch", 64);
     int64_t run = tl_params_num(conf, "run", 1);
     int64_t hold_limit = tl_params_num(conf, "hold_limit", 0);
+    char why[200], msg[256];
     if (!name || !*name)
         return fail(err, errlen, TL_ECONFIG, "memory source: name is required");
-    if (parts < 1 || parts > TL_MEMORY_MAX_PARTITIONS)
-        return fail(err, errlen, TL_ECONFIG, "memory source: partitions must be 1..1024");
-    if (batch < 1 || batch > 1 << 20)
-        return fail(err, errlen, TL_ECONFIG, "memory source: batch must be 1..1048576");
-    if (run < 1 || run > INT32_MAX)
-        return fail(err, errlen, TL_ECONFIG, "memory source: run must be 1..2147483647");
-    if (hold_limit < 0)
-        return fail(err, errlen, TL_ECONFIG, "memory source: hold_limit must not be negative");
+    if (tl_params_check_ranges(source_params, source_ranges, conf, why, sizeof(why))) {
+        snprintf(msg, sizeof(msg), "memory source: %s", why);
+        return fail(err, errlen, TL_ECONFIG, msg);
+    }
     tl_source *src = calloc(1, sizeof(*src));
     if (src)
         src->batchv = calloc((size_t)batch, sizeof(*src->batchv));
@@ -419,6 +424,7 @@ const tl_source_ops tl_memory_source_ops = {
     .close = source_close,
     .hold_limit_ms = source_hold_limit,
     .pause_partitions = source_pause_partitions,
+    .ranges = source_ranges,
 };
 
 /* ------------------------------------------------------------ test hooks */

@@ -71,3 +71,12 @@ int tl_zmq_fail(char *err, size_t errlen, int code, const char *what, const char
         snprintf(err, errlen, "%s: %s", what, reason);
     return code;
 }
+
+void tl_zmq_keep_first(void *rep, const char *name, const char *key, const char *why)
+{
+    tl_zmq_problem *p = rep;
+    (void)key; /* ZeroMQ sections have no MAP parameter */
+    if (!p->found && p->err && p->errlen > 0)
+        snprintf(p->err, p->errlen, "%s: %s: %s", p->what, name ? name : "endpoint", why);
+    p->found = true;
+}

@@ -56,6 +56,16 @@ static const tl_param sink_params[] = {
     {NULL, 0, false, false, NULL},
 };
 
+/* A send that waits, or a close that lingers, more than an hour holds the loop's
+ * reroutes or its exit that long; a queue of 16 Mi sends is already memory enough. */
+static const tl_param_range sink_ranges[] = {
+    {"hwm", 0, INT32_MAX},
+    {"send_timeout", 0, 3600 * 1000},
+    {"linger", 0, 3600 * 1000},
+    {"queue", 1, 1 << 24},
+    {NULL, 0, 0},
+};
+
 static int clamp_int(int64_t v)
 {
     return v < 0 ? -1 : v > INT_MAX ? INT_MAX : (int)v;
@@ -189,9 +199,11 @@ static int sink_open(const char *address, const tl_params *conf, bool pub, tl_si
 {
     if (!address || !*address)
         return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq sink", "an endpoint is required");
+    char why[256];
+    if (tl_zmq_endpoint_check(address, pub, why, sizeof(why)) ||
+        tl_params_check_ranges(sink_params, sink_ranges, conf, why, sizeof(why)))
+        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq sink", why);
     int64_t cap = tl_params_num(conf, "queue", 10000);
-    if (cap < 1)
-        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq sink", "queue must be > 0");
     void *ctx = tl_zmq_ctx_acquire();
     if (!ctx)
         return tl_zmq_fail(err, errlen, TL_ESYS, "zmq", "cannot create a context");
@@ -220,6 +232,29 @@ static int sink_open(const char *address, const tl_params *conf, bool pub, tl_si
     if (err && errlen > 0 && !*err)
         tl_zmq_fail(err, errlen, rc, "zmq sink", tl_strerror(rc));
     return rc;
+}
+
+/* tl_sink_ops.check of both sinks: the endpoint's syntax (bind for pub, else connect);
+ * a sink section's keys are all ranges, which the config checks itself. */
+static void sink_check(const char *address, bool pub, tl_param_report_fn report, void *rep)
+{
+    char why[256];
+    if (address && tl_zmq_endpoint_check(address, pub, why, sizeof(why)))
+        report(rep, NULL, NULL, why);
+}
+
+static void push_check(const char *address, const tl_params *conf, tl_param_report_fn report,
+                       void *rep)
+{
+    (void)conf;
+    sink_check(address, false, report, rep);
+}
+
+static void pub_check(const char *address, const tl_params *conf, tl_param_report_fn report,
+                      void *rep)
+{
+    (void)conf;
+    sink_check(address, true, report, rep);
 }
 
 static int push_open(const char *address, const tl_params *conf, tl_sink **out, char *err,
@@ -325,6 +360,8 @@ const tl_sink_ops tl_zmq_push_sink_ops = {
     .send = sink_send,
     .flush = sink_flush,
     .close = sink_close,
+    .ranges = sink_ranges,
+    .check = push_check,
 };
 
 const tl_sink_ops tl_zmq_pub_sink_ops = {
@@ -334,4 +371,6 @@ const tl_sink_ops tl_zmq_pub_sink_ops = {
     .send = sink_send,
     .flush = sink_flush,
     .close = sink_close,
+    .ranges = sink_ranges,
+    .check = pub_check,
 };

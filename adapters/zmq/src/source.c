@@ -73,6 +73,14 @@ static const tl_param source_params[] = {
     {NULL, 0, false, false, NULL},
 };
 
+/* hwm 0 is ZeroMQ's "no limit"; a batch over 1 Mi messages only costs memory. */
+static const tl_param_range source_ranges[] = {
+    {"hwm", 0, INT32_MAX},
+    {"batch", 1, 1 << 20},
+    {"max_message", 1, INT32_MAX},
+    {NULL, 0, 0},
+};
+
 static void source_unref(tl_source *src)
 {
     if (atomic_fetch_sub(&src->refs, 1) != 1)
@@ -101,31 +109,42 @@ typedef struct source_conf {
     int64_t hwm, batch, max_message;
 } source_conf;
 
+/* tl_source_ops.check: every problem of a section but its ranges, at its key. */
+static void source_check(const tl_params *conf, tl_param_report_fn report, void *rep)
+{
+    const char *endpoint = tl_params_str(conf, "endpoint", NULL);
+    const char *type = tl_params_str(conf, "socket", "pull");
+    bool sub = strcmp(type, "sub") == 0;
+    bool bind = tl_params_num(conf, "bind", sub ? 0 : 1) != 0;
+    char why[256];
+    if (!endpoint || !*endpoint)
+        report(rep, "endpoint", NULL, "is required");
+    else if (tl_zmq_endpoint_check(endpoint, bind, why, sizeof(why)))
+        report(rep, "endpoint", NULL, why);
+    if (!sub && strcmp(type, "pull") != 0)
+        report(rep, "socket", NULL, "must be pull or sub");
+    if (tl_params_get(conf, "subscribe") && !sub)
+        report(rep, "subscribe", NULL, "applies to socket: sub only");
+}
+
 static int read_conf(const tl_params *conf, source_conf *c, char *err, size_t errlen)
 {
+    tl_zmq_problem first = {"zmq source", err, errlen, false};
+    source_check(conf, tl_zmq_keep_first, &first);
+    if (first.found)
+        return TL_ECONFIG;
+    char why[256];
+    if (tl_params_check_ranges(source_params, source_ranges, conf, why, sizeof(why)))
+        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq source", why);
     c->endpoint = tl_params_str(conf, "endpoint", NULL);
-    if (!c->endpoint || !*c->endpoint)
-        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq source", "endpoint is required");
-    const char *type = tl_params_str(conf, "socket", "pull");
-    if (strcmp(type, "pull") != 0 && strcmp(type, "sub") != 0)
-        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq source", "socket must be pull or sub");
-    c->sub = strcmp(type, "sub") == 0;
+    c->sub = strcmp(tl_params_str(conf, "socket", "pull"), "sub") == 0;
     c->bind = tl_params_num(conf, "bind", c->sub ? 0 : 1) != 0;
     c->subscribe = tl_params_get(conf, "subscribe");
-    if (c->subscribe && !c->sub)
-        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq source",
-                           "subscribe applies to socket: sub only");
     c->hwm = tl_params_num(conf, "hwm", 1000);
     /* Each delivery costs the loop a wake-up and the source a hand-over wait: at 64
      * messages those switches, not the messages, set the pace (bench/README.md). */
     c->batch = tl_params_num(conf, "batch", 1000);
     c->max_message = tl_params_num(conf, "max_message", 16 << 20);
-    if (c->hwm < 0 || c->hwm > INT32_MAX)
-        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq source", "hwm out of range");
-    if (c->batch < 1 || c->batch > 1 << 20)
-        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq source", "batch must be 1..1048576");
-    if (c->max_message < 1)
-        return tl_zmq_fail(err, errlen, TL_ECONFIG, "zmq source", "max_message must be > 0");
     return 0;
 }
 
@@ -481,4 +500,6 @@ const tl_source_ops tl_zmq_source_ops = {
     .stop = source_stop,
     .close = source_close,
     .input = "endpoint",
+    .ranges = source_ranges,
+    .check = source_check,
 };

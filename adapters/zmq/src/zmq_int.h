@@ -27,6 +27,24 @@ int64_t tl_zmq_wall_ms(void);
 /* Writes "what: reason" into err (when errlen > 0) and returns code. */
 int tl_zmq_fail(char *err, size_t errlen, int code, const char *what, const char *reason);
 
+/* What tl_zmq_keep_first fills in: the first problem a check op reported, for open(). */
+typedef struct tl_zmq_problem {
+    const char *what; /* "zmq source", "zmq sink" */
+    char *err;        /* gets "WHAT: NAME: why" */
+    size_t errlen;
+    bool found;
+} tl_zmq_problem;
+
+/* A tl_param_report_fn (rep: a tl_zmq_problem) keeping the first problem reported. */
+void tl_zmq_keep_first(void *rep, const char *name, const char *key, const char *why);
+
+/*
+ * Checks endpoint's syntax for a bind (bind true) or a connect: "tcp://HOST:PORT",
+ * "ipc://PATH" or "inproc://NAME". 0, or TL_ECONFIG with the reason in why (which
+ * never quotes the endpoint).
+ */
+int tl_zmq_endpoint_check(const char *endpoint, bool bind, char *why, size_t whylen);
+
 /*
  * Checks that frames[0..n) follow the wire format and total at most max_bytes.
  * Returns 0, TL_EINVAL when malformed or TL_ENOMEM when oversized (so the caller can

@@ -15,6 +15,14 @@
  *                 does not answer within TL_ADMIN_TASKS_WAIT_MS
  * Any other path is 404; any other method on these paths is 405.
  *
+ * With a token (admin.token), every request but the probes /healthz and /readyz must
+ * carry "Authorization: Bearer TOKEN", else it gets 401 (before any 404 or 405, so
+ * that nothing about the endpoint shows without it). The token is compared in time
+ * that depends on its length only.
+ *
+ * The endpoint listens on loopback by default (an empty HOST too); another address is
+ * allowed, and logged at warn (admin_exposed), naming whether a token guards it.
+ *
  * The socket is bound here rather than by libmicrohttpd, so that a taken port or a bad
  * host fails with the system's reason, and so that port 0 can be reported.
  *
@@ -38,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -71,7 +80,9 @@ static int split_listen(const char *addr, char *host, size_t hostlen, char *port
         return TL_EINVAL;
     memcpy(host, h, n);
     host[n] = '\0';
-    if (strcmp(host, "*") == 0)
+    if (n == 0)
+        snprintf(host, hostlen, "127.0.0.1");
+    else if (strcmp(host, "*") == 0)
         host[0] = '\0';
     snprintf(port, portlen, "%s", colon + 1);
     return 0;
@@ -129,6 +140,22 @@ static int bound_port(int fd)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return 0;
+}
+
+/* True when the bound socket takes connections from this machine only. */
+static bool bound_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
 }
 
 /* ---------------------------------------------------------------- responses */
@@ -229,6 +256,48 @@ static enum MHD_Result serve_tasks(tl_admin *a, struct MHD_Connection *c)
     return reply(c, MHD_HTTP_OK, "application/json", text, strlen(text), true);
 }
 
+/* ---------------------------------------------------------------- the token */
+
+/* True when given equals want; the time taken depends on want's length only, so that
+ * it tells nothing of how much of a guess was right. */
+static bool same_token(const char *given, const char *want)
+{
+    size_t gn = strlen(given), wn = strlen(want);
+    volatile unsigned char diff = gn != wn;
+    for (size_t i = 0; i < wn; i++)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gn ? given[i] : 0);
+    return diff == 0;
+}
+
+/* True when the request carries "Authorization: Bearer TOKEN" with the service's token. */
+static bool authorized(tl_admin *a, struct MHD_Connection *c)
+{
+    const char *token = a->svc->cfg->admin_token;
+    if (!token)
+        return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    h += strspn(h, " ");
+    return same_token(h, token);
+}
+
+static enum MHD_Result reply_unauthorized(struct MHD_Connection *c)
+{
+    static const char body[] = "unauthorized: send \"Authorization: Bearer TOKEN\"\n";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"taskloop\"");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 /* ---------------------------------------------------------------- routing */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -247,6 +316,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                   {"/healthz", serve_healthz},
                   {"/readyz", serve_readyz},
                   {"/tasks", serve_tasks}};
+    bool probe = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0;
+    if (!probe && !authorized(a, c))
+        return reply_unauthorized(c);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(url, routes[i].path) != 0)
             continue;
@@ -288,6 +360,11 @@ int tl__admin_open(tl_service *svc)
             snprintf(p, sizeof(p), "%d", port);
             tl_kv f[] = {{"listen", addr}, {"port", p}};
             tl__log(svc, TL_LEVEL_INFO, "admin_listening", f, 2);
+            if (!bound_loopback(fd)) {
+                tl_kv w[] = {{"listen", addr},
+                             {"token", svc->cfg->admin_token ? "required" : "none"}};
+                tl__log(svc, TL_LEVEL_WARN, "admin_exposed", w, 2);
+            }
             return 0;
         }
         snprintf(why, sizeof(why), "cannot start the HTTP server");

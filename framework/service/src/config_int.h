@@ -152,6 +152,10 @@ void tl_config_doc_free(tl_config_doc *d);
 
 /* ---------------------------------------------------------------- plugins.c */
 
+/* A file the config names (a plugin, a token file) as a path owned by ld->cfg:
+ * relative ones start at the config file's folder. NULL when out of memory. */
+char *tl_config_file_path(tl_config_loader *ld, const char *path);
+
 /*
  * Checks the plugin file pl->path names (reported at p, under path; shown is the path
  * as written): a regular file that neither it nor its folder lets group or others

@@ -227,6 +227,15 @@ int tl_config_dump(const tl_config *cfg, FILE *out)
         put_str(out, cfg->admin_listen);
         fputc('\n', out);
     }
+    if (cfg->admin_token_file) {
+        fputs("  token_file: ", out);
+        put_str(out, cfg->admin_token_file);
+        fputc('\n', out);
+    } else if (cfg->admin_token) {
+        fputs("  token: ", out);
+        put_str(out, MASK);
+        fputc('\n', out);
+    }
     fprintf(out, "log:\n  format: %s\n  level: %s\n", formats[cfg->log_format],
             levels[cfg->log_level]);
     return ferror(out) ? TL_ESYS : 0;

@@ -28,8 +28,7 @@
 
 typedef int (*plugin_register_fn)(tl_registry *reg);
 
-/* The path as named: relative ones start at the config file's folder. */
-static char *plugin_path(tl_config_loader *ld, const char *path)
+char *tl_config_file_path(tl_config_loader *ld, const char *path)
 {
     if (!ld->base_dir || path[0] == '/')
         return tl_config_strdup(ld, path);
@@ -64,7 +63,7 @@ static const char *untrusted(const char *path, const char *what, char *why, size
 /* Finds and checks the plugin's file; its canonical path, or NULL with why set. */
 static char *checked_file(tl_config_loader *ld, const char *path, char *why, size_t whylen)
 {
-    char *named = plugin_path(ld, path), real[PATH_MAX];
+    char *named = tl_config_file_path(ld, path), real[PATH_MAX];
     if (!named)
         return NULL;
     if (!realpath(named, real)) {

@@ -46,8 +46,8 @@ static bool host_name(const char *h, size_t n)
     return n > 0 && n <= 253 && label > 0 && h[n - 1] != '-' && !numeric;
 }
 
-/* Checks "HOST:PORT" as the admin endpoint binds it: HOST empty or "*" (every address),
- * an IPv4 address, "[IPv6]" or a host name; PORT 0 to 65535, digits only. */
+/* Checks "HOST:PORT" as the admin endpoint binds it: HOST empty (loopback), "*" (every
+ * address), an IPv4 address, "[IPv6]" or a host name; PORT 0 to 65535, digits only. */
 static bool host_port(const char *s, char *why, size_t whylen)
 {
     const char *colon = strrchr(s, ':');
@@ -105,18 +105,20 @@ static void load_loop(loader *ld, struct fy_node *root)
         cfg->kept_back_mb = (size_t)v;
 }
 
+/* An admin section without `listen` listens here: loopback, never every address. */
+#define ADMIN_DEFAULT_LISTEN "127.0.0.1:9464"
+
 static void load_admin(loader *ld, struct fy_node *root)
 {
-    static const char *const keys[] = {"listen", NULL};
+    static const char *const keys[] = {"listen", "token", "token_file", NULL};
     struct fy_node *map = tl_schema_get_map(ld, root, "", "admin");
     if (!map)
         return;
     tl_schema_check_keys(ld, map, "admin", keys);
-    tl_schema_require(
-        ld, map,
-        tl_schema_pos_or(ld, map, tl_config_node_pos(ld, tl_schema_lookup_key(root, "admin"))),
-        "admin", keys);
-    char *listen = tl_schema_get_str(ld, map, "admin", "listen");
+    tl_schema_load_admin_token(ld, map);
+    char *listen = tl_schema_lookup_key(map, "listen")
+                       ? tl_schema_get_str(ld, map, "admin", "listen")
+                       : tl_config_strdup(ld, ADMIN_DEFAULT_LISTEN);
     if (!listen)
         return;
     char why[WHY_LEN];

@@ -6,6 +6,7 @@
  * interpolate.c, nothing above.
  */
 #include <libfyaml.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "schema_int.h"
@@ -49,31 +50,38 @@ static bool load_list(loader *ld, const tl_param *def, struct fy_node *seq, pos 
 }
 
 /* Checks a scalar value (text, quoted as shown) against def; why says what is wrong. */
-static int check_scalar(const tl_param *def, const char *text, const char *shown,
-                        tl_param_value *out, char *why, size_t whylen)
+static int check_scalar(const tl_param *def, const tl_param_range *ranges, const char *text,
+                        const char *shown, tl_param_value *out, char *why, size_t whylen)
 {
     bool b = false;
     int rc = 0;
+    int64_t min, max;
+    tl_param_bounds(def, ranges, &min, &max);
     switch (def->type) {
     case TL_PARAM_STRING:
         tl_schema_empty_why(text, shown, why, whylen);
         return *text ? 0 : TL_ECONFIG;
     case TL_PARAM_INT:
-        /* No adapter counts below zero, and int32 is what their libraries take. */
-        return tl_config_parse_int_shown(text, shown, 0, TL_PARAM_INT_MAX, &out->num, why, whylen);
+        return tl_config_parse_int_shown(text, shown, min, max, &out->num, why, whylen);
     case TL_PARAM_BOOL:
         rc = tl_config_parse_bool_shown(text, shown, &b, why, whylen);
         out->num = b;
         return rc;
     default:
-        return tl_config_parse_duration_shown(text, shown, &out->num, why, whylen);
+        rc = tl_config_parse_duration_shown(text, shown, &out->num, why, whylen);
+        if (rc == 0 && (out->num < min || out->num > max)) {
+            snprintf(why, whylen, "duration \"%s\" is out of range (%lldms to %lldms)", shown,
+                     (long long)min, (long long)max);
+            rc = TL_ECONFIG;
+        }
+        return rc;
     }
 }
 
 /* Checks one value against its declared type and fills out; where is its place (its
  * key's, for an empty collection). */
-static bool load_param(loader *ld, const tl_param *def, struct fy_node *v, pos where,
-                       const char *path, tl_param_value *out)
+static bool load_param(loader *ld, const tl_param *def, const tl_param_range *ranges,
+                       struct fy_node *v, pos where, const char *path, tl_param_value *out)
 {
     *out = (tl_param_value){.name = def->name, .type = def->type};
     if (def->type == TL_PARAM_LIST)
@@ -87,8 +95,8 @@ static bool load_param(loader *ld, const tl_param *def, struct fy_node *v, pos w
     if (!out->str)
         return false;
     char why[WHY_LEN];
-    int rc = check_scalar(def, out->str, tl_schema_shown(ld, v, def->name, out->str), out, why,
-                          sizeof(why));
+    int rc = check_scalar(def, ranges, out->str, tl_schema_shown(ld, v, def->name, out->str), out,
+                          why, sizeof(why));
     if (rc)
         tl_config_report(ld, where, path, "%s", why);
     return rc == 0;
@@ -121,7 +129,8 @@ static const char **schema_names(loader *ld, const tl_param *schema, const char 
  * wrong types, missing required keys. skip is a key the framework itself reads.
  */
 static void load_params(loader *ld, struct fy_node *map, pos at, const char *path,
-                        const tl_param *schema, const char *skip, tl_params *out)
+                        const tl_param *schema, const tl_param_range *ranges, const char *skip,
+                        tl_params *out)
 {
     tl_param_value *v = tl_config_alloc(ld, (tl_schema_count_of(map) + 1) * sizeof(*v));
     const char **names = schema_names(ld, schema, skip);
@@ -142,7 +151,7 @@ static void load_params(loader *ld, struct fy_node *map, pos at, const char *pat
         tl_schema_join(sub, path, key);
         struct fy_node *value = fy_node_pair_value(pair);
         pos where = tl_schema_pos_or(ld, value, tl_config_node_pos(ld, fy_node_pair_key(pair)));
-        if (load_param(ld, def, value, where, sub, &v[out->n]))
+        if (load_param(ld, def, ranges, value, where, sub, &v[out->n]))
             out->n++;
     }
     for (size_t i = 0; schema && schema[i].name; i++)
@@ -183,6 +192,65 @@ static void load_unchecked(loader *ld, struct fy_node *map, const char *path, co
     }
 }
 
+/* ---------------------------------------------------------------- adapter checks */
+
+/* A section an adapter's check op looks at, and where its values are. */
+typedef struct checked {
+    loader *ld;
+    struct fy_node *map; /* the section (NULL: none) */
+    const char *path;
+    pos at;                  /* for what has no value of its own */
+    const tl_params *params; /* the section's values */
+    struct fy_node *addr;    /* a target's node, when the op looks at an address */
+    const char *address;
+} checked;
+
+/* tl_param_report_fn: reports at the value the adapter names, never quoting a secret or
+ * what a variable held. */
+static void report_checked(void *rep, const char *name, const char *key, const char *why)
+{
+    checked *c = rep;
+    if (!name) {
+        tl_schema_report_value(c->ld, tl_schema_pos_or(c->ld, c->addr, c->at), c->path, c->addr,
+                               NULL, c->address, why);
+        return;
+    }
+    char sub[PATH_LEN], sub_key[PATH_LEN];
+    tl_schema_join(sub, c->path, name);
+    struct fy_node *n = c->map ? tl_schema_lookup(c->map, name) : NULL;
+    const tl_param_value *v = tl_params_get(c->params, name);
+    pos p = tl_schema_pos_or(c->ld, n, c->at);
+    const char *value = v ? v->str : NULL;
+    if (key) {
+        tl_schema_join(sub_key, sub, key);
+        struct fy_node *kn =
+            n && fy_node_get_type(n) == FYNT_MAPPING ? tl_schema_lookup(n, key) : NULL;
+        for (size_t i = 0; v && i < v->nmap; i++)
+            if (strcmp(v->map[i].key, key) == 0)
+                value = v->map[i].value;
+        tl_schema_report_value(c->ld, tl_schema_pos_or(c->ld, kn, p), sub_key, kn, key, value, why);
+        return;
+    }
+    tl_schema_report_value(c->ld, p, sub, n, name, value, why);
+}
+
+/* Runs a source's check op on a section that loaded without an error of its own. */
+static void check_source(loader *ld, const tl_config_source *src, struct fy_node *map, pos at,
+                         const char *path)
+{
+    checked c = {.ld = ld, .map = map, .path = path, .at = at, .params = &src->params};
+    src->ops->check(&src->params, report_checked, &c);
+}
+
+void tl_schema_check_address(loader *ld, const tl_sink_ops *ops, struct fy_node *n, pos p,
+                             const char *path, const char *address)
+{
+    if (!ops || !ops->check)
+        return;
+    checked c = {.ld = ld, .path = path, .at = p, .addr = n, .address = address};
+    ops->check(address, NULL, report_checked, &c);
+}
+
 /* ---------------------------------------------------------------- sections */
 
 static void load_source(loader *ld, struct fy_node_pair *pair, tl_config_source *src)
@@ -214,7 +282,10 @@ static void load_source(loader *ld, struct fy_node_pair *pair, tl_config_source 
                              tl_schema_shown(ld, type, NULL, src->type));
         return;
     }
-    load_params(ld, map, at, path, src->ops->params, "type", &src->params);
+    size_t errors = ld->nerrors;
+    load_params(ld, map, at, path, src->ops->params, src->ops->ranges, "type", &src->params);
+    if (src->ops->check && ld->nerrors == errors)
+        check_source(ld, src, map, at, path);
 }
 
 void tl_schema_load_sources(loader *ld, struct fy_node *root)
@@ -279,10 +350,15 @@ void tl_schema_load_sinks(loader *ld, struct fy_node *root)
             .scheme = scheme, .ops = ops, .line = tl_config_node_pos(ld, key).line};
         sink->params.section = scheme;
         struct fy_node *section = tl_schema_is_null(v) ? NULL : v;
+        pos at = tl_schema_pos_or(ld, v, tl_config_node_pos(ld, key));
+        size_t errors = ld->nerrors;
         if (unchecked)
             load_unchecked(ld, section, path, NULL, &sink->params);
         else
-            load_params(ld, section, tl_schema_pos_or(ld, v, tl_config_node_pos(ld, key)), path,
-                        ops->params, NULL, &sink->params);
+            load_params(ld, section, at, path, ops->params, ops->ranges, NULL, &sink->params);
+        if (!unchecked && ops->check && ld->nerrors == errors) {
+            checked c = {.ld = ld, .map = section, .path = path, .at = at, .params = &sink->params};
+            ops->check(NULL, &sink->params, report_checked, &c);
+        }
     }
 }

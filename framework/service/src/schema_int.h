@@ -55,6 +55,14 @@ char *tl_schema_scalar(tl_config_loader *ld, struct fy_node *n, const char *path
 const char *tl_schema_shown(tl_config_loader *ld, struct fy_node *n, const char *key,
                             const char *text);
 
+/*
+ * Reports why at p under path: an adapter's check found fault with value, the text of
+ * node n under key. Wherever why quotes value, it shows what tl_schema_shown gives
+ * instead (the ${VAR} as written, or the mask of a secret).
+ */
+void tl_schema_report_value(tl_config_loader *ld, tl_config_pos p, const char *path,
+                            struct fy_node *n, const char *key, const char *value, const char *why);
+
 /* Why an empty value (text, quoted as shown) is refused, into why. */
 void tl_schema_empty_why(const char *text, const char *shown, char *why, size_t whylen);
 
@@ -119,6 +127,12 @@ bool tl_schema_from_plugins(tl_config_loader *ld, tl_config_pos p, const char *p
 bool tl_schema_load_kvs(tl_config_loader *ld, struct fy_node *map, const char *path,
                         const tl_kv **out, size_t *n);
 
+/* ---------------------------------------------------------------- schema_admin.c */
+
+/* Checks admin.token or admin.token_file of the admin section map (reading the file)
+ * and sets ld->cfg->admin_token. */
+void tl_schema_load_admin_token(tl_config_loader *ld, struct fy_node *map);
+
 /* ---------------------------------------------------------------- schema_adapters.c */
 
 /* Checks root's sources against the registered source types and their parameters;
@@ -127,6 +141,10 @@ void tl_schema_load_sources(tl_config_loader *ld, struct fy_node *root);
 
 /* Checks root's sinks against the registered sink schemes and their parameters. */
 void tl_schema_load_sinks(tl_config_loader *ld, struct fy_node *root);
+
+/* Runs the sink's check op (if any) on a target's address, the text of node n at p. */
+void tl_schema_check_address(tl_config_loader *ld, const tl_sink_ops *ops, struct fy_node *n,
+                             tl_config_pos p, const char *path, const char *address);
 
 /* ---------------------------------------------------------------- schema_routes.c */
 

@@ -112,6 +112,31 @@ const char *tl_schema_shown(loader *ld, struct fy_node *n, const char *key, cons
     return copy ? copy : text;
 }
 
+void tl_schema_report_value(loader *ld, pos p, const char *path, struct fy_node *n, const char *key,
+                            const char *value, const char *why)
+{
+    const char *shown = value ? tl_schema_shown(ld, n, key, value) : NULL;
+    if (!shown || shown == value || !*value) {
+        tl_config_report(ld, p, path, "%s", why);
+        return;
+    }
+    /* The adapter's library may have quoted the value: put the shown text in its place. */
+    char out[2 * WHY_LEN];
+    size_t n_out = 0, vlen = strlen(value), slen = strlen(shown);
+    for (const char *w = why; *w && n_out + 1 < sizeof(out);) {
+        bool at = strncmp(w, value, vlen) == 0;
+        const char *from = at ? shown : w;
+        size_t len = at ? slen : 1;
+        if (n_out + len + 1 > sizeof(out))
+            break;
+        memcpy(out + n_out, from, len);
+        n_out += len;
+        w += at ? vlen : 1;
+    }
+    out[n_out] = '\0';
+    tl_config_report(ld, p, path, "%s", out);
+}
+
 char *tl_schema_scalar(loader *ld, struct fy_node *n, const char *path, const char *key,
                        const char *what)
 {

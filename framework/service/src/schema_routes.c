@@ -118,7 +118,11 @@ static void load_target(loader *ld, struct fy_node *map, const char *path, const
         return;
     }
     *t = (tl_config_target){s, colon + 1, ops};
-    if (feeds_own_input(ld->cfg, r, t)) {
+    size_t errors = ld->nerrors;
+    tl_schema_check_address(ld, ops, v, p, at, t->address);
+    if (ld->nerrors != errors) {
+        *t = (tl_config_target){0};
+    } else if (feeds_own_input(ld->cfg, r, t)) {
         tl_config_report(ld, p, at,
                          "\"%s\" is what this route's source '%s' reads: rerouting there would "
                          "loop for ever",

@@ -59,11 +59,13 @@ const void *tl_msg_header(const tl_msg *msg, const char *name, size_t *len);
 
 /*
  * Each adapter declares the keys its config section accepts; the config validator
- * checks them (unknown key, wrong type, missing required) and hands the values over.
- * Whatever the adapter, a STRING value is not empty, a required LIST has at least one
- * item, an INT lies between 0 and TL_PARAM_INT_MAX, and a DURATION is at most the
- * config's longest (TL_CONFIG_MAX_DURATION_MS, config.h); narrower bounds are the
- * adapter's to check in open().
+ * checks them (unknown key, wrong type, missing required, out of range) and hands the
+ * values over. Whatever the adapter, a STRING value is not empty and a required LIST
+ * has at least one item. An INT or DURATION lies within the range the adapter's ops
+ * give it (ranges), or else 0 to TL_PARAM_INT_MAX for an INT and 0 to the config's
+ * longest (TL_CONFIG_MAX_DURATION_MS, config.h) for a DURATION.
+ * Rules the declaration cannot say (an address's syntax, a library's own properties)
+ * are the adapter's check op's (tl_source_ops.check), which `taskloop check` runs.
  */
 #define TL_PARAM_INT_MAX INT32_MAX
 
@@ -83,6 +85,25 @@ typedef struct tl_param {
     bool secret_values; /* MAP: mask values whose key names a secret when printed */
     const char *help;   /* one line saying what the key is for (documentation) */
 } tl_param;
+
+/* The range of an INT or DURATION (in ms) parameter, where the default one is too wide;
+ * an adapter lists them in its ops (ranges), ended by an entry with name NULL. */
+typedef struct tl_param_range {
+    const char *name;
+    int64_t min, max;
+} tl_param_range;
+
+/* Sets [*min, *max] to the range of def: its entry in ranges (may be NULL), or else
+ * the default one. */
+void tl_param_bounds(const tl_param *def, const tl_param_range *ranges, int64_t *min, int64_t *max);
+
+/*
+ * What an adapter's check op calls for each problem it finds: name is the parameter
+ * (NULL: a sink's address), key the entry of a MAP parameter the problem is in (NULL:
+ * the value as a whole), why what is wrong. The config reports it at that value's
+ * line and column; a message must not quote a secret (tl_config_is_secret, config.h).
+ */
+typedef void (*tl_param_report_fn)(void *rep, const char *name, const char *key, const char *why);
 
 typedef struct tl_kv {
     const char *key;
@@ -115,6 +136,14 @@ const char *tl_params_str(const tl_params *p, const char *name, const char *def)
 
 /* Returns the number (INT, BOOL or DURATION in ms) given for name, or def. */
 int64_t tl_params_num(const tl_params *p, const char *name, int64_t def);
+
+/*
+ * Checks every INT and DURATION value of p declared in schema against its range
+ * (tl_param_bounds; what the config loader checks), for open() to refuse params made
+ * elsewhere: 0, or TL_ECONFIG with "NAME: N is out of range (MIN to MAX)" in err.
+ */
+int tl_params_check_ranges(const tl_param *schema, const tl_param_range *ranges, const tl_params *p,
+                           char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- sources */
 
@@ -198,6 +227,12 @@ typedef struct tl_source_ops {
      * ZeroMQ endpoint). A route rerouting there would feed its own input for ever, so
      * the config refuses such a target. */
     const char *input;
+    /* Optional: ranges of params narrower than the default ones (tl_param_range). */
+    const tl_param_range *ranges;
+    /* Optional: checks conf as open() would (what open() refuses, this reports), with
+     * no side effect: no socket, no broker contact. Calls report for every problem.
+     * `taskloop check` runs it; any thread. */
+    void (*check)(const tl_params *conf, tl_param_report_fn report, void *rep);
 } tl_source_ops;
 
 /* ---------------------------------------------------------------- sinks */
@@ -231,6 +266,12 @@ typedef struct tl_sink_ops {
     int (*flush)(tl_sink *sink, int64_t timeout_ms);
     /* Frees the sink; outstanding sends are acked with an error first. */
     void (*close)(tl_sink *sink);
+    /* Optional: ranges of params narrower than the default ones (tl_param_range). */
+    const tl_param_range *ranges;
+    /* Optional: checks, as open() would and with no side effect, a target's address
+     * (NULL: none) and a sink section (NULL: none), calling report for every problem
+     * (name NULL for the address). Any thread. */
+    void (*check)(const char *address, const tl_params *conf, tl_param_report_fn report, void *rep);
 } tl_sink_ops;
 
 /* ---------------------------------------------------------------- registry */

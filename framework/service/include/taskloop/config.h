@@ -42,7 +42,9 @@
  *   routes[i].on_error.then          target     none
  *   routes[i].params                 map        empty (string to string, for the handler)
  *   plugins                          list       none
- *   admin.listen                     HOST:PORT  (required within admin); admin off if absent
+ *   admin.listen                     HOST:PORT  127.0.0.1:9464; no admin section: admin off
+ *   admin.token / admin.token_file   string     none: a bearer token every path but
+ *                                               /healthz and /readyz requires
  *   log.format                       enum       logfmt (or json)
  *   log.level                        enum       info (or debug, warn, error)
  *
@@ -64,15 +66,21 @@
  *    guessing between ms and s is how timeouts end up 1000 times off), and are at most
  *    TL_CONFIG_MAX_DURATION_MS ("168h").
  *  - Integers are decimal; trailing text ("8x") is an error. Booleans are true/false.
- *    An adapter's integer lies between 0 and TL_PARAM_INT_MAX (adapter.h), its string
- *    is not empty, its required list has an item.
+ *    An adapter's integer or duration lies within the range its ops give it (else 0
+ *    to TL_PARAM_INT_MAX, adapter.h), its string is not empty, its required list has
+ *    an item; then the adapter's check op (tl_source_ops.check) looks at the section
+ *    as its open() would (addresses, library properties), with no side effect, and
+ *    each problem it finds is reported at its value.
  *  - A target is "SCHEME:ADDRESS" where SCHEME is a registered sink. A target on the
  *    sink named like the route's source type that names what that source reads (its
  *    tl_source_ops.input: a Kafka topic, a ZeroMQ endpoint) is refused: the reroute
  *    would feed the route its own messages for ever.
  *  - A source feeds exactly one route: a second route on it is refused.
- *  - admin.listen is HOST:PORT with HOST empty or "*" (every address), an IPv4
- *    address, "[IPv6]" or a host name, and PORT a number from 0 to 65535.
+ *  - admin.listen is HOST:PORT with HOST empty (loopback) or "*" (every address), an
+ *    IPv4 address, "[IPv6]" or a host name, and PORT a number from 0 to 65535.
+ *  - admin.token is the token itself, admin.token_file a regular file of at most 4 KiB
+ *    holding it (read at load; a final line break is dropped): not both, not empty,
+ *    no blanks or control characters. It is a secret: never quoted, masked in dumps.
  *  - Every source needs a route; every route at least its source and handler.
  *
  * Interpolation, applied to every scalar value (not to keys) before its type is checked:
@@ -223,8 +231,10 @@ typedef struct tl_config {
     size_t nroutes;
     tl_config_plugin *plugins;
     size_t nplugins;
-    bool plugins_unopened;    /* loaded with no_plugin_code: not fit to run (see opts) */
-    const char *admin_listen; /* NULL: no admin endpoint */
+    bool plugins_unopened;        /* loaded with no_plugin_code: not fit to run (see opts) */
+    const char *admin_listen;     /* NULL: no admin endpoint */
+    const char *admin_token;      /* NULL: none; else every path but the probes needs it */
+    const char *admin_token_file; /* where admin_token came from, as written; or NULL */
     tl_log_format log_format;
     tl_log_level log_level;
     tl_config_mem *mem; /* private */
