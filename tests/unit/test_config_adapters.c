@@ -358,7 +358,7 @@ static void auto_offset_store_is_refused_at_check(void **state)
 static void auto_commit_is_refused_at_check(void **state)
 {
     assert_refuses(*state, with_property("enable.auto.commit: true"),
-                   "t.yaml:3:89: error: sources.in.kafka.enable.auto.commit: must stay "
+                   "t.yaml:3:83: error: sources.in.kafka.enable.auto.commit: must stay "
                    "false; taskloop stores and commits the offsets of settled messages itself");
 }
 
