@@ -33,7 +33,7 @@
 #define DEFAULT_POLL_MS 100
 #define MAX_POLL_MS 60000
 #define DEFAULT_QUEUED_MIN "1000000"
-#define HOLD_LIMIT_MAX_MS 10000
+#define HOLD_LIMIT_MAX_MS 1000
 
 /*
  * Waits for one message, then takes whatever else is ready, up to batch_max. The rest
@@ -343,8 +343,10 @@ static int src_commit(tl_source *s, const char *topic, int32_t partition, int64_
 /*
  * The poll thread waits in deliver while backpressure holds its batches, and a member
  * that does not poll within max.poll.interval.ms leaves its group: half of that, so
- * the runtime pauses the source in time. At most 10 s, since a rebalance another
- * member starts waits for this one to poll too.
+ * the runtime pauses the source in time. At most 1 s, since a rebalance another
+ * member starts waits for this one to poll too, and so do the commits that free the
+ * window: while the group rebalances the broker refuses them, so a window full of
+ * settled messages awaiting their acknowledgement waits for this member's poll.
  */
 static int64_t src_hold_limit(tl_source *s)
 {
