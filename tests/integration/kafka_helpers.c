@@ -179,10 +179,6 @@ static void ev_deliver(void *rt, tl_source *src, tl_msg **msgs, size_t n)
             r->bad++;
         SRC->release(src, msgs[i]);
     }
-    /* What the runtime does: have the stored offsets committed (librdkafka's own
-     * auto-commit is off). */
-    if (r->commit_each)
-        SRC->flush_commits(src);
     pthread_mutex_unlock(&r->mu);
     if (wait_ms > 0)
         sleep_ms(wait_ms);

@@ -327,7 +327,6 @@ static void rebalance(const char *strategy, const char *topic, bool cooperative)
      * member revokes (a real broker accepts the current generation then; the real-broker
      * scenarios in tests/e2e cover that commit): let auto commit land first so the run
      * measures the hand-over, not the quirk. Seen with cooperative-sticky too.
-     * (Each delivery's offsets are committed by flush_commits, see kafka_helpers.c.)
      */
     sleep_ms(1200);
 

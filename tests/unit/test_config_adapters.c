@@ -351,15 +351,16 @@ static void auto_offset_store_is_refused_at_check(void **state)
 {
     assert_refuses(*state, with_property("enable.auto.offset.store: true"),
                    "t.yaml:3:89: error: sources.in.kafka.enable.auto.offset.store: must stay "
-                   "false; taskloop stores and commits the offsets of settled messages itself");
+                   "false; taskloop stores the offsets of settled messages itself");
 }
 
-/* The runtime commits, and counts a message until its commit is acknowledged. */
-static void auto_commit_is_refused_at_check(void **state)
+/* The runtime counts a message until librdkafka's commit of it is acknowledged. */
+static void auto_commit_off_is_refused_at_check(void **state)
 {
-    assert_refuses(*state, with_property("enable.auto.commit: true"),
+    assert_refuses(*state, with_property("enable.auto.commit: false"),
                    "t.yaml:3:83: error: sources.in.kafka.enable.auto.commit: must stay "
-                   "false; taskloop stores and commits the offsets of settled messages itself");
+                   "true; taskloop counts a message until librdkafka's commit of it is "
+                   "acknowledged");
 }
 
 static void sink_section_properties_are_checked(void **state)
@@ -394,7 +395,7 @@ int main(void)
         T(librdkafka_error_names_the_variable_not_its_value),
         T(check_loads_no_librdkafka_plugin),
         T(auto_offset_store_is_refused_at_check),
-        T(auto_commit_is_refused_at_check),
+        T(auto_commit_off_is_refused_at_check),
         T(sink_section_properties_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,11 +47,13 @@ static rd_kafka_conf_t *check_common(const tl_params *p, tl_param_report_fn repo
 void tl_kafka_source_check(const tl_params *p, tl_param_report_fn report, void *rep)
 {
     rd_kafka_conf_t *conf = check_common(p, report, rep);
-    const char *owned = conf ? tl_kafka_owned_on(p, conf) : NULL;
-    if (owned)
-        report(rep, "kafka", owned,
-               "must stay false; taskloop stores and commits the offsets of settled "
-               "messages itself");
+    const char *owned = conf ? tl_kafka_owned_why(p, conf) : NULL;
+    if (owned) {
+        char key[64];
+        size_t n = strcspn(owned, ":");
+        snprintf(key, sizeof(key), "%.*s", (int)n, owned);
+        report(rep, "kafka", key, owned + n + 2);
+    }
     if (conf)
         rd_kafka_conf_destroy(conf);
     const tl_param_value *topics = tl_params_get(p, "topics");

@@ -46,16 +46,25 @@ int tl_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
     return TL_ECONFIG;
 }
 
-const char *tl_kafka_owned_on(const tl_params *p, rd_kafka_conf_t *conf)
+const char *tl_kafka_owned_why(const tl_params *p, rd_kafka_conf_t *conf)
 {
-    static const char *const own[] = {"enable.auto.offset.store", "enable.auto.commit"};
+    static const struct {
+        const char *key, *must, *why;
+    } own[] = {
+        {"enable.auto.offset.store", "false",
+         "enable.auto.offset.store: must stay false; taskloop stores the offsets of settled "
+         "messages itself"},
+        {"enable.auto.commit", "true",
+         "enable.auto.commit: must stay true; taskloop counts a message until librdkafka's "
+         "commit of it is acknowledged"},
+    };
     for (size_t i = 0; i < sizeof(own) / sizeof(*own); i++) {
         char val[16] = "";
         size_t vlen = sizeof(val);
-        if (tl_kafka_conf_user(p, own[i]) &&
-            rd_kafka_conf_get(conf, own[i], val, &vlen) == RD_KAFKA_CONF_OK &&
-            strcmp(val, "true") == 0)
-            return own[i];
+        if (tl_kafka_conf_user(p, own[i].key) &&
+            rd_kafka_conf_get(conf, own[i].key, val, &vlen) == RD_KAFKA_CONF_OK &&
+            strcmp(val, own[i].must) != 0)
+            return own[i].why;
     }
     return NULL;
 }

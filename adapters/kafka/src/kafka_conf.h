@@ -29,10 +29,9 @@ int tl_kafka_conf_new(const tl_params *p, rd_kafka_conf_t **out, char *err, size
 /* The value the section's `kafka` map gives key, or NULL. */
 const char *tl_kafka_conf_user(const tl_params *p, const char *key);
 
-/* The property of the runtime's own (enable.auto.offset.store, enable.auto.commit:
- * the runtime stores and commits offsets itself) that the section's `kafka` map turned
- * on in conf, or NULL. */
-const char *tl_kafka_owned_on(const tl_params *p, rd_kafka_conf_t *conf);
+/* Why the section's `kafka` map may not set a property it set in conf ("KEY: must stay
+ * ..."; enable.auto.offset.store and enable.auto.commit are the runtime's), or NULL. */
+const char *tl_kafka_owned_why(const tl_params *p, rd_kafka_conf_t *conf);
 
 /* Checks a bootstrap list "HOST:PORT[,HOST:PORT...]" (a "PROTO://" before an entry
  * and a missing port are allowed, as librdkafka takes them); TL_ECONFIG with why,

@@ -37,8 +37,7 @@ struct tl_source {
     int poll_ms;
     int64_t hold_limit_ms; /* see src_hold_limit */
     pthread_t thread;
-    pthread_t commit_thread;   /* serves commitq */
-    rd_kafka_queue_t *commitq; /* results of flush_commits */
+    pthread_t commit_thread; /* serves the main queue: commit results, errors */
     bool started, stopped;
     atomic_bool running;
     atomic_bool closing;      /* stop() is closing the consumer: no revoked events */
@@ -88,8 +87,8 @@ void tl_kafka_src_emit_error(tl_source *s, int err, bool fatal, const char *fmt,
 /* librdkafka's error callback (opaque is the source): raises the error event. */
 void tl_kafka_src_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 
-/* The result callback of flush_commits' commits (opaque is the source): raises the
- * committed event for each partition of the commit. */
+/* librdkafka's offset commit callback (opaque is the source): raises the committed
+ * event for each partition of the commit. */
 void tl_kafka_src_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *offsets, void *opaque);
 

@@ -13,10 +13,11 @@
  *    do it once the poll thread has ended). The loop thread, which releases nearly
  *    every message, so never pays for rd_kafka_message_destroy and its free().
  *  - One poll thread of the source's own calls rd_kafka_consumer_poll. librdkafka runs
- *    the rebalance and error callbacks inside that call, so deliver, assigned, revoked
- *    and error are all raised from the poll thread, one at a time. (stop() closes the
- *    consumer, which runs the callbacks too, on the loop thread once the poll thread
- *    has ended.)
+ *    the rebalance callback inside that call, so deliver, assigned and revoked are all
+ *    raised from the poll thread, one at a time. (stop() closes the consumer, which
+ *    runs the callback too, on the loop thread once the poll thread has ended.)
+ *  - A commit thread calls rd_kafka_poll for the main queue: the error and the offset
+ *    commit callbacks run there, raising error and committed.
  *  - `lock` guards `paused` and makes pause() and the rebalance callback's
  *    assign-then-route one step each, so a partition assigned while paused never delivers.
  *  - `running` and `closing` are written by the loop thread and read by the poll thread.
@@ -34,6 +35,7 @@
 #define MAX_POLL_MS 60000
 #define DEFAULT_QUEUED_MIN "1000000"
 #define HOLD_LIMIT_MAX_MS 1000
+#define DEFAULT_COMMIT_MS "50"
 
 /*
  * Waits for one message, then takes whatever else is ready, up to batch_max. The rest
@@ -135,22 +137,21 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     int rc = tl_kafka_conf_new(p, &conf, err, errlen);
     if (rc)
         return rc;
-    /* The runtime stores the offsets of settled messages and has them committed, and
-     * counts each message until its commit is acknowledged (acks.c). */
-    const char *owned = tl_kafka_owned_on(p, conf);
+    const char *owned = tl_kafka_owned_why(p, conf);
     if (owned) {
-        tl_kafka_errf(err, errlen,
-                      "kafka property %s: must stay false; taskloop stores and commits the "
-                      "offsets of settled messages itself",
-                      owned);
+        tl_kafka_errf(err, errlen, "kafka property %s", owned);
         rd_kafka_conf_destroy(conf);
         return TL_ECONFIG;
     }
     rc = tl_kafka_conf_set(conf, "group.id", tl_params_str(p, "group", ""), err, errlen);
     if (!rc)
         rc = tl_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen);
-    if (!rc)
-        rc = tl_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen);
+    /* librdkafka commits the stored offsets on its timer, which pauses while the group
+     * rebalances (a commit with a generation in flux would be refused and lose the
+     * assignment). Its results free the runtime's window (acks.c), so the interval is
+     * short: the window must hold what settles in one. */
+    if (!rc && !tl_kafka_conf_user(p, "auto.commit.interval.ms"))
+        rc = tl_kafka_conf_set(conf, "auto.commit.interval.ms", DEFAULT_COMMIT_MS, err, errlen);
     /*
      * librdkafka 2.0 stops fetching once the consumer queue holds queued.min.messages
      * (100000, counted over all partitions) and looks again only a second later. A
@@ -174,6 +175,7 @@ static int consumer_conf(const tl_params *p, tl_source *s, rd_kafka_conf_t **out
     }
     rd_kafka_conf_set_rebalance_cb(conf, tl_kafka_src_on_rebalance);
     rd_kafka_conf_set_error_cb(conf, tl_kafka_src_on_error);
+    rd_kafka_conf_set_offset_commit_cb(conf, tl_kafka_src_on_commit);
     rd_kafka_conf_set_opaque(conf, s);
     *out = conf;
     return 0;
@@ -232,14 +234,12 @@ static int src_open(const tl_params *p, const tl_source_events *ev, tl_source **
         rc = TL_ECONFIG;
         goto fail;
     }
-    /* Rebalance and error callbacks then run inside rd_kafka_consumer_poll. */
-    rd_kafka_poll_set_consumer(s->rk);
+    /* Rebalance callbacks run inside rd_kafka_consumer_poll; the main queue (commit
+     * results, errors) is not forwarded to the consumer queue: commit_main serves it. */
     s->queue = rd_kafka_queue_get_consumer(s->rk);
     s->parking = rd_kafka_queue_new(s->rk);
-    s->commitq = rd_kafka_queue_new(s->rk);
     if (!s->queue) { /* only a consumer without group.id has none, and group is required */
         rd_kafka_queue_destroy(s->parking);
-        rd_kafka_queue_destroy(s->commitq);
         rd_kafka_destroy(s->rk);
         tl_kafka_errf(err, errlen, "kafka consumer: no consumer queue");
         rc = TL_ECONFIG;
@@ -253,16 +253,17 @@ fail:
 }
 
 /*
- * Serves the results of flush_commits. A thread of its own, not the poll thread: that
- * one waits in deliver while backpressure holds, which is exactly when the runtime
- * waits for these acknowledgements to free its window.
+ * Serves librdkafka's main queue: the commit results (offset_commit_cb) and errors. A
+ * thread of its own, not the poll thread: that one waits in deliver while backpressure
+ * holds, which is exactly when the runtime waits for commit acknowledgements to free
+ * its window.
  */
 static void *commit_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "tl-kafka-commit");
     tl_source *s = arg;
     while (atomic_load(&s->running))
-        rd_kafka_queue_poll_callback(s->commitq, 100);
+        rd_kafka_poll(s->rk, 100);
     return NULL;
 }
 
@@ -353,18 +354,6 @@ static int64_t src_hold_limit(tl_source *s)
     return s->hold_limit_ms;
 }
 
-/* An asynchronous commit of the stored offsets; commit_main serves its outcome. */
-static int src_flush_commits(tl_source *s)
-{
-    rd_kafka_resp_err_t err =
-        rd_kafka_commit_queue(s->rk, NULL, s->commitq, tl_kafka_src_on_commit, s);
-    /* _NO_OFFSET: nothing stored since the last commit; the runtime asks again. */
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        tl_kafka_src_emit_error(s, tl_kafka_err(err), false, "kafka commit: %s",
-                                rd_kafka_err2str(err));
-    return err ? tl_kafka_err(err) : 0;
-}
-
 static void src_stop(tl_source *s)
 {
     if (s->stopped)
@@ -407,8 +396,6 @@ static void src_close(tl_source *s)
         rd_kafka_queue_destroy(s->queue);
     if (s->parking)
         rd_kafka_queue_destroy(s->parking);
-    if (s->commitq)
-        rd_kafka_queue_destroy(s->commitq);
     rd_kafka_destroy(s->rk);
     src_free(s);
 }
@@ -422,7 +409,6 @@ const tl_source_ops tl_kafka_source_ops = {
     .start = src_start,
     .pause = src_pause,
     .commit = src_commit,
-    .flush_commits = src_flush_commits,
     .release = tl_kafka_src_release,
     .stop = src_stop,
     .close = src_close,

@@ -5,12 +5,8 @@
  * acknowledged. Whatever fails, a crash or a broker outage that loses the group's
  * assignment, what was handled and not acknowledged is what the next owner repeats:
  * counting it keeps that at most the window. During an outage the window fills and
- * intake stops, instead of handling on with commits that are lost.
- *
- * The runtime has the source send its commits (flush_commits) at each housekeeping
- * round with a commit waiting, and at once when settled messages waiting for their
- * acknowledgement take a quarter of the window, so that a fast stream does not wait
- * for the round; one request at a time.
+ * intake stops, instead of handling on with commits that are lost. The window must
+ * then hold what settles in the source's commit interval (Kafka: 50 ms by default).
  *
  * Thread rules: tl__acks_event runs on the source's thread (any thread) and posts to
  * the loop; the rest runs on the loop thread.
@@ -19,9 +15,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-/* A flush that got no answer for this long may be asked again. */
-#define FLUSH_RETRY_MS 200
 
 typedef struct ack_msg {
     tl_source_state *src;
@@ -56,7 +49,6 @@ static void ack_on_loop(tl_loop *loop, void *arg)
     (void)loop;
     ack_msg *a = arg;
     tl_service *svc = a->src->svc;
-    a->src->flush_pending = false;
     tl_partition_state *p =
         a->src->ops->commit_acks ? tl__partition_find(svc, a->src, a->topic, a->partition) : NULL;
     if (p && a->err == 0) {
@@ -86,45 +78,4 @@ void tl__acks_event(tl_source_state *src, const char *topic, int32_t partition, 
     memcpy(a->topic, topic ? topic : "", len + 1);
     if (tl_loop_call_threadsafe(src->svc->loop, ack_on_loop, a) != 0)
         free(a);
-}
-
-/* Commits what settled and asks each source with commit_acks to send it now. */
-static void flush(tl_service *svc)
-{
-    tl__commit_dirty(svc);
-    int64_t now = tl_loop_now(svc->loop);
-    for (size_t i = 0; i < svc->nsrcs; i++) {
-        tl_source_state *src = &svc->srcs[i];
-        if (!src->ops->commit_acks || !src->ops->flush_commits || !src->handle ||
-            src->flush_pending)
-            continue;
-        src->flush_at_ms = now;
-        src->flush_pending = src->ops->flush_commits(src->handle) == 0;
-    }
-}
-
-void tl__acks_settled(tl_service *svc, tl_partition_state *part)
-{
-    if (part->src->flush_pending)
-        return;
-    uint64_t unacked = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
-    uint64_t unsettled = atomic_load_explicit(&svc->st.in_flight, memory_order_relaxed);
-    if (unacked > unsettled && unacked - unsettled >= svc->cfg->max_in_flight / 4)
-        flush(svc);
-}
-
-void tl__acks_check(tl_service *svc)
-{
-    int64_t now = tl_loop_now(svc->loop);
-    bool waiting = false;
-    for (size_t i = 0; i < svc->nsrcs; i++) {
-        tl_source_state *src = &svc->srcs[i];
-        if (src->flush_pending && now - src->flush_at_ms >= FLUSH_RETRY_MS)
-            src->flush_pending = false;
-    }
-    for (size_t i = 0; i < svc->nparts && !waiting; i++)
-        waiting = svc->parts[i]->npoints > 0;
-    /* The source's commits are the runtime's to make (Kafka's auto-commit is off). */
-    if (waiting)
-        flush(svc);
 }

@@ -79,9 +79,8 @@ static void settle(tl_rec *rec)
             part->dirty = true;
         if (rec->msg->offset > part->high_settled)
             part->high_settled = rec->msg->offset;
-        if (part->src->ops->commit_acks)
-            tl__acks_settled(svc, part); /* counted until acknowledged */
-        else
+        /* With commit_acks it is counted until acknowledged (acks.c). */
+        if (!part->src->ops->commit_acks)
             TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
         part->in_flight--;
     }

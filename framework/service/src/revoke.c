@@ -47,6 +47,14 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         if (!p)
             continue;
         tl__partition_commit(svc, p);
+        char part[16], next[24];
+        snprintf(part, sizeof(part), "%d", (int)p->partition);
+        snprintf(next, sizeof(next), "%lld", (long long)p->offsets.next);
+        tl_kv f[] = {{"source", r->src->cfg->name},
+                     {"topic", p->topic},
+                     {"partition", part},
+                     {"committed", next}};
+        tl__log(svc, TL_LEVEL_INFO, "partition_revoked", f, 4);
         /* What was committed may still be lost (a coordinator that went away): when
          * the partition comes back, its offsets are committed again as they settle. */
         pthread_mutex_lock(&svc->mu);

@@ -101,8 +101,6 @@ typedef struct tl_source_state {
     int64_t hold_limit_ms; /* ops->hold_limit_ms; 0: deliver may wait without limit */
     bool hold_asked;       /* guarded by svc->mu: a deliver waited past hold_limit_ms */
     bool hold_paused;      /* guarded by svc->mu, written by the loop: paused for it */
-    bool flush_pending;    /* ops->flush_commits was called and no ack came since */
-    int64_t flush_at_ms;   /* when (loop clock) */
     const tl_config_source *cfg;
     const tl_source_ops *ops;
     tl_source *handle;
@@ -310,14 +308,6 @@ uint64_t tl__partition_unacked(const tl_partition_state *p);
 /* acks.c: the source's ev->committed; posts the outcome to the loop. Any thread. */
 void tl__acks_event(tl_source_state *src, const char *topic, int32_t partition, int64_t next_offset,
                     int err);
-
-/* acks.c: a message of part settled. With commit_acks, once settled messages waiting
- * for their acknowledgement take a quarter of the window, commits what settled and
- * asks the source to send it now. */
-void tl__acks_settled(tl_service *svc, tl_partition_state *part);
-
-/* acks.c, housekeeping: a flush that got no answer in a while may be asked again. */
-void tl__acks_check(tl_service *svc);
 
 /* Frees every partition state (service teardown). */
 void tl__partitions_free(tl_service *svc);

@@ -196,11 +196,6 @@ typedef struct tl_source_ops {
     void (*pause)(tl_source *src, bool paused);
     /* Records that every message of the partition below next_offset is settled. */
     int (*commit)(tl_source *src, const char *topic, int32_t partition, int64_t next_offset);
-    /* With commit_acks: sends what commit() recorded to the broker; the runtime calls it
-     * at its commit pace, and at once when the window fills with unacknowledged
-     * messages. Returns 0 when a request went out (its outcome comes through
-     * ev->committed), else nonzero (nothing to send). Loop thread. */
-    int (*flush_commits)(tl_source *src);
     /* Takes back a delivered message. */
     void (*release)(tl_source *src, tl_msg *msg);
     /* Stops delivering; commits what was recorded and leaves any group. */
