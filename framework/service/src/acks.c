@@ -1,20 +1,28 @@
 /*
- * Acknowledged commits. For a source whose commit() only records a position that
- * reaches the broker later (Kafka: stored offsets, committed by librdkafka), a settled
- * message still counts against max_in_flight until the source reports its commit
- * acknowledged. Whatever fails, a crash or a broker outage that loses the group's
- * assignment, what was handled and not acknowledged is what the next owner repeats:
- * counting it keeps that at most the window. During an outage the window fills and
- * intake stops, instead of handling on with commits that are lost. The window must
- * then hold what settles in the source's commit interval (Kafka: 50 ms by default).
+ * Acknowledged commits. A source whose commit() only records a position that reaches
+ * the broker later (Kafka: stored offsets, committed by librdkafka every
+ * auto.commit.interval.ms) reports each commit's outcome; the runtime keeps count of
+ * the messages whose commit is not yet acknowledged (svc->unacked).
+ *
+ * Normally acknowledgements come every interval, and the window counts what is not
+ * settled (intake.c): what a crash repeats is that plus one interval's work. When
+ * they stop coming (a broker outage, a coordinator gone) for ACK_GRACE_MS while
+ * settled messages wait for them, the window counts every unacknowledged message
+ * instead, so intake stops: a failure that loses the commits (an outage that loses
+ * the group's assignment) then repeats no more than the window and the grace, however
+ * much intake keeps back, instead of all that was handled while no commit landed.
  *
  * Thread rules: tl__acks_event runs on the source's thread (any thread) and posts to
  * the loop; the rest runs on the loop thread.
  */
 #include "runtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Acknowledgements this late (a few commit intervals) make the window count them. */
+#define ACK_GRACE_MS 250
 
 typedef struct ack_msg {
     tl_source_state *src;
@@ -38,8 +46,13 @@ static void acked(tl_service *svc, tl_partition_state *p, int64_t next)
         p->npoints--;
     }
     if (upto > p->acked) {
-        TL_STAT_ADD(svc, uncommitted, -(upto - p->acked));
+        svc->unacked -= upto - p->acked;
         p->acked = upto;
+        if (svc->acks_late) {
+            svc->acks_late = false;
+            tl_kv f[] = {{"source", p->src->cfg->name}};
+            tl__log(svc, TL_LEVEL_INFO, "commits_acknowledged_again", f, 1);
+        }
         svc->hooks.room_freed(svc, p);
     }
 }
@@ -52,6 +65,7 @@ static void ack_on_loop(tl_loop *loop, void *arg)
     tl_partition_state *p =
         a->src->ops->commit_acks ? tl__partition_find(svc, a->src, a->topic, a->partition) : NULL;
     if (p && a->err == 0) {
+        svc->last_ack_ms = tl_loop_now(svc->loop);
         acked(svc, p, a->next);
     } else if (p && p->assigned) {
         /* Refused: it stays counted, and the position goes to the source again at the
@@ -78,4 +92,20 @@ void tl__acks_event(tl_source_state *src, const char *topic, int32_t partition, 
     memcpy(a->topic, topic ? topic : "", len + 1);
     if (tl_loop_call_threadsafe(src->svc->loop, ack_on_loop, a) != 0)
         free(a);
+}
+
+void tl__acks_check(tl_service *svc)
+{
+    uint64_t unsettled = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
+    bool waiting = svc->unacked > unsettled; /* settled messages await acknowledgement */
+    int64_t now = tl_loop_now(svc->loop);
+    if (!waiting)
+        svc->last_ack_ms = now;
+    if (svc->acks_late || !waiting || now - svc->last_ack_ms < ACK_GRACE_MS)
+        return;
+    svc->acks_late = true;
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", svc->unacked);
+    tl_kv f[] = {{"unacknowledged", n}};
+    tl__log(svc, TL_LEVEL_WARN, "commits_unacknowledged", f, 1);
 }

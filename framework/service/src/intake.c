@@ -63,9 +63,12 @@ static void batch_taken(tl_source_state *src)
     pthread_mutex_unlock(&svc->mu);
 }
 
+/* What counts against max_in_flight: the uncommitted messages, or, while commit
+ * acknowledgements are overdue, every unacknowledged one (see acks.c). */
 static size_t uncommitted(const tl_service *svc)
 {
-    return (size_t)atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
+    size_t n = (size_t)atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
+    return svc->acks_late && svc->unacked > n ? svc->unacked : n;
 }
 
 /* Room left below max_in_flight. Counted up to the commit position, not just

@@ -139,7 +139,7 @@ void tl__partition_commit(tl_service *svc, tl_partition_state *p)
 
 uint64_t tl__partition_unacked(const tl_partition_state *p)
 {
-    return p->offsets.tail - (p->src->ops->commit_acks ? p->acked : p->offsets.head);
+    return p->src->ops->commit_acks ? p->offsets.tail - p->acked : 0;
 }
 
 void tl__commit_dirty(tl_service *svc)

@@ -79,9 +79,7 @@ static void settle(tl_rec *rec)
             part->dirty = true;
         if (rec->msg->offset > part->high_settled)
             part->high_settled = rec->msg->offset;
-        /* With commit_acks it is counted until acknowledged (acks.c). */
-        if (!part->src->ops->commit_acks)
-            TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
+        TL_STAT_ADD(svc, uncommitted, -(part->offsets.head - head));
         part->in_flight--;
     }
     TL_STAT_ADD(svc, in_flight, -1);
@@ -259,6 +257,8 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
     tl_timer_init(svc->loop, &rec->timer);
     part->in_flight++;
     TL_STAT_ADD(svc, uncommitted, 1);
+    if (part->src->ops->commit_acks)
+        svc->unacked++; /* until its commit is acknowledged (acks.c) */
     TL_STAT_ADD(svc, consumed, 1);
     TL_STAT_ADD(svc, in_flight, 1);
     if (tl__lane_join(rec))

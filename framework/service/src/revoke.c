@@ -66,7 +66,8 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         p->revoked = true;
         p->gen++;
         p->in_flight = 0;
-        TL_STAT_ADD(svc, uncommitted, -tl__partition_unacked(p));
+        TL_STAT_ADD(svc, uncommitted, -(p->offsets.tail - p->offsets.head));
+        svc->unacked -= tl__partition_unacked(p);
         tl_offsets_reset(&p->offsets);
         /* Acknowledgements still to come belong to the old assignment. */
         p->acked = p->offsets.head;

@@ -231,6 +231,9 @@ struct tl_service {
     tl_list held_parts;            /* partitions with messages kept back (held_link) */
     size_t held_msgs;              /* messages kept back in all of them */
     size_t held_bytes;             /* and what they take, as kept_bytes() counts it */
+    size_t unacked;                /* tracked, commit not acknowledged (acks.c) */
+    bool acks_late;                /* acknowledgements are overdue: unacked is the window */
+    int64_t last_ack_ms;           /* loop clock */
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
@@ -301,9 +304,12 @@ void tl__partition_commit(tl_service *svc, tl_partition_state *p);
 /* Commits every partition whose position moved. */
 void tl__commit_dirty(tl_service *svc);
 
-/* What of the partition counts against max_in_flight: tracked and not yet known to be
- * committed for good (settled below; acknowledged too, for a source with commit_acks). */
+/* Tracked messages of a partition of a source with commit_acks whose commit is not yet
+ * acknowledged (acks.c). */
 uint64_t tl__partition_unacked(const tl_partition_state *p);
+
+/* acks.c, housekeeping: whether acknowledgements are overdue (svc->acks_late). */
+void tl__acks_check(tl_service *svc);
 
 /* acks.c: the source's ev->committed; posts the outcome to the loop. Any thread. */
 void tl__acks_event(tl_source_state *src, const char *topic, int32_t partition, int64_t next_offset,

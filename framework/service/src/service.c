@@ -110,6 +110,7 @@ static void housekeeping(tl_timer *timer, void *arg)
     tl_service *svc = arg;
     atomic_store_explicit(&svc->heartbeat_ms, tl_loop_now(svc->loop), memory_order_relaxed);
     tl__commit_dirty(svc);
+    tl__acks_check(svc);
     tl__revokes_check(svc);
     tl__check_stuck(svc);
     tl__intake_resume(svc); /* whatever freed room, held batches never wait forever */

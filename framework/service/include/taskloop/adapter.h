@@ -182,10 +182,10 @@ typedef struct tl_source_ops {
     const tl_param *params; /* accepted keys, ended by an entry with name NULL */
     bool at_least_once;     /* true when commit() makes delivery at-least-once */
     /* True when commit() only records a position that reaches the broker later, and
-     * the source reports each outcome through ev->committed: the runtime then counts
-     * a message against max_in_flight until its commit is acknowledged, so that no
-     * failure (a crash, a broker outage that loses the assignment) can repeat more
-     * than the window. False: commit() is durable when it returns. */
+     * the source reports each outcome through ev->committed: while acknowledgements
+     * are overdue the runtime counts every unacknowledged message against
+     * max_in_flight, so that intake stops rather than handle on with commits that may
+     * be lost. False: commit() is durable when it returns. */
     bool commit_acks;
     /* Opens the source from its section; on failure writes a message into err. */
     int (*open)(const tl_params *conf, const tl_source_events *ev, tl_source **out, char *err,
