@@ -65,7 +65,6 @@ if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
       -n "$kafka_n" --size 100 --partitions 8 >/dev/null 2>&1; then
     run 900 "$bin/kafka_throughput" --brokers "$brokers" --topic bench -n "$kafka_n" --rounds "$rounds"
     run 900 "$here/catchup.sh" "$build" "$broker_dir" "$catchup_n"
-    CATCHUP_KEPT_BACK_MB=64 run 900 "$here/catchup.sh" "$build" "$broker_dir" "$catchup_n"
   else
     echo "== kafka_throughput (real broker): SKIPPED, the broker did not start or fill:"
     tail -n 5 "$log"
