@@ -24,11 +24,7 @@ void tl_cli_note(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    tl_logger *lg = tl_program_log();
-    if (lg)
-        tl_logger_note(lg, "%s", msg);
-    else
-        fprintf(stderr, "%s\n", msg);
+    tl_program_note("%s", msg);
 }
 
 void tl_cli_err(const char *fmt, ...)

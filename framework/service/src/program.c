@@ -31,11 +31,7 @@ static void err(const cmdline *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    tl_logger *lg = tl_program_log();
-    if (lg)
-        tl_logger_note(lg, "%s: %s", c->name, msg);
-    else
-        fprintf(stderr, "%s: %s\n", c->name, msg);
+    tl_program_note("%s: %s", c->name, msg);
 }
 
 static bool is_help(const char *arg)

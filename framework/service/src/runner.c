@@ -88,9 +88,7 @@ tl_logger *tl_program_log(void)
     return g_log;
 }
 
-/* A plain line on stderr through the program log, or straight when there is none. */
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
+void tl_program_note(const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -177,7 +175,8 @@ static void tick(monitor *m)
         request_stop(m, &m->out->by_done);
     if (m->r->cap_ms > 0 && now - m->start_ms >= m->r->cap_ms) {
         if (!m->stopping)
-            note("%s: time cap of %lld ms reached: stopping", g_name, (long long)m->r->cap_ms);
+            tl_program_note("%s: time cap of %lld ms reached: stopping", g_name,
+                            (long long)m->r->cap_ms);
         request_stop(m, &m->out->by_cap);
     }
     if (m->r->progress)
@@ -240,7 +239,8 @@ static int run_monitored(tl_service *svc, const tl_program_run_opts *r, tl_progr
     pthread_t thread;
     bool monitored = monitor_start(&m, &thread) == 0;
     if (!monitored)
-        note("%s: cannot start the progress monitor: running without progress or goal", g_name);
+        tl_program_note("%s: cannot start the progress monitor: running without progress or goal",
+                        g_name);
     int rc = tl_service_run(svc);
     if (monitored)
         monitor_end(&m, thread);
@@ -263,8 +263,8 @@ int tl_program_run(const tl_config *cfg, tl_registry *reg, const tl_program_run_
     install_signals();
     int rc = tl_service_new(cfg, reg, &opts, &svc, err, sizeof(err));
     if (rc != 0) {
-        note("%s: cannot start service '%s': %s", g_name, cfg->service,
-             err[0] ? err : tl_strerror(rc));
+        tl_program_note("%s: cannot start service '%s': %s", g_name, cfg->service,
+                        err[0] ? err : tl_strerror(rc));
         return 1;
     }
     atomic_store(&g_svc, svc);
@@ -279,7 +279,8 @@ int tl_program_run(const tl_config *cfg, tl_registry *reg, const tl_program_run_
     if (lg)
         tl_logger_flush(lg);
     if (rc != 0)
-        note("%s: service '%s' stopped on an error: %s", g_name, cfg->service, tl_strerror(rc));
+        tl_program_note("%s: service '%s' stopped on an error: %s", g_name, cfg->service,
+                        tl_strerror(rc));
     out->adds_up = tl_program_summary(stdout, svc, title, now_ms() - start);
     tl_service_free(svc);
     return rc == 0 ? 0 : 1;

@@ -116,6 +116,10 @@ int tl_program_run(const struct tl_config *cfg, tl_registry *reg, const tl_progr
  * up); it lives as long as the process. NULL only when out of memory. */
 tl_logger *tl_program_log(void);
 
+/* Prints a plain line on stderr through the program log (keeping its status line), or
+ * straight to stderr when there is none. */
+void tl_program_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Prints the end-of-run summary of svc on out; returns whether its numbers add up. */
 bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t elapsed_ms);
 
