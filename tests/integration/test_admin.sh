@@ -172,13 +172,15 @@ assert msgs == [("admin_in", 10), ("admin_in", 11), ("admin_in", 12), ("admin_sl
 for t in doc["tasks"]:
     m = t["message"]
     if m["origin"] == "admin_in":
-        # The holds are partition 1's last three messages, after its ten "ok" ones.
+        # The holds are partition 1's last three messages, after its ten "ok" ones,
+        # keyed h0, h1, h2: /tasks shows which key each waits on.
         assert m == {"handler": "driver", "origin": "admin_in", "partition": 1,
-                     "offset": m["offset"], "attempt": 1, "stalled": False}, m
+                     "offset": m["offset"], "key": "h%d" % (m["offset"] - 10),
+                     "attempt": 1, "stalled": False}, m
     else:
         # Rerouted already, the stuck attempt still holds its worker.
         assert m == {"handler": "driver", "origin": "admin_slow", "partition": 0,
-                     "offset": 0, "attempt": 1, "stalled": True}, m
+                     "offset": 0, "key": None, "attempt": 1, "stalled": True}, m
 EOF
 pass "/tasks is JSON listing the 4 running handlers, the message each works on, one stalled"
 

@@ -2,7 +2,8 @@
  * The JSON of /tasks: asyncio's all_tasks() for the service's loop,
  * {"total", "truncated", "tasks": [...]}, at most TASKS_CAP entries, oldest first, each
  * {id, state, age_ms, name} and, for a handler's task, "message": {handler, origin,
- * partition, offset, attempt, stalled}.
+ * partition, offset, key (text, or 0x and hex, cut at 32 bytes; null without one),
+ * attempt, stalled}.
  *
  * A renderer for admin.c, which serves what it returns; it calls nothing in admin.c.
  *
@@ -155,11 +156,12 @@ static char *snap_json(const snap_req *r)
                               e->name);
         /* A handler's task says which message it works on. */
         if (t && e->has_msg)
-            json_object_set_new(t, "message",
-                                json_pack("{s:s?, s:s?, s:i, s:I, s:i, s:b}", "handler", e->handler,
-                                          "origin", e->origin, "partition", (int)e->msg.partition,
-                                          "offset", (json_int_t)e->msg.offset, "attempt",
-                                          (int)e->msg.attempt, "stalled", e->msg.stalled));
+            json_object_set_new(
+                t, "message",
+                json_pack("{s:s?, s:s?, s:i, s:I, s:s?, s:i, s:b}", "handler", e->handler, "origin",
+                          e->origin, "partition", (int)e->msg.partition, "offset",
+                          (json_int_t)e->msg.offset, "key", e->msg.has_key ? e->msg.key : NULL,
+                          "attempt", (int)e->msg.attempt, "stalled", e->msg.stalled));
         json_array_append_new(list, t);
     }
     json_object_set_new(root, "tasks", list);

@@ -61,7 +61,10 @@ bool tl__task_message(const tl_task *task, tl_task_message *out)
                              .partition = rec->msg->partition,
                              .offset = rec->msg->offset,
                              .attempt = stalled ? rec->stalled_attempt : rec->attempt,
-                             .stalled = stalled};
+                             .stalled = stalled,
+                             .has_key = rec->msg->key != NULL};
+    if (out->has_key)
+        tl__key_text(rec->msg, out->key, sizeof(out->key));
     return true;
 }
 

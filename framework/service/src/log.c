@@ -17,7 +17,7 @@
 #include <taskloop/program.h>
 #include <unistd.h>
 
-#define KEY_MAX 32
+#define KEY_MAX TL_KEY_TEXT_BYTES
 #define MSG_FIELDS 8
 #define EXTRA_MAX 4
 
@@ -58,8 +58,7 @@ static bool printable(const unsigned char *k, size_t n)
     return true;
 }
 
-/* The key as text when it is printable, else as hex; "..." marks a cut. */
-static void key_text(const tl_msg *m, char *out, size_t cap)
+void tl__key_text(const tl_msg *m, char *out, size_t cap)
 {
     const unsigned char *k = m->key;
     size_t n = m->key_len < KEY_MAX ? m->key_len : KEY_MAX;
@@ -93,7 +92,7 @@ void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned 
     f[n++] = (tl_kv){"partition", part};
     f[n++] = (tl_kv){"offset", off};
     if (m->key && m->key_len) {
-        key_text(m, key, sizeof(key));
+        tl__key_text(m, key, sizeof(key));
         f[n++] = (tl_kv){"message_key", key};
     }
     f[n++] = (tl_kv){"attempt", att};

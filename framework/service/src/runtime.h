@@ -276,6 +276,15 @@ bool tl__log_on(const tl_service *svc, tl_level level);
 /* Reports an event at or above the config's log.level through the log function. */
 void tl__log(tl_service *svc, tl_level level, const char *event, const tl_kv *fields, size_t n);
 
+/* Key bytes shown of a message's key (logs, /tasks); its text takes at most
+ * TL_KEY_TEXT_CAP bytes with the terminating NUL. */
+#define TL_KEY_TEXT_BYTES 32
+#define TL_KEY_TEXT_CAP (2 * TL_KEY_TEXT_BYTES + 8)
+
+/* Writes the message's key into out: as text when printable, else as 0x and hex, cut at
+ * TL_KEY_TEXT_BYTES bytes ("..." marks a cut); "" when it has none. */
+void tl__key_text(const tl_msg *m, char *out, size_t cap);
+
 /* Reports an event about the record's message: handler, source, topic, partition,
  * offset, message_key, attempt, error (when not NULL), then up to four extra fields. */
 void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned attempt,
@@ -370,6 +379,8 @@ typedef struct tl_task_message {
     int64_t offset;
     unsigned attempt; /* of the task itself: 1 for the first */
     bool stalled;     /* past its timeout and still running */
+    bool has_key;
+    char key[TL_KEY_TEXT_CAP]; /* tl__key_text's, a copy */
 } tl_task_message;
 
 /* Loop thread: fills out and returns true when task runs a route's handler. */
