@@ -154,7 +154,8 @@ size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap);
 /* Fills up to cap committed positions and returns how many partitions there are. */
 size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap);
 
-/* Any thread: the admin endpoint's bound port (the one picked for port 0), or 0 when off. */
+/* Any thread: the admin endpoint's bound port (the one picked for port 0); 0 when it is
+ * off, and until tl_service_run has started it. */
 int tl_service_admin_port(tl_service *svc);
 
 /* Fills up to cap consumer-lag entries of every source that reports lag (Kafka) and
