@@ -3,7 +3,8 @@
  * at once as tl_loop_workers reports; a loop without workers runs them inline; a task
  * that hangs holds its own worker and nothing else; tl_loop_add_worker and
  * tl_loop_retire_worker (taskloop/loop_ext.h) grow the pool and shrink it again once
- * the extra worker is free.
+ * the extra worker is free; worker hooks (tl_loop_new_ex) run once on each worker
+ * thread as it starts and as it ends, added workers included.
  *
  * Assertions run on the test's main thread only; task functions record what they saw.
  */
@@ -13,6 +14,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <taskloop/loop_ext.h>
@@ -232,6 +234,132 @@ static void a_retired_worker_leaves_only_once_it_is_free(void **state)
     gate_destroy(&g);
 }
 
+/* ------------------------------------------------------------ worker hooks */
+
+#define MAXTHREADS 16
+
+/* The threads the hooks ran on; the hooks' user pointer. */
+typedef struct hook_log {
+    pthread_mutex_t mu;
+    pthread_t started[MAXTHREADS], stopped[MAXTHREADS];
+    int nstarted, nstopped;
+    atomic_int tasks_outside; /* tasks that ran on a thread whose start hook had not run */
+} hook_log;
+
+/* Set by the start hook on its own thread, cleared by the stop hook. */
+static _Thread_local bool hook_started;
+
+static void hook_start(void *user)
+{
+    hook_log *h = user;
+    hook_started = true;
+    pthread_mutex_lock(&h->mu);
+    if (h->nstarted < MAXTHREADS)
+        h->started[h->nstarted] = pthread_self();
+    h->nstarted++;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void hook_stop(void *user)
+{
+    hook_log *h = user;
+    pthread_mutex_lock(&h->mu);
+    if (h->nstopped < MAXTHREADS && hook_started)
+        h->stopped[h->nstopped] = pthread_self();
+    h->nstopped++;
+    pthread_mutex_unlock(&h->mu);
+    hook_started = false;
+}
+
+static int hooked_fn(tl_task *task, void *arg)
+{
+    (void)task;
+    hook_log *h = arg;
+    if (!hook_started)
+        atomic_fetch_add(&h->tasks_outside, 1);
+    return 0;
+}
+
+static tl_loop *new_hooked_loop(unsigned workers, hook_log *h)
+{
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_init(&h->mu, NULL);
+    tl_worker_hooks hooks = {.start = hook_start, .stop = hook_stop, .user = h};
+    tl_loop_opts opts = {.workers = workers};
+    tl_loop *loop = NULL;
+    assert_int_equal(tl_loop_new_ex(&opts, &hooks, &loop), 0);
+    return loop;
+}
+
+/* Every thread that started stopped, on itself, and none of them is the caller's. */
+static void assert_hooks_paired(hook_log *h, int threads)
+{
+    assert_int_equal(h->nstarted, threads);
+    assert_int_equal(h->nstopped, threads);
+    for (int i = 0; i < threads; i++) {
+        assert_false(pthread_equal(h->started[i], pthread_self()));
+        int found = 0;
+        for (int j = 0; j < threads; j++)
+            found += pthread_equal(h->started[i], h->stopped[j]) != 0;
+        assert_int_equal(found, 1);
+    }
+    pthread_mutex_destroy(&h->mu);
+}
+
+static void worker_hooks_run_once_on_each_worker_thread_around_its_tasks(void **state)
+{
+    (void)state;
+    hook_log h;
+    tl_loop *loop = new_hooked_loop(3, &h);
+    tl_task *t[12];
+    for (size_t i = 0; i < 12; i++) {
+        t[i] = tl_task_create(loop, hooked_fn, &h);
+        assert_non_null(t[i]);
+    }
+    wait_all(loop, t, 12);
+    assert_int_equal(atomic_load(&h.tasks_outside), 0);
+    release_all(t, 12);
+    tl_loop_free(loop);
+    assert_hooks_paired(&h, 3);
+}
+
+/* A worker added while the others are held, then retired: it starts and stops too. */
+static void an_added_worker_runs_the_hooks_and_a_retired_one_stops_on_leaving(void **state)
+{
+    (void)state;
+    hook_log h;
+    tl_loop *loop = new_hooked_loop(1, &h);
+    gate g;
+    gate_init(&g);
+    probe held;
+    probe_init(&held, &g);
+    tl_task *hold = tl_task_create(loop, probe_fn, &held);
+    assert_non_null(hold);
+    assert_true(gate_wait_entered(loop, &g, 1));
+    assert_int_equal(tl_loop_add_worker(loop), 0);
+    tl_task *t = tl_task_create(loop, hooked_fn, &h);
+    assert_non_null(t);
+    wait_all(loop, &t, 1);
+    assert_int_equal(atomic_load(&h.tasks_outside), 0);
+    tl_loop_retire_worker(loop);
+    gate_open(&g);
+    wait_all(loop, &hold, 1);
+    assert_true(workers_become(loop, 1));
+    /* The one that left stops on its way out (5 s at most); the other at the free. */
+    int stopped = 0;
+    for (int64_t end = now_ms() + 5000; stopped == 0 && now_ms() < end; sleep_ms(1)) {
+        pthread_mutex_lock(&h.mu);
+        stopped = h.nstopped;
+        pthread_mutex_unlock(&h.mu);
+    }
+    assert_int_equal(stopped, 1);
+    tl_task_release(t);
+    tl_task_release(hold);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+    assert_hooks_paired(&h, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +369,8 @@ int main(void)
         cmocka_unit_test(an_added_worker_runs_tasks_while_every_other_worker_is_held),
         cmocka_unit_test(an_idle_pool_shrinks_back_to_its_size_after_a_retire),
         cmocka_unit_test(a_retired_worker_leaves_only_once_it_is_free),
+        cmocka_unit_test(worker_hooks_run_once_on_each_worker_thread_around_its_tasks),
+        cmocka_unit_test(an_added_worker_runs_the_hooks_and_a_retired_one_stops_on_leaving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

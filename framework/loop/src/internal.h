@@ -79,6 +79,7 @@ typedef struct tl_pool {
     size_t nthreads;
     void (*run)(tl_task *task, bool owned); /* runs a claimed task (tl__task_run) */
     void (*drop)(tl_task *task);            /* releases a task never claimed */
+    tl_worker_hooks hooks;                  /* run by each worker as it starts and ends */
 } tl_pool;
 
 /* Something the loop lets go of, without calling it, when it is freed (a waiter whose
@@ -162,8 +163,8 @@ void tl__task_free(tl_task *task);
 
 /* Loop thread: starts the pool's workers, which run each claimed task with run; tasks
  * never claimed are given to drop at the stop. 0, TL_ENOMEM or TL_ESYS. */
-int tl__pool_start(tl_pool *pool, unsigned workers, void (*run)(tl_task *task, bool owned),
-                   void (*drop)(tl_task *task));
+int tl__pool_start(tl_pool *pool, unsigned workers, const tl_worker_hooks *hooks,
+                   void (*run)(tl_task *task, bool owned), void (*drop)(tl_task *task));
 
 /* Loop thread: queues a task for the workers; handed over at the next flush. */
 int tl__pool_submit(tl_pool *pool, tl_task *task);

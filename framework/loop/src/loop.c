@@ -34,6 +34,11 @@ static void run_end(tl_loop *loop)
 
 int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
 {
+    return tl_loop_new_ex(opts, NULL, out);
+}
+
+int tl_loop_new_ex(const tl_loop_opts *opts, const tl_worker_hooks *hooks, tl_loop **out)
+{
     tl_loop *loop = calloc(1, sizeof(*loop));
     if (!loop)
         return TL_ENOMEM;
@@ -46,7 +51,8 @@ int tl_loop_new(const tl_loop_opts *opts, tl_loop **out)
     loop->now_ns = tl_clock_ns();
     int rc = tl_recycler_new(sizeof(tl_task), &loop->task_blocks);
     if (!rc)
-        rc = tl__pool_start(&loop->pool, opts ? opts->workers : 0, tl__task_run, tl_task_release);
+        rc = tl__pool_start(&loop->pool, opts ? opts->workers : 0, hooks, tl__task_run,
+                            tl_task_release);
     if (rc) {
         tl_recycler_free(loop->task_blocks);
         close(loop->wake_fd);

@@ -110,10 +110,9 @@ static bool surplus(tl_pool *pool)
     return false;
 }
 
-static void *worker_main(void *arg)
+/* The claim loop of one worker; returns when the thread is to end. */
+static void work(tl_pool *pool)
 {
-    pthread_setname_np(pthread_self(), "tl-worker"); /* for top -H, perf, gdb */
-    tl_pool *pool = arg;
     tl_chunk *held = NULL;
     bool left = false;
     tl_task *t;
@@ -127,7 +126,7 @@ static void *worker_main(void *arg)
                 chunk_drop(pool, held);
             pthread_mutex_unlock(&pool->mu);
             if (leave)
-                return NULL;
+                return;
         }
     }
     if (!left) {
@@ -135,6 +134,18 @@ static void *worker_main(void *arg)
         pool->alive--;
         pthread_mutex_unlock(&pool->mu);
     }
+}
+
+static void *worker_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "tl-worker"); /* for top -H, perf, gdb */
+    tl_pool *pool = arg;
+    /* hooks is written before the first thread starts and never again. */
+    if (pool->hooks.start)
+        pool->hooks.start(pool->hooks.user);
+    work(pool);
+    if (pool->hooks.stop)
+        pool->hooks.stop(pool->hooks.user);
     return NULL;
 }
 
@@ -152,9 +163,11 @@ static int spawn(tl_pool *pool)
     return 0;
 }
 
-int tl__pool_start(tl_pool *pool, unsigned workers, void (*run)(tl_task *task, bool owned),
-                   void (*drop)(tl_task *task))
+int tl__pool_start(tl_pool *pool, unsigned workers, const tl_worker_hooks *hooks,
+                   void (*run)(tl_task *task, bool owned), void (*drop)(tl_task *task))
 {
+    if (hooks)
+        pool->hooks = *hooks;
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->run = run;

@@ -9,7 +9,8 @@
  *    linked into and unlinked from a task on the loop thread;
  *  - chaining: a held task (TL_TASK_HELD) runs right after its predecessor succeeds, on
  *    the predecessor's worker, with no round trip through the loop;
- *  - workers: one more worker while a task holds one for too long, and back again.
+ *  - workers: one more worker while a task holds one for too long, and back again, and
+ *    a callback on each worker thread as it starts and as it ends.
  *
  * Thread rules: as taskloop.h; "loop thread" functions are for the thread driving the loop.
  */
@@ -90,6 +91,21 @@ tl_task *tl_task_unchain(tl_task *prev);
 void tl_task_launch(tl_task *task);
 
 /* ---------------------------------------------------------------- workers */
+
+/*
+ * Called on each worker thread of a loop: start before the thread runs its first task,
+ * stop after its last, just before the thread ends (at tl_loop_free, or when an added
+ * worker leaves). Workers added by tl_loop_add_worker get both too, so over a loop's
+ * life start and stop run the same number of times, once per thread started.
+ */
+typedef struct tl_worker_hooks {
+    void (*start)(void *user); /* NULL: nothing */
+    void (*stop)(void *user);  /* NULL: nothing */
+    void *user;
+} tl_worker_hooks;
+
+/* As tl_loop_new, with hooks (copied; NULL: none) run on every worker thread. */
+int tl_loop_new_ex(const tl_loop_opts *opts, const tl_worker_hooks *hooks, tl_loop **out);
 
 /* Loop thread: starts one worker beyond the pool's size (a task holds one too long).
  * 0, or TL_ENOMEM / TL_ESYS. */
