@@ -80,6 +80,12 @@ const char *tl_handler_param(const tl_task *task, const char *name, const char *
     return def;
 }
 
+void *tl_handler_state(const tl_task *task)
+{
+    const tl_rec *rec = handler_rec(task);
+    return rec ? rec->route->handler_state : NULL;
+}
+
 unsigned tl_handler_attempt(const tl_task *task)
 {
     const tl_rec *rec = handler_rec(task);

@@ -10,6 +10,7 @@ typedef struct handler_entry {
     char *name;
     tl_handler_fn fn;
     void *user;
+    tl_handler_hooks hooks;
 } handler_entry;
 
 struct tl_registry {
@@ -87,6 +88,12 @@ const tl_sink_ops *tl_registry_sink(const tl_registry *reg, const char *scheme)
 
 int tl_register_handler(tl_registry *reg, const char *name, tl_handler_fn fn, void *user)
 {
+    return tl_register_handler_hooks(reg, name, fn, user, NULL);
+}
+
+int tl_register_handler_hooks(tl_registry *reg, const char *name, tl_handler_fn fn, void *user,
+                              const tl_handler_hooks *hooks)
+{
     if (!name || !fn || tl_registry_handler(reg, name, NULL, NULL) == 0)
         return TL_EINVAL;
     if (grow((void **)&reg->handlers, reg->nhandlers, sizeof(*reg->handlers)))
@@ -94,20 +101,35 @@ int tl_register_handler(tl_registry *reg, const char *name, tl_handler_fn fn, vo
     char *copy = strdup(name);
     if (!copy)
         return TL_ENOMEM;
-    reg->handlers[reg->nhandlers++] = (handler_entry){copy, fn, user};
+    reg->handlers[reg->nhandlers++] =
+        (handler_entry){copy, fn, user, hooks ? *hooks : (tl_handler_hooks){0}};
     return 0;
+}
+
+/* The entry registered under name, or NULL. */
+static const handler_entry *find_handler(const tl_registry *reg, const char *name)
+{
+    for (size_t i = 0; name && i < reg->nhandlers; i++)
+        if (strcmp(reg->handlers[i].name, name) == 0)
+            return &reg->handlers[i];
+    return NULL;
 }
 
 int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn, void **user)
 {
-    for (size_t i = 0; name && i < reg->nhandlers; i++) {
-        if (strcmp(reg->handlers[i].name, name) == 0) {
-            if (fn)
-                *fn = reg->handlers[i].fn;
-            if (user)
-                *user = reg->handlers[i].user;
-            return 0;
-        }
-    }
-    return TL_ENOTFOUND;
+    const handler_entry *h = find_handler(reg, name);
+    if (!h)
+        return TL_ENOTFOUND;
+    if (fn)
+        *fn = h->fn;
+    if (user)
+        *user = h->user;
+    return 0;
+}
+
+int tl_registry_handler_hooks(const tl_registry *reg, const char *name, tl_handler_hooks *out)
+{
+    const handler_entry *h = find_handler(reg, name);
+    *out = h ? h->hooks : (tl_handler_hooks){0};
+    return h ? 0 : TL_ENOTFOUND;
 }

@@ -17,7 +17,7 @@
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
  *   partitions.c  partition states and their commits
  *   offsets.c, log.c (→ logger.c), stats.c (counters for any thread), handlers.c
- *   (built-ins)
+ *   (built-ins), handler_life.c (handlers' lifecycle hooks)
  *
  * Beside the path: admin.c (the HTTP endpoint) calls admin_metrics.c and
  * admin_tasks.c, which read stats.c, partitions.c, reroute.c and attempt.c; the config
@@ -123,8 +123,11 @@ typedef struct tl_route_state {
     tl_source_state *src;
     tl_target *on_stall; /* NULL when the route has none */
     tl_target *on_error;
-    tl_list watch;        /* running attempts' records by deadline (watch.c) */
-    tl_timer watch_timer; /* armed for the head's deadline */
+    tl_list watch;          /* running attempts' records by deadline (watch.c) */
+    tl_timer watch_timer;   /* armed for the head's deadline */
+    tl_handler_hooks hooks; /* its handler's (handler_life.c) */
+    void *handler_state;    /* what hooks.init stored */
+    bool handler_live;      /* set up: its fini is due */
 } tl_route_state;
 
 typedef enum tl_rec_state {
@@ -326,6 +329,21 @@ void tl__acks_event(tl_source_state *src, const char *topic, int32_t partition, 
 
 /* Frees every partition state (service teardown). */
 void tl__partitions_free(tl_service *svc);
+
+/* ---------------------------------------------------------------- handler_life.c */
+
+/* Before the loop exists: looks up each route's handler hooks and calls init. On a
+ * failure, fini of the routes set up so far, err naming the route and handler. */
+int tl__handlers_init(tl_service *svc, char *err, size_t errlen);
+
+/* After the loop is freed: fini of every route set up. */
+void tl__handlers_fini(tl_service *svc);
+
+/* The loop's worker hooks: thread_init/thread_fini of the routes not run inline. */
+tl_worker_hooks tl__handlers_worker_hooks(tl_service *svc);
+
+/* On the thread running the loop: thread_init (start) or thread_fini of inline routes. */
+void tl__handlers_loop_thread(tl_service *svc, bool start);
 
 /* ---------------------------------------------------------------- reroute.c */
 

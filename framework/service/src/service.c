@@ -185,14 +185,34 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     pthread_mutex_init(&svc->mu, NULL);
     pthread_cond_init(&svc->intake_cv, NULL);
     atomic_init(&svc->st.healthy, true);
-    tl_loop_opts lo = {.workers = cfg->workers};
-    int rc = tl_recycler_new(sizeof(tl_rec), &svc->rec_blocks);
+    svc->nsrcs = cfg->nsources;
+    svc->srcs = calloc(cfg->nsources ? cfg->nsources : 1, sizeof(*svc->srcs));
+    svc->nroutes = cfg->nroutes;
+    svc->routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*svc->routes));
+    int rc = svc->srcs && svc->routes ? 0 : TL_ENOMEM;
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; !rc && i < cfg->nroutes; i++) {
+        svc->routes[i].cfg = &cfg->routes[i];
+        svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
+    }
+    /* Handlers are set up before the loop exists, so that its workers find them ready. */
     if (!rc)
-        rc = tl_loop_new(&lo, &svc->loop);
+        rc = tl__handlers_init(svc, err, errlen);
+    bool handlers_live = rc == 0;
+    tl_loop_opts lo = {.workers = cfg->workers};
+    tl_worker_hooks wh = tl__handlers_worker_hooks(svc);
+    if (!rc && (rc = tl_recycler_new(sizeof(tl_rec), &svc->rec_blocks)) == 0)
+        rc = tl_loop_new_ex(&lo, &wh, &svc->loop);
     if (rc) {
-        snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
+        if (handlers_live) {
+            snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
+            tl__handlers_fini(svc);
+        }
         tl_recycler_free(svc->rec_blocks);
         tl__log_close(svc);
+        free(svc->routes);
+        free(svc->srcs);
         pthread_cond_destroy(&svc->intake_cv);
         pthread_mutex_destroy(&svc->mu);
         free(svc);
@@ -201,20 +221,8 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     tl_timer_init(svc->loop, &svc->housekeeping);
     tl__records_init(svc);
     tl__intake_init(svc);
-    svc->nsrcs = cfg->nsources;
-    svc->srcs = calloc(cfg->nsources ? cfg->nsources : 1, sizeof(*svc->srcs));
-    svc->nroutes = cfg->nroutes;
-    svc->routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*svc->routes));
-    if (!svc->srcs || !svc->routes) {
-        snprintf(err, errlen, "out of memory");
-        tl_service_free(svc);
-        return TL_ENOMEM;
-    }
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        svc->routes[i].cfg = &cfg->routes[i];
-        svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
+    for (size_t i = 0; i < cfg->nroutes; i++)
         tl_timer_init(svc->loop, &svc->routes[i].watch_timer);
-    }
     rc = open_sources(svc, err, errlen);
     if (rc == 0)
         rc = tl__targets_open(svc, err, errlen);
@@ -275,7 +283,9 @@ int tl_service_run(tl_service *svc)
     tl_kv f[] = {{"service", svc->cfg->service}};
     tl__log(svc, TL_LEVEL_INFO, "started", f, 1);
     tl_timer_start(&svc->housekeeping, HOUSEKEEPING_MS, housekeeping, svc);
+    tl__handlers_loop_thread(svc, true);
     rc = tl_loop_run(svc->loop);
+    tl__handlers_loop_thread(svc, false);
     tl__admin_close(svc);
     tl__log(svc, TL_LEVEL_INFO, "stopped", f, 1);
     return rc;
@@ -296,6 +306,7 @@ void tl_service_free(tl_service *svc)
     /* Joins the workers (no handler reads a message after this), finalizes every task,
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);
+    tl__handlers_fini(svc);
     tl__records_free_all(svc);
     tl_recycler_free(svc->rec_blocks);
     tl__intake_release_held(svc);

@@ -301,6 +301,40 @@ typedef int (*tl_handler_fn)(tl_task *task, const tl_msg *msg, void *user);
 /* Registers a handler under name; TL_EINVAL if the name is taken. */
 int tl_register_handler(tl_registry *reg, const char *name, tl_handler_fn fn, void *user);
 
+/*
+ * A handler's life around its messages, for what it must set up once (a database
+ * opened from a path in the route's params, failing the start when it cannot be) or
+ * per thread (one connection per worker). Every member may be NULL. Each route naming
+ * the handler has its own state: what init stored, handed to the other hooks and read
+ * by the handler with tl_handler_state. user is the registration's.
+ */
+typedef struct tl_handler_hooks {
+    /* Once per route, when the service is built (tl_service_new), before any worker
+     * starts, with the route's `params:` (borrowed for the service's life). Returns 0,
+     * or a negative code with a reason in err: then the service is not built and its
+     * error names the route and the handler. */
+    int (*init)(void *user, const tl_kv *params, size_t nparams, void **state, char *err,
+                size_t errlen);
+    /* On each thread that may run the route's handler, before it runs one: every worker
+     * of the pool (workers added in place of stuck ones too), or for an `inline` route
+     * the thread calling tl_service_run. */
+    void (*thread_init)(void *user, void *state);
+    /* On each of those threads, after its last handler, before it ends (workers) or
+     * before tl_service_run returns (inline routes). */
+    void (*thread_fini)(void *user, void *state);
+    /* Once per route whose init succeeded (or that has no init), when the service is
+     * freed, after every thread_fini. */
+    void (*fini)(void *user, void *state);
+} tl_handler_hooks;
+
+/* As tl_register_handler, with lifecycle hooks (copied; NULL: none). */
+int tl_register_handler_hooks(tl_registry *reg, const char *name, tl_handler_fn fn, void *user,
+                              const tl_handler_hooks *hooks);
+
+/* The hooks registered with a handler (zeroed when it has none); TL_ENOTFOUND if no
+ * handler has that name. */
+int tl_registry_handler_hooks(const tl_registry *reg, const char *name, tl_handler_hooks *out);
+
 /* Looks up a handler; returns 0 and fills fn and user, or TL_ENOTFOUND. */
 int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn, void **user);
 

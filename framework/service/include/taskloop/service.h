@@ -171,6 +171,10 @@ void tl_service_free(tl_service *svc);
 /* For a task running a handler: the route's `params:` value for name, or def. */
 const char *tl_handler_param(const tl_task *task, const char *name, const char *def);
 
+/* For a task running a handler: what its route's init hook stored (tl_handler_hooks),
+ * or NULL. */
+void *tl_handler_state(const tl_task *task);
+
 /* For a task running a handler: 1 for the first attempt, 2 for the first retry, ... */
 unsigned tl_handler_attempt(const tl_task *task);
 
