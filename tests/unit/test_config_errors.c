@@ -6,7 +6,8 @@
  *
  * Each bad/NAME.yaml (relative to tests/unit/configs, the working directory) is checked
  * against the messages listed in bad/NAME.expect, one per line, exactly and in order.
- * The plugin tests load test_config_plugin.c, built as a module: TL_TEST_PLUGIN.
+ * The plugin tests load test_config_plugin.c, built as a module: TL_TEST_PLUGIN, and
+ * test_config_plugin_newer.c: TL_TEST_PLUGIN_NEWER.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -141,6 +142,22 @@ static void plugin_without_register_function_is_reported(void **state)
     assert_one_error(f, load_text(f, text), want);
 }
 
+/* The loader names the symbol and the two ways it can be missing. */
+static void plugin_needing_a_symbol_the_program_lacks_says_what_to_check(void **state)
+{
+    fixture *f = *state;
+    char text[2048], want[1024];
+    snprintf(text, sizeof(text), "plugins: [ \"%s\" ]\n%s", TL_TEST_PLUGIN_NEWER, with_route(""));
+    snprintf(want, sizeof(want),
+             "t.yaml:1:12: error: plugins[0]: cannot load plugin \"%s\": it needs the symbol "
+             "tl_from_a_newer_taskloop, which this program does not provide: was the plugin "
+             "built against a newer taskloop than this one (%s), or is the program that loads "
+             "it linked without exporting taskloop's functions (-rdynamic, ENABLE_EXPORTS; the "
+             "installed taskloop program exports them)?",
+             TL_TEST_PLUGIN_NEWER, tl_version());
+    assert_one_error(f, load_text(f, text), want);
+}
+
 static void plugin_registers_handlers_the_routes_use(void **state)
 {
     fixture *f = *state;
@@ -165,6 +182,7 @@ int main(void)
         T(unreadable_file_is_reported),
         T(missing_plugin_is_reported_clearly),
         T(plugin_without_register_function_is_reported),
+        T(plugin_needing_a_symbol_the_program_lacks_says_what_to_check),
         T(plugin_registers_handlers_the_routes_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

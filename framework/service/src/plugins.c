@@ -10,6 +10,10 @@
  * in the library search path, whose folders the config's author does not choose. With
  * no_plugin_code (`taskloop check`) the checks are made and nothing is opened.
  *
+ * A plugin is built without taskloop's libraries: it takes their functions from the
+ * program that opens it, which must export them (the installed `taskloop` does). A
+ * symbol missing at dlopen is therefore explained in those terms.
+ *
  * In the loader's chain: called by schema.c (opening), schema_nodes.c (names) and
  * config.c (closing); calls only loader.c.
  */
@@ -25,6 +29,8 @@
 #include "config_int.h"
 
 #define WHY_LEN 512
+/* How the dynamic loader says a plugin needs what the process does not define. */
+#define UNDEFINED "undefined symbol: "
 
 typedef int (*plugin_register_fn)(tl_registry *reg);
 
@@ -114,8 +120,18 @@ void tl_config_open_plugin(tl_config_loader *ld, tl_config_pos p, const char *pa
     pl->handle = dlopen(pl->file, RTLD_NOW | RTLD_LOCAL);
     if (!pl->handle) {
         const char *err = dlerror();
-        tl_config_report(ld, p, path, "cannot load plugin \"%s\": %s", shown,
-                         err ? without_file(err, pl->file) : "unknown");
+        err = err ? without_file(err, pl->file) : "unknown";
+        const char *sym = strstr(err, UNDEFINED);
+        if (sym)
+            tl_config_report(ld, p, path,
+                             "cannot load plugin \"%s\": it needs the symbol %s, which this "
+                             "program does not provide: was the plugin built against a newer "
+                             "taskloop than this one (%s), or is the program that loads it "
+                             "linked without exporting taskloop's functions (-rdynamic, "
+                             "ENABLE_EXPORTS; the installed taskloop program exports them)?",
+                             shown, sym + strlen(UNDEFINED), tl_version());
+        else
+            tl_config_report(ld, p, path, "cannot load plugin \"%s\": %s", shown, err);
         return;
     }
     plugin_register_fn fn;
