@@ -1,8 +1,10 @@
 # Install rules: the two libraries (libtaskloop, the loop alone; libtaskloop-service, the
-# runtime), the adapters, their public headers, the `taskloop` program, two pkg-config
-# files (taskloop.pc for the loop, taskloop-service.pc for the runtime and its adapters)
-# and a CMake package: find_package(taskloop) gives taskloop::taskloop, and the
-# components service, kafka, zmq and memory give taskloop::<component>.
+# runtime), the adapters, their public headers, the `taskloop` program, pkg-config
+# files (taskloop.pc for the loop, taskloop-service.pc for the runtime, one
+# taskloop-<adapter>.pc per adapter built, so that a Kafka-only service links no
+# libzmq, and taskloop-plugin.pc for plugins) and a CMake package:
+# find_package(taskloop) gives taskloop::taskloop, and the components service, kafka,
+# zmq, memory and plugin give taskloop::<component>.
 #
 # Included last from the top-level CMakeLists.txt, so that every target exists; parts
 # whose target was not built (an adapter, the program) are left out.
@@ -21,7 +23,7 @@ foreach(_a kafka zmq memory)
 endforeach()
 list(APPEND _tl_libs taskloop_service taskloop)
 
-install(TARGETS ${_tl_libs} EXPORT taskloopTargets
+install(TARGETS ${_tl_libs} taskloop_plugin EXPORT taskloopTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
@@ -60,12 +62,13 @@ endif()
 set(_tl_pkg_table FYAML=libfyaml MICROHTTPD=libmicrohttpd JANSSON=jansson RDKAFKA=rdkafka
                   LIBZMQ=libzmq)
 set(TL_PKG_DEPS)
-set(_tl_pc_requires)
+foreach(_lib IN LISTS _tl_libs)
+  set(_tl_pc_requires_${_lib})
+endforeach()
 foreach(_entry IN LISTS _tl_pkg_table)
   string(REPLACE "=" ";" _pair "${_entry}")
   list(GET _pair 0 _prefix)
   list(GET _pair 1 _module)
-  set(_used_static FALSE)
   foreach(_lib IN LISTS _tl_libs)
     get_target_property(_iface ${_lib} INTERFACE_LINK_LIBRARIES)
     get_target_property(_all ${_lib} LINK_LIBRARIES)
@@ -77,42 +80,48 @@ foreach(_entry IN LISTS _tl_pkg_table)
       list(APPEND TL_PKG_DEPS ${_export}:${_entry})
     endif()
     if("${_all}" MATCHES "PkgConfig::${_prefix}([^A-Za-z0-9_]|$)")
-      set(_used_static TRUE)
+      list(APPEND _tl_pc_requires_${_lib} ${_module})
     endif()
   endforeach()
-  if(_used_static)
-    list(APPEND _tl_pc_requires ${_module})
-  endif()
 endforeach()
 
-# taskloop.pc: the loop alone (-ltaskloop; pthread). taskloop-service.pc: the runtime
-# and the adapters built, on top of taskloop. Static linking needs
-# `pkg-config --static`, which adds Requires.private and Libs.private.
-list(JOIN _tl_pc_requires " " TL_PC_REQUIRES_PRIVATE)
-set(TL_PC_SERVICE_LIBS)
-foreach(_lib IN LISTS _tl_libs)
-  if(_lib STREQUAL "taskloop")
-    continue()
-  endif()
-  get_target_property(_out ${_lib} OUTPUT_NAME)
-  if(NOT _out)
-    set(_out ${_lib})
-  endif()
-  string(APPEND TL_PC_SERVICE_LIBS " -l${_out}")
-endforeach()
-string(STRIP "${TL_PC_SERVICE_LIBS}" TL_PC_SERVICE_LIBS)
-set(TL_PC_SERVICE_LIBS_PRIVATE "-pthread")
+# taskloop.pc: the loop alone (-ltaskloop; pthread). taskloop-service.pc: the runtime, on
+# top of taskloop. taskloop-<adapter>.pc: one adapter, on top of taskloop-service, with
+# only its own broker library. taskloop-plugin.pc: the headers alone (a plugin takes the
+# functions from the program loading it). Static linking needs `pkg-config --static`,
+# which adds Requires.private and Libs.private.
+set(TL_PC_LIBS_PRIVATE "-pthread")
 foreach(_l IN LISTS CMAKE_DL_LIBS)
-  string(APPEND TL_PC_SERVICE_LIBS_PRIVATE " -l${_l}")
+  string(APPEND TL_PC_LIBS_PRIVATE " -l${_l}")
 endforeach()
 # From <prefix>/<libdir>/pkgconfig back up to <prefix>.
 file(RELATIVE_PATH TL_PC_UP /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
 string(REGEX REPLACE "/$" "" TL_PC_UP "${TL_PC_UP}")
+set(_tl_pc_files ${PROJECT_BINARY_DIR}/taskloop.pc ${PROJECT_BINARY_DIR}/taskloop-plugin.pc)
 configure_file(${CMAKE_CURRENT_LIST_DIR}/taskloop.pc.in ${PROJECT_BINARY_DIR}/taskloop.pc @ONLY)
-configure_file(${CMAKE_CURRENT_LIST_DIR}/taskloop-service.pc.in
-               ${PROJECT_BINARY_DIR}/taskloop-service.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/taskloop.pc ${PROJECT_BINARY_DIR}/taskloop-service.pc
-        DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+configure_file(${CMAKE_CURRENT_LIST_DIR}/taskloop-plugin.pc.in
+               ${PROJECT_BINARY_DIR}/taskloop-plugin.pc @ONLY)
+foreach(_lib IN LISTS _tl_libs)
+  if(_lib STREQUAL "taskloop")
+    continue()
+  endif()
+  get_target_property(TL_PC_LIB ${_lib} OUTPUT_NAME)
+  if(NOT TL_PC_LIB)
+    set(TL_PC_LIB ${_lib})
+  endif()
+  list(JOIN _tl_pc_requires_${_lib} " " TL_PC_REQUIRES_PRIVATE)
+  if(_lib STREQUAL "taskloop_service")
+    set(_pc taskloop-service)
+    set(_in taskloop-service.pc.in)
+  else()
+    get_target_property(TL_PC_ADAPTER ${_lib} EXPORT_NAME)
+    set(_pc taskloop-${TL_PC_ADAPTER})
+    set(_in taskloop-adapter.pc.in)
+  endif()
+  configure_file(${CMAKE_CURRENT_LIST_DIR}/${_in} ${PROJECT_BINARY_DIR}/${_pc}.pc @ONLY)
+  list(APPEND _tl_pc_files ${PROJECT_BINARY_DIR}/${_pc}.pc)
+endforeach()
+install(FILES ${_tl_pc_files} DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 # The CMake package: exported targets, the config that recreates their dependencies,
 # and a version file (0.x: only the same minor version is compatible).

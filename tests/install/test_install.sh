@@ -7,16 +7,23 @@
 #    (libfyaml, libmicrohttpd, jansson, librdkafka, libzmq) nor libtaskloop-service.
 #  - consumer/main.c, the service runtime (and the memory adapter when installed): with
 #    find_package(taskloop COMPONENTS service [memory]) and with pkg-config taskloop-service.
+#    A Kafka-only service's pkg-config link line names no libzmq (one .pc per adapter).
 #  - find_package(taskloop COMPONENTS nosuch) must not find the package.
-# Usage: test_install.sh BUILD_DIR CONSUMER_DIR LOOP_DIR
+#  - plugin/plugin.c, a plugin: built with pkg-config taskloop-plugin (plain cc) and with
+#    find_package(taskloop COMPONENTS plugin), linking no taskloop library; the installed
+#    `taskloop` exports the public tl_* functions and nothing else of them, loads the
+#    plugin from a config and runs its handler and lifecycle hooks; a plugin needing a
+#    function the program lacks is refused with a message naming it.
+# Usage: test_install.sh BUILD_DIR CONSUMER_DIR LOOP_DIR PLUGIN_DIR
 # Environment: CC (the compiler), TL_SANITIZE_FLAGS (when the libraries were built with
 # sanitizers, the programs must link their runtimes too).
 set -euo pipefail
 
-USAGE="usage: test_install.sh BUILD_DIR CONSUMER_DIR LOOP_DIR"
+USAGE="usage: test_install.sh BUILD_DIR CONSUMER_DIR LOOP_DIR PLUGIN_DIR"
 BUILD=${1:?$USAGE}
 CONSUMER=${2:?$USAGE}
 LOOP=${3:?$USAGE}
+PLUGIN=${4:?$USAGE}
 CC=${CC:-cc}
 SAN=${TL_SANITIZE_FLAGS:-}
 TMP=$(mktemp -d)
@@ -60,7 +67,7 @@ cmake --install "$BUILD" --prefix "$PREFIX" >"$TMP/install.log" ||
 for h in taskloop loop_ext recycler list service adapter config; do
     [[ -f $PREFIX/include/taskloop/$h.h ]] || fail "not installed: include/taskloop/$h.h"
 done
-for f in lib/pkgconfig/taskloop.pc lib/pkgconfig/taskloop-service.pc \
+for f in lib/pkgconfig/taskloop.pc lib/pkgconfig/taskloop-service.pc lib/pkgconfig/taskloop-plugin.pc \
     lib/cmake/taskloop/taskloopConfig.cmake lib/cmake/taskloop/taskloopConfigVersion.cmake \
     lib/cmake/taskloop/taskloopTargets.cmake; do
     [[ -f $PREFIX/$f ]] || fail "not installed: $f"
@@ -71,6 +78,7 @@ for a in kafka zmq memory; do
     if ls "$BUILD"/adapters/$a/libtaskloop_$a.* >/dev/null 2>&1; then
         ls "$PREFIX"/lib/libtaskloop_$a.* >/dev/null 2>&1 || fail "libtaskloop_$a not installed"
         [[ -f $PREFIX/include/taskloop/$a.h ]] || fail "taskloop/$a.h not installed"
+        [[ -f $PREFIX/lib/pkgconfig/taskloop-$a.pc ]] || fail "taskloop-$a.pc not installed"
     fi
 done
 if [[ -x $BUILD/cmd/taskloop/taskloop ]]; then
@@ -81,7 +89,7 @@ fi
 if grep -rqs "$(cd "$BUILD" && pwd)" "$PREFIX/lib/pkgconfig" "$PREFIX/lib/cmake"; then
     fail "installed package files point into the build tree"
 fi
-pass "installed both libraries, their headers, taskloop.pc, taskloop-service.pc and the CMake package"
+pass "installed both libraries, their headers, taskloop.pc, taskloop-service.pc, one .pc per adapter, taskloop-plugin.pc and the CMake package"
 
 # ---------------------------------------------------------------- the loop alone
 
@@ -153,19 +161,39 @@ run_ok "find_package(taskloop COMPONENTS service$([[ $with_memory == ON ]] && ec
 # ask for the static dependencies of librdkafka and GnuTLS, whose archives Debian's
 # -dev packages do not ship (the system libraries are shared).
 pkg-config --exists taskloop-service || fail "pkg-config does not find taskloop-service"
-cflags=$(pkg-config --cflags taskloop-service)
 static=--static
 pkg-config --static --pure --libs taskloop-service >/dev/null 2>&1 && static="--static --pure"
+# The runtime alone names no broker library; each adapter names its own and no other's.
 # shellcheck disable=SC2086
 libs=$(pkg-config $static --libs taskloop-service)
-[[ " $libs " == *" -ltaskloop-service "*"-ltaskloop "* ]] ||
-    fail "pkg-config taskloop-service does not give -ltaskloop-service, then -ltaskloop: $libs"
+if grep -Eq -- '-l(rdkafka|zmq|taskloop_)' <<<"$libs"; then
+    fail "pkg-config taskloop-service names an adapter or a broker library: $libs"
+fi
+if [[ -f $PREFIX/lib/pkgconfig/taskloop-kafka.pc ]]; then
+    # shellcheck disable=SC2086
+    libs=$(pkg-config $static --libs taskloop-kafka)
+    [[ " $libs " == *" -lrdkafka "* ]] || fail "pkg-config taskloop-kafka does not give -lrdkafka: $libs"
+    if grep -Eq -- '-l(zmq|taskloop_zmq|taskloop_memory)( |$)' <<<"$libs"; then
+        fail "a Kafka-only service would link another adapter's libraries: $libs"
+    fi
+    pass "pkg-config taskloop-kafka: a Kafka-only link line without libzmq"
+fi
+modules=taskloop-service
 defs=
-[[ " $libs " == *" -ltaskloop_memory "* ]] && defs=-DHAVE_TASKLOOP_MEMORY
+if [[ -f $PREFIX/lib/pkgconfig/taskloop-memory.pc ]]; then
+    modules="taskloop-service taskloop-memory"
+    defs=-DHAVE_TASKLOOP_MEMORY
+fi
+# shellcheck disable=SC2086
+cflags=$(pkg-config --cflags $modules)
+# shellcheck disable=SC2086
+libs=$(pkg-config $static --libs $modules)
+[[ " $libs " == *" -ltaskloop-service "*"-ltaskloop "* ]] ||
+    fail "pkg-config $modules does not give -ltaskloop-service, then -ltaskloop: $libs"
 # shellcheck disable=SC2086
 "$CC" -std=c11 $SAN $defs $cflags "$CONSUMER/main.c" -o "$TMP/consumer-pc" $libs \
     2>"$TMP/cc.log" || fail "consumer build (pkg-config) failed: $(cat "$TMP/cc.log")"
-run_ok "pkg-config taskloop-service consumer" "$TMP/consumer-pc"
+run_ok "pkg-config $modules consumer" "$TMP/consumer-pc"
 
 # ---------------------------------------------------------------- a component not built
 
@@ -182,3 +210,87 @@ cmake -S "$TMP/nosuch" -B "$TMP/nosuch/build" -DCMAKE_PREFIX_PATH="$PREFIX" \
 grep -Eq 'taskloop_FOUND=(0|FALSE|OFF|NO|)$' "$TMP/nosuch.log" ||
     fail "find_package(taskloop COMPONENTS nosuch) found the package: $(cat "$TMP/nosuch.log")"
 pass "find_package(taskloop COMPONENTS nosuch): not found"
+
+# ---------------------------------------------------------------- a plugin
+
+if [[ ! -x $PREFIX/bin/taskloop ]]; then
+    pass "plugin: skipped, the taskloop program was not built"
+    exit 0
+fi
+# The program exports the API: what a plugin calls is there, and every tl_* symbol it
+# exports is declared in an installed header (none of the libraries' insides).
+exported=$(nm -D --defined-only "$PREFIX/bin/taskloop" | awk '$3 ~ /^tl_/ {print $3}')
+for sym in tl_register_handler tl_register_handler_hooks tl_handler_param tl_handler_state \
+    tl_registry_add_source tl_task_create tl_strerror; do
+    grep -qx "$sym" <<<"$exported" || fail "the taskloop program does not export $sym"
+done
+for sym in $exported; do
+    grep -rqw -- "$sym" "$PREFIX/include/taskloop" ||
+        fail "the taskloop program exports $sym, which no installed header declares"
+done
+pass "the taskloop program exports $(wc -l <<<"$exported") public tl_* functions and nothing else of taskloop"
+
+if [[ ! -f $PREFIX/include/taskloop/memory.h ]]; then
+    pass "plugin run: skipped, the memory adapter was not built"
+    exit 0
+fi
+# pkg-config taskloop-plugin: headers only, no library, nothing required.
+[[ -z $(pkg-config --libs taskloop-plugin) ]] ||
+    fail "pkg-config taskloop-plugin names libraries: $(pkg-config --libs taskloop-plugin)"
+mkdir -m 700 "$TMP/plugins"
+# shellcheck disable=SC2046
+"$CC" -std=c11 -shared -fPIC $(pkg-config --cflags taskloop-plugin) "$PLUGIN/plugin.c" \
+    -o "$TMP/plugins/counted.so" 2>"$TMP/cc.log" ||
+    fail "plugin build (cc, pkg-config taskloop-plugin) failed: $(cat "$TMP/cc.log")"
+PKG_CONFIG_LIBDIR=$TMP/no-pc PKG_CONFIG_PATH='' cmake_build "$PLUGIN" "$TMP/plugin-cmake"
+for so in "$TMP/plugins/counted.so" "$TMP/plugin-cmake/counted.so"; do
+    [[ -f $so ]] || fail "the plugin build made no $so"
+    if readelf -d "$so" | grep -q 'NEEDED.*taskloop'; then
+        fail "the plugin $so links a taskloop library: $(readelf -d "$so" | grep NEEDED)"
+    fi
+done
+pass "plugin built with pkg-config taskloop-plugin and find_package(taskloop COMPONENTS plugin), linking no taskloop library"
+
+# run_plugin NAME.so OUT: runs the installed program on a config naming the plugin, for
+# five messages of a memory source, with two workers.
+run_plugin() {
+    local so=$1 out=$2
+    cat >"$TMP/plugins/service.yaml" <<EOF
+service: plugged
+plugins: [ $so ]
+loop: { workers: 2 }
+sources:
+  in: { type: memory, name: plugin_in }
+routes:
+  - source: in
+    handler: counted
+    params: { out: "$out", topic: plugin_in, count: "5" }
+EOF
+    LD_LIBRARY_PATH=$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} timeout 60 \
+        "$PREFIX/bin/taskloop" run "$TMP/plugins/service.yaml" --expect 5 --timeout 20s \
+        --no-progress >"$TMP/plugin.out" 2>"$TMP/plugin.err"
+}
+for so in counted.so cmake-counted.so; do
+    [[ $so == counted.so ]] || cp "$TMP/plugin-cmake/counted.so" "$TMP/plugins/$so"
+    rm -f "$TMP/plugins/$so.out"
+    run_plugin "$so" "$TMP/plugins/$so.out" ||
+        fail "taskloop run with plugin $so failed: $(cat "$TMP/plugin.err")"
+    [[ $(grep -c '^handled m[0-4]$' "$TMP/plugins/$so.out") == 5 ]] ||
+        fail "the plugin's handler did not handle the 5 messages: $(cat "$TMP/plugins/$so.out")"
+    [[ $(grep -c '^fini ' "$TMP/plugins/$so.out") == 1 ]] &&
+        grep -qx 'fini thread_init=2 thread_fini=2' "$TMP/plugins/$so.out" ||
+        fail "the plugin's hooks did not run once per worker and fini once: $(cat "$TMP/plugins/$so.out")"
+done
+pass "taskloop run loaded both plugins: 5 messages handled, thread_init/thread_fini on 2 workers, fini once"
+
+# A plugin needing what the program lacks: refused, naming the symbol and what to check.
+# shellcheck disable=SC2046
+"$CC" -std=c11 -shared -fPIC -DTL_PLUGIN_NEWER $(pkg-config --cflags taskloop-plugin) \
+    "$PLUGIN/plugin.c" -o "$TMP/plugins/newer.so" 2>"$TMP/cc.log" ||
+    fail "plugin build (newer) failed: $(cat "$TMP/cc.log")"
+if run_plugin newer.so "$TMP/plugins/newer.out"; then
+    fail "taskloop run loaded a plugin needing a function it lacks"
+fi
+grep -q 'cannot load plugin "newer.so": it needs the symbol tl_from_a_newer_taskloop, .*newer taskloop.*exporting' \
+    "$TMP/plugin.err" || fail "the missing symbol is not explained: $(cat "$TMP/plugin.err")"
+pass "a plugin needing a function the program lacks: $(grep -o 'it needs the symbol [a-z_]*' "$TMP/plugin.err")"
