@@ -34,6 +34,18 @@ int tl_zmq_fail(char *err, size_t errlen, int code, const char *what, const char
  */
 int tl_zmq_wire_check(zmq_msg_t *frames, size_t n, size_t max_bytes, const char **why);
 
+/* Bytes tl_zmq_wire_decode needs beside the n checked frames: the header entries and
+ * their NUL-terminated names. */
+size_t tl_zmq_wire_decoded_size(zmq_msg_t *frames, size_t n);
+
+/*
+ * Reads the n frames that passed tl_zmq_wire_check into msg's payload, key and
+ * headers (the other fields are left alone). Payload, key and header values point into
+ * the frames, so msg is valid while they are; the header entries and names are written
+ * to room (tl_zmq_wire_decoded_size bytes, aligned for a pointer).
+ */
+void tl_zmq_wire_decode(zmq_msg_t *frames, size_t n, tl_msg *msg, void *room);
+
 /*
  * Builds the frames of msg into out (at least 2 + 2 * nheaders entries) and returns
  * how many, or a negative code; on failure nothing stays allocated. Payload and key
