@@ -70,6 +70,7 @@ static const tl_param source_params[] = {
     {"hwm", TL_PARAM_INT, false, false, "receive high-water mark in messages (default 1000)"},
     {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 1000)"},
     {"max_message", TL_PARAM_INT, false, false, "most bytes per message (default 16 MiB)"},
+    TL_ZMQ_CURVE_PARAMS,
     {NULL, 0, false, false, NULL},
 };
 
@@ -196,8 +197,10 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
     rc = source_alloc(&c, ev, &src);
     if (rc == 0) {
         src->sock = zmq_socket(ctx, c.sub ? ZMQ_SUB : ZMQ_PULL);
-        rc = src->sock ? setup_socket(src, &c, err, errlen) : TL_EIO;
+        rc = src->sock ? tl_zmq_curve_setup(src->sock, conf, err, errlen) : TL_EIO;
     }
+    if (rc == 0)
+        rc = setup_socket(src, &c, err, errlen);
     if (rc == 0) {
         *out = src;
         return 0;

@@ -27,6 +27,26 @@ int64_t tl_zmq_wall_ms(void);
 /* Writes "what: reason" into err (when errlen > 0) and returns code. */
 int tl_zmq_fail(char *err, size_t errlen, int code, const char *what, const char *reason);
 
+/* The keys of a section that set CURVE up (curve.c), for the sources' and sinks' tables. */
+/* clang-format off */
+#define TL_ZMQ_CURVE_PARAMS \
+    {"curve_secret_key", TL_PARAM_STRING, false, false, \
+     "CURVE server: its secret key (Z85, 40 characters)"}, \
+    {"curve_secret_key_file", TL_PARAM_STRING, false, false, \
+     "CURVE server: a file holding its secret key (mode 600)"}, \
+    {"curve_server_key", TL_PARAM_STRING, false, false, \
+     "CURVE client: the server's public key (Z85, 40 characters)"}, \
+    {"curve_server_key_file", TL_PARAM_STRING, false, false, \
+     "CURVE client: a file holding the server's public key"}
+/* clang-format on */
+
+/*
+ * Makes sock a CURVE server (curve_secret_key) or client (curve_server_key) as conf
+ * says, before it binds or connects; nothing when neither is set. 0, or TL_ECONFIG /
+ * TL_EIO with the reason in err (which never holds a key).
+ */
+int tl_zmq_curve_setup(void *sock, const tl_params *conf, char *err, size_t errlen);
+
 /*
  * Checks that frames[0..n) follow the wire format and total at most max_bytes.
  * Returns 0, TL_EINVAL when malformed or TL_ENOMEM when oversized (so the caller can
