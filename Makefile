@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-sanitize test-valgrind bench clean format format-check
+.PHONY: all deps build run test test-sanitize test-valgrind bench fuzz fuzz-ci clean format format-check
 
 all: build
 
@@ -38,6 +38,20 @@ test-valgrind: deps
 bench: build
 	@bench/run.sh $(BUILD)
 
+# The libFuzzer targets (tests/fuzz/README.md) in a clang build of their own, each run
+# for FUZZ_SECONDS, one at a time; a crash, sanitizer report or hang fails.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/install-deps.sh --fuzz
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTL_FUZZ=ON -DTL_BUILD_TESTS=OFF -DTL_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_all -- --no-print-directory
+	@tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+# The short round CI runs.
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -46,7 +60,7 @@ format-check: deps
 	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-valgrind
+	rm -rf $(BUILD) build-asan build-tsan build-valgrind build-fuzz
 
 # Installs the libraries, headers, the program, taskloop.pc and the CMake package.
 PREFIX ?= /usr/local

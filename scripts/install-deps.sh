@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages taskloop needs, only those missing. Idempotent and
 # quiet when everything is there. Needs root (or sudo) when something is missing.
+# --fuzz: also clang 14 and its libFuzzer runtime, which only `make fuzz` uses.
 set -euo pipefail
 
 packages=(
@@ -8,6 +9,7 @@ packages=(
   libcmocka-dev librdkafka-dev libzmq3-dev libfyaml-dev libmicrohttpd-dev libjansson-dev
   python3 python3-yaml curl clang-format kcat valgrind
 )
+[ "${1:-}" = --fuzz ] && packages+=(clang-14 libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

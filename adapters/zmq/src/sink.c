@@ -53,6 +53,7 @@ static const tl_param sink_params[] = {
     {"linger", TL_PARAM_DURATION, false, false,
      "how long close lets queued frames out (default 1s)"},
     {"queue", TL_PARAM_INT, false, false, "sends waiting for the sink thread (default 10000)"},
+    TL_ZMQ_CURVE_PARAMS,
     {NULL, 0, false, false, NULL},
 };
 
@@ -216,8 +217,10 @@ static int sink_open(const char *address, const tl_params *conf, bool pub, tl_si
     }
     if (rc == 0) {
         set_options(sink->sock, conf, pub);
-        rc = attach(sink, address, pub, err, errlen);
+        rc = tl_zmq_curve_setup(sink->sock, conf, err, errlen);
     }
+    if (rc == 0)
+        rc = attach(sink, address, pub, err, errlen);
     if (rc == 0 && pthread_create(&sink->thread, NULL, sink_main, sink) != 0)
         rc = tl_zmq_fail(err, errlen, TL_ESYS, "zmq sink", "cannot start its thread");
     if (rc == 0) {

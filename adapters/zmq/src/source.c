@@ -70,6 +70,7 @@ static const tl_param source_params[] = {
     {"hwm", TL_PARAM_INT, false, false, "receive high-water mark in messages (default 1000)"},
     {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 1000)"},
     {"max_message", TL_PARAM_INT, false, false, "most bytes per message (default 16 MiB)"},
+    TL_ZMQ_CURVE_PARAMS,
     {NULL, 0, false, false, NULL},
 };
 
@@ -215,8 +216,10 @@ static int source_open(const tl_params *conf, const tl_source_events *ev, tl_sou
     rc = source_alloc(&c, ev, &src);
     if (rc == 0) {
         src->sock = zmq_socket(ctx, c.sub ? ZMQ_SUB : ZMQ_PULL);
-        rc = src->sock ? setup_socket(src, &c, err, errlen) : TL_EIO;
+        rc = src->sock ? tl_zmq_curve_setup(src->sock, conf, err, errlen) : TL_EIO;
     }
+    if (rc == 0)
+        rc = setup_socket(src, &c, err, errlen);
     if (rc == 0) {
         *out = src;
         return 0;
@@ -272,12 +275,10 @@ static int recv_frames(tl_source *src, size_t *kept, size_t *total, size_t *byte
 /* Moves the n frames of scratch into a new delivered message. */
 static zmsg *build_msg(tl_source *src, size_t n)
 {
-    size_t nh = n > 2 ? (n - 2) / 2 : 0, names = 0;
-    for (size_t i = 0; i < nh; i++)
-        names += zmq_msg_size(&src->scratch[2 + 2 * i]) + 1;
-    bool small = nh == 0 && n <= ZMSG_SMALL;
+    bool small = n <= ZMSG_SMALL;
     zmsg *m = small ? tl_recycler_get(src->blocks)
-                    : malloc(sizeof(*m) + n * sizeof(zmq_msg_t) + nh * sizeof(tl_header) + names);
+                    : malloc(sizeof(*m) + n * sizeof(zmq_msg_t) +
+                             tl_zmq_wire_decoded_size(src->scratch, n));
     if (!m)
         return NULL;
     m->recycled = small;
@@ -286,30 +287,14 @@ static zmsg *build_msg(tl_source *src, size_t n)
         zmq_msg_move(&m->frames[i], &src->scratch[i]);
         zmq_msg_close(&src->scratch[i]);
     }
-    tl_header *hdrs = (tl_header *)(m->frames + n);
-    char *name = (char *)(hdrs + nh);
-    for (size_t i = 0; i < nh; i++) {
-        zmq_msg_t *nf = &m->frames[2 + 2 * i], *vf = nf + 1;
-        size_t nl = zmq_msg_size(nf);
-        memcpy(name, zmq_msg_data(nf), nl);
-        name[nl] = '\0';
-        hdrs[i] = (tl_header){name, zmq_msg_data(vf), zmq_msg_size(vf)};
-        name += nl + 1;
-    }
-    bool has_key = n > 1 && zmq_msg_size(&m->frames[1]) > 0;
     m->msg = (tl_msg){
-        .payload = zmq_msg_data(&m->frames[0]),
-        .len = zmq_msg_size(&m->frames[0]),
-        .key = has_key ? zmq_msg_data(&m->frames[1]) : NULL,
-        .key_len = has_key ? zmq_msg_size(&m->frames[1]) : 0,
-        .headers = nh ? hdrs : NULL,
-        .nheaders = nh,
         .origin = src->endpoint,
         .partition = -1,
         .offset = src->seq++,
         .timestamp_ms = tl_zmq_wall_ms(),
         .handle = m,
     };
+    tl_zmq_wire_decode(m->frames, n, &m->msg, m->frames + n);
     m->src = src;
     m->nframes = n;
     return m;

@@ -39,6 +39,37 @@ int tl_zmq_wire_check(zmq_msg_t *frames, size_t n, size_t max_bytes, const char 
     return 0;
 }
 
+size_t tl_zmq_wire_decoded_size(zmq_msg_t *frames, size_t n)
+{
+    size_t nh = n > 2 ? (n - 2) / 2 : 0, bytes = nh * sizeof(tl_header);
+    for (size_t i = 0; i < nh; i++)
+        bytes += zmq_msg_size(&frames[2 + 2 * i]) + 1;
+    return bytes;
+}
+
+void tl_zmq_wire_decode(zmq_msg_t *frames, size_t n, tl_msg *msg, void *room)
+{
+    size_t nh = n > 2 ? (n - 2) / 2 : 0;
+    tl_header *hdrs = room;
+    char *name = (char *)(hdrs + nh);
+    for (size_t i = 0; i < nh; i++) {
+        zmq_msg_t *nf = &frames[2 + 2 * i], *vf = nf + 1;
+        size_t nl = zmq_msg_size(nf);
+        memcpy(name, zmq_msg_data(nf), nl);
+        name[nl] = '\0';
+        hdrs[i] = (tl_header){name, zmq_msg_data(vf), zmq_msg_size(vf)};
+        name += nl + 1;
+    }
+    /* An empty key frame is how a sender with headers but no key fills the slot. */
+    bool has_key = n > 1 && zmq_msg_size(&frames[1]) > 0;
+    msg->payload = zmq_msg_data(&frames[0]);
+    msg->len = zmq_msg_size(&frames[0]);
+    msg->key = has_key ? zmq_msg_data(&frames[1]) : NULL;
+    msg->key_len = has_key ? zmq_msg_size(&frames[1]) : 0;
+    msg->headers = nh ? hdrs : NULL;
+    msg->nheaders = nh;
+}
+
 /* Initialises f with a copy of len bytes at data. */
 static int frame_copy(zmq_msg_t *f, const void *data, size_t len)
 {

@@ -45,12 +45,44 @@ void tl_zmq_keep_first(void *rep, const char *name, const char *key, const char 
  */
 int tl_zmq_endpoint_check(const char *endpoint, bool bind, char *why, size_t whylen);
 
+/* The keys of a section that set CURVE up (curve.c), for the sources' and sinks' tables. */
+/* clang-format off */
+#define TL_ZMQ_CURVE_PARAMS \
+    {"curve_secret_key", TL_PARAM_STRING, false, false, \
+     "CURVE server: its secret key (Z85, 40 characters)"}, \
+    {"curve_secret_key_file", TL_PARAM_STRING, false, false, \
+     "CURVE server: a file holding its secret key (mode 600)"}, \
+    {"curve_server_key", TL_PARAM_STRING, false, false, \
+     "CURVE client: the server's public key (Z85, 40 characters)"}, \
+    {"curve_server_key_file", TL_PARAM_STRING, false, false, \
+     "CURVE client: a file holding the server's public key"}
+/* clang-format on */
+
+/*
+ * Makes sock a CURVE server (curve_secret_key) or client (curve_server_key) as conf
+ * says, before it binds or connects; nothing when neither is set. 0, or TL_ECONFIG /
+ * TL_EIO with the reason in err (which never holds a key).
+ */
+int tl_zmq_curve_setup(void *sock, const tl_params *conf, char *err, size_t errlen);
+
 /*
  * Checks that frames[0..n) follow the wire format and total at most max_bytes.
  * Returns 0, TL_EINVAL when malformed or TL_ENOMEM when oversized (so the caller can
  * count the two apart); *why then names the fault.
  */
 int tl_zmq_wire_check(zmq_msg_t *frames, size_t n, size_t max_bytes, const char **why);
+
+/* Bytes tl_zmq_wire_decode needs beside the n checked frames: the header entries and
+ * their NUL-terminated names. */
+size_t tl_zmq_wire_decoded_size(zmq_msg_t *frames, size_t n);
+
+/*
+ * Reads the n frames that passed tl_zmq_wire_check into msg's payload, key and
+ * headers (the other fields are left alone). Payload, key and header values point into
+ * the frames, so msg is valid while they are; the header entries and names are written
+ * to room (tl_zmq_wire_decoded_size bytes, aligned for a pointer).
+ */
+void tl_zmq_wire_decode(zmq_msg_t *frames, size_t n, tl_msg *msg, void *room);
 
 /*
  * Builds the frames of msg into out (at least 2 + 2 * nheaders entries) and returns

@@ -2,10 +2,11 @@
  * From a config's text to the document the schema reads, within bounds.
  *
  * A first pass over libfyaml's events, which builds nothing, checks what the text may
- * hold: no NUL byte, valid YAML, exactly one document, at most TL_CONFIG_MAX_ANCHORS
- * anchors (libfyaml spends the square of their number taking them off a document, as
- * freeing it does). Only then is the tree built, without libfyaml's own resolution and
- * duplicate-key check, which resolve.c does in linear time and within bounds.
+ * hold: UTF-8 text without a NUL byte, valid YAML, exactly one document, at most
+ * TL_CONFIG_MAX_ANCHORS anchors (libfyaml spends the square of their number taking
+ * them off a document, as freeing it does). Only then is the tree built, without
+ * libfyaml's own resolution and duplicate-key check, which resolve.c does in linear
+ * time and within bounds.
  *
  * In the loader's chain: called by config.c; calls resolve.c and loader.c.
  */
@@ -59,21 +60,45 @@ static void report_parse_errors(tl_config_loader *ld, struct fy_diag *diag)
             tl_config_report(ld, (tl_config_pos){e->line, e->column}, "", "%s", e->msg);
 }
 
-/* Where the first NUL byte of text[0..len) is, counting columns in characters as
- * libfyaml does; {0, 0} when there is none. */
-static tl_config_pos nul_pos(const char *text, size_t len)
+/* The length of the UTF-8 character at s[0..n) (1 to 4), or 0 when s starts with a NUL
+ * or with no valid character: a stray, truncated or overlong sequence, a surrogate, or
+ * a code point past U+10FFFF. */
+static size_t char_len(const unsigned char *s, size_t n)
 {
-    const char *nul = memchr(text, '\0', len);
+    if (s[0] == 0)
+        return 0;
+    if (s[0] < 0x80)
+        return 1;
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || s[0] > 0xf4 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* The second byte's range rules out overlongs, surrogates and past U+10FFFF. */
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return len;
+}
+
+/* Where the first byte of text[0..len) that is not UTF-8 text (a NUL, or no valid
+ * character) is, counting columns in characters as libfyaml does; {0, 0} when there is
+ * none. *nul says whether it is a NUL. */
+static tl_config_pos bad_byte_pos(const char *text, size_t len, bool *nul)
+{
+    const unsigned char *s = (const unsigned char *)text;
     tl_config_pos p = {1, 1};
-    if (!nul)
-        return (tl_config_pos){0, 0};
-    for (const char *c = text; c < nul; c++) {
-        if (*c == '\n')
-            p = (tl_config_pos){p.line + 1, 1};
-        else if (((unsigned char)*c & 0xc0) != 0x80)
-            p.col++;
+    for (size_t i = 0; i < len;) {
+        size_t n = char_len(s + i, len - i);
+        if (n == 0) {
+            *nul = s[i] == 0;
+            return p;
+        }
+        p = s[i] == '\n' ? (tl_config_pos){p.line + 1, 1} : (tl_config_pos){p.line, p.col + 1};
+        i += n;
     }
-    return p;
+    return (tl_config_pos){0, 0};
 }
 
 static tl_config_pos token_pos(struct fy_token *t)
@@ -129,9 +154,13 @@ static bool scan(tl_config_loader *ld, const char *text, size_t len)
 bool tl_config_parse(tl_config_loader *ld, const char *text, size_t len, tl_config_doc *out)
 {
     *out = (tl_config_doc){0};
-    tl_config_pos nul = nul_pos(text, len);
-    if (nul.line) {
-        tl_config_report(ld, nul, "", "a NUL byte; a config is text");
+    /* libfyaml 0.7 loops for ever on some invalid UTF-8 ("%\xff"), so it gets text only. */
+    bool nul = false;
+    tl_config_pos bad = bad_byte_pos(text, len, &nul);
+    if (bad.line) {
+        tl_config_report(ld, bad, "",
+                         nul ? "a NUL byte; a config is text"
+                             : "not valid UTF-8; a config is UTF-8 text");
         return false;
     }
     if (!scan(ld, text, len))

@@ -98,22 +98,31 @@ static void on_ack(void *arg, int err, const char *what)
         free(a); /* the loop is gone: the record went with it */
 }
 
-#define N_TL_HEADERS 7
+const char *const tl__reroute_header_names[TL_REROUTE_NHEADERS] = {
+    "tl-reason",  "tl-origin-topic", "tl-origin-partition", "tl-origin-offset",
+    "tl-attempt", "tl-error",        "tl-first-seen-ms"};
+
+size_t tl__reroute_headers(const tl_msg *m, const char *const vals[TL_REROUTE_NHEADERS],
+                           tl_header *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nheaders; i++)
+        if (strncmp(m->headers[i].name, "tl-", 3) != 0)
+            out[n++] = m->headers[i];
+    for (size_t i = 0; i < TL_REROUTE_NHEADERS; i++)
+        out[n++] = (tl_header){tl__reroute_header_names[i], vals[i], strlen(vals[i])};
+    return n;
+}
 
 /* Sends the message with the original headers (minus old tl-*) and fresh tl-* ones. */
 static void send_now(tl_rec *rec)
 {
     const tl_msg *m = rec->msg;
-    size_t cap = m->nheaders + N_TL_HEADERS;
-    tl_header *h = malloc(cap * sizeof(*h));
+    tl_header *h = malloc((m->nheaders + TL_REROUTE_NHEADERS) * sizeof(*h));
     if (!h) {
         send_failed(rec, TL_ENOMEM, "out of memory");
         return;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < m->nheaders; i++)
-        if (strncmp(m->headers[i].name, "tl-", 3) != 0)
-            h[n++] = m->headers[i];
     char part[16], off[24], attempt[16], first[24];
     snprintf(part, sizeof(part), "%d", (int)m->partition);
     snprintf(off, sizeof(off), "%lld", (long long)m->offset);
@@ -121,12 +130,8 @@ static void send_now(tl_rec *rec)
     snprintf(first, sizeof(first), "%lld", (long long)rec->first_seen_ms);
     const char *origin = m->origin ? m->origin : "";
     const char *err = rec->err_text ? rec->err_text : "";
-    const char *vals[N_TL_HEADERS] = {rec->reason, origin, part, off, attempt, err, first};
-    static const char *names[N_TL_HEADERS] = {
-        "tl-reason",  "tl-origin-topic", "tl-origin-partition", "tl-origin-offset",
-        "tl-attempt", "tl-error",        "tl-first-seen-ms"};
-    for (size_t i = 0; i < N_TL_HEADERS; i++)
-        h[n++] = (tl_header){names[i], vals[i], strlen(vals[i])};
+    const char *vals[TL_REROUTE_NHEADERS] = {rec->reason, origin, part, off, attempt, err, first};
+    size_t n = tl__reroute_headers(m, vals, h);
     tl_out_msg out = {m->payload, m->len, m->key, m->key_len, h, n};
     rec->send_tries++;
     int rc = rec->target->ops->send(rec->target->sink, &out, on_ack, rec);

@@ -347,6 +347,19 @@ void tl__handlers_loop_thread(tl_service *svc, bool start);
 
 /* ---------------------------------------------------------------- reroute.c */
 
+/* The tl-* headers a rerouted message carries, in the order they are sent. */
+#define TL_REROUTE_NHEADERS 7
+extern const char *const tl__reroute_header_names[TL_REROUTE_NHEADERS];
+
+/*
+ * The headers a rerouted copy of m carries, into out (room for m->nheaders +
+ * TL_REROUTE_NHEADERS): m's own in their order, but any whose name starts with "tl-"
+ * (what an earlier reroute wrote, or a sender made up), then one of each
+ * tl__reroute_header_names with vals[i] as its value. Returns how many.
+ */
+size_t tl__reroute_headers(const tl_msg *m, const char *const vals[TL_REROUTE_NHEADERS],
+                           tl_header *out);
+
 /* Sends the record to target with the tl-* headers; hooks.rerouted follows the ack. */
 void tl__reroute(tl_rec *rec, tl_target *target, const char *reason);
 

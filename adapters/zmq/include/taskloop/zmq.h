@@ -31,6 +31,7 @@
  *   hwm          INT     receive high-water mark in messages (default 1000)
  *   batch        INT     most messages per delivery (default 1000)
  *   max_message  INT     most bytes in one message, all frames (default 16 MiB)
+ *   curve_*              CURVE security, as for sinks below
  * A delivered tl_msg: origin is the endpoint (the resolved one when bound, so
  * "tcp://127.0.0.1:*" shows its port), partition -1, offset a per-source sequence
  * number from 0 (not a position in any log), timestamp_ms the local receive time.
@@ -47,6 +48,19 @@
  *   linger        DURATION  how long close() lets queued frames go out (default 1s)
  *   queue         INT       sends waiting for the sink thread; beyond it send() returns
  *                           TL_EAGAIN (default 10000)
+ * CURVE (sources and sinks alike; libzmq built with CURVE; none by default):
+ *   curve_secret_key       STRING  this socket is a CURVE server with this secret key
+ *                                  (Z85, 40 characters)
+ *   curve_secret_key_file  STRING  the same, read from a file (only white space may
+ *                                  follow the key) that group and others cannot access
+ *   curve_server_key       STRING  this socket is a CURVE client of the server with
+ *                                  this public key; its own key pair is made at open
+ *   curve_server_key_file  STRING  the same, read from a file
+ * Setting both a secret and a server key, a key and its file, or a key that is not Z85
+ * fails open with TL_ECONFIG naming the setting, never the key. Clients are not told
+ * apart (no ZAP handler): any sender that knows the server's public key gets in; one
+ * that does not (a wrong key, or no CURVE) fails the handshake, and nothing it sent
+ * reaches the source. A PUSH sink's sends to such a server time out (TL_EAGAIN).
  * send() copies the message and returns at once; the sink's own thread writes it and
  * acks: 0 when ZeroMQ accepted every frame (PUSH only queues to connected peers, so a
  * missing peer is an error, not a silent queue), TL_EAGAIN when the send timeout

@@ -52,7 +52,8 @@
  *  - A regular file (a directory, FIFO, device or socket is refused at once, a FIFO
  *    without waiting for a writer) of at most TL_CONFIG_MAX_BYTES; a text given to
  *    tl_config_load_string has the same cap.
- *  - Text: a NUL byte is refused at its line and column, and so is "\0" in a scalar.
+ *  - UTF-8 text: a NUL byte, or a byte that is not part of a valid UTF-8 character, is
+ *    refused at its line and column, and so is "\0" in a scalar.
  *  - Exactly one YAML document: a second one ("---") is refused where it starts.
  *  - At most TL_CONFIG_MAX_ANCHORS anchors; aliases and merge keys ("<<: *base") may
  *    add at most TL_CONFIG_MAX_ALIAS_NODES nodes in all and nest at most 64 levels
