@@ -135,7 +135,7 @@ static void write_key(const char *path, const char *key, mode_t mode)
 static int try_source(conf *c, char *err, size_t errlen)
 {
     fake_rt *f = rt_new();
-    tl_source_events ev = {f, rt_deliver, NULL, NULL, rt_error};
+    tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};
     set_str(c, "endpoint", "tcp://127.0.0.1:*");
     err[0] = '\0';
     int rc = tl_zmq_source_ops.open(&c->p, &ev, &f->src, err, errlen);
