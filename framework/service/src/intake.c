@@ -405,7 +405,9 @@ static void hold_on_loop(tl_loop *loop, void *arg)
     char ms[24];
     snprintf(ms, sizeof(ms), "%lld", (long long)src->hold_limit_ms);
     tl_kv f[] = {{"source", src->cfg->name}, {"hold_limit_ms", ms}};
-    tl__log(svc, TL_LEVEL_WARN, "source_paused", f, 2);
+    /* Info, not warn: with a backlog and slow handlers this is backpressure doing its
+     * work, routinely; the metric source_pauses counts it. */
+    tl__log(svc, TL_LEVEL_INFO, "source_paused", f, 2);
 }
 
 void tl__intake_hold_resume(tl_service *svc)
