@@ -39,7 +39,9 @@ commands:
         CA is DIR/tls/ca.pem, what clients give as ssl.ca.location) and creates
         the SCRAM-SHA-512 user USER with the password in $KAFKA_SASL_PASSWORD
         when the storage is formatted. The PLAINTEXT listener stays (for admin
-        tools and test producers). Needs openssl and keytool.
+        tools and test producers). Needs openssl and keytool, and Kafka 3.9.1:
+        Kafka 4.1.0 refuses the SCRAM-SHA-512 login of Debian's librdkafka 2.0.2
+        as invalid credentials, however the user is created.
   sasl-bootstrap DIR  Print the SASL_SSL bootstrap servers string.
   stop DIR            SIGTERM every node, SIGKILL after $KAFKA_STOP_TIMEOUT s (20).
   kill DIR NODE       kill -9 one node (for failover tests).
@@ -416,6 +418,8 @@ cmd_start() {
     SASL_USER="$sasl"
     CLUSTER_ID=""
   fi
+  [ -z "${SASL_USER:-}" ] || [ "$kafka_profile" = kafka3 ] ||
+    die "--sasl-ssl needs Kafka 3.9.1 (KAFKA_VERSION=3): Kafka $kafka_version refuses librdkafka 2.0.2's SCRAM-SHA-512 login"
   need_java
   need_kcat
   resolve_classpath
