@@ -1,10 +1,11 @@
 /*
  * The YAML config against a file nobody should trust: what it reads is bounded (regular
- * files only, a size cap, one document, no NUL, nodes and open brackets within bounds,
- * aliases within bounds, many keys in linear time), values that would fail later are refused now,
- * plugins run no code when asked not to and must be files nobody else could have put there, and no
- * message shows a secret or what an environment variable held. The fixture is in config_helpers.h;
- * the plugin is test_config_plugin.c (TL_TEST_PLUGIN).
+ * files only, a size cap, one document, no NUL, aliases within bounds, many keys in
+ * linear time; the node and bracket bounds are in test_config_text.c), values that
+ * would fail later are refused now, plugins run no code when asked not to and must be
+ * files nobody else could have put there, and no message shows a secret or what an
+ * environment variable held. The fixture is in config_helpers.h; the plugin is
+ * test_config_plugin.c (TL_TEST_PLUGIN).
  *
  * Tests that guard against a hang or a blow-up assert the refusal; an alarm only turns
  * a regression into a failure instead of a stuck test.
@@ -193,55 +194,6 @@ static void a_second_document_is_refused_at_its_start(void **state)
     snprintf(text, sizeof(text), "%s---\nservice: other\n", with_route(""));
     assert_one_error(f, load_text(f, text),
                      "t.yaml:6:1: error: a second YAML document; a config file holds exactly one");
-}
-
-static void more_nodes_than_the_bound_are_refused_at_the_first_past_it(void **state)
-{
-    fixture *f = *state;
-    size_t n = TL_CONFIG_MAX_NODES + 10, cap = 2 * n + 64;
-    char *text = malloc(cap);
-    assert_non_null(text);
-    size_t k = (size_t)snprintf(text, cap, "service: s\nx: [");
-    for (size_t i = 0; i < n; i++, k += 2)
-        memcpy(text + k, "a,", 2);
-    snprintf(text + k, cap - k, "a]\n");
-    int rc = load_text(f, text);
-    free(text);
-    /* The root mapping, service, s, x and the sequence are the first five nodes. */
-    char want[128];
-    snprintf(want, sizeof(want),
-             "t.yaml:2:%d: error: more than %d nodes in one file; a config holds far fewer",
-             5 + 2 * (TL_CONFIG_MAX_NODES - 5), TL_CONFIG_MAX_NODES);
-    assert_one_error(f, rc, want);
-}
-
-static void brackets_open_past_the_bound_are_refused_even_in_a_string(void **state)
-{
-    fixture *f = *state;
-    /* Quotes hide nothing: what libfyaml would hold is counted as bytes. */
-    char text[4096];
-    size_t k = (size_t)snprintf(text, sizeof(text), "service: s\nx: \"");
-    memset(text + k, '{', TL_CONFIG_MAX_OPEN_BRACKETS + 1);
-    snprintf(text + k + TL_CONFIG_MAX_OPEN_BRACKETS + 1, sizeof(text) - k - 1001, "\"\n");
-    char want[128];
-    snprintf(want, sizeof(want),
-             "t.yaml:2:%d: error: more than %d '[' or '{' open at once; a config nests at "
-             "most 64 levels",
-             5 + TL_CONFIG_MAX_OPEN_BRACKETS, TL_CONFIG_MAX_OPEN_BRACKETS);
-    assert_one_error(f, load_text(f, text), want);
-}
-
-static void as_many_brackets_as_the_bound_closed_in_turn_are_taken(void **state)
-{
-    fixture *f = *state;
-    /* The count goes down as brackets close: many shallow collections are fine. */
-    char text[8192];
-    size_t k = (size_t)snprintf(
-        text, sizeof(text), "%sroutes:\n  - source: in\n    handler: handle\n    params: { ", HEAD);
-    for (int i = 0; i < 2 * TL_CONFIG_MAX_OPEN_BRACKETS / 4; i++)
-        k += (size_t)snprintf(text + k, sizeof(text) - k, "%sk%d: \"[{}]\"", i ? ", " : "", i);
-    snprintf(text + k, sizeof(text) - k, " }\n");
-    assert_loaded(f, load_text(f, text));
 }
 
 /* ---------------------------------------------------------------- aliases and keys */
@@ -648,9 +600,6 @@ int main(void)
         T(a_nul_byte_is_refused_at_its_line_and_column),
         T(an_escaped_nul_in_a_scalar_is_refused),
         T(a_second_document_is_refused_at_its_start),
-        T(more_nodes_than_the_bound_are_refused_at_the_first_past_it),
-        T(brackets_open_past_the_bound_are_refused_even_in_a_string),
-        T(as_many_brackets_as_the_bound_closed_in_turn_are_taken),
         T(nested_aliases_are_refused_at_the_alias_not_expanded),
         T(an_alias_inside_what_it_names_is_refused),
         T(an_alias_naming_no_anchor_before_it_is_refused),
