@@ -25,7 +25,7 @@ A real Apache Kafka cluster in KRaft mode for tests: jars from Maven Central, on
 java process per node, every listener on 127.0.0.1. All state lives in DIR.
 
 commands:
-  start DIR [--nodes 1|3] [--port BASE] [--watch PID]
+  start DIR [--nodes 1|3] [--port BASE] [--watch PID] [--sasl-ssl USER]
         Write the config of each node into DIR, format storage (first time only),
         start the nodes, wait until every broker answers metadata, and print the
         bootstrap servers as the last line of stdout. Idempotent: nodes already
@@ -34,6 +34,15 @@ commands:
         BASE defaults to $TASKLOOP_KAFKA_PORT, else 19092.
         --watch PID stops the cluster once process PID has exited (a guard for
         test runners that are killed before their own cleanup runs).
+        --sasl-ssl USER adds a SASL_SSL listener on BASE+200+N-1 (SCRAM-SHA-512,
+        TLS with a certificate for 127.0.0.1 signed by a CA made in DIR/tls; the
+        CA is DIR/tls/ca.pem, what clients give as ssl.ca.location) and creates
+        the SCRAM-SHA-512 user USER with the password in $KAFKA_SASL_PASSWORD
+        when the storage is formatted. The PLAINTEXT listener stays (for admin
+        tools and test producers). Needs openssl and keytool, and Kafka 3.9.1:
+        Kafka 4.1.0 refuses the SCRAM-SHA-512 login of Debian's librdkafka 2.0.2
+        as invalid credentials, however the user is created.
+  sasl-bootstrap DIR  Print the SASL_SSL bootstrap servers string.
   stop DIR            SIGTERM every node, SIGKILL after $KAFKA_STOP_TIMEOUT s (20).
   kill DIR NODE       kill -9 one node (for failover tests).
   restart DIR NODE    Stop one node (if running), start it, wait until it is back.
@@ -53,13 +62,15 @@ environment:
   KAFKA_START_TIMEOUT   seconds to wait for the brokers (90).
   KAFKA_STOP_TIMEOUT    seconds between SIGTERM and SIGKILL (20).
   KAFKA_HEAP_OPTS       JVM heap options ("-Xms128m -Xmx512m").
+  KAFKA_SASL_PASSWORD   the SCRAM user's password for `start --sasl-ssl`.
   KAFKA_EXTRA_PROPERTIES  broker properties, KEY=VALUE one per line, appended to
                         each node's server.properties when `start` first writes it
                         (e.g. auto.create.topics.enable=false).
   TASKLOOP_KAFKA_CACHE  where resolved classpaths are cached
                         (~/.cache/taskloop-kafka).
 
-needs: java 17+, Maven (first use, to download from Maven Central), kcat.
+needs: java 17+, Maven (first use, to download from Maven Central), kcat;
+openssl and keytool for --sasl-ssl.
 EOF
 }
 
@@ -147,10 +158,59 @@ load_cluster() { # DIR
   cp_file="$cache_dir/classpath-$kafka_version.txt"
 }
 
-bootstrap_of() {
+bootstrap_of() { # [OFFSET]: 0 the PLAINTEXT listeners, 200 the SASL_SSL ones
   local n out=""
-  for n in $(seq 1 "$NODES"); do out="${out:+$out,}127.0.0.1:$((PORT_BASE + n - 1))"; done
+  for n in $(seq 1 "$NODES"); do out="${out:+$out,}127.0.0.1:$((PORT_BASE + ${1:-0} + n - 1))"; done
   echo "$out"
+}
+
+node_ports() { # NODE -> the ports node N listens on
+  echo $((PORT_BASE + $1 - 1)) $((PORT_BASE + 100 + $1 - 1))
+  [ -z "${SASL_USER:-}" ] || echo $((PORT_BASE + 200 + $1 - 1))
+}
+
+# ---- SASL_SSL (start --sasl-ssl) -----------------------------------------------------
+
+# Makes DIR/tls once: a CA (ca.pem, what clients trust), a broker certificate for
+# 127.0.0.1 and localhost signed by it, and the broker's PKCS12 keystore holding both.
+make_tls() {
+  local t="$dir/tls"
+  [ -f "$t/broker.p12" ] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found on PATH; --sasl-ssl makes certificates with it"
+  command -v keytool >/dev/null 2>&1 || die "keytool not found on PATH; it comes with the Java runtime"
+  mkdir -p "$t"
+  (
+    umask 077
+    cd "$t"
+    openssl rand -hex 16 >keystore.pass
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=taskloop test CA" \
+      -keyout ca.key -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key -out broker.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile broker.ext -out broker.pem
+    openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key -certfile ca.pem \
+      -passout "file:keystore.pass" -out broker.p12.tmp
+    # Java must read what openssl wrote; keytool says so now rather than the broker later.
+    keytool -list -storetype PKCS12 -keystore broker.p12.tmp -storepass "$(cat keystore.pass)"
+    mv broker.p12.tmp broker.p12
+    chmod 644 ca.pem
+  ) >"$dir/tls.log" 2>&1 || { cat "$dir/tls.log" >&2; die "making the TLS certificates in $t failed"; }
+}
+
+# The librdkafka properties of a SASL_SSL client of this cluster (for kcat -F), only
+# readable by their owner since they hold the password.
+write_sasl_client() {
+  (
+    umask 077
+    cat >"$dir/tls/client.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanisms=SCRAM-SHA-512
+sasl.username=$SASL_USER
+sasl.password=$KAFKA_SASL_PASSWORD
+ssl.ca.location=$dir/tls/ca.pem
+EOF
+  )
 }
 
 node_pid() { # NODE -> prints the pid when that node's java process is alive
@@ -176,14 +236,19 @@ write_config() { # NODE
   done
   if [ "$NODES" -ge 3 ]; then rf=3 isr=2; else rf=1 isr=1; fi
   mkdir -p "$dir/node$n/data"
+  local sasl_l="" sasl_m=""
+  if [ -n "${SASL_USER:-}" ]; then
+    sasl_l=",SASL_SSL://127.0.0.1:$((PORT_BASE + 200 + n - 1))"
+    sasl_m=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$dir/node$n/server.properties" <<EOF
 # Written by scripts/kafka-broker.sh: node $n of $NODES, Kafka $kafka_version, KRaft mode.
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$((PORT_BASE + n - 1)),CONTROLLER://127.0.0.1:$((PORT_BASE + 100 + n - 1))
-advertised.listeners=PLAINTEXT://127.0.0.1:$((PORT_BASE + n - 1))
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$((PORT_BASE + n - 1)),CONTROLLER://127.0.0.1:$((PORT_BASE + 100 + n - 1))$sasl_l
+advertised.listeners=PLAINTEXT://127.0.0.1:$((PORT_BASE + n - 1))$sasl_l
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$sasl_m
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/node$n/data
@@ -210,6 +275,15 @@ log.retention.hours=24
 log.segment.bytes=67108864
 log.cleaner.dedupe.buffer.size=8388608
 EOF
+  # Clients authenticate on SASL_SSL; brokers and controllers still talk PLAINTEXT.
+  [ -z "${SASL_USER:-}" ] || cat >>"$dir/node$n/server.properties" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$dir/tls/broker.p12
+ssl.keystore.password=$(cat "$dir/tls/keystore.pass")
+ssl.client.auth=none
+EOF
   # Later lines win in a properties file: the caller's overrides go last.
   [ -z "${KAFKA_EXTRA_PROPERTIES:-}" ] ||
     printf '# From KAFKA_EXTRA_PROPERTIES:\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$dir/node$n/server.properties"
@@ -218,15 +292,18 @@ EOF
 format_node() { # NODE
   local n="$1"
   [ -f "$dir/node$n/data/meta.properties" ] && return 0
+  local scram=()
+  [ -z "${SASL_USER:-}" ] ||
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$KAFKA_SASL_PASSWORD]")
   run_java kafka.tools.StorageTool format -t "$CLUSTER_ID" \
-    -c "$dir/node$n/server.properties" >"$dir/node$n/format.log" 2>&1 ||
+    -c "$dir/node$n/server.properties" "${scram[@]}" >"$dir/node$n/format.log" 2>&1 ||
     { cat "$dir/node$n/format.log" >&2; die "formatting the storage of node $n failed"; }
 }
 
 launch_node() { # NODE
   local n="$1" pid p
   if pid="$(node_pid "$n")"; then return 0; fi
-  for p in $((PORT_BASE + n - 1)) $((PORT_BASE + 100 + n - 1)); do
+  for p in $(node_ports "$n"); do
     port_open "$p" && die "port $p on 127.0.0.1 is already in use (another broker? choose --port or TASKLOOP_KAFKA_PORT)"
   done
   format_node "$n"
@@ -260,7 +337,11 @@ wait_node() { # NODE DEADLINE EXPECTED_BROKERS
       die "node $n exited while starting (log: $dir/node$n/server.log)"
     }
     got="$(kcat -L -b "127.0.0.1:$port" -m 3 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:.*/\1/p' | head -n1 || true)"
-    if [ -n "$got" ] && [ "$got" -ge "$want" ]; then return 0; fi
+    # With SASL_SSL, that listener must let the user in too.
+    if [ -n "$got" ] && [ "$got" -ge "$want" ] && { [ -z "${SASL_USER:-}" ] ||
+      kcat -L -F "$dir/tls/client.properties" -b "127.0.0.1:$((port + 200))" -m 3 >/dev/null 2>&1; }; then
+      return 0
+    fi
     [ "$(date +%s)" -lt "$deadline" ] ||
       die "node $n (127.0.0.1:$port) did not answer metadata with $want broker(s) within ${start_timeout}s (log: $dir/node$n/server.log)"
     sleep 0.5
@@ -292,8 +373,8 @@ term_node() { # NODE [TIMEOUT]: SIGTERM, then SIGKILL after the timeout
 # ---- commands -----------------------------------------------------------------------
 
 cmd_start() {
-  [ $# -ge 1 ] || die "usage: start DIR [--nodes 1|3] [--port BASE] [--watch PID]"
-  local arg_dir="$1" nodes="" port="" watch=""
+  [ $# -ge 1 ] || die "usage: start DIR [--nodes 1|3] [--port BASE] [--watch PID] [--sasl-ssl USER]"
+  local arg_dir="$1" nodes="" port="" watch="" sasl=""
   shift
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -303,6 +384,8 @@ cmd_start() {
       --port=*) port="${1#*=}"; shift ;;
       --watch) watch="${2:-}"; shift 2 || die "--watch needs a pid" ;;
       --watch=*) watch="${1#*=}"; shift ;;
+      --sasl-ssl) sasl="${2:-}"; shift 2 || die "--sasl-ssl needs a user name" ;;
+      --sasl-ssl=*) sasl="${1#*=}"; shift ;;
       *) die "start: unknown argument '$1'" ;;
     esac
   done
@@ -310,6 +393,10 @@ cmd_start() {
   [ -z "$port" ] || [[ "$port" =~ ^[0-9]+$ && "$port" -ge 1024 && "$port" -le 65000 ]] ||
     die "--port must be a number in 1024..65000"
   [ -z "$watch" ] || [[ "$watch" =~ ^[0-9]+$ ]] || die "--watch needs a pid"
+  # Kafka's --add-scram syntax has no quoting to rely on: plain words only.
+  [ -z "$sasl" ] || [[ "$sasl" =~ ^[A-Za-z0-9._-]+$ ]] || die "--sasl-ssl USER must be letters, digits, '.', '_' or '-'"
+  [ -z "$sasl" ] || [[ "${KAFKA_SASL_PASSWORD:-}" =~ ^[A-Za-z0-9._-]{8,}$ ]] ||
+    die "--sasl-ssl needs KAFKA_SASL_PASSWORD: 8 or more letters, digits, '.', '_' or '-'"
 
   mkdir -p "$arg_dir"
   dir="$(cd "$arg_dir" && pwd)"
@@ -318,6 +405,7 @@ cmd_start() {
     . "$dir/cluster.env"
     [ -z "$nodes" ] || [ "$nodes" = "$NODES" ] || die "$dir holds a $NODES-node cluster; stop it and use another DIR"
     [ -z "$port" ] || [ "$port" = "$PORT_BASE" ] || die "$dir holds a cluster on port $PORT_BASE; stop it and use another DIR"
+    [ -z "$sasl" ] || [ "$sasl" = "${SASL_USER:-}" ] || die "$dir holds a cluster without SASL_SSL user $sasl; stop it and use another DIR"
     if [ -n "${KAFKA_VERSION:-}" ]; then
       pick_version "$KAFKA_VERSION"
       [ "$kafka_version" = "$KAFKA_VERSION_USED" ] || die "$dir holds a Kafka $KAFKA_VERSION_USED cluster, not $kafka_version"
@@ -327,8 +415,11 @@ cmd_start() {
     pick_version "${KAFKA_VERSION:-3}"
     NODES="${nodes:-1}"
     PORT_BASE="${port:-${TASKLOOP_KAFKA_PORT:-$default_port}}"
+    SASL_USER="$sasl"
     CLUSTER_ID=""
   fi
+  [ -z "${SASL_USER:-}" ] || [ "$kafka_profile" = kafka3 ] ||
+    die "--sasl-ssl needs Kafka 3.9.1 (KAFKA_VERSION=3): Kafka $kafka_version refuses librdkafka 2.0.2's SCRAM-SHA-512 login"
   need_java
   need_kcat
   resolve_classpath
@@ -341,7 +432,13 @@ NODES=$NODES
 PORT_BASE=$PORT_BASE
 KAFKA_VERSION_USED=$kafka_version
 CLUSTER_ID=$CLUSTER_ID
+SASL_USER=$SASL_USER
 EOF
+  fi
+  if [ -n "${SASL_USER:-}" ]; then
+    [ -n "${KAFKA_SASL_PASSWORD:-}" ] || die "$dir holds a SASL_SSL cluster: set KAFKA_SASL_PASSWORD"
+    make_tls
+    write_sasl_client
   fi
 
   # When anything below fails, stop the nodes this call started.
@@ -352,7 +449,7 @@ EOF
   for n in $(seq 1 "$NODES"); do
     [ -f "$dir/node$n/server.properties" ] || write_config "$n"
     node_pid "$n" >/dev/null && continue
-    for p in $((PORT_BASE + n - 1)) $((PORT_BASE + 100 + n - 1)); do
+    for p in $(node_ports "$n"); do
       port_open "$p" && die "port $p on 127.0.0.1 is already in use (another broker? choose --port or TASKLOOP_KAFKA_PORT)"
     done
   done
@@ -476,6 +573,13 @@ cmd_bootstrap() {
   bootstrap_of
 }
 
+cmd_sasl_bootstrap() {
+  [ $# -eq 1 ] || die "usage: sasl-bootstrap DIR"
+  load_cluster "$1"
+  [ -n "${SASL_USER:-}" ] || die "$dir holds a cluster without a SASL_SSL listener (start --sasl-ssl USER)"
+  bootstrap_of 200
+}
+
 cmd_classpath() {
   pick_version "${KAFKA_VERSION:-3}"
   need_java
@@ -495,6 +599,7 @@ case "$command" in
   status) cmd_status "$@" ;;
   topic) cmd_topic "$@" ;;
   bootstrap) cmd_bootstrap "$@" ;;
+  sasl-bootstrap) cmd_sasl_bootstrap "$@" ;;
   classpath) cmd_classpath "$@" ;;
   *) usage >&2; die "unknown command '$command'" ;;
 esac

@@ -1,6 +1,6 @@
 # Common parts of the end-to-end scenarios (sourced, not run). Each scenario:
 #   e2e_init NAME                     work dir, cleanup trap, the taskloop binary
-#   e2e_broker_start [--nodes 3] [KEY=VALUE broker properties...]
+#   e2e_broker_start [--nodes 3] [--sasl-ssl USER] [KEY=VALUE broker properties...]
 #   e2e_topic NAME PARTITIONS [RF]
 #   e2e_produce TOPIC N [produce options]
 #   e2e_service_start ID [VAR=VALUE...]  config/compose.yaml as a local process
@@ -24,6 +24,8 @@ declare -A e2e_pids=()
 e2e_extra_pids=()
 e2e_cluster=""
 BOOTSTRAP=""
+SASL_BOOTSTRAP=""
+KAFKA_CA=""
 
 e2e_log() { echo "[$e2e_name $(date +%T)] $*" >&2; }
 e2e_fail() {
@@ -117,14 +119,14 @@ e2e_free_port() {
   done
 }
 
-# A base port whose client (BASE..BASE+2) and controller (BASE+100..) ports are all
-# free: E2E_KAFKA_PORT when set, else the first free one of a few candidates, so that a
+# A base port whose client (BASE..BASE+2), controller (BASE+100..) and SASL_SSL
+# (BASE+200..) ports are all free: E2E_KAFKA_PORT when set, else the first free one of a few candidates, so that a
 # broker someone else runs on the machine does not get in the way.
 e2e_free_base() {
   local b p busy
   for b in ${E2E_KAFKA_PORT:-24092 24292 24492 24692 24892 25092}; do
     busy=0
-    for p in $b $((b + 1)) $((b + 2)) $((b + 100)) $((b + 101)) $((b + 102)); do
+    for p in $b $((b + 1)) $((b + 2)) $((b + 100)) $((b + 101)) $((b + 102)) $((b + 200)) $((b + 201)) $((b + 202)); do
       if e2e_port_open "$p"; then busy=1; break; fi
     done
     if [ "$busy" -eq 0 ]; then
@@ -136,11 +138,14 @@ e2e_free_base() {
 }
 
 # Starts a cluster in the work dir; extra KEY=VALUE arguments become broker properties.
-e2e_broker_start() { # [--nodes N] [KEY=VALUE...]
-  local nodes=1 props=()
+# --sasl-ssl USER adds the SASL_SSL listener (its servers in SASL_BOOTSTRAP, the CA in
+# KAFKA_CA) with the SCRAM-SHA-512 user USER, whose password is $KAFKA_SASL_PASSWORD.
+e2e_broker_start() { # [--nodes N] [--sasl-ssl USER] [KEY=VALUE...]
+  local nodes=1 props=() sasl=()
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
+      --sasl-ssl) sasl=(--sasl-ssl "$2"); shift 2 ;;
       *=*) props+=("$1"); shift ;;
       *) e2e_fail "e2e_broker_start: bad argument $1" ;;
     esac
@@ -149,8 +154,13 @@ e2e_broker_start() { # [--nodes N] [KEY=VALUE...]
   local t=$(date +%s) extra=""
   [ ${#props[@]} -eq 0 ] || extra="$(printf '%s\n' "${props[@]}")"
   BOOTSTRAP="$(KAFKA_EXTRA_PROPERTIES="$extra" "$e2e_broker" start "$e2e_cluster" --nodes "$nodes" \
-    --port "$(e2e_free_base)" --watch $$ | tail -n1)"
+    --port "$(e2e_free_base)" --watch $$ "${sasl[@]}" | tail -n1)"
   [[ "$BOOTSTRAP" == 127.0.0.1:* ]] || e2e_fail "the broker did not start"
+  if [ ${#sasl[@]} -gt 0 ]; then
+    SASL_BOOTSTRAP="$("$e2e_broker" sasl-bootstrap "$e2e_cluster")"
+    KAFKA_CA="$e2e_cluster/tls/ca.pem"
+    e2e_log "SASL_SSL listener at $SASL_BOOTSTRAP (CA $KAFKA_CA)"
+  fi
   e2e_log "Kafka ($nodes node(s)) up at $BOOTSTRAP after $(($(date +%s) - t)) s"
 }
 

@@ -1,8 +1,8 @@
 /*
  * The admin section: where the endpoint listens by default (loopback), and its bearer
  * token, given as a value (usually "${TL_ADMIN_TOKEN}") or as a file, which no message
- * quotes and the dump masks. The requests themselves are tested over HTTP in
- * tests/integration/test_admin.sh. The fixture is in config_helpers.h.
+ * quotes and the dump masks; a token file must be a small regular file. The requests themselves are
+ * tested over HTTP in tests/integration/test_admin.sh. The fixture is in config_helpers.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +158,57 @@ static void token_file_readable_by_others_is_noted(void **state)
                                             "group or others"));
 }
 
+/* Loads a config whose token_file is path and checks its one error: at the key's
+ * value, saying why (want), and not stalling on what a FIFO or a device would hold. */
+static void assert_token_file_refused(fixture *f, const char *path, const char *want)
+{
+    char admin[160], expect[320];
+    snprintf(admin, sizeof(admin), "token_file: \"%s\"", path);
+    snprintf(expect, sizeof(expect), "t.yaml:6:22: error: admin.token_file: %s", want);
+    assert_one_error(f, load_admin(f, admin), expect);
+}
+
+static void token_file_that_is_a_fifo_is_refused_without_waiting(void **state)
+{
+    char dir[] = "/tmp/tl_admin_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_token_file_refused(*state, path,
+                              "cannot read the file: it is a FIFO, not a regular file");
+    unlink(path);
+    rmdir(dir);
+}
+
+static void token_file_that_is_a_directory_is_refused(void **state)
+{
+    assert_token_file_refused(*state, "/tmp",
+                              "cannot read the file: it is a directory, not a regular file");
+}
+
+static void token_file_that_is_a_device_is_refused(void **state)
+{
+    assert_token_file_refused(*state, "/dev/zero",
+                              "cannot read the file: it is a character device, not a regular file");
+}
+
+static void token_file_over_4096_bytes_is_refused(void **state)
+{
+    char dir[] = "/tmp/tl_admin_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/token", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 4097; i++)
+        fputc('t', fp);
+    fclose(fp);
+    chmod(path, 0600);
+    assert_token_file_refused(*state, path,
+                              "the file is 4097 bytes; a token file may have at most 4096");
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +219,10 @@ int main(void)
         T(token_with_a_blank_is_refused_without_quoting_it),
         T(token_and_token_file_together_are_refused),
         T(missing_token_file_is_refused_at_its_line),
+        T(token_file_that_is_a_fifo_is_refused_without_waiting),
+        T(token_file_that_is_a_directory_is_refused),
+        T(token_file_that_is_a_device_is_refused),
+        T(token_file_over_4096_bytes_is_refused),
         T(token_file_gives_its_line_and_the_dump_names_the_file),
         T(token_file_readable_by_others_is_noted),
     };

@@ -1,10 +1,11 @@
 /*
  * The YAML config against a file nobody should trust: what it reads is bounded (regular
  * files only, a size cap, one document, no NUL, aliases within bounds, many keys in
- * linear time), values that would fail later are refused now, plugins run no code when
- * asked not to and must be files nobody else could have put there, and no message shows
- * a secret or what an environment variable held. The fixture is in config_helpers.h;
- * the plugin is test_config_plugin.c (TL_TEST_PLUGIN).
+ * linear time; the node and bracket bounds are in test_config_text.c), values that
+ * would fail later are refused now, plugins run no code when asked not to and must be
+ * files nobody else could have put there, and no message shows a secret or what an
+ * environment variable held. The fixture is in config_helpers.h; the plugin is
+ * test_config_plugin.c (TL_TEST_PLUGIN).
  *
  * Tests that guard against a hang or a blow-up assert the refusal; an alarm only turns
  * a regression into a failure instead of a stuck test.

@@ -2,8 +2,11 @@
  * What a config's text may be: UTF-8 without a NUL byte. A byte that is not part of a
  * valid UTF-8 character is refused at its line and column before the YAML parser sees
  * it (libfyaml 0.7 loops for ever on "%\xff": found by tests/fuzz's config target).
+ * Its size in nodes and its open '[' and '{' are bounded, refused before a document is
+ * built (tests/integration/test_check_rss.c measures what the worst texts cost).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config_helpers.h"
@@ -58,6 +61,56 @@ static void valid_utf8_of_every_length_is_taken_as_written(void **state)
     assert_string_equal(f->cfg->service, name);
 }
 
+static void more_nodes_than_the_bound_are_refused_at_the_first_past_it(void **state)
+{
+    fixture *f = *state;
+    size_t n = TL_CONFIG_MAX_NODES + 10, cap = 2 * n + 64;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t k = (size_t)snprintf(text, cap, "service: s\nx: [");
+    for (size_t i = 0; i < n; i++, k += 2)
+        memcpy(text + k, "a,", 2);
+    snprintf(text + k, cap - k, "a]\n");
+    int rc = load_text(f, text);
+    free(text);
+    /* The root mapping, service, s, x and the sequence are the first five nodes. */
+    char want[128];
+    snprintf(want, sizeof(want),
+             "t.yaml:2:%d: error: more than %d nodes in one file; a config holds far fewer",
+             5 + 2 * (TL_CONFIG_MAX_NODES - 5), TL_CONFIG_MAX_NODES);
+    assert_one_error(f, rc, want);
+}
+
+static void brackets_open_past_the_bound_are_refused_even_in_a_string(void **state)
+{
+    fixture *f = *state;
+    /* Quotes hide nothing: what libfyaml would hold is counted as bytes. */
+    char text[4096];
+    size_t k = (size_t)snprintf(text, sizeof(text), "service: s\nx: \"");
+    memset(text + k, '{', TL_CONFIG_MAX_OPEN_BRACKETS + 1);
+    snprintf(text + k + TL_CONFIG_MAX_OPEN_BRACKETS + 1, sizeof(text) - k - 1001, "\"\n");
+    char want[128];
+    snprintf(want, sizeof(want),
+             "t.yaml:2:%d: error: more than %d '[' or '{' open at once; a config nests at "
+             "most 64 levels",
+             5 + TL_CONFIG_MAX_OPEN_BRACKETS, TL_CONFIG_MAX_OPEN_BRACKETS);
+    assert_one_error(f, load_text(f, text), want);
+}
+
+static void as_many_brackets_as_the_bound_closed_in_turn_are_taken(void **state)
+{
+    fixture *f = *state;
+    /* The count goes down as brackets close: many shallow collections are fine. */
+    char text[8192];
+    size_t k = (size_t)snprintf(text, sizeof(text),
+                                "service: s\nsources:\n  in: { type: fake, url: \"fake://in\" }\n"
+                                "routes:\n  - source: in\n    handler: handle\n    params: { ");
+    for (int i = 0; i < 2 * TL_CONFIG_MAX_OPEN_BRACKETS / 4; i++)
+        k += (size_t)snprintf(text + k, sizeof(text) - k, "%sk%d: \"[{}]\"", i ? ", " : "", i);
+    snprintf(text + k, sizeof(text) - k, " }\n");
+    assert_loaded(f, load_text(f, text));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -66,6 +119,9 @@ int main(void)
         T(overlongs_surrogates_and_code_points_past_the_last_are_refused),
         T(columns_count_characters_not_bytes),
         T(valid_utf8_of_every_length_is_taken_as_written),
+        T(more_nodes_than_the_bound_are_refused_at_the_first_past_it),
+        T(brackets_open_past_the_bound_are_refused_even_in_a_string),
+        T(as_many_brackets_as_the_bound_closed_in_turn_are_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

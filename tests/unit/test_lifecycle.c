@@ -4,7 +4,8 @@
  * running handlers, commits them and drops its queue past them, runs what waits below
  * them (queued behind a key, retries) so that nothing handled is repeated; offsets
  * committed before a
- * revoke are committed again after the partition comes back. The fixture is
+ * revoke are committed again after the partition comes back; a source's fatal error
+ * stops the service and tl_service_run returns it. The fixture is
  * service_helpers.h's.
  */
 #include <setjmp.h>
@@ -15,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <taskloop/adapter.h>
 
 #include "service_helpers.h"
 
@@ -273,6 +276,100 @@ static void offsets_committed_before_a_revoke_are_committed_again_after_reassign
     assert_balanced(f);
 }
 
+/* ------------------------------------------------ a source's fatal error */
+
+/* A source that refuses at start, as a broker refusing the credentials does. */
+struct tl_source {
+    tl_source_events ev;
+};
+
+static const tl_param refusing_params[] = {{NULL}};
+
+static int refusing_open(const tl_params *conf, const tl_source_events *ev, tl_source **out,
+                         char *err, size_t errlen)
+{
+    (void)conf, (void)err, (void)errlen;
+    *out = calloc(1, sizeof(**out));
+    if (!*out)
+        return TL_ENOMEM;
+    (*out)->ev = *ev;
+    return 0;
+}
+
+static int refusing_start(tl_source *s)
+{
+    s->ev.error(s->ev.rt, s, TL_EIO, true, "authentication refused");
+    return 0;
+}
+
+static void refusing_pause(tl_source *s, bool paused)
+{
+    (void)s, (void)paused;
+}
+
+static int refusing_commit(tl_source *s, const char *topic, int32_t partition, int64_t next)
+{
+    (void)s, (void)topic, (void)partition, (void)next;
+    return 0;
+}
+
+static void refusing_release(tl_source *s, tl_msg *m)
+{
+    (void)s, (void)m;
+}
+
+static void refusing_stop(tl_source *s)
+{
+    (void)s;
+}
+
+static void refusing_close(tl_source *s)
+{
+    free(s);
+}
+
+static const tl_source_ops refusing_ops = {
+    .type = "refusing",
+    .params = refusing_params,
+    .open = refusing_open,
+    .start = refusing_start,
+    .pause = refusing_pause,
+    .commit = refusing_commit,
+    .release = refusing_release,
+    .stop = refusing_stop,
+    .close = refusing_close,
+};
+
+/* Stops the service after 5 s, so that a fatal error left unheeded fails the test. */
+static void *stop_later(void *arg)
+{
+    fx *f = arg;
+    for (int i = 0; i < 500 && !atomic_load(&f->released); i++)
+        sleep_ms(10);
+    tl_service_stop(f->svc);
+    return NULL;
+}
+
+static void source_fatal_error_stops_the_service_and_run_returns_it(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(tl_registry_add_source(f->reg, &refusing_ops), 0);
+    start_yaml(f, "fatal",
+               "service: s\n"
+               "sources: { in: { type: refusing } }\n"
+               "routes:\n"
+               "  - { source: in, handler: h }\n");
+    pthread_t guard;
+    assert_int_equal(pthread_create(&guard, NULL, stop_later, f), 0);
+    int64_t t0 = now_ms();
+    int rc = tl_service_run(f->svc);
+    int64_t took = now_ms() - t0;
+    atomic_store(&f->released, true);
+    pthread_join(guard, NULL);
+    assert_int_equal(rc, TL_EIO);
+    assert_true(took < 4000);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -283,6 +380,7 @@ int main(void)
         T(revoke_runs_what_waits_below_a_handled_offset_and_repeats_nothing),
         T(revoke_runs_waiting_retries_at_once),
         T(offsets_committed_before_a_revoke_are_committed_again_after_reassignment),
+        T(source_fatal_error_stops_the_service_and_run_returns_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,12 @@ void tl_kafka_src_on_error(rd_kafka_t *rk, int err, const char *reason, void *op
                                 why);
         return;
     }
+    /* librdkafka retries a refused login for ever; wrong credentials or mechanism do not
+     * mend themselves, so the service stops with the reason instead of waiting. */
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        tl_kafka_src_emit_error(s, TL_EIO, true, "kafka authentication failed: %s", reason);
+        return;
+    }
     tl_kafka_src_emit_error(s, tl_kafka_err(err), false, "kafka %s: %s", rd_kafka_err2name(err),
                             reason);
 }

@@ -1,26 +1,23 @@
 /*
  * Loading a service's YAML config: the public entry points (tl_config_load_file,
- * tl_config_load_string, tl_config_free), reading a file within bounds, and the
- * messages a load collects (tl_diag). document.c turns the text into a tree; the
- * schema files check the tree and fill the tl_config.
+ * tl_config_load_string, tl_config_free) and the messages a load collects (tl_diag). document.c
+ * turns the text into a tree; the schema files check the tree and fill the tl_config.
  *
  * The top of the loader's chain. Each file calls only files on the lines below it:
- *   config.c                              entry points, bounded reading, tl_diag
+ *   config.c                              entry points, tl_diag
  *   document.c                            text to a document, within bounds
  *   resolve.c          schema.c           aliases, merge and duplicate keys; the top level
  *   schema_adapters.c  schema_routes.c    sources and sinks; routes
  *   schema_nodes.c                        the schema's vocabulary
  *   plugins.c                             checking and opening plugin files
- *   loader.c           interpolate.c      arena, messages, positions; scalar values
+ *   loader.c           interpolate.c      arena, messages, positions, bounded file
+ *                                         reading; scalar values
  *   secrets.c                             which keys and values are secrets
  * dump.c (tl_config_dump) stands apart and calls only secrets.c.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <libfyaml.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config_int.h"
@@ -181,66 +178,14 @@ int tl_config_load_string(const char *name, const char *text, tl_registry *reg,
     return load(name, NULL, text, len, early[0] ? early : NULL, reg, opts, out, diag);
 }
 
-/*
- * Reads the file at path into *text (malloc'd, NUL-terminated, *len bytes): a regular
- * file of at most TL_CONFIG_MAX_BYTES. Opened without blocking, so that a FIFO with no
- * writer is refused rather than waited on, and never read past the cap, so that
- * /dev/zero or a growing file costs no more. 0, TL_ENOMEM, or TL_ECONFIG with why.
- */
-static int read_file(const char *path, char **text, size_t *len, char *why, size_t whylen)
-{
-    *text = NULL;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return TL_ECONFIG;
-    }
-    int rc = TL_ECONFIG;
-    if (!S_ISREG(st.st_mode))
-        snprintf(why, whylen, "cannot read the file: it is %s, not a regular file",
-                 tl_config_file_kind(st.st_mode));
-    else if (st.st_size > TL_CONFIG_MAX_BYTES)
-        snprintf(why, whylen, "the file is %lld bytes; a config may have at most %d",
-                 (long long)st.st_size, TL_CONFIG_MAX_BYTES);
-    else if (!(*text = malloc((size_t)TL_CONFIG_MAX_BYTES + 2)))
-        rc = TL_ENOMEM;
-    size_t n = 0;
-    ssize_t got = 1;
-    while (*text && got > 0 && n <= TL_CONFIG_MAX_BYTES) {
-        got = read(fd, *text + n, (size_t)TL_CONFIG_MAX_BYTES + 1 - n);
-        if (got > 0)
-            n += (size_t)got;
-        else if (got < 0 && errno == EINTR)
-            got = 1;
-    }
-    close(fd);
-    if (*text && got < 0)
-        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
-    else if (*text && n > TL_CONFIG_MAX_BYTES)
-        snprintf(why, whylen, "the file grew past %d bytes, the most a config may have",
-                 TL_CONFIG_MAX_BYTES);
-    else if (*text)
-        rc = 0;
-    if (rc) {
-        free(*text);
-        *text = NULL;
-        return rc;
-    }
-    (*text)[n] = '\0';
-    *len = n;
-    return 0;
-}
-
 int tl_config_load_file(const char *path, tl_registry *reg, const tl_config_opts *opts,
                         tl_config **out, tl_diag *diag)
 {
     *out = NULL;
     char *text, why[WHY_LEN];
     size_t len = 0;
-    int rc = read_file(path, &text, &len, why, sizeof(why));
+    int rc = tl_config_read_file(path, TL_CONFIG_MAX_BYTES, "a config", &text, &len, NULL, why,
+                                 sizeof(why));
     if (rc == TL_ENOMEM)
         return rc;
     const char *slash = strrchr(path, '/');

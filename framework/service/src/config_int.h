@@ -112,6 +112,13 @@ void tl_config_note(tl_config_loader *ld, tl_config_pos p, const char *path, con
 /* What a file of this mode is, for messages: "a directory", "a FIFO", ... */
 const char *tl_config_file_kind(mode_t mode);
 
+/* Reads the file at path into *text (malloc'd, NUL-terminated, *len bytes) if it is a
+ * regular file of at most max bytes, without waiting on a FIFO or reading a device;
+ * what names such a file in messages ("a config"); *mode (unless NULL) gets its mode.
+ * 0, TL_ENOMEM, or TL_ECONFIG with why. */
+int tl_config_read_file(const char *path, size_t max, const char *what, char **text, size_t *len,
+                        mode_t *mode, char *why, size_t whylen);
+
 /* Where a node starts: a scalar's first character (its opening quote, if quoted), a
  * flow collection's bracket, a block sequence's first '-', a block mapping's first key;
  * {0, 0} for an empty block collection, which has no place of its own. */

@@ -1,10 +1,13 @@
 /*
  * From a config's text to the document the schema reads, within bounds.
  *
- * A first pass over libfyaml's events, which builds nothing, checks what the text may
- * hold: UTF-8 text without a NUL byte, valid YAML, exactly one document, at most
- * TL_CONFIG_MAX_ANCHORS anchors (libfyaml spends the square of their number taking
- * them off a document, as freeing it does). Only then is the tree built, without
+ * A pass over the bytes refuses what is not UTF-8 text, or has a NUL byte, or has more
+ * than TL_CONFIG_MAX_OPEN_BRACKETS brackets open at once (libfyaml's scanner would keep
+ * every token until the outermost closed: 300 MB for a 1 MiB "[[[[..."). A pass over
+ * libfyaml's events, which builds nothing, then checks what the text may hold: valid
+ * YAML, exactly one document, at most TL_CONFIG_MAX_ANCHORS anchors (libfyaml spends
+ * the square of their number taking them off a document, as freeing it does), at most
+ * TL_CONFIG_MAX_NODES nodes (what the tree costs). Only then is the tree built, without
  * libfyaml's own resolution and duplicate-key check, which resolve.c does in linear
  * time and within bounds.
  *
@@ -107,6 +110,44 @@ static tl_config_pos token_pos(struct fy_token *t)
     return m ? (tl_config_pos){m->line + 1, m->column + 1} : (tl_config_pos){1, 1};
 }
 
+/* Where the (TL_CONFIG_MAX_OPEN_BRACKETS + 1)th '[' or '{' open at once in the UTF-8
+ * text[0..len) is, counting columns in characters; {0, 0} when there is none. Counted
+ * without regard to quotes or comments, so that no text can hide its nesting. */
+static tl_config_pos deep_bracket_pos(const char *text, size_t len)
+{
+    tl_config_pos p = {1, 0};
+    size_t open = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c & 0xc0) != 0x80) /* a character's first byte */
+            p.col++;
+        if (c == '\n')
+            p = (tl_config_pos){p.line + 1, 0};
+        else if ((c == '[' || c == '{') && ++open > TL_CONFIG_MAX_OPEN_BRACKETS)
+            return p;
+        else if ((c == ']' || c == '}') && open > 0)
+            open--;
+    }
+    return (tl_config_pos){0, 0};
+}
+
+/* The token that starts the node an event starts or is, or NULL for other events. */
+static struct fy_token *node_token(struct fy_event *ev)
+{
+    switch (ev->type) {
+    case FYET_SCALAR:
+        return ev->scalar.value;
+    case FYET_ALIAS:
+        return ev->alias.anchor;
+    case FYET_SEQUENCE_START:
+        return ev->sequence_start.sequence_start;
+    case FYET_MAPPING_START:
+        return ev->mapping_start.mapping_start;
+    default:
+        return NULL;
+    }
+}
+
 /* The anchor an event defines, or NULL. */
 static struct fy_token *anchor_of(struct fy_event *ev)
 {
@@ -133,7 +174,7 @@ static bool scan(tl_config_loader *ld, const char *text, size_t len)
         ld->oom = true;
         return false;
     }
-    size_t before = ld->nerrors, docs = 0, anchors = 0;
+    size_t before = ld->nerrors, docs = 0, anchors = 0, nodes = 0;
     struct fy_event *ev;
     while (ld->nerrors == before && (ev = fy_parser_parse(fyp))) {
         /* A second document's content would otherwise be silently ignored. */
@@ -143,6 +184,10 @@ static bool scan(tl_config_loader *ld, const char *text, size_t len)
         if (anchor_of(ev) && ++anchors == TL_CONFIG_MAX_ANCHORS + 1)
             tl_config_report(ld, token_pos(anchor_of(ev)), "", "more than %d anchors in one file",
                              TL_CONFIG_MAX_ANCHORS);
+        if (node_token(ev) && ++nodes == TL_CONFIG_MAX_NODES + 1)
+            tl_config_report(ld, token_pos(node_token(ev)), "",
+                             "more than %d nodes in one file; a config holds far fewer",
+                             TL_CONFIG_MAX_NODES);
         fy_parser_event_free(fyp, ev);
     }
     report_parse_errors(ld, diag);
@@ -161,6 +206,13 @@ bool tl_config_parse(tl_config_loader *ld, const char *text, size_t len, tl_conf
         tl_config_report(ld, bad, "",
                          nul ? "a NUL byte; a config is text"
                              : "not valid UTF-8; a config is UTF-8 text");
+        return false;
+    }
+    bad = deep_bracket_pos(text, len);
+    if (bad.line) {
+        tl_config_report(ld, bad, "",
+                         "more than %d '[' or '{' open at once; a config nests at most 64 levels",
+                         TL_CONFIG_MAX_OPEN_BRACKETS);
         return false;
     }
     if (!scan(ld, text, len))

@@ -1,6 +1,7 @@
 /*
  * The state of one config load: the arena a config keeps everything in, the error
- * messages, and where nodes of the YAML tree sit in the text.
+ * messages, where nodes of the YAML tree sit in the text, and the one bounded reader
+ * of the files a config is or names (the config itself, admin.token_file).
  *
  * The bottom of the loader's chain: every other config file calls these, and they call
  * nothing of the loader but secrets.c (only libc and libfyaml besides).
@@ -9,11 +10,15 @@
  * so the validator's many early returns never leak.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <libfyaml.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config_int.h"
 
@@ -171,6 +176,62 @@ const char *tl_config_file_kind(mode_t mode)
            : S_ISBLK(mode)  ? "a block device"
            : S_ISSOCK(mode) ? "a socket"
                             : "a special file";
+}
+
+/* ---------------------------------------------------------------- reading files */
+
+/*
+ * Opened without blocking, so that a FIFO with no writer is refused rather than waited
+ * on, and never read past max, so that /dev/zero or a growing file costs no more than
+ * max bytes.
+ */
+int tl_config_read_file(const char *path, size_t max, const char *what, char **text, size_t *len,
+                        mode_t *mode, char *why, size_t whylen)
+{
+    *text = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return TL_ECONFIG;
+    }
+    if (mode)
+        *mode = st.st_mode;
+    int rc = TL_ECONFIG;
+    if (!S_ISREG(st.st_mode))
+        snprintf(why, whylen, "cannot read the file: it is %s, not a regular file",
+                 tl_config_file_kind(st.st_mode));
+    else if ((unsigned long long)st.st_size > max)
+        snprintf(why, whylen, "the file is %lld bytes; %s may have at most %zu",
+                 (long long)st.st_size, what, max);
+    else if (!(*text = malloc(max + 2)))
+        rc = TL_ENOMEM;
+    size_t n = 0;
+    ssize_t got = 1;
+    while (*text && got > 0 && n <= max) {
+        got = read(fd, *text + n, max + 1 - n);
+        if (got > 0)
+            n += (size_t)got;
+        else if (got < 0 && errno == EINTR)
+            got = 1;
+    }
+    close(fd);
+    if (*text && got < 0)
+        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
+    else if (*text && n > max)
+        snprintf(why, whylen, "the file grew past %zu bytes, the most %s may have", max, what);
+    else if (*text)
+        rc = 0;
+    if (rc) {
+        free(*text);
+        *text = NULL;
+        return rc;
+    }
+    (*text)[n] = '\0';
+    *len = n;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- positions */

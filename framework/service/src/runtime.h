@@ -246,6 +246,7 @@ struct tl_service {
     _Atomic bool stop_req;
     _Atomic bool stopping; /* the drain started: sources must not call back into it */
     bool drained;
+    int fatal_err;           /* a source's fatal error stopped the service: what run returns */
     bool closing;            /* tl_service_free runs: late events touch nothing */
     tl_list recs;            /* every live record (all_link) */
     tl_recycler *rec_blocks; /* freed records, for the next ones */

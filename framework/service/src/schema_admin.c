@@ -6,13 +6,11 @@
  * In the loader's chain: called by schema.c; calls schema_nodes.c, plugins.c and
  * loader.c, nothing above.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <libfyaml.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "schema_int.h"
 
@@ -38,41 +36,31 @@ static const char *token_unfit(const char *text)
  * NULL with why set otherwise. Refuses what is not a small regular file. */
 static char *read_token(loader *ld, const char *path, bool *shared, char *why, size_t whylen)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return NULL;
+    char *buf = NULL;
+    size_t n = 0;
+    mode_t mode = 0;
+    int rc =
+        tl_config_read_file(path, TOKEN_FILE_MAX, "a token file", &buf, &n, &mode, why, whylen);
+    if (rc == TL_ENOMEM) {
+        ld->oom = true;
+        snprintf(why, whylen, "out of memory");
     }
-    char buf[TOKEN_FILE_MAX + 1];
-    ssize_t n = -1;
-    if (!S_ISREG(st.st_mode))
-        snprintf(why, whylen, "cannot read the file: it is %s, not a regular file",
-                 tl_config_file_kind(st.st_mode));
-    else if (st.st_size > TOKEN_FILE_MAX)
-        snprintf(why, whylen, "the file has more than %d bytes; a token file holds one line",
-                 TOKEN_FILE_MAX);
-    else if ((n = read(fd, buf, TOKEN_FILE_MAX)) < 0)
-        snprintf(why, whylen, "cannot read the file: %s", strerror(errno));
-    close(fd);
-    if (n < 0)
+    if (rc != 0)
         return NULL;
-    *shared = (st.st_mode & (S_IRGRP | S_IROTH)) != 0;
+    *shared = (mode & (S_IRGRP | S_IROTH)) != 0;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     buf[n] = '\0';
-    if (memchr(buf, '\0', (size_t)n)) {
+    char *token = NULL;
+    const char *unfit = NULL;
+    if (memchr(buf, '\0', n))
         snprintf(why, whylen, "the token must not hold a NUL byte");
-        return NULL;
-    }
-    const char *unfit = token_unfit(buf);
-    if (unfit) {
+    else if ((unfit = token_unfit(buf)) != NULL)
         snprintf(why, whylen, "the token in the file %s", unfit);
-        return NULL;
-    }
-    return tl_config_strndup(ld, buf, (size_t)n);
+    else if (!(token = tl_config_strndup(ld, buf, n)))
+        snprintf(why, whylen, "out of memory");
+    free(buf);
+    return token;
 }
 
 void tl_schema_load_admin_token(loader *ld, struct fy_node *map)

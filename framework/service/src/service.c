@@ -58,8 +58,11 @@ static void error_on_loop(tl_loop *loop, void *arg)
     tl_kv f[] = {{"source", e->src->cfg->name}, {"error", e->what}};
     tl__log(svc, e->fatal ? TL_LEVEL_ERROR : TL_LEVEL_WARN,
             e->fatal ? "source_fatal" : "source_error", f, 2);
-    if (e->fatal)
+    if (e->fatal) {
+        if (!svc->fatal_err)
+            svc->fatal_err = e->err < 0 ? e->err : TL_EIO;
         tl_service_stop(svc);
+    }
     free(e);
 }
 
@@ -288,7 +291,7 @@ int tl_service_run(tl_service *svc)
     tl__handlers_loop_thread(svc, false);
     tl__admin_close(svc);
     tl__log(svc, TL_LEVEL_INFO, "stopped", f, 1);
-    return rc;
+    return rc ? rc : svc->fatal_err;
 }
 
 tl_loop *tl_service_loop(tl_service *svc)

@@ -55,6 +55,9 @@
  *  - UTF-8 text: a NUL byte, or a byte that is not part of a valid UTF-8 character, is
  *    refused at its line and column, and so is "\0" in a scalar.
  *  - Exactly one YAML document: a second one ("---") is refused where it starts.
+ *  - At most TL_CONFIG_MAX_NODES nodes, and at most TL_CONFIG_MAX_OPEN_BRACKETS '[' or
+ *    '{' open at once: the node, or the bracket, past the bound is refused at its place
+ *    before any document is built.
  *  - At most TL_CONFIG_MAX_ANCHORS anchors; aliases and merge keys ("<<: *base") may
  *    add at most TL_CONFIG_MAX_ALIAS_NODES nodes in all and nest at most 64 levels
  *    deep: the alias that would go past either is refused, before its copy is made. An
@@ -143,6 +146,14 @@ void tl_diag_print(const tl_diag *diag, FILE *out);
 #define TL_CONFIG_MAX_ANCHORS 1000
 /* The most nodes alias expansion and merge keys may add to a document, in all. */
 #define TL_CONFIG_MAX_ALIAS_NODES 100000
+/* The most nodes (scalars, aliases, sequences, mappings) a config's text may hold:
+ * what bounds the memory of the document built from it. */
+#define TL_CONFIG_MAX_NODES 200000
+/* The most '[' and '{' a config's text may have open at once, counted as bytes whether
+ * in a flow collection, a quoted string or a comment (a document nests at most 64
+ * levels anyway): libfyaml holds every token of nested flow collections until the
+ * outermost one closes, so deeper text is refused before libfyaml reads it. */
+#define TL_CONFIG_MAX_OPEN_BRACKETS 1000
 /* The longest duration a config takes (7 days, "168h"), in ms: far from overflowing
  * when the runtime counts it in nanoseconds. */
 #define TL_CONFIG_MAX_DURATION_MS (7LL * 24 * 3600 * 1000)

@@ -139,7 +139,9 @@ int tl_service_load(const char *path, tl_registry *reg, const tl_service_opts *o
 /* The name the config gives the service (`service:`). */
 const char *tl_service_name(const tl_service *svc);
 
-/* Runs until tl_service_stop: starts the sources, then drains, commits and closes. */
+/* Runs until tl_service_stop or a source's fatal error (an authentication refused,
+ * ...): starts the sources, then drains, commits and closes. 0 after a stop; the
+ * source's error code after a fatal error, which the log names (source_fatal). */
 int tl_service_run(tl_service *svc);
 
 /* Any thread, signal-safe: asks a running service to drain and stop. */
