@@ -24,10 +24,9 @@ static tl_partition *to_parts(const rd_kafka_topic_partition_list_t *list)
     return parts;
 }
 
-static void emit_parts(tl_source *s, const rd_kafka_topic_partition_list_t *list, bool revoke)
+static void emit_parts(tl_source *s, const rd_kafka_topic_partition_list_t *list,
+                       void (*cb)(void *, tl_source *, const tl_partition *, size_t))
 {
-    void (*cb)(void *, tl_source *, const tl_partition *, size_t) =
-        revoke ? s->ev.revoked : s->ev.assigned;
     if (!cb || list->cnt == 0)
         return;
     tl_partition *parts = to_parts(list);
@@ -57,7 +56,7 @@ static void on_assign(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool
         rd_kafka_error_destroy(error);
         return;
     }
-    emit_parts(s, parts, false);
+    emit_parts(s, parts, s->ev.assigned);
 }
 
 /*
@@ -73,9 +72,11 @@ static void on_revoke(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool
     /* Taken from the consumer queue before this callback ran inside the same poll:
      * delivered after the revoke they would be handled here and by the next owner. */
     tl_kafka_src_unbatch_revoked(s, parts);
-    /* During stop() the runtime has drained already and waits in stop() itself. */
+    /* During stop() the runtime has drained already and waits in stop() itself. A
+     * lost assignment (the session timed out, a coordinator went away) is told apart:
+     * nothing of it that has not started should run, since no commit of it can land. */
     if (!atomic_load(&s->closing))
-        emit_parts(s, parts, true);
+        emit_parts(s, parts, lost && s->ev.lost ? s->ev.lost : s->ev.revoked);
     if (!lost) {
         /* NULL commits every stored offset of the assignment, these included. */
         rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 0);

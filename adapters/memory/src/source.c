@@ -20,6 +20,7 @@
 typedef struct request {
     struct request *next;
     bool revoke;
+    bool lost; /* a revoke told as a loss (ev->lost) */
     int32_t partition;
     bool done;
     int result;
@@ -145,12 +146,14 @@ static size_t take_batch_locked(tl_source *src)
     return n;
 }
 
-/* Calls assigned or revoked for one partition, without the lock. */
-static void announce(tl_source *src, bool revoke, int32_t partition)
+/* Calls assigned, revoked or lost for one partition, without the lock. */
+static void announce(tl_source *src, bool revoke, bool lost, int32_t partition)
 {
     tl_partition tp = {src->topic->name, partition};
-    void (*cb)(void *, tl_source *, const tl_partition *, size_t) =
-        revoke ? src->ev.revoked : src->ev.assigned;
+    void (*cb)(void *, tl_source *, const tl_partition *, size_t) = !revoke ? src->ev.assigned
+                                                                    : lost && src->ev.lost
+                                                                        ? src->ev.lost
+                                                                        : src->ev.revoked;
     pthread_mutex_unlock(&tl_mem_lock);
     if (cb)
         cb(src->ev.rt, src, &tp, 1);
@@ -181,10 +184,10 @@ static void handle_request_locked(tl_source *src)
         /* Stop first, so nothing of the partition is delivered while revoked runs. */
         p->assigned = false;
         p->held = false; /* a revoke ends the runtime's pause of it */
-        announce(src, true, r->partition);
+        announce(src, true, r->lost, r->partition);
     } else {
         p->position = p->committed > p->base ? p->committed : p->base;
-        announce(src, false, r->partition);
+        announce(src, false, false, r->partition);
         /* Assigned only after the runtime heard of it, so deliveries follow the news. */
         p = &src->topic->parts[r->partition];
         p->assigned = true;
@@ -514,9 +517,9 @@ size_t tl_memory_pending(const char *name)
 }
 
 /* Queues a request on the topic's source thread and waits for it to be handled. */
-static int request_and_wait(const char *name, int32_t partition, bool revoke)
+static int request_and_wait(const char *name, int32_t partition, bool revoke, bool lost)
 {
-    request r = {.revoke = revoke, .partition = partition};
+    request r = {.revoke = revoke, .lost = lost, .partition = partition};
     pthread_mutex_lock(&tl_mem_lock);
     mem_topic *t = tl_mem_topic_locked(name, false);
     tl_source *src = t ? t->src : NULL;
@@ -538,10 +541,15 @@ static int request_and_wait(const char *name, int32_t partition, bool revoke)
 
 int tl_memory_revoke(const char *name, int32_t partition)
 {
-    return request_and_wait(name, partition, true);
+    return request_and_wait(name, partition, true, false);
+}
+
+int tl_memory_lose(const char *name, int32_t partition)
+{
+    return request_and_wait(name, partition, true, true);
 }
 
 int tl_memory_assign(const char *name, int32_t partition)
 {
-    return request_and_wait(name, partition, false);
+    return request_and_wait(name, partition, false, false);
 }

@@ -48,11 +48,6 @@ static void acked(tl_service *svc, tl_partition_state *p, int64_t next)
     if (upto > p->acked) {
         svc->unacked -= upto - p->acked;
         p->acked = upto;
-        if (svc->acks_late) {
-            svc->acks_late = false;
-            tl_kv f[] = {{"source", p->src->cfg->name}};
-            tl__log(svc, TL_LEVEL_INFO, "commits_acknowledged_again", f, 1);
-        }
         svc->hooks.room_freed(svc, p);
     }
 }
@@ -94,6 +89,26 @@ void tl__acks_event(tl_source_state *src, const char *topic, int32_t partition, 
         free(a);
 }
 
+/* When the oldest position still waiting for its acknowledgement went to a source,
+ * or now when none waits. */
+static int64_t oldest_waiting_ms(const tl_service *svc, int64_t now)
+{
+    int64_t oldest = now;
+    for (size_t i = 0; i < svc->nparts; i++) {
+        const tl_partition_state *p = svc->parts[i];
+        if (p->npoints > 0 && p->points[p->point_first].at_ms < oldest)
+            oldest = p->points[p->point_first].at_ms;
+    }
+    return oldest;
+}
+
+/*
+ * Late means settled messages wait while either no acknowledgement came for the grace,
+ * or the oldest position waiting went out longer ago than that: acknowledgements that
+ * keep coming but seconds behind (a broker of the group's offsets losing a replica)
+ * leave as much unprotected as none at all. Cleared here, not on each acknowledgement,
+ * so that the state changes once each way and is logged once.
+ */
 void tl__acks_check(tl_service *svc)
 {
     uint64_t unsettled = atomic_load_explicit(&svc->st.uncommitted, memory_order_relaxed);
@@ -101,9 +116,16 @@ void tl__acks_check(tl_service *svc)
     int64_t now = tl_loop_now(svc->loop);
     if (!waiting)
         svc->last_ack_ms = now;
-    if (svc->acks_late || !waiting || now - svc->last_ack_ms < ACK_GRACE_MS)
+    bool late = waiting && (now - svc->last_ack_ms >= ACK_GRACE_MS ||
+                            now - oldest_waiting_ms(svc, now) >= ACK_GRACE_MS);
+    if (late == svc->acks_late)
         return;
-    svc->acks_late = true;
+    svc->acks_late = late;
+    if (!late) {
+        tl__log(svc, TL_LEVEL_INFO, "commits_acknowledged_again", NULL, 0);
+        tl__intake_resume(svc); /* the window counts what is unsettled again */
+        return;
+    }
     char n[24];
     snprintf(n, sizeof(n), "%zu", svc->unacked);
     tl_kv f[] = {{"unacknowledged", n}};

@@ -106,12 +106,13 @@ void tl__partitions_assigned(tl_service *svc, tl_source_state *src, const tl_par
 
 /* Remembers a position handed to ops->commit until the source acknowledges it. When
  * many wait, the newest replaces the last: its acknowledgement covers the others. */
-static void point_add(tl_partition_state *p, int64_t next)
+static void point_add(tl_partition_state *p, int64_t next, int64_t now_ms)
 {
     unsigned i = p->npoints < TL_COMMIT_POINTS ? p->npoints++ : p->npoints - 1;
     struct tl_commit_point *pt = &p->points[(p->point_first + i) % TL_COMMIT_POINTS];
     pt->next = next;
     pt->slot = p->offsets.head;
+    pt->at_ms = now_ms;
 }
 
 void tl__partition_commit(tl_service *svc, tl_partition_state *p)
@@ -134,7 +135,7 @@ void tl__partition_commit(tl_service *svc, tl_partition_state *p)
     p->committed = next;
     pthread_mutex_unlock(&svc->mu);
     if (p->src->ops->commit_acks)
-        point_add(p, next);
+        point_add(p, next, tl_loop_now(svc->loop));
 }
 
 uint64_t tl__partition_unacked(const tl_partition_state *p)

@@ -276,14 +276,15 @@ static void drop_unstarted(tl_rec *rec)
     maybe_free(rec);
 }
 
-void tl__records_revoking(tl_service *svc, tl_partition_state *part)
+void tl__records_revoking(tl_service *svc, tl_partition_state *part, bool lost)
 {
     /* Dropping a message below one that ran would hold the commit under what ran:
      * its next owner would handle that again. What still runs after the unwind (a
-     * handler out, a chained attempt a runner claimed, a reroute) counts as ran. */
+     * handler out, a chained attempt a runner claimed, a reroute) counts as ran. When
+     * lost, no commit can land: whatever would run here runs again there anyway. */
     tl__lanes_unwind_all(svc);
-    int64_t high = part->high_settled;
-    for (tl_link *l = svc->recs.head; l; l = l->next) {
+    int64_t high = lost ? -1 : part->high_settled;
+    for (tl_link *l = svc->recs.head; !lost && l; l = l->next) {
         tl_rec *r = tl_list_item(l, tl_rec, all_link);
         if (r->part == part && r->gen == part->gen && r->msg->offset > high &&
             (r->state == REC_RUNNING || r->state == REC_REROUTING))

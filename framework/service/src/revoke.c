@@ -4,7 +4,9 @@
  * retries waiting, held messages: their next owner fetches them from the committed
  * position), lets the rest run and settle up to the drain timeout, commits, and
  * forgets the partitions. Dropping only past the last attempt made keeps a clean
- * handover free of duplicates: the commit covers everything that ran here.
+ * handover free of duplicates: the commit covers everything that ran here. Lost
+ * partitions (the lost event) can commit nothing: everything not started is dropped,
+ * so that only what ran here is repeated by their next owner, not more.
  *
  * Thread rules: tl__revoke runs on the source's thread and waits on its request's
  * condition variable; everything else runs on the loop thread.
@@ -21,6 +23,7 @@ struct tl_revoke_req {
     tl_partition *parts;
     size_t n;
     int64_t deadline_ms;
+    bool lost; /* no commit can land: nothing not started runs, nothing is committed */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
@@ -46,15 +49,17 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
             tl__partition_find(svc, r->src, r->parts[i].topic, r->parts[i].partition);
         if (!p)
             continue;
-        tl__partition_commit(svc, p);
+        if (!r->lost)
+            tl__partition_commit(svc, p);
         char part[16], next[24];
         snprintf(part, sizeof(part), "%d", (int)p->partition);
         snprintf(next, sizeof(next), "%lld", (long long)p->offsets.next);
         tl_kv f[] = {{"source", r->src->cfg->name},
                      {"topic", p->topic},
                      {"partition", part},
-                     {"committed", next}};
-        tl__log(svc, TL_LEVEL_INFO, "partition_revoked", f, 4);
+                     {r->lost ? "settled" : "committed", next}};
+        tl__log(svc, r->lost ? TL_LEVEL_WARN : TL_LEVEL_INFO,
+                r->lost ? "partition_lost" : "partition_revoked", f, 4);
         /* What was committed may still be lost (a coordinator that went away): when
          * the partition comes back, its offsets are committed again as they settle. */
         pthread_mutex_lock(&svc->mu);
@@ -108,7 +113,7 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
             tl__partition_find(svc, r->src, r->parts[i].topic, r->parts[i].partition);
         if (p) {
             p->revoking = true;
-            tl__records_revoking(svc, p);
+            tl__records_revoking(svc, p, r->lost);
         }
     }
     tl__partitions_recount(svc); /* revoking partitions take no share */
@@ -116,21 +121,21 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
     char n[16];
     snprintf(n, sizeof(n), "%zu", r->n);
     tl_kv f[] = {{"source", r->src->cfg->name}, {"partitions", n}};
-    tl__log(svc, TL_LEVEL_INFO, "revoking", f, 2);
+    tl__log(svc, r->lost ? TL_LEVEL_WARN : TL_LEVEL_INFO, r->lost ? "losing" : "revoking", f, 2);
     r->deadline_ms = tl_loop_now(svc->loop) + svc->cfg->drain_timeout_ms;
     r->next = svc->revokes;
     svc->revokes = r;
     tl__revokes_check(svc);
 }
 
-void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n)
+void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost)
 {
     tl_service *svc = src->svc;
     /* During shutdown the loop already drained and committed, and may be waiting in
      * ops->stop for this very thread: answering at once avoids the deadlock. */
     if (atomic_load(&svc->stopping))
         return;
-    tl_revoke_req r = {.src = src, .n = n};
+    tl_revoke_req r = {.src = src, .n = n, .lost = lost};
     r.parts = malloc((n ? n : 1) * sizeof(*r.parts));
     if (!r.parts)
         return;

@@ -80,6 +80,7 @@ typedef struct tl_partition_state {
     struct tl_commit_point {
         int64_t next;
         uint64_t slot;
+        int64_t at_ms; /* when the position went to the source (loop clock) */
     } points[TL_COMMIT_POINTS];
     unsigned point_first, npoints;
     size_t in_flight;
@@ -457,8 +458,9 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
 /* Readies a revoked partition's records for the drain. Those past every attempt made
  * (queued, or waiting for a retry) are dropped: the next owner gets them from the
  * committed position, and nothing done here is lost by it. Those below an attempt
- * made stay to run, retries at once, so that the commit covers all that ran. */
-void tl__records_revoking(tl_service *svc, tl_partition_state *part);
+ * made stay to run, retries at once, so that the commit covers all that ran. A lost
+ * partition can commit nothing, so every record not started is dropped. */
+void tl__records_revoking(tl_service *svc, tl_partition_state *part, bool lost);
 
 /* Frees every record left at teardown, giving its message back. */
 void tl__records_free_all(tl_service *svc);
@@ -489,9 +491,9 @@ void tl__intake_hold_resume(tl_service *svc);
 
 /* ---------------------------------------------------------------- revoke.c */
 
-/* Source thread: the revoked event; returns once the partitions are drained and
- * committed (or the drain timeout passed). */
-void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n);
+/* Source thread: the revoked event (lost: the lost event); returns once the partitions
+ * are drained and committed, lost ones not committed (or the drain timeout passed). */
+void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost);
 
 /* Loop thread: finishes the revokes whose partitions drained or whose time is up. */
 void tl__revokes_check(tl_service *svc);

@@ -27,7 +27,13 @@ static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
 static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
-    tl__revoke(rt, parts, n);
+    tl__revoke(rt, parts, n, false);
+}
+
+static void ev_lost(void *rt, tl_source *s, const tl_partition *parts, size_t n)
+{
+    (void)s;
+    tl__revoke(rt, parts, n, true);
 }
 
 static void ev_committed(void *rt, tl_source *s, const char *topic, int32_t partition,
@@ -148,6 +154,7 @@ static int open_sources(tl_service *svc, char *err, size_t errlen)
                                      .deliver = ev_deliver,
                                      .assigned = ev_assigned,
                                      .revoked = ev_revoked,
+                                     .lost = ev_lost,
                                      .error = ev_error,
                                      .committed = ev_committed};
         char why[512] = "";

@@ -101,6 +101,10 @@ size_t tl_memory_pending(const char *name);
  */
 int tl_memory_revoke(const char *name, int32_t partition);
 
+/* As tl_memory_revoke, but told as a loss (ev->lost, as Kafka tells an assignment
+ * the group took away): the runtime commits nothing of it. */
+int tl_memory_lose(const char *name, int32_t partition);
+
 /*
  * Assigns a partition to the topic's open source again: on the source's thread, calls
  * ev->assigned and resumes reading at the committed offset. Errors as tl_memory_revoke.

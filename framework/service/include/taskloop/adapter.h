@@ -169,6 +169,11 @@ typedef struct tl_source_events {
     void (*assigned)(void *rt, tl_source *src, const tl_partition *parts, size_t n);
     /* Partitions about to be revoked: returns once they are drained and committed. */
     void (*revoked)(void *rt, tl_source *src, const tl_partition *parts, size_t n);
+    /* Partitions lost: taken away with no chance to commit (Kafka: the group went on
+     * without this consumer), so their next owner starts from the last commit that
+     * landed. Nothing of them that has not started runs; returns once what runs has
+     * ended. A source that cannot tell a loss from a revoke calls revoked. */
+    void (*lost)(void *rt, tl_source *src, const tl_partition *parts, size_t n);
     /* An error worth reporting; the source keeps trying unless fatal. */
     void (*error)(void *rt, tl_source *src, int err, bool fatal, const char *what);
     /* Sources with commit_acks: the broker acknowledged (err 0) or refused a commit of
