@@ -1,9 +1,9 @@
 // Polls /stats and /tasks, keeps the last minutes of rates in memory and draws them.
 "use strict";
-const POLL_MS = 1500, KEEP = 240, TASKS_TOP = 15;
+const POLL_MS = 1000, KEEP = 300, TASKS_TOP = 15;
 const RATES = [["consumed_total", "consumed", "#3b6fd4"], ["completed_total", "completed", "#2c8a4b"],
   ["stalled_total", "stalled", "#c0392b"], ["rerouted_total", "rerouted", "#d68910"]];
-const TIMES = [["p50", "#3b6fd4"], ["p90", "#d68910"], ["p99", "#c0392b"]];
+const TIMES = [["p50", "p50", "#3b6fd4"], ["p90", "p90", "#d68910"], ["p99", "p99", "#c0392b"]];
 const history = [];
 let last = null, token = sessionStorage.getItem("taskloop-token") || "", failingSince = null;
 
@@ -92,8 +92,9 @@ function draw(canvasId, legendId, series, pick) {
     g.beginPath(); g.moveTo(40, y); g.lineTo(c.width, y); g.stroke();
     g.fillText((max * i / 4).toPrecision(3), 0, y + 4);
   }
-  const x = (i) => 40 + (c.width - 44) * i / (KEEP - 1);
-  for (const [k, color] of series) {
+  // Spread what is kept over the width: the chart fills up rather than crawls in.
+  const x = (i) => 40 + (c.width - 44) * i / Math.max(1, history.length - 1);
+  for (const [k, , color] of series) {
     g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
     let pen = false;
     history.forEach((p, i) => {
@@ -105,8 +106,8 @@ function draw(canvasId, legendId, series, pick) {
     });
     g.stroke();
   }
-  $(legendId).innerHTML = series.map(([k, color, label]) =>
-    `<span><i style="background:${color}"></i>${label || k}</span>`).join("");
+  $(legendId).innerHTML = series.map(([, label, color]) =>
+    `<span><i style="background:${color}"></i>${label}</span>`).join("");
 }
 
 function showStats(s) {
