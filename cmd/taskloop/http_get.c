@@ -30,15 +30,17 @@ int tl_cli_url_parse(const char *url, tl_cli_url *out, char *err, size_t errlen)
     p += 7;
     const char *slash = strchr(p, '/');
     size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
-    const char *colon = NULL;
-    if (*p == '[') {
+    const char *colon = NULL, *hstart = p, *hend = p + hostport;
+    if (*p == '[') { /* [IPv6] */
         const char *close = memchr(p, ']', hostport);
-        colon = close && close + 1 < p + hostport && close[1] == ':' ? close + 1 : NULL;
+        hstart = p + 1;
+        hend = close ? close : p;
+        colon = close && close[1] == ':' ? close + 1 : NULL;
     } else {
         colon = memchr(p, ':', hostport);
+        hend = colon ? colon : hend;
     }
-    const char *hstart = *p == '[' ? p + 1 : p;
-    size_t hlen = colon ? (size_t)(colon - hstart) - (*p == '[') : hostport;
+    size_t hlen = hend > hstart ? (size_t)(hend - hstart) : 0;
     size_t plen = colon ? (size_t)(p + hostport - colon - 1) : 0;
     if (hlen == 0 || hlen >= sizeof(out->host) || (colon && (plen == 0 || plen >= 6))) {
         snprintf(err, errlen, "'%s': not http://HOST:PORT", url);

@@ -148,12 +148,14 @@ static void print_counters(FILE *f, const json_t *s, const json_t *prev)
             num(g, "in_flight"), num(g, "uncommitted"), num(g, "workers"));
     double dt = prev ? (double)(num(s, "clock_ms") - num(prev, "clock_ms")) / 1000 : 0;
     if (dt > 0) {
+        static const char *const rated[] = {"consumed", "completed", "failed", "stalled",
+                                            "rerouted"};
         const json_t *pc = json_object_get(prev, "counters");
         fputs("per second:", f);
-        for (size_t i = 0; i < 4; i++) {
-            size_t n = strlen(counter_names[i]) - strlen("_total");
-            double d = (double)(num(c, counter_names[i]) - num(pc, counter_names[i]));
-            fprintf(f, " %.*s %.1f", (int)n, counter_names[i], d / dt);
+        for (size_t i = 0; i < sizeof(rated) / sizeof(rated[0]); i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "%s_total", rated[i]);
+            fprintf(f, " %s %.1f", rated[i], (double)(num(c, key) - num(pc, key)) / dt);
         }
         fputc('\n', f);
     }

@@ -209,6 +209,17 @@ h = doc["handler_duration_seconds"]
 assert h["count"] == metrics["taskloop_handler_duration_seconds_count"] == 24, h
 assert h["buckets"][-1] == {"le": "+Inf", "count": 24}, h["buckets"]
 assert 0 < h["p50"] <= h["p90"] <= h["p99"], h
+# The percentiles interpolate within their bucket, as Prometheus's histogram_quantile.
+def quantile(q):
+    rank, below, lo = q * h["count"], 0, 0.0
+    for b in h["buckets"]:
+        if b["count"] >= rank and b["count"] > below:
+            if b["le"] == "+Inf":
+                return lo
+            return lo + (b["le"] - lo) * (rank - below) / (b["count"] - below)
+        below, lo = b["count"], (b["le"] if b["le"] != "+Inf" else lo)
+for q in (50, 90, 99):
+    assert abs(h["p%d" % q] - quantile(q / 100)) < 1e-9, (q, h)
 assert doc["health"]["healthy"] and doc["health"]["live"] and doc["health"]["ready"], doc["health"]
 assert doc["health"]["stuck_workers"] == 1, doc["health"]
 routes = {r["source"]: r for r in doc["routes"]}
