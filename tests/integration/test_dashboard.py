@@ -75,7 +75,12 @@ class Service:
         self.proc = subprocess.Popen([taskloop, "run", config, "--no-progress"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=self.err)
         self.url = "http://127.0.0.1:%d" % self.port
-        until("the admin endpoint", lambda: self.get("/healthz", auth=False) == "ok\n")
+        try:
+            until("the admin endpoint", lambda: self.get("/healthz", auth=False) == "ok\n")
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def get(self, path, auth=True):
         req = urllib.request.Request(self.url + path)
