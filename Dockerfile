@@ -11,9 +11,10 @@
 # ---------------------------------------------------------------- build
 FROM debian:12-slim AS build
 
-# The same packages as a developer machine (scripts/install-deps.sh).
+# The same packages as a developer machine (scripts/install-deps.sh), without the
+# browser the dashboard's test drives.
 COPY scripts/install-deps.sh /opt/taskloop/scripts/install-deps.sh
-RUN /opt/taskloop/scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN /opt/taskloop/scripts/install-deps.sh --no-test-extras && rm -rf /var/lib/apt/lists/*
 
 # Only what the build needs (build directories of a working tree stay out).
 WORKDIR /opt/taskloop

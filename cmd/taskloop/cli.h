@@ -38,6 +38,7 @@ extern const tl_main_opts tl_cli_main_opts;
 bool tl_cli_has_demo(int argc, char **argv);
 int tl_cli_cmd_produce(int argc, char **argv);
 int tl_cli_cmd_mock(int argc, char **argv);
+int tl_cli_cmd_top(int argc, char **argv);
 
 /* `taskloop run --demo` with the rest of run's options already parsed. */
 int tl_cli_demo(bool progress, int64_t cap_ms);
@@ -74,6 +75,28 @@ void tl_cli_sleep_ms(int64_t ms);
 /* Writes a plain line on stderr through the program log (taskloop/program.h), without
  * disturbing the status line. */
 void tl_cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---------------------------------------------------------------- HTTP GET (http_get.c) */
+
+/* An http:// URL taken apart: host (no brackets), port, and a path prefix (no final
+ * slash, "" for none). */
+typedef struct tl_cli_url {
+    char host[256];
+    char port[8];
+    char prefix[512];
+} tl_cli_url;
+
+/* Parses "http://HOST[:PORT][/PREFIX]"; -1 with the reason in err when it is not one. */
+int tl_cli_url_parse(const char *url, tl_cli_url *out, char *err, size_t errlen);
+
+/*
+ * GETs prefix+path, with "Authorization: Bearer token" when token is not NULL. 0 with
+ * the HTTP status in *status and the body in *body (malloc'd, NUL-terminated; the
+ * caller frees it); -1 with the reason in err when no HTTP answer came within a few
+ * seconds.
+ */
+int tl_cli_http_get(const tl_cli_url *u, const char *path, const char *token, int *status,
+                    char **body, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- test load (load.c) */
 

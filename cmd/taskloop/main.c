@@ -17,6 +17,7 @@ static const char usage[] =
     "  check FILE | --demo  validate a config; print it resolved, secrets masked\n"
     "  produce --to T ...   send test load to kafka:TOPIC or zmq:ENDPOINT\n"
     "  mock [--topic T:P]   serve an in-process mock Kafka cluster until stopped\n"
+    "  top URL              watch a running service through its admin endpoint\n"
     "\n"
     "options:\n"
     "  -h, --help           this text; `taskloop COMMAND --help` for a command's\n"
@@ -30,10 +31,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"run", tl_cli_cmd_run},
-    {"check", tl_cli_cmd_check},
-    {"produce", tl_cli_cmd_produce},
-    {"mock", tl_cli_cmd_mock},
+    {"run", tl_cli_cmd_run},   {"check", tl_cli_cmd_check}, {"produce", tl_cli_cmd_produce},
+    {"mock", tl_cli_cmd_mock}, {"top", tl_cli_cmd_top},
 };
 
 int main(int argc, char **argv)

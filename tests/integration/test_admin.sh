@@ -184,6 +184,84 @@ for t in doc["tasks"]:
 EOF
 pass "/tasks is JSON listing the 4 running handlers, the message each works on, one stalled"
 
+# /stats: the figures of /metrics as JSON (the service is quiet now: both hold still).
+curl -s "$URL/metrics" >"$TMP/metrics"
+[[ $(status /stats) == 200 ]] || fail "/stats is not 200"
+python3 - "$TMP/body" "$TMP/metrics" <<'EOF' || fail "/stats does not match /metrics"
+import json, re, sys
+doc = json.load(open(sys.argv[1]))
+metrics = {}
+for line in open(sys.argv[2]):
+    m = re.match(r"^(taskloop_\w+)(\{[^}]*\})? (\S+)$", line)
+    if m:
+        metrics[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+for name, v in doc["counters"].items():
+    if name in ("rerouted_total", "reroute_errors_total"):  # per target in /metrics
+        got = sum(x for k, x in metrics.items() if k.startswith("taskloop_%s{" % name))
+    else:
+        got = metrics["taskloop_" + name]
+    assert got == v, (name, v, got)
+for name, v in doc["gauges"].items():
+    assert metrics["taskloop_" + name] == v, (name, v)
+for t in doc["targets"]:
+    assert metrics['taskloop_rerouted_total{target="%s"}' % t["target"]] == t["rerouted_total"], t
+h = doc["handler_duration_seconds"]
+assert h["count"] == metrics["taskloop_handler_duration_seconds_count"] == 24, h
+assert h["buckets"][-1] == {"le": "+Inf", "count": 24}, h["buckets"]
+assert 0 < h["p50"] <= h["p90"] <= h["p99"], h
+# The percentiles interpolate within their bucket, as Prometheus's histogram_quantile.
+def quantile(q):
+    rank, below, lo = q * h["count"], 0, 0.0
+    for b in h["buckets"]:
+        if b["count"] >= rank and b["count"] > below:
+            if b["le"] == "+Inf":
+                return lo
+            return lo + (b["le"] - lo) * (rank - below) / (b["count"] - below)
+        below, lo = b["count"], (b["le"] if b["le"] != "+Inf" else lo)
+for q in (50, 90, 99):
+    assert abs(h["p%d" % q] - quantile(q / 100)) < 1e-9, (q, h)
+assert doc["health"]["healthy"] and doc["health"]["live"] and doc["health"]["ready"], doc["health"]
+assert doc["health"]["stuck_workers"] == 1, doc["health"]
+routes = {r["source"]: r for r in doc["routes"]}
+# The three holds run on "in"; the stuck one of "slow" was rerouted and still runs.
+assert routes["in"]["live"] == {"in_flight": 3, "running": 3, "stalled": 0, "stuck": 0,
+                                "rerouting": 0}, routes["in"]
+assert routes["slow"]["live"]["stalled"] == 1 and routes["slow"]["live"]["stuck"] == 1, routes
+assert routes["slow"]["stalled_total"] == 1 and routes["slow"]["rerouted_total"] == 1, routes
+assert routes["slow"]["on_stall"] == "memory:admin_stalled", routes["slow"]
+for r in doc["routes"]:
+    key = 'taskloop_route_stalled_total{route="%d",source="%s",handler="%s"}' % (
+        r["route"], r["source"], r["handler"])
+    assert metrics[key] == r["stalled_total"], (key, r)
+parts = doc["partitions"]
+assert parts["total"] == 3 and parts["from"] == 0 and parts["top"] == 20, parts
+for p in parts["items"]:
+    key = 'taskloop_committed_offset{source="%s",topic="%s",partition="%d"}' % (
+        p["source"], p["topic"], p["partition"])
+    assert p["committed_offset"] is None or metrics[key] == p["committed_offset"], p
+    assert p["consumer_lag"] is None, p  # the memory source reports no lag
+EOF
+pass "/stats carries the figures of /metrics, and each route's live counts"
+
+[[ $(status '/stats?top=1&from=1') == 200 ]] || fail "/stats?top=1&from=1 is not 200"
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["partitions"]; assert (p["total"], p["from"], p["top"], len(p["items"])) == (3, 1, 1, 1), p' "$TMP/body" ||
+    fail "/stats?top=1&from=1 does not page the partitions"
+for q in 'top=0' 'top=1001' 'top=x' 'top=' 'from=-1' 'from=1e3'; do
+    [[ $(status "/stats?$q") == 400 ]] || fail "/stats?$q is not 400"
+    grep -q "^bad query: ${q%%=*} must be" "$TMP/body" || fail "/stats?$q: $(cat "$TMP/body")"
+done
+pass "/stats pages the partitions (?top=N&from=K) and answers 400 naming a bad argument"
+
+[[ $(status /) == 200 ]] || fail "/ is not 200"
+curl -s -D "$TMP/headers" -o /dev/null "$URL/"
+grep -qi '^content-type: text/html' "$TMP/headers" || fail "/ is not HTML"
+grep -q '<canvas id="rates"' "$TMP/body" && grep -q 'fetch(path' "$TMP/body" ||
+    fail "/ is not the dashboard"
+if grep -Eq '(src|href)="?(https?:)?//' "$TMP/body"; then
+    fail "the dashboard loads something from elsewhere"
+fi
+pass "/ serves the dashboard, self-contained"
+
 [[ $(status /nope) == 404 ]] || fail "an unknown path is not 404"
 [[ $(status /metrics/x) == 404 ]] || fail "/metrics/x is not 404"
 pass "unknown paths 404"
@@ -267,6 +345,10 @@ grep -q '^taskloop_consumed_total' "$TMP/body2" || fail "/metrics with the token
 pass "with the token every path answers as without one"
 [[ $(code /healthz) == 200 && $(code /readyz) == 200 ]] || fail "the probes need the token"
 pass "/healthz and /readyz answer without the token"
+[[ $(code /stats) == 401 ]] || fail "/stats without a token is not 401"
+[[ $(code /stats -H "Authorization: Bearer $TOKEN") == 200 ]] || fail "/stats refuses the token"
+[[ $(code /) == 200 ]] || fail "the dashboard page needs the token"
+pass "/stats needs the token; the page, which holds no figure, does not"
 stop2
 if grep -qF "$TOKEN" "$TMP/tok.err" "$TMP/tok.out"; then
     fail "the token appears in the service's output"

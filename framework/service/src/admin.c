@@ -1,12 +1,17 @@
 /*
- * The admin endpoint: Prometheus metrics, liveness and readiness probes, and the
- * pending tasks as JSON, over HTTP (libmicrohttpd) while a service runs. This file is
- * the server: the socket, the dispatch of requests, replies and the probes. The bodies
- * of /metrics and /tasks come from admin_metrics.c and admin_tasks.c (admin_int.h),
- * which it calls and which call nothing here.
+ * The admin endpoint: Prometheus metrics, the same figures as JSON, liveness and
+ * readiness probes, the pending tasks as JSON and a dashboard page, over HTTP
+ * (libmicrohttpd) while a service runs. This file is the server: the socket, the
+ * dispatch of requests, replies and the probes. The bodies of /metrics, /stats,
+ * /tasks and / come from admin_metrics.c, admin_stats.c, admin_tasks.c and the
+ * generated admin_page.c (admin_int.h), which it calls and which call nothing here.
  *
+ *   GET /         the dashboard: a static page whose script polls /stats and /tasks
+
  *   GET /metrics  Prometheus text format 0.0.4: the service counters, per-target
  *                 reroutes, committed offsets and the handler duration histogram
+ *   GET /stats    the figures of /metrics as JSON (admin_stats.c); ?top=N&from=K
+ *                 pages the partitions (N from 1 to STATS_TOP_MAX, 20 by default)
  *   GET /healthz  200 "ok" while the loop turns (housekeeping ran within
  *                 HEALTH_STALE_MS), else 503: a liveness probe
  *   GET /readyz   200 "ok" once started, while not draining and healthy (the
@@ -15,9 +20,10 @@
  *                 does not answer within TL_ADMIN_TASKS_WAIT_MS
  * Any other path is 404; any other method on these paths is 405.
  *
- * With a token (admin.token), every request but the probes /healthz and /readyz must
- * carry "Authorization: Bearer TOKEN", else it gets 401 (before any 404 or 405, so
- * that nothing about the endpoint shows without it). The token is compared in time
+ * With a token (admin.token), every request but the probes /healthz and /readyz and
+ * the page at / must carry "Authorization: Bearer TOKEN", else it gets 401 (before any
+ * 404 or 405, so that nothing about the endpoint shows without it). The page holds no
+ * figure: its script asks for the token and sends it with each poll. The token is compared in time
  * that depends on its length only.
  *
  * The endpoint listens on loopback by default (an empty HOST too); another address is
@@ -52,6 +58,9 @@
 
 /* A loop that has not run housekeeping (every 50ms) for this long is stuck. */
 #define HEALTH_STALE_MS 5000
+/* Partitions /stats lists when not told, and at most. */
+#define STATS_TOP_DEFAULT 20
+#define STATS_TOP_MAX 1000
 
 struct tl_admin {
     tl_service *svc;
@@ -256,6 +265,50 @@ static enum MHD_Result serve_tasks(tl_admin *a, struct MHD_Connection *c)
     return reply(c, MHD_HTTP_OK, "application/json", text, strlen(text), true);
 }
 
+/* Reads the query argument name as an integer in [min, max] into *out (left alone when
+ * absent); false when it is there and is not one. */
+static bool query_size(struct MHD_Connection *c, const char *name, size_t min, size_t max,
+                       size_t *out)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    if (!v)
+        return true;
+    size_t n = 0;
+    if (!*v)
+        return false;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9' || n > max)
+            return false;
+        n = n * 10 + (size_t)(*p - '0');
+    }
+    if (n < min || n > max)
+        return false;
+    *out = n;
+    return true;
+}
+
+static enum MHD_Result serve_stats(tl_admin *a, struct MHD_Connection *c)
+{
+    tl_admin_range range = {.top = STATS_TOP_DEFAULT, .from = 0};
+    if (!query_size(c, "top", 1, STATS_TOP_MAX, &range.top))
+        return reply_text(c, MHD_HTTP_BAD_REQUEST,
+                          "bad query: top must be a whole number from 1 to %d\n", STATS_TOP_MAX);
+    if (!query_size(c, "from", 0, (size_t)1 << 30, &range.from))
+        return reply_text(c, MHD_HTTP_BAD_REQUEST,
+                          "bad query: from must be a whole number from 0 (a partition index)\n");
+    char *text = tl__admin_stats(a->svc, &a->closing, &range);
+    if (!text)
+        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    return reply(c, MHD_HTTP_OK, "application/json", text, strlen(text), true);
+}
+
+static enum MHD_Result serve_page(tl_admin *a, struct MHD_Connection *c)
+{
+    (void)a;
+    return reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)tl__admin_page_html,
+                 tl__admin_page_html_len, false);
+}
+
 /* ---------------------------------------------------------------- the token */
 
 /* True when given equals want; the time taken depends on want's length only, so that
@@ -312,12 +365,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     static const struct {
         const char *path;
         enum MHD_Result (*serve)(tl_admin *a, struct MHD_Connection *c);
-    } routes[] = {{"/metrics", serve_metrics},
-                  {"/healthz", serve_healthz},
-                  {"/readyz", serve_readyz},
-                  {"/tasks", serve_tasks}};
-    bool probe = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0;
-    if (!probe && !authorized(a, c))
+    } routes[] = {{"/metrics", serve_metrics}, {"/stats", serve_stats}, {"/healthz", serve_healthz},
+                  {"/readyz", serve_readyz},   {"/tasks", serve_tasks}, {"/", serve_page}};
+    /* The probes, and the page, which shows nothing until its polls are let in. */
+    bool open =
+        strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 || strcmp(url, "/") == 0;
+    if (!open && !authorized(a, c))
         return reply_unauthorized(c);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(url, routes[i].path) != 0)
@@ -327,7 +380,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return routes[i].serve(a, c);
     }
     return reply_text(c, MHD_HTTP_NOT_FOUND,
-                      "not found: try /metrics, /healthz, /readyz, /tasks\n");
+                      "not found: try /, /metrics, /stats, /healthz, /readyz, /tasks\n");
 }
 
 /* ---------------------------------------------------------------- lifecycle */

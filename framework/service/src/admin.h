@@ -1,5 +1,5 @@
 /*
- * The admin HTTP endpoint of a service: /metrics, /healthz, /readyz, /tasks.
+ * The admin HTTP endpoint of a service: /, /metrics, /stats, /healthz, /readyz, /tasks.
  *
  * Thread rules: tl__admin_open and tl__admin_close run on the thread calling
  * tl_service_run, before and after the loop runs; requests are served on

@@ -1,14 +1,16 @@
 /*
  * The Prometheus text of /metrics (format 0.0.4): the service counters, per-target
- * reroutes, committed offsets, consumer lag and the handler duration histogram.
+ * reroutes, per-route stalls, reroutes and late completions, committed offsets,
+ * consumer lag and the handler duration histogram.
  *
  * A renderer for admin.c, which serves what it returns; it calls nothing in admin.c.
  *
- * Thread rules: runs on libmicrohttpd's polling thread and reads the service only
- * through what is safe from any thread: the atomic counters, the histogram,
- * tl_service_targets/partitions/lag and tl_loop_workers.
+ * The figures come from one snapshot (admin_snapshot.c), the one /stats renders too.
+ *
+ * Thread rules: runs on libmicrohttpd's polling thread.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -40,134 +42,109 @@ static void label_value(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void metrics_targets(FILE *f, tl_service *svc)
+static void metrics_targets(FILE *f, const tl_admin_snap *s)
 {
-    /* The targets are fixed once the service is built, so one count is enough. */
-    size_t n = tl_service_targets(svc, NULL, 0);
-    tl_target_stats *t = calloc(n ? n : 1, sizeof(*t));
-    if (!t)
-        return;
-    n = tl_service_targets(svc, t, n);
     metric_head(f, "rerouted_total", "counter",
                 "Messages rerouted and acknowledged by their target, per target.");
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < s->ntargets; i++) {
         fputs("taskloop_rerouted_total{target=", f);
-        label_value(f, t[i].target);
-        fprintf(f, "} %" PRIu64 "\n", t[i].rerouted);
+        label_value(f, s->targets[i].target);
+        fprintf(f, "} %" PRIu64 "\n", s->targets[i].rerouted);
     }
     metric_head(f, "reroute_errors_total", "counter",
                 "Reroute sends refused or not acknowledged by their target (retried).");
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < s->ntargets; i++) {
         fputs("taskloop_reroute_errors_total{target=", f);
-        label_value(f, t[i].target);
-        fprintf(f, "} %" PRIu64 "\n", t[i].errors);
+        label_value(f, s->targets[i].target);
+        fprintf(f, "} %" PRIu64 "\n", s->targets[i].errors);
     }
-    free(t);
 }
 
-typedef size_t (*fill_fn)(tl_service *svc, void *out, size_t cap);
-
-/*
- * A copy of a list that may grow while it is copied (partitions appear as messages
- * arrive, assignments change): sized again until it fits. NULL on allocation failure.
- */
-static void *snapshot(tl_service *svc, fill_fn fill, size_t size, size_t *n)
+/* Labels source, topic and partition of one partition's sample. */
+static void part_sample(FILE *f, const char *name, const tl_admin_part *p, int64_t v)
 {
-    void *p = NULL;
-    size_t cap = 0;
-    *n = fill(svc, NULL, 0);
-    while (*n > cap) {
-        cap = *n + 16;
-        void *q = realloc(p, cap * size);
-        if (!q) {
-            free(p);
-            return NULL;
-        }
-        p = q;
-        *n = fill(svc, p, cap);
-    }
-    return p ? p : calloc(1, size);
+    fprintf(f, "taskloop_%s{source=", name);
+    label_value(f, p->source);
+    fputs(",topic=", f);
+    label_value(f, p->topic);
+    fprintf(f, ",partition=\"%" PRId32 "\"} %" PRId64 "\n", p->partition, v);
 }
 
-static size_t fill_partitions(tl_service *svc, void *out, size_t cap)
+static void metrics_partitions(FILE *f, const tl_admin_snap *s)
 {
-    return tl_service_partitions(svc, out, cap);
-}
-
-static size_t fill_lag(tl_service *svc, void *out, size_t cap)
-{
-    return tl_service_lag(svc, out, cap);
-}
-
-static void metrics_offsets(FILE *f, tl_service *svc)
-{
-    size_t n;
-    tl_partition_stats *p = snapshot(svc, fill_partitions, sizeof(*p), &n);
-    if (!p)
-        return;
     metric_head(f, "committed_offset", "gauge",
                 "Next offset committed per partition: every message below it is settled.");
-    for (size_t i = 0; i < n; i++) {
-        if (p[i].next < 0)
-            continue; /* nothing committed yet: no sample rather than a fake -1 */
-        fputs("taskloop_committed_offset{source=", f);
-        label_value(f, p[i].source);
-        fputs(",topic=", f);
-        label_value(f, p[i].topic);
-        fprintf(f, ",partition=\"%" PRId32 "\"} %" PRId64 "\n", p[i].partition, p[i].next);
-    }
-    free(p);
-}
-
-static void metrics_lag(FILE *f, tl_service *svc)
-{
-    size_t n;
-    tl_partition_lag *lag = snapshot(svc, fill_lag, sizeof(*lag), &n);
-    if (!lag)
-        return;
+    /* Nothing committed yet: no sample rather than a fake -1; likewise unknown lag. */
+    for (size_t i = 0; i < s->nparts; i++)
+        if (s->parts[i].committed >= 0)
+            part_sample(f, "committed_offset", &s->parts[i], s->parts[i].committed);
     metric_head(f, "consumer_lag", "gauge",
                 "Messages between the consumer's position and the end of each partition "
                 "(sources that know it: Kafka).");
-    for (size_t i = 0; i < n; i++) {
-        fputs("taskloop_consumer_lag{source=", f);
-        label_value(f, lag[i].source);
-        fputs(",topic=", f);
-        label_value(f, lag[i].topic);
-        fprintf(f, ",partition=\"%" PRId32 "\"} %" PRId64 "\n", lag[i].partition, lag[i].lag);
-    }
-    free(lag);
+    for (size_t i = 0; i < s->nparts; i++)
+        if (s->parts[i].lag >= 0)
+            part_sample(f, "consumer_lag", &s->parts[i], s->parts[i].lag);
 }
 
-static void metrics_histogram(FILE *f, tl_histogram *h)
+/* One per-route counter family, labelled with the route's index, source and handler. */
+static void metrics_route_counter(FILE *f, const tl_admin_snap *s, const char *name,
+                                  const char *help, size_t field)
+{
+    metric_head(f, name, "counter", help);
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const tl_admin_route *r = &s->routes[i];
+        fprintf(f, "taskloop_%s{route=\"%zu\",source=", name, i);
+        label_value(f, r->source);
+        fputs(",handler=", f);
+        label_value(f, r->handler);
+        fprintf(f, "} %" PRIu64 "\n", *(const uint64_t *)((const char *)r + field));
+    }
+}
+
+static void metrics_routes(FILE *f, const tl_admin_snap *s)
+{
+    metrics_route_counter(f, s, "route_stalled_total", "Handlers past their timeout, per route.",
+                          offsetof(tl_admin_route, stalled));
+    metrics_route_counter(f, s, "route_rerouted_total",
+                          "Reroutes acknowledged by their target, per route.",
+                          offsetof(tl_admin_route, rerouted));
+    metrics_route_counter(f, s, "route_late_completions_total",
+                          "Stalled handlers that finished after all, per route.",
+                          offsetof(tl_admin_route, late));
+}
+
+static void metrics_histogram(FILE *f, const tl_admin_snap *s)
 {
     metric_head(f, "handler_duration_seconds", "histogram",
                 "Handler attempt durations, from the start of the handler until the loop "
                 "saw it finish.");
-    /* Cumulative counts from the buckets themselves, so that +Inf and _count agree
-     * even while observations land during the scrape. */
     uint64_t cum = 0;
     for (size_t i = 0; i <= TL_HIST_NBOUNDS; i++) {
-        cum += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        cum += s->buckets[i];
         if (i < TL_HIST_NBOUNDS)
             fprintf(f, "taskloop_handler_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                     (double)tl_histogram_bound_ns(i) / 1e9, cum);
         else
             fprintf(f, "taskloop_handler_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
     }
-    uint64_t sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
-    fprintf(f, "taskloop_handler_duration_seconds_sum %.9f\n", (double)sum_ns / 1e9);
-    fprintf(f, "taskloop_handler_duration_seconds_count %" PRIu64 "\n", cum);
+    fprintf(f, "taskloop_handler_duration_seconds_sum %.9f\n", (double)s->hist_sum_ns / 1e9);
+    fprintf(f, "taskloop_handler_duration_seconds_count %" PRIu64 "\n", s->hist_count);
 }
 
 char *tl__admin_metrics(tl_service *svc, size_t *len)
 {
-    tl_service_stats st;
-    tl_service_stats_get(svc, &st);
+    /* No loop call: /metrics answers even while the loop is stuck. */
+    tl_admin_snap s;
+    if (tl__admin_snap_take(svc, NULL, &s) != 0)
+        return NULL;
+    const tl_service_stats st = s.st;
     char *buf = NULL;
     *len = 0;
     FILE *f = open_memstream(&buf, len);
-    if (!f)
+    if (!f) {
+        tl__admin_snap_free(&s);
         return NULL;
+    }
     metric_head(f, "info", "gauge", "Always 1; the labels name the service and library.");
     fputs("taskloop_info{service=", f);
     label_value(f, svc->cfg->service);
@@ -179,7 +156,7 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
     metric_one(f, "retries_total", "counter", "Handler attempts after the first.", st.retries);
     metric_one(f, "stalled_total", "counter", "Handlers still running at their timeout.",
                st.stalled);
-    metrics_targets(f, svc);
+    metrics_targets(f, &s);
     metric_one(f, "dropped_total", "counter", "Failed messages with no target to go to.",
                st.dropped);
     metric_one(f, "late_completions_total", "counter", "Stalled handlers that finished after all.",
@@ -199,12 +176,13 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
     metric_one(f, "replaced_workers_total", "counter",
                "Workers added to stand in for ones stuck in stalled handlers.",
                st.replaced_workers);
-    metric_one(f, "workers", "gauge", "Worker threads alive.", tl_loop_workers(svc->loop));
+    metric_one(f, "workers", "gauge", "Worker threads alive.", s.workers);
     metric_one(f, "healthy", "gauge", "1 unless the stuck-worker cap is exceeded.",
                st.healthy ? 1 : 0);
-    metrics_offsets(f, svc);
-    metrics_lag(f, svc);
-    metrics_histogram(f, &svc->handler_seconds);
+    metrics_routes(f, &s);
+    metrics_partitions(f, &s);
+    metrics_histogram(f, &s);
+    tl__admin_snap_free(&s);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

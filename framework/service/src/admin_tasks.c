@@ -5,6 +5,9 @@
  * partition, offset, key (text, or 0x and hex, cut at 32 bytes; null without one),
  * attempt, stalled}.
  *
+ * The same request, asked for routes, counts each route's live records instead
+ * (tl__admin_route_live, for /stats).
+ *
  * A renderer for admin.c, which serves what it returns; it calls nothing in admin.c.
  *
  * Thread rules: the task list belongs to the loop thread, so the request thread posts
@@ -43,6 +46,8 @@ typedef struct snap_req {
     int refs;       /* [mu] the waiter's and the loop call's */
     bool done;      /* [mu] the loop filled the snapshot */
     bool abandoned; /* [mu] the waiter gave up: the loop skips the work */
+    tl_service *svc;
+    tl_route_live *routes; /* set: count the routes' records rather than list tasks */
     size_t total, n;
     tl_task_info info[TASKS_CAP]; /* loop-thread scratch */
     snap_entry items[TASKS_CAP];
@@ -60,9 +65,27 @@ static void snap_unref(snap_req *r)
         free(r->items[i].handler);
         free(r->items[i].origin);
     }
+    free(r->routes);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
+}
+
+/* Loop thread: counts each route's live records by what they wait for. */
+static void count_routes(snap_req *r)
+{
+    tl_service *svc = r->svc;
+    for (tl_link *l = svc->recs.head; l; l = l->next) {
+        const tl_rec *rec = tl_list_item(l, tl_rec, all_link);
+        tl_route_live *c = &r->routes[rec->route - svc->routes];
+        if (rec->state == REC_SETTLED && !rec->stalled)
+            continue;
+        c->in_flight += rec->state != REC_SETTLED;
+        c->running += rec->state == REC_RUNNING;
+        c->rerouting += rec->state == REC_REROUTING;
+        c->stalled += rec->stalled != NULL;
+        c->stuck += rec->stalled != NULL && rec->stuck;
+    }
 }
 
 /* Loop thread: copies the pending tasks, names included (they are only borrowed). */
@@ -72,7 +95,13 @@ static void snap_on_loop(tl_loop *loop, void *arg)
     pthread_mutex_lock(&r->mu);
     bool skip = r->abandoned;
     pthread_mutex_unlock(&r->mu);
-    if (!skip) {
+    if (!skip && r->routes) {
+        count_routes(r);
+        pthread_mutex_lock(&r->mu);
+        r->done = true;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    } else if (!skip) {
         size_t total = tl_loop_tasks(loop, r->info, TASKS_CAP);
         size_t n = total < TASKS_CAP ? total : TASKS_CAP;
         for (size_t i = 0; i < n; i++) {
@@ -180,21 +209,51 @@ static char *snap_json(const snap_req *r)
     return out;
 }
 
+/* Posts r to the loop and waits for its answer; on 0 the caller reads r, then unrefs. */
+static int snap_ask(tl_service *svc, _Atomic bool *closing, snap_req *r)
+{
+    if (tl_loop_call_threadsafe(svc->loop, snap_on_loop, r) != 0) {
+        r->refs = 1; /* the call was never queued */
+        snap_unref(r);
+        return TL_ECLOSED;
+    }
+    if (!snap_wait(closing, r)) {
+        snap_unref(r);
+        return TL_ETIMEDOUT;
+    }
+    return 0;
+}
+
 int tl__admin_tasks(tl_service *svc, _Atomic bool *closing, char **json)
 {
     *json = NULL;
     snap_req *r = snap_new();
     if (!r)
         return TL_ENOMEM;
-    if (tl_loop_call_threadsafe(svc->loop, snap_on_loop, r) != 0) {
-        r->refs = 1; /* the call was never queued */
-        snap_unref(r);
-        return TL_ECLOSED;
-    }
-    bool done = snap_wait(closing, r);
-    *json = done ? snap_json(r) : NULL;
+    int rc = snap_ask(svc, closing, r);
+    if (rc)
+        return rc;
+    *json = snap_json(r);
     snap_unref(r);
-    if (!done)
-        return TL_ETIMEDOUT;
     return *json ? 0 : TL_ENOMEM;
+}
+
+int tl__admin_route_live(tl_service *svc, _Atomic bool *closing, tl_route_live *out)
+{
+    snap_req *r = snap_new();
+    if (!r)
+        return TL_ENOMEM;
+    r->svc = svc;
+    r->routes = calloc(svc->nroutes ? svc->nroutes : 1, sizeof(*r->routes));
+    if (!r->routes) {
+        r->refs = 1;
+        snap_unref(r);
+        return TL_ENOMEM;
+    }
+    int rc = snap_ask(svc, closing, r);
+    if (rc)
+        return rc;
+    memcpy(out, r->routes, svc->nroutes * sizeof(*out));
+    snap_unref(r);
+    return 0;
 }

@@ -171,8 +171,7 @@ static void attempt_done(tl_rec *rec, tl_task *task)
 /* hooks.attempt_expired: the attempt stalled. */
 static void attempt_expired(tl_rec *rec)
 {
-    tl_service *svc = rec->svc;
-    TL_STAT_ADD(svc, stalled, 1);
+    TL_ROUTE_STAT_INC(rec, stalled);
     /* Without a target the message waits for this attempt's own result: asking it
      * to stop would turn a late success into a cancellation. */
     if (rec->route->on_stall)

@@ -74,7 +74,7 @@ static void ack_on_loop(tl_loop *loop, void *arg)
         return;
     }
     if (a->err == 0) {
-        TL_STAT_ADD(rec->svc, rerouted, 1);
+        TL_ROUTE_STAT_INC(rec, rerouted);
         atomic_fetch_add_explicit(&rec->target->rerouted, 1, memory_order_relaxed);
         log_sent(rec);
         rec->svc->hooks.rerouted(rec);

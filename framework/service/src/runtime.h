@@ -129,6 +129,10 @@ typedef struct tl_route_state {
     tl_handler_hooks hooks; /* its handler's (handler_life.c) */
     void *handler_state;    /* what hooks.init stored */
     bool handler_live;      /* set up: its fini is due */
+    /* Its share of the service's stalled, rerouted and late counters (the admin
+     * endpoint reads them from any thread). Bumped on those paths only, never on a
+     * completion's. */
+    _Atomic uint64_t stalled, rerouted, late;
 } tl_route_state;
 
 typedef enum tl_rec_state {
@@ -264,6 +268,12 @@ struct tl_service {
 /* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and
  * a store, not a locked read-modify-write: those were a fifth of intake's time. */
 #define TL_STAT_ADD(svc, field, n) tl__counter_add(&(svc)->st.field, (uint64_t)(n))
+/* Adds one to a service counter and to its route's share (loop thread). */
+#define TL_ROUTE_STAT_INC(rec, field)                                                              \
+    do {                                                                                           \
+        TL_STAT_ADD((rec)->svc, field, 1);                                                         \
+        tl__counter_add(&(rec)->route->field, 1);                                                  \
+    } while (0)
 
 /* ---------------------------------------------------------------- log.c */
 

@@ -88,7 +88,7 @@ static void on_late(tl_task *task, void *arg)
     }
     /* A handler that stopped soon after its cancellation is not a late completion. */
     if (rec->stuck || !rec->route->on_stall) {
-        TL_STAT_ADD(svc, late, 1);
+        TL_ROUTE_STAT_INC(rec, late);
         log_late(rec, task);
     }
     tl_list_remove(&svc->stalled, &rec->stalled_link);
