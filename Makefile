@@ -7,8 +7,9 @@ CMAKE_FLAGS ?=
 
 all: build
 
+# `make run` needs no browser: the dashboard test's optional packages are for `make test`.
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh $(DEPS_FLAGS)
 
 $(BUILD)/CMakeCache.txt: | deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
@@ -16,6 +17,7 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
+run: DEPS_FLAGS = --no-test-extras
 run: build
 	@$(BUILD)/cmd/taskloop/taskloop run --demo
 
