@@ -134,16 +134,7 @@ static void write_key(const char *path, const char *key, mode_t mode)
 
 static int try_source(conf *c, char *err, size_t errlen)
 {
-    fake_rt *f = rt_new();
-    tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};
-    set_str(c, "endpoint", "tcp://127.0.0.1:*");
-    err[0] = '\0';
-    int rc = tl_zmq_source_ops.open(&c->p, &ev, &f->src, err, errlen);
-    if (rc == 0)
-        tl_zmq_source_ops.close(f->src);
-    free(c);
-    rt_free(f);
-    return rc;
+    return source_try_open(set_str(c, "endpoint", "tcp://127.0.0.1:*"), err, errlen);
 }
 
 static void keys_come_from_files_and_a_secret_one_must_be_private(void **state)

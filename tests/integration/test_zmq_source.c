@@ -268,37 +268,26 @@ static void oversized_messages_are_rejected(void **state)
 
 /* ------------------------------------------------------------ configuration */
 
-static int try_open(conf *c, char *err, size_t errlen)
-{
-    fake_rt *f = rt_new();
-    tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};
-    int rc = tl_zmq_source_ops.open(&c->p, &ev, &f->src, err, errlen);
-    if (rc == 0)
-        tl_zmq_source_ops.close(f->src);
-    free(c);
-    rt_free(f);
-    return rc;
-}
-
 static void open_rejects_bad_configuration(void **state)
 {
     (void)state;
     char err[256];
     static const char *const all[] = {""};
-    assert_int_equal(try_open(conf_new(), err, sizeof(err)), TL_ECONFIG);
+    assert_int_equal(source_try_open(conf_new(), err, sizeof(err)), TL_ECONFIG);
     assert_non_null(strstr(err, "endpoint"));
     conf *c = set_str(set_str(conf_new(), "endpoint", "tcp://127.0.0.1:*"), "socket", "req");
-    assert_int_equal(try_open(c, err, sizeof(err)), TL_ECONFIG);
+    assert_int_equal(source_try_open(c, err, sizeof(err)), TL_ECONFIG);
     c = set_list(set_str(conf_new(), "endpoint", "tcp://127.0.0.1:*"), "subscribe", all, 1);
-    assert_int_equal(try_open(c, err, sizeof(err)), TL_ECONFIG);
+    assert_int_equal(source_try_open(c, err, sizeof(err)), TL_ECONFIG);
     c = set_num(set_str(conf_new(), "endpoint", "tcp://127.0.0.1:*"), "batch", TL_PARAM_INT, 0);
-    assert_int_equal(try_open(c, err, sizeof(err)), TL_ECONFIG);
-    assert_int_equal(try_open(set_str(conf_new(), "endpoint", "bogus://x"), err, sizeof(err)),
-                     TL_ECONFIG);
+    assert_int_equal(source_try_open(c, err, sizeof(err)), TL_ECONFIG);
+    assert_int_equal(
+        source_try_open(set_str(conf_new(), "endpoint", "bogus://x"), err, sizeof(err)),
+        TL_ECONFIG);
     assert_string_equal(err, "zmq source: endpoint: unsupported transport (use tcp://, ipc:// or "
                              "inproc://)");
     c = set_str(conf_new(), "endpoint", "tcp://127.0.0.1");
-    assert_int_equal(try_open(c, err, sizeof(err)), TL_ECONFIG);
+    assert_int_equal(source_try_open(c, err, sizeof(err)), TL_ECONFIG);
     assert_string_equal(err, "zmq source: endpoint: expected HOST:PORT after tcp://");
 }
 
@@ -308,8 +297,8 @@ static void bind_to_a_taken_address_fails_at_open(void **state)
     fake_rt *f = rt_new();
     source_open_start(f, set_str(conf_new(), "endpoint", "tcp://127.0.0.1:*"));
     char err[256] = "";
-    int rc =
-        try_open(set_str(conf_new(), "endpoint", tl_zmq_source_endpoint(f->src)), err, sizeof(err));
+    int rc = source_try_open(set_str(conf_new(), "endpoint", tl_zmq_source_endpoint(f->src)), err,
+                             sizeof(err));
     assert_int_equal(rc, TL_EIO);
     assert_non_null(strstr(err, tl_zmq_source_endpoint(f->src)));
     tl_zmq_source_ops.close(f->src);

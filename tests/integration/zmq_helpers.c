@@ -154,6 +154,19 @@ size_t seen_count(fake_rt *f)
     return n;
 }
 
+int source_try_open(conf *c, char *err, size_t errlen)
+{
+    fake_rt *f = rt_new();
+    tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};
+    err[0] = '\0';
+    int rc = tl_zmq_source_ops.open(&c->p, &ev, &f->src, err, errlen);
+    if (rc == 0)
+        tl_zmq_source_ops.close(f->src);
+    free(c);
+    rt_free(f);
+    return rc;
+}
+
 tl_source *source_open_start(fake_rt *f, conf *c)
 {
     tl_source_events ev = {.rt = f, .deliver = rt_deliver, .error = rt_error};

@@ -86,6 +86,9 @@ size_t seen_count(fake_rt *f);
 /* Opens a source with c for f, starts it, frees c and returns the source (also f->src). */
 tl_source *source_open_start(fake_rt *f, conf *c);
 
+/* Opens a source with c and closes it at once, frees c: open's result, its error in err. */
+int source_try_open(conf *c, char *err, size_t errlen);
+
 /* ------------------------------------------------------------ sinks */
 
 /* Ack counting for sinks. */
