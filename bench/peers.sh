@@ -143,7 +143,12 @@ YAML
         return
     fi
     # Both ends were seen in one read of /metrics: too fast to time at this count.
-    awk -v n="$n" -v span="$span" 'BEGIN { split(span, t, " "); if (t[2] > t[1]) printf "%.0f\n", n / (t[2] - t[1]) }'
+    read -r start end <<<"$span"
+    if awk -v a="$start" -v b="$end" 'BEGIN { exit !(b > a) }'; then
+        awk -v n="$n" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f\n", n / (b - a) }'
+    else
+        echo "taskloop $1 $2: too fast to time at $n messages (raise PEERS_N)" >&2
+    fi
 }
 
 # One peer program; prints msgs/s from its RESULT line, or nothing when it failed.
