@@ -38,6 +38,7 @@ test-valgrind: deps
 	@cd build-valgrind && ctest --output-on-failure -j $(JOBS) -L unit
 
 bench: build
+	@scripts/install-deps.sh --bench || echo "bench: the bench packages are missing; plots or peers may be skipped"
 	@bench/run.sh $(BUILD)
 
 # The libFuzzer targets (tests/fuzz/README.md) in a clang build of their own, each run

@@ -24,6 +24,7 @@ ms=${CATCHUP_MS:-1}
 in_flight=${CATCHUP_IN_FLIGHT:-1000}
 keys=${CATCHUP_KEYS:-2000}
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/timed_run.sh"
 root=$(cd "$here/.." && pwd)
 taskloop="$build/cmd/taskloop/taskloop"
 work=$(mktemp -d /tmp/taskloop-catchup.XXXXXX)
@@ -53,11 +54,6 @@ else
     done
     kind="real broker"
 fi
-
-# Reads one counter from the Prometheus text of /metrics.
-metric() { # PORT NAME
-    curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }'
-}
 
 # What the handler's sleep really takes here (timer slack and wake-up latency make a
 # 1 ms sleep last longer), taken by as many threads at once as the run keeps busy
@@ -97,26 +93,13 @@ routes:
 admin: { listen: "127.0.0.1:$port" }
 log: { level: warn }
 YAML
-    "$taskloop" run "$work/$ordering.yaml" --expect "$n" --timeout 300s --no-progress \
-        >"$work/run.out" 2>"$work/run.err" &
-    pid=$!
-    start="" end=""
-    while kill -0 "$pid" 2>/dev/null; do
-        c=$(metric "$port" taskloop_consumed_total || true)
-        s=$(metric "$port" taskloop_completed_total || true)
-        now=$(date +%s.%N)
-        if [ -z "$start" ] && [ -n "$c" ] && [ "${c%.*}" -gt 0 ]; then start=$now; fi
-        if [ -n "$s" ] && [ "${s%.*}" -ge "$n" ]; then end=$now; break; fi
-        sleep 0.05
-    done
-    # --expect ends the run as soon as all settled: between two reads, maybe.
-    [ -z "$end" ] && end=$(date +%s.%N)
     rc=0
-    wait "$pid" || rc=$?
-    if [ -z "$start" ] || [ "$rc" -ne 0 ]; then
+    span=$(timed_run "$taskloop" "$work/$ordering.yaml" "$port" "$n" 300 "$work/run.err") || rc=$?
+    if [ -z "$span" ]; then
         echo "$ordering: did not finish (exit status $rc): $(tail -n3 "$work/run.err")"
         continue
     fi
+    read -r start end <<<"$span"
     if [ "$ordering" = partition ]; then busy=$parts; else busy=$workers; fi
     ideal=$((busy * 1000 / ms))
     us=$(sleep_us "$busy")

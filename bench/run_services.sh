@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The service benchmarks: Kafka (real broker and mock cluster) and ZeroMQ throughput
 # against plain library loops, backlog catch-up against its ideal, stall detection
-# latency, memory per in-flight message and throughput over partitions and workers. Writes bench/results/results.csv (and
+# latency, memory per in-flight message and throughput over partitions and workers; on
+# the real broker, bench/peers.sh sets taskloop beside the frameworks users would take
+# instead. Writes bench/results/results.csv (and
 # results.png when gnuplot is installed) and prints a summary table.
 # Usage: bench/run_services.sh BUILD_DIR [TASK_OVERHEAD_OUTPUT]
 set -uo pipefail
@@ -65,6 +67,11 @@ if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
       -n "$kafka_n" --size 100 --partitions 8 >/dev/null 2>&1; then
     run 900 "$bin/kafka_throughput" --brokers "$brokers" --topic bench -n "$kafka_n" --rounds "$rounds"
     run 900 "$here/catchup.sh" "$build" "$broker_dir" "$catchup_n"
+    # Its own table and CSV (bench/results/peers.csv): shown as it goes, not summarised.
+    echo "== peers.sh (taskloop beside the Parallel Consumer, Spring Kafka and aiokafka)"
+    timeout --kill-after=10 1800 "$here/peers.sh" "$build" "$broker_dir" ||
+      echo "(peers.sh: exit status $?)"
+    echo
   else
     echo "== kafka_throughput (real broker): SKIPPED, the broker did not start or fill:"
     tail -n 5 "$log"

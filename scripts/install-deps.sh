@@ -2,6 +2,8 @@
 # Installs the Debian 12 packages taskloop needs, only those missing. Idempotent and
 # quiet when everything is there. Needs root (or sudo) when something is missing.
 # --fuzz: also clang 14 and its libFuzzer runtime, which only `make fuzz` uses.
+# --bench: also what `make bench` uses beyond the build: gnuplot for its plots, and a JDK,
+# Maven and venv for the peer consumers of bench/peers.sh.
 # Optional test packages (the dashboard's browser test: a headless Chromium driven by
 # Selenium) are installed too when they can be; if not, the run goes on and that test
 # says it is skipped. --no-test-extras: not those (an image that only builds).
@@ -13,6 +15,7 @@ packages=(
   python3 python3-yaml curl clang-format kcat valgrind
 )
 [ "${1:-}" = --fuzz ] && packages+=(clang-14 libclang-rt-14-dev)
+[ "${1:-}" = --bench ] && packages+=(gnuplot-nox openjdk-17-jdk-headless maven python3-venv)
 optional=(chromium chromium-driver python3-selenium)
 [ "${1:-}" = --no-test-extras ] && optional=()
 

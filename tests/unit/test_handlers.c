@@ -3,9 +3,9 @@
  * tl_register_builtin_handlers (`discard` completes everything; `work` takes `ms`,
  * fails messages marked `fail`, stalls those marked `stall` (until cancelled, or
  * ignoring it for `stall_ms` when `stall: stuck`), fails by `fail_ratio` the same
- * messages on every attempt, and records the ids it completed; `log` writes a line per
- * message), and what any handler reads about its task: tl_handler_param gives its
- * route's params, tl_handler_attempt the attempt it runs. The fixture is
+ * messages on every attempt, burns `spin_us` of CPU time per message, and records the ids it
+ * completed; `log` writes a line per message), and what any handler reads about its task:
+ * tl_handler_param gives its route's params, tl_handler_attempt the attempt it runs. The fixture is
  * service_helpers.h's.
  */
 #include <setjmp.h>
@@ -13,9 +13,11 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "service_helpers.h"
@@ -207,6 +209,31 @@ static void work_taking_longer_than_the_timeout_stalls(void **state)
     assert_int_equal(s.stalled, 1);
     assert_int_equal(s.completed, 0);
     assert_int_equal(tl_memory_sink_count("work_slow.out"), 1);
+    assert_balanced(f);
+}
+
+/* The CPU time this process has used, in microseconds. */
+static int64_t process_cpu_us(void)
+{
+    struct timespec ts;
+    assert_int_equal(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts), 0);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* spin_us is CPU time, not a sleep: 5 messages of 40 ms each burn at least 200 ms. */
+static void work_spin_us_burns_that_much_cpu_per_message(void **state)
+{
+    fx *f = *state;
+    start(f, "work_spin",
+          (opts){.handler = "work",
+                 .ordering = "none",
+                 .route_extra = "    params: { ms: \"0\", spin_us: \"40000\" }\n"});
+    for (int i = 0; i < 5; i++)
+        push(f, 0, NULL, "id=1");
+    int64_t before = process_cpu_us();
+    run(f, script_until_all_settled);
+    assert_true(process_cpu_us() - before >= 5 * 40000);
+    assert_int_equal(stats(f).completed, 5);
     assert_balanced(f);
 }
 
@@ -428,6 +455,7 @@ int main(void)
         B(work_in_stuck_mode_ignores_cancellation_for_stall_ms),
         B(work_taking_longer_than_the_timeout_stalls),
         B(work_fail_ratio_fails_the_same_messages_on_every_attempt),
+        B(work_spin_us_burns_that_much_cpu_per_message),
         B(log_writes_one_line_per_message_naming_its_origin_and_offset),
         P(handler_param_gives_the_routes_value_or_the_default),
         P(handler_params_are_those_of_the_route_running_it),

@@ -6,6 +6,8 @@
  * Route params (strings, read per message through tl_handler_param):
  *   log:     file         where the line goes (default: standard output)
  *   work:    ms           how long the work takes, in milliseconds (default 1)
+ *            spin_us      CPU time the work burns after its sleep, in microseconds
+ *                         (default 0), read on the thread's CPU clock
  *            stall        cooperative (default): a stalled message waits until it is
  *                         cancelled; stuck: it ignores cancellation for stall_ms
  *            stall_ms     how long a stuck handler ignores cancellation (default 2000)
@@ -76,6 +78,20 @@ static int sleep_cancellable(const tl_task *task, long ms)
         ms -= step;
     }
     return tl_cancelled(task) ? TL_ECANCELED : 0;
+}
+
+/* Burns us microseconds of this thread's CPU time. The thread's CPU clock, not the wall
+ * clock: a worker preempted by its neighbours (more workers than cores) must not count
+ * the time it waited as work done, or a CPU-bound load would look cheaper than it is. */
+static void spin_cpu(long us)
+{
+    struct timespec now;
+    if (us <= 0 || clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) != 0)
+        return;
+    int64_t end = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec + (int64_t)us * 1000;
+    do {
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    } while ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec < end);
 }
 
 /* True when the payload holds word (payloads are bytes, not C strings). */
@@ -183,6 +199,7 @@ static int handle_work(tl_task *task, const tl_msg *msg, void *user)
     int rc = sleep_cancellable(task, param_long(task, "ms", 1));
     if (rc != 0)
         return rc;
+    spin_cpu(param_long(task, "spin_us", 0));
     if (payload_has(msg, "fail") || place_hash(msg, 2) < fail_ratio) {
         tl_task_set_error_text(task, "simulated failure");
         return TL_EFAIL;
