@@ -12,6 +12,7 @@ const tl_main_opts tl_cli_main_opts = {
                  "                   cluster, 20000 messages of which some stall and some\n"
                  "                   fail; ends by itself (--timeout: 50s unless given)\n",
     .check_extra = "  --demo          check the embedded demo config instead of a file\n",
+    .handlers_option = true,
 };
 
 bool tl_cli_has_demo(int argc, char **argv)

@@ -85,6 +85,49 @@ check_bad() {
     echo "  $f: $lines error(s)"
 }
 
+# Handlers a program of one's own registers: taskloop check refuses a route naming one
+# it does not know, pointing at --handlers, and takes it once named there (a list, or
+# the option repeated); a name nothing registers or names is still an error.
+case_check_handlers() {
+    local cfg="$root/config/example-service.yaml" rc=0
+    "$TASKLOOP" check "$cfg" >/dev/null 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "example-service.yaml:17:[0-9]*: error: routes\[0\].handler: no handler named 'enrich'" "$work/err" ||
+        fail "an unknown handler is an error at its line (rc $rc): $(cat "$work/err")"
+    grep -q -- "--handlers NAME" "$work/err" || fail "the error points at --handlers: $(cat "$work/err")"
+    "$TASKLOOP" check --handlers enrich "$cfg" >"$work/out" 2>"$work/err" ||
+        fail "a named handler passes: $(cat "$work/err")"
+    grep -q 'handler: "enrich"' "$work/out" || fail "the dump names it: $(cat "$work/out")"
+    cat >"$work/two.yaml" <<'EOF'
+service: two
+sources:
+  a: { type: zmq, endpoint: "tcp://127.0.0.1:5999" }
+  b: { type: zmq, endpoint: "tcp://127.0.0.1:5998" }
+routes:
+  - { source: a, handler: orders_db }
+  - { source: b, handler: audit }
+EOF
+    "$TASKLOOP" check -q --handlers orders_db --handlers=audit,log "$work/two.yaml" ||
+        fail "--handlers repeated, with a built-in name among them"
+    "$TASKLOOP" check -q --handlers orders_db,audit "$work/two.yaml" || fail "a list of two"
+    rc=0
+    "$TASKLOOP" check -q --handlers orders_db "$work/two.yaml" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "two.yaml:7:.*no handler named 'audit'" "$work/err" &&
+        ! grep -q "'orders_db'" "$work/err" ||
+        fail "only the unnamed handler is an error (rc $rc): $(cat "$work/err")"
+    for bad in "orders_db,,audit" "" ",audit"; do
+        rc=0
+        "$TASKLOOP" check -q --handlers "$bad" "$work/two.yaml" 2>"$work/err" || rc=$?
+        [ "$rc" -eq 2 ] && grep -q "a name is empty" "$work/err" ||
+            fail "--handlers '$bad' is a usage error (rc $rc): $(cat "$work/err")"
+    done
+    rc=0
+    "$TASKLOOP" check "$work/two.yaml" --handlers 2>"$work/err" || rc=$?
+    [ "$rc" -eq 2 ] && grep -q -- "--handlers needs NAME" "$work/err" ||
+        fail "--handlers without a value is a usage error (rc $rc): $(cat "$work/err")"
+    "$TASKLOOP" check --help | grep -q -- '--handlers NAME,...' || fail "check --help names --handlers"
+    ok "check --handlers: named handlers pass, unknown ones are errors pointing at it"
+}
+
 case_check_bad() {
     local n=0
     for f in "$root"/tests/unit/configs/bad/*.yaml; do
@@ -287,6 +330,16 @@ case_example_service() {
     "$SERVICE" check "$work/bad.yaml" >/dev/null 2>"$work/err" || rc=$?
     [ "$rc" -eq 1 ] && grep -qE "^$work/bad.yaml:[0-9]+:[0-9]+: error: " "$work/err" ||
         fail "check of a bad config exits 1 with FILE:LINE:COL errors (rc $rc): $(cat "$work/err")"
+    # Its own handler is known to its check; one it does not register is an error that
+    # does not send the user to taskloop's --handlers, which it does not take.
+    sed 's/handler: enrich/handler: enrich_v2/' "$root/config/example-service.yaml" >"$work/other.yaml"
+    rc=0
+    "$SERVICE" check -q "$work/other.yaml" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "other.yaml:17:[0-9]*: error: .*no handler named 'enrich_v2' is registered$" "$work/err" ||
+        fail "service check refuses a handler it does not register (rc $rc): $(cat "$work/err")"
+    rc=0
+    "$SERVICE" check --handlers enrich_v2 "$work/other.yaml" 2>/dev/null || rc=$?
+    [ "$rc" -eq 2 ] || fail "service check takes no --handlers (rc $rc)"
     "$SERVICE" --help | grep -q '^usage: service run FILE' || fail "service --help"
     rc=0
     "$SERVICE" frobnicate 2>/dev/null || rc=$?
