@@ -264,6 +264,82 @@ case_zmq_e2e() {
     ok "zmq: all $n ids recorded exactly once"
 }
 
+# produce --from: a message per line of a file or of stdin, with keys and headers as
+# --format key-value and --headers say, to Kafka (read back with kcat) and ZeroMQ
+# (taken in by a running service); a bad line stops it naming FILE:LINE; on a terminal a
+# progress line with the rate and the time left, and the summary line always.
+case_produce_from() {
+    command -v kcat >/dev/null || { echo "kcat is not installed (make test installs it)"; exit 1; }
+    local brokers rc
+    "$TASKLOOP" mock --topic p.kv:1 --topic p.h:1 --topic p.big:4 >"$work/mock" &
+    pids+=("$!")
+    for _ in $(seq 100); do
+        [ -s "$work/mock" ] && break
+        sleep 0.1
+    done
+    brokers=$(head -1 "$work/mock")
+    printf 'k1\tid=1 a\tb\n\tid=2 no key\r\nk3\tid=3\n' >"$work/kv.txt"
+    "$TASKLOOP" produce --to kafka:p.kv --brokers "$brokers" --from "$work/kv.txt" \
+        --format key-value >"$work/out" 2>"$work/err" || fail "produce --from a file: $(cat "$work/err")"
+    grep -q '^produced to kafka:p.kv: sent 3, delivered 3, failed 0 in ' "$work/out" ||
+        fail "the summary line: $(cat "$work/out")"
+    [ ! -s "$work/err" ] || fail "no progress line off a terminal: $(cat "$work/err")"
+    kcat -C -b "$brokers" -t p.kv -e -q -f '%k|%s|\n' >"$work/got"
+    printf 'k1|id=1 a\tb|\n|id=2 no key|\nk3|id=3|\n' | diff - "$work/got" ||
+        fail "keys and payloads as the lines said"
+    printf 'a=1;b=x y\tk9\tid=4\n\tk8\tid=5\n' |
+        "$TASKLOOP" produce --to kafka:p.h --brokers "$brokers" --from - --format key-value \
+            --headers >"$work/out" || fail "produce --from stdin with headers"
+    kcat -C -b "$brokers" -t p.h -e -q -f '%k|%h|%s\n' >"$work/got"
+    printf 'k9|a=1,b=x y|id=4\nk8||id=5\n' | diff - "$work/got" || fail "headers as the lines said"
+    for bad in 'nokey' 'k\tid' 'noeq\tk\tid' '=1\tk\tid'; do
+        rc=0
+        printf "a=1\tk\tid=1\n$bad\n" | "$TASKLOOP" produce --to kafka:p.h --brokers "$brokers" \
+            --from - --format key-value --headers >"$work/out" 2>"$work/err" || rc=$?
+        [ "$rc" -eq 1 ] && grep -q '^taskloop: produce: stdin:2: ' "$work/err" ||
+            fail "line '$bad' stops it at stdin:2 (rc $rc): $(cat "$work/err")"
+        grep -q 'sent 1, delivered 1, failed 1' "$work/out" || fail "what went before is sent"
+    done
+    rc=0
+    "$TASKLOOP" produce --to kafka:p.h --brokers "$brokers" --from "$work/none.txt" \
+        2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "none.txt: No such file" "$work/err" || fail "a missing file is named"
+    rc=0
+    "$TASKLOOP" produce --to kafka:p.h --from "$work/kv.txt" --stall-ratio 0.1 2>"$work/err" || rc=$?
+    [ "$rc" -eq 2 ] && grep -q -- '--stall-ratio does not go with --from' "$work/err" ||
+        fail "generated-load options are refused with --from (rc $rc)"
+    # On a terminal (script gives it one): a progress line, then the summary.
+    seq -f 'id=%06g' 0 49999 >"$work/big.txt"
+    command -v script >/dev/null || fail "script (util-linux) is needed for a terminal"
+    script -qec "'$TASKLOOP' produce --to kafka:p.big --brokers '$brokers' --from '$work/big.txt' --rate 40000" \
+        /dev/null | tr '\r' '\n' >"$work/tty"
+    grep -qE '^(.\[K)?produce: [0-9]+ sent, [0-9]+ msgs/s, [0-9]+%, about [0-9]+ s left' "$work/tty" ||
+        fail "a progress line with the rate and the time left: $(head -c 400 "$work/tty")"
+    grep -q 'produced to kafka:p.big: sent 50000, delivered 50000, failed 0' "$work/tty" ||
+        fail "the summary on a terminal: $(tail -c 300 "$work/tty")"
+    [ "$(kcat -C -b "$brokers" -t p.big -e -q -f '%s\n' | sort -u | wc -l)" -eq 50000 ] ||
+        fail "50000 distinct messages in p.big"
+    # ZeroMQ: a running service takes every line in (the wire format its check accepts).
+    local n=2000
+    export E2E_ENDPOINT="ipc://$work/in.sock" E2E_RECORD="$work/record"
+    "$TASKLOOP" run "$here/configs/e2e-zmq.yaml" --expect $n --timeout 60s --no-progress \
+        >"$work/summary" 2>"$work/err" &
+    local run=$!
+    pids+=("$run")
+    ids 0 $n | awk '{ printf "h=%d\tkey-%d\t%s\n", NR, NR % 7, $0 }' >"$work/zmq.txt"
+    for _ in $(seq 100); do
+        [ -S "$work/in.sock" ] && break
+        sleep 0.1
+    done
+    "$TASKLOOP" produce --to "zmq:$E2E_ENDPOINT" --from "$work/zmq.txt" --format key-value \
+        --headers >"$work/out" || fail "produce --from to zmq"
+    rc=0
+    wait "$run" || rc=$?
+    [ "$rc" -eq 0 ] || fail "the service took all $n (rc $rc): $(cat "$work/out") $(grep -v level=info "$work/err" | tail -5) $(cat "$work/summary")"
+    check_ids_once "$work/record" $n
+    ok "produce --from: lines, keys, headers to Kafka and ZeroMQ; bad lines named; progress"
+}
+
 # Starts `taskloop mock` with the e2e topics; sets brokers.
 start_mock() {
     "$TASKLOOP" mock --topic e2e.in:4 --topic e2e.stalled --topic e2e.dlq >"$work/mock" &
