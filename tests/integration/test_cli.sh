@@ -444,6 +444,26 @@ case_example_service() {
     ok "example service: check, then enriched all $n messages, drained on SIGTERM, summary"
 }
 
+# examples/orders-sqlite without a broker: its check knows its handler, taskloop's does
+# with --handlers, and a database path that cannot be opened fails the start, naming it.
+case_orders_sqlite() {
+    : "${ORDERS_SQLITE:?set ORDERS_SQLITE to the orders-sqlite example binary}"
+    local cfg="$root/examples/orders-sqlite/orders.yaml" rc=0
+    "$ORDERS_SQLITE" check -q "$cfg" || fail "orders-sqlite check of its own config"
+    "$TASKLOOP" check -q --handlers orders.insert "$cfg" || fail "taskloop check --handlers orders.insert"
+    KAFKA=127.0.0.1:1 ORDERS_DB="$work/no/such/dir/orders.db" "$ORDERS_SQLITE" run "$cfg" \
+        --no-progress >"$work/out" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "handler 'orders.insert': init failed: cannot open database '$work/no/such/dir/orders.db'" "$work/err" ||
+        fail "a bad database path fails the start (rc $rc): $(cat "$work/err")"
+    KAFKA=127.0.0.1:1 ORDERS_DB="$work/orders.db" timeout 30 "$ORDERS_SQLITE" run "$cfg" \
+        --no-progress --timeout 1s >"$work/out" 2>"$work/err" || fail "a run that reads nothing exits 0: $(tail -3 "$work/err")"
+    [ "$(sqlite3 "$work/orders.db" 'SELECT count(*) FROM orders')" = 0 ] ||
+        fail "init creates the database and its table"
+    grep -q '^orders inserted 0, already there 0, failed attempts 0$' "$work/out" ||
+        fail "the example's counts after the summary: $(tail -2 "$work/out")"
+    ok "orders-sqlite: check, a bad database path refused at start, the table created"
+}
+
 # log writes a line per message to its file, discard completes, work's failures
 # without a target are dropped; the summary still adds up.
 case_builtin_handlers() {
