@@ -56,9 +56,6 @@ tl_registry *tl_cli_registry(void);
 /* Parses a duration such as "500ms", "2s", "1m"; false when it is not one. */
 bool tl_cli_duration(const char *s, int64_t *ms);
 
-/* Parses a non-negative integer, the whole string; false when it is not one. */
-bool tl_cli_uint(const char *s, uint64_t *out);
-
 /* Parses a number in [0, 1]; false when it is not one. */
 bool tl_cli_ratio(const char *s, double *out);
 

@@ -99,10 +99,10 @@ static bool parse_load_opt(produce_args *a, int argc, char **argv, int *i)
     const char *v;
     uint64_t u;
     if ((v = opt_value(argc, argv, i, "--first-id"))) {
-        if (!tl_cli_uint(v, &a->load.first_id))
+        if (!tl_program_parse_uint(v, &a->load.first_id))
             return bad("--first-id", v);
     } else if ((v = opt_value(argc, argv, i, "--size"))) {
-        if (!tl_cli_uint(v, &u) || u > 65000)
+        if (!tl_program_parse_uint(v, &u) || u > 65000)
             return bad("--size (at most 65000)", v);
         a->load.size = (size_t)u;
     } else if ((v = opt_value(argc, argv, i, "--stall-ratio"))) {
@@ -112,7 +112,7 @@ static bool parse_load_opt(produce_args *a, int argc, char **argv, int *i)
         if (!tl_cli_ratio(v, &a->load.fail_ratio))
             return bad("--fail-ratio", v);
     } else if ((v = opt_value(argc, argv, i, "--keys"))) {
-        if (!tl_cli_uint(v, &a->load.keys))
+        if (!tl_program_parse_uint(v, &a->load.keys))
             return bad("--keys", v);
     }
     return true;
@@ -128,7 +128,7 @@ static bool parse_opt(produce_args *a, int argc, char **argv, int *i)
     else if ((v = opt_value(argc, argv, i, "--brokers")))
         a->brokers = v;
     else if ((v = opt_value(argc, argv, i, "-n")) || (v = opt_value(argc, argv, i, "--count"))) {
-        if (!tl_cli_uint(v, &a->load.count))
+        if (!tl_program_parse_uint(v, &a->load.count))
             return bad("--count", v);
         a->have_count = true;
     } else if ((v = opt_value(argc, argv, i, "--from"))) {
@@ -150,7 +150,7 @@ static bool parse_opt(produce_args *a, int argc, char **argv, int *i)
         if (*end || a->load.rate < 0)
             return bad("--rate", v);
     } else if ((v = opt_value(argc, argv, i, "--partitions"))) {
-        if (!tl_cli_uint(v, &u) || u > 100000)
+        if (!tl_program_parse_uint(v, &u) || u > 100000)
             return bad("--partitions", v);
         a->load.partitions = (int32_t)u;
     } else {

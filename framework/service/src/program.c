@@ -114,7 +114,7 @@ static void check_usage(const cmdline *c)
            c->opts && c->opts->check_extra ? c->opts->check_extra : "");
 }
 
-static bool parse_uint(const char *s, uint64_t *out)
+bool tl_program_parse_uint(const char *s, uint64_t *out)
 {
     if (!s || *s < '0' || *s > '9')
         return false;
@@ -145,7 +145,7 @@ static int parse(cmdline *c, bool run, int argc, char **argv)
             return -1;
         } else if (run && strcmp(arg, "--no-progress") == 0) {
             c->progress = false;
-        } else if (run && strcmp(arg, "--expect") == 0 && parse_uint(next, &c->expect) &&
+        } else if (run && strcmp(arg, "--expect") == 0 && tl_program_parse_uint(next, &c->expect) &&
                    c->expect > 0) {
             i++;
         } else if (run && strcmp(arg, "--timeout") == 0 && parse_duration(next, &c->cap_ms)) {

@@ -125,6 +125,10 @@ tl_logger *tl_program_log(void);
  * straight to stderr when there is none. */
 void tl_program_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Parses a command-line count: the whole string, decimal digits only (no sign, no
+ * spaces), into *out; false, leaving *out alone, when it is not one or overflows. */
+bool tl_program_parse_uint(const char *s, uint64_t *out);
+
 /* Prints the end-of-run summary of svc on out; returns whether its numbers add up. */
 bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t elapsed_ms);
 
