@@ -331,8 +331,11 @@ case_produce_from() {
         [ -S "$work/in.sock" ] && break
         sleep 0.1
     done
+    # Paced: an unpaced burst of multipart messages over ipc sometimes loses its tail
+    # between the two sockets (generated load with --keys too), which this case is not
+    # about.
     "$TASKLOOP" produce --to "zmq:$E2E_ENDPOINT" --from "$work/zmq.txt" --format key-value \
-        --headers >"$work/out" || fail "produce --from to zmq"
+        --headers --rate 5000 >"$work/out" || fail "produce --from to zmq"
     rc=0
     wait "$run" || rc=$?
     [ "$rc" -eq 0 ] || fail "the service took all $n (rc $rc): $(cat "$work/out") $(grep -v level=info "$work/err" | tail -5) $(cat "$work/summary")"
