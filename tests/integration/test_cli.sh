@@ -340,6 +340,8 @@ case_produce_from() {
     wait "$run" || rc=$?
     [ "$rc" -eq 0 ] || fail "the service took all $n (rc $rc): $(cat "$work/out") $(grep -v level=info "$work/err" | tail -5) $(cat "$work/summary")"
     check_ids_once "$work/record" $n
+    "$TASKLOOP" produce --help | grep -q -- '--from FILE|-' || fail "produce --help names --from"
+    "$TASKLOOP" --help | grep -q "a file's lines" || fail "taskloop --help says produce sends files"
     ok "produce --from: lines, keys, headers to Kafka and ZeroMQ; bad lines named; progress"
 }
 
