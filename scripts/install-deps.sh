@@ -12,6 +12,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcmocka-dev librdkafka-dev libzmq3-dev libfyaml-dev libmicrohttpd-dev libjansson-dev
+  libsqlite3-dev sqlite3
   python3 python3-yaml curl clang-format kcat valgrind
 )
 [ "${1:-}" = --fuzz ] && packages+=(clang-14 libclang-rt-14-dev)

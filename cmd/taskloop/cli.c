@@ -1,5 +1,4 @@
 /* Helpers shared by the subcommands: messages, option values, the registry, clocks. */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,19 +85,6 @@ bool tl_cli_duration(const char *s, int64_t *ms)
 {
     char why[128];
     return s && tl_config_parse_duration(s, ms, why, sizeof(why)) == 0;
-}
-
-bool tl_cli_uint(const char *s, uint64_t *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *out = v;
-    return true;
 }
 
 bool tl_cli_ratio(const char *s, double *out)

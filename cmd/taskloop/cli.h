@@ -57,9 +57,6 @@ tl_registry *tl_cli_registry(void);
 /* Parses a duration such as "500ms", "2s", "1m"; false when it is not one. */
 bool tl_cli_duration(const char *s, int64_t *ms);
 
-/* Parses a non-negative integer, the whole string; false when it is not one. */
-bool tl_cli_uint(const char *s, uint64_t *out);
-
 /* Parses a number in [0, 1]; false when it is not one. */
 bool tl_cli_ratio(const char *s, double *out);
 
@@ -132,19 +129,82 @@ size_t tl_cli_load_payload(const tl_cli_load *l, uint64_t i, char *buf, size_t c
 /* Writes message i's key into buf; returns its length, 0 when the load has no keys. */
 size_t tl_cli_load_key(const tl_cli_load *l, uint64_t i, char *buf, size_t cap);
 
-/* Counts message i as sent, and its marker. */
-void tl_cli_load_count(const tl_cli_load *l, uint64_t i, tl_cli_load_stats *st);
+/* Counts a message as sent, and its marker. */
+void tl_cli_load_count(tl_cli_marker marker, tl_cli_load_stats *st);
 
-/* Sleeps as needed so that message i does not go out before its time. */
-void tl_cli_load_pace(const tl_cli_load *l, uint64_t i, int64_t start_ms);
+/* Sleeps as needed so that message i does not go out before its time at rate messages
+ * a second (0: never). */
+void tl_cli_load_pace(double rate, uint64_t i, int64_t start_ms);
+
+/* ---------------------------------------------------------------- feeds (load.c, lines.c) */
+
+/* Headers a message read from a file may carry, at most. */
+#define TL_CLI_MAX_HEADERS 32
+
+/* One message to send. Its pointers stay valid until the feed's next call. */
+typedef struct tl_cli_out {
+    const char *payload;
+    size_t len;
+    const char *key; /* NULL: none */
+    size_t key_len;
+    tl_kv headers[TL_CLI_MAX_HEADERS];
+    size_t nheaders;
+    tl_cli_marker marker;
+} tl_cli_out;
+
+/* What messages a producer sends, one at a time, in order. */
+typedef struct tl_cli_feed {
+    /* Fills *m with message i (0, 1, ... in turn): 1; 0 at the end; -1 after printing
+     * why it cannot go on (the producer stops and counts it failed). */
+    int (*next)(void *user, uint64_t i, tl_cli_out *m);
+    void *user;
+    double rate;        /* messages per second; 0: as fast as possible */
+    int32_t partitions; /* Kafka: partitions 0..P-1 in turn; 0: the partitioner */
+} tl_cli_feed;
+
+/* Where a feed of generated load keeps what it makes. */
+typedef struct tl_cli_gen {
+    const tl_cli_load *load;
+    char payload[65536], key[64];
+} tl_cli_gen;
+
+/* A feed of the generated load l, made in g; both are borrowed and must outlive it. */
+tl_cli_feed tl_cli_load_feed(tl_cli_gen *g, const tl_cli_load *l);
 
 /*
- * Sends a load to a Kafka topic with an idempotent producer and waits for every
+ * Sends a feed to a Kafka topic with an idempotent producer and waits for every
  * delivery report (up to 30 s after the last send). stop, when set, ends it early.
  * Returns 0, or -1 with a reason in err when the producer could not start.
  */
+int tl_cli_produce_kafka_feed(const char *brokers, const char *topic, const tl_cli_feed *f,
+                              tl_cli_load_stats *st, const atomic_bool *stop, char *err,
+                              size_t errlen);
+
+/* tl_cli_produce_kafka_feed of the generated load l. */
 int tl_cli_produce_kafka(const char *brokers, const char *topic, const tl_cli_load *l,
                          tl_cli_load_stats *st, const atomic_bool *stop, char *err, size_t errlen);
+
+/* How each line of a file becomes a message (see `taskloop produce --help`). */
+typedef struct tl_cli_lines_opts {
+    bool key;     /* KEY<TAB> before the payload */
+    bool headers; /* NAME=VALUE;...<TAB> before that */
+} tl_cli_lines_opts;
+
+typedef struct tl_cli_lines tl_cli_lines;
+
+/* Opens path ("-": standard input) for reading messages a line each; NULL after
+ * printing why. */
+tl_cli_lines *tl_cli_lines_open(const char *path, const tl_cli_lines_opts *o);
+
+/* A feed of its lines; a line that does not parse ends it, naming FILE:LINE. */
+tl_cli_feed tl_cli_lines_feed(tl_cli_lines *ls);
+
+/* How far reading went, as a share of the file (0..1); -1 when its size is unknown
+ * (standard input, a pipe). */
+double tl_cli_lines_done(const tl_cli_lines *ls);
+
+/* Closes it. NULL is ignored. */
+void tl_cli_lines_close(tl_cli_lines *ls);
 
 /* ---------------------------------------------------------------- mock cluster (mock.c) */
 

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -63,12 +64,32 @@ size_t tl_cli_load_key(const tl_cli_load *l, uint64_t i, char *buf, size_t cap)
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-void tl_cli_load_pace(const tl_cli_load *l, uint64_t i, int64_t start_ms)
+void tl_cli_load_pace(double rate, uint64_t i, int64_t start_ms)
 {
-    if (l->rate <= 0.0)
+    if (rate <= 0.0)
         return;
-    int64_t due = start_ms + (int64_t)((double)i * 1000.0 / l->rate);
+    int64_t due = start_ms + (int64_t)((double)i * 1000.0 / rate);
     tl_cli_sleep_ms(due - tl_cli_now_ms());
+}
+
+static int gen_next(void *user, uint64_t i, tl_cli_out *m)
+{
+    tl_cli_gen *g = user;
+    if (i >= g->load->count)
+        return 0;
+    m->payload = g->payload;
+    m->len = tl_cli_load_payload(g->load, i, g->payload, sizeof(g->payload));
+    m->key_len = tl_cli_load_key(g->load, i, g->key, sizeof(g->key));
+    m->key = m->key_len ? g->key : NULL;
+    m->nheaders = 0;
+    m->marker = tl_cli_load_marker(g->load, i);
+    return 1;
+}
+
+tl_cli_feed tl_cli_load_feed(tl_cli_gen *g, const tl_cli_load *l)
+{
+    g->load = l;
+    return (tl_cli_feed){.next = gen_next, .user = g, .rate = l->rate, .partitions = l->partitions};
 }
 
 /* ---------------------------------------------------------------- Kafka */
@@ -121,22 +142,39 @@ static rd_kafka_t *new_producer(const char *brokers, tl_cli_load_stats *st, char
     return rk;
 }
 
-/* Sends message i, waiting for room in librdkafka's queue; false on a hard error. */
-static bool send_one(rd_kafka_t *rk, const char *topic, const tl_cli_load *l, uint64_t i,
+/* Headers for a producev call (NULL when there are none); librdkafka owns them once
+ * the call succeeds. */
+static rd_kafka_headers_t *kafka_headers(const tl_cli_out *m)
+{
+    if (m->nheaders == 0)
+        return NULL;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
+    for (size_t k = 0; k < m->nheaders; k++)
+        rd_kafka_header_add(h, m->headers[k].key, -1, m->headers[k].value,
+                            (ssize_t)strlen(m->headers[k].value));
+    return h;
+}
+
+/* Sends m, waiting for room in librdkafka's queue; false on a hard error. */
+static bool send_one(rd_kafka_t *rk, const char *topic, const tl_cli_out *m, int32_t part,
                      const atomic_bool *stop)
 {
-    char payload[65536], key[64];
-    size_t plen = tl_cli_load_payload(l, i, payload, sizeof(payload));
-    size_t klen = tl_cli_load_key(l, i, key, sizeof(key));
-    int32_t part =
-        l->partitions > 0 ? (int32_t)(i % (uint64_t)l->partitions) : RD_KAFKA_PARTITION_UA;
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(payload, plen),
-            RD_KAFKA_V_KEY(klen ? key : NULL, klen), RD_KAFKA_V_END);
+        rd_kafka_headers_t *h = kafka_headers(m);
+        rd_kafka_resp_err_t e =
+            h ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_VALUE((void *)m->payload, m->len),
+                                  RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
+                                  RD_KAFKA_V_END)
+              : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_VALUE((void *)m->payload, m->len),
+                                  RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return true;
+        if (h)
+            rd_kafka_headers_destroy(h);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || (stop && atomic_load(stop))) {
             tl_cli_err("produce: cannot send to %s: %s", topic, rd_kafka_err2str(e));
             return false;
@@ -145,18 +183,18 @@ static bool send_one(rd_kafka_t *rk, const char *topic, const tl_cli_load *l, ui
     }
 }
 
-void tl_cli_load_count(const tl_cli_load *l, uint64_t i, tl_cli_load_stats *st)
+void tl_cli_load_count(tl_cli_marker marker, tl_cli_load_stats *st)
 {
     atomic_fetch_add(&st->sent, 1);
-    tl_cli_marker m = tl_cli_load_marker(l, i);
-    if (m == TL_CLI_STALL)
+    if (marker == TL_CLI_STALL)
         atomic_fetch_add(&st->stall, 1);
-    else if (m == TL_CLI_FAIL)
+    else if (marker == TL_CLI_FAIL)
         atomic_fetch_add(&st->fail, 1);
 }
 
-int tl_cli_produce_kafka(const char *brokers, const char *topic, const tl_cli_load *l,
-                         tl_cli_load_stats *st, const atomic_bool *stop, char *err, size_t errlen)
+int tl_cli_produce_kafka_feed(const char *brokers, const char *topic, const tl_cli_feed *f,
+                              tl_cli_load_stats *st, const atomic_bool *stop, char *err,
+                              size_t errlen)
 {
     rd_kafka_t *rk = new_producer(brokers, st, err, errlen);
     if (!rk) {
@@ -164,13 +202,22 @@ int tl_cli_produce_kafka(const char *brokers, const char *topic, const tl_cli_lo
         return -1;
     }
     int64_t start = tl_cli_now_ms();
-    for (uint64_t i = 0; i < l->count && !(stop && atomic_load(stop)); i++) {
-        tl_cli_load_pace(l, i, start);
-        if (!send_one(rk, topic, l, i, stop))
+    tl_cli_out m;
+    int more = 1;
+    for (uint64_t i = 0; !(stop && atomic_load(stop)) && (more = f->next(f->user, i, &m)) > 0;
+         i++) {
+        tl_cli_load_pace(f->rate, i, start);
+        int32_t part =
+            f->partitions > 0 ? (int32_t)(i % (uint64_t)f->partitions) : RD_KAFKA_PARTITION_UA;
+        if (!send_one(rk, topic, &m, part, stop)) {
+            atomic_fetch_add(&st->failed, 1);
             break;
-        tl_cli_load_count(l, i, st);
+        }
+        tl_cli_load_count(m.marker, st);
         rd_kafka_poll(rk, 0);
     }
+    if (more < 0)
+        atomic_fetch_add(&st->failed, 1);
     rd_kafka_flush(rk, FLUSH_MS);
     /* Whatever is still queued after the flush will never be reported: count it lost. */
     int left = rd_kafka_outq_len(rk);
@@ -182,4 +229,20 @@ int tl_cli_produce_kafka(const char *brokers, const char *topic, const tl_cli_lo
     rd_kafka_destroy(rk);
     atomic_store(&st->finished, true);
     return 0;
+}
+
+int tl_cli_produce_kafka(const char *brokers, const char *topic, const tl_cli_load *l,
+                         tl_cli_load_stats *st, const atomic_bool *stop, char *err, size_t errlen)
+{
+    /* Too big for the stack of the demo's load thread alongside librdkafka's calls. */
+    tl_cli_gen *g = malloc(sizeof(*g));
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        atomic_store(&st->finished, true);
+        return -1;
+    }
+    tl_cli_feed f = tl_cli_load_feed(g, l);
+    int rc = tl_cli_produce_kafka_feed(brokers, topic, &f, st, stop, err, errlen);
+    free(g);
+    return rc;
 }

@@ -90,7 +90,7 @@ static int add_topic(tl_cli_mock *m, const char *spec)
     const char *colon = strrchr(spec, ':');
     size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
     if (len == 0 || len >= sizeof(name) ||
-        (colon && (!tl_cli_uint(colon + 1, &parts) || parts == 0 || parts > 1000))) {
+        (colon && (!tl_program_parse_uint(colon + 1, &parts) || parts == 0 || parts > 1000))) {
         tl_cli_err("mock: --topic '%s' is not NAME[:PARTITIONS]", spec);
         return -1;
     }
@@ -111,7 +111,7 @@ static int mock_args(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         bool has_value = i + 1 < argc;
         if (strcmp(argv[i], "--brokers") == 0 && has_value) {
-            if (!tl_cli_uint(argv[++i], &n) || n == 0 || n > 16) {
+            if (!tl_program_parse_uint(argv[++i], &n) || n == 0 || n > 16) {
                 tl_cli_err("mock: --brokers must be 1..16");
                 return -1;
             }

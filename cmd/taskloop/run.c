@@ -12,6 +12,7 @@ const tl_main_opts tl_cli_main_opts = {
                  "                   cluster, 20000 messages of which some stall and some\n"
                  "                   fail; ends by itself (--timeout: 50s unless given)\n",
     .check_extra = "  --demo          check the embedded demo config instead of a file\n",
+    .handlers_option = true,
 };
 
 bool tl_cli_has_demo(int argc, char **argv)
@@ -44,7 +45,8 @@ static int parse_demo(int argc, char **argv, bool *progress, int64_t *cap_ms)
             continue;
         } else if (strcmp(arg, "--no-progress") == 0) {
             *progress = false;
-        } else if (strcmp(arg, "--expect") == 0 && tl_cli_uint(next, &expect) && expect > 0) {
+        } else if (strcmp(arg, "--expect") == 0 && tl_program_parse_uint(next, &expect) &&
+                   expect > 0) {
             tl_cli_err("run: --expect is ignored with --demo (it knows what it produced)");
             i++;
         } else if (strcmp(arg, "--timeout") == 0 && tl_cli_duration(next, cap_ms) && *cap_ms > 0) {

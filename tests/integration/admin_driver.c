@@ -8,12 +8,14 @@
  * Usage: admin_driver [HOST:PORT [ADMIN_KEYS]]   (default 127.0.0.1:0)
  * ADMIN_KEYS is added to the admin section as written (e.g. `token: "${T}"`); the
  * config takes ${VAR} from the environment.
- * Prints "port N" once the endpoint listens, runs until its standard input closes
- * (or SIGTERM), then drains and exits 0. Exits 3 when the run fails (the port is
- * taken); the service's log events go to standard error either way.
+ * Prints "port N" as soon as the service is built (the endpoint's socket is bound then,
+ * port 0 picking a free one; requests are answered once it runs), runs until its
+ * standard input closes (or SIGTERM), then drains and exits 0. Exits 3 when the build
+ * or the run fails (the port is taken), 4 when the built service knows no port; the
+ * service's log events go to standard error either way.
  *
  * Thread rules: main runs the service (it becomes the loop thread) and joins the
- * watcher thread, which prints the port and turns end-of-input into tl_service_stop;
+ * watcher thread, which turns end-of-input into tl_service_stop;
  * handlers run on workers and share only the atomics `released` and `finished`.
  */
 #include <poll.h>
@@ -92,13 +94,6 @@ static void on_term(int sig)
 static void *watcher(void *arg)
 {
     tl_service *svc = arg;
-    int port = 0;
-    while (!atomic_load(&finished) && (port = tl_service_admin_port(svc)) == 0)
-        sleep_ms(5);
-    if (port == 0)
-        return NULL;
-    printf("port %d\n", port);
-    fflush(stdout);
     struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
     char buf[256];
     while (!atomic_load(&finished)) {
@@ -169,9 +164,19 @@ int main(int argc, char **argv)
         goto cleanup;
     tl_service_opts opts = {.log = log_event};
     if (tl_service_new(cfg, reg, &opts, &svc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "admin_driver: %s\n", err);
+        fprintf(stderr, "admin_driver: cannot build the service: %s\n", err);
+        status = 3;
         goto cleanup;
     }
+    /* Known before the run: a caller can tell where the endpoint will be. */
+    int port = tl_service_admin_port(svc);
+    if (port <= 0) {
+        fprintf(stderr, "admin_driver: the built service reports admin port %d\n", port);
+        status = 4;
+        goto cleanup;
+    }
+    printf("port %d\n", port);
+    fflush(stdout);
     the_svc = svc;
     signal(SIGTERM, on_term);
     pthread_t th;

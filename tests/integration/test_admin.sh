@@ -42,7 +42,17 @@ done
 PORT=$(awk '/^port /{print $2}' "$TMP/out")
 [[ -n $PORT && $PORT -gt 0 ]] || fail "the driver printed no admin port"
 URL="http://127.0.0.1:$PORT"
-pass "listening on port $PORT (asked for port 0)"
+# The driver prints the port right after tl_service_new, before running the service;
+# once it runs the endpoint answers there and says so in its log.
+for _ in $(seq 100); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz") == 200 ]] && break
+    sleep 0.1
+done
+[[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz") == 200 ]] ||
+    fail "the port known at build does not answer /healthz once running"
+grep -q "event=admin_listening listen=\"127.0.0.1:0\" port=\"$PORT\"" "$TMP/err" ||
+    fail "admin_listening does not name port $PORT"
+pass "port $PORT known once built (asked for port 0), answering once running"
 
 # status PATH [curl args]: prints the HTTP status, the body goes to $TMP/body.
 status() {
@@ -270,15 +280,18 @@ pass "unknown paths 404"
 [[ $(status /tasks -X DELETE) == 405 ]] || fail "DELETE /tasks is not 405"
 pass "other methods 405"
 
-# A second service on the same port fails its run, saying why, before reading anything.
+# A second service on the same port fails to build, saying why, before reading anything.
 set +e
 "$DRIVER" "127.0.0.1:$PORT" </dev/null >"$TMP/out2" 2>"$TMP/err2"
 rc=$?
 set -e
-[[ $rc == 3 ]] || fail "a taken port did not fail the run (exit $rc)"
+[[ $rc == 3 ]] || fail "a taken port did not fail the build (exit $rc)"
 grep -q 'event=admin_failed' "$TMP/err2" || fail "no admin_failed event"
 grep -qi 'in use' "$TMP/err2" || fail "the reason does not say the port is in use"
-pass "a taken port fails the run: $(grep admin_failed "$TMP/err2")"
+grep -q "cannot build the service: admin endpoint 127.0.0.1:$PORT: .*in use" "$TMP/err2" ||
+    fail "tl_service_new's error does not name the endpoint and the reason"
+[[ ! -s $TMP/out2 ]] || fail "a service whose port is taken printed a port"
+pass "a taken port fails the build: $(grep admin_failed "$TMP/err2")"
 
 # Closing the driver's input drains the service; the endpoint goes away with the run.
 exec 3>&-

@@ -30,7 +30,10 @@
  * allowed, and logged at warn (admin_exposed), naming whether a token guards it.
  *
  * The socket is bound here rather than by libmicrohttpd, so that a taken port or a bad
- * host fails with the system's reason, and so that port 0 can be reported.
+ * host fails with the system's reason, and so that port 0 can be reported. It is bound
+ * when the service is built, so that the port is known (and a taken one fails the
+ * build) before the run; connections made before the run wait in the listen backlog
+ * until tl_service_run starts serving it.
  *
  * Thread rules: requests run on libmicrohttpd's polling thread, one at a time. They
  * read the service only through what is safe from any thread: the atomic counters,
@@ -64,7 +67,8 @@
 
 struct tl_admin {
     tl_service *svc;
-    struct MHD_Daemon *daemon;
+    int fd;                    /* the listening socket, bound when the service is built */
+    struct MHD_Daemon *daemon; /* serving it while tl_service_run runs; NULL before */
     _Atomic bool closing;
 };
 
@@ -385,7 +389,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* ---------------------------------------------------------------- lifecycle */
 
-int tl__admin_open(tl_service *svc)
+int tl__admin_bind(tl_service *svc, char *err, size_t errlen)
 {
     const char *addr = svc->cfg->admin_listen;
     if (!addr)
@@ -394,39 +398,51 @@ int tl__admin_open(tl_service *svc)
     int rc = TL_ESYS;
     tl_admin *a = calloc(1, sizeof(*a));
     int fd = a ? bind_listen(addr, why, sizeof(why)) : -1;
+    if (fd >= 0) {
+        a->svc = svc;
+        a->fd = fd;
+        atomic_init(&a->closing, false);
+        svc->admin = a;
+        atomic_store(&svc->admin_port, bound_port(fd));
+        return 0;
+    }
     if (!a) {
         snprintf(why, sizeof(why), "out of memory");
         rc = TL_ENOMEM;
-    } else if (fd >= 0) {
-        a->svc = svc;
-        atomic_init(&a->closing, false);
-        /* MHD_USE_ITC: a wake-up channel, so that stopping does not wait for a poll. */
-        a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC,
-                                     0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, fd,
-                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
-        if (a->daemon) {
-            svc->admin = a;
-            int port = bound_port(fd);
-            atomic_store(&svc->admin_port, port);
-            char p[16];
-            snprintf(p, sizeof(p), "%d", port);
-            tl_kv f[] = {{"listen", addr}, {"port", p}};
-            tl__log(svc, TL_LEVEL_INFO, "admin_listening", f, 2);
-            if (!bound_loopback(fd)) {
-                tl_kv w[] = {{"listen", addr},
-                             {"token", svc->cfg->admin_token ? "required" : "none"}};
-                tl__log(svc, TL_LEVEL_WARN, "admin_exposed", w, 2);
-            }
-            return 0;
-        }
-        snprintf(why, sizeof(why), "cannot start the HTTP server");
-        close(fd);
     }
     free(a);
+    snprintf(err, errlen, "admin endpoint %s: %s", addr, why);
     tl_kv f[] = {{"listen", addr}, {"error", why}};
     tl__log(svc, TL_LEVEL_ERROR, "admin_failed", f, 2);
     return rc;
+}
+
+int tl__admin_open(tl_service *svc)
+{
+    tl_admin *a = svc->admin;
+    if (!a || a->daemon)
+        return 0;
+    const char *addr = svc->cfg->admin_listen;
+    /* MHD_USE_ITC: a wake-up channel, so that stopping does not wait for a poll. */
+    a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC, 0,
+                                 NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET, a->fd,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (!a->daemon) {
+        tl_kv f[] = {{"listen", addr}, {"error", "cannot start the HTTP server"}};
+        tl__log(svc, TL_LEVEL_ERROR, "admin_failed", f, 2);
+        tl__admin_close(svc);
+        return TL_ESYS;
+    }
+    char p[16];
+    snprintf(p, sizeof(p), "%d", atomic_load(&svc->admin_port));
+    tl_kv f[] = {{"listen", addr}, {"port", p}};
+    tl__log(svc, TL_LEVEL_INFO, "admin_listening", f, 2);
+    if (!bound_loopback(a->fd)) {
+        tl_kv w[] = {{"listen", addr}, {"token", svc->cfg->admin_token ? "required" : "none"}};
+        tl__log(svc, TL_LEVEL_WARN, "admin_exposed", w, 2);
+    }
+    return 0;
 }
 
 void tl__admin_close(tl_service *svc)
@@ -436,8 +452,12 @@ void tl__admin_close(tl_service *svc)
         return;
     atomic_store(&a->closing, true);
     atomic_store(&svc->admin_port, 0);
-    /* Joins the server thread (requests in progress end first) and closes the socket. */
-    MHD_stop_daemon(a->daemon);
+    /* Joins the server thread (requests in progress end first) and closes the socket;
+     * a socket that no server took (the run never started) is closed here. */
+    if (a->daemon)
+        MHD_stop_daemon(a->daemon);
+    else
+        close(a->fd);
     svc->admin = NULL;
     free(a);
 }

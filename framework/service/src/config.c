@@ -147,7 +147,7 @@ static int load(const char *file, const char *base_dir, const char *text, size_t
     tl_config_loader ld = {.reg = reg, .cfg = cfg, .diag = diag, .file = name_or_default(file)};
     if (opts)
         ld.getenv = opts->getenv, ld.getenv_user = opts->getenv_user,
-        ld.no_plugin_code = opts->no_plugin_code;
+        ld.no_plugin_code = opts->no_plugin_code, ld.handler_hint = opts->handler_hint;
     cfg->file = tl_config_strdup(&ld, ld.file);
     ld.file = cfg->file ? cfg->file : ld.file;
     ld.base_dir = base_dir ? tl_config_strdup(&ld, base_dir) : NULL;

@@ -61,10 +61,11 @@ typedef struct tl_config_pos {
 
 /* The state of one load. */
 typedef struct tl_config_loader {
-    const char *file;     /* the name used in messages */
-    const char *base_dir; /* where relative plugin paths start; NULL: the working dir */
-    bool no_plugin_code;  /* plugins are checked, not opened (tl_config_opts) */
-    const char *text;     /* what is being parsed, to place collections exactly */
+    const char *file;         /* the name used in messages */
+    const char *base_dir;     /* where relative plugin paths start; NULL: the working dir */
+    bool no_plugin_code;      /* plugins are checked, not opened (tl_config_opts) */
+    const char *handler_hint; /* tl_config_opts.handler_hint, or NULL */
+    const char *text;         /* what is being parsed, to place collections exactly */
     size_t text_len;
     tl_registry *reg;
     tl_config_getenv_fn getenv;

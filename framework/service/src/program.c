@@ -18,6 +18,8 @@ typedef struct cmdline {
     const tl_main_opts *opts;
     const char *path;
     bool progress, quiet;
+    const char *handlers[32]; /* check --handlers lists, as given */
+    size_t nhandlers;
     uint64_t expect;
     int64_t cap_ms;
     tl_config_opts cfg_opts;
@@ -39,13 +41,18 @@ static bool is_help(const char *arg)
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
+static bool handlers_option(const cmdline *c)
+{
+    return c->opts && c->opts->handlers_option;
+}
+
 static void usage(const cmdline *c, FILE *out)
 {
     fprintf(out,
             "usage: %s run FILE [--expect N] [--timeout DUR] [--no-progress]\n"
-            "       %s check [--load-plugins] [-q] FILE\n"
+            "       %s check [--load-plugins]%s [-q] FILE\n"
             "\n",
-            c->name, c->name);
+            c->name, c->name, handlers_option(c) ? " [--handlers NAME,...]" : "");
     if (c->opts && c->opts->about)
         fprintf(out, "%s\n", c->opts->about);
     fprintf(out, "`%s run --help` and `%s check --help` tell more.\n", c->name, c->name);
@@ -71,9 +78,19 @@ static void run_usage(const cmdline *c)
            c->name, c->opts && c->opts->run_extra ? c->opts->run_extra : "");
 }
 
+static const char handlers_about[] =
+    "\n"
+    "A handler that a program of your own registers in C is unknown to this program:\n"
+    "name it with --handlers and routes using it pass (nothing runs it here), while a\n"
+    "handler nothing registers or names is still an error.\n";
+
+static const char handlers_line[] =
+    "  --handlers NAME,...\n"
+    "                  handlers registered elsewhere, comma-separated (may be repeated)\n";
+
 static void check_usage(const cmdline *c)
 {
-    printf("usage: %s check [--load-plugins] [-q] FILE\n"
+    printf("usage: %s check [--load-plugins]%s [-q] FILE\n"
            "\n"
            "Validates a service config without starting anything. Every problem is printed\n"
            "on stderr as FILE:LINE:COL: error: KEY: what, and the exit status is 1. A valid\n"
@@ -85,16 +102,20 @@ static void check_usage(const cmdline *c)
            "root or by you) but not loaded, so handlers, source types and sink schemes only a\n"
            "plugin registers are noted on stderr as \"provided by plugin X (not loaded by\n"
            "check)\" rather than refused. `%s run` loads them.\n"
+           "%s"
            "\n"
            "options:\n"
            "  --load-plugins  load the plugins (running their code) and check what they register\n"
+           "%s"
            "  -q, --quiet     print nothing on success\n"
            "%s"
            "  -h, --help      this text\n",
-           c->name, c->name, c->opts && c->opts->check_extra ? c->opts->check_extra : "");
+           c->name, handlers_option(c) ? " [--handlers NAME,...]" : "", c->name,
+           handlers_option(c) ? handlers_about : "", handlers_option(c) ? handlers_line : "",
+           c->opts && c->opts->check_extra ? c->opts->check_extra : "");
 }
 
-static bool parse_uint(const char *s, uint64_t *out)
+bool tl_program_parse_uint(const char *s, uint64_t *out)
 {
     if (!s || *s < '0' || *s > '9')
         return false;
@@ -125,7 +146,7 @@ static int parse(cmdline *c, bool run, int argc, char **argv)
             return -1;
         } else if (run && strcmp(arg, "--no-progress") == 0) {
             c->progress = false;
-        } else if (run && strcmp(arg, "--expect") == 0 && parse_uint(next, &c->expect) &&
+        } else if (run && strcmp(arg, "--expect") == 0 && tl_program_parse_uint(next, &c->expect) &&
                    c->expect > 0) {
             i++;
         } else if (run && strcmp(arg, "--timeout") == 0 && parse_duration(next, &c->cap_ms)) {
@@ -134,6 +155,17 @@ static int parse(cmdline *c, bool run, int argc, char **argv)
             c->quiet = true;
         } else if (!run && strcmp(arg, "--load-plugins") == 0) {
             c->cfg_opts.no_plugin_code = false;
+        } else if (!run && handlers_option(c) && strncmp(arg, "--handlers", 10) == 0 &&
+                   (arg[10] == '\0' || arg[10] == '=')) {
+            const char *list = arg[10] == '=' ? arg + 11 : next;
+            if (!list || c->nhandlers == sizeof(c->handlers) / sizeof(c->handlers[0])) {
+                err(c, "check: %s (see %s check --help)",
+                    list ? "--handlers given too many times" : "--handlers needs NAME,...",
+                    c->name);
+                return 2;
+            }
+            c->handlers[c->nhandlers++] = list;
+            i += arg[10] == '\0';
         } else if (arg[0] == '-' || c->path) {
             err(c, "%s: bad argument '%s' (see %s %s --help)", cmd, arg, c->name, cmd);
             return 2;
@@ -162,8 +194,50 @@ static void report(const cmdline *c, int rc, const tl_diag *diag, const char *wh
         err(c, "%s: %zu error%s", c->path, diag->errors, diag->errors == 1 ? "" : "s");
 }
 
+/* Stands in for a handler named by --handlers: check builds no service, so it never
+ * runs; were it run, it would fail rather than pretend. */
+static int declared_handler(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)task, (void)msg, (void)user;
+    return TL_EFAIL;
+}
+
+/* Registers in reg each name of each --handlers list that reg lacks; 2 after saying
+ * why for an empty or overlong name, 1 when out of memory, else 0. */
+static int declare_handlers(const cmdline *c, tl_registry *reg)
+{
+    for (size_t i = 0; i < c->nhandlers; i++) {
+        for (const char *p = c->handlers[i];; p++) {
+            size_t n = strcspn(p, ",");
+            char name[128];
+            if (n == 0 || n >= sizeof(name)) {
+                err(c, "check: --handlers '%s': %s", c->handlers[i],
+                    n ? "a name is longer than 127 bytes" : "a name is empty");
+                return 2;
+            }
+            memcpy(name, p, n);
+            name[n] = '\0';
+            if (tl_registry_handler(reg, name, NULL, NULL) != 0 &&
+                tl_register_handler(reg, name, declared_handler, NULL) != 0) {
+                err(c, "check: --handlers: cannot declare '%s': out of memory", name);
+                return 1;
+            }
+            p += n;
+            if (*p == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
 static int check(cmdline *c, tl_registry *reg)
 {
+    int drc = declare_handlers(c, reg);
+    if (drc != 0)
+        return drc;
+    if (handlers_option(c))
+        c->cfg_opts.handler_hint = "a handler your own program registers can be named with "
+                                   "--handlers NAME,...";
     tl_config *cfg = NULL;
     tl_diag diag;
     tl_diag_init(&diag);

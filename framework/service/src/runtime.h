@@ -261,8 +261,8 @@ struct tl_service {
     tl_stats_atomic st;
     tl_histogram handler_seconds; /* attempt durations, for /metrics */
     _Atomic int64_t heartbeat_ms; /* loop clock at the last housekeeping round; 0 before */
-    struct tl_admin *admin;       /* the admin endpoint while tl_service_run runs */
-    _Atomic int admin_port;       /* its bound port, 0 when it is not listening */
+    struct tl_admin *admin;       /* the admin endpoint, from the build to the run's end */
+    _Atomic int admin_port;       /* its bound port, 0 when it has none (or no longer) */
 };
 
 /* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and

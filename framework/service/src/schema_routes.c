@@ -173,8 +173,10 @@ static void load_route_handler(loader *ld, struct fy_node *map, const char *path
     tl_schema_join(at, path, "handler");
     struct fy_node *v = tl_schema_lookup(map, "handler");
     if (!tl_schema_from_plugins(ld, tl_config_node_pos(ld, v), at, "handler", r->handler))
-        tl_config_report(ld, tl_config_node_pos(ld, v), at, "no handler named '%s' is registered",
-                         tl_schema_shown(ld, v, NULL, r->handler));
+        tl_config_report(ld, tl_config_node_pos(ld, v), at,
+                         "no handler named '%s' is registered%s%s",
+                         tl_schema_shown(ld, v, NULL, r->handler), ld->handler_hint ? "; " : "",
+                         ld->handler_hint ? ld->handler_hint : "");
 }
 
 static void load_on_stall(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)

@@ -233,7 +233,11 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     tl__intake_init(svc);
     for (size_t i = 0; i < cfg->nroutes; i++)
         tl_timer_init(svc->loop, &svc->routes[i].watch_timer);
-    rc = open_sources(svc, err, errlen);
+    /* The admin socket first: a taken port fails the build before any broker is
+     * contacted, and the port is known from here on. */
+    rc = tl__admin_bind(svc, err, errlen);
+    if (rc == 0)
+        rc = open_sources(svc, err, errlen);
     if (rc == 0)
         rc = tl__targets_open(svc, err, errlen);
     if (rc) {
@@ -275,7 +279,8 @@ const char *tl_service_name(const tl_service *svc)
 
 int tl_service_run(tl_service *svc)
 {
-    /* The admin port first: a taken port fails the run before any message is read. */
+    /* The admin endpoint first: one that cannot serve fails the run before any message
+     * is read. */
     int rc = tl__admin_open(svc);
     if (rc != 0)
         return rc;
@@ -312,6 +317,7 @@ void tl_service_free(tl_service *svc)
         return;
     atomic_store(&svc->stopping, true);
     svc->closing = true;
+    tl__admin_close(svc);
     tl__targets_close(svc, 1000);
     /* Joins the workers (no handler reads a message after this), finalizes every task,
      * then the records still alive give their messages back. */

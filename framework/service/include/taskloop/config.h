@@ -266,6 +266,9 @@ typedef struct tl_config_opts {
      * plugins_unopened set, and tl_service_new refuses it.
      */
     bool no_plugin_code;
+    /* Appended to the error of a route naming a handler nothing registered (a program's
+     * way to say how to declare one, e.g. `taskloop check --handlers`); NULL: none. */
+    const char *handler_hint;
 } tl_config_opts;
 
 /*

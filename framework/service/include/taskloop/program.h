@@ -70,6 +70,10 @@ typedef struct tl_main_opts {
     const char *about;       /* a paragraph for --help, ending in a newline; NULL: none */
     const char *run_extra;   /* more option lines for `run --help`; NULL: none */
     const char *check_extra; /* more option lines for `check --help`; NULL: none */
+    /* true: `check` takes --handlers NAME,... (registered in reg as stand-ins that fail
+     * if run), for a program that checks configs for handlers other programs register;
+     * an unknown handler's error then mentions the option. */
+    bool handlers_option;
 } tl_main_opts;
 
 /*
@@ -78,7 +82,8 @@ typedef struct tl_main_opts {
  * says, shows progress on a terminal, drains on SIGTERM or SIGINT (a second SIGINT
  * exits at once with 130), prints the summary on stdout and returns 0 (1 when it could
  * not start, failed, or --expect was not met); `NAME check [--load-plugins] [-q] FILE`
- * validates as `taskloop check` does; `NAME --help`. Usage errors return 2. reg holds
+ * validates as `taskloop check` does (with opts->handlers_option, [--handlers NAME,...]
+ * too); `NAME --help`. Usage errors return 2. reg holds
  * the adapters and handlers the program registered; it is borrowed. opts may be NULL.
  */
 int tl_service_main(int argc, char **argv, tl_registry *reg, const tl_main_opts *opts);
@@ -119,6 +124,10 @@ tl_logger *tl_program_log(void);
 /* Prints a plain line on stderr through the program log (keeping its status line), or
  * straight to stderr when there is none. */
 void tl_program_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parses a command-line count: the whole string, decimal digits only (no sign, no
+ * spaces), into *out; false, leaving *out alone, when it is not one or overflows. */
+bool tl_program_parse_uint(const char *s, uint64_t *out);
 
 /* Prints the end-of-run summary of svc on out; returns whether its numbers add up. */
 bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t elapsed_ms);

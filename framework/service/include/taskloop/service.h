@@ -118,8 +118,10 @@ typedef struct tl_partition_stats {
 struct tl_config;
 
 /*
- * Builds a service from a loaded config (see `taskloop check`): opens its sources and
- * sinks. cfg and reg must outlive the service. On failure err names what failed.
+ * Builds a service from a loaded config (see `taskloop check`): calls its handlers' init
+ * hooks, starts the workers, binds the admin endpoint's socket (a taken port fails
+ * here), opens its sources and sinks. cfg and reg must outlive the service. On failure
+ * err names what failed.
  */
 int tl_service_new(const struct tl_config *cfg, tl_registry *reg, const tl_service_opts *opts,
                    tl_service **out, char *err, size_t errlen);
@@ -156,8 +158,10 @@ size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap);
 /* Fills up to cap committed positions and returns how many partitions there are. */
 size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap);
 
-/* Any thread: the admin endpoint's bound port (the one picked for port 0); 0 when it is
- * off, and until tl_service_run has started it. */
+/* Any thread: the admin endpoint's port (the one picked for port 0), bound when the
+ * service is built, so known as soon as tl_service_new returns (requests wait until
+ * tl_service_run serves them); 0 when the config has no admin endpoint, and once the
+ * run has ended and closed it. */
 int tl_service_admin_port(tl_service *svc);
 
 /* Fills up to cap consumer-lag entries of every source that reports lag (Kafka) and
