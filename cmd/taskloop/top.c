@@ -253,7 +253,7 @@ static int parse(int argc, char **argv, top_opts *o)
                 return 2;
             }
         } else if (strcmp(a, "--top") == 0 && has_value) {
-            if (!tl_cli_uint(argv[++i], &o->top) || o->top < 1 || o->top > 1000) {
+            if (!tl_program_parse_uint(argv[++i], &o->top) || o->top < 1 || o->top > 1000) {
                 tl_cli_err("top: --top '%s': want a whole number from 1 to 1000", argv[i]);
                 return 2;
             }
