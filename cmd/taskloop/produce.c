@@ -44,7 +44,9 @@ static const char usage[] =
     "\n"
     "On a terminal a progress line shows the count, the rate and, when the total is\n"
     "known (-n, or a regular file), the time left. At the end it prints what was sent,\n"
-    "delivered and failed; the exit status is 1 if anything failed.\n";
+    "delivered and failed; the exit status is 1 if anything failed. ZeroMQ has no\n"
+    "acknowledgements: delivered there means handed to the socket, which then waits up\n"
+    "to 120 s for a slow peer to take what is queued.\n";
 
 typedef struct produce_args {
     const char *to;
@@ -185,8 +187,11 @@ static int produce_zmq(const char *endpoint, const tl_cli_feed *f, tl_cli_load_s
 {
     void *ctx = zmq_ctx_new();
     void *sock = ctx ? zmq_socket(ctx, ZMQ_PUSH) : NULL;
-    /* A peer that never shows up ends the run instead of blocking it forever. */
-    int timeout = 10000, linger = 10000;
+    /* A peer that never shows up ends the run instead of blocking it forever. The
+     * linger is long: a slow consumer (a paused source, handlers of a millisecond)
+     * may hold thousands of messages queued behind its high-water mark when the last
+     * one is sent, and ZeroMQ drops what is still queued once the linger ends. */
+    int timeout = 10000, linger = 120000;
     if (!sock || zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout)) != 0 ||
         zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
         zmq_connect(sock, endpoint) != 0) {
