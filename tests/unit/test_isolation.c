@@ -18,6 +18,14 @@
 
 #include "service_helpers.h"
 
+/* Under AddressSanitizer, an allocation past the worker's memory limit returns NULL
+ * as it does without, rather than ending the process (the sanitizer's default). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
 #define DLQ "memory:iso.dlq"
 #define STALLED "memory:iso.stalled"
 

@@ -17,7 +17,7 @@
  * Poison markers make `work` misbehave as a broken handler would, to show what
  * `isolation: process` does with it (in thread mode they take the service down, as a
  * real crash would): a payload holding
- *   poison:segv   writes through a null pointer (SIGSEGV)
+ *   poison:segv   writes to an address never mapped (SIGSEGV)
  *   poison:abort  calls abort() (SIGABRT)
  *   poison:stack  recurses until the stack overflows (SIGSEGV)
  *   poison:spin   spins on the CPU, ignoring cancellation
@@ -185,8 +185,10 @@ static int work_record(const tl_task *task, const tl_msg *msg)
 
 /* ---------------------------------------------------------------- poison */
 
-/* Volatile so that the compiler keeps the fault it would otherwise call undefined. */
-static int *volatile null_ptr;
+/* An address in the first page, never mapped: writing there faults. Volatile so that
+ * the compiler keeps the store; not NULL, which a sanitizer would catch as undefined
+ * behaviour before the fault. */
+static int *volatile wild_ptr = (int *)64;
 
 /* Deeper than any stack: read at run time, so the recursion has an end the compiler
  * cannot see past. */
@@ -233,7 +235,7 @@ static int poison(tl_task *task, const tl_msg *msg)
     if (!payload_has(msg, "poison:"))
         return 1;
     if (payload_has(msg, "poison:segv"))
-        return *null_ptr = 1;
+        return *wild_ptr = 1;
     if (payload_has(msg, "poison:abort"))
         abort();
     if (payload_has(msg, "poison:stack"))
