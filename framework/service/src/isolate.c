@@ -149,6 +149,7 @@ int tl__zygote_start(tl_service *svc, tl_child_main child, char *err, size_t err
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
+        free(z); /* the service's; the zygote needs none */
         zygote_main(svc, sv[1], child);
     }
     close(sv[1]);
