@@ -14,8 +14,9 @@
  * before the service has killed or reaped it.
  *
  * The zygote and its workers ignore SIGINT and SIGTERM (a ^C on the terminal reaches
- * the whole process group; the service drains instead), and end when the service's
- * end of their socket closes, which includes the service dying.
+ * the whole process group; the service drains instead). The zygote ends when the
+ * service's end of its socket closes, which includes the service dying, and its
+ * workers die with it (PR_SET_PDEATHSIG), even one spinning in a handler.
  *
  * Thread rules: tl__zygote_start and tl__zygote_stop on the thread building and
  * freeing the service; spawn and reap from any thread, one request at a time under
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,8 +83,14 @@ static int send_reply(int sock, const reply *r, int fd)
 }
 
 /* In a new worker: signals as a crash should show them, then its loop. */
-static void worker_start(tl_service *svc, tl_route_state *route, int fd, tl_child_main child)
+static void worker_start(tl_service *svc, tl_route_state *route, int fd, tl_child_main child,
+                         pid_t zygote)
 {
+    /* A handler that never reads its socket again (spinning) must not outlive the
+     * service: the zygote ends with it, and takes its workers along. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != zygote)
+        _exit(0);
     /* A handler crash must reach the service as the signal that caused it: a handler
      * the program installed (a sanitizer's, a crash reporter's) would turn it into an
      * exit code. */
@@ -103,11 +111,12 @@ static void spawn(tl_service *svc, int sock, int index, tl_child_main child)
         send_reply(sock, &r, -1);
         return;
     }
+    pid_t self = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         close(sock);
         close(sv[0]);
-        worker_start(svc, &svc->routes[index], sv[1], child);
+        worker_start(svc, &svc->routes[index], sv[1], child, self);
     }
     close(sv[1]);
     r.pid = pid;

@@ -11,7 +11,8 @@
  * reroutes it to on_error.then, logging each step with the message's origin), and the
  * next attempt gets a new process. Once its task is cancelled (it stalled), the
  * process is told to cancel; one still running TL_KILL_GRACE_MS later is killed, so
- * the worker thread is back at once and no handler runs on unseen.
+ * the worker thread is back at once and no handler runs on unseen. When the service is
+ * freed, a worker process still busy is killed at once.
  *
  * Thread rules: tl__procs_run on the loop's workers; a route's idle list is guarded by
  * its idle_mu; the counters are atomics; tl__procs_check on the loop thread;
@@ -90,7 +91,7 @@ static void ended_text(int status, char *text, size_t cap)
 
 /* Waits for the result; kills the process past its grace once the task is cancelled.
  * 0 with *err set, or TL_ECLOSED (the process ended), or TL_ECANCELED (killed). */
-static int await(tl_task *task, tl_proc *p, int *err, char *text)
+static int await(tl_service *svc, tl_task *task, tl_proc *p, int *err, char *text)
 {
     int64_t cancel_at = -1;
     for (;;) {
@@ -99,6 +100,10 @@ static int await(tl_task *task, tl_proc *p, int *err, char *text)
         if (n == 1) {
             int rc = tl__frame_recv_result(p->fd, err, text, TEXT_CAP);
             return rc == 0 ? 0 : TL_ECLOSED;
+        }
+        if (atomic_load(&svc->procs_kill)) {
+            kill(p->pid, SIGKILL);
+            return TL_ECANCELED;
         }
         if (!tl_cancelled(task))
             continue;
@@ -131,7 +136,7 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
         tl_task_set_error_text(task, "message too large for a worker process");
         return TL_ENOMEM;
     }
-    rc = rc == 0 ? await(task, p, &err, text) : TL_ECLOSED;
+    rc = rc == 0 ? await(svc, task, p, &err, text) : TL_ECLOSED;
     if (rc == 0) {
         give_back(rec->route, p);
         if (text[0])

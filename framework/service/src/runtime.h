@@ -265,6 +265,7 @@ struct tl_service {
     _Atomic int admin_port;       /* its bound port, 0 when it is not listening */
     struct tl_zygote *zygote;     /* forks worker processes (isolate.c); NULL without */
     uint64_t replaced_logged;     /* processes_replaced when housekeeping last logged */
+    _Atomic bool procs_kill;      /* the service is freed: busy worker processes die now */
 };
 
 /* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and

@@ -316,6 +316,9 @@ void tl_service_free(tl_service *svc)
     atomic_store(&svc->stopping, true);
     svc->closing = true;
     tl__targets_close(svc, 1000);
+    /* A handler in a worker process that still runs is killed rather than waited for
+     * (the drain is over; its message was not settled and comes again). */
+    atomic_store(&svc->procs_kill, true);
     /* Joins the workers (no handler reads a message after this), finalizes every task,
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);
