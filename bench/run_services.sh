@@ -21,6 +21,7 @@ kafka_n=${BENCH_KAFKA_N:-1000000}
 kafka_mock_n=${BENCH_KAFKA_MOCK_N:-$kafka_n}
 zmq_n=${BENCH_ZMQ_N:-5000000}
 scale_n=${BENCH_SCALE_N:-200000}
+iso_n=${BENCH_ISOLATION_N:-50000}
 stall_n=${BENCH_STALL_N:-1000}
 mem_n=${BENCH_MEMORY_N:-100000}
 kafka_port=${BENCH_KAFKA_PORT:-29092}
@@ -92,6 +93,7 @@ run 900 "$bin/zmq_throughput" -n "$zmq_n" --port "$zmq_port" --rounds "$rounds"
 run 300 "$bin/stall_latency" -n "$stall_n"
 run 300 "$bin/inflight_memory" -n "$mem_n"
 run 900 "$bin/scale" -n "$scale_n"
+run 600 "$bin/isolation" -n "$iso_n"
 
 echo "== summary (all figures: $csv)"
 awk -F, 'NR > 1 && $1 != "task_overhead" {

@@ -445,6 +445,34 @@ static void no_plugin_code_checks_plugins_without_opening_them(void **state)
     assert_null(svc);
 }
 
+static void check_warns_of_a_plugin_handler_in_thread_mode_without_an_error_target(void **state)
+{
+    fixture *f = *state;
+    char text[2048];
+    tl_config_opts o = opts;
+    o.no_plugin_code = true;
+    snprintf(text, sizeof(text),
+             "plugins: [ \"%s\" ]\n%sroutes:\n  - { source: in, handler: from_plugin }\n",
+             TL_TEST_PLUGIN, HEAD);
+    assert_loaded(f, tl_config_load_string("t.yaml", text, f->reg, &o, &f->cfg, &f->diag));
+    assert_int_equal(f->diag.errors, 0);
+    assert_has_message(f, "t.yaml:6:28: warning: routes[0].handler: a plugin's handler runs in the "
+                          "service's threads and no on_error.then is set: if it crashes, the "
+                          "service goes down and its message comes back again and again; "
+                          "consider isolation: process and an on_error target");
+    tl_config_free(f->cfg);
+    f->cfg = NULL;
+    tl_diag_free(&f->diag);
+    /* In worker processes, a crash is a failed attempt: nothing to warn of. */
+    snprintf(text, sizeof(text),
+             "plugins: [ \"%s\" ]\n%sroutes:\n  - { source: in, handler: from_plugin, "
+             "isolation: process }\n",
+             TL_TEST_PLUGIN, HEAD);
+    assert_loaded(f, tl_config_load_string("t.yaml", text, f->reg, &o, &f->cfg, &f->diag));
+    for (size_t i = 0; i < f->diag.count; i++)
+        assert_null(strstr(f->diag.msgs[i], "warning"));
+}
+
 static void a_relative_plugin_path_starts_at_the_config_folder(void **state)
 {
     fixture *f = *state;
@@ -615,6 +643,7 @@ int main(void)
         T(a_reroute_to_the_routes_own_input_is_refused),
         T(two_routes_on_one_source_are_refused),
         T(no_plugin_code_checks_plugins_without_opening_them),
+        T(check_warns_of_a_plugin_handler_in_thread_mode_without_an_error_target),
         T(a_relative_plugin_path_starts_at_the_config_folder),
         T(a_plugin_writable_by_others_is_refused),
         T(a_plugin_in_a_folder_writable_by_its_group_is_refused),

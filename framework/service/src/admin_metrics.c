@@ -176,6 +176,14 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
     metric_one(f, "replaced_workers_total", "counter",
                "Workers added to stand in for ones stuck in stalled handlers.",
                st.replaced_workers);
+    metric_one(f, "handler_crashes_total", "counter",
+               "Worker processes (isolation: process) that died by a signal or an exit while "
+               "handling a message; each is a failed attempt.",
+               st.handler_crashes);
+    metric_one(f, "workers_replaced_total", "counter",
+               "Worker processes replaced: crashed, or killed past the grace after their "
+               "cancellation.",
+               st.processes_replaced);
     metric_one(f, "workers", "gauge", "Worker threads alive.", s.workers);
     metric_one(f, "healthy", "gauge", "1 unless the stuck-worker cap is exceeded.",
                st.healthy ? 1 : 0);

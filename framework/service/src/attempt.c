@@ -6,22 +6,39 @@
  * tl_handler_param).
  *
  * Thread rules: loop thread, except run_handler and the tl_handler_* functions, which
- * run on the worker running the handler.
+ * run on the worker running the handler. In a worker process (isolation: process,
+ * child.c) the handler runs as a task of that process's own loop, on a record made
+ * there, so the tl_handler_* functions answer the same.
  */
 #include "runtime.h"
 
 #include <string.h>
 
-static int run_handler(tl_task *task, void *arg)
+/* The handler itself, on this thread (in the service, or in a worker process). */
+static int run_here(tl_task *task, void *arg)
 {
     tl_rec *rec = arg;
     return rec->route->cfg->fn(task, rec->msg, rec->route->cfg->user);
 }
 
+static int run_handler(tl_task *task, void *arg)
+{
+    tl_rec *rec = arg;
+    if (rec->route->cfg->isolation == TL_ISOLATE_PROCESS)
+        return tl__procs_run(task, rec);
+    return run_here(task, arg);
+}
+
 /* The record a handler task works on, or NULL for any other task. */
 static const tl_rec *handler_rec(const tl_task *task)
 {
-    return tl_task_fn_of(task) == run_handler ? tl_task_arg(task) : NULL;
+    tl_task_fn fn = tl_task_fn_of(task);
+    return fn == run_handler || fn == run_here ? tl_task_arg(task) : NULL;
+}
+
+tl_task *tl__attempt_child(tl_loop *loop, tl_rec *rec)
+{
+    return tl_task_create(loop, run_here, rec);
 }
 
 bool tl__attempt_new(tl_rec *rec, unsigned flags)

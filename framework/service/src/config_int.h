@@ -106,6 +106,10 @@ int tl_config_diag_add(tl_diag *diag, char *msg, bool error);
 void tl_config_report(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Records "FILE:LINE:COL: warning: PATH: what": likely a mistake, not an error. */
+void tl_config_warn(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Records "FILE:LINE:COL: note: PATH: what": something worth knowing, not an error. */
 void tl_config_note(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -160,6 +160,15 @@ static void dump_route(FILE *out, const tl_config *cfg, const tl_config_route *r
     fprintf(out, "\n    ordering: %s\n    inline: %s\n    timeout: ", orders[r->ordering],
             r->run_inline ? "true" : "false");
     put_duration(out, r->timeout_ms);
+    if (r->isolation == TL_ISOLATE_PROCESS) {
+        fputs("\n    isolation: process", out);
+        if (r->memory_bytes)
+            fprintf(out, "\n    memory: %lldB", (long long)r->memory_bytes);
+        if (r->cpu_time_ms) {
+            fputs("\n    cpu_time: ", out);
+            put_duration(out, r->cpu_time_ms);
+        }
+    }
     if (r->on_stall.scheme) {
         fputs("\n    on_stall: { reroute: ", out);
         put_target(out, &r->on_stall);

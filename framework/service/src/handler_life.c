@@ -58,7 +58,9 @@ static void each_route(tl_service *svc, bool run_inline, bool start)
 {
     for (size_t i = 0; i < svc->nroutes; i++) {
         tl_route_state *r = &svc->routes[i];
-        if (!r->handler_live || r->cfg->run_inline != run_inline)
+        /* A route isolated in processes runs its handler there (child.c). */
+        if (!r->handler_live || r->cfg->run_inline != run_inline ||
+            r->cfg->isolation == TL_ISOLATE_PROCESS)
             continue;
         if (start && r->hooks.thread_init)
             r->hooks.thread_init(r->cfg->user, r->handler_state);

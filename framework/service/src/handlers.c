@@ -16,6 +16,16 @@
  *            record       file to which each completed message's `id=...` token is
  *                         appended, one line each
  *
+ * Poison markers make `work` misbehave as a broken handler would, to show what
+ * `isolation: process` does with it (in thread mode they take the service down, as a
+ * real crash would): a payload holding
+ *   poison:segv   writes to an address never mapped (SIGSEGV)
+ *   poison:abort  calls abort() (SIGABRT)
+ *   poison:stack  recurses until the stack overflows (SIGSEGV)
+ *   poison:spin   spins on the CPU, ignoring cancellation
+ *   poison:alloc  allocates (and touches) memory until an allocation fails, then fails
+ *                 with "out of memory"; up to 1 GiB, a cap for runs without a limit
+ *
  * The ratios pick messages by a hash of partition and offset, not by a random
  * generator, so a retried message fails again and a rerun picks the same messages.
  *
@@ -189,9 +199,78 @@ static int work_record(const tl_task *task, const tl_msg *msg)
     return append_line(path, line, n);
 }
 
+/* ---------------------------------------------------------------- poison */
+
+/* An address in the first page, never mapped: writing there faults. Volatile so that
+ * the compiler keeps the store; not NULL, which a sanitizer would catch as undefined
+ * behaviour before the fault. */
+static int *volatile wild_ptr = (int *)64;
+
+/* Deeper than any stack: read at run time, so the recursion has an end the compiler
+ * cannot see past. */
+static volatile long overflow_limit = 1L << 40;
+
+/* Recurses past the stack's end; the frame's array and its use keep each call real. */
+static int overflow(long depth)
+{
+    volatile char frame[1024];
+    if (depth >= overflow_limit)
+        return 0;
+    frame[depth % sizeof(frame)] = (char)depth;
+    return overflow(depth + 1) + frame[0];
+}
+
+#define ALLOC_STEP (1u << 20)
+#define ALLOC_CAP (1024u << 20)
+
+/* Allocates and touches memory step by step until malloc fails or the cap. */
+static int poison_alloc(tl_task *task)
+{
+    void **blocks = calloc(ALLOC_CAP / ALLOC_STEP, sizeof(*blocks));
+    size_t n = 0;
+    int rc = 0;
+    for (; blocks && n < ALLOC_CAP / ALLOC_STEP; n++) {
+        blocks[n] = malloc(ALLOC_STEP);
+        if (!blocks[n])
+            break;
+        memset(blocks[n], 1, ALLOC_STEP);
+    }
+    if (!blocks || n < ALLOC_CAP / ALLOC_STEP) {
+        tl_task_set_error_text(task, "out of memory");
+        rc = TL_ENOMEM;
+    }
+    for (size_t i = 0; blocks && i < n; i++)
+        free(blocks[i]);
+    free(blocks);
+    return rc;
+}
+
+/* The misbehaviour a poison marker asks for; 1 when the payload has none. */
+static int poison(tl_task *task, const tl_msg *msg)
+{
+    if (!payload_has(msg, "poison:"))
+        return 1;
+    if (payload_has(msg, "poison:segv"))
+        return *wild_ptr = 1;
+    if (payload_has(msg, "poison:abort"))
+        abort();
+    if (payload_has(msg, "poison:stack"))
+        return overflow(0);
+    if (payload_has(msg, "poison:spin")) {
+        for (volatile uint64_t i = 0;; i++) {
+        }
+    }
+    if (payload_has(msg, "poison:alloc"))
+        return poison_alloc(task);
+    return 1;
+}
+
 static int handle_work(tl_task *task, const tl_msg *msg, void *user)
 {
     (void)user;
+    int prc = poison(task, msg);
+    if (prc != 1)
+        return prc;
     double stall_ratio = param_ratio(task, "stall_ratio");
     double fail_ratio = param_ratio(task, "fail_ratio");
     if (payload_has(msg, "stall") || place_hash(msg, 1) < stall_ratio)

@@ -167,6 +167,14 @@ void tl_config_note(tl_config_loader *ld, tl_config_pos p, const char *path, con
     va_end(ap);
 }
 
+void tl_config_warn(tl_config_loader *ld, tl_config_pos p, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_message(ld, "warning", p, path, fmt, ap);
+    va_end(ap);
+}
+
 const char *tl_config_file_kind(mode_t mode)
 {
     return S_ISREG(mode)    ? "a regular file"

@@ -12,6 +12,8 @@
  *   record.c    a message in flight: start, outcome of each attempt, retry, settle
  *   lanes.c     ordering lanes and the chains of attempts behind a running one
  *   attempt.c   one handler task: create it, watch it (watch.c), undo it
+ *   procs.c     isolation: process: the task hands its message to a worker process
+ *               (forked by isolate.c's zygote; child.c runs there; frame.c frames)
  *   watch.c     an attempt's completion and its route's timeout
  *   stalled.c   stalled attempts still running: stuck workers replaced, health
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
@@ -40,6 +42,7 @@
 #define TL_RUNTIME_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 #include <taskloop/config.h>
 #include <taskloop/list.h>
@@ -133,6 +136,8 @@ typedef struct tl_route_state {
      * endpoint reads them from any thread). Bumped on those paths only, never on a
      * completion's. */
     _Atomic uint64_t stalled, rerouted, late;
+    struct tl_proc *idle;    /* isolation process: idle worker processes (procs.c) */
+    pthread_mutex_t idle_mu; /* guards idle; workers take and give back from any thread */
 } tl_route_state;
 
 typedef enum tl_rec_state {
@@ -199,7 +204,8 @@ struct tl_lane {
 
 typedef struct tl_stats_atomic {
     _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
-        reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses;
+        reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses,
+        handler_crashes, processes_replaced;
     _Atomic bool healthy;
 } tl_stats_atomic;
 
@@ -263,6 +269,9 @@ struct tl_service {
     _Atomic int64_t heartbeat_ms; /* loop clock at the last housekeeping round; 0 before */
     struct tl_admin *admin;       /* the admin endpoint, from the build to the run's end */
     _Atomic int admin_port;       /* its bound port, 0 when it has none (or no longer) */
+    struct tl_zygote *zygote;     /* forks worker processes (isolate.c); NULL without */
+    uint64_t replaced_logged;     /* processes_replaced when housekeeping last logged */
+    _Atomic bool procs_kill;      /* the service is freed: busy worker processes die now */
 };
 
 /* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and
@@ -356,6 +365,94 @@ tl_worker_hooks tl__handlers_worker_hooks(tl_service *svc);
 
 /* On the thread running the loop: thread_init (start) or thread_fini of inline routes. */
 void tl__handlers_loop_thread(tl_service *svc, bool start);
+
+/* ---------------------------------------------------------------- isolation */
+
+/* A worker process of a route with isolation: process, and its end of the socket. */
+typedef struct tl_proc {
+    pid_t pid;
+    int fd;
+    struct tl_proc *next; /* in its route's idle list */
+} tl_proc;
+
+/* How long a worker process may go on past its cancellation before it is killed. */
+#define TL_KILL_GRACE_MS TL_STUCK_GRACE_MS
+
+/* What a worker process runs (child.c): handles messages read from fd until it reads
+ * the end of it; never returns. */
+typedef void (*tl_child_main)(tl_service *svc, tl_route_state *route, int fd);
+
+/* isolate.c. On the thread building the service, before any thread of the runtime
+ * exists: forks the zygote, the process that forks worker processes on request, so
+ * that they come from a process with one thread. */
+int tl__zygote_start(tl_service *svc, tl_child_main child, char *err, size_t errlen);
+
+/* isolate.c. Any thread: a new worker process for the route; 0, or TL_ESYS. */
+int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc *out);
+
+/* isolate.c. Any thread: waits for the worker process pid (dead, or killed) and
+ * returns its wait status, or -1. */
+int tl__zygote_reap(tl_service *svc, pid_t pid);
+
+/* isolate.c. After the loop is freed: ends the zygote and waits for it. */
+void tl__zygote_stop(tl_service *svc);
+
+/* child.c: the tl_child_main of the service's worker processes. */
+void tl__child_main(tl_service *svc, tl_route_state *route, int fd);
+
+/* procs.c. On a worker thread: runs the record's attempt in a worker process of its
+ * route and returns the handler's result; a crash fails the attempt with "handler
+ * crashed: SIGNAME", a process past its cancellation by TL_KILL_GRACE_MS is killed. */
+int tl__procs_run(tl_task *task, tl_rec *rec);
+
+/* procs.c. Housekeeping: logs worker processes replaced since the last round. */
+void tl__procs_check(tl_service *svc);
+
+/* procs.c. After the loop is freed: closes the idle workers' sockets (they exit). */
+void tl__procs_free(tl_service *svc);
+
+/* attempt.c. In a worker process: a task on loop running the route's handler on msg as
+ * attempt number attempt, reading rec (which the caller keeps alive until it is done). */
+tl_task *tl__attempt_child(tl_loop *loop, tl_rec *rec);
+
+/* ---------------------------------------------------------------- frame.c */
+
+/* What goes to a worker process: 'M' and a frame with a message, or 'C': cancel. */
+#define TL_FRAME_MSG 'M'
+#define TL_FRAME_CANCEL 'C'
+/* Frames are refused past this size (a worker's garbage never makes the parent
+ * allocate without bound). */
+#define TL_FRAME_MAX (256u << 20)
+
+/* Sends 'M' and the message with its attempt number; 0, or TL_ESYS (the peer is gone). */
+int tl__frame_send_msg(int fd, const tl_msg *m, unsigned attempt);
+
+/* A message read by a worker process; its fields point into buf. */
+typedef struct tl_frame_msg {
+    tl_msg msg;
+    unsigned attempt;
+    tl_header *headers;
+    char *buf;
+} tl_frame_msg;
+
+/* Reads a message frame (after its 'M'); 0, TL_ECLOSED at the end, or TL_ESYS. */
+int tl__frame_recv_msg(int fd, tl_frame_msg *out);
+
+/* Frees what tl__frame_recv_msg allocated. */
+void tl__frame_msg_free(tl_frame_msg *fm);
+
+/* Sends a handler's result: its code and error text (NULL: none). 0, or TL_ESYS. */
+int tl__frame_send_result(int fd, int err, const char *text);
+
+/* Reads a result into *err and text (cut to cap); 0, TL_ECLOSED if the peer is gone,
+ * or TL_ESYS. */
+int tl__frame_recv_result(int fd, int *err, char *text, size_t cap);
+
+/* Writes len bytes; 0, or TL_ESYS. Never raises SIGPIPE. */
+int tl__frame_write(int fd, const void *buf, size_t len);
+
+/* Reads exactly len bytes; 0, TL_ECLOSED at the end before any, or TL_ESYS. */
+int tl__frame_read(int fd, void *buf, size_t len);
 
 /* ---------------------------------------------------------------- reroute.c */
 

@@ -106,6 +106,11 @@ bool tl_schema_get_bool(tl_config_loader *ld, struct fy_node *map, const char *p
 bool tl_schema_get_duration(tl_config_loader *ld, struct fy_node *map, const char *path,
                             const char *key, bool positive, int64_t *out);
 
+/* Sets *out to the size map[key] in bytes ("512MiB"), at least min; false when absent
+ * or reported. */
+bool tl_schema_get_size(tl_config_loader *ld, struct fy_node *map, const char *path,
+                        const char *key, int64_t min, int64_t *out);
+
 /* The index of map[key] among names (NULL-ended); def when absent or reported. */
 int tl_schema_get_enum(tl_config_loader *ld, struct fy_node *map, const char *path, const char *key,
                        const char *const *names, int def);

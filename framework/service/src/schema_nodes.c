@@ -6,7 +6,9 @@
  * In the loader's chain: called by every schema*.c file; calls loader.c (messages,
  * arena, positions) and interpolate.c (scalar text and values), nothing above.
  */
+#include <errno.h>
 #include <libfyaml.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -337,6 +339,51 @@ bool tl_schema_get_duration(loader *ld, struct fy_node *map, const char *path, c
     if (!check(ld, positive && ms == 0 ? TL_ECONFIG : 0, &f, why))
         return false;
     *out = ms;
+    return true;
+}
+
+/* Parses "512MiB" (units B, KiB, MiB, GiB; a unit is required, as for durations). */
+static int parse_size(const char *text, int64_t *out, char *why, size_t whylen)
+{
+    static const struct {
+        const char *unit;
+        int64_t mul;
+    } units[] = {{"GiB", 1LL << 30}, {"MiB", 1LL << 20}, {"KiB", 1LL << 10}, {"B", 1}};
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || v < 0 || errno != 0) {
+        snprintf(why, whylen, "expected a size such as \"512MiB\", got \"%s\"", text);
+        return TL_ECONFIG;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) != 0)
+            continue;
+        if (v > INT64_MAX / units[i].mul) {
+            snprintf(why, whylen, "size \"%s\" is too large", text);
+            return TL_ECONFIG;
+        }
+        *out = v * units[i].mul;
+        return 0;
+    }
+    snprintf(why, whylen, "size \"%s\" needs a unit: B, KiB, MiB or GiB", text);
+    return TL_ECONFIG;
+}
+
+bool tl_schema_get_size(loader *ld, struct fy_node *map, const char *path, const char *key,
+                        int64_t min, int64_t *out)
+{
+    field f;
+    char why[WHY_LEN];
+    int64_t v = 0;
+    if (!get_field(ld, map, path, key, "a size", &f) ||
+        !check(ld, parse_size(f.text, &v, why, sizeof(why)), &f, why))
+        return false;
+    snprintf(why, sizeof(why), "size must be at least %lldMiB, got \"%s\"", (long long)(min >> 20),
+             f.shown);
+    if (!check(ld, v < min ? TL_ECONFIG : 0, &f, why))
+        return false;
+    *out = v;
     return true;
 }
 

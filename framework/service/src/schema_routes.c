@@ -172,7 +172,9 @@ static void load_route_handler(loader *ld, struct fy_node *map, const char *path
         return;
     tl_schema_join(at, path, "handler");
     struct fy_node *v = tl_schema_lookup(map, "handler");
-    if (!tl_schema_from_plugins(ld, tl_config_node_pos(ld, v), at, "handler", r->handler))
+    if (tl_schema_from_plugins(ld, tl_config_node_pos(ld, v), at, "handler", r->handler))
+        r->plugin_handler = true;
+    else
         tl_config_report(ld, tl_config_node_pos(ld, v), at,
                          "no handler named '%s' is registered%s%s",
                          tl_schema_shown(ld, v, NULL, r->handler), ld->handler_hint ? "; " : "",
@@ -211,11 +213,51 @@ static void load_on_error(loader *ld, struct fy_node *route, const char *path, t
     load_target(ld, map, at, "then", r, &r->on_error);
 }
 
+/* isolation, and the limits that only worker processes can have. */
+static void load_isolation(loader *ld, struct fy_node *map, const char *path, tl_config_route *r)
+{
+    static const char *const modes[] = {"thread", "process", NULL};
+    static const char *const limits[] = {"memory", "cpu_time"};
+    r->isolation =
+        (tl_isolation)tl_schema_get_enum(ld, map, path, "isolation", modes, TL_ISOLATE_THREAD);
+    char at[PATH_LEN];
+    if (r->isolation == TL_ISOLATE_PROCESS && r->run_inline) {
+        tl_schema_join(at, path, "inline");
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "inline")), at,
+                         "an inline handler runs on the loop thread; it cannot also run with "
+                         "isolation: process");
+    }
+    tl_schema_get_size(ld, map, path, "memory", 16LL << 20, &r->memory_bytes);
+    tl_schema_get_duration(ld, map, path, "cpu_time", true, &r->cpu_time_ms);
+    for (size_t i = 0; r->isolation != TL_ISOLATE_PROCESS && i < 2; i++) {
+        if (!tl_schema_lookup_key(map, limits[i]))
+            continue;
+        tl_schema_join(at, path, limits[i]);
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup_key(map, limits[i])), at,
+                         "a limit of worker processes: needs isolation: process");
+    }
+}
+
+/* A plugin's handler in thread mode takes the service down if it crashes. */
+static void warn_thread_plugin(loader *ld, struct fy_node *map, const char *path,
+                               const tl_config_route *r)
+{
+    if (!r->plugin_handler || r->isolation != TL_ISOLATE_THREAD || r->on_error.scheme)
+        return;
+    char at[PATH_LEN];
+    tl_schema_join(at, path, "handler");
+    tl_config_warn(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "handler")), at,
+                   "a plugin's handler runs in the service's threads and no on_error.then is "
+                   "set: if it crashes, the service goes down and its message comes back "
+                   "again and again; consider isolation: process and an on_error target");
+}
+
 static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t index, pos at,
                        tl_config_route *r)
 {
-    static const char *const keys[] = {"source",   "handler",  "ordering", "inline", "timeout",
-                                       "on_stall", "on_error", "params",   NULL};
+    static const char *const keys[] = {"source",   "handler",   "ordering", "inline",
+                                       "timeout",  "isolation", "memory",   "cpu_time",
+                                       "on_stall", "on_error",  "params",   NULL};
     static const char *const required[] = {"source", "handler", NULL};
     static const char *const orders[] = {"partition", "key", "none", NULL};
     char path[PATH_LEN];
@@ -234,8 +276,10 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
         (tl_ordering)tl_schema_get_enum(ld, map, path, "ordering", orders, TL_ORDER_PARTITION);
     tl_schema_get_bool(ld, map, path, "inline", &r->run_inline);
     tl_schema_get_duration(ld, map, path, "timeout", true, &r->timeout_ms);
+    load_isolation(ld, map, path, r);
     load_on_stall(ld, map, path, r);
     load_on_error(ld, map, path, r);
+    warn_thread_plugin(ld, map, path, r);
     struct fy_node *params = tl_schema_get_map(ld, map, path, "params");
     char sub[PATH_LEN];
     tl_schema_join(sub, path, "params");

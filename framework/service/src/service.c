@@ -122,6 +122,7 @@ static void housekeeping(tl_timer *timer, void *arg)
     tl__acks_check(svc);
     tl__revokes_check(svc);
     tl__check_stuck(svc);
+    tl__procs_check(svc);
     tl__intake_resume(svc); /* whatever freed room, held batches never wait forever */
     tl__intake_hold_resume(svc);
     if (atomic_load(&svc->stop_req) && !atomic_load(&svc->stopping)) {
@@ -210,15 +211,27 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     if (!rc)
         rc = tl__handlers_init(svc, err, errlen);
     bool handlers_live = rc == 0;
+    /* Worker processes come from a copy of the service made now, before any thread of
+     * the runtime exists (isolate.c). */
+    for (size_t i = 0; !rc && i < cfg->nroutes; i++) {
+        if (cfg->routes[i].isolation != TL_ISOLATE_PROCESS)
+            continue;
+        pthread_mutex_init(&svc->routes[i].idle_mu, NULL);
+        if (!svc->zygote)
+            rc = tl__zygote_start(svc, tl__child_main, err, errlen);
+    }
     tl_loop_opts lo = {.workers = cfg->workers};
     tl_worker_hooks wh = tl__handlers_worker_hooks(svc);
+    bool procs_ok = rc == 0;
     if (!rc && (rc = tl_recycler_new(sizeof(tl_rec), &svc->rec_blocks)) == 0)
         rc = tl_loop_new_ex(&lo, &wh, &svc->loop);
     if (rc) {
-        if (handlers_live) {
+        if (procs_ok)
             snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
+        tl__zygote_stop(svc);
+        tl__procs_free(svc);
+        if (handlers_live)
             tl__handlers_fini(svc);
-        }
         tl_recycler_free(svc->rec_blocks);
         tl__log_close(svc);
         free(svc->routes);
@@ -319,9 +332,14 @@ void tl_service_free(tl_service *svc)
     svc->closing = true;
     tl__admin_close(svc);
     tl__targets_close(svc, 1000);
+    /* A handler in a worker process that still runs is killed rather than waited for
+     * (the drain is over; its message was not settled and comes again). */
+    atomic_store(&svc->procs_kill, true);
     /* Joins the workers (no handler reads a message after this), finalizes every task,
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);
+    tl__procs_free(svc); /* idle worker processes read the end of their socket and exit */
+    tl__zygote_stop(svc);
     tl__handlers_fini(svc);
     tl__records_free_all(svc);
     tl_recycler_free(svc->rec_blocks);

@@ -44,6 +44,9 @@ void tl__check_stuck(tl_service *svc)
         tl_rec *r = tl_list_item(l, tl_rec, stalled_link);
         /* A cooperative handler returns soon after its cancellation: replacing its
          * worker at once would start a thread per stall for nothing. */
+        /* A worker process past its grace is killed (procs.c): no thread stays held. */
+        if (r->route->cfg->isolation == TL_ISOLATE_PROCESS)
+            continue;
         if (r->replaced_worker || now - r->stalled_at_ms < TL_STUCK_GRACE_MS ||
             tl_task_state_of(r->stalled) != TL_TASK_RUNNING)
             continue;

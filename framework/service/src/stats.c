@@ -20,6 +20,8 @@ void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
     o->late = atomic_load(&s->late);
     o->reroute_errors = atomic_load(&s->reroute_errors);
     o->replaced_workers = atomic_load(&s->replaced_workers);
+    o->handler_crashes = atomic_load(&s->handler_crashes);
+    o->processes_replaced = atomic_load(&s->processes_replaced);
     o->in_flight = atomic_load(&s->in_flight);
     o->uncommitted = atomic_load(&s->uncommitted);
     o->paused = atomic_load(&s->paused);

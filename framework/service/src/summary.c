@@ -90,6 +90,10 @@ bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t e
     row(out, "late", st.late, "(stalled handlers that finished after all)");
     row(out, "reroute_errors", st.reroute_errors, NULL);
     row(out, "replaced_workers", st.replaced_workers, st.healthy ? NULL : "(unhealthy)");
+    if (st.processes_replaced) {
+        row(out, "handler_crashes", st.handler_crashes, "(worker processes)");
+        row(out, "processes_replaced", st.processes_replaced, "(crashed or killed)");
+    }
     row(out, "paused", st.paused, "(backpressure)");
     row(out, "source_pauses", st.source_pauses, "(held past the source's limit)");
     row(out, "in_flight", st.in_flight, NULL);

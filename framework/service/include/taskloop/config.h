@@ -13,7 +13,8 @@
  * more there were. A missing required key points at the mapping that should hold it;
  * an unknown key suggests the closest known one within two edits. Syntax errors and
  * duplicate keys come in the same form, without a KEY.PATH. Things worth knowing that
- * are not errors come as "FILE:LINE:COL: note: KEY.PATH: what" (see no_plugin_code).
+ * are not errors come as "FILE:LINE:COL: note: KEY.PATH: what" (see no_plugin_code), and
+ * likely mistakes that are not errors as "FILE:LINE:COL: warning: KEY.PATH: what".
  *
  * Schema and defaults:
  *
@@ -36,6 +37,14 @@
  *   routes[i].ordering               enum       partition (or key, none)
  *   routes[i].inline                 bool       false
  *   routes[i].timeout                duration   30s (must be > 0)
+ *   routes[i].isolation              enum       thread (or process: handlers run in
+ *                                               worker processes; not with inline)
+ *   routes[i].memory                 size       none; with isolation process only:
+ *                                               each worker's address space (RLIMIT_AS),
+ *                                               at least 16MiB ("512MiB"; B/KiB/MiB/GiB)
+ *   routes[i].cpu_time               duration   none; with isolation process only: CPU
+ *                                               time a message may take (whole seconds,
+ *                                               rounded up)
  *   routes[i].on_stall.reroute       target     (required within on_stall)
  *   routes[i].on_error.retries       int 0-1000 0
  *   routes[i].on_error.backoff       duration   100ms
@@ -167,6 +176,12 @@ typedef enum tl_ordering {
     TL_ORDER_NONE,          /* no ordering */
 } tl_ordering;
 
+/* Where a route's handlers run (see docs/ARCHITECTURE.md, "Isolation"). */
+typedef enum tl_isolation {
+    TL_ISOLATE_THREAD = 0, /* on the loop's worker threads: a crash ends the service */
+    TL_ISOLATE_PROCESS,    /* in worker processes: a crash is a failed attempt */
+} tl_isolation;
+
 typedef enum tl_log_format {
     TL_LOG_LOGFMT = 0,
     TL_LOG_JSON,
@@ -209,6 +224,10 @@ typedef struct tl_config_route {
     tl_ordering ordering;
     bool run_inline; /* `inline: true`: the handler never blocks, run it on the loop */
     int64_t timeout_ms;
+    tl_isolation isolation;
+    int64_t memory_bytes; /* process isolation: RLIMIT_AS of each worker; 0 = none */
+    int64_t cpu_time_ms;  /* process isolation: CPU time per message; 0 = none */
+    bool plugin_handler;  /* the handler is taken to come from a plugin check did not load */
     tl_config_target on_stall;
     unsigned retries;
     int64_t backoff_ms;

@@ -89,7 +89,9 @@ typedef struct tl_service_stats {
     uint64_t late;           /* stalled handlers that finished after all */
     uint64_t reroute_errors; /* reroute sends refused or not acknowledged (retried) */
     uint64_t replaced_workers;
-    uint64_t in_flight; /* delivered, not yet settled (a gauge) */
+    uint64_t handler_crashes;    /* worker processes that died handling a message */
+    uint64_t processes_replaced; /* worker processes replaced: crashed or killed */
+    uint64_t in_flight;          /* delivered, not yet settled (a gauge) */
     /* Delivered and not yet below the commit position (a gauge): what a crash would
      * deliver again. Backpressure keeps it under max_in_flight. */
     uint64_t uncommitted;

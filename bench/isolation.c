@@ -1,0 +1,73 @@
+/*
+ * Isolation: throughput of the built-in `work` handler on the memory source with
+ * `isolation: thread` and `isolation: process`, for a no-op handler (`ms: 0`) and a
+ * 1 ms one, 4 workers, 4 partitions, ordering none. The clock runs from the service's
+ * start (the worker processes are forked within it) until every message is settled.
+ *
+ *   isolation [-n N]     (default 50,000 no-op messages; a twentieth of them at 1 ms)
+ *
+ * Thread rules: as bench_util.h.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include <taskloop/memory.h>
+
+static double run_cell(uint64_t n, const char *isolation, int ms)
+{
+    char topic[64];
+    snprintf(topic, sizeof(topic), "bench-iso-%s-%d", isolation, ms);
+    for (uint64_t i = 0; i < n; i++)
+        tl_memory_push(topic, (int32_t)(i % 4), NULL, "0123456789", 10);
+    tl_registry *reg = NULL;
+    if (tl_registry_new(&reg) != 0 || tl_memory_register(reg) != 0 ||
+        tl_register_builtin_handlers(reg) != 0)
+        return -1;
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "service: bench\n"
+             "loop: { workers: 4 }\n"
+             "sources:\n"
+             "  in: { type: memory, name: %s, partitions: 4, batch: 1000 }\n"
+             "routes:\n"
+             "  - { source: in, handler: work, ordering: none, timeout: 30s,\n"
+             "      isolation: %s, params: { ms: \"%d\" } }\n",
+             topic, isolation, ms);
+    bench_svc b;
+    double rate = -1;
+    int64_t start = bench_now_ns();
+    if (bench_svc_start(&b, reg, yaml) == 0) {
+        int64_t done = bench_svc_wait_settled(&b, n, 120000);
+        if (done > 0)
+            rate = (double)n / ((double)(done - start) / 1e9);
+        bench_svc_stop(&b);
+    }
+    tl_registry_free(reg);
+    tl_memory_reset();
+    return rate;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t n = argc > 2 && strcmp(argv[1], "-n") == 0 ? strtoull(argv[2], NULL, 10) : 50000;
+    static const int mss[] = {0, 1};
+    printf("isolation: `work` handler, 4 workers, 4 partitions, ordering none; msgs/s\n");
+    printf("%-10s %10s %14s %14s %8s\n", "handler", "messages", "thread", "process", "ratio");
+    for (size_t i = 0; i < sizeof(mss) / sizeof(mss[0]); i++) {
+        uint64_t cell_n = mss[i] ? n / 20 : n;
+        double t = run_cell(cell_n, "thread", mss[i]);
+        double p = run_cell(cell_n, "process", mss[i]);
+        const char *label = mss[i] ? "1 ms" : "no-op";
+        printf("%-10s %10" PRIu64 " %14.0f %14.0f %7.0f%%\n", label, cell_n, t, p,
+               t > 0 ? 100.0 * p / t : 0.0);
+        char variant[32];
+        snprintf(variant, sizeof(variant), "thread_%dms", mss[i]);
+        bench_result("isolation", variant, "msgs_per_s", t);
+        snprintf(variant, sizeof(variant), "process_%dms", mss[i]);
+        bench_result("isolation", variant, "msgs_per_s", p);
+    }
+    return 0;
+}

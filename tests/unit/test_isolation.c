@@ -1,0 +1,329 @@
+/*
+ * isolation: process. A route's handlers run in worker processes: a handler that
+ * crashes fails its attempt (retried, then dead-lettered with the signal in tl-error)
+ * and its process is replaced while the service goes on; one that ignores its
+ * cancellation is killed past the grace; memory and cpu_time limits turn a runaway
+ * into a failed attempt. The handler is the built-in `work` with its poison markers;
+ * the fixture is service_helpers.h's.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "service_helpers.h"
+
+/* Under AddressSanitizer, an allocation past the worker's memory limit returns NULL
+ * as it does without, rather than ending the process (the sanitizer's default). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
+#define DLQ "memory:iso.dlq"
+#define STALLED "memory:iso.stalled"
+
+static int setup_builtins(void **state)
+{
+    setup(state);
+    fx *f = *state;
+    assert_int_equal(tl_register_builtin_handlers(f->reg), 0);
+    return 0;
+}
+
+/* A one-route service on topic running `work` in worker processes, with extra lines. */
+static void start_isolated(fx *f, const char *topic, int partitions, const char *timeout,
+                           const char *extra)
+{
+    char route[1024];
+    snprintf(route, sizeof(route),
+             "    isolation: process\n"
+             "    on_error: { retries: 1, backoff: 1ms, then: \"" DLQ "\" }\n"
+             "    on_stall: { reroute: \"" STALLED "\" }\n"
+             "%s",
+             extra ? extra : "");
+    start(f, topic,
+          (opts){.handler = "work",
+                 .workers = 4,
+                 .partitions = partitions,
+                 .ordering = "none",
+                 .timeout = timeout,
+                 .max_in_flight = 2000,
+                 .batch = 256,
+                 .route_extra = route});
+}
+
+/* The header's text, NUL-terminated, into buf. */
+static const char *header_text(const tl_memory_record *r, const char *name, char *buf, size_t cap)
+{
+    size_t len = 0;
+    const char *v = tl_memory_record_header(r, name, &len);
+    assert_non_null(v);
+    snprintf(buf, cap, "%.*s", (int)len, v);
+    return buf;
+}
+
+/* The payload of record i of the sink store, NUL-terminated, into buf. */
+static tl_memory_record *sink_record(const char *store, size_t i)
+{
+    tl_memory_record *r = NULL;
+    assert_int_equal(tl_memory_sink_get(store, i, &r), 0);
+    return r;
+}
+
+static void a_crash_is_a_failed_attempt_retried_then_dead_lettered_with_its_signal(void **state)
+{
+    fx *f = *state;
+    start_isolated(f, "iso.crash", 1, "5s", NULL);
+    push(f, 0, "k", "id=1");
+    push(f, 0, "k", "id=2 poison:segv");
+    push(f, 0, "k", "id=3");
+    run(f, script_until_all_settled);
+    tl_service_stats s = stats(f);
+    assert_int_equal(f->bad_line, 0);
+    assert_int_equal(s.completed, 2);
+    assert_int_equal(s.failed, 2); /* the attempt and its retry */
+    assert_int_equal(s.handler_crashes, 2);
+    assert_int_equal(s.processes_replaced, 2);
+    assert_int_equal(tl_memory_sink_count("iso.dlq"), 1);
+    tl_memory_record *r = sink_record("iso.dlq", 0);
+    char buf[128];
+    assert_string_equal(header_text(r, "tl-error", buf, sizeof(buf)), "handler crashed: SIGSEGV");
+    assert_string_equal(header_text(r, "tl-reason", buf, sizeof(buf)), "failed");
+    assert_string_equal(header_text(r, "tl-attempt", buf, sizeof(buf)), "2");
+    assert_string_equal(header_text(r, "tl-origin-offset", buf, sizeof(buf)), "1");
+    tl_memory_record_free(r);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 3);
+    assert_balanced(f);
+}
+
+static void params_and_attempts_reach_the_handler_in_its_process(void **state)
+{
+    fx *f = *state;
+    char path[] = "/tmp/tl-iso-record-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char extra[256];
+    snprintf(extra, sizeof(extra), "    params: { record: \"%s\", ms: \"0\" }\n", path);
+    start_isolated(f, "iso.params", 2, "5s", extra);
+    for (int i = 0; i < 100; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "id=%d", i);
+        push(f, i % 2, NULL, p);
+    }
+    run(f, script_until_all_settled);
+    assert_int_equal(stats(f).completed, 100);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    int lines = 0;
+    char line[64];
+    while (fgets(line, sizeof(line), in))
+        lines++;
+    fclose(in);
+    unlink(path);
+    assert_int_equal(lines, 100); /* the record param reached every worker process */
+    assert_int_equal(stats(f).processes_replaced, 0);
+    assert_balanced(f);
+}
+
+/* The poison kinds the big run mixes in, each with what tl-error must say. */
+static const struct {
+    const char *marker, *error;
+} kinds[] = {
+    {"poison:segv", "handler crashed: SIGSEGV"},
+    {"poison:abort", "handler crashed: SIGABRT"},
+    {"poison:stack", "handler crashed: SIGSEGV"},
+    {"poison:alloc", "out of memory"},
+};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+/* Under valgrind, which runs everything some 30 times slower, a tenth of them (still 1%
+ * of each kind) keeps the run within its time. */
+static int big_count(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload") ? 2000 : 20000;
+}
+
+static bool big_done(fx *f)
+{
+    return all_settled(f);
+}
+
+static void big_script(fx *f)
+{
+    STEP(wait_for(f, big_done, 55000));
+}
+
+static void one_percent_poison_of_each_kind_among_20000_messages(void **state)
+{
+    fx *f = *state;
+    const int big = big_count();
+    start_isolated(f, "iso.big", 4, "3s", "    memory: 16MiB\n    params: { ms: \"0\" }\n");
+    size_t poisoned[NKINDS] = {0}, spins = 0;
+    for (int i = 0; i < big; i++) {
+        char p[64];
+        int k = i % 100; /* 1% of each kind */
+        if (i % (big / 8) == big / 8 - 1) {
+            /* Each holds a worker (and a core) for its timeout and the grace: eight of
+             * them, not 1%, keep the run within a minute on two cores. */
+            snprintf(p, sizeof(p), "id=%d poison:spin", i);
+            spins++;
+        } else if (k < (int)NKINDS) {
+            snprintf(p, sizeof(p), "id=%d %s", i, kinds[k].marker);
+            poisoned[k]++;
+        } else {
+            snprintf(p, sizeof(p), "id=%d", i);
+        }
+        push(f, i % 4, NULL, p);
+    }
+    run(f, big_script);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    size_t npoison = 0;
+    for (size_t k = 0; k < NKINDS; k++)
+        npoison += poisoned[k];
+    assert_int_equal(s.completed, big - npoison - spins);
+    assert_int_equal(tl_memory_sink_count("iso.dlq"), npoison);
+    /* A spinning handler stalls, is rerouted at once and its process killed. */
+    assert_int_equal(s.stalled, spins);
+    assert_int_equal(tl_memory_sink_count("iso.stalled"), spins);
+    /* Each poison message crashed (or failed) twice: the attempt and its retry. */
+    size_t crashing = poisoned[0] + poisoned[1] + poisoned[2];
+    assert_int_equal(s.handler_crashes, 2 * crashing);
+    assert_int_equal(s.processes_replaced, s.handler_crashes + spins);
+    assert_int_equal(s.failed, 2 * npoison);
+    size_t seen[NKINDS] = {0};
+    for (size_t i = 0; i < npoison; i++) {
+        tl_memory_record *r = sink_record("iso.dlq", i);
+        char err[128];
+        header_text(r, "tl-error", err, sizeof(err));
+        for (size_t k = 0; k < NKINDS; k++) {
+            if (r->len >= strlen(kinds[k].marker) &&
+                strstr((const char *)r->payload, kinds[k].marker)) {
+                assert_string_equal(err, kinds[k].error);
+                seen[k]++;
+            }
+        }
+        tl_memory_record_free(r);
+    }
+    for (size_t k = 0; k < NKINDS; k++)
+        assert_int_equal(seen[k], poisoned[k]);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(tl_memory_committed(f->topic, p), big / 4);
+    assert_balanced(f);
+}
+
+/* Peak resident memory of this process (the service), in KiB. */
+static long peak_rss_kib(void)
+{
+    FILE *in = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (in && fgets(line, sizeof(line), in))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (in)
+        fclose(in);
+    return kib;
+}
+
+static void a_memory_limited_handler_fails_and_the_service_stays_small(void **state)
+{
+    fx *f = *state;
+    long before = peak_rss_kib();
+    start_isolated(f, "iso.mem", 1, "20s", "    memory: 64MiB\n");
+    push(f, 0, NULL, "id=1 poison:alloc");
+    push(f, 0, NULL, "id=2");
+    run(f, script_until_all_settled);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 1);
+    assert_int_equal(s.failed, 2);
+    assert_int_equal(tl_memory_sink_count("iso.dlq"), 1);
+    tl_memory_record *r = sink_record("iso.dlq", 0);
+    char err[128];
+    assert_string_equal(header_text(r, "tl-error", err, sizeof(err)), "out of memory");
+    tl_memory_record_free(r);
+    /* The handler went up to 64 MiB in its process; the service grew by far less. */
+    assert_true(peak_rss_kib() - before < 32 * 1024);
+    assert_balanced(f);
+}
+
+static void spin_script(fx *f)
+{
+    STEP(wait_stat(f, STAT(stalled), 1, 5000));
+    int64_t stalled_at = now_ms();
+    STEP(wait_stat(f, STAT(processes_replaced), 1, 5000));
+    /* Killed past the grace (100 ms), give or take the polls and the housekeeping. */
+    f->committed_mid = now_ms() - stalled_at;
+    STEP(wait_for(f, all_settled, 5000));
+}
+
+static void a_handler_spinning_past_its_cancellation_is_killed_after_the_grace(void **state)
+{
+    fx *f = *state;
+    start_isolated(f, "iso.spin", 1, "200ms", NULL);
+    push(f, 0, NULL, "id=1 poison:spin");
+    push(f, 0, NULL, "id=2");
+    int64_t t0 = now_ms();
+    run(f, spin_script);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.stalled, 1);
+    assert_int_equal(s.completed, 1);
+    assert_int_equal(s.processes_replaced, 1);
+    assert_int_equal(s.handler_crashes, 0);
+    assert_true(f->committed_mid < 400);
+    assert_true(f->run_end_ms - t0 < 3000);
+    assert_int_equal(tl_memory_sink_count("iso.stalled"), 1);
+    tl_memory_record *r = sink_record("iso.stalled", 0);
+    char buf[64];
+    assert_string_equal(header_text(r, "tl-reason", buf, sizeof(buf)), "stalled");
+    tl_memory_record_free(r);
+    assert_int_equal(stats(f).healthy, true);
+    assert_balanced(f);
+}
+
+static void cpu_time_turns_a_spin_into_a_failed_attempt(void **state)
+{
+    fx *f = *state;
+    start_isolated(f, "iso.cpu", 1, "30s", "    cpu_time: 1s\n");
+    push(f, 0, NULL, "id=1 poison:spin");
+    run(f, script_until_all_settled);
+    assert_int_equal(f->bad_line, 0);
+    assert_int_equal(tl_memory_sink_count("iso.dlq"), 1);
+    tl_memory_record *r = sink_record("iso.dlq", 0);
+    char err[128];
+    assert_string_equal(header_text(r, "tl-error", err, sizeof(err)), "handler crashed: SIGXCPU");
+    tl_memory_record_free(r);
+    assert_int_equal(stats(f).handler_crashes, 2);
+    assert_balanced(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            a_crash_is_a_failed_attempt_retried_then_dead_lettered_with_its_signal, setup_builtins,
+            teardown),
+        cmocka_unit_test_setup_teardown(params_and_attempts_reach_the_handler_in_its_process,
+                                        setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(a_memory_limited_handler_fails_and_the_service_stays_small,
+                                        setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_handler_spinning_past_its_cancellation_is_killed_after_the_grace, setup_builtins,
+            teardown),
+        cmocka_unit_test_setup_teardown(cpu_time_turns_a_spin_into_a_failed_attempt, setup_builtins,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(one_percent_poison_of_each_kind_among_20000_messages,
+                                        setup_builtins, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
