@@ -271,13 +271,7 @@ case_zmq_e2e() {
 case_produce_from() {
     command -v kcat >/dev/null || { echo "kcat is not installed (make test installs it)"; exit 1; }
     local brokers rc
-    "$TASKLOOP" mock --topic p.kv:1 --topic p.h:1 --topic p.big:4 >"$work/mock" &
-    pids+=("$!")
-    for _ in $(seq 100); do
-        [ -s "$work/mock" ] && break
-        sleep 0.1
-    done
-    brokers=$(head -1 "$work/mock")
+    start_mock --topic p.kv:1 --topic p.h:1 --topic p.big:4
     printf 'k1\tid=1 a\tb\n\tid=2 no key\r\nk3\tid=3\n' >"$work/kv.txt"
     "$TASKLOOP" produce --to kafka:p.kv --brokers "$brokers" --from "$work/kv.txt" \
         --format key-value >"$work/out" 2>"$work/err" || fail "produce --from a file: $(cat "$work/err")"
@@ -345,9 +339,9 @@ case_produce_from() {
     ok "produce --from: lines, keys, headers to Kafka and ZeroMQ; bad lines named; progress"
 }
 
-# Starts `taskloop mock` with the e2e topics; sets brokers.
+# Starts `taskloop mock` with the topics given (--topic NAME[:PARTITIONS]...); sets brokers.
 start_mock() {
-    "$TASKLOOP" mock --topic e2e.in:4 --topic e2e.stalled --topic e2e.dlq >"$work/mock" &
+    "$TASKLOOP" mock "$@" >"$work/mock" &
     pids+=("$!")
     for _ in $(seq 100); do
         [ -s "$work/mock" ] && break
@@ -365,7 +359,7 @@ topic_ids() {
 case_kafka_e2e() {
     command -v kcat >/dev/null || { echo "kcat is not installed (make test installs it)"; exit 1; }
     local n=3000 rc=0 brokers
-    start_mock
+    start_mock --topic e2e.in:4 --topic e2e.stalled --topic e2e.dlq
     "$TASKLOOP" produce --to kafka:e2e.in --brokers "$brokers" -n $n --keys 32 \
         --stall-ratio 0.02 --fail-ratio 0.01 >"$work/produced" || fail "produce to kafka"
     grep -q "delivered $n, failed 0 (marked stall 60, fail 30)" "$work/produced" ||

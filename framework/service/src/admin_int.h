@@ -33,6 +33,11 @@ char *tl__admin_metrics(tl_service *svc, size_t *len);
  */
 int tl__admin_tasks(tl_service *svc, _Atomic bool *closing, char **json);
 
+struct json_t;
+/* root as JSON text (jansson's dump flags) with a final newline, malloc'd; drops the
+ * reference to root, also on failure. NULL when out of memory or root is NULL. */
+char *tl__admin_json_text(struct json_t *root, size_t flags);
+
 /* What a route holds right now, counted on the loop thread from its live records. */
 typedef struct tl_route_live {
     uint64_t in_flight; /* taken in, not settled */

@@ -158,18 +158,6 @@ char *tl__admin_stats(tl_service *svc, _Atomic bool *closing, const tl_admin_ran
         (json_int_t)s.st.uncommitted, "workers", (int)s.workers, "handler_duration_seconds",
         histogram(&s), "health", health(svc, &s), "targets", targets(&s), "routes", routes(&s),
         "partitions", partitions(&s, range));
-    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
     tl__admin_snap_free(&s);
-    if (!text)
-        return NULL;
-    size_t len = strlen(text);
-    char *out = realloc(text, len + 2);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    out[len] = '\n';
-    out[len + 1] = '\0';
-    return out;
+    return tl__admin_json_text(root, JSON_COMPACT);
 }

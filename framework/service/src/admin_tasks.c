@@ -194,7 +194,12 @@ static char *snap_json(const snap_req *r)
         json_array_append_new(list, t);
     }
     json_object_set_new(root, "tasks", list);
-    char *text = json_dumps(root, JSON_INDENT(1));
+    return tl__admin_json_text(root, JSON_INDENT(1));
+}
+
+char *tl__admin_json_text(json_t *root, size_t flags)
+{
+    char *text = root ? json_dumps(root, flags) : NULL;
     json_decref(root);
     if (!text)
         return NULL;
