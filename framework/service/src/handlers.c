@@ -23,6 +23,7 @@
  *   poison:abort  calls abort() (SIGABRT)
  *   poison:stack  recurses until the stack overflows (SIGSEGV)
  *   poison:spin   spins on the CPU, ignoring cancellation
+ *   poison:hang   sleeps for ever, ignoring cancellation (wedged, without the CPU)
  *   poison:alloc  allocates (and touches) memory until an allocation fails, then fails
  *                 with "out of memory"; up to 1 GiB, a cap for runs without a limit
  *
@@ -259,6 +260,10 @@ static int poison(tl_task *task, const tl_msg *msg)
     if (payload_has(msg, "poison:spin")) {
         for (volatile uint64_t i = 0;; i++) {
         }
+    }
+    if (payload_has(msg, "poison:hang")) {
+        for (;;)
+            sleep_ms(STEP_MS);
     }
     if (payload_has(msg, "poison:alloc"))
         return poison_alloc(task);
