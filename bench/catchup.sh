@@ -104,10 +104,11 @@ YAML
     ideal=$((busy * 1000 / ms))
     us=$(sleep_us "$busy")
     [ "$us" -gt 0 ] && echo "($busy threads: a ${ms} ms sleep takes $us us)"
-    awk -v o="$ordering" -v n="$n" -v a="$start" -v b="$end" -v i="$ideal" -v us="$us" -v ms="$ms" 'BEGIN {
+    awk -v bench="catchup_$([ "$target" = mock ] && echo mock || echo broker)" \
+        -v o="$ordering" -v n="$n" -v a="$start" -v b="$end" -v i="$ideal" -v us="$us" -v ms="$ms" 'BEGIN {
         r = n / (b - a); real = us > 0 ? 100 * r / (i * ms * 1000 / us) : 0
         printf "%-10s %12.0f %12d %7.0f%% %13.0f%%\n", o, r, i, 100 * r / i, real
-        printf "RESULT catchup %s msgs_per_s %.0f\nRESULT catchup %s ideal_ratio %.3f\n", o, r, o, r / i
-        if (real > 0) printf "RESULT catchup %s sleep_time_ratio %.3f\n", o, real / 100
+        printf "RESULT %s %s msgs_per_s %.0f\nRESULT %s %s ideal_ratio %.3f\n", bench, o, r, bench, o, r / i
+        if (real > 0) printf "RESULT %s %s sleep_time_ratio %.3f\n", bench, o, real / 100
     }'
 done

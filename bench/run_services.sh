@@ -3,8 +3,8 @@
 # against plain library loops, backlog catch-up against its ideal, stall detection
 # latency, memory per in-flight message and throughput over partitions and workers; on
 # the real broker, bench/peers.sh sets taskloop beside the frameworks users would take
-# instead. Writes bench/results/results.csv (and
-# results.png when gnuplot is installed) and prints a summary table.
+# instead. Writes bench/results/results.csv, prints a summary table and, when gnuplot is
+# installed, draws every table next to the CSV (bench/plot.sh).
 # Usage: bench/run_services.sh BUILD_DIR [TASK_OVERHEAD_OUTPUT]
 set -uo pipefail
 
@@ -99,23 +99,4 @@ echo "== summary (all figures: $csv)"
 awk -F, 'NR > 1 && $1 != "task_overhead" {
     printf "%-14s %-22s %-34s %14.2f\n", $1, $2, $3, $4 }' "$csv"
 
-if command -v gnuplot >/dev/null 2>&1; then
-  ratios="$results/ratios.dat"
-  awk -F, '$3 == "ratio" { gsub(/_/, "-", $2); printf "\"%s %s\" %.3f\n", $1, $2, $4 }' \
-    "$csv" >"$ratios"
-  if [ -s "$ratios" ]; then
-    gnuplot <<GP 2>/dev/null && echo "plot: $results/results.png"
-set terminal pngcairo size 1100,600 noenhanced
-set output "$results/results.png"
-set title "taskloop throughput / plain library loop (goal: 0.9)"
-set style fill solid 0.6
-set boxwidth 0.7
-set yrange [0:*]
-set xtics rotate by -40 font ",8"
-set arrow from graph 0, first 0.9 to graph 1, first 0.9 nohead dt 2
-plot "$ratios" using 0:2:xtic(1) with boxes notitle
-GP
-  fi
-else
-  echo "plot: skipped (gnuplot is not installed; apt-get install gnuplot-nox for a PNG)"
-fi
+"$here/plot.sh" "$csv"
