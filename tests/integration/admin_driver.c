@@ -105,6 +105,8 @@ static void *watcher(void *arg)
     return NULL;
 }
 
+#define STUCK_TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+
 static int push_all(void)
 {
     int64_t off = 0;
@@ -118,8 +120,12 @@ static int push_all(void)
         snprintf(key, sizeof(key), "h%d", i);
         off = tl_memory_push(TOPIC, 1, key, "hold", 4);
     }
+    /* The stuck one carries trace context: /tasks names its trace. */
+    static const char tp[] = "00-" STUCK_TRACE_ID "-00f067aa0ba902b7-01";
+    tl_header h = {"traceparent", tp, sizeof(tp) - 1};
+    tl_out_msg stuck = {.payload = "stuck", .len = 5, .headers = &h, .nheaders = 1};
     if (off >= 0)
-        off = tl_memory_push(SLOW_TOPIC, 0, NULL, "stuck", 5);
+        off = tl_memory_push_msg(SLOW_TOPIC, 0, &stuck);
     return off < 0 ? (int)off : 0;
 }
 

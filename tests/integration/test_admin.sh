@@ -186,11 +186,13 @@ for t in doc["tasks"]:
         # keyed h0, h1, h2: /tasks shows which key each waits on.
         assert m == {"handler": "driver", "origin": "admin_in", "partition": 1,
                      "offset": m["offset"], "key": "h%d" % (m["offset"] - 10),
-                     "attempt": 1, "stalled": False}, m
+                     "trace_id": None, "attempt": 1, "stalled": False}, m
     else:
-        # Rerouted already, the stuck attempt still holds its worker.
+        # Rerouted already, the stuck attempt still holds its worker; its message
+        # came with a W3C traceparent header.
         assert m == {"handler": "driver", "origin": "admin_slow", "partition": 0,
-                     "offset": 0, "key": None, "attempt": 1, "stalled": True}, m
+                     "offset": 0, "key": None, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     "attempt": 1, "stalled": True}, m
 EOF
 pass "/tasks is JSON listing the 4 running handlers, the message each works on, one stalled"
 

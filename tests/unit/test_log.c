@@ -289,6 +289,79 @@ static void the_logger_masks_secrets_and_escapes_values(void **state)
     assert_int_equal(LINES(text, "dropped"), 0);
 }
 
+/* ------------------------------------------------------------ trace context */
+
+#define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define TRACEPARENT "00-" TRACE_ID "-00f067aa0ba902b7-01"
+
+static void a_traceparent_travels_with_its_message_and_names_it_on_each_log_line(void **state)
+{
+    fx *f = *state;
+    char yaml[2048];
+    yaml_of(yaml, sizeof(yaml), "tp", "{ format: logfmt, level: info }",
+            "    on_error: { retries: 1, backoff: 10ms, then: \"memory:tp.dlq\" }\n");
+    start_yaml(f, "tp", yaml);
+    tl_header h[] = {{"traceparent", TRACEPARENT, strlen(TRACEPARENT)}};
+    tl_out_msg m = {.payload = "fail", .len = 4, .headers = h, .nheaders = 1};
+    assert_int_equal(tl_memory_push_msg("tp", 0, &m), 0);
+    push(f, 0, NULL, "fail"); /* no trace context: no trace_id */
+    capture c;
+    capture_begin(&c);
+    run(f, script_until_all_settled);
+    capture_end(&c, f);
+    const char *id = "trace_id=" TRACE_ID;
+    ONCE(c.text, "event=message_failed ", " offset=0 ", id, " attempt=1 ");
+    ONCE(c.text, "event=message_retry ", " offset=0 ", id, " attempt=2 ");
+    ONCE(c.text, "event=message_failed ", " offset=0 ", id, " attempt=2 ");
+    ONCE(c.text, "event=message_dead_lettered ", " offset=0 ", id);
+    assert_int_equal(LINES(c.text, " offset=1 ", "trace_id="), 0);
+    assert_int_equal(LINES(c.text, " offset=1 ", "event=message_dead_lettered"), 1);
+    free(c.text);
+    /* The dead letter carries the header as it came, for the next hop to continue. */
+    assert_int_equal(tl_memory_sink_count("tp.dlq"), 2);
+    tl_memory_record *r = NULL;
+    assert_int_equal(tl_memory_sink_get("tp.dlq", 0, &r), 0);
+    assert_header(r, "traceparent", TRACEPARENT);
+    tl_memory_record_free(r);
+}
+
+/* A handler reads the trace id with tl_msg_trace_id; a malformed header is no trace. */
+static void only_a_well_formed_traceparent_gives_a_trace_id(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",      /* short */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",     /* upper case */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",     /* zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",     /* zero parent id */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",     /* version ff */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz", /* 00 with more */
+        "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",     /* separators */
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",     /* not hex */
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",    /* no dash after */
+    };
+    char id[TL_TRACE_ID_LEN + 1];
+    tl_header h = {"traceparent", NULL, 0};
+    tl_msg m = {.headers = &h, .nheaders = 1};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        h.value = bad[i];
+        h.len = strlen(bad[i]);
+        if (tl_msg_trace_id(&m, id))
+            fail_msg("accepted %s", bad[i]);
+    }
+    static const char *const good[] = {TRACEPARENT,
+                                       "01-" TRACE_ID "-00f067aa0ba902b7-01-future-fields"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        h.value = good[i];
+        h.len = strlen(good[i]);
+        memset(id, 0, sizeof(id));
+        assert_true(tl_msg_trace_id(&m, id));
+        assert_string_equal(id, TRACE_ID);
+    }
+    m.nheaders = 0;
+    assert_false(tl_msg_trace_id(&m, id));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +373,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_flood_of_failures_is_cut_to_a_burst_a_second_and_counted,
                                         setup, teardown),
         cmocka_unit_test(the_logger_masks_secrets_and_escapes_values),
+        cmocka_unit_test_setup_teardown(
+            a_traceparent_travels_with_its_message_and_names_it_on_each_log_line, setup, teardown),
+        cmocka_unit_test(only_a_well_formed_traceparent_gives_a_trace_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,7 @@
  * {"total", "truncated", "tasks": [...]}, at most TASKS_CAP entries, oldest first, each
  * {id, state, age_ms, name} and, for a handler's task, "message": {handler, origin,
  * partition, offset, key (text, or 0x and hex, cut at 32 bytes; null without one),
- * attempt, stalled}.
+ * trace_id (of a W3C traceparent header; null without one), attempt, stalled}.
  *
  * The same request, asked for routes, counts each route's live records instead
  * (tl__admin_route_live, for /stats).
@@ -187,10 +187,11 @@ static char *snap_json(const snap_req *r)
         if (t && e->has_msg)
             json_object_set_new(
                 t, "message",
-                json_pack("{s:s?, s:s?, s:i, s:I, s:s?, s:i, s:b}", "handler", e->handler, "origin",
-                          e->origin, "partition", (int)e->msg.partition, "offset",
+                json_pack("{s:s?, s:s?, s:i, s:I, s:s?, s:s?, s:i, s:b}", "handler", e->handler,
+                          "origin", e->origin, "partition", (int)e->msg.partition, "offset",
                           (json_int_t)e->msg.offset, "key", e->msg.has_key ? e->msg.key : NULL,
-                          "attempt", (int)e->msg.attempt, "stalled", e->msg.stalled));
+                          "trace_id", e->msg.has_trace ? e->msg.trace : NULL, "attempt",
+                          (int)e->msg.attempt, "stalled", e->msg.stalled));
         json_array_append_new(list, t);
     }
     json_object_set_new(root, "tasks", list);

@@ -82,6 +82,7 @@ bool tl__task_message(const tl_task *task, tl_task_message *out)
                              .has_key = rec->msg->key != NULL};
     if (out->has_key)
         tl__key_text(rec->msg, out->key, sizeof(out->key));
+    out->has_trace = tl_msg_trace_id(rec->msg, out->trace);
     return true;
 }
 

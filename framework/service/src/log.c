@@ -6,7 +6,8 @@
  *
  * Events about one message carry where it came from (source, topic, partition,
  * offset), its key (message_key: as text when printable, else in hex; cut at KEY_MAX bytes), the
- * attempt and the error, built here so that every such event names them alike.
+ * trace id of its W3C traceparent header when it has one (trace_id), the attempt and the
+ * error, built here so that every such event names them alike.
  *
  * Thread rules: loop thread, or the thread calling tl_service_new, tl_service_run or
  * tl_service_free before and after the loop runs.
@@ -18,7 +19,7 @@
 #include <unistd.h>
 
 #define KEY_MAX TL_KEY_TEXT_BYTES
-#define MSG_FIELDS 8
+#define MSG_FIELDS 9
 #define EXTRA_MAX 4
 
 int tl__log_open(tl_service *svc)
@@ -80,7 +81,7 @@ void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned 
     if (!tl__log_on(svc, level))
         return;
     const tl_msg *m = rec->msg;
-    char part[16], off[24], att[16], key[2 * KEY_MAX + 8];
+    char part[16], off[24], att[16], key[2 * KEY_MAX + 8], trace[TL_TRACE_ID_LEN + 1];
     snprintf(part, sizeof(part), "%d", (int)m->partition);
     snprintf(off, sizeof(off), "%lld", (long long)m->offset);
     snprintf(att, sizeof(att), "%u", attempt);
@@ -95,6 +96,8 @@ void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned 
         tl__key_text(m, key, sizeof(key));
         f[n++] = (tl_kv){"message_key", key};
     }
+    if (tl_msg_trace_id(m, trace))
+        f[n++] = (tl_kv){"trace_id", trace};
     f[n++] = (tl_kv){"attempt", att};
     if (error)
         f[n++] = (tl_kv){"error", error};

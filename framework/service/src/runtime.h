@@ -519,8 +519,9 @@ typedef struct tl_task_message {
     int64_t offset;
     unsigned attempt; /* of the task itself: 1 for the first */
     bool stalled;     /* past its timeout and still running */
-    bool has_key;
-    char key[TL_KEY_TEXT_CAP]; /* tl__key_text's, a copy */
+    bool has_key, has_trace;
+    char key[TL_KEY_TEXT_CAP];       /* tl__key_text's, a copy */
+    char trace[TL_TRACE_ID_LEN + 1]; /* tl_msg_trace_id's */
 } tl_task_message;
 
 /* Loop thread: fills out and returns true when task runs a route's handler. */

@@ -55,6 +55,14 @@ typedef struct tl_msg {
 /* Returns the value of the first header called name, or NULL; *len gets its length. */
 const void *tl_msg_header(const tl_msg *msg, const char *name, size_t *len);
 
+/* Hex digits in a W3C trace id. */
+#define TL_TRACE_ID_LEN 32
+
+/* True when the message carries a valid W3C `traceparent` header; out gets its trace
+ * id (32 lowercase hex digits and a NUL). The header itself travels unchanged with the
+ * message through retries, reroutes and process isolation. */
+bool tl_msg_trace_id(const tl_msg *msg, char out[TL_TRACE_ID_LEN + 1]);
+
 /* ---------------------------------------------------------------- parameters */
 
 /*
