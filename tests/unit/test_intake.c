@@ -216,6 +216,54 @@ static void a_backlog_partition_leaves_room_when_the_source_cannot_pause_it(void
     assert_int_equal(tl_memory_outstanding(f->topic), 0);
 }
 
+static bool last_partition_done(fx *f)
+{
+    return tl_memory_committed(f->topic, 7) == 150;
+}
+
+static void script_last_partition_beside_stuck_ones(fx *f)
+{
+    STEP(wait_for(f, last_partition_done, 5000));
+    atomic_store(&f->released, true);
+    STEP(wait_for(f, all_settled, 10000));
+}
+
+/* Under ordering partition a partition takes at most its share of the window from the
+ * start, not only once the window is half full: what it holds past that would only
+ * wait its turn, while a partition the source delivers last would find the window
+ * full. Seven partitions whose first handler hangs, delivered first and in long runs;
+ * the eighth still runs all its messages beside them. */
+static void under_ordering_partition_a_partition_delivered_last_still_gets_its_share(void **state)
+{
+    fx *f = *state;
+    fifo_ops = tl_memory_source_ops;
+    fifo_ops.type = "memory_fifo";
+    fifo_ops.pause_partitions = NULL;
+    assert_int_equal(tl_registry_add_source(f->reg, &fifo_ops), 0);
+    start_yaml(f, "serial",
+               "service: t\n"
+               "loop: { workers: 8, max_in_flight: 400, kept_back_mb: 16 }\n"
+               "sources:\n"
+               "  in: { type: memory_fifo, name: serial, partitions: 8, batch: 64, run: 1000000 }\n"
+               "routes:\n"
+               "  - source: in\n"
+               "    handler: h\n"
+               "    ordering: partition\n"
+               "    timeout: 30s\n");
+    for (int32_t p = 0; p < 8; p++)
+        for (int i = 0; i < 150; i++)
+            push(f, p, NULL, p < 7 && i == 0 ? "stuck" : "quick");
+    for (int32_t p = 0; p < 7; p++)
+        atomic_store(&f->quick[p].next, 1); /* the quick ones start after the stuck one */
+    run(f, script_last_partition_beside_stuck_ones);
+    /* Capped only once the window was half full, partition 0 took 150 and five others
+     * 50 each: the window was full of stuck partitions and the eighth never came in. */
+    for (int32_t p = 0; p < 8; p++)
+        assert_int_equal(tl_memory_committed(f->topic, p), 150);
+    assert_int_equal(atomic_load(&f->quick_out_of_order), 0);
+    assert_int_equal(tl_memory_outstanding(f->topic), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -226,6 +274,7 @@ int main(void)
         T(a_revoke_that_ends_a_hold_resumes_the_source),
         T(a_backlog_partition_leaves_room_for_the_others),
         T(a_backlog_partition_leaves_room_when_the_source_cannot_pause_it),
+        T(under_ordering_partition_a_partition_delivered_last_still_gets_its_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

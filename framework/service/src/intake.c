@@ -88,7 +88,10 @@ static size_t room(const tl_service *svc)
  * window with the first partition's messages while the others wait behind them:
  * with ordering partition, at one message at a time. Once the window is half full
  * (contended), a partition that holds its share (max_in_flight / assigned partitions)
- * takes no more: its next messages are kept back in its own queue, in order, and
+ * takes no more; under ordering partition it takes no more than its share at any time,
+ * since what it holds past that only waits its turn while a partition delivered later
+ * finds the window full (with max_in_flight 10000 and eight partitions, the last ones
+ * started seconds after the first): its next messages are kept back in its own queue, in order, and
  * the source is asked to stop fetching it (pause_partitions) while the others flow.
  * Kept-back messages go in as the partition's share frees, or once the window is no
  * longer contended. A source without pause_partitions (Kafka: its consumer queue holds
@@ -124,11 +127,18 @@ static bool contended(const tl_service *svc)
     return uncommitted(svc) >= svc->cfg->max_in_flight / 2;
 }
 
+/* True when the partition holds its share of a contended window, or of any window
+ * when its route takes its messages one at a time. */
+static bool over_share(const tl_service *svc, const tl_partition_state *p)
+{
+    return part_uncommitted(p) >= share(svc) && (p->src->serial || contended(svc));
+}
+
 /* True when the partition's next message must be kept back: it has some kept back
- * already (order), or it holds its share of a contended window. */
+ * already (order), or it holds its share (over_share). */
 static bool must_wait(const tl_service *svc, const tl_partition_state *p)
 {
-    return p->held_n > 0 || (contended(svc) && part_uncommitted(p) >= share(svc));
+    return p->held_n > 0 || over_share(svc, p);
 }
 
 /* Asks the partition's source to stop (true) or go on (false) fetching it. */
@@ -254,8 +264,7 @@ static void take_parts_held(tl_service *svc)
         next = l->next;
         tl_partition_state *p = tl_list_item(l, tl_partition_state, held_link);
         tl_route_state *route = route_of(svc, p->src);
-        while (p->held_n > 0 && room(svc) > 0 &&
-               !(contended(svc) && part_uncommitted(p) >= share(svc))) {
+        while (p->held_n > 0 && room(svc) > 0 && !over_share(svc, p)) {
             tl_msg *m = part_unhold(svc, p);
             if (route)
                 tl__record_take(svc, route, p, m, seen_ms);

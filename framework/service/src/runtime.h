@@ -110,6 +110,8 @@ typedef struct tl_source_state {
     tl_source *handle;
     tl_source_events ev;
     size_t index;
+    bool serial; /* its route handles one message of a partition at a time (ordering
+                  * partition): more than a partition's share in the window only waits */
 } tl_source_state;
 
 /* A reroute destination shared by routes naming the same target. */

@@ -206,6 +206,7 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     for (size_t i = 0; !rc && i < cfg->nroutes; i++) {
         svc->routes[i].cfg = &cfg->routes[i];
         svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
+        svc->routes[i].src->serial = cfg->routes[i].ordering == TL_ORDER_PARTITION;
     }
     /* Handlers are set up before the loop exists, so that its workers find them ready. */
     if (!rc)
