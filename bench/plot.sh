@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Draws one PNG per table of a `make bench` run from its CSV (bench,variant,metric,value),
-# next to the CSV: overhead.png, memory.png, throughput.png, ratios.png, catchup.png,
-# stall.png, scale.png, isolation.png. A table with no figures in the CSV (a part that was
+# next to the CSV: overhead.png, memory.png, throughput.png, ratios.png, scaleout.png,
+# catchup.png, stall.png, scale.png, isolation.png. A table with no figures in the CSV (a part that was
 # skipped) gets no plot. Needs gnuplot (install-deps.sh --bench installs it).
 # Usage: bench/plot.sh RESULTS_CSV
 set -euo pipefail
@@ -107,8 +107,18 @@ if table "$work/ratios.dat" "$throughput" '$1 " " $2' ratio median_ratio &&
     grep -qv -- ' - -$' "$work/ratios.dat"; then
     grep -v -- ' - -$' "$work/ratios.dat" >"$work/ratios2.dat"
     bars ratios.png "taskloop / plain library loop, same run (goal: 0.9)" "ratio" \
-        "set arrow from graph 0, first 0.9 to graph 1, first 0.9 nohead dt 2 lw 2" \
+        "set arrow from graph 0, first 0.9 to graph 1, first 0.9 nohead dt 2 lw 2; set format y '%.1f'" \
         "$work/ratios2.dat" "best round" "median round"
+fi
+
+# Scale-out: msgs/s of 1, 2, 3 instances in one group, beside the ideal.
+if awk -F, 'NR > 1 && $1 == "scaleout" && $3 == "msgs_per_s" { r[$2] = $4; o[++k] = $2 }
+    NR > 1 && $1 == "scaleout" && $3 == "ideal_ratio" { q[$2] = $4 }
+    END { for (i = 1; i <= k; i++) { v = o[i]; printf "\"%s instance%s\" %s %s\n", substr(v, 2),
+        (substr(v, 2) == "1" ? "" : "s"), r[v], (q[v] > 0 ? r[v] / q[v] : "-") } }' "$csv" \
+    >"$work/scaleout.dat" && [ -s "$work/scaleout.dat" ]; then
+    bars scaleout.png "scale-out over one consumer group, msgs/s (higher is better)" "msgs/s" "" \
+        "$work/scaleout.dat" "measured" "ideal (instances x workers / handler time)"
 fi
 
 # Backlog catch-up against its ideal (workers or partitions / handler time).
@@ -116,7 +126,8 @@ if table "$work/catchup.dat" 'catchup_broker|catchup_mock' '$1 " " $2' ideal_rat
     sleep_time_ratio; then
     sed -i 's/"catchup_/"/' "$work/catchup.dat"
     bars catchup.png "catch-up: share of the ideal (1.0 = every worker busy all the time)" \
-        "share of ideal" "set arrow from graph 0, first 0.9 to graph 1, first 0.9 nohead dt 2 lw 2" \
+        "share of ideal" \
+        "set arrow from graph 0, first 0.9 to graph 1, first 0.9 nohead dt 2 lw 2; set format y '%.1f'" \
         "$work/catchup.dat" "at the nominal 1 ms" "at the sleep's measured time"
 fi
 

@@ -3,7 +3,8 @@
 # against plain library loops, backlog catch-up against its ideal, stall detection
 # latency, memory per in-flight message and throughput over partitions and workers; on
 # the real broker, bench/peers.sh sets taskloop beside the frameworks users would take
-# instead. Writes bench/results/results.csv, prints a summary table and, when gnuplot is
+# instead; on a 3-node cluster, bench/scaleout.sh runs 1, 2 and 3 instances of one
+# service in one group. Writes bench/results/results.csv, prints a summary table and, when gnuplot is
 # installed, draws every table next to the CSV (bench/plot.sh).
 # Usage: bench/run_services.sh BUILD_DIR [TASK_OVERHEAD_OUTPUT]
 set -uo pipefail
@@ -85,6 +86,11 @@ else
   echo "== kafka_throughput (real broker): SKIPPED, Maven Central is unreachable and the"
   echo "   Kafka jars are not cached (scripts/kafka-broker.sh classpath failed)"
   echo
+fi
+
+# Scale-out over a consumer group: a 3-node cluster of its own (bench/scaleout.sh).
+if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
+  run 900 "$here/scaleout.sh" "$build" "${BENCH_SCALEOUT_N:-100000}"
 fi
 
 run 900 "$bin/kafka_throughput" --mock -n "$kafka_mock_n" --rounds "$rounds"
