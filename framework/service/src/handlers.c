@@ -25,6 +25,7 @@
  *   poison:spin   spins on the CPU, ignoring cancellation
  *   poison:hang   sleeps for ever, ignoring cancellation (wedged, without the CPU)
  *   poison:alloc  allocates (and touches) memory until an allocation fails, then fails
+ *                 ("out of memory after N MiB")
  *                 with "out of memory"; up to 1 GiB, a cap for runs without a limit
  *
  * The ratios pick messages by a hash of partition and offset, not by a random
@@ -237,7 +238,9 @@ static int poison_alloc(tl_task *task)
         memset(blocks[n], 1, ALLOC_STEP);
     }
     if (!blocks || n < ALLOC_CAP / ALLOC_STEP) {
-        tl_task_set_error_text(task, "out of memory");
+        char text[64];
+        snprintf(text, sizeof(text), "out of memory after %zu MiB", n * (ALLOC_STEP >> 20));
+        tl_task_set_error_text(task, text);
         rc = TL_ENOMEM;
     }
     for (size_t i = 0; blocks && i < n; i++)
