@@ -264,6 +264,35 @@ static void under_ordering_partition_a_partition_delivered_last_still_gets_its_s
     assert_int_equal(tl_memory_outstanding(f->topic), 0);
 }
 
+/* rate: 1000/s on 2,000 messages: intake takes them in at that pace (about 2 s, the
+ * first hundredth of a second's worth at once), every one completes, none is failed
+ * or dropped, and everything is committed. */
+static void a_rate_limit_paces_intake_and_loses_nothing(void **state)
+{
+    fx *f = *state;
+    start(f, "rate",
+          (opts){.workers = 8,
+                 .max_in_flight = 1000,
+                 .partitions = 4,
+                 .batch = 64,
+                 .ordering = "none",
+                 .route_extra = "    rate: 1000/s\n"});
+    for (int i = 0; i < 2000; i++)
+        push(f, i % 4, NULL, "ok");
+    int64_t t0 = now_ms();
+    run(f, script_until_all_settled);
+    int64_t took = f->run_end_ms - t0;
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 2000);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.dropped, 0);
+    if (took < 1800 || took > 15000)
+        fail_msg("2,000 messages at 1000/s took %lld ms", (long long)took);
+    for (int32_t p = 0; p < 4; p++)
+        assert_int_equal(tl_memory_committed(f->topic, p), 500);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -275,6 +304,7 @@ int main(void)
         T(a_backlog_partition_leaves_room_for_the_others),
         T(a_backlog_partition_leaves_room_when_the_source_cannot_pause_it),
         T(under_ordering_partition_a_partition_delivered_last_still_gets_its_share),
+        T(a_rate_limit_paces_intake_and_loses_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,6 +111,9 @@ static void metrics_routes(FILE *f, const tl_admin_snap *s)
     metrics_route_counter(f, s, "route_late_completions_total",
                           "Stalled handlers that finished after all, per route.",
                           offsetof(tl_admin_route, late));
+    metrics_route_counter(f, s, "route_rate_limited_total",
+                          "Times a route's intake waited for its rate limit (rate:), per route.",
+                          offsetof(tl_admin_route, rate_waits));
 }
 
 static void metrics_histogram(FILE *f, const tl_admin_snap *s)

@@ -106,6 +106,7 @@ static void take_routes(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
         o->stalled = atomic_load_explicit(&r->stalled, memory_order_relaxed);
         o->rerouted = atomic_load_explicit(&r->rerouted, memory_order_relaxed);
         o->late = atomic_load_explicit(&r->late, memory_order_relaxed);
+        o->rate_waits = atomic_load_explicit(&r->rate_waits, memory_order_relaxed);
         o->live_known = known;
         if (known)
             o->live = live[i];

@@ -256,6 +256,21 @@ static void stale_report(tl_service *svc, const tl_source_state *src, const stal
     tl__log(svc, TL_LEVEL_WARN, "stale_messages_given_back", f, 5);
 }
 
+static void room_fire(tl_timer *timer, void *arg);
+
+/* Takes a token of the route's rate limit (rate.c); without one the message waits: the
+ * wait is counted and rate_timer takes held messages in when the next token is due. */
+static bool rate_admit(tl_service *svc, tl_route_state *route)
+{
+    int64_t wait = tl__rate_take(&route->rate, tl_clock_ns());
+    if (wait == 0)
+        return true;
+    atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
+    if (svc->rate_timer.heap_index == SIZE_MAX)
+        tl_timer_start(&svc->rate_timer, (wait + 999999) / 1000000, room_fire, svc);
+    return false;
+}
+
 /* Takes in what partitions kept back, as far as their shares and the window allow. */
 static void take_parts_held(tl_service *svc)
 {
@@ -264,7 +279,8 @@ static void take_parts_held(tl_service *svc)
         next = l->next;
         tl_partition_state *p = tl_list_item(l, tl_partition_state, held_link);
         tl_route_state *route = route_of(svc, p->src);
-        while (p->held_n > 0 && room(svc) > 0 && !over_share(svc, p)) {
+        while (p->held_n > 0 && room(svc) > 0 && !over_share(svc, p) &&
+               (!route || rate_admit(svc, route))) {
             tl_msg *m = part_unhold(svc, p);
             if (route)
                 tl__record_take(svc, route, p, m, seen_ms);
@@ -321,6 +337,8 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
                 out_of_memory(svc, src, m);
             continue;
         }
+        if (!rate_admit(svc, route))
+            break; /* the rest of the batch waits for the route's rate */
         tl__record_take(svc, route, p, m, seen_ms);
         left--;
     }
@@ -386,6 +404,7 @@ void tl__intake_init(tl_service *svc)
 {
     svc->hooks.room_freed = room_freed;
     tl_timer_init(svc->loop, &svc->room_timer);
+    tl_timer_init(svc->loop, &svc->rate_timer);
 }
 
 void tl__intake_resume(tl_service *svc)

@@ -123,6 +123,21 @@ typedef struct tl_target {
     _Atomic uint64_t errors;
 } tl_target;
 
+/* A route's rate limit (rate.c). */
+typedef struct tl_rate {
+    bool on;
+    int64_t interval_ns; /* between two messages on schedule */
+    int64_t tau_ns;      /* how far ahead of schedule a burst may run */
+    int64_t tat_ns;      /* when the next message is on schedule */
+} tl_rate;
+
+/* Sets the bucket up from the route's rate and burst (off without a rate). */
+void tl__rate_init(tl_rate *r, const tl_config_route *cfg);
+
+/* Loop thread: takes a token at now_ns and returns 0, or returns how many ns until one
+ * is there (nothing taken). Always 0 when the route has no rate. */
+int64_t tl__rate_take(tl_rate *r, int64_t now_ns);
+
 /* The live state of a configured route. */
 typedef struct tl_route_state {
     const tl_config_route *cfg;
@@ -138,8 +153,10 @@ typedef struct tl_route_state {
      * endpoint reads them from any thread). Bumped on those paths only, never on a
      * completion's. */
     _Atomic uint64_t stalled, rerouted, late;
-    struct tl_proc *idle;    /* isolation process: idle worker processes (procs.c) */
-    pthread_mutex_t idle_mu; /* guards idle; workers take and give back from any thread */
+    tl_rate rate;                /* its rate limit; loop thread */
+    _Atomic uint64_t rate_waits; /* times its intake waited for the rate limit */
+    struct tl_proc *idle;        /* isolation process: idle worker processes (procs.c) */
+    pthread_mutex_t idle_mu;     /* guards idle; workers take and give back from any thread */
 } tl_route_state;
 
 typedef enum tl_rec_state {
@@ -255,6 +272,7 @@ struct tl_service {
     tl_timer housekeeping;
     tl_batch *held_head, *held_tail; /* batches kept aside past max_in_flight */
     tl_timer room_timer;             /* takes held batches in on the next turn */
+    tl_timer rate_timer;             /* takes held batches in when a rate allows */
     unsigned replaced_now;           /* workers added for stuck attempts, not yet retired */
     _Atomic bool stop_req;
     _Atomic bool stopping; /* the drain started: sources must not call back into it */

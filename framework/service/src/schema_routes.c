@@ -6,6 +6,7 @@
  * nothing above.
  */
 #include <libfyaml.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +239,40 @@ static void load_isolation(loader *ld, struct fy_node *map, const char *path, tl
     }
 }
 
+/* rate: "N/s" or "N/min", and its burst (default: a hundredth of a second's worth). */
+static void load_rate(loader *ld, struct fy_node *map, const char *path, tl_config_route *r)
+{
+    char at[PATH_LEN];
+    const char *text = tl_schema_get_str(ld, map, path, "rate");
+    if (text) {
+        long long n = 0;
+        int used = 0;
+        char unit[8] = "";
+        tl_schema_join(at, path, "rate");
+        if (sscanf(text, "%lld/%7s%n", &n, unit, &used) == 2 && (size_t)used == strlen(text) &&
+            n >= 1 && n <= 1000000000 && (strcmp(unit, "s") == 0 || strcmp(unit, "min") == 0)) {
+            r->rate_count = n;
+            r->rate_period_ms = strcmp(unit, "s") == 0 ? 1000 : 60000;
+            int64_t per_10ms = (r->rate_count * 10 + r->rate_period_ms - 1) / r->rate_period_ms;
+            r->burst = per_10ms > 1 ? per_10ms : 1;
+        } else {
+            tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "rate")), at,
+                             "expected messages per second or minute, 1 to 1000000000, such "
+                             "as \"500/s\" or \"3000/min\", got \"%s\"",
+                             text);
+        }
+    }
+    if (!tl_schema_lookup_key(map, "burst"))
+        return;
+    if (!r->rate_count && !text) {
+        tl_schema_join(at, path, "burst");
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup_key(map, "burst")), at,
+                         "burst needs a rate");
+        return;
+    }
+    tl_schema_get_int(ld, map, path, "burst", 1, 1000000000, &r->burst);
+}
+
 /* A plugin's handler in thread mode takes the service down if it crashes. */
 static void warn_thread_plugin(loader *ld, struct fy_node *map, const char *path,
                                const tl_config_route *r)
@@ -255,9 +290,9 @@ static void warn_thread_plugin(loader *ld, struct fy_node *map, const char *path
 static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t index, pos at,
                        tl_config_route *r)
 {
-    static const char *const keys[] = {"source",   "handler",   "ordering", "inline",
-                                       "timeout",  "isolation", "memory",   "cpu_time",
-                                       "on_stall", "on_error",  "params",   NULL};
+    static const char *const keys[] = {"source",    "handler",  "ordering", "inline", "timeout",
+                                       "isolation", "memory",   "cpu_time", "rate",   "burst",
+                                       "on_stall",  "on_error", "params",   NULL};
     static const char *const required[] = {"source", "handler", NULL};
     static const char *const orders[] = {"partition", "key", "none", NULL};
     char path[PATH_LEN];
@@ -277,6 +312,7 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
     tl_schema_get_bool(ld, map, path, "inline", &r->run_inline);
     tl_schema_get_duration(ld, map, path, "timeout", true, &r->timeout_ms);
     load_isolation(ld, map, path, r);
+    load_rate(ld, map, path, r);
     load_on_stall(ld, map, path, r);
     load_on_error(ld, map, path, r);
     warn_thread_plugin(ld, map, path, r);

@@ -45,6 +45,12 @@
  *   routes[i].cpu_time               duration   none; with isolation process only: CPU
  *                                               time a message may take (whole seconds,
  *                                               rounded up)
+ *   routes[i].rate                   string     none: "N/s" or "N/min" (N 1-1000000000),
+ *                                               the most messages a second (or minute)
+ *                                               the route's intake takes in
+ *   routes[i].burst                  int        with rate only, 1-1000000000: messages
+ *                                               taken at once after a quiet spell;
+ *                                               default a hundredth of a second's worth
  *   routes[i].on_stall.reroute       target     (required within on_stall)
  *   routes[i].on_error.retries       int 0-1000 0
  *   routes[i].on_error.backoff       duration   100ms
@@ -225,9 +231,12 @@ typedef struct tl_config_route {
     bool run_inline; /* `inline: true`: the handler never blocks, run it on the loop */
     int64_t timeout_ms;
     tl_isolation isolation;
-    int64_t memory_bytes; /* process isolation: RLIMIT_AS of each worker; 0 = none */
-    int64_t cpu_time_ms;  /* process isolation: CPU time per message; 0 = none */
-    bool plugin_handler;  /* the handler is taken to come from a plugin check did not load */
+    int64_t memory_bytes;   /* process isolation: RLIMIT_AS of each worker; 0 = none */
+    int64_t cpu_time_ms;    /* process isolation: CPU time per message; 0 = none */
+    bool plugin_handler;    /* the handler is taken to come from a plugin check did not load */
+    int64_t rate_count;     /* `rate:` messages per rate_period_ms; 0 = no limit */
+    int64_t rate_period_ms; /* 1000 (/s) or 60000 (/min) */
+    int64_t burst;          /* with a rate: messages taken at once after a quiet spell */
     tl_config_target on_stall;
     unsigned retries;
     int64_t backoff_ms;
