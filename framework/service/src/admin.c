@@ -14,7 +14,8 @@
  *                 pages the partitions (N from 1 to STATS_TOP_MAX, 20 by default)
  *   GET /healthz  200 "ok" while the loop turns (housekeeping ran within
  *                 HEALTH_STALE_MS), else 503: a liveness probe
- *   GET /readyz   200 "ok" once started, while not draining and healthy (the
+ *   GET /readyz   200 "ok" once started, while not draining, no route's breaker is
+ *                 open, and healthy (the
  *                 stuck-worker cap is not exceeded), else 503 with the reason
  *   GET /tasks    asyncio's all_tasks() as JSON (see admin_tasks.c); 503 when the loop
  *                 does not answer within TL_ADMIN_TASKS_WAIT_MS
@@ -239,6 +240,12 @@ static enum MHD_Result serve_readyz(tl_admin *a, struct MHD_Connection *c)
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                           "not ready: unhealthy, stuck-worker cap (%u) exceeded\n",
                           svc->cfg->max_replaced_workers);
+    for (size_t i = 0; i < svc->nroutes; i++)
+        if (svc->routes[i].breaker.on &&
+            atomic_load(&svc->routes[i].breaker.state) == TL_BREAKER_OPEN)
+            return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                              "not ready: breaker open on routes[%zu] (handler %s)\n", i,
+                              svc->routes[i].cfg->handler);
     return reply_text(c, MHD_HTTP_OK, "ok\n");
 }
 

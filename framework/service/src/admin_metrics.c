@@ -114,6 +114,21 @@ static void metrics_routes(FILE *f, const tl_admin_snap *s)
     metrics_route_counter(f, s, "route_rate_limited_total",
                           "Times a route's intake waited for its rate limit (rate:), per route.",
                           offsetof(tl_admin_route, rate_waits));
+    metrics_route_counter(f, s, "route_breaker_transitions_total",
+                          "Circuit breaker state changes, per route.",
+                          offsetof(tl_admin_route, breaker_transitions));
+    metric_head(f, "route_breaker_state", "gauge",
+                "Circuit breaker per route with one: 0 closed, 1 open, 2 half-open.");
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const tl_admin_route *r = &s->routes[i];
+        if (r->breaker < 0)
+            continue;
+        fprintf(f, "taskloop_route_breaker_state{route=\"%zu\",source=", i);
+        label_value(f, r->source);
+        fputs(",handler=", f);
+        label_value(f, r->handler);
+        fprintf(f, "} %d\n", r->breaker);
+    }
 }
 
 static void metrics_histogram(FILE *f, const tl_admin_snap *s)

@@ -107,6 +107,10 @@ static void take_routes(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
         o->rerouted = atomic_load_explicit(&r->rerouted, memory_order_relaxed);
         o->late = atomic_load_explicit(&r->late, memory_order_relaxed);
         o->rate_waits = atomic_load_explicit(&r->rate_waits, memory_order_relaxed);
+        o->breaker =
+            r->breaker.on ? atomic_load_explicit(&r->breaker.state, memory_order_relaxed) : -1;
+        o->breaker_transitions =
+            atomic_load_explicit(&r->breaker.transitions, memory_order_relaxed);
         o->live_known = known;
         if (known)
             o->live = live[i];

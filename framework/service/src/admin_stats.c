@@ -13,6 +13,7 @@
  *    "targets": [{target, rerouted_total, reroute_errors_total}],
  *    "routes": [{route, source, handler, on_stall, on_error, stalled_total,
  *                rerouted_total, late_completions_total, rate_limited_total,
+ *                breaker ("closed", "open", "half_open"; null without one),
  *                live: {in_flight, running, stalled, stuck, rerouting} or null}],
  *    "partitions": {total, from, top, items: [{source, topic, partition,
  *                   committed_offset, consumer_lag}]}}
@@ -103,12 +104,13 @@ static json_t *routes(const tl_admin_snap *s)
                             "rerouting", (json_int_t)r->live.rerouting)
                 : json_null();
         json_array_append_new(
-            a, json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:o}", "route",
+            a, json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:s?, s:o}", "route",
                          (json_int_t)i, "source", r->source, "handler", r->handler, "on_stall",
                          r->on_stall, "on_error", r->on_error, "stalled_total",
                          (json_int_t)r->stalled, "rerouted_total", (json_int_t)r->rerouted,
                          "late_completions_total", (json_int_t)r->late, "rate_limited_total",
-                         (json_int_t)r->rate_waits, "live", live));
+                         (json_int_t)r->rate_waits, "breaker",
+                         r->breaker < 0 ? NULL : tl__breaker_state_name(r->breaker), "live", live));
     }
     return a;
 }

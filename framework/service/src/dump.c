@@ -172,6 +172,13 @@ static void dump_route(FILE *out, const tl_config *cfg, const tl_config_route *r
     if (r->rate_count)
         fprintf(out, "\n    rate: \"%lld/%s\"\n    burst: %lld", (long long)r->rate_count,
                 r->rate_period_ms == 1000 ? "s" : "min", (long long)r->burst);
+    if (r->breaker_failures) {
+        fprintf(out, "\n    breaker: { failures: %lld, window: ", (long long)r->breaker_failures);
+        put_duration(out, r->breaker_window_ms);
+        fputs(", cooldown: ", out);
+        put_duration(out, r->breaker_cooldown_ms);
+        fputs(" }", out);
+    }
     if (r->on_stall.scheme) {
         fputs("\n    on_stall: { reroute: ", out);
         put_target(out, &r->on_stall);

@@ -23,6 +23,7 @@
  */
 #include "runtime.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,15 +259,21 @@ static void stale_report(tl_service *svc, const tl_source_state *src, const stal
 
 static void room_fire(tl_timer *timer, void *arg);
 
-/* Takes a token of the route's rate limit (rate.c); without one the message waits: the
- * wait is counted and rate_timer takes held messages in when the next token is due. */
-static bool rate_admit(tl_service *svc, tl_route_state *route)
+/* Whether the route may take a message in now: its rate limit has a token (rate.c) and
+ * its breaker is not open (breaker.c). Otherwise the message waits: the wait is counted
+ * and rate_timer takes held messages in when the token or the cooldown's end is due
+ * (a probe's outcome calls intake_retry instead). */
+static bool route_admit(tl_service *svc, tl_route_state *route)
 {
-    int64_t wait = tl__rate_take(&route->rate, tl_clock_ns());
+    int64_t now = tl_clock_ns();
+    int64_t wait = tl__rate_take(&route->rate, now);
+    if (wait == 0)
+        wait = tl__breaker_wait(svc, route, now);
     if (wait == 0)
         return true;
-    atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
-    if (svc->rate_timer.heap_index == SIZE_MAX)
+    if (route->rate.on)
+        atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
+    if (wait != INT64_MAX && svc->rate_timer.heap_index == SIZE_MAX)
         tl_timer_start(&svc->rate_timer, (wait + 999999) / 1000000, room_fire, svc);
     return false;
 }
@@ -280,7 +287,7 @@ static void take_parts_held(tl_service *svc)
         tl_partition_state *p = tl_list_item(l, tl_partition_state, held_link);
         tl_route_state *route = route_of(svc, p->src);
         while (p->held_n > 0 && room(svc) > 0 && !over_share(svc, p) &&
-               (!route || rate_admit(svc, route))) {
+               (!route || route_admit(svc, route))) {
             tl_msg *m = part_unhold(svc, p);
             if (route)
                 tl__record_take(svc, route, p, m, seen_ms);
@@ -337,8 +344,8 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
                 out_of_memory(svc, src, m);
             continue;
         }
-        if (!rate_admit(svc, route))
-            break; /* the rest of the batch waits for the route's rate */
+        if (!route_admit(svc, route))
+            break; /* the rest of the batch waits for the route's rate or breaker */
         tl__record_take(svc, route, p, m, seen_ms);
         left--;
     }
@@ -400,9 +407,19 @@ static void room_freed(tl_service *svc, tl_partition_state *part)
         tl_timer_start(&svc->room_timer, 0, room_fire, svc);
 }
 
+/* hooks.intake_retry: a breaker closed or went half-open; held messages go in on the
+ * loop's next turn. */
+static void intake_retry(tl_service *svc)
+{
+    if ((svc->held_head || svc->held_parts.head) && svc->room_timer.heap_index == SIZE_MAX &&
+        !atomic_load(&svc->stopping))
+        tl_timer_start(&svc->room_timer, 0, room_fire, svc);
+}
+
 void tl__intake_init(tl_service *svc)
 {
     svc->hooks.room_freed = room_freed;
+    svc->hooks.intake_retry = intake_retry;
     tl_timer_init(svc->loop, &svc->room_timer);
     tl_timer_init(svc->loop, &svc->rate_timer);
 }

@@ -54,6 +54,7 @@
 #include "offsets.h"
 
 typedef struct tl_rec tl_rec;
+typedef struct tl_route_state tl_route_state;
 typedef struct tl_lane tl_lane;
 typedef struct tl_batch tl_batch;
 typedef struct tl_revoke_req tl_revoke_req;
@@ -138,8 +139,38 @@ void tl__rate_init(tl_rate *r, const tl_config_route *cfg);
  * is there (nothing taken). Always 0 when the route has no rate. */
 int64_t tl__rate_take(tl_rate *r, int64_t now_ns);
 
+/* A route's circuit breaker (breaker.c). */
+enum { TL_BREAKER_CLOSED, TL_BREAKER_OPEN, TL_BREAKER_HALF };
+typedef struct tl_breaker {
+    bool on;
+    unsigned failures; /* that many within window_ns open it */
+    int64_t window_ns, cooldown_ns;
+    int64_t *times;        /* the last `failures` failure times, a ring */
+    unsigned n, next;      /* how many it holds; the slot written next */
+    int64_t open_until_ns; /* open: when the cooldown ends */
+    bool probe_out;        /* half-open: the probe went in */
+    _Atomic int state;     /* TL_BREAKER_*; read by the admin endpoint */
+    _Atomic uint64_t transitions;
+} tl_breaker;
+
+/* Sets the breaker up from the route's config (off without one). TL_ENOMEM. */
+int tl__breaker_init(tl_breaker *b, const tl_config_route *cfg);
+
+/* Frees what tl__breaker_init allocated. */
+void tl__breaker_free(tl_breaker *b);
+
+/* "closed", "open" or "half_open". */
+const char *tl__breaker_state_name(int state);
+
+/* Loop thread: 0 when the route may take a message in now (the probe, when half-open);
+ * else ns until the cooldown ends, or INT64_MAX while a probe's outcome is awaited. */
+int64_t tl__breaker_wait(tl_service *svc, tl_route_state *route, int64_t now_ns);
+
+/* Loop thread: an attempt of the route succeeded (ok) or failed or stalled. */
+void tl__breaker_note(tl_service *svc, tl_route_state *route, bool ok, int64_t now_ns);
+
 /* The live state of a configured route. */
-typedef struct tl_route_state {
+struct tl_route_state {
     const tl_config_route *cfg;
     tl_source_state *src;
     tl_target *on_stall; /* NULL when the route has none */
@@ -154,10 +185,11 @@ typedef struct tl_route_state {
      * completion's. */
     _Atomic uint64_t stalled, rerouted, late;
     tl_rate rate;                /* its rate limit; loop thread */
+    tl_breaker breaker;          /* its circuit breaker */
     _Atomic uint64_t rate_waits; /* times its intake waited for the rate limit */
     struct tl_proc *idle;        /* isolation process: idle worker processes (procs.c) */
     pthread_mutex_t idle_mu;     /* guards idle; workers take and give back from any thread */
-} tl_route_state;
+};
 
 typedef enum tl_rec_state {
     REC_QUEUED,    /* waiting for its ordering lane */
@@ -239,6 +271,7 @@ typedef struct tl_runtime_hooks {
     void (*attempt_late)(tl_rec *rec, tl_task *task); /* stalled.c: a stalled one returned */
     void (*rerouted)(tl_rec *rec);                    /* reroute.c: the target acked it */
     void (*room_freed)(tl_service *svc, tl_partition_state *part); /* record.c: settled */
+    void (*intake_retry)(tl_service *svc); /* breaker.c: messages that waited may go in */
 } tl_runtime_hooks;
 
 struct tl_service {

@@ -273,6 +273,24 @@ static void load_rate(loader *ld, struct fy_node *map, const char *path, tl_conf
     tl_schema_get_int(ld, map, path, "burst", 1, 1000000000, &r->burst);
 }
 
+/* breaker: { failures, window, cooldown }, each with its default. */
+static void load_breaker(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
+{
+    static const char *const keys[] = {"failures", "window", "cooldown", NULL};
+    char at[PATH_LEN];
+    tl_schema_join(at, path, "breaker");
+    struct fy_node *map = tl_schema_get_map(ld, route, path, "breaker");
+    if (!map)
+        return;
+    tl_schema_check_keys(ld, map, at, keys);
+    r->breaker_failures = 20;
+    r->breaker_window_ms = 10000;
+    r->breaker_cooldown_ms = 30000;
+    tl_schema_get_int(ld, map, at, "failures", 1, 100000, &r->breaker_failures);
+    tl_schema_get_duration(ld, map, at, "window", true, &r->breaker_window_ms);
+    tl_schema_get_duration(ld, map, at, "cooldown", true, &r->breaker_cooldown_ms);
+}
+
 /* A plugin's handler in thread mode takes the service down if it crashes. */
 static void warn_thread_plugin(loader *ld, struct fy_node *map, const char *path,
                                const tl_config_route *r)
@@ -292,7 +310,7 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
 {
     static const char *const keys[] = {"source",    "handler",  "ordering", "inline", "timeout",
                                        "isolation", "memory",   "cpu_time", "rate",   "burst",
-                                       "on_stall",  "on_error", "params",   NULL};
+                                       "breaker",   "on_stall", "on_error", "params", NULL};
     static const char *const required[] = {"source", "handler", NULL};
     static const char *const orders[] = {"partition", "key", "none", NULL};
     char path[PATH_LEN];
@@ -313,6 +331,7 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
     tl_schema_get_duration(ld, map, path, "timeout", true, &r->timeout_ms);
     load_isolation(ld, map, path, r);
     load_rate(ld, map, path, r);
+    load_breaker(ld, map, path, r);
     load_on_stall(ld, map, path, r);
     load_on_error(ld, map, path, r);
     warn_thread_plugin(ld, map, path, r);

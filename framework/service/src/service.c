@@ -208,6 +208,9 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
         svc->routes[i].src->serial = cfg->routes[i].ordering == TL_ORDER_PARTITION;
         tl__rate_init(&svc->routes[i].rate, &cfg->routes[i]);
+        rc = tl__breaker_init(&svc->routes[i].breaker, &cfg->routes[i]);
+        if (rc)
+            snprintf(err, errlen, "out of memory");
     }
     /* Handlers are set up before the loop exists, so that its workers find them ready. */
     if (!rc)
@@ -352,6 +355,8 @@ void tl_service_free(tl_service *svc)
     tl__partitions_free(svc);
     tl__targets_free(svc);
     tl__lanes_free(svc);
+    for (size_t i = 0; svc->routes && i < svc->nroutes; i++)
+        tl__breaker_free(&svc->routes[i].breaker);
     free(svc->routes);
     free(svc->srcs);
     pthread_cond_destroy(&svc->intake_cv);

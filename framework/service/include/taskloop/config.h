@@ -51,6 +51,10 @@
  *   routes[i].burst                  int        with rate only, 1-1000000000: messages
  *                                               taken at once after a quiet spell;
  *                                               default a hundredth of a second's worth
+ *   routes[i].breaker.failures       int        20 (1-100000): failed or stalled attempts
+ *                                               within window that open the breaker
+ *   routes[i].breaker.window         duration   10s
+ *   routes[i].breaker.cooldown       duration   30s: open this long, then one probe
  *   routes[i].on_stall.reroute       target     (required within on_stall)
  *   routes[i].on_error.retries       int 0-1000 0
  *   routes[i].on_error.backoff       duration   100ms
@@ -231,12 +235,15 @@ typedef struct tl_config_route {
     bool run_inline; /* `inline: true`: the handler never blocks, run it on the loop */
     int64_t timeout_ms;
     tl_isolation isolation;
-    int64_t memory_bytes;   /* process isolation: RLIMIT_AS of each worker; 0 = none */
-    int64_t cpu_time_ms;    /* process isolation: CPU time per message; 0 = none */
-    bool plugin_handler;    /* the handler is taken to come from a plugin check did not load */
-    int64_t rate_count;     /* `rate:` messages per rate_period_ms; 0 = no limit */
-    int64_t rate_period_ms; /* 1000 (/s) or 60000 (/min) */
-    int64_t burst;          /* with a rate: messages taken at once after a quiet spell */
+    int64_t memory_bytes;        /* process isolation: RLIMIT_AS of each worker; 0 = none */
+    int64_t cpu_time_ms;         /* process isolation: CPU time per message; 0 = none */
+    bool plugin_handler;         /* the handler is taken to come from a plugin check did not load */
+    int64_t rate_count;          /* `rate:` messages per rate_period_ms; 0 = no limit */
+    int64_t rate_period_ms;      /* 1000 (/s) or 60000 (/min) */
+    int64_t burst;               /* with a rate: messages taken at once after a quiet spell */
+    int64_t breaker_failures;    /* `breaker:` failures within the window; 0 = no breaker */
+    int64_t breaker_window_ms;   /* 10000 */
+    int64_t breaker_cooldown_ms; /* 30000 */
     tl_config_target on_stall;
     unsigned retries;
     int64_t backoff_ms;

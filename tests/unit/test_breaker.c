@@ -1,0 +1,137 @@
+/*
+ * A route's circuit breaker as a service shows it: failures within the window open it,
+ * and then the route takes no new messages (they wait: none fails or is rerouted for
+ * it); after the cooldown one probe goes in, whose success closes it and lets the rest
+ * through, or whose failure opens it for another cooldown. The fixture is
+ * service_helpers.h's: one worker, a window of one message, so that what the breaker
+ * holds is still at the source.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "service_helpers.h"
+
+#define COOLDOWN_MS 300
+
+static void start_breaker(fx *f, const char *topic)
+{
+    static char extra[256];
+    snprintf(extra, sizeof(extra),
+             "    breaker: { failures: 3, window: 10s, cooldown: %dms }\n"
+             "    on_error: { retries: 0, then: \"memory:%s.dlq\" }\n",
+             COOLDOWN_MS, topic);
+    start(f, topic,
+          (opts){.workers = 1,
+                 .max_in_flight = 1,
+                 .batch = 1,
+                 .ordering = "partition",
+                 .route_extra = extra});
+}
+
+/* When the first call of an "ok" message began, and when the last "fail" one ended. */
+static void first_ok_after_last_fail(fx *f, int64_t *last_fail_end, int64_t *first_ok_start)
+{
+    *last_fail_end = 0;
+    *first_ok_start = INT64_MAX;
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->ncalls; i++) {
+        const call *c = &f->calls[i];
+        if (c->key == 5) /* 'f': a failing one, keyed so */
+            *last_fail_end = c->end_ms > *last_fail_end ? c->end_ms : *last_fail_end;
+        else if (c->start_ms < *first_ok_start)
+            *first_ok_start = c->start_ms;
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Three failures open it: the ten messages behind them wait out the cooldown, then
+ * the first of them, the probe, succeeds, and all complete; only the three failures
+ * reach the dead-letter target. */
+static void failures_open_the_breaker_and_a_good_probe_closes_it(void **state)
+{
+    fx *f = *state;
+    start_breaker(f, "brk");
+    for (int i = 0; i < 3; i++)
+        push(f, 0, "f", "fail");
+    for (int i = 0; i < 10; i++)
+        push(f, 0, "o", "ok");
+    run(f, script_until_all_settled);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 10);
+    assert_int_equal(s.failed, 3);
+    assert_int_equal(tl_memory_sink_count("brk.dlq"), 3);
+    int64_t last_fail, first_ok;
+    first_ok_after_last_fail(f, &last_fail, &first_ok);
+    /* The first good message waited for the cooldown (timer slack aside). */
+    if (first_ok - last_fail < COOLDOWN_MS - 20)
+        fail_msg("the first message after the failures started %lld ms after them",
+                 (long long)(first_ok - last_fail));
+    assert_int_equal(tl_memory_committed(f->topic, 0), 13);
+    assert_balanced(f);
+}
+
+/* A probe that fails opens it again: the good messages wait two cooldowns. */
+static void a_failed_probe_opens_the_breaker_again(void **state)
+{
+    fx *f = *state;
+    start_breaker(f, "brk2");
+    for (int i = 0; i < 4; i++)
+        push(f, 0, "f", "fail");
+    for (int i = 0; i < 5; i++)
+        push(f, 0, "o", "ok");
+    run(f, script_until_all_settled);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 5);
+    assert_int_equal(s.failed, 4);
+    assert_int_equal(tl_memory_sink_count("brk2.dlq"), 4);
+    int64_t last_fail, first_ok;
+    first_ok_after_last_fail(f, &last_fail, &first_ok);
+    /* The fourth failure was the first probe, a cooldown after the third; the first
+     * good message waited a second cooldown after it. */
+    if (first_ok - last_fail < COOLDOWN_MS - 20)
+        fail_msg("the first message after the failed probe started %lld ms after it",
+                 (long long)(first_ok - last_fail));
+    assert_balanced(f);
+}
+
+/* Failures further apart than the window never open it. */
+static void failures_spread_wider_than_the_window_leave_it_closed(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 60; /* each good message takes 60 ms */
+    start(f, "brk3",
+          (opts){.workers = 1,
+                 .max_in_flight = 1,
+                 .batch = 1,
+                 .ordering = "partition",
+                 .route_extra = "    breaker: { failures: 2, window: 100ms, cooldown: 10s }\n"
+                                "    on_error: { retries: 0, then: \"memory:brk3.dlq\" }\n"});
+    for (int i = 0; i < 3; i++) {
+        push(f, 0, "f", "fail");
+        push(f, 0, "o", "ok");
+        push(f, 0, "o", "ok");
+    }
+    int64_t t0 = now_ms();
+    run(f, script_until_all_settled);
+    /* Open, it would have held the rest for its 10 s cooldown. */
+    assert_true(f->run_end_ms - t0 < 5000);
+    assert_int_equal(stats(f).completed, 6);
+    assert_int_equal(tl_memory_sink_count("brk3.dlq"), 3);
+    assert_balanced(f);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(failures_open_the_breaker_and_a_good_probe_closes_it),
+        T(a_failed_probe_opens_the_breaker_again),
+        T(failures_spread_wider_than_the_window_leave_it_closed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
