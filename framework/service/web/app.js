@@ -126,7 +126,9 @@ function showStats(s) {
     return { cells: [[r.route], [r.source], [r.handler], [l.in_flight, true, "r" + r.route + "-in_flight"],
       [l.running, true], [l.stalled, true, "r" + r.route + "-stalled"], [l.stuck, true], [l.rerouting, true],
       [r.stalled_total, true, "r" + r.route + "-stalled_total"], [r.rerouted_total, true, "r" + r.route + "-rerouted_total"],
-      [r.late_completions_total, true, "r" + r.route + "-late"], [r.on_stall], [r.on_error]] };
+      [r.late_completions_total, true, "r" + r.route + "-late"], [r.on_stall], [r.on_error],
+      [r.rate_limited_total, true], [r.breaker || "none", false, "r" + r.route + "-breaker"]],
+      cls: r.breaker === "open" ? "stalled" : "" };
   }));
   fillRows("targets", s.targets.map((t) => ({ cells: [[t.target], [t.rerouted_total, true], [t.reroute_errors_total, true]],
     data: { target: t.target } })));
