@@ -1,6 +1,6 @@
 /*
  * The `taskloop` program's own interfaces, shared by its files: one file per
- * subcommand (check, run, produce, mock, demo), plus the logger, the progress and
+ * subcommand (check, run, produce, mock, top, redrive, demo), plus the logger, the progress and
  * summary output, the test-load generator and the option helpers.
  *
  * Output conventions: results (the summary, `check`'s dump, produce's report) go to
@@ -39,6 +39,7 @@ bool tl_cli_has_demo(int argc, char **argv);
 int tl_cli_cmd_produce(int argc, char **argv);
 int tl_cli_cmd_mock(int argc, char **argv);
 int tl_cli_cmd_top(int argc, char **argv);
+int tl_cli_cmd_redrive(int argc, char **argv);
 
 /* `taskloop run --demo` with the rest of run's options already parsed. */
 int tl_cli_demo(bool progress, int64_t cap_ms);

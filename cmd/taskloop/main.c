@@ -19,6 +19,8 @@ static const char usage[] =
     "                       zmq:ENDPOINT\n"
     "  mock [--topic T:P]   serve an in-process mock Kafka cluster until stopped\n"
     "  top URL              watch a running service through its admin endpoint\n"
+    "  redrive --from T     send a stall or dead-letter topic's messages back to the\n"
+    "                       topics they came from, exactly once\n"
     "\n"
     "options:\n"
     "  -h, --help           this text; `taskloop COMMAND --help` for a command's\n"
@@ -33,7 +35,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"run", tl_cli_cmd_run},   {"check", tl_cli_cmd_check}, {"produce", tl_cli_cmd_produce},
-    {"mock", tl_cli_cmd_mock}, {"top", tl_cli_cmd_top},
+    {"mock", tl_cli_cmd_mock}, {"top", tl_cli_cmd_top},     {"redrive", tl_cli_cmd_redrive},
 };
 
 int main(int argc, char **argv)

@@ -43,13 +43,18 @@ static void a_rerouted_message_keeps_its_own_headers_and_replaces_old_tl_ones(vo
     fx *f = *state;
     start(f, "own_headers", (opts){.route_extra = DLQ_ROUTE("own_headers.dlq")});
     /* As if it had been rerouted once already, by an earlier service. */
-    tl_header h[] = {{"trace", "t-1", 3}, {"tl-reason", "stalled", 7}, {"tl-attempt", "9", 1}};
+    tl_header h[] = {{"trace", "t-1", 3},
+                     {"tl-reason", "stalled", 7},
+                     {"tl-attempt", "9", 1},
+                     {"tl-redrive-count", "2", 1}};
     tl_out_msg m = {
-        .payload = "fail", .len = 4, .key = "k", .key_len = 1, .headers = h, .nheaders = 3};
+        .payload = "fail", .len = 4, .key = "k", .key_len = 1, .headers = h, .nheaders = 4};
     assert_int_equal(tl_memory_push_msg(f->topic, 0, &m), 0);
     run(f, script_until_all_settled);
     tl_memory_record *r = only_record("own_headers.dlq");
     assert_header(r, "trace", "t-1");
+    /* Not one of the reroute's own: `taskloop redrive` counts on it coming back. */
+    assert_header(r, "tl-redrive-count", "2");
     assert_header(r, "tl-reason", "failed");
     assert_header(r, "tl-attempt", "1");
     assert_int_equal(header_count(r, "tl-reason"), 1);

@@ -102,19 +102,29 @@ const char *const tl__reroute_header_names[TL_REROUTE_NHEADERS] = {
     "tl-reason",  "tl-origin-topic", "tl-origin-partition", "tl-origin-offset",
     "tl-attempt", "tl-error",        "tl-first-seen-ms"};
 
+/* One of the headers a reroute writes: an old one is replaced, while other tl-* headers
+ * (tl-redrive-count, kept by `taskloop redrive`) travel on. */
+static bool reroute_header(const char *name)
+{
+    for (size_t i = 0; i < TL_REROUTE_NHEADERS; i++)
+        if (strcmp(name, tl__reroute_header_names[i]) == 0)
+            return true;
+    return false;
+}
+
 size_t tl__reroute_headers(const tl_msg *m, const char *const vals[TL_REROUTE_NHEADERS],
                            tl_header *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < m->nheaders; i++)
-        if (strncmp(m->headers[i].name, "tl-", 3) != 0)
+        if (!reroute_header(m->headers[i].name))
             out[n++] = m->headers[i];
     for (size_t i = 0; i < TL_REROUTE_NHEADERS; i++)
         out[n++] = (tl_header){tl__reroute_header_names[i], vals[i], strlen(vals[i])};
     return n;
 }
 
-/* Sends the message with the original headers (minus old tl-*) and fresh tl-* ones. */
+/* Sends the message with the original headers (minus old reroute ones) and fresh ones. */
 static void send_now(tl_rec *rec)
 {
     const tl_msg *m = rec->msg;

@@ -515,9 +515,10 @@ extern const char *const tl__reroute_header_names[TL_REROUTE_NHEADERS];
 
 /*
  * The headers a rerouted copy of m carries, into out (room for m->nheaders +
- * TL_REROUTE_NHEADERS): m's own in their order, but any whose name starts with "tl-"
+ * TL_REROUTE_NHEADERS): m's own in their order, but any of tl__reroute_header_names
  * (what an earlier reroute wrote, or a sender made up), then one of each
- * tl__reroute_header_names with vals[i] as its value. Returns how many.
+ * tl__reroute_header_names with vals[i] as its value. Other tl-* headers (such as
+ * tl-redrive-count) go on. Returns how many.
  */
 size_t tl__reroute_headers(const tl_msg *m, const char *const vals[TL_REROUTE_NHEADERS],
                            tl_header *out);
