@@ -30,9 +30,13 @@ static const uint8_t *field(const uint8_t *data, size_t size, size_t *at, size_t
     return p;
 }
 
-static bool is_tl(const char *name)
+/* One of the headers a reroute writes (other tl-* ones, tl-redrive-count, travel on). */
+static bool is_reroute_own(const char *name)
 {
-    return strncmp(name, "tl-", 3) == 0;
+    for (size_t i = 0; i < TL_REROUTE_NHEADERS; i++)
+        if (strcmp(name, tl__reroute_header_names[i]) == 0)
+            return true;
+    return false;
 }
 
 /* Checks what a reroute of m sends; returns the headers it built (caller frees). */
@@ -44,16 +48,16 @@ static tl_header *reroute_checked(const tl_msg *m, size_t *count)
     if (!out)
         abort();
     size_t n = tl__reroute_headers(m, vals, out), kept = 0;
-    /* The message's own headers but tl-* ones, in order and untouched... */
+    /* The message's own headers but the reroute's own, in order and untouched... */
     for (size_t i = 0; i < m->nheaders; i++) {
-        if (is_tl(m->headers[i].name))
+        if (is_reroute_own(m->headers[i].name))
             continue;
         if (kept >= n || out[kept].name != m->headers[i].name ||
             out[kept].value != m->headers[i].value || out[kept].len != m->headers[i].len)
             abort();
         kept++;
     }
-    /* ...then exactly one of each tl-* header, with this reroute's values. */
+    /* ...then exactly one of each of the reroute's headers, with its values. */
     if (n != kept + TL_REROUTE_NHEADERS)
         abort();
     tl_msg sent = {.headers = out, .nheaders = n};
