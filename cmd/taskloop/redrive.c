@@ -280,10 +280,8 @@ static rd_kafka_t *new_client(rd_kafka_type_t type, const redrive_args *a)
     return rk;
 }
 
-/* The partitions of the topic with where to start (the group's committed offset, else
- * the beginning) and where to stop (the end at start). NULL after saying why. */
-static rd_kafka_topic_partition_list_t *plan(rd_kafka_t *c, const redrive_args *a, int64_t **ends,
-                                             uint64_t *total)
+/* How many partitions the topic has; 0 after saying why (unreachable, missing). */
+static int topic_partitions(rd_kafka_t *c, const redrive_args *a)
 {
     /* Every topic's metadata: asking for the one topic would make a broker that creates
      * topics on demand create it. */
@@ -292,22 +290,28 @@ static rd_kafka_topic_partition_list_t *plan(rd_kafka_t *c, const redrive_args *
     if (e) {
         tl_cli_err("redrive: cannot reach the brokers %s within %d s: %s", a->brokers,
                    WAIT_MS / 1000, rd_kafka_err2str(e));
-        return NULL;
+        return 0;
     }
     int n = 0;
     for (int i = 0; i < md->topic_cnt; i++)
         if (strcmp(md->topics[i].topic, a->from) == 0 && !md->topics[i].err)
             n = md->topics[i].partition_cnt;
     rd_kafka_metadata_destroy(md);
-    if (n == 0) {
+    if (n == 0)
         tl_cli_err("redrive: topic %s does not exist on %s", a->from, a->brokers);
-        return NULL;
-    }
+    return n;
+}
+
+/* The n partitions of the topic with where to start (the group's committed offset,
+ * else the beginning) and where to stop (the end at start). NULL after saying why. */
+static rd_kafka_topic_partition_list_t *plan(rd_kafka_t *c, const redrive_args *a, int n,
+                                             int64_t **ends, uint64_t *total)
+{
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
     *ends = calloc((size_t)n, sizeof(**ends));
     for (int p = 0; p < n; p++)
         rd_kafka_topic_partition_list_add(parts, a->from, p);
-    e = rd_kafka_committed(c, parts, WAIT_MS);
+    rd_kafka_resp_err_t e = rd_kafka_committed(c, parts, WAIT_MS);
     *total = 0;
     for (int p = 0; !e && *ends && p < n; p++) {
         int64_t lo = 0, hi = 0;
@@ -323,6 +327,7 @@ static rd_kafka_topic_partition_list_t *plan(rd_kafka_t *c, const redrive_args *
                    e ? rd_kafka_err2str(e) : "out of memory");
         rd_kafka_topic_partition_list_destroy(parts);
         free(*ends);
+        *ends = NULL;
         return NULL;
     }
     return parts;
@@ -557,17 +562,22 @@ int tl_cli_cmd_redrive(int argc, char **argv)
     r.c = new_client(RD_KAFKA_CONSUMER, &a);
     if (!r.c)
         return 1;
-    r.parts = plan(r.c, &a, &r.ends, &r.total);
-    bool ok = r.parts != NULL;
+    /* Transactions first: starting them aborts what a killed redrive of this group left
+     * open, whose offsets would otherwise stay unstable (unreadable) until it times out. */
+    int nparts = topic_partitions(r.c, &a);
+    bool ok = nparts > 0;
     if (ok && !a.dry_run) {
         r.p = new_client(RD_KAFKA_PRODUCER, &a);
         rd_kafka_error_t *e = r.p ? rd_kafka_init_transactions(r.p, WAIT_MS) : NULL;
         if (e) {
-            tl_cli_err("redrive: cannot start transactions: %s", rd_kafka_error_string(e));
+            tl_cli_err("redrive: cannot start transactions on %s: %s", a.brokers,
+                       rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
         }
         ok = r.p && !e;
     }
+    r.parts = ok ? plan(r.c, &a, nparts, &r.ends, &r.total) : NULL;
+    ok = r.parts != NULL;
     if (ok) {
         rd_kafka_resp_err_t e = rd_kafka_assign(r.c, r.parts);
         if (e)
