@@ -159,11 +159,13 @@ if awk -F, 'NR > 1 && $1 == "scale" && $3 == "msgs_per_s" {
     bars scale.png "scale, msgs/s (higher is better)" "msgs/s" "" "$work/scale.dat" "${titles[@]}"
 fi
 
-# Isolation: thread against process mode, per handler cost.
-if awk -F, 'NR > 1 && $1 == "isolation" {
-        split($2, mh, "_"); v[mh[2], mh[1]] = $4; if (!(mh[2] in seen)) { seen[mh[2]] = 1; o[++k] = mh[2] } }
-    END { for (i = 1; i <= k; i++) printf "\"%s handler\" %s %s\n", o[i] == "0ms" ? "no-op" : o[i],
-        v[o[i], "thread"] == "" ? "-" : v[o[i], "thread"], v[o[i], "process"] == "" ? "-" : v[o[i], "process"] }' \
+# Isolation: thread against process mode, per source and handler cost.
+if awk -F, 'NR > 1 && ($1 == "isolation" || $1 == "isolation_broker") {
+        split($2, mh, "_"); src = $1 == "isolation" ? "memory" : "broker"; c = src " " mh[2]
+        v[c, mh[1]] = $4; if (!(c in seen)) { seen[c] = 1; o[++k] = c } }
+    END { for (i = 1; i <= k; i++) { c = o[i]; sub(/ 0ms$/, " no-op", c); sub(/ 1ms$/, " 1 ms", c)
+        printf "\"%s\" %s %s\n", c, (v[o[i], "thread"] == "" ? "-" : v[o[i], "thread"]),
+            (v[o[i], "process"] == "" ? "-" : v[o[i], "process"]) } }' \
     "$csv" >"$work/isolation.dat" && [ -s "$work/isolation.dat" ]; then
     bars isolation.png "isolation, msgs/s (higher is better; log scale)" "msgs/s" \
         "set logscale y; set yrange [100:*]" "$work/isolation.dat" "isolation: thread" \

@@ -69,6 +69,7 @@ if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
       -n "$kafka_n" --size 100 --partitions 8 >/dev/null 2>&1; then
     run 900 "$bin/kafka_throughput" --brokers "$brokers" --topic bench -n "$kafka_n" --rounds "$rounds"
     run 900 "$here/catchup.sh" "$build" "$broker_dir" "$catchup_n"
+    run 900 "$here/isolation_kafka.sh" "$build" "$broker_dir" "$iso_n"
     # Its own table and CSV (bench/results/peers.csv): shown as it goes, not summarised.
     echo "== peers.sh (taskloop beside the Parallel Consumer, Spring Kafka and aiokafka)"
     timeout --kill-after=10 1800 "$here/peers.sh" "$build" "$broker_dir" ||
