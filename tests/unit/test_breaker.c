@@ -49,54 +49,47 @@ static void first_ok_after_last_fail(fx *f, int64_t *last_fail_end, int64_t *fir
     pthread_mutex_unlock(&f->mu);
 }
 
+/* Runs nfail failing then nok good messages through the breaker (3 failures open it)
+ * and checks what every run must show: the good ones all completed, only the failures
+ * dead-lettered, nothing committed short, and the first good message started a
+ * cooldown or more after the last failure ended. */
+static void run_breaker(fx *f, const char *topic, int nfail, int nok)
+{
+    start_breaker(f, topic);
+    for (int i = 0; i < nfail; i++)
+        push(f, 0, "f", "fail");
+    for (int i = 0; i < nok; i++)
+        push(f, 0, "o", "ok");
+    run(f, script_until_all_settled);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, (uint64_t)nok);
+    assert_int_equal(s.failed, (uint64_t)nfail);
+    char dlq[64];
+    snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
+    assert_int_equal(tl_memory_sink_count(dlq), (size_t)nfail);
+    int64_t last_fail, first_ok;
+    first_ok_after_last_fail(f, &last_fail, &first_ok);
+    /* Timer slack aside. */
+    if (first_ok - last_fail < COOLDOWN_MS - 20)
+        fail_msg("the first good message started %lld ms after the last failure",
+                 (long long)(first_ok - last_fail));
+    assert_int_equal(tl_memory_committed(f->topic, 0), nfail + nok);
+    assert_balanced(f);
+}
+
 /* Three failures open it: the ten messages behind them wait out the cooldown, then
  * the first of them, the probe, succeeds, and all complete; only the three failures
  * reach the dead-letter target. */
 static void failures_open_the_breaker_and_a_good_probe_closes_it(void **state)
 {
-    fx *f = *state;
-    start_breaker(f, "brk");
-    for (int i = 0; i < 3; i++)
-        push(f, 0, "f", "fail");
-    for (int i = 0; i < 10; i++)
-        push(f, 0, "o", "ok");
-    run(f, script_until_all_settled);
-    tl_service_stats s = stats(f);
-    assert_int_equal(s.completed, 10);
-    assert_int_equal(s.failed, 3);
-    assert_int_equal(tl_memory_sink_count("brk.dlq"), 3);
-    int64_t last_fail, first_ok;
-    first_ok_after_last_fail(f, &last_fail, &first_ok);
-    /* The first good message waited for the cooldown (timer slack aside). */
-    if (first_ok - last_fail < COOLDOWN_MS - 20)
-        fail_msg("the first message after the failures started %lld ms after them",
-                 (long long)(first_ok - last_fail));
-    assert_int_equal(tl_memory_committed(f->topic, 0), 13);
-    assert_balanced(f);
+    run_breaker(*state, "brk", 3, 10);
 }
 
-/* A probe that fails opens it again: the good messages wait two cooldowns. */
+/* A probe that fails opens it again: the fourth failure was the first probe, a
+ * cooldown after the third, and the first good message waited a second cooldown. */
 static void a_failed_probe_opens_the_breaker_again(void **state)
 {
-    fx *f = *state;
-    start_breaker(f, "brk2");
-    for (int i = 0; i < 4; i++)
-        push(f, 0, "f", "fail");
-    for (int i = 0; i < 5; i++)
-        push(f, 0, "o", "ok");
-    run(f, script_until_all_settled);
-    tl_service_stats s = stats(f);
-    assert_int_equal(s.completed, 5);
-    assert_int_equal(s.failed, 4);
-    assert_int_equal(tl_memory_sink_count("brk2.dlq"), 4);
-    int64_t last_fail, first_ok;
-    first_ok_after_last_fail(f, &last_fail, &first_ok);
-    /* The fourth failure was the first probe, a cooldown after the third; the first
-     * good message waited a second cooldown after it. */
-    if (first_ok - last_fail < COOLDOWN_MS - 20)
-        fail_msg("the first message after the failed probe started %lld ms after it",
-                 (long long)(first_ok - last_fail));
-    assert_balanced(f);
+    run_breaker(*state, "brk2", 4, 5);
 }
 
 /* Failures further apart than the window never open it. */

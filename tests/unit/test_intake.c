@@ -183,16 +183,22 @@ static void a_backlog_partition_leaves_room_for_the_others(void **state)
 /* The memory source as the Kafka source is: it cannot stop single partitions. */
 static tl_source_ops fifo_ops;
 
+/* Registers fifo_ops as the source type memory_fifo. */
+static void add_fifo_source(fx *f)
+{
+    fifo_ops = tl_memory_source_ops;
+    fifo_ops.type = "memory_fifo";
+    fifo_ops.pause_partitions = NULL;
+    assert_int_equal(tl_registry_add_source(f->reg, &fifo_ops), 0);
+}
+
 /* The same backlog from a source that cannot stop single partitions: with a budget
  * (loop.kept_back_mb) intake keeps back what it delivers, so that it reads past the
  * backlog's long run to the others' messages instead of waiting behind it. */
 static void a_backlog_partition_leaves_room_when_the_source_cannot_pause_it(void **state)
 {
     fx *f = *state;
-    fifo_ops = tl_memory_source_ops;
-    fifo_ops.type = "memory_fifo";
-    fifo_ops.pause_partitions = NULL;
-    assert_int_equal(tl_registry_add_source(f->reg, &fifo_ops), 0);
+    add_fifo_source(f);
     assert_int_equal(tl_register_builtin_handlers(f->reg), 0);
     start_yaml(f, "fifo",
                "service: t\n"
@@ -236,10 +242,7 @@ static void script_last_partition_beside_stuck_ones(fx *f)
 static void under_ordering_partition_a_partition_delivered_last_still_gets_its_share(void **state)
 {
     fx *f = *state;
-    fifo_ops = tl_memory_source_ops;
-    fifo_ops.type = "memory_fifo";
-    fifo_ops.pause_partitions = NULL;
-    assert_int_equal(tl_registry_add_source(f->reg, &fifo_ops), 0);
+    add_fifo_source(f);
     start_yaml(f, "serial",
                "service: t\n"
                "loop: { workers: 8, max_in_flight: 400, kept_back_mb: 16 }\n"
