@@ -298,12 +298,19 @@ static void a_handler_spinning_past_its_cancellation_is_killed_after_the_grace(v
     assert_balanced(f);
 }
 
+/* Two attempts of a second of CPU each: on a machine whose cores other tests keep busy
+ * (sanitizers, a parallel run) that can take well over the usual 10 s wait. */
+static void script_until_all_settled_slowly(fx *f)
+{
+    STEP(wait_for(f, all_settled, 60000));
+}
+
 static void cpu_time_turns_a_spin_into_a_failed_attempt(void **state)
 {
     fx *f = *state;
-    start_isolated(f, "iso.cpu", 1, "30s", "    cpu_time: 1s\n");
+    start_isolated(f, "iso.cpu", 1, "60s", "    cpu_time: 1s\n");
     push(f, 0, NULL, "id=1 poison:spin");
-    run(f, script_until_all_settled);
+    run(f, script_until_all_settled_slowly);
     assert_int_equal(f->bad_line, 0);
     assert_int_equal(tl_memory_sink_count("iso.dlq"), 1);
     tl_memory_record *r = sink_record("iso.dlq", 0);
