@@ -532,44 +532,6 @@ void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_
     }
 }
 
-typedef struct assigned_msg {
-    tl_source_state *src;
-    size_t n;
-    tl_partition parts[];
-} assigned_msg;
-
-static void assigned_on_loop(tl_loop *loop, void *arg)
-{
-    (void)loop;
-    assigned_msg *a = arg;
-    tl__partitions_assigned(a->src->svc, a->src, a->parts, a->n);
-    for (size_t i = 0; i < a->n; i++)
-        free((char *)a->parts[i].topic);
-    free(a);
-}
-
-void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n)
-{
-    /* Counted for the fair share only; a partition missed here (no memory) is counted
-     * from its first message. */
-    assigned_msg *a = calloc(1, sizeof(*a) + n * sizeof(tl_partition));
-    if (!a)
-        return;
-    a->src = src;
-    for (size_t i = 0; i < n; i++) {
-        a->parts[i].partition = parts[i].partition;
-        if ((a->parts[i].topic = strdup(parts[i].topic ? parts[i].topic : "")))
-            a->n++;
-        else
-            break;
-    }
-    if (tl_loop_call_threadsafe(src->svc->loop, assigned_on_loop, a) != 0) {
-        for (size_t i = 0; i < a->n; i++)
-            free((char *)a->parts[i].topic);
-        free(a);
-    }
-}
-
 static void batch_on_loop(tl_loop *loop, void *arg)
 {
     (void)loop;

@@ -372,6 +372,10 @@ void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned 
 /* The state of the message's partition, created on first sight; NULL out of memory. */
 tl_partition_state *tl__partition_of(tl_service *svc, tl_source_state *src, const tl_msg *msg);
 
+/* Source thread: the assigned event (see tl_source_events); posts the partitions to
+ * tl__partitions_assigned on the loop thread. */
+void tl__partitions_assigned_on_source(tl_source_state *src, const tl_partition *parts, size_t n);
+
 /* Loop thread: the source was assigned these partitions: their states exist from now
  * on, counted in nassigned. */
 void tl__partitions_assigned(tl_service *svc, tl_source_state *src, const tl_partition *parts,
@@ -637,9 +641,6 @@ void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
 
 /* Loop thread: takes held batches in if room allows (housekeeping's safety net). */
 void tl__intake_resume(tl_service *svc);
-
-/* Source thread: the assigned event (see tl_source_events). */
-void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n);
 
 /* Loop thread: gives back the held messages of the partitions (a revoke). */
 void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_partition *parts,

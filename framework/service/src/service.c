@@ -46,7 +46,7 @@ static void ev_committed(void *rt, tl_source *s, const char *topic, int32_t part
 static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
-    tl__intake_assigned(rt, parts, n);
+    tl__partitions_assigned_on_source(rt, parts, n);
 }
 
 typedef struct error_msg {
