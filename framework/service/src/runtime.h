@@ -187,8 +187,7 @@ struct tl_route_state {
     tl_rate rate;                /* its rate limit; loop thread */
     tl_breaker breaker;          /* its circuit breaker */
     _Atomic uint64_t rate_waits; /* times its intake waited for the rate limit */
-    struct tl_proc *procs;       /* isolation process: its worker process slots (procs.c) */
-    size_t nprocs;
+    struct tl_procs *procs;      /* isolation process: its worker processes (procs.c) */
 };
 
 typedef enum tl_rec_state {
@@ -451,8 +450,8 @@ void tl__zygote_stop(tl_service *svc);
 /* child.c: the tl_child_main of the service's worker processes. */
 void tl__child_main(tl_service *svc, tl_route_state *route, int fd);
 
-/* procs.c. On the thread building the service: the route's worker process slots, one
- * per loop worker (no process yet); 0, or TL_ENOMEM. */
+/* procs.c. On the thread building the service: room for the route's worker
+ * processes, one per loop worker (none started yet); 0, or TL_ENOMEM. */
 int tl__procs_init(tl_service *svc, tl_route_state *route);
 
 /* procs.c. On a worker thread: hands the record's attempt to a worker process of its
