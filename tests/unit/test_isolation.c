@@ -348,12 +348,13 @@ static void messages_behind_a_crash_go_to_a_new_process_unfailed(void **state)
     assert_balanced(f);
 }
 
-/* Five messages of 150 ms in one process take 750 ms; each is timed from when its
- * handler starts, as a task waiting for a busy pool is, so none stalls at 300 ms. */
+/* Five messages of 100 ms in one process take 500 ms; each is timed from when its
+ * handler starts, as a task waiting for a busy pool is, so none stalls at 400 ms
+ * (timed from when it was handed over, the last one would). */
 static void a_message_waiting_behind_another_is_timed_from_its_own_start(void **state)
 {
     fx *f = *state;
-    start_workers(f, "iso.queue", 1, 1, "300ms", "    params: { ms: \"150\" }\n");
+    start_workers(f, "iso.queue", 1, 1, "400ms", "    params: { ms: \"100\" }\n");
     for (int i = 0; i < 5; i++)
         push(f, 0, NULL, "id=1");
     run(f, script_until_all_settled);

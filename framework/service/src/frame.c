@@ -64,12 +64,7 @@ int tl__frame_read(int fd, void *buf, size_t len)
     return 0;
 }
 
-/* A growing buffer for one frame. */
-typedef struct out {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} out;
+typedef tl_frame_out out;
 
 static void put(out *o, const void *v, size_t len)
 {
@@ -99,32 +94,45 @@ static void put_bytes(out *o, const void *v, size_t len, bool absent)
         put(o, v, len);
 }
 
-int tl__frame_send_msg(int fd, const tl_msg *m, unsigned attempt)
+int tl__frame_put_msg(tl_frame_out *o, const tl_msg *m, unsigned attempt)
 {
-    out o = {0};
+    size_t start = o->n;
     uint32_t len = 0, a = attempt, nh = (uint32_t)m->nheaders;
-    put(&o, "M", 1);
-    put(&o, &len, sizeof(len)); /* filled in below */
-    put(&o, &a, sizeof(a));
-    put(&o, &m->partition, sizeof(m->partition));
-    put(&o, &m->offset, sizeof(m->offset));
-    put(&o, &m->timestamp_ms, sizeof(m->timestamp_ms));
-    put_bytes(&o, m->origin, m->origin ? strlen(m->origin) : 0, false);
-    put_bytes(&o, m->payload, m->len, false);
-    put_bytes(&o, m->key, m->key_len, m->key == NULL);
-    put(&o, &nh, sizeof(nh));
+    put(o, "M", 1);
+    put(o, &len, sizeof(len)); /* filled in below */
+    put(o, &a, sizeof(a));
+    put(o, &m->partition, sizeof(m->partition));
+    put(o, &m->offset, sizeof(m->offset));
+    put(o, &m->timestamp_ms, sizeof(m->timestamp_ms));
+    put_bytes(o, m->origin, m->origin ? strlen(m->origin) : 0, false);
+    put_bytes(o, m->payload, m->len, false);
+    put_bytes(o, m->key, m->key_len, m->key == NULL);
+    put(o, &nh, sizeof(nh));
     for (size_t i = 0; i < m->nheaders; i++) {
-        put_bytes(&o, m->headers[i].name, strlen(m->headers[i].name), false);
-        put_bytes(&o, m->headers[i].value, m->headers[i].len, false);
+        put_bytes(o, m->headers[i].name, strlen(m->headers[i].name), false);
+        put_bytes(o, m->headers[i].value, m->headers[i].len, false);
     }
-    int rc = o.oom || o.n - 5 > TL_FRAME_MAX ? TL_ENOMEM : 0;
-    if (rc == 0) {
-        len = (uint32_t)(o.n - 5);
-        memcpy(o.p + 1, &len, sizeof(len));
-        rc = tl__frame_write(fd, o.p, o.n);
+    if (o->oom || o->n - start - 5 > TL_FRAME_MAX) {
+        o->n = start;
+        o->oom = false;
+        return TL_ENOMEM;
     }
-    free(o.p);
+    len = (uint32_t)(o->n - start - 5);
+    memcpy(o->p + start + 1, &len, sizeof(len));
+    return 0;
+}
+
+int tl__frame_flush(int fd, tl_frame_out *o)
+{
+    int rc = o->n ? tl__frame_write(fd, o->p, o->n) : 0;
+    o->n = 0;
     return rc;
+}
+
+void tl__frame_out_free(tl_frame_out *o)
+{
+    free(o->p);
+    *o = (tl_frame_out){0};
 }
 
 /* A cursor over a received body; ok turns false past its end. */

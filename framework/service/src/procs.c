@@ -68,9 +68,11 @@ typedef struct queue {
 
 typedef struct slot {
     struct tl_procs *all;
-    pthread_cond_t cv;   /* a process was started, or the route stops */
-    tl_proc_id id;       /* pid 0 and fd -1: none */
-    queue sent;          /* in order; the head is the one running */
+    pthread_cond_t cv; /* a process was started, or the route stops */
+    tl_proc_id id;     /* pid 0 and fd -1: none */
+    queue sent;        /* in order; the head is the one running */
+    tl_frame_out out;  /* the frames of the last `unwritten` of sent */
+    size_t unwritten;
     uint64_t nsent;      /* messages sent to this process */
     int64_t cancel_at;   /* when the running one was told to cancel (ms), or -1 */
     bool killed;         /* killed by the service: its end is not a crash */
@@ -156,23 +158,36 @@ static int start_process(slot *s)
     return 0;
 }
 
-/* Sends the entry to the slot's process, started if need be (mu held). False when it
- * could not go, the entry then failed; a send to a process that is gone counts as
- * sent (its reader sees the end). */
+/* Sends the entry to the slot's process, started if need be (mu held): into the
+ * slot's out buffer, which write_out writes. False when it could not go, the entry
+ * then failed. */
 static bool send_to(slot *s, entry *e)
 {
     if (s->id.fd < 0 && start_process(s) != 0) {
         finish(e, TL_ESYS, NO_START);
         return false;
     }
-    if (tl__frame_send_msg(s->id.fd, e->rec->msg, e->rec->attempt) == TL_ENOMEM) {
+    if (tl__frame_put_msg(&s->out, e->rec->msg, e->rec->attempt) == TL_ENOMEM) {
         finish(e, TL_ENOMEM, "message too large for a worker process");
         return true;
     }
     e->seq = ++s->nsent;
+    s->unwritten++;
     push_back(&s->sent, e);
     tl_task_set_started_ns(e->task, s->sent.n == 1 ? tl_clock_ns() : 0);
     return true;
+}
+
+/* Writes the frames waiting in the slot's out buffer, at once or, while the process
+ * has two or more messages to go on with, only when the reader is awake anyway
+ * (results came): several go in one write (mu held). A write to a process that is
+ * gone counts as done (its reader sees the end). */
+static void write_out(slot *s, bool now)
+{
+    if (!s->unwritten || (!now && s->sent.n - s->unwritten >= 2))
+        return;
+    tl__frame_flush(s->id.fd, &s->out);
+    s->unwritten = 0;
 }
 
 /* Sends the slot what the backlog holds, up to its room (mu held). */
@@ -200,6 +215,8 @@ static void replace(slot *s, tl_frame_in *in)
     struct tl_procs *all = s->all;
     close(s->id.fd);
     in->start = in->end = 0;
+    s->out.n = 0;
+    s->unwritten = 0;
     int status = tl__zygote_reap(all->svc, s->id.pid);
     s->id = (tl_proc_id){.pid = 0, .fd = -1};
     atomic_fetch_add(&all->svc->st.processes_replaced, 1);
@@ -299,6 +316,8 @@ static void *reader_main(void *arg)
             replace(s, &in);
         else
             refill(s);
+        if (s->id.fd >= 0)
+            write_out(s, true);
     }
     pthread_mutex_unlock(mu);
     tl__frame_in_free(&in);
@@ -354,9 +373,10 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
     slot *s = pick(all);
     if (!s->reader_started && pthread_create(&s->reader, NULL, reader_main, s) == 0)
         s->reader_started = true;
-    if (s->reader_started)
+    if (s->reader_started) {
         refill(s);
-    else
+        write_out(s, false);
+    } else
         finish(pop_front(&all->backlog), TL_ESYS, NO_START);
     pthread_mutex_unlock(&all->mu);
     return TL_PENDING;
@@ -404,6 +424,7 @@ void tl__procs_free(tl_service *svc)
         if (!all)
             continue;
         for (size_t j = 0; j < all->nslots; j++) {
+            tl__frame_out_free(&all->slots[j].out);
             if (all->slots[j].id.fd >= 0)
                 close(all->slots[j].id.fd);
             pthread_cond_destroy(&all->slots[j].cv);

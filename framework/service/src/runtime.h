@@ -486,9 +486,22 @@ tl_task *tl__attempt_child(tl_loop *loop, tl_rec *rec);
 /* A result's error text is cut to this many bytes. */
 #define TL_FRAME_TEXT_MAX 4096
 
-/* Sends 'M' and the message with its attempt number; 0, TL_ENOMEM (too large), or
- * TL_ESYS (the peer is gone). */
-int tl__frame_send_msg(int fd, const tl_msg *m, unsigned attempt);
+/* Frames waiting to be written together: a growing buffer; zero it before use. */
+typedef struct tl_frame_out {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} tl_frame_out;
+
+/* Appends 'M' and the message with its attempt number; 0, or TL_ENOMEM (too large for
+ * a frame, or out of memory: the buffer is left as it was). */
+int tl__frame_put_msg(tl_frame_out *o, const tl_msg *m, unsigned attempt);
+
+/* Writes what o holds and empties it; 0, or TL_ESYS (the peer is gone). */
+int tl__frame_flush(int fd, tl_frame_out *o);
+
+/* Frees o's buffer. */
+void tl__frame_out_free(tl_frame_out *o);
 
 /* A message read by a worker process; its fields point into buf. */
 typedef struct tl_frame_msg {
