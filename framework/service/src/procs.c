@@ -190,12 +190,18 @@ static void write_out(slot *s, bool now)
     s->unwritten = 0;
 }
 
-/* Sends the slot what the backlog holds, up to its room (mu held). */
+/* Sends the slot what the backlog holds, up to its room (mu held). A message whose
+ * attempt was cancelled before it went (its partition revoked) never goes. */
 static void refill(slot *s)
 {
     queue *backlog = &s->all->backlog;
-    while (!s->all->closed && s->sent.n < TL_PROC_AHEAD && backlog->head)
-        send_to(s, pop_front(backlog));
+    while (!s->all->closed && s->sent.n < TL_PROC_AHEAD && backlog->head) {
+        entry *e = pop_front(backlog);
+        if (tl_cancelled(e->task))
+            finish(e, TL_ECANCELED, NULL);
+        else
+            send_to(s, e);
+    }
 }
 
 /* Takes the slot's first entry (mu held); the next one starts running now. */
