@@ -46,12 +46,13 @@ typedef struct child {
     size_t nearly;
 } child;
 
-/* A cancel for message seq (mu held): now if it runs, later if it has not started. */
+/* A cancel for message seq (mu held): now if it runs, later if its task is not made
+ * yet (kept until set_running; one for a message that is over is dropped there). */
 static void cancel_seq(child *c, uint64_t seq)
 {
     if (seq == c->started && c->running)
         tl_task_cancel(c->running);
-    else if (seq > c->started && c->nearly < MAX_EARLY_CANCELS)
+    else if (seq >= c->started && c->nearly < MAX_EARLY_CANCELS)
         c->early[c->nearly++] = seq;
 }
 
@@ -131,12 +132,14 @@ static void set_running(child *c, tl_task *t)
 {
     pthread_mutex_lock(&c->mu);
     c->running = t;
-    for (size_t i = 0; t && i < c->nearly; i++) {
-        if (c->early[i] != c->started)
+    for (size_t i = 0; t && i < c->nearly;) {
+        if (c->early[i] > c->started) {
+            i++;
             continue;
-        tl_task_cancel(t);
+        }
+        if (c->early[i] == c->started)
+            tl_task_cancel(t);
         c->early[i] = c->early[--c->nearly];
-        break;
     }
     pthread_mutex_unlock(&c->mu);
 }

@@ -6,7 +6,7 @@
  * thread of the loop is thus never held by a message in a process.
  *
  * A route has one slot per loop worker. A slot has at most one worker process at a
- * time (forked by the zygote when a message first needs it) and up to TL_PROC_AHEAD
+ * time (forked by the zygote when messages wait for it) and up to TL_PROC_AHEAD
  * messages sent to it, in order: the process handles them one after the other and
  * reads the next ones while a handler runs, so it never waits for the service between
  * two messages. Messages past that wait in the route's backlog, and go to the first
@@ -24,11 +24,13 @@
  * TL_KILL_GRACE_MS later is killed, and again the messages behind it go back. When
  * the service is freed, a worker process still busy is killed at once.
  *
- * Thread rules: tl__procs_run on the loop's workers, each slot's reader on its own
- * thread; everything of a route's processes is guarded by its mu (a reader lets go of
- * it only to wait for its socket), and a reader alone reads its slot's socket; the
- * counters are atomics; tl__procs_check on the loop thread; tl__procs_init,
- * tl__procs_stop and tl__procs_free on the thread that builds and frees the service.
+ * Thread rules: tl__procs_run on the loop thread (or a worker), each slot's reader on
+ * its own thread; everything of a route's processes is guarded by its mu, which a
+ * reader lets go of only to wait for its socket, to fork a process and to reap one (a
+ * slow fork holds up no other slot); a reader alone reads its slot's socket, starts
+ * and reaps its processes; the counters are atomics; tl__procs_check on the loop
+ * thread; tl__procs_init, tl__procs_stop and tl__procs_free on the thread that builds
+ * and frees the service.
  */
 #include "runtime.h"
 
@@ -75,8 +77,9 @@ typedef struct slot {
     size_t unwritten;
     uint64_t nsent;      /* messages sent to this process */
     int64_t cancel_at;   /* when the running one was told to cancel (ms), or -1 */
-    bool killed;         /* killed by the service: its end is not a crash */
+    uint64_t killed;     /* killed by the service while this message ran, or 0 */
     bool reader_started; /* joined by tl__procs_stop */
+    bool starting;       /* its reader is to start a process */
     pthread_t reader;
 } slot;
 
@@ -144,38 +147,44 @@ static void finish(entry *e, int err, const char *text)
     free(e);
 }
 
-/* Starts a process for the slot (mu held); 0, or TL_ESYS. */
+/* Gives the slot a process, on its reader with mu held on entry and exit: the fork
+ * is made with mu let go, so that a slow one holds up no other slot. 0, or TL_ESYS
+ * (the messages that were to go to it fail, as none could go anywhere else first). */
 static int start_process(slot *s)
 {
-    if (tl__zygote_spawn(s->all->svc, s->all->route, &s->id) != 0) {
-        s->id = (tl_proc_id){.pid = 0, .fd = -1};
+    tl_proc_id id;
+    pthread_mutex_unlock(&s->all->mu);
+    int rc = tl__zygote_spawn(s->all->svc, s->all->route, &id);
+    pthread_mutex_lock(&s->all->mu);
+    if (rc != 0) {
+        s->starting = false;
+        entry *e;
+        while ((e = pop_front(&s->sent)))
+            finish(e, TL_ESYS, NO_START);
+        while ((e = pop_front(&s->all->backlog)))
+            finish(e, TL_ESYS, NO_START);
         return TL_ESYS;
     }
+    s->starting = false;
+    s->id = id;
     s->nsent = 0;
-    s->killed = false;
+    s->killed = 0;
     s->cancel_at = -1;
-    pthread_cond_broadcast(&s->cv);
     return 0;
 }
 
-/* Sends the entry to the slot's process, started if need be (mu held): into the
- * slot's out buffer, which write_out writes. False when it could not go, the entry
- * then failed. */
-static bool send_to(slot *s, entry *e)
+/* Sends the entry to the slot's process (mu held): into the slot's out buffer, which
+ * write_out writes. */
+static void send_to(slot *s, entry *e)
 {
-    if (s->id.fd < 0 && start_process(s) != 0) {
-        finish(e, TL_ESYS, NO_START);
-        return false;
-    }
     if (tl__frame_put_msg(&s->out, e->rec->msg, e->rec->attempt) == TL_ENOMEM) {
         finish(e, TL_ENOMEM, "message too large for a worker process");
-        return true;
+        return;
     }
     e->seq = ++s->nsent;
     s->unwritten++;
     push_back(&s->sent, e);
     tl_task_set_started_ns(e->task, s->sent.n == 1 ? tl_clock_ns() : 0);
-    return true;
 }
 
 /* Writes the frames waiting in the slot's out buffer, at once or, while the process
@@ -190,12 +199,13 @@ static void write_out(slot *s, bool now)
     s->unwritten = 0;
 }
 
-/* Sends the slot what the backlog holds, up to its room (mu held). A message whose
- * attempt was cancelled before it went (its partition revoked) never goes. */
+/* Sends the slot what the backlog holds, up to its room, if it has a process (mu
+ * held). A message whose attempt was cancelled before it went (its partition
+ * revoked) never goes. */
 static void refill(slot *s)
 {
     queue *backlog = &s->all->backlog;
-    while (!s->all->closed && s->sent.n < TL_PROC_AHEAD && backlog->head) {
+    while (s->id.fd >= 0 && !s->all->closed && s->sent.n < TL_PROC_AHEAD && backlog->head) {
         entry *e = pop_front(backlog);
         if (tl_cancelled(e->task))
             finish(e, TL_ECANCELED, NULL);
@@ -215,18 +225,26 @@ static entry *pop_running(slot *s)
 }
 
 /* The slot's process ended (or was killed), mu held: reaps it, fails the message it
- * ran, and puts the ones behind it back at the head of the backlog. */
+ * ran, and puts the ones behind it back at the head of the backlog. A process killed
+ * for a message whose result came all the same (it returned just before the kill)
+ * was running the next one, through no fault of its own: that one goes back too. */
 static void replace(slot *s, tl_frame_in *in)
 {
     struct tl_procs *all = s->all;
-    close(s->id.fd);
+    tl_proc_id old = s->id;
+    /* No slot sends to it from now on, and its results were all read: its sent list
+     * stays as it is while mu is let go for the reap. */
+    s->id = (tl_proc_id){.pid = 0, .fd = -1};
     in->start = in->end = 0;
     s->out.n = 0;
     s->unwritten = 0;
-    int status = tl__zygote_reap(all->svc, s->id.pid);
-    s->id = (tl_proc_id){.pid = 0, .fd = -1};
+    pthread_mutex_unlock(&all->mu);
+    close(old.fd);
+    int status = tl__zygote_reap(all->svc, old.pid);
+    pthread_mutex_lock(&all->mu);
     atomic_fetch_add(&all->svc->st.processes_replaced, 1);
-    entry *ran = pop_running(s);
+    entry *run = s->sent.head;
+    entry *ran = run && (!s->killed || run->seq == s->killed) ? pop_running(s) : NULL;
     if (ran && s->killed) {
         finish(ran, TL_ECANCELED,
                all->closed ? STOPPED : "handler killed: it ignored its cancellation");
@@ -251,8 +269,8 @@ static void replace(slot *s, tl_frame_in *in)
             all->backlog.tail = s->sent.tail;
         all->backlog.n += s->sent.n;
     }
+    s->starting = s->sent.head != NULL;
     s->sent = (queue){0};
-    refill(s);
 }
 
 /* Completes the tasks of the results in the buffer (mu held); false on a frame that
@@ -283,7 +301,7 @@ static void watch_cancel(slot *s)
         return;
     if (s->all->closed) {
         kill(s->id.pid, SIGKILL);
-        s->killed = true;
+        s->killed = run->seq;
         return;
     }
     if (!tl_cancelled(run->task))
@@ -294,7 +312,7 @@ static void watch_cancel(slot *s)
         tl__frame_send_cancel(s->id.fd, run->seq);
     } else if (now - s->cancel_at >= TL_KILL_GRACE_MS) {
         kill(s->id.pid, SIGKILL);
-        s->killed = true;
+        s->killed = run->seq;
     }
 }
 
@@ -306,11 +324,21 @@ static void *reader_main(void *arg)
     tl_frame_in in = {.fd = -1};
     pthread_mutex_lock(mu);
     for (;;) {
-        while (s->id.fd < 0 && !s->all->closed)
-            pthread_cond_wait(&s->cv, mu);
+        if (s->id.fd < 0) {
+            /* No process: one is started when grow asks for it. */
+            if (s->all->closed)
+                break;
+            if (!s->starting)
+                pthread_cond_wait(&s->cv, mu);
+            else if (start_process(s) == 0)
+                refill(s);
+            if (s->id.fd >= 0)
+                write_out(s, true);
+            continue;
+        }
         watch_cancel(s);
         /* Stopping and idle: tl__procs_free closes the socket, the process exits. */
-        if (s->id.fd < 0 || (s->all->closed && !s->sent.head))
+        if (s->all->closed && !s->sent.head)
             break;
         struct pollfd pf = {.fd = s->id.fd, .events = POLLIN};
         int wait = s->sent.head ? WAIT_POLL_MS : IDLE_POLL_MS;
@@ -320,8 +348,7 @@ static void *reader_main(void *arg)
         pthread_mutex_lock(mu);
         if (ended || !take_results(s, &in))
             replace(s, &in);
-        else
-            refill(s);
+        refill(s);
         if (s->id.fd >= 0)
             write_out(s, true);
     }
@@ -330,14 +357,43 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* The slot with the fewest messages (mu held). */
+/* The slot with a process and the fewest messages, or NULL (mu held). */
 static slot *pick(struct tl_procs *all)
 {
-    slot *best = &all->slots[0];
-    for (size_t i = 1; i < all->nslots && best->sent.n > 0; i++)
-        if (all->slots[i].sent.n < best->sent.n)
-            best = &all->slots[i];
+    slot *best = NULL;
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        if (s->id.fd >= 0 && (!best || s->sent.n < best->sent.n))
+            best = s;
+    }
     return best;
+}
+
+/* Has one more slot start a process when the backlog holds more than the processes
+ * there are (and those starting) have room for (mu held). False when no process is
+ * there or coming, and none can be. */
+static bool grow(struct tl_procs *all)
+{
+    size_t room = 0, live = 0;
+    slot *idle = NULL;
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        if (s->id.fd >= 0 || s->starting) {
+            live++;
+            room += s->sent.n < TL_PROC_AHEAD ? TL_PROC_AHEAD - s->sent.n : 0;
+        } else if (!idle) {
+            idle = s;
+        }
+    }
+    if (!idle || all->backlog.n <= room)
+        return true;
+    if (!idle->reader_started && pthread_create(&idle->reader, NULL, reader_main, idle) == 0)
+        idle->reader_started = true;
+    if (!idle->reader_started)
+        return live > 0;
+    idle->starting = true;
+    pthread_cond_signal(&idle->cv);
+    return true;
 }
 
 int tl__procs_init(tl_service *svc, tl_route_state *route)
@@ -377,13 +433,14 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
     tl_task_set_started_ns(task, 0);
     push_back(&all->backlog, e);
     slot *s = pick(all);
-    if (!s->reader_started && pthread_create(&s->reader, NULL, reader_main, s) == 0)
-        s->reader_started = true;
-    if (s->reader_started) {
+    if (s) {
         refill(s);
         write_out(s, false);
-    } else
-        finish(pop_front(&all->backlog), TL_ESYS, NO_START);
+    }
+    entry *stuck;
+    /* No process, and no thread to start one: nothing waiting can run. */
+    while (!grow(all) && (stuck = pop_front(&all->backlog)))
+        finish(stuck, TL_ESYS, NO_START);
     pthread_mutex_unlock(&all->mu);
     return TL_PENDING;
 }
