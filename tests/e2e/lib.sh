@@ -151,10 +151,12 @@ e2e_broker_start() { # [--nodes N] [--sasl-ssl USER] [KEY=VALUE...]
     esac
   done
   e2e_cluster="$e2e_work/cluster"
-  local t=$(date +%s) extra=""
+  local t=$(date +%s) extra="" base
+  # A command substitution's e2e_fail only ends that subshell: stop here as well.
+  base="$(e2e_free_base)" || exit 1
   [ ${#props[@]} -eq 0 ] || extra="$(printf '%s\n' "${props[@]}")"
   BOOTSTRAP="$(KAFKA_EXTRA_PROPERTIES="$extra" "$e2e_broker" start "$e2e_cluster" --nodes "$nodes" \
-    --port "$(e2e_free_base)" --watch $$ "${sasl[@]}" | tail -n1)"
+    --port "$base" --watch $$ "${sasl[@]}" | tail -n1)"
   [[ "$BOOTSTRAP" == 127.0.0.1:* ]] || e2e_fail "the broker did not start"
   if [ ${#sasl[@]} -gt 0 ]; then
     SASL_BOOTSTRAP="$("$e2e_broker" sasl-bootstrap "$e2e_cluster")"
