@@ -296,6 +296,71 @@ static void a_rate_limit_paces_intake_and_loses_nothing(void **state)
     assert_balanced(f);
 }
 
+static int64_t fast_done_ms, slow_at_fast_done;
+
+static bool fast_route_done(fx *f)
+{
+    (void)f;
+    return tl_memory_committed("paced_fast", 0) == 2000;
+}
+
+static bool slow_route_done(fx *f)
+{
+    (void)f;
+    return tl_memory_committed("paced_slow", 0) == 100 && stats(f).in_flight == 0;
+}
+
+static void script_two_paces(fx *f)
+{
+    STEP(wait_for(f, fast_route_done, 10000));
+    fast_done_ms = now_ms();
+    slow_at_fast_done = tl_memory_committed("paced_slow", 0);
+    STEP(wait_for(f, slow_route_done, 15000));
+}
+
+/* Two routes of one service on their own sources, one at rate: 20/s: while its
+ * batches wait for the rate, the other route's 2,000 messages go in at their own pace
+ * (well within the five seconds the slow route's 100 take); both complete, none lost. */
+static void a_rate_limited_route_leaves_the_other_routes_their_own_pace(void **state)
+{
+    fx *f = *state;
+    start_yaml(f, "paced_slow",
+               "service: t\n"
+               "loop: { workers: 4, max_in_flight: 1000 }\n"
+               "sources:\n"
+               "  slow: { type: memory, name: paced_slow, partitions: 1, batch: 16 }\n"
+               "  fast: { type: memory, name: paced_fast, partitions: 1, batch: 16 }\n"
+               "routes:\n"
+               "  - source: slow\n"
+               "    handler: h\n"
+               "    ordering: none\n"
+               "    rate: 20/s\n"
+               "  - source: fast\n"
+               "    handler: h\n"
+               "    ordering: none\n");
+    for (int i = 0; i < 100; i++)
+        assert_true(tl_memory_push("paced_slow", 0, NULL, "ok", 2) >= 0);
+    for (int i = 0; i < 2000; i++)
+        assert_true(tl_memory_push("paced_fast", 0, NULL, "ok", 2) >= 0);
+    int64_t t0 = now_ms();
+    run(f, script_two_paces);
+    /* Behind the slow route's batches, the fast one took a batch per 16 slow messages:
+     * 100 s for its 2,000. */
+    if (fast_done_ms - t0 > 3000)
+        fail_msg("the unlimited route took %lld ms", (long long)(fast_done_ms - t0));
+    if (slow_at_fast_done >= 100)
+        fail_msg("the slow route was done first: rate not applied");
+    int64_t took = f->run_end_ms - t0;
+    if (took < 4500)
+        fail_msg("100 messages at 20/s took %lld ms", (long long)took);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 2100);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.dropped, 0);
+    assert_int_equal(tl_memory_outstanding("paced_fast"), 0);
+    assert_int_equal(tl_memory_outstanding("paced_slow"), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -308,6 +373,7 @@ int main(void)
         T(a_backlog_partition_leaves_room_when_the_source_cannot_pause_it),
         T(under_ordering_partition_a_partition_delivered_last_still_gets_its_share),
         T(a_rate_limit_paces_intake_and_loses_nothing),
+        T(a_rate_limited_route_leaves_the_other_routes_their_own_pace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,13 @@
  * may wait (ops->hold_limit_ms). A deliver that waits longer asks the loop to pause
  * the source, then returns; the source goes on polling, delivers at most what it had
  * fetched before the pause (held with the rest; the Kafka source keeps it back itself),
- * and is resumed once no batch is held any more.
+ * and is resumed once no batch of it is held any more (and none waits for room).
+ *
+ * Batches also wait for their route: its rate limit (rate.c) or open breaker
+ * (breaker.c). Such a batch holds back the later batches of its own source only (each
+ * route reads a source of its own), so that other routes keep their pace; a batch that
+ * waits for room holds back every batch delivered after it, so that room goes to them
+ * in order.
  *
  * Thread rules: tl__intake_deliver runs on a source's thread; it waits on intake_cv
  * under svc->mu and reaches the loop only through tl_loop_call_threadsafe. The rest
@@ -34,6 +40,7 @@ struct tl_batch {
     tl_source_state *src;
     size_t first; /* messages before it are taken in already */
     size_t n;
+    bool by_route; /* it stopped for its route's rate limit or breaker, not for room */
     tl_msg *msgs[];
 };
 
@@ -313,6 +320,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
     int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
     size_t left = room(svc);
     stale_count sc = {0};
+    b->by_route = false;
     for (; b->first < b->n; b->first++) {
         /* The source thread wrote each message on another core: start fetching a few
          * ahead so that the loads overlap instead of stalling one by one. */
@@ -344,8 +352,10 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
                 out_of_memory(svc, src, m);
             continue;
         }
-        if (!route_admit(svc, route))
-            break; /* the rest of the batch waits for the route's rate or breaker */
+        if (!route_admit(svc, route)) {
+            b->by_route = true; /* the rest of the batch waits for the route's rate or breaker */
+            break;
+        }
         tl__record_take(svc, route, p, m, seen_ms);
         left--;
     }
@@ -370,7 +380,19 @@ static bool batches_may_go(const tl_service *svc)
                               room(svc) >= svc->cfg->max_in_flight / 8 || svc->held_parts.head);
 }
 
-/* Takes kept-back and held messages in, in order, while room allows. */
+/* Whether a held batch waits for room: batches delivered after it wait behind it, so
+ * that room goes to batches in the order they came. At most TL_BATCHES_OUT a source. */
+static bool room_awaited(const tl_service *svc)
+{
+    for (const tl_batch *b = svc->held_head; b; b = b->next)
+        if (!b->by_route)
+            return true;
+    return false;
+}
+
+/* Takes kept-back and held messages in, in order, while room allows. A batch that
+ * waits for its route's rate limit or breaker holds back later batches of its own
+ * source only: those of other routes go past it. */
 static void take_held(tl_service *svc)
 {
     if (atomic_load(&svc->stopping))
@@ -378,14 +400,23 @@ static void take_held(tl_service *svc)
     take_parts_held(svc);
     if (!batches_may_go(svc))
         return;
-    while (svc->held_head) {
-        tl_batch *b = svc->held_head;
-        tl_batch *next = b->next;
-        if (!batch_intake(svc, b))
-            break; /* the rest of it waits at the head */
-        svc->held_head = next;
-        if (!svc->held_head)
-            svc->held_tail = NULL;
+    uint64_t pass = ++svc->held_passes;
+    for (tl_batch *prev = NULL, *b = svc->held_head, *next; b; b = next) {
+        next = b->next;
+        tl_source_state *src = b->src;
+        if (src->held_pass != pass && batch_intake(svc, b)) {
+            src->held_batches--;
+            *(prev ? &prev->next : &svc->held_head) = next;
+            if (svc->held_tail == b)
+                svc->held_tail = prev;
+            continue;
+        }
+        if (src->held_pass == pass || b->by_route) {
+            src->held_pass = pass; /* the rest of its source's batches wait behind it */
+            prev = b;
+            continue;
+        }
+        break; /* it waits for room, and the rest behind it */
     }
 }
 
@@ -436,7 +467,7 @@ static void hold_on_loop(tl_loop *loop, void *arg)
     (void)loop;
     tl_source_state *src = arg;
     tl_service *svc = src->svc;
-    bool pause = svc->held_head && !atomic_load(&svc->stopping);
+    bool pause = src->held_batches > 0 && !atomic_load(&svc->stopping);
     if (pause)
         src->ops->pause(src->handle, true);
     pthread_mutex_lock(&svc->mu);
@@ -457,11 +488,11 @@ static void hold_on_loop(tl_loop *loop, void *arg)
 
 void tl__intake_hold_resume(tl_service *svc)
 {
-    if (svc->held_head || atomic_load(&svc->stopping))
+    if (atomic_load(&svc->stopping) || room_awaited(svc))
         return;
     for (size_t i = 0; i < svc->nsrcs; i++) {
         tl_source_state *src = &svc->srcs[i];
-        if (!src->hold_paused)
+        if (!src->hold_paused || src->held_batches > 0)
             continue;
         src->ops->pause(src->handle, false);
         pthread_mutex_lock(&svc->mu);
@@ -498,6 +529,7 @@ void tl__intake_release_held(tl_service *svc)
         svc->held_head = b->next;
         for (size_t i = b->first; i < b->n; i++)
             b->src->ops->release(b->src->handle, b->msgs[i]);
+        b->src->held_batches--;
         batch_taken(b->src);
         free(b);
     }
@@ -575,11 +607,14 @@ static void batch_on_loop(tl_loop *loop, void *arg)
     (void)loop;
     tl_batch *b = arg;
     tl_service *svc = b->src->svc;
-    if (!svc->held_head && batch_intake(svc, b))
+    /* Batches of other routes waiting for their rate limit or breaker do not hold it. */
+    if ((!svc->held_head || (b->src->held_batches == 0 && !room_awaited(svc))) &&
+        batch_intake(svc, b))
         return;
     /* Past the bound (or behind batches already held): kept aside, in order. */
     if (!svc->held_head)
         TL_STAT_ADD(svc, paused, 1);
+    b->src->held_batches++;
     b->next = NULL;
     if (svc->held_tail)
         svc->held_tail->next = b;

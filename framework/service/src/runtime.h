@@ -113,6 +113,8 @@ typedef struct tl_source_state {
     size_t index;
     bool serial; /* its route handles one message of a partition at a time (ordering
                   * partition): more than a partition's share in the window only waits */
+    unsigned held_batches; /* loop thread: its batches kept aside (intake.c) */
+    uint64_t held_pass;    /* loop thread: take_held's last pass that left one of them */
 } tl_source_state;
 
 /* A reroute destination shared by routes naming the same target. */
@@ -303,7 +305,9 @@ struct tl_service {
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
-    tl_batch *held_head, *held_tail; /* batches kept aside past max_in_flight */
+    tl_batch *held_head, *held_tail; /* batches kept aside: past max_in_flight, or
+                                      * for their route's rate limit or breaker */
+    uint64_t held_passes;            /* take_held's passes over them */
     tl_timer room_timer;             /* takes held batches in on the next turn */
     tl_timer rate_timer;             /* takes held batches in when a rate allows */
     unsigned replaced_now;           /* workers added for stuck attempts, not yet retired */
