@@ -10,12 +10,8 @@
  * nothing fetched is thrown away and fetched again, as pausing a librdkafka
  * partition does with its prefetched messages.
  *
- * A source whose thread must keep calling its library (a Kafka consumer that does
- * not poll within max.poll.interval.ms is dropped from its group) says how long it
- * may wait (ops->hold_limit_ms). A deliver that waits longer asks the loop to pause
- * the source, then returns; the source goes on polling, delivers at most what it had
- * fetched before the pause (held with the rest; the Kafka source keeps it back itself),
- * and is resumed once no batch of it is held any more (and none waits for room).
+ * A source whose thread must keep calling its library is paused instead past its hold
+ * limit (deliver.c, the source thread's side).
  *
  * Batches also wait for their route: its rate limit (rate.c) or open breaker
  * (breaker.c). Such a batch holds back the later batches of its own source only (each
@@ -23,9 +19,8 @@
  * waits for room holds back every batch delivered after it, so that room goes to them
  * in order.
  *
- * Thread rules: tl__intake_deliver runs on a source's thread; it waits on intake_cv
- * under svc->mu and reaches the loop only through tl_loop_call_threadsafe. The rest
- * runs on the loop thread.
+ * Thread rules: loop thread, but for tl__intake_batch_new and tl__intake_batch_taken
+ * (any thread).
  */
 #include "runtime.h"
 
@@ -61,8 +56,7 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A batch is in: its source may send another. */
-static void batch_taken(tl_source_state *src)
+void tl__intake_batch_taken(tl_source_state *src)
 {
     tl_service *svc = src->svc;
     pthread_mutex_lock(&svc->mu);
@@ -362,7 +356,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
     stale_report(svc, src, &sc);
     if (b->first < b->n)
         return false;
-    batch_taken(src);
+    tl__intake_batch_taken(src);
     free(b);
     return true;
 }
@@ -382,7 +376,7 @@ static bool batches_may_go(const tl_service *svc)
 
 /* Whether a held batch waits for room: batches delivered after it wait behind it, so
  * that room goes to batches in the order they came. At most TL_BATCHES_OUT a source. */
-static bool room_awaited(const tl_service *svc)
+bool tl__intake_room_awaited(const tl_service *svc)
 {
     for (const tl_batch *b = svc->held_head; b; b = b->next)
         if (!b->by_route)
@@ -460,64 +454,6 @@ void tl__intake_resume(tl_service *svc)
     take_held(svc);
 }
 
-/* Loop thread: a deliver waited past its source's hold limit. Pauses the source while
- * batches are still held; either way the waiting deliver is let go or may ask again. */
-static void hold_on_loop(tl_loop *loop, void *arg)
-{
-    (void)loop;
-    tl_source_state *src = arg;
-    tl_service *svc = src->svc;
-    bool pause = src->held_batches > 0 && !atomic_load(&svc->stopping);
-    if (pause)
-        src->ops->pause(src->handle, true);
-    pthread_mutex_lock(&svc->mu);
-    src->hold_paused = pause;
-    src->hold_asked = pause;
-    pthread_cond_broadcast(&svc->intake_cv);
-    pthread_mutex_unlock(&svc->mu);
-    if (!pause)
-        return;
-    TL_STAT_ADD(svc, source_pauses, 1);
-    char ms[24];
-    snprintf(ms, sizeof(ms), "%lld", (long long)src->hold_limit_ms);
-    tl_kv f[] = {{"source", src->cfg->name}, {"hold_limit_ms", ms}};
-    /* Info, not warn: with a backlog and slow handlers this is backpressure doing its
-     * work, routinely; the metric source_pauses counts it. */
-    tl__log(svc, TL_LEVEL_INFO, "source_paused", f, 2);
-}
-
-void tl__intake_hold_resume(tl_service *svc)
-{
-    if (atomic_load(&svc->stopping) || room_awaited(svc))
-        return;
-    for (size_t i = 0; i < svc->nsrcs; i++) {
-        tl_source_state *src = &svc->srcs[i];
-        if (!src->hold_paused || src->held_batches > 0)
-            continue;
-        src->ops->pause(src->handle, false);
-        pthread_mutex_lock(&svc->mu);
-        src->hold_paused = false;
-        src->hold_asked = false;
-        pthread_mutex_unlock(&svc->mu);
-        tl_kv f[] = {{"source", src->cfg->name}};
-        tl__log(svc, TL_LEVEL_INFO, "source_resumed", f, 1);
-    }
-}
-
-/* Source thread, with svc->mu held, while its deliver waits: past the source's hold
- * limit asks the loop, once, to pause the source (see hold_on_loop). */
-static void hold_check(tl_source_state *src, int64_t *since_ms)
-{
-    int64_t now = tl_clock_ns() / 1000000;
-    if (*since_ms < 0)
-        *since_ms = now;
-    if (src->hold_asked || now - *since_ms < src->hold_limit_ms)
-        return;
-    src->hold_asked = true;
-    if (tl_loop_call_threadsafe(src->svc->loop, hold_on_loop, src) != 0)
-        src->hold_asked = false;
-}
-
 void tl__intake_release_held(tl_service *svc)
 {
     /* The source is stopping or closing: it is not told about each partition. */
@@ -530,7 +466,7 @@ void tl__intake_release_held(tl_service *svc)
         for (size_t i = b->first; i < b->n; i++)
             b->src->ops->release(b->src->handle, b->msgs[i]);
         b->src->held_batches--;
-        batch_taken(b->src);
+        tl__intake_batch_taken(b->src);
         free(b);
     }
     svc->held_tail = NULL;
@@ -564,51 +500,13 @@ void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_
     }
 }
 
-typedef struct assigned_msg {
-    tl_source_state *src;
-    size_t n;
-    tl_partition parts[];
-} assigned_msg;
-
-static void assigned_on_loop(tl_loop *loop, void *arg)
-{
-    (void)loop;
-    assigned_msg *a = arg;
-    tl__partitions_assigned(a->src->svc, a->src, a->parts, a->n);
-    for (size_t i = 0; i < a->n; i++)
-        free((char *)a->parts[i].topic);
-    free(a);
-}
-
-void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n)
-{
-    /* Counted for the fair share only; a partition missed here (no memory) is counted
-     * from its first message. */
-    assigned_msg *a = calloc(1, sizeof(*a) + n * sizeof(tl_partition));
-    if (!a)
-        return;
-    a->src = src;
-    for (size_t i = 0; i < n; i++) {
-        a->parts[i].partition = parts[i].partition;
-        if ((a->parts[i].topic = strdup(parts[i].topic ? parts[i].topic : "")))
-            a->n++;
-        else
-            break;
-    }
-    if (tl_loop_call_threadsafe(src->svc->loop, assigned_on_loop, a) != 0) {
-        for (size_t i = 0; i < a->n; i++)
-            free((char *)a->parts[i].topic);
-        free(a);
-    }
-}
-
-static void batch_on_loop(tl_loop *loop, void *arg)
+void tl__intake_batch_on_loop(tl_loop *loop, void *arg)
 {
     (void)loop;
     tl_batch *b = arg;
     tl_service *svc = b->src->svc;
     /* Batches of other routes waiting for their rate limit or breaker do not hold it. */
-    if ((!svc->held_head || (b->src->held_batches == 0 && !room_awaited(svc))) &&
+    if ((!svc->held_head || (b->src->held_batches == 0 && !tl__intake_room_awaited(svc))) &&
         batch_intake(svc, b))
         return;
     /* Past the bound (or behind batches already held): kept aside, in order. */
@@ -623,46 +521,14 @@ static void batch_on_loop(tl_loop *loop, void *arg)
     svc->held_tail = b;
 }
 
-/*
- * Waits while TL_BATCHES_OUT batches of this source are not taken in
- * yet: fetching overlaps with intake, and backpressure (batches held by the loop)
- * stops the source. During shutdown it does not wait, since the loop may be joining
- * this very thread in ops->stop.
- */
-void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n)
+tl_batch *tl__intake_batch_new(tl_source_state *src, tl_msg **msgs, size_t n)
 {
-    tl_service *svc = src->svc;
     tl_batch *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
-    if (b) {
-        b->src = src;
-        b->first = 0;
-        b->n = n;
-        memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
-    }
-    pthread_mutex_lock(&svc->mu);
-    int64_t since_ms = -1;
-    /* Paused for a long hold, batches no longer wait: the thread must keep calling its
-     * library, and a paused source delivers only what it had fetched already. */
-    while (src->batches_out >= TL_BATCHES_OUT && !src->hold_paused &&
-           !atomic_load(&svc->stopping)) {
-        if (src->hold_limit_ms > 0)
-            hold_check(src, &since_ms);
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += 50 * 1000000L; /* stopping is set without a signal */
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&svc->intake_cv, &svc->mu, &dl);
-    }
-    src->batches_out++;
-    pthread_mutex_unlock(&svc->mu);
-    if (!b || tl_loop_call_threadsafe(svc->loop, batch_on_loop, b) != 0) {
-        /* Given back unprocessed and uncommitted: a broker delivers them again. */
-        for (size_t i = 0; i < n; i++)
-            src->ops->release(src->handle, msgs[i]);
-        free(b);
-        batch_taken(src);
-    }
+    if (!b)
+        return NULL;
+    b->src = src;
+    b->first = 0;
+    b->n = n;
+    memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
+    return b;
 }

@@ -636,14 +636,8 @@ void tl__records_free_all(tl_service *svc);
 /* Sets hooks.room_freed and prepares intake's timer. */
 void tl__intake_init(tl_service *svc);
 
-/* Source thread: the deliver event (see tl_source_events). */
-void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
-
 /* Loop thread: takes held batches in if room allows (housekeeping's safety net). */
 void tl__intake_resume(tl_service *svc);
-
-/* Source thread: the assigned event (see tl_source_events). */
-void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n);
 
 /* Loop thread: gives back the held messages of the partitions (a revoke). */
 void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_partition *parts,
@@ -652,8 +646,29 @@ void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_
 /* Loop thread: gives every held batch back unprocessed (a drain or teardown). */
 void tl__intake_release_held(tl_service *svc);
 
-/* Loop thread: resumes sources paused for a long hold once nothing is held. */
+/* A batch of n messages from src, for the loop (NULL when out of memory). */
+tl_batch *tl__intake_batch_new(tl_source_state *src, tl_msg **msgs, size_t n);
+
+/* Loop thread, posted by deliver: takes the batch in, or holds it in order. */
+void tl__intake_batch_on_loop(tl_loop *loop, void *arg);
+
+/* A batch of src is in (or given back): its source may send another. Any thread. */
+void tl__intake_batch_taken(tl_source_state *src);
+
+/* Loop thread: whether a held batch waits for room (not for its route). */
+bool tl__intake_room_awaited(const tl_service *svc);
+
+/* ---------------------------------------------------------------- deliver.c */
+
+/* Loop thread: resumes each source paused for a long hold once none of its batches is
+ * held and none waits for room. */
 void tl__intake_hold_resume(tl_service *svc);
+
+/* Source thread: the assigned event (see tl_source_events). */
+void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n);
+
+/* Source thread: the deliver event (see tl_source_events). */
+void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
 
 /* ---------------------------------------------------------------- revoke.c */
 
