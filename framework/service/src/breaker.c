@@ -81,12 +81,15 @@ int64_t tl__breaker_wait(tl_service *svc, tl_route_state *route, int64_t now_ns)
         move_to(svc, route, TL_BREAKER_HALF, "cooldown over: one probe");
         state = TL_BREAKER_HALF;
     }
-    if (state == TL_BREAKER_HALF) {
-        if (b->probe_out)
-            return INT64_MAX; /* its outcome decides */
-        b->probe_out = true;
-    }
+    if (state == TL_BREAKER_HALF && b->probe_out)
+        return INT64_MAX; /* its outcome decides */
     return 0;
+}
+
+void tl__breaker_taken(tl_breaker *b)
+{
+    if (b->on && atomic_load_explicit(&b->state, memory_order_relaxed) == TL_BREAKER_HALF)
+        b->probe_out = true;
 }
 
 void tl__breaker_note(tl_service *svc, tl_route_state *route, bool ok, int64_t now_ns)

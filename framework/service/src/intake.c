@@ -260,22 +260,32 @@ static void stale_report(tl_service *svc, const tl_source_state *src, const stal
 
 static void room_fire(tl_timer *timer, void *arg);
 
-/* Whether the route may take a message in now: its rate limit has a token (rate.c) and
- * its breaker is not open (breaker.c). Otherwise the message waits: the wait is counted
- * and rate_timer takes held messages in when the token or the cooldown's end is due
+/* Whether the route may take a message in now: its breaker is not open (breaker.c)
+ * and its rate limit has a token (rate.c). The breaker is asked first, so that a
+ * message it keeps out takes no token (the burst is whole when it closes) and the
+ * rate's waits alone are counted; the probe is taken only once the rate let the message
+ * through. Otherwise the message waits, and
+ * rate_timer takes held messages in when the soonest token or cooldown's end is due
  * (a probe's outcome calls intake_retry instead). */
 static bool route_admit(tl_service *svc, tl_route_state *route)
 {
     int64_t now = tl_clock_ns();
-    int64_t wait = tl__rate_take(&route->rate, now);
-    if (wait == 0)
-        wait = tl__breaker_wait(svc, route, now);
-    if (wait == 0)
+    int64_t wait = tl__breaker_wait(svc, route, now);
+    if (wait == 0) {
+        wait = tl__rate_take(&route->rate, now);
+        if (wait > 0)
+            atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
+    }
+    if (wait == 0) {
+        tl__breaker_taken(&route->breaker);
         return true;
-    if (route->rate.on)
-        atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
-    if (wait != INT64_MAX && svc->rate_timer.heap_index == SIZE_MAX)
-        tl_timer_start(&svc->rate_timer, (wait + 999999) / 1000000, room_fire, svc);
+    }
+    if (wait == INT64_MAX)
+        return false;
+    /* One timer for every route: moved sooner when this wait ends first. */
+    int64_t ms = (wait + 999999) / 1000000;
+    if (svc->rate_timer.heap_index == SIZE_MAX || now + ms * 1000000 < svc->rate_timer.due_ns)
+        tl_timer_start(&svc->rate_timer, ms, room_fire, svc);
     return false;
 }
 

@@ -165,8 +165,12 @@ void tl__breaker_free(tl_breaker *b);
 const char *tl__breaker_state_name(int state);
 
 /* Loop thread: 0 when the route may take a message in now (the probe, when half-open);
- * else ns until the cooldown ends, or INT64_MAX while a probe's outcome is awaited. */
+ * else ns until the cooldown ends, or INT64_MAX while a probe's outcome is awaited.
+ * Nothing is taken: tl__breaker_taken says the message went in. */
 int64_t tl__breaker_wait(tl_service *svc, tl_route_state *route, int64_t now_ns);
+
+/* Loop thread: a message went in after tl__breaker_wait said 0 (half-open: the probe). */
+void tl__breaker_taken(tl_breaker *b);
 
 /* Loop thread: an attempt of the route succeeded (ok) or failed or stalled. */
 void tl__breaker_note(tl_service *svc, tl_route_state *route, bool ok, int64_t now_ns);
