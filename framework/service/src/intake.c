@@ -267,7 +267,7 @@ static void room_fire(tl_timer *timer, void *arg);
  * through. Otherwise the message waits, and
  * rate_timer takes held messages in when the soonest token or cooldown's end is due
  * (a probe's outcome calls intake_retry instead). */
-static bool route_admit(tl_service *svc, tl_route_state *route)
+static bool route_admit(tl_service *svc, tl_route_state *route, const tl_msg *m)
 {
     int64_t now = tl_clock_ns();
     int64_t wait = tl__breaker_wait(svc, route, now);
@@ -277,7 +277,7 @@ static bool route_admit(tl_service *svc, tl_route_state *route)
             atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
     }
     if (wait == 0) {
-        tl__breaker_taken(&route->breaker);
+        tl__breaker_taken(&route->breaker, m);
         return true;
     }
     if (wait == INT64_MAX)
@@ -298,7 +298,7 @@ static void take_parts_held(tl_service *svc)
         tl_partition_state *p = tl_list_item(l, tl_partition_state, held_link);
         tl_route_state *route = route_of(svc, p->src);
         while (p->held_n > 0 && room(svc) > 0 && !over_share(svc, p) &&
-               (!route || route_admit(svc, route))) {
+               (!route || route_admit(svc, route, p->held[p->held_first]))) {
             tl_msg *m = part_unhold(svc, p);
             if (route)
                 tl__record_take(svc, route, p, m, seen_ms);
@@ -356,7 +356,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
                 out_of_memory(svc, src, m);
             continue;
         }
-        if (!route_admit(svc, route)) {
+        if (!route_admit(svc, route, m)) {
             b->by_route = true; /* the rest of the batch waits for the route's rate or breaker */
             break;
         }

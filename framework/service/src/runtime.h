@@ -111,8 +111,8 @@ typedef struct tl_source_state {
     tl_source *handle;
     tl_source_events ev;
     size_t index;
-    bool serial; /* its route handles one message of a partition at a time (ordering
-                  * partition): more than a partition's share in the window only waits */
+    bool serial;           /* its route handles one message of a partition at a time (ordering
+                            * partition): more than a partition's share in the window only waits */
     unsigned held_batches; /* loop thread: its batches kept aside (intake.c) */
     uint64_t held_pass;    /* loop thread: take_held's last pass that left one of them */
 } tl_source_state;
@@ -150,7 +150,7 @@ typedef struct tl_breaker {
     int64_t *times;        /* the last `failures` failure times, a ring */
     unsigned n, next;      /* how many it holds; the slot written next */
     int64_t open_until_ns; /* open: when the cooldown ends */
-    bool probe_out;        /* half-open: the probe went in */
+    const tl_msg *probe;   /* half-open: the probe's message, once it went in */
     _Atomic int state;     /* TL_BREAKER_*; read by the admin endpoint */
     _Atomic uint64_t transitions;
 } tl_breaker;
@@ -169,11 +169,15 @@ const char *tl__breaker_state_name(int state);
  * Nothing is taken: tl__breaker_taken says the message went in. */
 int64_t tl__breaker_wait(tl_service *svc, tl_route_state *route, int64_t now_ns);
 
-/* Loop thread: a message went in after tl__breaker_wait said 0 (half-open: the probe). */
-void tl__breaker_taken(tl_breaker *b);
+/* Loop thread: msg went in after tl__breaker_wait said 0 (half-open: it is the probe). */
+void tl__breaker_taken(tl_breaker *b, const tl_msg *msg);
 
-/* Loop thread: an attempt of the route succeeded (ok) or failed or stalled. */
-void tl__breaker_note(tl_service *svc, tl_route_state *route, bool ok, int64_t now_ns);
+/* Loop thread: msg's record is freed; if it was the probe, the next message may be. */
+void tl__breaker_forget(tl_breaker *b, const tl_msg *msg);
+
+/* Loop thread: an attempt of msg, of the route, succeeded (ok) or failed or stalled. */
+void tl__breaker_note(tl_service *svc, tl_route_state *route, const tl_msg *msg, bool ok,
+                      int64_t now_ns);
 
 /* The live state of a configured route. */
 struct tl_route_state {
