@@ -536,9 +536,11 @@ tl_batch *tl__intake_batch_new(tl_source_state *src, tl_msg **msgs, size_t n)
     tl_batch *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
     if (!b)
         return NULL;
+    b->next = NULL;
     b->src = src;
     b->first = 0;
     b->n = n;
+    b->by_route = false; /* held without a try, it waits for room */
     memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
     return b;
 }
