@@ -313,11 +313,32 @@ static bool free_and_paced_done(fx *f)
     return route_done("paced_1000", 2000, &paced_done_ms) && free_done;
 }
 
+/* /metrics and /stats while the slow route waits (once the unlimited one is done) and
+ * once all settled. */
+static char metrics_waiting[16384], stats_waiting[16384], metrics_settled[16384];
+
+static bool free_done(fx *f)
+{
+    (void)f;
+    return route_done("paced_free", 2000, &free_done_ms);
+}
+
 static void script_three_paces(fx *f)
 {
     free_done_ms = paced_done_ms = 0;
+    int port = tl_service_admin_port(f->svc);
+    STEP(wait_for(f, free_done, 15000));
+    STEP(http_get(port, "/metrics", metrics_waiting, sizeof(metrics_waiting)) == 200);
+    STEP(http_get(port, "/stats", stats_waiting, sizeof(stats_waiting)) == 200);
     STEP(wait_for(f, free_and_paced_done, 15000));
     STEP(wait_for(f, all_settled, 15000));
+    STEP(http_get(port, "/metrics", metrics_settled, sizeof(metrics_settled)) == 200);
+}
+
+static void assert_has(const char *text, const char *part)
+{
+    if (!strstr(text, part))
+        fail_msg("\"%s\" not in:\n%s", part, text);
 }
 
 /* Three routes of one service on their own sources: 10 messages at rate: 2/s, 2,000
@@ -337,7 +358,8 @@ static void routes_with_and_without_rate_limits_keep_their_own_paces(void **stat
                "routes:\n"
                "  - { source: slow, handler: h, ordering: none, rate: 2/s }\n"
                "  - { source: paced, handler: h, ordering: none, rate: 1000/s }\n"
-               "  - { source: free, handler: h, ordering: none }\n");
+               "  - { source: free, handler: h, ordering: none }\n"
+               "admin: { listen: \"127.0.0.1:0\" }\n");
     for (int i = 0; i < 10; i++)
         assert_true(tl_memory_push("paced_2", 0, NULL, "ok", 2) >= 0);
     for (int i = 0; i < 2000; i++) {
@@ -364,6 +386,17 @@ static void routes_with_and_without_rate_limits_keep_their_own_paces(void **stat
     for (const char *const *t = (const char *const[]){"paced_2", "paced_1000", "paced_free", NULL};
          *t; t++)
         assert_int_equal(tl_memory_outstanding(*t), 0);
+    /* The slow route was waiting for its rate, then nothing was; the unlimited route
+     * has no such sample. */
+    const char *slow = "taskloop_route_rate_throttled{route=\"0\",source=\"slow\",handler=\"h\"}";
+    char want[160];
+    snprintf(want, sizeof(want), "%s 1\n", slow);
+    assert_has(metrics_waiting, want);
+    snprintf(want, sizeof(want), "%s 0\n", slow);
+    assert_has(metrics_settled, want);
+    assert_null(strstr(metrics_settled, "taskloop_route_rate_throttled{route=\"2\""));
+    assert_has(stats_waiting, "\"rate_throttled\":true");
+    assert_has(stats_waiting, "\"rate_throttled\":null");
 }
 
 int main(void)

@@ -14,6 +14,7 @@
  *    "targets": [{target, rerouted_total, reroute_errors_total}],
  *    "routes": [{route, source, handler, on_stall, on_error, stalled_total,
  *                rerouted_total, late_completions_total, rate_limited_total,
+ *                rate_throttled (true while a message waits for the rate; null without),
  *                breaker ("closed", "open", "half_open"; null without one),
  *                live: {in_flight, running, stalled, stuck, rerouting} or null}],
  *    "partitions": {total, from, top, items: [{source, topic, partition,
@@ -108,13 +109,15 @@ static json_t *routes(const tl_admin_snap *s)
                             "rerouting", (json_int_t)r->live.rerouting)
                 : json_null();
         json_array_append_new(
-            a, json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:s?, s:o}", "route",
-                         (json_int_t)i, "source", r->source, "handler", r->handler, "on_stall",
-                         r->on_stall, "on_error", r->on_error, "stalled_total",
-                         (json_int_t)r->stalled, "rerouted_total", (json_int_t)r->rerouted,
-                         "late_completions_total", (json_int_t)r->late, "rate_limited_total",
-                         (json_int_t)r->rate_waits, "breaker",
-                         r->breaker < 0 ? NULL : tl__breaker_state_name(r->breaker), "live", live));
+            a,
+            json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:o, s:s?, s:o}", "route",
+                      (json_int_t)i, "source", r->source, "handler", r->handler, "on_stall",
+                      r->on_stall, "on_error", r->on_error, "stalled_total", (json_int_t)r->stalled,
+                      "rerouted_total", (json_int_t)r->rerouted, "late_completions_total",
+                      (json_int_t)r->late, "rate_limited_total", (json_int_t)r->rate_waits,
+                      "rate_throttled",
+                      r->rate_waiting < 0 ? json_null() : json_boolean(r->rate_waiting), "breaker",
+                      r->breaker < 0 ? NULL : tl__breaker_state_name(r->breaker), "live", live));
     }
     return a;
 }

@@ -269,12 +269,15 @@ static void room_fire(tl_timer *timer, void *arg);
  * (a probe's outcome calls intake_retry instead). */
 static bool route_admit(tl_service *svc, tl_route_state *route, const tl_msg *m)
 {
+    if (!route->rate.on && !route->breaker.on)
+        return true; /* not even a clock read */
     int64_t now = tl_clock_ns();
     int64_t wait = tl__breaker_wait(svc, route, now);
-    if (wait == 0) {
+    if (wait == 0 && route->rate.on) {
         wait = tl__rate_take(&route->rate, now);
         if (wait > 0)
             atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
+        atomic_store_explicit(&route->rate_waiting, wait > 0, memory_order_relaxed);
     }
     if (wait == 0) {
         tl__breaker_taken(&route->breaker, m);
@@ -464,8 +467,18 @@ void tl__intake_resume(tl_service *svc)
     take_held(svc);
 }
 
+/* Nothing of the route waits any more: given back by a revoke or a drain. */
+static void rate_wait_over(tl_service *svc, tl_source_state *src)
+{
+    tl_route_state *route = route_of(svc, src);
+    if (route && route->rate.on)
+        atomic_store_explicit(&route->rate_waiting, false, memory_order_relaxed);
+}
+
 void tl__intake_release_held(tl_service *svc)
 {
+    for (size_t i = 0; i < svc->nsrcs; i++)
+        rate_wait_over(svc, &svc->srcs[i]);
     /* The source is stopping or closing: it is not told about each partition. */
     while (svc->held_parts.head)
         part_release_held(svc, tl_list_item(svc->held_parts.head, tl_partition_state, held_link),
@@ -485,7 +498,9 @@ void tl__intake_release_held(tl_service *svc)
 void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_partition *parts,
                                 size_t n)
 {
-    /* The source forgets a revoked partition's pause with its assignment. */
+    /* What waits for the rate is given back: the next message of the route may wait
+     * again. The source forgets a revoked partition's pause with its assignment. */
+    rate_wait_over(svc, src);
     for (size_t k = 0; k < n; k++) {
         tl_partition_state *p = tl__partition_find(svc, src, parts[k].topic, parts[k].partition);
         if (p)

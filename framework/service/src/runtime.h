@@ -197,6 +197,7 @@ struct tl_route_state {
     tl_rate rate;                /* its rate limit; loop thread */
     tl_breaker breaker;          /* its circuit breaker */
     _Atomic uint64_t rate_waits; /* times its intake waited for the rate limit */
+    _Atomic bool rate_waiting;   /* a message of it waits for the rate limit now */
     struct tl_proc *idle;        /* isolation process: idle worker processes (procs.c) */
     pthread_mutex_t idle_mu;     /* guards idle; workers take and give back from any thread */
 };
