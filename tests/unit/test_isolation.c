@@ -3,7 +3,9 @@
  * crashes fails its attempt (retried, then dead-lettered with the signal in tl-error)
  * and its process is replaced while the service goes on; one that ignores its
  * cancellation is killed past the grace; memory and cpu_time limits turn a runaway
- * into a failed attempt. The handler is the built-in `work` with its poison markers;
+ * into a failed attempt. Several messages go to a process at once: those behind a
+ * crash are not failed, each is timed from its own start, and partition order holds.
+ * The handler is the built-in `work` with its poison markers;
  * the fixture is service_helpers.h's.
  */
 #include <setjmp.h>
@@ -37,9 +39,10 @@ static int setup_builtins(void **state)
     return 0;
 }
 
-/* A one-route service on topic running `work` in worker processes, with extra lines. */
-static void start_isolated(fx *f, const char *topic, int partitions, const char *timeout,
-                           const char *extra)
+/* A one-route service on topic running `work` in worker processes (one per loop
+ * worker), with extra lines. */
+static void start_workers(fx *f, const char *topic, int workers, int partitions,
+                          const char *ordering, const char *timeout, const char *extra)
 {
     char route[1024];
     snprintf(route, sizeof(route),
@@ -50,13 +53,19 @@ static void start_isolated(fx *f, const char *topic, int partitions, const char 
              extra ? extra : "");
     start(f, topic,
           (opts){.handler = "work",
-                 .workers = 4,
+                 .workers = workers,
                  .partitions = partitions,
-                 .ordering = "none",
+                 .ordering = ordering,
                  .timeout = timeout,
                  .max_in_flight = 2000,
                  .batch = 256,
                  .route_extra = route});
+}
+
+static void start_isolated(fx *f, const char *topic, int partitions, const char *timeout,
+                           const char *extra)
+{
+    start_workers(f, topic, 4, partitions, "none", timeout, extra);
 }
 
 /* The header's text, NUL-terminated, into buf. */
@@ -130,6 +139,40 @@ static void params_and_attempts_reach_the_handler_in_its_process(void **state)
     unlink(path);
     assert_int_equal(lines, 100); /* the record param reached every worker process */
     assert_int_equal(stats(f).processes_replaced, 0);
+    assert_balanced(f);
+}
+
+/* Under ordering: partition each partition's messages reach the worker processes one
+ * after the other, in their order. */
+static void partition_order_holds_across_worker_processes(void **state)
+{
+    fx *f = *state;
+    char path[] = "/tmp/tl-iso-order-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char extra[256];
+    snprintf(extra, sizeof(extra), "    params: { record: \"%s\", ms: \"0\" }\n", path);
+    start_workers(f, "iso.order", 4, 2, "partition", "5s", extra);
+    for (int i = 0; i < 400; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "id=%d", i);
+        push(f, i % 2, NULL, p);
+    }
+    run(f, script_until_all_settled);
+    assert_int_equal(stats(f).completed, 400);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    int last[2] = {-1, -1}, lines = 0, id;
+    while (fscanf(in, " id=%d", &id) == 1) {
+        if (id <= last[id % 2])
+            fail_msg("id=%d came after id=%d of its partition", id, last[id % 2]);
+        last[id % 2] = id;
+        lines++;
+    }
+    fclose(in);
+    unlink(path);
+    assert_int_equal(lines, 400);
     assert_balanced(f);
 }
 
@@ -298,12 +341,19 @@ static void a_handler_spinning_past_its_cancellation_is_killed_after_the_grace(v
     assert_balanced(f);
 }
 
+/* Two attempts of a second of CPU each: on a machine whose cores other tests keep busy
+ * (sanitizers, a parallel run) that can take well over the usual 10 s wait. */
+static void script_until_all_settled_slowly(fx *f)
+{
+    STEP(wait_for(f, all_settled, 60000));
+}
+
 static void cpu_time_turns_a_spin_into_a_failed_attempt(void **state)
 {
     fx *f = *state;
-    start_isolated(f, "iso.cpu", 1, "30s", "    cpu_time: 1s\n");
+    start_isolated(f, "iso.cpu", 1, "60s", "    cpu_time: 1s\n");
     push(f, 0, NULL, "id=1 poison:spin");
-    run(f, script_until_all_settled);
+    run(f, script_until_all_settled_slowly);
     assert_int_equal(f->bad_line, 0);
     assert_int_equal(tl_memory_sink_count("iso.dlq"), 1);
     tl_memory_record *r = sink_record("iso.dlq", 0);
@@ -311,6 +361,71 @@ static void cpu_time_turns_a_spin_into_a_failed_attempt(void **state)
     assert_string_equal(header_text(r, "tl-error", err, sizeof(err)), "handler crashed: SIGXCPU");
     tl_memory_record_free(r);
     assert_int_equal(stats(f).handler_crashes, 2);
+    assert_balanced(f);
+}
+
+/* One loop worker: one worker process, which gets every message while the first
+ * still runs, so those behind the crash were sent to the process that crashed. */
+static void messages_behind_a_crash_go_to_a_new_process_unfailed(void **state)
+{
+    fx *f = *state;
+    start_workers(f, "iso.behind", 1, 1, "none", "5s", "    params: { ms: \"20\" }\n");
+    for (int i = 0; i < 10; i++) {
+        char payload[32];
+        snprintf(payload, sizeof(payload), "id=%d%s", i, i == 2 ? " poison:segv" : "");
+        push(f, 0, NULL, payload);
+    }
+    run(f, script_until_all_settled);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 9);
+    assert_int_equal(s.failed, 2); /* the poison's attempt and its retry, no other */
+    assert_int_equal(s.handler_crashes, 2);
+    assert_int_equal(s.processes_replaced, 2);
+    assert_int_equal(tl_memory_sink_count("iso.dlq"), 1);
+    tl_memory_record *r = sink_record("iso.dlq", 0);
+    char buf[64];
+    assert_string_equal(header_text(r, "tl-origin-offset", buf, sizeof(buf)), "2");
+    tl_memory_record_free(r);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 10);
+    assert_balanced(f);
+}
+
+/* Five messages of 100 ms in one process take 500 ms; each is timed from when its
+ * handler starts, as a task waiting for a busy pool is, so none stalls at 400 ms
+ * (timed from when it was handed over, the last one would). */
+static void a_message_waiting_behind_another_is_timed_from_its_own_start(void **state)
+{
+    fx *f = *state;
+    start_workers(f, "iso.queue", 1, 1, "none", "400ms", "    params: { ms: \"100\" }\n");
+    for (int i = 0; i < 5; i++)
+        push(f, 0, NULL, "id=1");
+    run(f, script_until_all_settled);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 5);
+    assert_int_equal(s.stalled, 0);
+    assert_balanced(f);
+}
+
+/* A wedged handler is killed past its grace; the messages sent behind it to the same
+ * process are handled by the next one. */
+static void messages_behind_a_killed_handler_go_to_a_new_process(void **state)
+{
+    fx *f = *state;
+    start_workers(f, "iso.hang", 1, 1, "none", "200ms", NULL);
+    push(f, 0, NULL, "id=1 poison:hang");
+    push(f, 0, NULL, "id=2");
+    push(f, 0, NULL, "id=3");
+    run(f, script_until_all_settled);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.stalled, 1);
+    assert_int_equal(s.completed, 2);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.processes_replaced, 1);
+    assert_int_equal(s.handler_crashes, 0);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 3);
     assert_balanced(f);
 }
 
@@ -327,6 +442,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             a_handler_spinning_past_its_cancellation_is_killed_after_the_grace, setup_builtins,
             teardown),
+        cmocka_unit_test_setup_teardown(partition_order_holds_across_worker_processes,
+                                        setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(messages_behind_a_crash_go_to_a_new_process_unfailed,
+                                        setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_message_waiting_behind_another_is_timed_from_its_own_start, setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(messages_behind_a_killed_handler_go_to_a_new_process,
+                                        setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(cpu_time_turns_a_spin_into_a_failed_attempt, setup_builtins,
                                         teardown),
         cmocka_unit_test_setup_teardown(one_percent_poison_of_each_kind_among_20000_messages,

@@ -341,6 +341,11 @@ int64_t tl_task_started_ns(const tl_task *task)
     return atomic_load_explicit(&task->started_ns, memory_order_relaxed);
 }
 
+void tl_task_set_started_ns(tl_task *task, int64_t ns)
+{
+    atomic_store_explicit(&task->started_ns, ns, memory_order_relaxed);
+}
+
 tl_task_fn tl_task_fn_of(const tl_task *task)
 {
     return task->fn;

@@ -44,8 +44,10 @@ tl_task *tl__attempt_child(tl_loop *loop, tl_rec *rec)
 bool tl__attempt_new(tl_rec *rec, unsigned flags)
 {
     tl_route_state *route = rec->route;
-    flags |= TL_TASK_TIMED | (route->cfg->run_inline ? TL_TASK_INLINE : 0) |
-             (rec->lane ? TL_TASK_CHAINED : 0);
+    /* Handing a message to a worker process takes no time (procs.c): on the loop
+     * thread, it spares the hop to a worker. */
+    bool on_loop = route->cfg->run_inline || route->cfg->isolation == TL_ISOLATE_PROCESS;
+    flags |= TL_TASK_TIMED | (on_loop ? TL_TASK_INLINE : 0) | (rec->lane ? TL_TASK_CHAINED : 0);
     tl_task *t = tl_task_create_ex(rec->svc->loop, run_handler, rec, flags);
     if (!t)
         return false;

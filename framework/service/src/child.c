@@ -1,99 +1,181 @@
 /*
- * A worker process (isolation: process): reads messages from its socket, runs the
- * route's handler on each as a task of a loop of its own with one worker thread, and
- * writes back each result. While a handler runs, the loop thread watches the socket
- * for a cancel and passes it on to the task, so the handler sees tl_cancelled() as it
- * would in the service. The handler's thread_init/thread_fini hooks run on that
- * worker thread.
+ * A worker process (isolation: process): runs the route's handler on each message
+ * that comes on its socket, one after the other in their order, as a task of a loop
+ * of its own, and writes back each result before it starts the next message, so that
+ * the service knows which message a crash belongs to. A reader thread takes in what
+ * arrives meanwhile: the next messages, which wait in a queue (the service sends
+ * several without waiting for results), and cancels, which it passes on to the task
+ * of the message they name, so the handler sees tl_cancelled() as it would in the
+ * service. The handler's thread_init/thread_fini hooks run on the main thread, where
+ * the handler does.
  *
- * Thread rules: the process's main thread runs the loop and owns the socket; the
- * handler runs on the loop's worker.
+ * Thread rules: the main thread runs the loop and the handler and writes results; the
+ * reader thread alone reads the socket; the queue, the running task and the cancels
+ * waiting for their message are guarded by mu.
  */
 #include "runtime.h"
 
-#include <poll.h>
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* How often the loop thread looks for a cancel while a handler runs. */
-#define CANCEL_POLL_MS 2
+/* Cancels kept for messages not started yet (the service sends one per message, for
+ * the one it sees running: more than a few never wait). */
+#define MAX_EARLY_CANCELS 16
 
-typedef struct child_ctx {
-    tl_route_state *route;
-} child_ctx;
-
-static void thread_start(void *arg)
-{
-    child_ctx *c = arg;
-    if (c->route->hooks.thread_init)
-        c->route->hooks.thread_init(c->route->cfg->user, c->route->handler_state);
-}
-
-static void thread_stop(void *arg)
-{
-    child_ctx *c = arg;
-    if (c->route->hooks.thread_fini)
-        c->route->hooks.thread_fini(c->route->cfg->user, c->route->handler_state);
-}
-
-/* Runs the task to its end, cancelling it when the service asks to. */
-static void run_to_end(tl_loop *loop, tl_task *t, int fd)
-{
-    bool cancelled = false;
-    while (!tl_task_done(t)) {
-        tl_loop_run_once(loop, CANCEL_POLL_MS);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (cancelled || poll(&p, 1, 0) != 1)
-            continue;
-        char c;
-        /* The end of the socket: the service is gone; nothing waits for a result. */
-        if (read(fd, &c, 1) != 1)
-            _exit(0);
-        if (c == TL_FRAME_CANCEL) {
-            tl_task_cancel(t);
-            cancelled = true;
-        }
-    }
-}
-
-/* Handles one message; false once the socket ends. */
-static bool handle_one(tl_service *svc, tl_route_state *route, tl_loop *loop, int fd)
-{
-    char type;
-    if (tl__frame_read(fd, &type, 1) != 0)
-        return false;
-    if (type != TL_FRAME_MSG)
-        return true; /* a cancel that crossed its result */
+typedef struct queued {
     tl_frame_msg fm;
-    if (tl__frame_recv_msg(fd, &fm) != 0) {
-        tl__frame_msg_free(&fm);
+    uint64_t seq;
+    struct queued *next;
+} queued;
+
+typedef struct child {
+    tl_route_state *route;
+    int fd;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    queued *head, *tail;
+    uint64_t read;    /* messages read */
+    uint64_t started; /* the number of the last one started */
+    tl_task *running; /* its task while it runs */
+    bool ended;       /* the socket ended: no more messages */
+    uint64_t early[MAX_EARLY_CANCELS];
+    size_t nearly;
+} child;
+
+/* A cancel for message seq (mu held): now if it runs, later if its task is not made
+ * yet (kept until set_running; one for a message that is over is dropped there). */
+static void cancel_seq(child *c, uint64_t seq)
+{
+    if (seq == c->started && c->running)
+        tl_task_cancel(c->running);
+    else if (seq >= c->started && c->nearly < MAX_EARLY_CANCELS)
+        c->early[c->nearly++] = seq;
+}
+
+/* Takes a frame (mu held); false when it is not one the service sends. */
+static bool take_frame(child *c, char type, const char *body, uint32_t len)
+{
+    if (type == TL_FRAME_CANCEL && len == sizeof(uint64_t)) {
+        uint64_t seq;
+        memcpy(&seq, body, sizeof(seq));
+        cancel_seq(c, seq);
+        return true;
+    }
+    queued *q = type == TL_FRAME_MSG ? calloc(1, sizeof(*q)) : NULL;
+    if (!q || tl__frame_decode_msg(body, len, &q->fm) != 0) {
+        if (q)
+            tl__frame_msg_free(&q->fm);
+        free(q);
         return false;
     }
-    if (route->cfg->cpu_time_ms > 0) {
-        /* RLIMIT_CPU counts the process's life: the limit moves on by what this
-         * message may take, on top of what earlier ones used. */
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        rlim_t used = (rlim_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1);
-        rlim_t add = (rlim_t)((route->cfg->cpu_time_ms + 999) / 1000);
-        struct rlimit rl = {used + add, RLIM_INFINITY};
-        setrlimit(RLIMIT_CPU, &rl);
+    q->seq = ++c->read;
+    if (c->tail)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    return true;
+}
+
+/* The reader thread: frames into the queue until the socket ends. */
+static void *reader_main(void *arg)
+{
+    child *c = arg;
+    tl_frame_in in = {.fd = c->fd};
+    bool ok = true;
+    while (ok && tl__frame_fill(&in) > 0) {
+        char type;
+        const char *body;
+        uint32_t len;
+        int rc;
+        pthread_mutex_lock(&c->mu);
+        while (ok && (rc = tl__frame_next(&in, &type, &body, &len)) != 0)
+            ok = rc == 1 && take_frame(c, type, body, len);
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
     }
-    tl_rec rec = {.svc = svc, .route = route, .msg = &fm.msg, .attempt = fm.attempt};
+    pthread_mutex_lock(&c->mu);
+    /* The service is gone: nothing waits for the result of a handler still running. */
+    if (c->running)
+        _exit(0);
+    c->ended = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    tl__frame_in_free(&in);
+    return NULL;
+}
+
+/* The next message, NULL once the socket ended; its task becomes the running one. */
+static queued *next_message(child *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->head && !c->ended)
+        pthread_cond_wait(&c->cv, &c->mu);
+    queued *q = c->head;
+    if (q) {
+        c->head = q->next;
+        if (!c->head)
+            c->tail = NULL;
+        c->started = q->seq;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return q;
+}
+
+/* Marks t as the running task (NULL: none), cancelling it at once if its cancel
+ * came first. */
+static void set_running(child *c, tl_task *t)
+{
+    pthread_mutex_lock(&c->mu);
+    c->running = t;
+    for (size_t i = 0; t && i < c->nearly;) {
+        if (c->early[i] > c->started) {
+            i++;
+            continue;
+        }
+        if (c->early[i] == c->started)
+            tl_task_cancel(t);
+        c->early[i] = c->early[--c->nearly];
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* RLIMIT_CPU counts the process's life: the limit moves on by what this message may
+ * take, on top of what earlier ones used. */
+static void limit_cpu(int64_t ms)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    rlim_t used = (rlim_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1);
+    rlim_t add = (rlim_t)((ms + 999) / 1000);
+    struct rlimit rl = {used + add, RLIM_INFINITY};
+    setrlimit(RLIMIT_CPU, &rl);
+}
+
+/* Handles one message and writes its result; false once that fails. */
+static bool handle(tl_service *svc, child *c, tl_loop *loop, queued *q)
+{
+    tl_route_state *route = c->route;
+    if (route->cfg->cpu_time_ms > 0)
+        limit_cpu(route->cfg->cpu_time_ms);
+    tl_rec rec = {.svc = svc, .route = route, .msg = &q->fm.msg, .attempt = q->fm.attempt};
     tl_task *t = tl__attempt_child(loop, &rec);
     int err = TL_ENOMEM;
     const char *text = NULL;
     if (t) {
-        run_to_end(loop, t, fd);
+        set_running(c, t);
+        while (!tl_task_done(t))
+            tl_loop_run_once(loop, 100);
+        set_running(c, NULL);
         err = tl_task_error(t);
         text = tl_task_error_text(t);
     }
-    bool ok = tl__frame_send_result(fd, err, text) == 0;
-    if (t)
-        tl_task_release(t);
-    tl__frame_msg_free(&fm);
+    bool ok = tl__frame_send_result(c->fd, err, text) == 0;
+    tl_task_release(t);
     return ok;
 }
 
@@ -155,16 +237,31 @@ static void limit_memory(int64_t bytes)
 /* A tl_child_main: the worker process's life. */
 void tl__child_main(tl_service *svc, tl_route_state *route, int fd)
 {
-    child_ctx c = {route};
-    tl_worker_hooks wh = {.start = thread_start, .stop = thread_stop, .user = &c};
-    tl_loop_opts lo = {.workers = 1};
+    /* New threads share the arenas there are: a thread's own would reserve 64 MiB of
+     * the address space the memory limit counts. */
+    mallopt(M_ARENA_MAX, 1);
+    child c = {.route = route, .fd = fd};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    tl_loop_opts lo = {.workers = 0}; /* the handler runs on this thread */
     tl_loop *loop = NULL;
-    if (tl_loop_new_ex(&lo, &wh, &loop) != 0)
+    pthread_t reader;
+    if (tl_loop_new(&lo, &loop) != 0 || pthread_create(&reader, NULL, reader_main, &c) != 0)
         _exit(1);
     if (route->cfg->memory_bytes > 0)
         limit_memory(route->cfg->memory_bytes);
-    while (handle_one(svc, route, loop, fd)) {
+    if (route->hooks.thread_init)
+        route->hooks.thread_init(route->cfg->user, route->handler_state);
+    queued *q;
+    while ((q = next_message(&c))) {
+        bool ok = handle(svc, &c, loop, q);
+        tl__frame_msg_free(&q->fm);
+        free(q);
+        if (!ok)
+            break;
     }
+    if (route->hooks.thread_fini)
+        route->hooks.thread_fini(route->cfg->user, route->handler_state);
     tl_loop_free(loop);
     _exit(0);
 }

@@ -1,7 +1,6 @@
 /*
- * Intake's source-thread side: the deliver and assigned events, which hand batches and
- * assignments to the loop (intake.c takes them in there), and the pause of a source
- * held too long.
+ * Intake's source-thread side: the deliver event, which hands batches to the loop
+ * (intake.c takes them in there), and the pause of a source held too long.
  *
  * Deliver waits while TL_BATCHES_OUT batches of its source are not taken in: fetching
  * overlaps with intake, and batches held by the loop stop the source. A source whose
@@ -12,9 +11,9 @@
  * the pause (held with the rest; the Kafka source keeps it back itself), and is resumed
  * once no batch of it is held any more and none waits for room.
  *
- * Thread rules: tl__intake_deliver and tl__intake_assigned run on a source's thread;
- * deliver waits on intake_cv under svc->mu, and both reach the loop only through
- * tl_loop_call_threadsafe. The rest runs on the loop thread.
+ * Thread rules: tl__intake_deliver runs on a source's thread; it waits on intake_cv
+ * under svc->mu and reaches the loop only through tl_loop_call_threadsafe. The rest
+ * runs on the loop thread.
  */
 #include "runtime.h"
 
@@ -80,44 +79,6 @@ static void hold_check(tl_source_state *src, int64_t *since_ms)
     src->hold_asked = true;
     if (tl_loop_call_threadsafe(src->svc->loop, hold_on_loop, src) != 0)
         src->hold_asked = false;
-}
-
-typedef struct assigned_msg {
-    tl_source_state *src;
-    size_t n;
-    tl_partition parts[];
-} assigned_msg;
-
-static void assigned_on_loop(tl_loop *loop, void *arg)
-{
-    (void)loop;
-    assigned_msg *a = arg;
-    tl__partitions_assigned(a->src->svc, a->src, a->parts, a->n);
-    for (size_t i = 0; i < a->n; i++)
-        free((char *)a->parts[i].topic);
-    free(a);
-}
-
-void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n)
-{
-    /* Counted for the fair share only; a partition missed here (no memory) is counted
-     * from its first message. */
-    assigned_msg *a = calloc(1, sizeof(*a) + n * sizeof(tl_partition));
-    if (!a)
-        return;
-    a->src = src;
-    for (size_t i = 0; i < n; i++) {
-        a->parts[i].partition = parts[i].partition;
-        if ((a->parts[i].topic = strdup(parts[i].topic ? parts[i].topic : "")))
-            a->n++;
-        else
-            break;
-    }
-    if (tl_loop_call_threadsafe(src->svc->loop, assigned_on_loop, a) != 0) {
-        for (size_t i = 0; i < a->n; i++)
-            free((char *)a->parts[i].topic);
-        free(a);
-    }
 }
 
 /*

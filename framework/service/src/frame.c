@@ -1,21 +1,26 @@
 /*
  * The framing between the service and its worker processes (isolation: process), over
- * one stream socket each. To the worker: a type byte, then for a message a 32-bit
- * length and the body
+ * one stream socket each. Every frame is a type byte, a 32-bit length and a body. To
+ * the worker, 'M': a message,
  *
  *   u32 attempt, i32 partition, i64 offset, i64 timestamp_ms,
  *   origin, payload, key (length 0xffffffff: none), u32 nheaders, then name and value
  *   of each
  *
  * where each byte string is a u32 length and its bytes; numbers in the host's order
- * (both ends are the same program). A cancel is the type byte alone, which a worker
- * between messages ignores (it may cross the result it was meant for). From the
- * worker: a 32-bit length, an i32 result code and the error text.
+ * (both ends are the same program); and 'C': cancel, whose body is the u64 number of
+ * the message meant (the worker numbers the messages it reads from 1), so that a
+ * cancel crossing its message's result never cancels the next one. From the worker,
+ * 'R': a result, an i32 result code and the error text, one per message in the order
+ * they came.
+ *
+ * Several frames travel back to back: readers take what a read() gives into a buffer
+ * (tl_frame_in) and split it into frames, so one wake-up handles all that arrived.
  *
  * The route's params are not sent: a worker is forked from the service after the
  * config was loaded, so it has them already.
  *
- * Thread rules: none; each socket is used by one thread at a time.
+ * Thread rules: none; each socket is written by one thread at a time, and read by one.
  */
 #include "runtime.h"
 
@@ -59,12 +64,7 @@ int tl__frame_read(int fd, void *buf, size_t len)
     return 0;
 }
 
-/* A growing buffer for one frame. */
-typedef struct out {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} out;
+typedef tl_frame_out out;
 
 static void put(out *o, const void *v, size_t len)
 {
@@ -94,32 +94,45 @@ static void put_bytes(out *o, const void *v, size_t len, bool absent)
         put(o, v, len);
 }
 
-int tl__frame_send_msg(int fd, const tl_msg *m, unsigned attempt)
+int tl__frame_put_msg(tl_frame_out *o, const tl_msg *m, unsigned attempt)
 {
-    out o = {0};
+    size_t start = o->n;
     uint32_t len = 0, a = attempt, nh = (uint32_t)m->nheaders;
-    put(&o, "M", 1);
-    put(&o, &len, sizeof(len)); /* filled in below */
-    put(&o, &a, sizeof(a));
-    put(&o, &m->partition, sizeof(m->partition));
-    put(&o, &m->offset, sizeof(m->offset));
-    put(&o, &m->timestamp_ms, sizeof(m->timestamp_ms));
-    put_bytes(&o, m->origin, m->origin ? strlen(m->origin) : 0, false);
-    put_bytes(&o, m->payload, m->len, false);
-    put_bytes(&o, m->key, m->key_len, m->key == NULL);
-    put(&o, &nh, sizeof(nh));
+    put(o, "M", 1);
+    put(o, &len, sizeof(len)); /* filled in below */
+    put(o, &a, sizeof(a));
+    put(o, &m->partition, sizeof(m->partition));
+    put(o, &m->offset, sizeof(m->offset));
+    put(o, &m->timestamp_ms, sizeof(m->timestamp_ms));
+    put_bytes(o, m->origin, m->origin ? strlen(m->origin) : 0, false);
+    put_bytes(o, m->payload, m->len, false);
+    put_bytes(o, m->key, m->key_len, m->key == NULL);
+    put(o, &nh, sizeof(nh));
     for (size_t i = 0; i < m->nheaders; i++) {
-        put_bytes(&o, m->headers[i].name, strlen(m->headers[i].name), false);
-        put_bytes(&o, m->headers[i].value, m->headers[i].len, false);
+        put_bytes(o, m->headers[i].name, strlen(m->headers[i].name), false);
+        put_bytes(o, m->headers[i].value, m->headers[i].len, false);
     }
-    int rc = o.oom || o.n - 5 > TL_FRAME_MAX ? TL_ENOMEM : 0;
-    if (rc == 0) {
-        len = (uint32_t)(o.n - 5);
-        memcpy(o.p + 1, &len, sizeof(len));
-        rc = tl__frame_write(fd, o.p, o.n);
+    if (o->oom || o->n - start - 5 > TL_FRAME_MAX) {
+        o->n = start;
+        o->oom = false;
+        return TL_ENOMEM;
     }
-    free(o.p);
+    len = (uint32_t)(o->n - start - 5);
+    memcpy(o->p + start + 1, &len, sizeof(len));
+    return 0;
+}
+
+int tl__frame_flush(int fd, tl_frame_out *o)
+{
+    int rc = o->n ? tl__frame_write(fd, o->p, o->n) : 0;
+    o->n = 0;
     return rc;
+}
+
+void tl__frame_out_free(tl_frame_out *o)
+{
+    free(o->p);
+    *o = (tl_frame_out){0};
 }
 
 /* A cursor over a received body; ok turns false past its end. */
@@ -168,20 +181,15 @@ static const char *get_str(in *c, char **text)
     return s;
 }
 
-int tl__frame_recv_msg(int fd, tl_frame_msg *fm)
+int tl__frame_decode_msg(const char *body, uint32_t len, tl_frame_msg *fm)
 {
     *fm = (tl_frame_msg){0};
-    uint32_t len;
-    int rc = tl__frame_read(fd, &len, sizeof(len));
-    if (rc != 0)
-        return rc == TL_ECLOSED ? TL_ESYS : rc;
-    if (len > TL_FRAME_MAX)
-        return TL_ESYS;
     /* The body, then room for the strings that need a NUL (origin, header names):
      * never more than the body itself plus one byte each. */
     fm->buf = malloc((size_t)len * 2 + 64);
-    if (!fm->buf || tl__frame_read(fd, fm->buf, len) != 0)
-        return TL_ESYS;
+    if (!fm->buf)
+        return TL_ENOMEM;
+    memcpy(fm->buf, body, len);
     in c = {fm->buf, fm->buf + len, true};
     char *text = fm->buf + len;
     tl_msg *m = &fm->msg;
@@ -217,35 +225,96 @@ void tl__frame_msg_free(tl_frame_msg *fm)
     *fm = (tl_frame_msg){0};
 }
 
-int tl__frame_send_result(int fd, int err, const char *text)
+/* Writes a frame of type t whose body is a and then b. */
+static int write_frame(int fd, char t, const void *a, size_t alen, const void *b, size_t blen)
 {
-    size_t tl = text ? strnlen(text, 4096) : 0;
-    char buf[4 + 4 + 4096];
-    uint32_t len = (uint32_t)(sizeof(int32_t) + tl);
-    int32_t e = err;
-    memcpy(buf, &len, 4);
-    memcpy(buf + 4, &e, 4);
-    if (tl)
-        memcpy(buf + 8, text, tl);
-    return tl__frame_write(fd, buf, 8 + tl);
+    char buf[5 + 8 + 4096];
+    uint32_t len = (uint32_t)(alen + blen);
+    buf[0] = t;
+    memcpy(buf + 1, &len, 4);
+    memcpy(buf + 5, a, alen);
+    if (blen)
+        memcpy(buf + 5 + alen, b, blen);
+    return tl__frame_write(fd, buf, 5 + alen + blen);
 }
 
-int tl__frame_recv_result(int fd, int *err, char *text, size_t cap)
+int tl__frame_send_cancel(int fd, uint64_t seq)
 {
-    uint32_t len;
+    return write_frame(fd, TL_FRAME_CANCEL, &seq, sizeof(seq), NULL, 0);
+}
+
+int tl__frame_send_result(int fd, int err, const char *text)
+{
+    int32_t e = err;
+    return write_frame(fd, TL_FRAME_RESULT, &e, sizeof(e), text,
+                       text ? strnlen(text, TL_FRAME_TEXT_MAX) : 0);
+}
+
+int tl__frame_decode_result(const char *body, uint32_t len, int *err, char *text, size_t cap)
+{
     int32_t e;
-    int rc = tl__frame_read(fd, &len, sizeof(len));
-    if (rc != 0)
-        return rc;
-    if (len < 4 || len > 4 + 4096 || tl__frame_read(fd, &e, sizeof(e)) != 0)
+    if (len < sizeof(e) || len > sizeof(e) + TL_FRAME_TEXT_MAX)
         return TL_ESYS;
-    char buf[4096];
-    size_t tl = len - 4;
-    if (tl__frame_read(fd, buf, tl) != 0)
-        return TL_ESYS;
+    memcpy(&e, body, sizeof(e));
+    size_t tl = len - sizeof(e);
     size_t n = tl < cap - 1 ? tl : cap - 1;
-    memcpy(text, buf, n);
+    memcpy(text, body + sizeof(e), n);
     text[n] = '\0';
     *err = e;
     return 0;
+}
+
+/* Room a read() is given at least, so that small frames come many at a time. */
+#define FILL_MIN 65536
+
+int tl__frame_fill(tl_frame_in *in)
+{
+    if (in->start == in->end)
+        in->start = in->end = 0;
+    if (in->cap - in->end < FILL_MIN && in->start > 0) {
+        memmove(in->buf, in->buf + in->start, in->end - in->start);
+        in->end -= in->start;
+        in->start = 0;
+    }
+    if (in->cap - in->end < FILL_MIN) {
+        size_t cap = in->cap ? in->cap * 2 : FILL_MIN * 2;
+        char *p = realloc(in->buf, cap);
+        if (!p)
+            return TL_ENOMEM;
+        in->buf = p;
+        in->cap = cap;
+    }
+    ssize_t n;
+    while ((n = read(in->fd, in->buf + in->end, in->cap - in->end)) < 0 && errno == EINTR) {
+    }
+    if (n == 0)
+        return TL_ECLOSED;
+    if (n < 0)
+        return TL_ESYS;
+    in->end += (size_t)n;
+    return (int)n;
+}
+
+int tl__frame_next(tl_frame_in *in, char *type, const char **body, uint32_t *len)
+{
+    size_t have = in->end - in->start;
+    if (have < 5)
+        return 0;
+    const char *p = in->buf + in->start;
+    memcpy(len, p + 1, sizeof(*len));
+    if (*len > TL_FRAME_MAX)
+        return TL_ESYS;
+    if (have < 5 + (size_t)*len)
+        return 0;
+    *type = p[0];
+    *body = p + 5;
+    in->start += 5 + (size_t)*len;
+    return 1;
+}
+
+void tl__frame_in_free(tl_frame_in *in)
+{
+    free(in->buf);
+    in->buf = NULL;
+    in->start = in->end = in->cap = 0;
 }

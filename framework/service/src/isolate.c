@@ -209,7 +209,7 @@ static int ask(tl_service *svc, const request *q, reply *r, int *fd)
     return rc;
 }
 
-int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc *out)
+int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc_id *out)
 {
     request q = {.op = REQ_SPAWN, .route = (int)(route - svc->routes)};
     reply r;
@@ -219,7 +219,7 @@ int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc *out)
             close(fd);
         return TL_ESYS;
     }
-    *out = (tl_proc){.pid = r.pid, .fd = fd};
+    *out = (tl_proc_id){.pid = r.pid, .fd = fd};
     return 0;
 }
 

@@ -104,6 +104,44 @@ void tl__partitions_assigned(tl_service *svc, tl_source_state *src, const tl_par
         part_get(svc, src, parts[i].topic, parts[i].partition, true);
 }
 
+typedef struct assigned_msg {
+    tl_source_state *src;
+    size_t n;
+    tl_partition parts[];
+} assigned_msg;
+
+static void assigned_on_loop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    assigned_msg *a = arg;
+    tl__partitions_assigned(a->src->svc, a->src, a->parts, a->n);
+    for (size_t i = 0; i < a->n; i++)
+        free((char *)a->parts[i].topic);
+    free(a);
+}
+
+void tl__partitions_assigned_on_source(tl_source_state *src, const tl_partition *parts, size_t n)
+{
+    /* Counted for the fair share only; a partition missed here (no memory) is counted
+     * from its first message. */
+    assigned_msg *a = calloc(1, sizeof(*a) + n * sizeof(tl_partition));
+    if (!a)
+        return;
+    a->src = src;
+    for (size_t i = 0; i < n; i++) {
+        a->parts[i].partition = parts[i].partition;
+        if ((a->parts[i].topic = strdup(parts[i].topic ? parts[i].topic : "")))
+            a->n++;
+        else
+            break;
+    }
+    if (tl_loop_call_threadsafe(src->svc->loop, assigned_on_loop, a) != 0) {
+        for (size_t i = 0; i < a->n; i++)
+            free((char *)a->parts[i].topic);
+        free(a);
+    }
+}
+
 /* Remembers a position handed to ops->commit until the source acknowledges it. When
  * many wait, the newest replaces the last: its acknowledgement covers the others. */
 static void point_add(tl_partition_state *p, int64_t next, int64_t now_ms)

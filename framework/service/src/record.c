@@ -144,7 +144,8 @@ static void attempt_done(tl_rec *rec, tl_task *task)
     if (started)
         tl_histogram_observe(&svc->handler_seconds, tl_loop_drained_ns(svc->loop) - started);
     int err = tl_task_error(task);
-    tl__breaker_note(svc, rec->route, rec->msg, err == 0, tl_clock_ns());
+    if (rec->route->breaker.on)
+        tl__breaker_note(svc, rec->route, rec->msg, err == 0, tl_clock_ns());
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);
         settle(rec);
@@ -175,7 +176,8 @@ static void attempt_done(tl_rec *rec, tl_task *task)
 static void attempt_expired(tl_rec *rec)
 {
     TL_ROUTE_STAT_INC(rec, stalled);
-    tl__breaker_note(rec->svc, rec->route, rec->msg, false, tl_clock_ns());
+    if (rec->route->breaker.on)
+        tl__breaker_note(rec->svc, rec->route, rec->msg, false, tl_clock_ns());
     /* Without a target the message waits for this attempt's own result: asking it
      * to stop would turn a late success into a cancellation. */
     if (rec->route->on_stall)

@@ -198,8 +198,7 @@ struct tl_route_state {
     tl_breaker breaker;          /* its circuit breaker */
     _Atomic uint64_t rate_waits; /* times its intake waited for the rate limit */
     _Atomic bool rate_waiting;   /* a message of it waits for the rate limit now */
-    struct tl_proc *idle;        /* isolation process: idle worker processes (procs.c) */
-    pthread_mutex_t idle_mu;     /* guards idle; workers take and give back from any thread */
+    struct tl_procs *procs;      /* isolation process: its worker processes (procs.c) */
 };
 
 typedef enum tl_rec_state {
@@ -337,7 +336,6 @@ struct tl_service {
     _Atomic int admin_port;       /* its bound port, 0 when it has none (or no longer) */
     struct tl_zygote *zygote;     /* forks worker processes (isolate.c); NULL without */
     uint64_t replaced_logged;     /* processes_replaced when housekeeping last logged */
-    _Atomic bool procs_kill;      /* the service is freed: busy worker processes die now */
 };
 
 /* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and
@@ -384,6 +382,10 @@ void tl__log_msg(const tl_rec *rec, tl_level level, const char *event, unsigned 
 
 /* The state of the message's partition, created on first sight; NULL out of memory. */
 tl_partition_state *tl__partition_of(tl_service *svc, tl_source_state *src, const tl_msg *msg);
+
+/* Source thread: the assigned event (see tl_source_events); posts the partitions to
+ * tl__partitions_assigned on the loop thread. */
+void tl__partitions_assigned_on_source(tl_source_state *src, const tl_partition *parts, size_t n);
 
 /* Loop thread: the source was assigned these partitions: their states exist from now
  * on, counted in nassigned. */
@@ -434,12 +436,11 @@ void tl__handlers_loop_thread(tl_service *svc, bool start);
 
 /* ---------------------------------------------------------------- isolation */
 
-/* A worker process of a route with isolation: process, and its end of the socket. */
-typedef struct tl_proc {
+/* A worker process: its pid and the service's end of its socket. */
+typedef struct tl_proc_id {
     pid_t pid;
     int fd;
-    struct tl_proc *next; /* in its route's idle list */
-} tl_proc;
+} tl_proc_id;
 
 /* How long a worker process may go on past its cancellation before it is killed. */
 #define TL_KILL_GRACE_MS TL_STUCK_GRACE_MS
@@ -454,7 +455,7 @@ typedef void (*tl_child_main)(tl_service *svc, tl_route_state *route, int fd);
 int tl__zygote_start(tl_service *svc, tl_child_main child, char *err, size_t errlen);
 
 /* isolate.c. Any thread: a new worker process for the route; 0, or TL_ESYS. */
-int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc *out);
+int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc_id *out);
 
 /* isolate.c. Any thread: waits for the worker process pid (dead, or killed) and
  * returns its wait status, or -1. */
@@ -466,15 +467,24 @@ void tl__zygote_stop(tl_service *svc);
 /* child.c: the tl_child_main of the service's worker processes. */
 void tl__child_main(tl_service *svc, tl_route_state *route, int fd);
 
-/* procs.c. On a worker thread: runs the record's attempt in a worker process of its
- * route and returns the handler's result; a crash fails the attempt with "handler
- * crashed: SIGNAME", a process past its cancellation by TL_KILL_GRACE_MS is killed. */
+/* procs.c. On the thread building the service: room for the route's worker
+ * processes, one per loop worker (none started yet); 0, or TL_ENOMEM. */
+int tl__procs_init(tl_service *svc, tl_route_state *route);
+
+/* procs.c. On a worker thread: hands the record's attempt to a worker process of its
+ * route and returns TL_PENDING; the task completes with the handler's result. A crash
+ * fails the attempt with "handler crashed: SIGNAME", a process past its cancellation
+ * by TL_KILL_GRACE_MS is killed. */
 int tl__procs_run(tl_task *task, tl_rec *rec);
 
 /* procs.c. Housekeeping: logs worker processes replaced since the last round. */
 void tl__procs_check(tl_service *svc);
 
-/* procs.c. After the loop is freed: closes the idle workers' sockets (they exit). */
+/* procs.c. When the service is freed, before the loop is: kills busy worker
+ * processes, fails their attempts and ends the threads reading results. */
+void tl__procs_stop(tl_service *svc);
+
+/* procs.c. After tl__procs_stop: closes the idle workers' sockets (they exit). */
 void tl__procs_free(tl_service *svc);
 
 /* attempt.c. In a worker process: a task on loop running the route's handler on msg as
@@ -483,15 +493,32 @@ tl_task *tl__attempt_child(tl_loop *loop, tl_rec *rec);
 
 /* ---------------------------------------------------------------- frame.c */
 
-/* What goes to a worker process: 'M' and a frame with a message, or 'C': cancel. */
+/* Frame types: a message and a cancel to a worker process, a result from it. */
 #define TL_FRAME_MSG 'M'
 #define TL_FRAME_CANCEL 'C'
+#define TL_FRAME_RESULT 'R'
 /* Frames are refused past this size (a worker's garbage never makes the parent
  * allocate without bound). */
 #define TL_FRAME_MAX (256u << 20)
+/* A result's error text is cut to this many bytes. */
+#define TL_FRAME_TEXT_MAX 4096
 
-/* Sends 'M' and the message with its attempt number; 0, or TL_ESYS (the peer is gone). */
-int tl__frame_send_msg(int fd, const tl_msg *m, unsigned attempt);
+/* Frames waiting to be written together: a growing buffer; zero it before use. */
+typedef struct tl_frame_out {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} tl_frame_out;
+
+/* Appends 'M' and the message with its attempt number; 0, or TL_ENOMEM (too large for
+ * a frame, or out of memory: the buffer is left as it was). */
+int tl__frame_put_msg(tl_frame_out *o, const tl_msg *m, unsigned attempt);
+
+/* Writes what o holds and empties it; 0, or TL_ESYS (the peer is gone). */
+int tl__frame_flush(int fd, tl_frame_out *o);
+
+/* Frees o's buffer. */
+void tl__frame_out_free(tl_frame_out *o);
 
 /* A message read by a worker process; its fields point into buf. */
 typedef struct tl_frame_msg {
@@ -501,18 +528,38 @@ typedef struct tl_frame_msg {
     char *buf;
 } tl_frame_msg;
 
-/* Reads a message frame (after its 'M'); 0, TL_ECLOSED at the end, or TL_ESYS. */
-int tl__frame_recv_msg(int fd, tl_frame_msg *out);
+/* Decodes the body of an 'M' frame into out (a copy); 0, TL_ENOMEM, or TL_ESYS. */
+int tl__frame_decode_msg(const char *body, uint32_t len, tl_frame_msg *out);
 
-/* Frees what tl__frame_recv_msg allocated. */
+/* Frees what tl__frame_decode_msg allocated. */
 void tl__frame_msg_free(tl_frame_msg *fm);
 
-/* Sends a handler's result: its code and error text (NULL: none). 0, or TL_ESYS. */
+/* Sends 'C' for the worker's message number seq; 0, or TL_ESYS. */
+int tl__frame_send_cancel(int fd, uint64_t seq);
+
+/* Sends 'R': a handler's result code and error text (NULL: none); 0, or TL_ESYS. */
 int tl__frame_send_result(int fd, int err, const char *text);
 
-/* Reads a result into *err and text (cut to cap); 0, TL_ECLOSED if the peer is gone,
- * or TL_ESYS. */
-int tl__frame_recv_result(int fd, int *err, char *text, size_t cap);
+/* Decodes the body of an 'R' frame into *err and text (cut to cap); 0, or TL_ESYS. */
+int tl__frame_decode_result(const char *body, uint32_t len, int *err, char *text, size_t cap);
+
+/* Frames read from a socket through a buffer; zero it but for fd before use. */
+typedef struct tl_frame_in {
+    int fd;
+    char *buf;
+    size_t start, end, cap;
+} tl_frame_in;
+
+/* One read() into the buffer: the bytes read, TL_ECLOSED at the end, TL_ESYS or
+ * TL_ENOMEM. */
+int tl__frame_fill(tl_frame_in *in);
+
+/* The next whole frame in the buffer: 1 with its type and body (valid until the next
+ * fill), 0 when it has not all come yet, TL_ESYS when its length is impossible. */
+int tl__frame_next(tl_frame_in *in, char *type, const char **body, uint32_t *len);
+
+/* Frees the buffer. */
+void tl__frame_in_free(tl_frame_in *in);
 
 /* Writes len bytes; 0, or TL_ESYS. Never raises SIGPIPE. */
 int tl__frame_write(int fd, const void *buf, size_t len);
@@ -672,9 +719,6 @@ bool tl__intake_room_awaited(const tl_service *svc);
 /* Loop thread: resumes each source paused for a long hold once none of its batches is
  * held and none waits for room. */
 void tl__intake_hold_resume(tl_service *svc);
-
-/* Source thread: the assigned event (see tl_source_events). */
-void tl__intake_assigned(tl_source_state *src, const tl_partition *parts, size_t n);
 
 /* Source thread: the deliver event (see tl_source_events). */
 void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);

@@ -46,7 +46,7 @@ static void ev_committed(void *rt, tl_source *s, const char *topic, int32_t part
 static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
-    tl__intake_assigned(rt, parts, n);
+    tl__partitions_assigned_on_source(rt, parts, n);
 }
 
 typedef struct error_msg {
@@ -221,8 +221,9 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     for (size_t i = 0; !rc && i < cfg->nroutes; i++) {
         if (cfg->routes[i].isolation != TL_ISOLATE_PROCESS)
             continue;
-        pthread_mutex_init(&svc->routes[i].idle_mu, NULL);
-        if (!svc->zygote)
+        if ((rc = tl__procs_init(svc, &svc->routes[i])) != 0)
+            snprintf(err, errlen, "out of memory");
+        else if (!svc->zygote)
             rc = tl__zygote_start(svc, tl__child_main, err, errlen);
     }
     tl_loop_opts lo = {.workers = cfg->workers};
@@ -339,7 +340,7 @@ void tl_service_free(tl_service *svc)
     tl__targets_close(svc, 1000);
     /* A handler in a worker process that still runs is killed rather than waited for
      * (the drain is over; its message was not settled and comes again). */
-    atomic_store(&svc->procs_kill, true);
+    tl__procs_stop(svc);
     /* Joins the workers (no handler reads a message after this), finalizes every task,
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);

@@ -44,6 +44,11 @@ int64_t tl_loop_drained_ns(const tl_loop *loop);
 /* Any thread: when a TL_TASK_TIMED task's function started, or 0 before it starts. */
 int64_t tl_task_started_ns(const tl_task *task);
 
+/* Any thread: moves the start tl_task_started_ns reports to ns (0: not started yet),
+ * for a task whose work waits in a queue of its own after its function returned
+ * TL_PENDING, so that a timeout counts from when the work really starts. */
+void tl_task_set_started_ns(tl_task *task, int64_t ns);
+
 /* The function a task was created with (NULL for a future). */
 tl_task_fn tl_task_fn_of(const tl_task *task);
 
