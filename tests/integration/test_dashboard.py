@@ -179,6 +179,7 @@ def run(svc, browser):
     assert int(cells[3]) == part["committed_offset"] == metrics[key] == 300, (cells, part)
     assert text(browser, "r0-in_flight") == "0" and text(browser, "r0-stalled_total") == "0"
     assert text(browser, "r0-breaker") == "none"  # the route has no circuit breaker
+    assert text(browser, "r0-rate") == "none"  # nor a rate limit
     print("ok - counters, handler times and the committed offset match /stats and /metrics")
 
     # A steady load for the charts, and one stalled message in it: shown while it runs,

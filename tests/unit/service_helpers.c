@@ -6,10 +6,14 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t now_ms(void)
 {
@@ -168,13 +172,13 @@ void start(fx *f, const char *topic, opts o)
              "    handler: %s\n"
              "    ordering: %s\n"
              "    timeout: %s\n"
-             "%s",
+             "%s%s",
              o.workers ? o.workers : 4, o.max_in_flight ? o.max_in_flight : 1000,
              o.drain ? o.drain : "2s", o.max_replaced ? o.max_replaced : 4, topic,
              o.partitions ? o.partitions : 1, o.batch ? o.batch : 16,
              o.source_extra ? o.source_extra : "", o.handler ? o.handler : "h",
              o.ordering ? o.ordering : "partition", o.timeout ? o.timeout : "5s",
-             o.route_extra ? o.route_extra : "");
+             o.route_extra ? o.route_extra : "", o.top_extra ? o.top_extra : "");
     start_yaml(f, topic, text);
 }
 
@@ -344,4 +348,34 @@ bool part_done(fx *f, int32_t p, int64_t n)
         if (!seen[i])
             return false;
     return true;
+}
+
+/* ------------------------------------------------------------ the admin endpoint */
+
+int http_get(int port, const char *path, char *body, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char all[16384];
+    size_t n = 0;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        char req[256];
+        int len = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+        if (write(fd, req, (size_t)len) == len) {
+            ssize_t got;
+            while (n + 1 < sizeof(all) && (got = read(fd, all + n, sizeof(all) - 1 - n)) > 0)
+                n += (size_t)got;
+        }
+    }
+    close(fd);
+    all[n] = '\0';
+    int status = -1;
+    if (sscanf(all, "HTTP/1.%*d %d", &status) != 1)
+        return -1;
+    const char *start = strstr(all, "\r\n\r\n");
+    snprintf(body, cap, "%s", start ? start + 4 : "");
+    return status;
 }

@@ -99,6 +99,7 @@ typedef struct opts {
     const char *handler;      /* the route's handler (default "h") */
     const char *route_extra;  /* more lines of the route, indented by four */
     const char *source_extra; /* more keys of the source, each after ", " */
+    const char *top_extra;    /* more top-level sections, after the routes */
 } opts;
 
 /* Loads a one-route config reading topic and builds the service. */
@@ -161,6 +162,10 @@ const call *find_call(fx *f, int32_t partition, int64_t offset);
 
 /* Every offset below n (at most 64) of partition p was handled to the end at least once. */
 bool part_done(fx *f, int32_t p, int64_t n);
+
+/* GET path from the admin endpoint on 127.0.0.1:port over a real HTTP connection: the
+ * status code (-1 when none came), the body in body (cut to cap). */
+int http_get(int port, const char *path, char *body, size_t cap);
 
 /* ------------------------------------------------------------ rerouted records */
 

@@ -118,6 +118,101 @@ static void failures_spread_wider_than_the_window_leave_it_closed(void **state)
     assert_balanced(f);
 }
 
+/* What the admin endpoint shows of the breaker: the readiness answer, the state gauge and
+ * the transitions counter, /stats' breaker; read over HTTP by the script. */
+typedef struct shown {
+    int ready;
+    char ready_body[256];
+    char metrics[16384];
+    char stats[16384];
+} shown;
+
+static shown open_seen, closed_seen;
+static uint64_t completed_while_open;
+static size_t dlq_while_open;
+
+/* False when /metrics or /stats did not answer 200. */
+static bool show(fx *f, shown *s)
+{
+    int port = tl_service_admin_port(f->svc);
+    /* Before its first housekeeping round the service answers "starting". */
+    for (int64_t end = now_ms() + 5000;; sleep_ms(10)) {
+        s->ready = http_get(port, "/readyz", s->ready_body, sizeof(s->ready_body));
+        if (!strstr(s->ready_body, "starting") || now_ms() > end)
+            break;
+    }
+    return http_get(port, "/metrics", s->metrics, sizeof(s->metrics)) == 200 &&
+           http_get(port, "/stats", s->stats, sizeof(s->stats)) == 200;
+}
+
+static bool breaker_open(fx *f)
+{
+    return stat_at(f, STAT(failed)) == 3 && tl_memory_sink_count("brk4.dlq") == 3;
+}
+
+/* The three failures open the breaker for 1.5 s: read while open (none of the good
+ * messages went in), then once every message settled after the probe closed it. */
+static void script_breaker_seen_over_http(fx *f)
+{
+    STEP(wait_for(f, breaker_open, 5000));
+    STEP(show(f, &open_seen));
+    completed_while_open = stat_at(f, STAT(completed));
+    dlq_while_open = tl_memory_sink_count("brk4.dlq");
+    STEP(wait_for(f, all_settled, 10000));
+    STEP(show(f, &closed_seen));
+}
+
+static void assert_has(const char *text, const char *part)
+{
+    if (!strstr(text, part))
+        fail_msg("\"%s\" not in:\n%s", part, text);
+}
+
+/* While the breaker is open /readyz answers 503 naming the route, the gauge says 1 and
+ * /stats "open" and not ready; the good messages wait (none completed, none
+ * dead-lettered). Once the probe closed it: ready again, the gauge 0, three transitions
+ * (open, half-open, closed), every good message completed. */
+static void the_admin_endpoint_shows_the_breaker(void **state)
+{
+    fx *f = *state;
+    start(f, "brk4",
+          (opts){.workers = 1,
+                 .max_in_flight = 1,
+                 .batch = 1,
+                 .ordering = "partition",
+                 .route_extra = "    breaker: { failures: 3, window: 10s, cooldown: 1500ms }\n"
+                                "    on_error: { retries: 0, then: \"memory:brk4.dlq\" }\n",
+                 .top_extra = "admin: { listen: \"127.0.0.1:0\" }\n"});
+    for (int i = 0; i < 3; i++)
+        push(f, 0, "f", "fail");
+    for (int i = 0; i < 6; i++)
+        push(f, 0, "o", "ok");
+    run(f, script_breaker_seen_over_http);
+    const char *gauge = "taskloop_route_breaker_state{route=\"0\",source=\"in\",handler=\"h\"}";
+    char want[256];
+
+    assert_int_equal(open_seen.ready, 503);
+    assert_has(open_seen.ready_body, "breaker open on routes[0]");
+    snprintf(want, sizeof(want), "%s 1\n", gauge);
+    assert_has(open_seen.metrics, want);
+    assert_has(open_seen.stats, "\"breaker\":\"open\"");
+    assert_has(open_seen.stats, "\"ready\":false");
+    assert_int_equal(completed_while_open, 0);
+    assert_int_equal(dlq_while_open, 3);
+
+    assert_int_equal(closed_seen.ready, 200);
+    snprintf(want, sizeof(want), "%s 0\n", gauge);
+    assert_has(closed_seen.metrics, want);
+    assert_has(
+        closed_seen.metrics,
+        "taskloop_route_breaker_transitions_total{route=\"0\",source=\"in\",handler=\"h\"} 3\n");
+    assert_has(closed_seen.stats, "\"breaker\":\"closed\"");
+    assert_has(closed_seen.stats, "\"ready\":true");
+    assert_int_equal(stats(f).completed, 6);
+    assert_int_equal(tl_memory_sink_count("brk4.dlq"), 3);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 9);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -125,6 +220,7 @@ int main(void)
         T(failures_open_the_breaker_and_a_good_probe_closes_it),
         T(a_failed_probe_opens_the_breaker_again),
         T(failures_spread_wider_than_the_window_leave_it_closed),
+        T(the_admin_endpoint_shows_the_breaker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,7 @@ typedef struct tl_admin_route {
     const char *on_stall, *on_error;  /* target names, NULL without one */
     uint64_t stalled, rerouted, late; /* totals since the start */
     uint64_t rate_waits;              /* times its intake waited for its rate limit */
+    int rate_waiting;                 /* 1 while a message waits for it, -1 without a rate */
     int breaker;                      /* TL_BREAKER_*, or -1 without a breaker */
     uint64_t breaker_transitions;
     bool live_known; /* the loop answered in time */

@@ -86,18 +86,40 @@ static void metrics_partitions(FILE *f, const tl_admin_snap *s)
             part_sample(f, "consumer_lag", &s->parts[i], s->parts[i].lag);
 }
 
-/* One per-route counter family, labelled with the route's index, source and handler. */
+/* A per-route sample's name and labels: the route's index, source and handler. */
+static void route_sample(FILE *f, const char *name, size_t i, const tl_admin_route *r)
+{
+    fprintf(f, "taskloop_%s{route=\"%zu\",source=", name, i);
+    label_value(f, r->source);
+    fputs(",handler=", f);
+    label_value(f, r->handler);
+    fputs("} ", f);
+}
+
+/* One per-route counter family (a uint64_t field of tl_admin_route). */
 static void metrics_route_counter(FILE *f, const tl_admin_snap *s, const char *name,
                                   const char *help, size_t field)
 {
     metric_head(f, name, "counter", help);
     for (size_t i = 0; i < s->nroutes; i++) {
         const tl_admin_route *r = &s->routes[i];
-        fprintf(f, "taskloop_%s{route=\"%zu\",source=", name, i);
-        label_value(f, r->source);
-        fputs(",handler=", f);
-        label_value(f, r->handler);
-        fprintf(f, "} %" PRIu64 "\n", *(const uint64_t *)((const char *)r + field));
+        route_sample(f, name, i, r);
+        fprintf(f, "%" PRIu64 "\n", *(const uint64_t *)((const char *)r + field));
+    }
+}
+
+/* One per-route gauge family (an int field of tl_admin_route; no sample where -1). */
+static void metrics_route_gauge(FILE *f, const tl_admin_snap *s, const char *name, const char *help,
+                                size_t field)
+{
+    metric_head(f, name, "gauge", help);
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const tl_admin_route *r = &s->routes[i];
+        int v = *(const int *)((const char *)r + field);
+        if (v < 0)
+            continue;
+        route_sample(f, name, i, r);
+        fprintf(f, "%d\n", v);
     }
 }
 
@@ -117,18 +139,13 @@ static void metrics_routes(FILE *f, const tl_admin_snap *s)
     metrics_route_counter(f, s, "route_breaker_transitions_total",
                           "Circuit breaker state changes, per route.",
                           offsetof(tl_admin_route, breaker_transitions));
-    metric_head(f, "route_breaker_state", "gauge",
-                "Circuit breaker per route with one: 0 closed, 1 open, 2 half-open.");
-    for (size_t i = 0; i < s->nroutes; i++) {
-        const tl_admin_route *r = &s->routes[i];
-        if (r->breaker < 0)
-            continue;
-        fprintf(f, "taskloop_route_breaker_state{route=\"%zu\",source=", i);
-        label_value(f, r->source);
-        fputs(",handler=", f);
-        label_value(f, r->handler);
-        fprintf(f, "} %d\n", r->breaker);
-    }
+    metrics_route_gauge(f, s, "route_rate_throttled",
+                        "1 while a message of the route waits for its rate limit, per route "
+                        "with one.",
+                        offsetof(tl_admin_route, rate_waiting));
+    metrics_route_gauge(f, s, "route_breaker_state",
+                        "Circuit breaker per route with one: 0 closed, 1 open, 2 half-open.",
+                        offsetof(tl_admin_route, breaker));
 }
 
 static void metrics_histogram(FILE *f, const tl_admin_snap *s)

@@ -8,11 +8,13 @@
  *   {"service", "version", "clock_ms",
  *    "counters": {consumed_total, ...}, "gauges": {in_flight, uncommitted, workers},
  *    "handler_duration_seconds": {count, sum, p50, p90, p99, buckets: [{le, count}]},
- *    "health": {live, ready, healthy, stopping, heartbeat_age_ms, stuck_workers,
- *               replaced_workers, max_replaced_workers},
+ *    "health": {live, ready (as /readyz: false while a breaker is open), healthy,
+ *               stopping, heartbeat_age_ms, stuck_workers, replaced_workers,
+ *               max_replaced_workers},
  *    "targets": [{target, rerouted_total, reroute_errors_total}],
  *    "routes": [{route, source, handler, on_stall, on_error, stalled_total,
  *                rerouted_total, late_completions_total, rate_limited_total,
+ *                rate_throttled (true while a message waits for the rate; null without),
  *                breaker ("closed", "open", "half_open"; null without one),
  *                live: {in_flight, running, stalled, stuck, rerouting} or null}],
  *    "partitions": {total, from, top, items: [{source, topic, partition,
@@ -66,17 +68,20 @@ static json_t *histogram(const tl_admin_snap *s)
 static json_t *health(tl_service *svc, const tl_admin_snap *s)
 {
     bool live = s->heartbeat_age_ms >= 0 && s->heartbeat_age_ms <= LIVE_STALE_MS;
-    bool known = true;
+    bool known = true, breaker_open = false;
     uint64_t stuck = 0;
     for (size_t i = 0; i < s->nroutes; i++) {
         known = known && s->routes[i].live_known;
         stuck += s->routes[i].live.stuck;
+        breaker_open = breaker_open || s->routes[i].breaker == TL_BREAKER_OPEN;
     }
+    /* ready as /readyz answers it (admin.c). */
     return json_pack("{s:b, s:b, s:b, s:b, s:I, s:o, s:I, s:i}", "live", live, "ready",
-                     live && !s->stopping && s->st.healthy, "healthy", s->st.healthy, "stopping",
-                     s->stopping, "heartbeat_age_ms", (json_int_t)s->heartbeat_age_ms,
-                     "stuck_workers", known ? json_integer((json_int_t)stuck) : json_null(),
-                     "replaced_workers", (json_int_t)s->st.replaced_workers, "max_replaced_workers",
+                     live && !s->stopping && s->st.healthy && !breaker_open, "healthy",
+                     s->st.healthy, "stopping", s->stopping, "heartbeat_age_ms",
+                     (json_int_t)s->heartbeat_age_ms, "stuck_workers",
+                     known ? json_integer((json_int_t)stuck) : json_null(), "replaced_workers",
+                     (json_int_t)s->st.replaced_workers, "max_replaced_workers",
                      (int)svc->cfg->max_replaced_workers);
 }
 
@@ -104,13 +109,15 @@ static json_t *routes(const tl_admin_snap *s)
                             "rerouting", (json_int_t)r->live.rerouting)
                 : json_null();
         json_array_append_new(
-            a, json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:s?, s:o}", "route",
-                         (json_int_t)i, "source", r->source, "handler", r->handler, "on_stall",
-                         r->on_stall, "on_error", r->on_error, "stalled_total",
-                         (json_int_t)r->stalled, "rerouted_total", (json_int_t)r->rerouted,
-                         "late_completions_total", (json_int_t)r->late, "rate_limited_total",
-                         (json_int_t)r->rate_waits, "breaker",
-                         r->breaker < 0 ? NULL : tl__breaker_state_name(r->breaker), "live", live));
+            a,
+            json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:o, s:s?, s:o}", "route",
+                      (json_int_t)i, "source", r->source, "handler", r->handler, "on_stall",
+                      r->on_stall, "on_error", r->on_error, "stalled_total", (json_int_t)r->stalled,
+                      "rerouted_total", (json_int_t)r->rerouted, "late_completions_total",
+                      (json_int_t)r->late, "rate_limited_total", (json_int_t)r->rate_waits,
+                      "rate_throttled",
+                      r->rate_waiting < 0 ? json_null() : json_boolean(r->rate_waiting), "breaker",
+                      r->breaker < 0 ? NULL : tl__breaker_state_name(r->breaker), "live", live));
     }
     return a;
 }

@@ -3,9 +3,11 @@
  * counts failed and stalled attempts; `failures` of them within `window` open it.
  * Open, the route's intake takes nothing new (intake.c asks tl__breaker_wait): what
  * arrives waits as backpressure keeps it, nothing is failed or rerouted for it. After
- * `cooldown` it is half-open: one message goes in as a probe, and the outcome of the
- * next attempt closes the breaker or opens it for another cooldown. Each transition is
- * logged and counted; the admin endpoint reads the state.
+ * `cooldown` it is half-open: one message goes in as a probe, and the outcome of its
+ * first attempt closes the breaker or opens it for another cooldown (outcomes of
+ * attempts that went in before are not the probe's). A probe dropped unattempted (its
+ * partition revoked) lets the next message probe instead of leaving the route shut.
+ * Each transition is logged and counted; the admin endpoint reads the state.
  *
  * Thread rules: loop thread; state and transitions are atomics, read from any thread.
  */
@@ -48,7 +50,7 @@ static void move_to(tl_service *svc, tl_route_state *route, int state, const cha
     tl_breaker *b = &route->breaker;
     atomic_store_explicit(&b->state, state, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->transitions, 1, memory_order_relaxed);
-    b->probe_out = false;
+    b->probe = NULL;
     b->n = 0;
     b->next = 0;
     char index[16], fails[16], window[24], cooldown[24];
@@ -81,21 +83,34 @@ int64_t tl__breaker_wait(tl_service *svc, tl_route_state *route, int64_t now_ns)
         move_to(svc, route, TL_BREAKER_HALF, "cooldown over: one probe");
         state = TL_BREAKER_HALF;
     }
-    if (state == TL_BREAKER_HALF) {
-        if (b->probe_out)
-            return INT64_MAX; /* its outcome decides */
-        b->probe_out = true;
-    }
+    if (state == TL_BREAKER_HALF && b->probe)
+        return INT64_MAX; /* its outcome decides */
     return 0;
 }
 
-void tl__breaker_note(tl_service *svc, tl_route_state *route, bool ok, int64_t now_ns)
+void tl__breaker_taken(tl_breaker *b, const tl_msg *msg)
+{
+    if (b->on && atomic_load_explicit(&b->state, memory_order_relaxed) == TL_BREAKER_HALF)
+        b->probe = msg;
+}
+
+void tl__breaker_forget(tl_breaker *b, const tl_msg *msg)
+{
+    /* Held messages are tried again on the next housekeeping round (intake.c). */
+    if (b->probe == msg)
+        b->probe = NULL;
+}
+
+void tl__breaker_note(tl_service *svc, tl_route_state *route, const tl_msg *msg, bool ok,
+                      int64_t now_ns)
 {
     tl_breaker *b = &route->breaker;
     if (!b->on)
         return;
     int state = atomic_load_explicit(&b->state, memory_order_relaxed);
     if (state == TL_BREAKER_HALF) {
+        if (msg != b->probe)
+            return;
         if (ok) {
             move_to(svc, route, TL_BREAKER_CLOSED, "probe succeeded");
         } else {

@@ -10,16 +10,17 @@
  * nothing fetched is thrown away and fetched again, as pausing a librdkafka
  * partition does with its prefetched messages.
  *
- * A source whose thread must keep calling its library (a Kafka consumer that does
- * not poll within max.poll.interval.ms is dropped from its group) says how long it
- * may wait (ops->hold_limit_ms). A deliver that waits longer asks the loop to pause
- * the source, then returns; the source goes on polling, delivers at most what it had
- * fetched before the pause (held with the rest; the Kafka source keeps it back itself),
- * and is resumed once no batch is held any more.
+ * A source whose thread must keep calling its library is paused instead past its hold
+ * limit (deliver.c, the source thread's side).
  *
- * Thread rules: tl__intake_deliver runs on a source's thread; it waits on intake_cv
- * under svc->mu and reaches the loop only through tl_loop_call_threadsafe. The rest
- * runs on the loop thread.
+ * Batches also wait for their route: its rate limit (rate.c) or open breaker
+ * (breaker.c). Such a batch holds back the later batches of its own source only (each
+ * route reads a source of its own), so that other routes keep their pace; a batch that
+ * waits for room holds back every batch delivered after it, so that room goes to them
+ * in order.
+ *
+ * Thread rules: loop thread, but for tl__intake_batch_new and tl__intake_batch_taken
+ * (any thread).
  */
 #include "runtime.h"
 
@@ -34,6 +35,7 @@ struct tl_batch {
     tl_source_state *src;
     size_t first; /* messages before it are taken in already */
     size_t n;
+    bool by_route; /* it stopped for its route's rate limit or breaker, not for room */
     tl_msg *msgs[];
 };
 
@@ -54,8 +56,7 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A batch is in: its source may send another. */
-static void batch_taken(tl_source_state *src)
+void tl__intake_batch_taken(tl_source_state *src)
 {
     tl_service *svc = src->svc;
     pthread_mutex_lock(&svc->mu);
@@ -259,24 +260,35 @@ static void stale_report(tl_service *svc, const tl_source_state *src, const stal
 
 static void room_fire(tl_timer *timer, void *arg);
 
-/* Whether the route may take a message in now: its rate limit has a token (rate.c) and
- * its breaker is not open (breaker.c). Otherwise the message waits: the wait is counted
- * and rate_timer takes held messages in when the token or the cooldown's end is due
+/* Whether the route may take a message in now: its breaker is not open (breaker.c)
+ * and its rate limit has a token (rate.c). The breaker is asked first, so that a
+ * message it keeps out takes no token (the burst is whole when it closes) and the
+ * rate's waits alone are counted; the probe is taken only once the rate let the message
+ * through. Otherwise the message waits, and
+ * rate_timer takes held messages in when the soonest token or cooldown's end is due
  * (a probe's outcome calls intake_retry instead). */
-static bool route_admit(tl_service *svc, tl_route_state *route)
+static bool route_admit(tl_service *svc, tl_route_state *route, const tl_msg *m)
 {
     if (!route->rate.on && !route->breaker.on)
-        return true; /* the common case: not even a clock read */
+        return true; /* not even a clock read */
     int64_t now = tl_clock_ns();
-    int64_t wait = tl__rate_take(&route->rate, now);
-    if (wait == 0)
-        wait = tl__breaker_wait(svc, route, now);
-    if (wait == 0)
+    int64_t wait = tl__breaker_wait(svc, route, now);
+    if (wait == 0 && route->rate.on) {
+        wait = tl__rate_take(&route->rate, now);
+        if (wait > 0)
+            atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
+        atomic_store_explicit(&route->rate_waiting, wait > 0, memory_order_relaxed);
+    }
+    if (wait == 0) {
+        tl__breaker_taken(&route->breaker, m);
         return true;
-    if (route->rate.on)
-        atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
-    if (wait != INT64_MAX && svc->rate_timer.heap_index == SIZE_MAX)
-        tl_timer_start(&svc->rate_timer, (wait + 999999) / 1000000, room_fire, svc);
+    }
+    if (wait == INT64_MAX)
+        return false;
+    /* One timer for every route: moved sooner when this wait ends first. */
+    int64_t ms = (wait + 999999) / 1000000;
+    if (svc->rate_timer.heap_index == SIZE_MAX || now + ms * 1000000 < svc->rate_timer.due_ns)
+        tl_timer_start(&svc->rate_timer, ms, room_fire, svc);
     return false;
 }
 
@@ -289,7 +301,7 @@ static void take_parts_held(tl_service *svc)
         tl_partition_state *p = tl_list_item(l, tl_partition_state, held_link);
         tl_route_state *route = route_of(svc, p->src);
         while (p->held_n > 0 && room(svc) > 0 && !over_share(svc, p) &&
-               (!route || route_admit(svc, route))) {
+               (!route || route_admit(svc, route, p->held[p->held_first]))) {
             tl_msg *m = part_unhold(svc, p);
             if (route)
                 tl__record_take(svc, route, p, m, seen_ms);
@@ -315,6 +327,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
     int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
     size_t left = room(svc);
     stale_count sc = {0};
+    b->by_route = false;
     for (; b->first < b->n; b->first++) {
         /* The source thread wrote each message on another core: start fetching a few
          * ahead so that the loads overlap instead of stalling one by one. */
@@ -346,15 +359,17 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
                 out_of_memory(svc, src, m);
             continue;
         }
-        if (!route_admit(svc, route))
-            break; /* the rest of the batch waits for the route's rate or breaker */
+        if (!route_admit(svc, route, m)) {
+            b->by_route = true; /* the rest of the batch waits for the route's rate or breaker */
+            break;
+        }
         tl__record_take(svc, route, p, m, seen_ms);
         left--;
     }
     stale_report(svc, src, &sc);
     if (b->first < b->n)
         return false;
-    batch_taken(src);
+    tl__intake_batch_taken(src);
     free(b);
     return true;
 }
@@ -372,7 +387,19 @@ static bool batches_may_go(const tl_service *svc)
                               room(svc) >= svc->cfg->max_in_flight / 8 || svc->held_parts.head);
 }
 
-/* Takes kept-back and held messages in, in order, while room allows. */
+/* Whether a held batch waits for room: batches delivered after it wait behind it, so
+ * that room goes to batches in the order they came. At most TL_BATCHES_OUT a source. */
+bool tl__intake_room_awaited(const tl_service *svc)
+{
+    for (const tl_batch *b = svc->held_head; b; b = b->next)
+        if (!b->by_route)
+            return true;
+    return false;
+}
+
+/* Takes kept-back and held messages in, in order, while room allows. A batch that
+ * waits for its route's rate limit or breaker holds back later batches of its own
+ * source only: those of other routes go past it. */
 static void take_held(tl_service *svc)
 {
     if (atomic_load(&svc->stopping))
@@ -380,14 +407,23 @@ static void take_held(tl_service *svc)
     take_parts_held(svc);
     if (!batches_may_go(svc))
         return;
-    while (svc->held_head) {
-        tl_batch *b = svc->held_head;
-        tl_batch *next = b->next;
-        if (!batch_intake(svc, b))
-            break; /* the rest of it waits at the head */
-        svc->held_head = next;
-        if (!svc->held_head)
-            svc->held_tail = NULL;
+    uint64_t pass = ++svc->held_passes;
+    for (tl_batch *prev = NULL, *b = svc->held_head, *next; b; b = next) {
+        next = b->next;
+        tl_source_state *src = b->src;
+        if (src->held_pass != pass && batch_intake(svc, b)) {
+            src->held_batches--;
+            *(prev ? &prev->next : &svc->held_head) = next;
+            if (svc->held_tail == b)
+                svc->held_tail = prev;
+            continue;
+        }
+        if (src->held_pass == pass || b->by_route) {
+            src->held_pass = pass; /* the rest of its source's batches wait behind it */
+            prev = b;
+            continue;
+        }
+        break; /* it waits for room, and the rest behind it */
     }
 }
 
@@ -431,66 +467,18 @@ void tl__intake_resume(tl_service *svc)
     take_held(svc);
 }
 
-/* Loop thread: a deliver waited past its source's hold limit. Pauses the source while
- * batches are still held; either way the waiting deliver is let go or may ask again. */
-static void hold_on_loop(tl_loop *loop, void *arg)
+/* Nothing of the route waits any more: given back by a revoke or a drain. */
+static void rate_wait_over(tl_service *svc, tl_source_state *src)
 {
-    (void)loop;
-    tl_source_state *src = arg;
-    tl_service *svc = src->svc;
-    bool pause = svc->held_head && !atomic_load(&svc->stopping);
-    if (pause)
-        src->ops->pause(src->handle, true);
-    pthread_mutex_lock(&svc->mu);
-    src->hold_paused = pause;
-    src->hold_asked = pause;
-    pthread_cond_broadcast(&svc->intake_cv);
-    pthread_mutex_unlock(&svc->mu);
-    if (!pause)
-        return;
-    TL_STAT_ADD(svc, source_pauses, 1);
-    char ms[24];
-    snprintf(ms, sizeof(ms), "%lld", (long long)src->hold_limit_ms);
-    tl_kv f[] = {{"source", src->cfg->name}, {"hold_limit_ms", ms}};
-    /* Info, not warn: with a backlog and slow handlers this is backpressure doing its
-     * work, routinely; the metric source_pauses counts it. */
-    tl__log(svc, TL_LEVEL_INFO, "source_paused", f, 2);
-}
-
-void tl__intake_hold_resume(tl_service *svc)
-{
-    if (svc->held_head || atomic_load(&svc->stopping))
-        return;
-    for (size_t i = 0; i < svc->nsrcs; i++) {
-        tl_source_state *src = &svc->srcs[i];
-        if (!src->hold_paused)
-            continue;
-        src->ops->pause(src->handle, false);
-        pthread_mutex_lock(&svc->mu);
-        src->hold_paused = false;
-        src->hold_asked = false;
-        pthread_mutex_unlock(&svc->mu);
-        tl_kv f[] = {{"source", src->cfg->name}};
-        tl__log(svc, TL_LEVEL_INFO, "source_resumed", f, 1);
-    }
-}
-
-/* Source thread, with svc->mu held, while its deliver waits: past the source's hold
- * limit asks the loop, once, to pause the source (see hold_on_loop). */
-static void hold_check(tl_source_state *src, int64_t *since_ms)
-{
-    int64_t now = tl_clock_ns() / 1000000;
-    if (*since_ms < 0)
-        *since_ms = now;
-    if (src->hold_asked || now - *since_ms < src->hold_limit_ms)
-        return;
-    src->hold_asked = true;
-    if (tl_loop_call_threadsafe(src->svc->loop, hold_on_loop, src) != 0)
-        src->hold_asked = false;
+    tl_route_state *route = route_of(svc, src);
+    if (route && route->rate.on)
+        atomic_store_explicit(&route->rate_waiting, false, memory_order_relaxed);
 }
 
 void tl__intake_release_held(tl_service *svc)
 {
+    for (size_t i = 0; i < svc->nsrcs; i++)
+        rate_wait_over(svc, &svc->srcs[i]);
     /* The source is stopping or closing: it is not told about each partition. */
     while (svc->held_parts.head)
         part_release_held(svc, tl_list_item(svc->held_parts.head, tl_partition_state, held_link),
@@ -500,7 +488,8 @@ void tl__intake_release_held(tl_service *svc)
         svc->held_head = b->next;
         for (size_t i = b->first; i < b->n; i++)
             b->src->ops->release(b->src->handle, b->msgs[i]);
-        batch_taken(b->src);
+        b->src->held_batches--;
+        tl__intake_batch_taken(b->src);
         free(b);
     }
     svc->held_tail = NULL;
@@ -509,7 +498,9 @@ void tl__intake_release_held(tl_service *svc)
 void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_partition *parts,
                                 size_t n)
 {
-    /* The source forgets a revoked partition's pause with its assignment. */
+    /* What waits for the rate is given back: the next message of the route may wait
+     * again. The source forgets a revoked partition's pause with its assignment. */
+    rate_wait_over(svc, src);
     for (size_t k = 0; k < n; k++) {
         tl_partition_state *p = tl__partition_find(svc, src, parts[k].topic, parts[k].partition);
         if (p)
@@ -534,16 +525,19 @@ void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_
     }
 }
 
-static void batch_on_loop(tl_loop *loop, void *arg)
+void tl__intake_batch_on_loop(tl_loop *loop, void *arg)
 {
     (void)loop;
     tl_batch *b = arg;
     tl_service *svc = b->src->svc;
-    if (!svc->held_head && batch_intake(svc, b))
+    /* Batches of other routes waiting for their rate limit or breaker do not hold it. */
+    if ((!svc->held_head || (b->src->held_batches == 0 && !tl__intake_room_awaited(svc))) &&
+        batch_intake(svc, b))
         return;
     /* Past the bound (or behind batches already held): kept aside, in order. */
     if (!svc->held_head)
         TL_STAT_ADD(svc, paused, 1);
+    b->src->held_batches++;
     b->next = NULL;
     if (svc->held_tail)
         svc->held_tail->next = b;
@@ -552,46 +546,16 @@ static void batch_on_loop(tl_loop *loop, void *arg)
     svc->held_tail = b;
 }
 
-/*
- * Waits while TL_BATCHES_OUT batches of this source are not taken in
- * yet: fetching overlaps with intake, and backpressure (batches held by the loop)
- * stops the source. During shutdown it does not wait, since the loop may be joining
- * this very thread in ops->stop.
- */
-void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n)
+tl_batch *tl__intake_batch_new(tl_source_state *src, tl_msg **msgs, size_t n)
 {
-    tl_service *svc = src->svc;
     tl_batch *b = malloc(sizeof(*b) + n * sizeof(tl_msg *));
-    if (b) {
-        b->src = src;
-        b->first = 0;
-        b->n = n;
-        memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
-    }
-    pthread_mutex_lock(&svc->mu);
-    int64_t since_ms = -1;
-    /* Paused for a long hold, batches no longer wait: the thread must keep calling its
-     * library, and a paused source delivers only what it had fetched already. */
-    while (src->batches_out >= TL_BATCHES_OUT && !src->hold_paused &&
-           !atomic_load(&svc->stopping)) {
-        if (src->hold_limit_ms > 0)
-            hold_check(src, &since_ms);
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += 50 * 1000000L; /* stopping is set without a signal */
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&svc->intake_cv, &svc->mu, &dl);
-    }
-    src->batches_out++;
-    pthread_mutex_unlock(&svc->mu);
-    if (!b || tl_loop_call_threadsafe(svc->loop, batch_on_loop, b) != 0) {
-        /* Given back unprocessed and uncommitted: a broker delivers them again. */
-        for (size_t i = 0; i < n; i++)
-            src->ops->release(src->handle, msgs[i]);
-        free(b);
-        batch_taken(src);
-    }
+    if (!b)
+        return NULL;
+    b->next = NULL;
+    b->src = src;
+    b->first = 0;
+    b->n = n;
+    b->by_route = false; /* held without a try, it waits for room */
+    memcpy(b->msgs, msgs, n * sizeof(tl_msg *));
+    return b;
 }

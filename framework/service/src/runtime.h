@@ -111,8 +111,10 @@ typedef struct tl_source_state {
     tl_source *handle;
     tl_source_events ev;
     size_t index;
-    bool serial; /* its route handles one message of a partition at a time (ordering
-                  * partition): more than a partition's share in the window only waits */
+    bool serial;           /* its route handles one message of a partition at a time (ordering
+                            * partition): more than a partition's share in the window only waits */
+    unsigned held_batches; /* loop thread: its batches kept aside (intake.c) */
+    uint64_t held_pass;    /* loop thread: take_held's last pass that left one of them */
 } tl_source_state;
 
 /* A reroute destination shared by routes naming the same target. */
@@ -148,7 +150,7 @@ typedef struct tl_breaker {
     int64_t *times;        /* the last `failures` failure times, a ring */
     unsigned n, next;      /* how many it holds; the slot written next */
     int64_t open_until_ns; /* open: when the cooldown ends */
-    bool probe_out;        /* half-open: the probe went in */
+    const tl_msg *probe;   /* half-open: the probe's message, once it went in */
     _Atomic int state;     /* TL_BREAKER_*; read by the admin endpoint */
     _Atomic uint64_t transitions;
 } tl_breaker;
@@ -163,11 +165,19 @@ void tl__breaker_free(tl_breaker *b);
 const char *tl__breaker_state_name(int state);
 
 /* Loop thread: 0 when the route may take a message in now (the probe, when half-open);
- * else ns until the cooldown ends, or INT64_MAX while a probe's outcome is awaited. */
+ * else ns until the cooldown ends, or INT64_MAX while a probe's outcome is awaited.
+ * Nothing is taken: tl__breaker_taken says the message went in. */
 int64_t tl__breaker_wait(tl_service *svc, tl_route_state *route, int64_t now_ns);
 
-/* Loop thread: an attempt of the route succeeded (ok) or failed or stalled. */
-void tl__breaker_note(tl_service *svc, tl_route_state *route, bool ok, int64_t now_ns);
+/* Loop thread: msg went in after tl__breaker_wait said 0 (half-open: it is the probe). */
+void tl__breaker_taken(tl_breaker *b, const tl_msg *msg);
+
+/* Loop thread: msg's record is freed; if it was the probe, the next message may be. */
+void tl__breaker_forget(tl_breaker *b, const tl_msg *msg);
+
+/* Loop thread: an attempt of msg, of the route, succeeded (ok) or failed or stalled. */
+void tl__breaker_note(tl_service *svc, tl_route_state *route, const tl_msg *msg, bool ok,
+                      int64_t now_ns);
 
 /* The live state of a configured route. */
 struct tl_route_state {
@@ -187,6 +197,7 @@ struct tl_route_state {
     tl_rate rate;                /* its rate limit; loop thread */
     tl_breaker breaker;          /* its circuit breaker */
     _Atomic uint64_t rate_waits; /* times its intake waited for the rate limit */
+    _Atomic bool rate_waiting;   /* a message of it waits for the rate limit now */
     struct tl_procs *procs;      /* isolation process: its worker processes (procs.c) */
 };
 
@@ -302,7 +313,9 @@ struct tl_service {
     tl_lane **lanes;
     size_t nlanes_buckets, nlanes;
     tl_timer housekeeping;
-    tl_batch *held_head, *held_tail; /* batches kept aside past max_in_flight */
+    tl_batch *held_head, *held_tail; /* batches kept aside: past max_in_flight, or
+                                      * for their route's rate limit or breaker */
+    uint64_t held_passes;            /* take_held's passes over them */
     tl_timer room_timer;             /* takes held batches in on the next turn */
     tl_timer rate_timer;             /* takes held batches in when a rate allows */
     unsigned replaced_now;           /* workers added for stuck attempts, not yet retired */
@@ -679,9 +692,6 @@ void tl__records_free_all(tl_service *svc);
 /* Sets hooks.room_freed and prepares intake's timer. */
 void tl__intake_init(tl_service *svc);
 
-/* Source thread: the deliver event (see tl_source_events). */
-void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
-
 /* Loop thread: takes held batches in if room allows (housekeeping's safety net). */
 void tl__intake_resume(tl_service *svc);
 
@@ -692,8 +702,26 @@ void tl__intake_release_held_of(tl_service *svc, tl_source_state *src, const tl_
 /* Loop thread: gives every held batch back unprocessed (a drain or teardown). */
 void tl__intake_release_held(tl_service *svc);
 
-/* Loop thread: resumes sources paused for a long hold once nothing is held. */
+/* A batch of n messages from src, for the loop (NULL when out of memory). */
+tl_batch *tl__intake_batch_new(tl_source_state *src, tl_msg **msgs, size_t n);
+
+/* Loop thread, posted by deliver: takes the batch in, or holds it in order. */
+void tl__intake_batch_on_loop(tl_loop *loop, void *arg);
+
+/* A batch of src is in (or given back): its source may send another. Any thread. */
+void tl__intake_batch_taken(tl_source_state *src);
+
+/* Loop thread: whether a held batch waits for room (not for its route). */
+bool tl__intake_room_awaited(const tl_service *svc);
+
+/* ---------------------------------------------------------------- deliver.c */
+
+/* Loop thread: resumes each source paused for a long hold once none of its batches is
+ * held and none waits for room. */
 void tl__intake_hold_resume(tl_service *svc);
+
+/* Source thread: the deliver event (see tl_source_events). */
+void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
 
 /* ---------------------------------------------------------------- revoke.c */
 

@@ -127,6 +127,7 @@ function showStats(s) {
       [l.running, true], [l.stalled, true, "r" + r.route + "-stalled"], [l.stuck, true], [l.rerouting, true],
       [r.stalled_total, true, "r" + r.route + "-stalled_total"], [r.rerouted_total, true, "r" + r.route + "-rerouted_total"],
       [r.late_completions_total, true, "r" + r.route + "-late"], [r.on_stall], [r.on_error],
+      [r.rate_throttled == null ? "none" : r.rate_throttled ? "throttled" : "on pace", false, "r" + r.route + "-rate"],
       [r.rate_limited_total, true], [r.breaker || "none", false, "r" + r.route + "-breaker"]],
       cls: r.breaker === "open" ? "stalled" : "" };
   }));
