@@ -13,6 +13,7 @@
 #include "cli.h"
 
 #define MAX_MATCH 16
+#define MAX_PROPS 64
 /* A transaction ends after this many messages or this long, whichever comes first. */
 #define TXN_MESSAGES 1000
 #define TXN_MS 1000
@@ -39,6 +40,11 @@ static const char usage[] =
     "options:\n"
     "  --from TOPIC           the topic to read (required)\n"
     "  --brokers B            Kafka bootstrap servers (default $KAFKA or localhost:9092)\n"
+    "  -X NAME=VALUE          a librdkafka property for both clients (repeatable), e.g.\n"
+    "                         -X security.protocol=SASL_SSL -X sasl.mechanisms=SCRAM-SHA-512\n"
+    "                         -X sasl.username=u -X sasl.password=\"$PW\"\n"
+    "                         -X ssl.ca.location=ca.pem; those redrive sets itself for\n"
+    "                         its exactly-once reading are refused\n"
     "  --to TOPIC             send everything there instead of each tl-origin-topic\n"
     "  --group G              the redrive's consumer group (default taskloop-redrive-TOPIC,\n"
     "                         plus a suffix naming the filters when any is given: each\n"
@@ -74,6 +80,9 @@ typedef struct redrive_args {
     int32_t origin_partition;   /* -1: any */
     match headers[MAX_MATCH];
     size_t nheaders;
+    const char *props[MAX_PROPS][2]; /* -X NAME=VALUE, in the order given */
+    char prop_names[MAX_PROPS][128];
+    size_t nprops;
     uint64_t max, max_redrives;
     bool dry_run, progress;
     char group_buf[512], park_buf[512];
@@ -176,6 +185,50 @@ static void default_group(redrive_args *a, int argc, char **argv)
     a->group = a->group_buf;
 }
 
+/* One -X NAME=VALUE: tried on a throwaway configuration, so that a bad name or value
+ * is a usage error naming it, not a failure after the brokers were asked. */
+static void add_prop(redrive_args *a, const char *v)
+{
+    /* What redrive's exactly-once reading and writing rest on. */
+    static const char *const own[] = {"group.id",
+                                      "enable.auto.commit",
+                                      "enable.auto.offset.store",
+                                      "isolation.level",
+                                      "transactional.id",
+                                      "enable.idempotence",
+                                      "acks",
+                                      "bootstrap.servers",
+                                      "metadata.broker.list"};
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || eq - v >= (ptrdiff_t)sizeof(a->prop_names[0]))
+        bad("-X", v, "NAME=VALUE (a librdkafka property)");
+    if (a->nprops == MAX_PROPS) {
+        tl_cli_err("redrive: at most %d -X options", MAX_PROPS);
+        exit(2);
+    }
+    char *name = a->prop_names[a->nprops];
+    snprintf(name, sizeof(a->prop_names[0]), "%.*s", (int)(eq - v), v);
+    for (size_t k = 0; k < sizeof(own) / sizeof(own[0]); k++)
+        if (strcmp(name, own[k]) == 0) {
+            tl_cli_err("redrive: -X %s: set by redrive itself (%s)", name,
+                       k == 0   ? "use --group"
+                       : k >= 7 ? "use --brokers"
+                                : "its exactly-once reading and writing need it");
+            exit(2);
+        }
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    bool ok = rd_kafka_conf_set(conf, name, eq + 1, err, sizeof(err)) == RD_KAFKA_CONF_OK;
+    rd_kafka_conf_destroy(conf);
+    if (!ok) {
+        tl_cli_err("redrive: -X %s: %s", name, err);
+        exit(2);
+    }
+    a->props[a->nprops][0] = name;
+    a->props[a->nprops][1] = eq + 1;
+    a->nprops++;
+}
+
 static void parse_args(int argc, char **argv, redrive_args *a)
 {
     *a = (redrive_args){.brokers = getenv("KAFKA") ? getenv("KAFKA") : "localhost:9092",
@@ -219,6 +272,8 @@ static void parse_args(int argc, char **argv, redrive_args *a)
             match *h = &a->headers[a->nheaders++];
             snprintf(h->name, sizeof(h->name), "%.*s", (int)(eq - v), v);
             h->value = eq + 1;
+        } else if ((v = opt_value(argc, argv, &i, "-X"))) {
+            add_prop(a, v);
         } else if ((v = opt_value(argc, argv, &i, "--max"))) {
             a->max = parse_count("--max", v);
         } else if ((v = opt_value(argc, argv, &i, "--max-redrives"))) {
@@ -264,6 +319,9 @@ static rd_kafka_t *new_client(rd_kafka_type_t type, const redrive_args *a)
     bool ok = true;
     for (size_t i = 0; ok && i < 2; i++)
         ok = rd_kafka_conf_set(conf, common[i][0], common[i][1], err, sizeof(err)) ==
+             RD_KAFKA_CONF_OK;
+    for (size_t i = 0; ok && i < a->nprops; i++)
+        ok = rd_kafka_conf_set(conf, a->props[i][0], a->props[i][1], err, sizeof(err)) ==
              RD_KAFKA_CONF_OK;
     for (size_t i = 0; ok && type == RD_KAFKA_CONSUMER && i < 5; i++)
         ok = rd_kafka_conf_set(conf, consumer[i][0], consumer[i][1], err, sizeof(err)) ==

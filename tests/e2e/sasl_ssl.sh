@@ -80,4 +80,23 @@ e2e_log "the password appears in none of stderr, stdout, /metrics, /tasks, check
 grep -E 'event=(source_error|source_fatal|reroute_failed)' "$e2e_work/svc-a.log" | cut -c1-200 | head -n 5 >&2 || true
 
 e2e_verify "$topic" "$stall" "$dlq" "$retries" 0
+
+# 4. taskloop redrive reaches the same listener with -X properties (a dry run: it
+# reads every dead letter and sends nothing); without them it fails, saying so.
+sasl_x=(-X security.protocol=SASL_SSL -X sasl.mechanisms=SCRAM-SHA-512 -X "sasl.username=$user"
+  -X "sasl.password=$password" -X "ssl.ca.location=$KAFKA_CA")
+dead=$(e2e_topic_count "$dlq")
+"$TASKLOOP" redrive --from "$dlq" --brokers "$SASL_BOOTSTRAP" "${sasl_x[@]}" --dry-run \
+  >"$e2e_work/redrive.out" 2>"$e2e_work/redrive.err" ||
+  e2e_fail "redrive over SASL_SSL failed: $(tail -n 3 "$e2e_work/redrive.err")"
+grep -q "^redrive $dlq (dry run): read $dead, would move $dead," "$e2e_work/redrive.out" ||
+  e2e_fail "redrive over SASL_SSL did not read the $dead dead letters: $(tail -n 1 "$e2e_work/redrive.out")"
+rc=0
+"$TASKLOOP" redrive --from "$dlq" --brokers "$SASL_BOOTSTRAP" --dry-run >/dev/null \
+  2>"$e2e_work/redrive-plain.err" || rc=$?
+[ "$rc" -eq 1 ] || e2e_fail "redrive without the SASL properties: status $rc, not 1"
+if grep -qF -- "$password" "$e2e_work/redrive.out" "$e2e_work/redrive.err"; then
+  e2e_fail "the password appears in redrive's output"
+fi
+e2e_log "redrive over SASL_SSL with -X: $(tail -n 1 "$e2e_work/redrive.out" | cut -c1-100); without: status 1"
 e2e_done

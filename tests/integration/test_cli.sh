@@ -533,5 +533,72 @@ EOF
     ok "SIGINT drains; a second one forces exit 130"
 }
 
+# `taskloop redrive` without a broker of its own: bad options (-X ones too) are usage
+# errors naming the option; brokers that do not answer end it with status 1; a dry run
+# on the mock cluster lists what would move or park and sends nothing; a missing topic
+# is status 1. (Moving, resuming after a kill and parking need transactions, which the
+# mock does not keep: e2e_redrive does those on a real broker, e2e_sasl_ssl -X.)
+case_redrive() {
+    command -v kcat >/dev/null || { echo "kcat is not installed (make test installs it)"; exit 1; }
+    local rc t0 args want
+    "$TASKLOOP" redrive --help | grep -q '^usage: taskloop redrive --from TOPIC' || fail "redrive --help"
+    "$TASKLOOP" redrive --help | grep -q '^  -X NAME=VALUE' || fail "redrive --help lists -X"
+    while IFS='|' read -r args want; do
+        rc=0
+        # shellcheck disable=SC2086
+        "$TASKLOOP" redrive $args >"$work/out" 2>"$work/err" || rc=$?
+        [ "$rc" -eq 2 ] && grep -qF "taskloop: redrive: $want" "$work/err" ||
+            fail "redrive $args: want status 2 and '$want', got $rc: $(cat "$work/err")"
+        [ ! -s "$work/out" ] || fail "redrive $args printed on stdout"
+    done <<'CASES'
+--to x|--from TOPIC is required
+--from d --since yesterday|--since: "yesterday" is not a UTC time
+--from d --max x1|--max: "x1" is not a whole number
+--from d --origin-partition p1|--origin-partition: "p1" is not a whole number
+--from d --header novalue|--header: "novalue" is not NAME=VALUE
+--from d --reason|--reason needs a value
+--from d -X no.such.property=1|-X no.such.property: No such configuration property
+--from d -X socket.timeout.ms=soon|-X socket.timeout.ms: Invalid value
+--from d -X group.id=g|-X group.id: set by redrive itself (use --group)
+--from d -X isolation.level=read_uncommitted|-X isolation.level: set by redrive itself
+--from d -X novalue|-X: "novalue" is not NAME=VALUE
+--from d --frobnicate|unknown option --frobnicate
+CASES
+    ok "bad options: status 2, the option named, nothing on stdout"
+    rc=0
+    t0=$(date +%s)
+    "$TASKLOOP" redrive --from d --brokers 127.0.0.1:1 >"$work/out" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "cannot reach the brokers 127.0.0.1:1" "$work/err" ||
+        fail "unreachable brokers: want status 1 and a message, got $rc: $(cat "$work/err")"
+    [ $(($(date +%s) - t0)) -le 20 ] || fail "unreachable brokers: more than 20 s"
+    ok "unreachable brokers: status 1, said"
+    start_mock --topic d.dlq:2 --topic d.orig:2
+    printf '%b\n' \
+        'tl-origin-topic=d.orig;tl-origin-partition=1;tl-origin-offset=7;tl-reason=failed;tl-error=boom\tk1\tid=1' \
+        'tl-origin-topic=d.orig;tl-origin-partition=0;tl-reason=stalled;tl-redrive-count=3\tk2\tid=2' \
+        '\tk3\tid=3' |
+        "$TASKLOOP" produce --to kafka:d.dlq --brokers "$brokers" --from - --format key-value \
+            --headers --partitions 1 >/dev/null || fail "produce the dead letters"
+    "$TASKLOOP" redrive --from d.dlq --brokers "$brokers" --dry-run -X client.id=cli-test \
+        >"$work/out" 2>"$work/err" || fail "dry run: $(cat "$work/err")"
+    grep -q '^d.dlq\[0\]@0 origin=d.orig\[1\] reason=failed error="boom" age=[0-9]*s -> d.orig$' "$work/out" ||
+        fail "dry run line of a failed message: $(cat "$work/out")"
+    grep -q '^d.dlq\[0\]@1 origin=d.orig\[0\] reason=stalled .* -> d.dlq.parked (parked)$' "$work/out" ||
+        fail "dry run line of a message past --max-redrives: $(cat "$work/out")"
+    grep -q '^redrive d.dlq (dry run): read 3, would move 1, parked 1, skipped 1 (filtered 0, no tl-origin-topic 1), failed 0' \
+        "$work/out" || fail "dry run summary: $(tail -1 "$work/out")"
+    "$TASKLOOP" redrive --from d.dlq --brokers "$brokers" --dry-run --reason stalled --max-redrives 5 \
+        >"$work/out" || fail "dry run with a filter"
+    grep -q 'read 3, would move 1, parked 0, skipped 2 (filtered 2, no tl-origin-topic 0)' "$work/out" ||
+        fail "--reason stalled: $(tail -1 "$work/out")"
+    [ -z "$(kcat -C -b "$brokers" -t d.orig -e -q -f '%s\n' 2>/dev/null)" ] || fail "a dry run sent something"
+    ok "dry run: a line per message to move or park, a summary, nothing sent"
+    rc=0
+    "$TASKLOOP" redrive --from nosuch --brokers "$brokers" >"$work/out" 2>"$work/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "topic nosuch does not exist" "$work/err" ||
+        fail "missing topic: want status 1 and a message, got $rc: $(cat "$work/err")"
+    ok "a missing topic: status 1, said"
+}
+
 [ $# -eq 1 ] || { echo "usage: $0 CASE" >&2; exit 2; }
 "case_$1"
