@@ -1,7 +1,11 @@
 /*
  * Failures (on_error): a failing handler is retried in place with doubling backoff;
  * past its retries its message goes to the error target with the tl-* headers, or,
- * with no target, is dropped and settled. The fixture is service_helpers.h's.
+ * with no target, is dropped and settled. With on_error.via, retries go through that
+ * target instead and come back no earlier than due, holding nothing back meanwhile
+ * (the scripts below play the broker: they move what the route sent to via into the
+ * route's own topic, as a source reading that topic would get it). The fixture is
+ * service_helpers.h's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -78,6 +82,175 @@ static void a_failure_with_no_target_is_dropped_and_settled(void **state)
     assert_balanced(f);
 }
 
+#define VIA_ROUTE(name)                                                                            \
+    "    on_error: { retries: 2, backoff: 200ms, via: \"memory:" name ".retry\", then: "           \
+    "\"memory:" name ".dlq\" }\n"
+
+/* Wall-clock ms minus monotonic ms, to read the handler's start times as wall clock. */
+static int64_t wall_offset;
+
+/* Moves the retry at index i of store into partition 1 of the fixture's topic. */
+static void bring_back(fx *f, const char *store, size_t i)
+{
+    tl_memory_record *r = NULL;
+    assert_int_equal(tl_memory_sink_get(store, i, &r), 0);
+    tl_out_msg m = {r->payload, r->len, r->key, r->key_len, r->headers, r->nheaders};
+    assert_true(tl_memory_push_msg(f->topic, 1, &m) >= 0);
+    tl_memory_record_free(r);
+}
+
+static bool two_retries_sent(fx *f)
+{
+    (void)f;
+    return tl_memory_sink_count("via.retry") >= 2;
+}
+
+/* Brings each retry back as soon as it is sent, then waits for the end. */
+static void script_via_broker(fx *f)
+{
+    STEP(wait_for(f, two_retries_sent, 10000) || tl_memory_sink_count("via.retry") == 1);
+    size_t moved = 0;
+    for (int64_t end = now_ms() + 10000; moved < 2 && now_ms() < end; sleep_ms(1))
+        while (moved < tl_memory_sink_count("via.retry"))
+            bring_back(f, "via.retry", moved++);
+    STEP(moved == 2);
+    STEP(wait_for(f, all_settled, 10000));
+}
+
+static void a_retry_through_via_runs_no_earlier_than_due_while_its_partition_goes_on(void **state)
+{
+    fx *f = *state;
+    wall_offset = wall_ms() - now_ms();
+    start(f, "via", (opts){.partitions = 2, .route_extra = VIA_ROUTE("via")});
+    push(f, 0, "k", "fail");
+    for (int i = 0; i < 3; i++)
+        push(f, 0, NULL, "ok");
+    run(f, script_via_broker);
+    /* The failed message's partition went on at once: the next three ran before its
+     * second attempt. */
+    const call *second = find_call(f, 1, 0), *third = find_call(f, 1, 1);
+    assert_non_null(second);
+    assert_non_null(third);
+    for (int64_t o = 1; o <= 3; o++)
+        assert_true(find_call(f, 0, o)->end_ms <= second->start_ms);
+    /* Attempts count on, and each ran no earlier than its due time (ms rounding). */
+    assert_int_equal(second->attempt, 2);
+    assert_int_equal(third->attempt, 3);
+    tl_memory_record *r = NULL;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(tl_memory_sink_get("via.retry", i, &r), 0);
+        assert_header(r, "tl-reason", "retry");
+        assert_header(r, "tl-attempt", i == 0 ? "1" : "2");
+        assert_header(r, "tl-origin-topic", "via");
+        assert_header(r, "tl-origin-partition", "0");
+        assert_header(r, "tl-origin-offset", "0");
+        assert_header(r, "tl-first-error", "boom 0");
+        long long due = header_num(r, "tl-due-ms");
+        /* The backoff doubles: 200 ms after the first attempt, 400 after the second. */
+        assert_true(due - r->timestamp_ms >= (i == 0 ? 190 : 390));
+        assert_true(due - r->timestamp_ms <= (i == 0 ? 400 : 600));
+        const call *c = i == 0 ? second : third;
+        assert_true(c->start_ms + wall_offset + 2 >= due);
+        tl_memory_record_free(r);
+    }
+    /* The last attempt goes to then, with the whole story: first and last error,
+     * attempts, the first delivery's origin and time. */
+    assert_int_equal(tl_memory_sink_count("via.dlq"), 1);
+    assert_int_equal(tl_memory_sink_get("via.dlq", 0, &r), 0);
+    assert_header(r, "tl-reason", "failed");
+    assert_header(r, "tl-attempt", "3");
+    assert_header(r, "tl-error", "boom 1");
+    assert_header(r, "tl-first-error", "boom 0");
+    assert_header(r, "tl-origin-topic", "via");
+    assert_header(r, "tl-origin-offset", "0");
+    assert_true(tl_memory_record_header(r, "tl-due-ms", NULL) == NULL);
+    assert_true(r->timestamp_ms - header_num(r, "tl-first-seen-ms") >= 600);
+    tl_memory_record_free(r);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.retries_delayed, 2);
+    assert_int_equal(s.retries_waiting, 0);
+    assert_int_equal(s.failed, 3);
+    assert_int_equal(s.completed, 3);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 4);
+    assert_int_equal(tl_memory_committed(f->topic, 1), 2);
+    assert_balanced(f);
+}
+
+/* A retry as via would have it, due in ms from now (or at the given wall time). */
+static void push_retry(fx *f, int32_t partition, const char *payload, long long due_ms,
+                       const char *attempt)
+{
+    char due[24];
+    snprintf(due, sizeof(due), "%lld", due_ms);
+    tl_header h[] = {{"tl-reason", "retry", 5},       {"tl-attempt", attempt, strlen(attempt)},
+                     {"tl-due-ms", due, strlen(due)}, {"tl-origin-topic", "elsewhere", 9},
+                     {"tl-origin-partition", "4", 1}, {"tl-origin-offset", "77", 2}};
+    tl_out_msg m = {.payload = payload, .len = strlen(payload), .headers = h, .nheaders = 6};
+    assert_true(tl_memory_push_msg(f->topic, partition, &m) >= 0);
+}
+
+static bool one_waiting(fx *f)
+{
+    return stats(f).retries_waiting == 1 && f->ncalls >= 1;
+}
+
+static void script_waiting_then_settled(fx *f)
+{
+    STEP(wait_for(f, one_waiting, 5000));
+    STEP(wait_for(f, all_settled, 10000));
+}
+
+static void a_retry_not_yet_due_holds_no_worker_and_no_message_behind_it(void **state)
+{
+    fx *f = *state;
+    wall_offset = wall_ms() - now_ms();
+    start(f, "due", (opts){.workers = 1, .partitions = 2, .route_extra = VIA_ROUTE("due")});
+    long long due = wall_ms() + 150; /* within the first retry's 200 ms */
+    push_retry(f, 1, "ok", due, "1");
+    push(f, 1, NULL, "ok"); /* behind it in its own partition */
+    push(f, 0, NULL, "ok");
+    run(f, script_waiting_then_settled);
+    const call *retry = find_call(f, 1, 0), *behind = find_call(f, 1, 1);
+    assert_non_null(retry);
+    assert_non_null(behind);
+    assert_true(behind->end_ms <= retry->start_ms);
+    assert_true(find_call(f, 0, 0)->end_ms <= retry->start_ms);
+    assert_true(retry->start_ms + wall_offset + 2 >= due);
+    assert_int_equal(retry->attempt, 2);
+    assert_int_equal(stats(f).retries_waiting, 0);
+    assert_balanced(f);
+}
+
+static bool three_done(fx *f)
+{
+    return f->ncalls >= 3 && all_settled(f);
+}
+
+static void script_three_done(fx *f)
+{
+    STEP(wait_for(f, three_done, 5000));
+}
+
+/* A due time further than the route's longest retry delay (another clock, or made up)
+ * waits that delay at most; retry headers that do not parse make a new message. */
+static void retry_headers_from_elsewhere_cannot_hold_a_message_for_long(void **state)
+{
+    fx *f = *state;
+    start(f, "odd", (opts){.partitions = 2, .route_extra = VIA_ROUTE("odd")});
+    int64_t t0 = now_ms();
+    push_retry(f, 1, "ok", wall_ms() + 7LL * 24 * 3600 * 1000, "1"); /* a week away */
+    push_retry(f, 1, "ok", 12345, "x");                              /* not a number */
+    push_retry(f, 1, "ok", wall_ms() + 3600 * 1000, "99");           /* past its retries */
+    run(f, script_three_done);
+    const call *week = find_call(f, 1, 0), *bad = find_call(f, 1, 1), *late = find_call(f, 1, 2);
+    assert_true(week->start_ms - t0 < 1000); /* 400 ms: the second retry's delay */
+    assert_true(late->start_ms - t0 < 1000);
+    assert_int_equal(week->attempt, 2);
+    assert_int_equal(bad->attempt, 1);
+    assert_int_equal(late->attempt, 100);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -85,6 +258,9 @@ int main(void)
         T(a_failing_handler_is_retried_with_doubling_backoff_until_it_succeeds),
         T(a_failure_past_its_retries_goes_to_the_error_target),
         T(a_failure_with_no_target_is_dropped_and_settled),
+        T(a_retry_through_via_runs_no_earlier_than_due_while_its_partition_goes_on),
+        T(a_retry_not_yet_due_holds_no_worker_and_no_message_behind_it),
+        T(retry_headers_from_elsewhere_cannot_hold_a_message_for_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,6 +208,11 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
                "Times a source was paused because backpressure kept its thread waiting past "
                "the source's hold limit.",
                st.source_pauses);
+    metric_one(f, "retries_delayed_total", "counter",
+               "Failed attempts sent to on_error.via, to run again once due.", st.retries_delayed);
+    metric_one(f, "retries_waiting", "gauge",
+               "Delayed retries come back before they were due, waiting (no worker held).",
+               st.retries_waiting);
     metric_one(f, "replaced_workers_total", "counter",
                "Workers added to stand in for ones stuck in stalled handlers.",
                st.replaced_workers);

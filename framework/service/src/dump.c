@@ -190,6 +190,10 @@ static void dump_route(FILE *out, const tl_config *cfg, const tl_config_route *r
         fputs(", then: ", out);
         put_target(out, &r->on_error);
     }
+    if (r->retry_via.scheme) {
+        fputs(", via: ", out);
+        put_target(out, &r->retry_via);
+    }
     fputs(" }\n", out);
     if (r->nparams) {
         fputs("    params:\n", out);

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct tl_batch {
     tl_batch *next;
@@ -45,15 +44,6 @@ static tl_route_state *route_of(tl_service *svc, tl_source_state *src)
         if (svc->routes[r].src == src)
             return &svc->routes[r];
     return NULL;
-}
-
-/* Wall-clock milliseconds: tl-first-seen-ms is read by other processes, so it cannot be
- * the loop's monotonic clock. */
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void tl__intake_batch_taken(tl_source_state *src)
@@ -295,7 +285,7 @@ static bool route_admit(tl_service *svc, tl_route_state *route, const tl_msg *m)
 /* Takes in what partitions kept back, as far as their shares and the window allow. */
 static void take_parts_held(tl_service *svc)
 {
-    int64_t seen_ms = wall_ms();
+    int64_t seen_ms = tl__wall_ms();
     for (tl_link *l = svc->held_parts.head, *next; l; l = next) {
         next = l->next;
         tl_partition_state *p = tl_list_item(l, tl_partition_state, held_link);
@@ -324,7 +314,7 @@ static bool batch_intake(tl_service *svc, tl_batch *b)
     tl_source_state *src = b->src;
     tl_route_state *route = route_of(svc, src);
     bool drop = !route || atomic_load(&svc->stopping);
-    int64_t seen_ms = wall_ms(); /* one clock read a batch: it arrived at once */
+    int64_t seen_ms = tl__wall_ms(); /* one clock read a batch: it arrived at once */
     size_t left = room(svc);
     stale_count sc = {0};
     b->by_route = false;

@@ -2,7 +2,8 @@
  * Records: a message in flight, from intake until it is settled and freed. A record
  * runs attempts (attempt.c) in its lane's turn (lanes.c); each attempt's outcome comes
  * back here through the hooks: a success settles the message, a failure is retried in
- * place with backoff and then rerouted to on_error's target, an attempt whose time is
+ * place with backoff (or, with on_error.via, sent there to come back once due: due.c)
+ * and then rerouted to on_error's target, an attempt whose time is
  * up is stalled: cancelled and rerouted to on_stall's target (or, without one, waited
  * for). A message is settled once completed or once its reroute was acknowledged;
  * only then may its offset be committed.
@@ -15,8 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BACKOFF_MAX_MS 30000
+
+int64_t tl__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void start(tl_rec *rec);
 
@@ -41,6 +50,7 @@ static void rec_free(tl_rec *rec)
         tl__breaker_forget(&rec->route->breaker, rec->msg);
     src->ops->release(src->handle, rec->msg);
     free(rec->err_text);
+    tl__due_free(rec);
     tl_recycler_put_owned(svc->rec_blocks, rec); /* records are made and freed on the loop */
 }
 
@@ -156,6 +166,16 @@ static void attempt_done(tl_rec *rec, tl_task *task)
     const tl_config_route *r = rec->route->cfg;
     /* Retries go on during a drain: a message whose retries the drain cuts short stays
      * unsettled and is delivered again, rather than sent to on_error too early. */
+    if (rec->attempt <= r->retries && rec->route->retry_via) {
+        /* Settled once the via target has it: the partition goes on meanwhile. */
+        int64_t delay = tl__due_delay_ms(r, rec->attempt);
+        rec->due_ms = tl__wall_ms() + delay;
+        tl__due_keep_first_error(rec);
+        log_failed(rec, rec->route->retry_via->name, delay);
+        TL_STAT_ADD(svc, retries_delayed, 1);
+        to_target(rec, rec->route->retry_via, "retry");
+        return;
+    }
     if (rec->attempt <= r->retries) {
         /* A revoke waits for the partition's retries: they go at once. */
         int64_t delay = rec->part->revoking ? 0 : r->backoff_ms;
@@ -216,6 +236,21 @@ static void rerouted(tl_rec *rec)
     settle(rec);
 }
 
+/* A delayed retry's time came: it joins its lane as a new message would. */
+static void due_fire(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    tl_rec *rec = arg;
+    TL_STAT_ADD(rec->svc, retries_waiting, -1);
+    rec->state = REC_QUEUED;
+    char late[24];
+    snprintf(late, sizeof(late), "%lldms", (long long)(tl__wall_ms() - rec->due_ms));
+    tl_kv f[] = {{"late", late}};
+    tl__log_msg(rec, TL_LEVEL_INFO, "message_retry", rec->attempt + 1, NULL, f, 1);
+    if (tl__lane_join(rec))
+        start(rec);
+}
+
 static void start(tl_rec *rec)
 {
     if (!tl__attempt_new(rec, 0)) {
@@ -266,6 +301,13 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
         svc->unacked++; /* until its commit is acknowledged (acks.c) */
     TL_STAT_ADD(svc, consumed, 1);
     TL_STAT_ADD(svc, in_flight, 1);
+    int64_t wait = route->retry_via ? tl__due_take(rec, seen_ms) : 0;
+    if (wait > 0) {
+        rec->state = REC_DUE;
+        TL_STAT_ADD(svc, retries_waiting, 1);
+        tl_timer_start(&rec->timer, wait, due_fire, rec);
+        return;
+    }
     if (tl__lane_join(rec))
         start(rec);
 }
@@ -304,12 +346,21 @@ void tl__records_revoking(tl_service *svc, tl_partition_state *part, bool lost)
     for (tl_link *l = svc->recs.head, *next; l; l = next) {
         next = l->next;
         tl_rec *r = tl_list_item(l, tl_rec, all_link);
-        if (r->part != part || r->state != REC_BACKOFF || r->gen != part->gen)
+        if (r->part != part || (r->state != REC_BACKOFF && r->state != REC_DUE) ||
+            r->gen != part->gen)
             continue;
         tl_timer_stop(&r->timer);
+        bool due = r->state == REC_DUE; /* in no lane yet */
+        if (due)
+            TL_STAT_ADD(svc, retries_waiting, -1);
         if (r->msg->offset >= high) {
-            lane_release(r);
+            if (!due)
+                lane_release(r);
             drop_unstarted(r);
+        } else if (due) {
+            r->state = REC_QUEUED;
+            if (tl__lane_join(r))
+                start(r);
         } else {
             retry_fire(&r->timer, r);
         }

@@ -99,8 +99,8 @@ static void on_ack(void *arg, int err, const char *what)
 }
 
 const char *const tl__reroute_header_names[TL_REROUTE_NHEADERS] = {
-    "tl-reason",  "tl-origin-topic", "tl-origin-partition", "tl-origin-offset",
-    "tl-attempt", "tl-error",        "tl-first-seen-ms"};
+    "tl-reason", "tl-origin-topic",  "tl-origin-partition", "tl-origin-offset", "tl-attempt",
+    "tl-error",  "tl-first-seen-ms", "tl-due-ms",           "tl-first-error"};
 
 /* One of the headers a reroute writes: an old one is replaced, while other tl-* headers
  * (tl-redrive-count, kept by `taskloop redrive`) travel on. */
@@ -120,7 +120,8 @@ size_t tl__reroute_headers(const tl_msg *m, const char *const vals[TL_REROUTE_NH
         if (!reroute_header(m->headers[i].name))
             out[n++] = m->headers[i];
     for (size_t i = 0; i < TL_REROUTE_NHEADERS; i++)
-        out[n++] = (tl_header){tl__reroute_header_names[i], vals[i], strlen(vals[i])};
+        if (vals[i])
+            out[n++] = (tl_header){tl__reroute_header_names[i], vals[i], strlen(vals[i])};
     return n;
 }
 
@@ -133,14 +134,25 @@ static void send_now(tl_rec *rec)
         send_failed(rec, TL_ENOMEM, "out of memory");
         return;
     }
-    char part[16], off[24], attempt[16], first[24];
-    snprintf(part, sizeof(part), "%d", (int)m->partition);
-    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    char part_buf[16], off_buf[24], attempt[16], first[24], due[24];
+    snprintf(part_buf, sizeof(part_buf), "%d", (int)m->partition);
+    snprintf(off_buf, sizeof(off_buf), "%lld", (long long)m->offset);
     snprintf(attempt, sizeof(attempt), "%u", rec->attempt);
     snprintf(first, sizeof(first), "%lld", (long long)rec->first_seen_ms);
-    const char *origin = m->origin ? m->origin : "";
+    snprintf(due, sizeof(due), "%lld", (long long)rec->due_ms);
+    const char *origin = m->origin ? m->origin : "", *part = part_buf, *off = off_buf;
+    tl__due_origin(rec, &origin, &part, &off); /* a delayed retry's first delivery */
     const char *err = rec->err_text ? rec->err_text : "";
-    const char *vals[TL_REROUTE_NHEADERS] = {rec->reason, origin, part, off, attempt, err, first};
+    bool retry = strcmp(rec->reason, "retry") == 0;
+    const char *vals[TL_REROUTE_NHEADERS] = {rec->reason,
+                                             origin,
+                                             part,
+                                             off,
+                                             attempt,
+                                             err,
+                                             first,
+                                             retry ? due : NULL,
+                                             tl__due_first_error(rec)};
     size_t n = tl__reroute_headers(m, vals, h);
     tl_out_msg out = {m->payload, m->len, m->key, m->key_len, h, n};
     rec->send_tries++;
@@ -220,6 +232,8 @@ int tl__targets_open(tl_service *svc, char *err, size_t errlen)
         int rc = target_open(svc, rt->cfg, &rt->cfg->on_stall, &rt->on_stall, err, errlen);
         if (rc == 0)
             rc = target_open(svc, rt->cfg, &rt->cfg->on_error, &rt->on_error, err, errlen);
+        if (rc == 0)
+            rc = target_open(svc, rt->cfg, &rt->cfg->retry_via, &rt->retry_via, err, errlen);
         if (rc)
             return rc;
     }

@@ -185,6 +185,7 @@ struct tl_route_state {
     tl_source_state *src;
     tl_target *on_stall; /* NULL when the route has none */
     tl_target *on_error;
+    tl_target *retry_via;   /* on_error.via: delayed retries go there; NULL: in place */
     tl_list watch;          /* running attempts' records by deadline (watch.c) */
     tl_timer watch_timer;   /* armed for the head's deadline */
     tl_handler_hooks hooks; /* its handler's (handler_life.c) */
@@ -205,6 +206,7 @@ typedef enum tl_rec_state {
     REC_QUEUED,    /* waiting for its ordering lane */
     REC_RUNNING,   /* its handler task is out */
     REC_BACKOFF,   /* failed, waiting to retry in place */
+    REC_DUE,       /* a delayed retry come back early: waits, in no lane (due.c) */
     REC_REROUTING, /* sent to a target, waiting for the acknowledgement */
     REC_SETTLED,
 } tl_rec_state;
@@ -220,11 +222,13 @@ struct tl_rec {
     tl_rec_state state;
     unsigned attempt; /* attempts made so far; the current one's number */
     int64_t first_seen_ms;
-    tl_task *task;            /* the current attempt */
-    tl_task *stalled;         /* a stalled attempt still running, or NULL */
-    unsigned stalled_attempt; /* which attempt that is */
-    bool stuck;               /* it ignored cancellation past the grace: holds a worker */
-    bool replaced_worker;     /* a worker was added while it is stuck */
+    int64_t due_ms;             /* wall clock: when its delayed retry is due (due.c) */
+    struct tl_carried *carried; /* what a delayed retry carries on, or NULL */
+    tl_task *task;              /* the current attempt */
+    tl_task *stalled;           /* a stalled attempt still running, or NULL */
+    unsigned stalled_attempt;   /* which attempt that is */
+    bool stuck;                 /* it ignored cancellation past the grace: holds a worker */
+    bool replaced_worker;       /* a worker was added while it is stuck */
     int64_t stalled_at_ms;
     int last_err;
     char *err_text;
@@ -266,7 +270,7 @@ struct tl_lane {
 typedef struct tl_stats_atomic {
     _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
         reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses,
-        handler_crashes, processes_replaced;
+        handler_crashes, processes_replaced, retries_delayed, retries_waiting;
     _Atomic bool healthy;
 } tl_stats_atomic;
 
@@ -570,15 +574,15 @@ int tl__frame_read(int fd, void *buf, size_t len);
 /* ---------------------------------------------------------------- reroute.c */
 
 /* The tl-* headers a rerouted message carries, in the order they are sent. */
-#define TL_REROUTE_NHEADERS 7
+#define TL_REROUTE_NHEADERS 9
 extern const char *const tl__reroute_header_names[TL_REROUTE_NHEADERS];
 
 /*
  * The headers a rerouted copy of m carries, into out (room for m->nheaders +
  * TL_REROUTE_NHEADERS): m's own in their order, but any of tl__reroute_header_names
  * (what an earlier reroute wrote, or a sender made up), then one of each
- * tl__reroute_header_names with vals[i] as its value. Other tl-* headers (such as
- * tl-redrive-count) go on. Returns how many.
+ * tl__reroute_header_names with vals[i] as its value, unless vals[i] is NULL. Other
+ * tl-* headers (such as tl-redrive-count) go on. Returns how many.
  */
 size_t tl__reroute_headers(const tl_msg *m, const char *const vals[TL_REROUTE_NHEADERS],
                            tl_header *out);
@@ -667,7 +671,37 @@ tl_rec *tl__lanes_take_queued(tl_service *svc, tl_partition_state *part, int64_t
 /* Frees every lane (service teardown). */
 void tl__lanes_free(tl_service *svc);
 
+/* ---------------------------------------------------------------- due.c */
+
+/* The longest a delayed retry waits: the longest duration a config may give. */
+#define TL_DUE_MAX_MS (168LL * 3600 * 1000)
+
+/* How long attempt's retry waits: backoff doubled per attempt after the first, at most
+ * TL_DUE_MAX_MS. */
+int64_t tl__due_delay_ms(const tl_config_route *r, unsigned attempt);
+
+/* A message of a route with on_error.via: when it is a retry that came back (tl-reason
+ * "retry" and well-formed tl-* headers), takes its attempts, first-seen time, origin and
+ * first error into the record and returns how many ms it must still wait (0: now). */
+int64_t tl__due_take(tl_rec *rec, int64_t now_ms);
+
+/* Keeps the record's current error as its first one, unless it has one already. */
+void tl__due_keep_first_error(tl_rec *rec);
+
+/* Sets topic, part and off to the origin a retry carried; leaves them otherwise. */
+void tl__due_origin(const tl_rec *rec, const char **topic, const char **part, const char **off);
+
+/* The first attempt's error a retry carries, or NULL. */
+const char *tl__due_first_error(const tl_rec *rec);
+
+/* Frees what a retry carried. */
+void tl__due_free(tl_rec *rec);
+
 /* ---------------------------------------------------------------- record.c */
+
+/* Wall-clock milliseconds: tl-first-seen-ms and tl-due-ms are read by other processes
+ * (and other instances), so they cannot be the loop's monotonic clock. */
+int64_t tl__wall_ms(void);
 
 /* Sets the hooks record.c answers (attempt_done, attempt_expired, attempt_late,
  * rerouted). */

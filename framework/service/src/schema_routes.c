@@ -71,14 +71,17 @@ static long find_source(const route_index *ix, const char *name)
 /* ---------------------------------------------------------------- targets */
 
 /* True when the target names what the route's own source reads (by its adapter's
- * `input` key, on the sink of the same name as the source type): a loop. */
+ * `input` key, on the sink of the same name as the source type). Unknown returns
+ * `unknown`: no source, or a source type without an input key (memory). */
 static bool feeds_own_input(const tl_config *cfg, const tl_config_route *r,
-                            const tl_config_target *t)
+                            const tl_config_target *t, bool unknown)
 {
     if (r->source == SIZE_MAX)
-        return false;
+        return unknown;
     const tl_config_source *src = &cfg->sources[r->source];
-    if (!src->ops || !src->ops->input || strcmp(src->type, t->scheme) != 0)
+    if (!src->ops || !src->ops->input)
+        return unknown;
+    if (strcmp(src->type, t->scheme) != 0)
         return false;
     const tl_param_value *v = tl_params_get(&src->params, src->ops->input);
     if (v && v->type == TL_PARAM_STRING && strcmp(v->str, t->address) == 0)
@@ -93,6 +96,8 @@ static bool feeds_own_input(const tl_config *cfg, const tl_config_route *r,
 static void load_target(loader *ld, struct fy_node *map, const char *path, const char *key,
                         tl_config_route *r, tl_config_target *t)
 {
+    /* A delayed retry must come back to this route; anything else must not. */
+    bool own_input = strcmp(key, "via") == 0;
     char *s = tl_schema_get_str(ld, map, path, key), at[PATH_LEN];
     if (!s)
         return;
@@ -123,11 +128,18 @@ static void load_target(loader *ld, struct fy_node *map, const char *path, const
     tl_schema_check_address(ld, ops, v, p, at, t->address);
     if (ld->nerrors != errors) {
         *t = (tl_config_target){0};
-    } else if (feeds_own_input(ld->cfg, r, t)) {
+    } else if (!own_input && feeds_own_input(ld->cfg, r, t, false)) {
         tl_config_report(ld, p, at,
                          "\"%s\" is what this route's source '%s' reads: rerouting there would "
                          "loop for ever",
                          shown, ld->cfg->sources[r->source].name);
+        *t = (tl_config_target){0};
+    } else if (own_input && !feeds_own_input(ld->cfg, r, t, true)) {
+        tl_config_report(ld, p, at,
+                         "retries sent to \"%s\" would never come back: the route's source '%s' "
+                         "must read it too (a %s source lists it in its %s)",
+                         shown, ld->cfg->sources[r->source].name, ld->cfg->sources[r->source].type,
+                         ld->cfg->sources[r->source].ops->input);
         *t = (tl_config_target){0};
     }
 }
@@ -200,7 +212,7 @@ static void load_on_stall(loader *ld, struct fy_node *route, const char *path, t
 
 static void load_on_error(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
 {
-    static const char *const keys[] = {"retries", "backoff", "then", NULL};
+    static const char *const keys[] = {"retries", "backoff", "then", "via", NULL};
     char at[PATH_LEN];
     tl_schema_join(at, path, "on_error");
     struct fy_node *map = tl_schema_get_map(ld, route, path, "on_error");
@@ -212,6 +224,13 @@ static void load_on_error(loader *ld, struct fy_node *route, const char *path, t
         r->retries = (unsigned)retries;
     tl_schema_get_duration(ld, map, at, "backoff", false, &r->backoff_ms);
     load_target(ld, map, at, "then", r, &r->on_error);
+    load_target(ld, map, at, "via", r, &r->retry_via);
+    if (r->retry_via.scheme && r->retries == 0) {
+        char via_at[PATH_LEN];
+        tl_schema_join(via_at, at, "via");
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup_key(map, "via")), via_at,
+                         "via carries retries, and this route has none: set retries (1 or more)");
+    }
 }
 
 /* isolation, and the limits that only worker processes can have. */

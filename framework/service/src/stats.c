@@ -26,6 +26,8 @@ void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
     o->uncommitted = atomic_load(&s->uncommitted);
     o->paused = atomic_load(&s->paused);
     o->source_pauses = atomic_load(&s->source_pauses);
+    o->retries_delayed = atomic_load(&s->retries_delayed);
+    o->retries_waiting = atomic_load(&s->retries_waiting);
     o->healthy = atomic_load(&s->healthy);
 }
 

@@ -83,6 +83,8 @@ bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t e
     row(out, "completed", st.completed, NULL);
     row(out, "failed", st.failed, "(attempts, retries included)");
     row(out, "retries", st.retries, NULL);
+    if (st.retries_delayed)
+        row(out, "retries_delayed", st.retries_delayed, "(through on_error.via)");
     row(out, "stalled", st.stalled, NULL);
     row(out, "rerouted", st.rerouted, NULL);
     print_targets(out, svc);

@@ -59,6 +59,7 @@
  *   routes[i].on_error.retries       int 0-1000 0
  *   routes[i].on_error.backoff       duration   100ms
  *   routes[i].on_error.then          target     none
+ *   routes[i].on_error.via           target     none: retries in place
  *   routes[i].params                 map        empty (string to string, for the handler)
  *   plugins                          list       none
  *   admin.listen                     HOST:PORT  127.0.0.1:9464; no admin section: admin off
@@ -247,7 +248,8 @@ typedef struct tl_config_route {
     tl_config_target on_stall;
     unsigned retries;
     int64_t backoff_ms;
-    tl_config_target on_error; /* the `then:` of on_error */
+    tl_config_target on_error;  /* the `then:` of on_error */
+    tl_config_target retry_via; /* the `via:` of on_error: retries go through it, delayed */
     const tl_kv *params;
     size_t nparams;
     int line;

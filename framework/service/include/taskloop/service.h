@@ -99,7 +99,9 @@ typedef struct tl_service_stats {
     /* Times a source was paused because backpressure kept its thread waiting past the
      * source's hold limit (Kafka: half of max.poll.interval.ms, at most 10 s). */
     uint64_t source_pauses;
-    bool healthy; /* false past the stuck-worker cap */
+    uint64_t retries_delayed; /* failed attempts sent to on_error.via, to run again later */
+    uint64_t retries_waiting; /* retries come back before they were due, waiting (a gauge) */
+    bool healthy;             /* false past the stuck-worker cap */
 } tl_service_stats;
 
 /* Per-target reroute counts, for summaries: target is "scheme:address". */
