@@ -28,6 +28,9 @@
  *                 ("out of memory after N MiB")
  *                 with "out of memory"; up to 1 GiB, a cap for runs without a limit
  *
+ * A payload holding `flaky:N` (N from 1 to 9) fails its first N attempts with "flaky
+ * attempt K", then succeeds: what retries are for.
+ *
  * The ratios pick messages by a hash of partition and offset, not by a random
  * generator, so a retried message fails again and a rerun picks the same messages.
  *
@@ -273,6 +276,23 @@ static int poison(tl_task *task, const tl_msg *msg)
     return 1;
 }
 
+/* Whether this attempt of a `flaky:N` message fails (its first N attempts do). */
+static bool flaky_fails(tl_task *task, const tl_msg *msg)
+{
+    const char *p = msg->payload;
+    for (size_t i = 0; p && i + 7 <= msg->len; i++)
+        if (memcmp(p + i, "flaky:", 6) == 0 && p[i + 6] >= '1' && p[i + 6] <= '9') {
+            unsigned n = (unsigned)(p[i + 6] - '0'), attempt = tl_handler_attempt(task);
+            if (attempt > n)
+                return false;
+            char text[32];
+            snprintf(text, sizeof(text), "flaky attempt %u", attempt);
+            tl_task_set_error_text(task, text);
+            return true;
+        }
+    return false;
+}
+
 static int handle_work(tl_task *task, const tl_msg *msg, void *user)
 {
     (void)user;
@@ -291,6 +311,8 @@ static int handle_work(tl_task *task, const tl_msg *msg, void *user)
         tl_task_set_error_text(task, "simulated failure");
         return TL_EFAIL;
     }
+    if (flaky_fails(task, msg))
+        return TL_EFAIL;
     /* A stalled message is rerouted: recording it too would count it twice. */
     if (tl_cancelled(task))
         return TL_ECANCELED;

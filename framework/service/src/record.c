@@ -236,6 +236,15 @@ static void rerouted(tl_rec *rec)
     settle(rec);
 }
 
+/* A delayed retry goes in: logged with how long after its due time. */
+static void retry_goes_in(tl_rec *rec)
+{
+    char late[24];
+    snprintf(late, sizeof(late), "%lldms", (long long)(tl__wall_ms() - rec->due_ms));
+    tl_kv f[] = {{"late", late}};
+    tl__log_msg(rec, TL_LEVEL_INFO, "message_retry", rec->attempt + 1, NULL, f, 1);
+}
+
 /* A delayed retry's time came: it joins its lane as a new message would. */
 static void due_fire(tl_timer *timer, void *arg)
 {
@@ -243,10 +252,7 @@ static void due_fire(tl_timer *timer, void *arg)
     tl_rec *rec = arg;
     TL_STAT_ADD(rec->svc, retries_waiting, -1);
     rec->state = REC_QUEUED;
-    char late[24];
-    snprintf(late, sizeof(late), "%lldms", (long long)(tl__wall_ms() - rec->due_ms));
-    tl_kv f[] = {{"late", late}};
-    tl__log_msg(rec, TL_LEVEL_INFO, "message_retry", rec->attempt + 1, NULL, f, 1);
+    retry_goes_in(rec);
     if (tl__lane_join(rec))
         start(rec);
 }
@@ -308,6 +314,8 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
         tl_timer_start(&rec->timer, wait, due_fire, rec);
         return;
     }
+    if (rec->due_ms)
+        retry_goes_in(rec); /* came back late already */
     if (tl__lane_join(rec))
         start(rec);
 }
