@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <taskloop/loop_ext.h>
 #include <taskloop/taskloop.h>
 
 #include "task_helpers.h"
@@ -161,6 +162,101 @@ static void task_name_is_copied(void **state)
     strcpy(name, "changed");
     assert_string_equal(tl_task_name(f), "order-17");
     tl_task_complete(f, NULL, 0);
+    tl_task_release(f);
+    tl_loop_free(loop);
+}
+
+/* A function that sets its error text as soon as the test says go. */
+typedef struct texter {
+    atomic_bool go;
+} texter;
+
+static int texter_fn(tl_task *task, void *arg)
+{
+    texter *x = arg;
+    while (!atomic_load(&x->go))
+        ;
+    tl_task_set_error_text(task, "from the worker");
+    return TL_EFAIL;
+}
+
+static void task_name_and_error_text_set_at_once_from_two_threads_are_both_kept(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    for (int round = 0; round < 200; round++) {
+        texter x = {.go = false};
+        tl_task *t = tl_task_create(loop, texter_fn, &x);
+        tl_loop_run_once(loop, 0); /* hands the task to the worker, which spins */
+        atomic_store(&x.go, true);
+        assert_int_equal(tl_task_set_name(t, "from the loop"), 0);
+        wait_all(loop, &t, 1);
+        assert_string_equal(tl_task_name(t), "from the loop");
+        assert_string_equal(tl_task_error_text(t), "from the worker");
+        tl_task_release(t);
+    }
+    tl_loop_free(loop);
+}
+
+static void task_name_and_error_text_can_be_cleared(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f = tl_future_create(loop);
+    assert_int_equal(tl_task_set_name(f, NULL), 0);
+    tl_task_set_error_text(f, NULL);
+    assert_null(tl_task_name(f));
+    assert_null(tl_task_error_text(f));
+    assert_int_equal(tl_task_set_name(f, "a"), 0);
+    tl_task_set_error_text(f, "b");
+    assert_int_equal(tl_task_set_name(f, NULL), 0);
+    assert_null(tl_task_name(f));
+    assert_string_equal(tl_task_error_text(f), "b");
+    tl_task_set_error_text(f, NULL);
+    assert_null(tl_task_error_text(f));
+    tl_task_complete(f, NULL, 0);
+    tl_task_release(f);
+    tl_loop_free(loop);
+}
+
+/* A linked node that records its place in the order of firing. */
+typedef struct order_node {
+    tl_cbnode node; /* first: the node is the record */
+    int id;
+    int *fired;
+    int *nfired;
+} order_node;
+
+static void order_fire(tl_task *task, tl_cbnode *node)
+{
+    (void)task;
+    order_node *o = (order_node *)node;
+    o->fired[(*o->nfired)++] = o->id;
+}
+
+static void task_done_nodes_left_after_unlinks_fire_in_adding_order(void **state)
+{
+    (void)state;
+    tl_loop *loop = new_loop(1);
+    tl_task *f = tl_future_create(loop);
+    int fired[8], nfired = 0;
+    order_node n[7];
+    for (int i = 0; i < 7; i++)
+        n[i] = (order_node){.node.fn = order_fire, .id = i, .fired = fired, .nfired = &nfired};
+    tl_task_link_cb(f, &n[0].node);
+    tl_task_unlink_cb(f, &n[0].node); /* the only one: the list is empty again */
+    for (int i = 1; i <= 5; i++)
+        tl_task_link_cb(f, &n[i].node);
+    tl_task_unlink_cb(f, &n[1].node); /* first */
+    tl_task_unlink_cb(f, &n[3].node); /* middle */
+    tl_task_unlink_cb(f, &n[5].node); /* last */
+    tl_task_link_cb(f, &n[6].node);
+    tl_task_complete(f, NULL, 0);
+    wait_all(loop, &f, 1);
+    assert_int_equal(nfired, 3);
+    assert_int_equal(fired[0], 2);
+    assert_int_equal(fired[1], 4);
+    assert_int_equal(fired[2], 6);
     tl_task_release(f);
     tl_loop_free(loop);
 }
@@ -562,6 +658,9 @@ int main(void)
         cmocka_unit_test(task_on_loop_without_workers_runs_inline),
         cmocka_unit_test(task_on_pool_runs_off_the_loop_thread),
         cmocka_unit_test(task_name_is_copied),
+        cmocka_unit_test(task_name_and_error_text_set_at_once_from_two_threads_are_both_kept),
+        cmocka_unit_test(task_name_and_error_text_can_be_cleared),
+        cmocka_unit_test(task_done_nodes_left_after_unlinks_fire_in_adding_order),
         cmocka_unit_test(task_retained_reference_outlives_the_first_release),
         cmocka_unit_test(task_cancel_before_start_cancels_at_once),
         cmocka_unit_test(task_cancel_while_running_is_seen_by_the_function),

@@ -19,11 +19,24 @@
 /* next_run once claimed: by the runner after a success, or by the loop. */
 #define TL__CHAIN_TAKEN ((tl_task *)(uintptr_t)1)
 
+/* What few tasks carry: allocated by the first setter, so a task without a name or an
+ * error text pays one pointer for both. */
+typedef struct tl_task_extra {
+    char *name;
+    char *error_text;
+} tl_task_extra;
+
+/*
+ * Packed so that a task fits malloc's 144-byte chunk (checked in task.c): the small
+ * fields share the first 16 bytes and the callback list keeps only its head.
+ */
 struct tl_task {
-    _Atomic int state;       /* [atomic] tl_task_state */
-    _Atomic int refs;        /* [atomic] */
-    _Atomic bool cancel_req; /* [atomic] cancellation asked while running */
-    _Atomic bool finished;   /* [atomic] claimed by exactly one completion */
+    _Atomic int refs; /* [atomic] */
+    int err;
+    unsigned flags;
+    _Atomic unsigned char state; /* [atomic] tl_task_state */
+    _Atomic bool cancel_req;     /* [atomic] cancellation asked while running */
+    _Atomic bool finished;       /* [atomic] claimed by exactly one completion */
     /* Set by a runner that completed the task with the reference it ran it with: the
      * loop drops that one too when it finalizes, so the worker never touches the task
      * again and the loop, not the worker, gives it back (see tl__task_run). */
@@ -31,21 +44,20 @@ struct tl_task {
     tl_loop *loop;
     tl_task_fn fn;
     void *arg;
-    unsigned flags;
     void *result;    /* written by the one completer before the release-push */
     void *fn_result; /* tl_task_set_result's, taken by finish() if the function wins */
-    int err;
-    char *error_text;
-    char *name;
     uint64_t id;
     int64_t created_ms;
     _Atomic int64_t started_ns;  /* with TL_TASK_TIMED: when the function started */
     _Atomic(tl_task *) next_run; /* [atomic] a held successor (holding a reference), or
                                     TL__CHAIN_TAKEN once claimed, or NULL */
-    tl_link all;                 /* [loop] in the loop's list of unfinished tasks */
-    tl_task *next;               /* [loop] ready queue of inline tasks */
-    tl_task *done_next;          /* completion stack link */
-    tl_list callbacks;           /* [loop] tl_cbnode links, in adding order */
+    /* [atomic] name and error text; installed once by whichever thread sets one first */
+    _Atomic(tl_task_extra *) extra;
+    tl_link all;        /* [loop] in the loop's list of unfinished tasks */
+    tl_task *next;      /* [loop] ready queue of inline tasks */
+    tl_task *done_next; /* completion stack link */
+    tl_link *callbacks; /* [loop] first tl_cbnode link, in adding order; the first
+                           link's prev is the last one (see task.c) */
 };
 
 typedef struct tl_call {

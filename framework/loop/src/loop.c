@@ -294,7 +294,7 @@ static void cancel_unstarted(tl_loop *loop)
 {
     for (tl_link *l = loop->all.head; l; l = l->next) {
         tl_task *t = tl_list_item(l, tl_task, all);
-        int expect = TL_TASK_PENDING;
+        unsigned char expect = TL_TASK_PENDING;
         atomic_compare_exchange_strong(&t->state, &expect, TL_TASK_CANCELLED);
     }
 }

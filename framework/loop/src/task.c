@@ -21,6 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every pending task is one of these: a 136-byte struct takes a 144-byte malloc chunk
+ * (glibc rounds a request n up to (n + 8 + 15) & ~15), 8 bytes more would take 160. */
+_Static_assert(sizeof(tl_task) <= 136 || sizeof(void *) != 8,
+               "tl_task outgrew the 144-byte malloc chunk");
+
 /* refs: the caller's and the loop's, plus one for a task about to be launched or
  * chained (the pool chunk's, the ready queue's or the slot's). */
 static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags, int refs)
@@ -30,8 +35,8 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     tl_task *t = tl_recycler_get(loop->task_blocks);
     if (!t)
         return NULL;
-    atomic_init(&t->state, TL_TASK_PENDING);
     atomic_init(&t->refs, refs);
+    atomic_init(&t->state, TL_TASK_PENDING);
     atomic_init(&t->cancel_req, false);
     atomic_init(&t->finished, false);
     t->pass_ref = false;
@@ -42,14 +47,13 @@ static tl_task *task_new(tl_loop *loop, tl_task_fn fn, void *arg, unsigned flags
     t->result = NULL;
     t->fn_result = NULL;
     t->err = 0;
-    t->error_text = NULL;
-    t->name = NULL;
     t->id = ++loop->next_id;
     t->created_ms = loop->now_ns / 1000000;
     atomic_init(&t->started_ns, 0);
     atomic_init(&t->next_run, NULL);
+    atomic_init(&t->extra, NULL);
     t->next = t->done_next = NULL;
-    t->callbacks = (tl_list){0};
+    t->callbacks = NULL;
     tl_list_push_back(&loop->all, &t->all);
     if (!(flags & TL_TASK_INLINE))
         loop->nelsewhere++;
@@ -155,8 +159,12 @@ void tl__task_free(tl_task *task)
     tl_task *succ = atomic_load(&task->next_run);
     if (succ && succ != TL__CHAIN_TAKEN)
         tl_task_release(succ); /* a successor nobody claimed (the loop was freed) */
-    free(task->error_text);
-    free(task->name);
+    tl_task_extra *x = atomic_load_explicit(&task->extra, memory_order_acquire);
+    if (x) {
+        free(x->error_text);
+        free(x->name);
+        free(x);
+    }
     /* Given back before the unref: the loop's last unref frees what was given back. */
     if (tl__on_runner(loop)) {
         tl_recycler_put_owned(loop->task_blocks, task);
@@ -192,7 +200,7 @@ static int finish(tl_task *task, void *result, int err)
  */
 static bool run_one(tl_task *task, bool owned, tl_task **next)
 {
-    int expect = TL_TASK_PENDING;
+    unsigned char expect = TL_TASK_PENDING;
     if (!atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_RUNNING))
         return false; /* cancelled before it started */
     /* Completed from outside before it started (tl_task_complete): nothing to run. */
@@ -241,7 +249,7 @@ int tl_task_cancel(tl_task *task)
         return TL_EINVAL;
     if (atomic_load(&task->finished))
         return TL_EDONE;
-    int expect = TL_TASK_PENDING;
+    unsigned char expect = TL_TASK_PENDING;
     if (atomic_compare_exchange_strong(&task->state, &expect, TL_TASK_CANCELLED)) {
         finish(task, NULL, TL_ECANCELED);
         return 0;
@@ -263,16 +271,46 @@ void tl_task_set_result(tl_task *task, void *result)
     task->fn_result = result;
 }
 
+/* The task's extra fields, allocated and installed by the first caller; NULL when out
+ * of memory. The loop thread may set a name while a worker sets the error text, so
+ * the install is a compare-and-swap: the loser frees its own and takes the winner's. */
+static tl_task_extra *extra_of(tl_task *task)
+{
+    tl_task_extra *x = atomic_load_explicit(&task->extra, memory_order_acquire);
+    if (x)
+        return x;
+    tl_task_extra *mine = calloc(1, sizeof(*mine));
+    if (!mine)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(&task->extra, &x, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    free(mine);
+    return x;
+}
+
+/* The task's extra fields, or NULL when none was ever set. */
+static const tl_task_extra *extra_peek(const tl_task *task)
+{
+    return atomic_load_explicit(&task->extra, memory_order_acquire);
+}
+
 void tl_task_set_error_text(tl_task *task, const char *text)
 {
+    if (!text && !extra_peek(task))
+        return;
+    tl_task_extra *x = extra_of(task);
+    if (!x)
+        return;
     char *copy = text ? strdup(text) : NULL;
-    free(task->error_text);
-    task->error_text = copy;
+    free(x->error_text);
+    x->error_text = copy;
 }
 
 const char *tl_task_error_text(const tl_task *task)
 {
-    return task->error_text;
+    const tl_task_extra *x = extra_peek(task);
+    return x ? x->error_text : NULL;
 }
 
 tl_task_state tl_task_state_of(const tl_task *task)
@@ -323,17 +361,23 @@ uint64_t tl_task_id(const tl_task *task)
 
 int tl_task_set_name(tl_task *task, const char *name)
 {
+    if (!name && !extra_peek(task))
+        return 0;
+    tl_task_extra *x = extra_of(task);
     char *copy = name ? strdup(name) : NULL;
-    if (name && !copy)
+    if (!x || (name && !copy)) {
+        free(copy);
         return TL_ENOMEM;
-    free(task->name);
-    task->name = copy;
+    }
+    free(x->name);
+    x->name = copy;
     return 0;
 }
 
 const char *tl_task_name(const tl_task *task)
 {
-    return task->name;
+    const tl_task_extra *x = extra_peek(task);
+    return x ? x->name : NULL;
 }
 
 int64_t tl_task_started_ns(const tl_task *task)
@@ -358,14 +402,37 @@ void *tl_task_arg(const tl_task *task)
 
 /* ---------------------------------------------------------------- loop side */
 
+/*
+ * A task's callback list keeps only its first link, to keep the task small: the first
+ * link's prev points to the last one (so adding at the end stays O(1)), the last
+ * link's next is NULL, and every other prev points to the link before it.
+ */
 void tl_task_link_cb(tl_task *task, tl_cbnode *node)
 {
-    tl_list_push_back(&task->callbacks, &node->link);
+    tl_link *n = &node->link, *first = task->callbacks;
+    n->next = NULL;
+    if (!first) {
+        n->prev = n;
+        task->callbacks = n;
+        return;
+    }
+    n->prev = first->prev;
+    first->prev->next = n;
+    first->prev = n;
 }
 
 void tl_task_unlink_cb(tl_task *task, tl_cbnode *node)
 {
-    tl_list_remove(&task->callbacks, &node->link);
+    tl_link *n = &node->link, *first = task->callbacks;
+    if (n == first) {
+        task->callbacks = n->next;
+        if (n->next)
+            n->next->prev = n->prev;
+    } else {
+        n->prev->next = n->next;
+        (n->next ? n->next : first)->prev = n->prev;
+    }
+    n->prev = n->next = NULL;
 }
 
 void tl__task_finalize(tl_task *task)
@@ -385,8 +452,9 @@ void tl__task_finalize(tl_task *task)
         loop->nelsewhere--;
     /* One node at a time from the live list: a callback may free another waiter,
      * which unlinks that waiter's node from this very list. */
-    for (tl_link *l; (l = tl_list_pop_front(&task->callbacks));) {
+    for (tl_link *l; (l = task->callbacks);) {
         tl_cbnode *n = tl_list_item(l, tl_cbnode, link);
+        tl_task_unlink_cb(task, n);
         n->fn(task, n);
     }
     /* The loop's reference, and the runner's when it passed it with the completion. */
@@ -463,7 +531,7 @@ size_t tl_loop_tasks(tl_loop *loop, tl_task_info *out, size_t cap)
             out[n].id = t->id;
             out[n].state = (tl_task_state)state;
             out[n].age_ms = now - t->created_ms;
-            out[n].name = t->name;
+            out[n].name = tl_task_name(t);
         }
         n++;
     }
