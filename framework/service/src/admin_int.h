@@ -76,6 +76,12 @@ typedef struct tl_admin_part {
 } tl_admin_part;
 
 /* The figures /metrics and /stats render: one code path takes them, two print them. */
+/* A histogram as a snapshot copied it. */
+typedef struct tl_admin_hist {
+    uint64_t buckets[TL_HIST_NBOUNDS + 1]; /* per bucket, not cumulative */
+    uint64_t count, sum_ns;
+} tl_admin_hist;
+
 typedef struct tl_admin_snap {
     tl_service_stats st;
     unsigned workers;
@@ -86,9 +92,9 @@ typedef struct tl_admin_snap {
     size_t ntargets;
     tl_admin_part *parts; /* every committed position, then lag-only partitions */
     size_t nparts;
-    tl_partition_lag *lag_topics;          /* the lag copy, which parts' topics may point into */
-    uint64_t buckets[TL_HIST_NBOUNDS + 1]; /* per bucket, not cumulative */
-    uint64_t hist_count, hist_sum_ns;
+    tl_partition_lag *lag_topics; /* the lag copy, which parts' topics may point into */
+    tl_admin_hist handler;        /* handler attempt durations */
+    tl_admin_hist lateness;       /* delayed retries: how long after their due time they ran */
     tl_admin_route *routes;
     size_t nroutes;
 } tl_admin_snap;
@@ -103,9 +109,9 @@ int tl__admin_snap_take(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
 /* Frees what tl__admin_snap_take allocated in s. */
 void tl__admin_snap_free(tl_admin_snap *s);
 
-/* The handler-time quantile q (0..1) in seconds, interpolated within its histogram
- * bucket as Prometheus's histogram_quantile does; 0 without observations. */
-double tl__admin_quantile(const tl_admin_snap *s, double q);
+/* The quantile q (0..1) of h in seconds, interpolated within its bucket as
+ * Prometheus's histogram_quantile does; 0 without observations. */
+double tl__admin_quantile(const tl_admin_hist *h, double q);
 
 /* What /stats shows of the partitions: the top `top` by lag (then by partition) from
  * the `from`-th on. */

@@ -148,22 +148,20 @@ static void metrics_routes(FILE *f, const tl_admin_snap *s)
                         offsetof(tl_admin_route, breaker));
 }
 
-static void metrics_histogram(FILE *f, const tl_admin_snap *s)
+static void metrics_histogram(FILE *f, const char *name, const char *help, const tl_admin_hist *h)
 {
-    metric_head(f, "handler_duration_seconds", "histogram",
-                "Handler attempt durations, from the start of the handler until the loop "
-                "saw it finish.");
+    metric_head(f, name, "histogram", help);
     uint64_t cum = 0;
     for (size_t i = 0; i <= TL_HIST_NBOUNDS; i++) {
-        cum += s->buckets[i];
+        cum += h->buckets[i];
         if (i < TL_HIST_NBOUNDS)
-            fprintf(f, "taskloop_handler_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+            fprintf(f, "taskloop_%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
                     (double)tl_histogram_bound_ns(i) / 1e9, cum);
         else
-            fprintf(f, "taskloop_handler_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+            fprintf(f, "taskloop_%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
     }
-    fprintf(f, "taskloop_handler_duration_seconds_sum %.9f\n", (double)s->hist_sum_ns / 1e9);
-    fprintf(f, "taskloop_handler_duration_seconds_count %" PRIu64 "\n", s->hist_count);
+    fprintf(f, "taskloop_%s_sum %.9f\n", name, (double)h->sum_ns / 1e9);
+    fprintf(f, "taskloop_%s_count %" PRIu64 "\n", name, h->count);
 }
 
 char *tl__admin_metrics(tl_service *svc, size_t *len)
@@ -229,7 +227,14 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
                st.healthy ? 1 : 0);
     metrics_routes(f, &s);
     metrics_partitions(f, &s);
-    metrics_histogram(f, &s);
+    metrics_histogram(f, "handler_duration_seconds",
+                      "Handler attempt durations, from the start of the handler until the loop "
+                      "saw it finish.",
+                      &s.handler);
+    metrics_histogram(f, "retry_lateness_seconds",
+                      "Delayed retries (on_error.via): how long after their due time they went "
+                      "in.",
+                      &s.lateness);
     tl__admin_snap_free(&s);
     if (fclose(f) != 0) {
         free(buf);

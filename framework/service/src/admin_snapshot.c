@@ -120,6 +120,16 @@ static void take_routes(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
     free(live);
 }
 
+static void hist_take(const tl_histogram *h, tl_admin_hist *o)
+{
+    /* Buckets first, then the count from them, so that the two always agree. */
+    for (size_t i = 0; i <= TL_HIST_NBOUNDS; i++) {
+        o->buckets[i] = atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        o->count += o->buckets[i];
+    }
+    o->sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+}
+
 int tl__admin_snap_take(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s)
 {
     memset(s, 0, sizeof(*s));
@@ -130,13 +140,8 @@ int tl__admin_snap_take(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
     s->heartbeat_age_ms = hb ? now_ms - hb : -1;
     s->stopping = atomic_load(&svc->stopping);
     s->clock_ms = now_ms;
-    /* Buckets first, then the count from them, so that the two always agree. */
-    for (size_t i = 0; i <= TL_HIST_NBOUNDS; i++) {
-        s->buckets[i] =
-            atomic_load_explicit(&svc->handler_seconds.buckets[i], memory_order_relaxed);
-        s->hist_count += s->buckets[i];
-    }
-    s->hist_sum_ns = atomic_load_explicit(&svc->handler_seconds.sum_ns, memory_order_relaxed);
+    hist_take(&svc->handler_seconds, &s->handler);
+    hist_take(&svc->retry_lateness, &s->lateness);
     s->targets = copy_list(svc, fill_targets, sizeof(*s->targets), &s->ntargets);
     s->nroutes = svc->nroutes;
     s->routes = calloc(s->nroutes + 1, sizeof(*s->routes));
@@ -157,14 +162,14 @@ void tl__admin_snap_free(tl_admin_snap *s)
     memset(s, 0, sizeof(*s));
 }
 
-double tl__admin_quantile(const tl_admin_snap *s, double q)
+double tl__admin_quantile(const tl_admin_hist *h, double q)
 {
-    if (s->hist_count == 0)
+    if (h->count == 0)
         return 0;
-    double rank = q * (double)s->hist_count;
+    double rank = q * (double)h->count;
     uint64_t below = 0;
     for (size_t i = 0; i <= TL_HIST_NBOUNDS; i++) {
-        uint64_t in = s->buckets[i];
+        uint64_t in = h->buckets[i];
         if (in == 0 || (double)(below + in) < rank) {
             below += in;
             continue;

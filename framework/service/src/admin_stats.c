@@ -8,6 +8,7 @@
  *   {"service", "version", "clock_ms",
  *    "counters": {consumed_total, ...}, "gauges": {in_flight, uncommitted, workers},
  *    "handler_duration_seconds": {count, sum, p50, p90, p99, buckets: [{le, count}]},
+ *    "retry_lateness_seconds": the same shape, for delayed retries (on_error.via),
  *    "health": {live, ready (as /readyz: false while a breaker is open), healthy,
  *               stopping, heartbeat_age_ms, stuck_workers, replaced_workers,
  *               max_replaced_workers},
@@ -50,19 +51,19 @@ static json_t *counters(const tl_service_stats *st)
         "retries_waiting", (json_int_t)st->retries_waiting);
 }
 
-static json_t *histogram(const tl_admin_snap *s)
+static json_t *histogram(const tl_admin_hist *h)
 {
     json_t *buckets = json_array();
     uint64_t cum = 0;
     for (size_t i = 0; buckets && i <= TL_HIST_NBOUNDS; i++) {
-        cum += s->buckets[i];
+        cum += h->buckets[i];
         json_t *le = i < TL_HIST_NBOUNDS ? json_real((double)tl_histogram_bound_ns(i) / 1e9)
                                          : json_string("+Inf");
         json_array_append_new(buckets, json_pack("{s:o, s:I}", "le", le, "count", (json_int_t)cum));
     }
-    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:o?}", "count", (json_int_t)s->hist_count, "sum",
-                     (double)s->hist_sum_ns / 1e9, "p50", tl__admin_quantile(s, 0.50), "p90",
-                     tl__admin_quantile(s, 0.90), "p99", tl__admin_quantile(s, 0.99), "buckets",
+    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:o?}", "count", (json_int_t)h->count, "sum",
+                     (double)h->sum_ns / 1e9, "p50", tl__admin_quantile(h, 0.50), "p90",
+                     tl__admin_quantile(h, 0.90), "p99", tl__admin_quantile(h, 0.99), "buckets",
                      buckets);
 }
 
@@ -163,12 +164,13 @@ char *tl__admin_stats(tl_service *svc, _Atomic bool *closing, const tl_admin_ran
     if (tl__admin_snap_take(svc, closing, &s) != 0)
         return NULL;
     json_t *root = json_pack(
-        "{s:s, s:s, s:I, s:o?, s:{s:I, s:I, s:i}, s:o?, s:o?, s:o?, s:o?, s:o?}", "service",
+        "{s:s, s:s, s:I, s:o?, s:{s:I, s:I, s:i}, s:o?, s:o?, s:o?, s:o?, s:o?, s:o?}", "service",
         svc->cfg->service, "version", tl_version(), "clock_ms", (json_int_t)s.clock_ms, "counters",
         counters(&s.st), "gauges", "in_flight", (json_int_t)s.st.in_flight, "uncommitted",
         (json_int_t)s.st.uncommitted, "workers", (int)s.workers, "handler_duration_seconds",
-        histogram(&s), "health", health(svc, &s), "targets", targets(&s), "routes", routes(&s),
-        "partitions", partitions(&s, range));
+        histogram(&s.handler), "retry_lateness_seconds", histogram(&s.lateness), "health",
+        health(svc, &s), "targets", targets(&s), "routes", routes(&s), "partitions",
+        partitions(&s, range));
     tl__admin_snap_free(&s);
     return tl__admin_json_text(root, JSON_COMPACT);
 }

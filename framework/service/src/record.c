@@ -239,8 +239,10 @@ static void rerouted(tl_rec *rec)
 /* A delayed retry goes in: logged with how long after its due time. */
 static void retry_goes_in(tl_rec *rec)
 {
+    int64_t late_ms = tl__wall_ms() - rec->due_ms;
+    tl_histogram_observe(&rec->svc->retry_lateness, late_ms * 1000000);
     char late[24];
-    snprintf(late, sizeof(late), "%lldms", (long long)(tl__wall_ms() - rec->due_ms));
+    snprintf(late, sizeof(late), "%lldms", (long long)late_ms);
     tl_kv f[] = {{"late", late}};
     tl__log_msg(rec, TL_LEVEL_INFO, "message_retry", rec->attempt + 1, NULL, f, 1);
 }

@@ -335,6 +335,7 @@ struct tl_service {
     tl_revoke_req *revokes;
     tl_stats_atomic st;
     tl_histogram handler_seconds; /* attempt durations, for /metrics */
+    tl_histogram retry_lateness;  /* delayed retries: ns past their due time (record.c) */
     _Atomic int64_t heartbeat_ms; /* loop clock at the last housekeeping round; 0 before */
     struct tl_admin *admin;       /* the admin endpoint, from the build to the run's end */
     _Atomic int admin_port;       /* its bound port, 0 when it has none (or no longer) */
