@@ -251,6 +251,52 @@ static void retry_headers_from_elsewhere_cannot_hold_a_message_for_long(void **s
     assert_balanced(f);
 }
 
+static bool waiting(fx *f)
+{
+    return stats(f).retries_waiting == 1;
+}
+
+static bool none_waiting(fx *f)
+{
+    return stats(f).retries_waiting == 0 && stats(f).in_flight == 0;
+}
+
+static bool one_done(fx *f)
+{
+    return f->ncalls >= 1 && all_settled(f);
+}
+
+/* Revoked while it waits: dropped unrun and uncommitted; assigned again, it comes back,
+ * waits for the same due time and runs then. */
+static void script_revoke_a_waiting_retry(fx *f)
+{
+    STEP(wait_for(f, waiting, 5000));
+    f->revoke_rc = tl_memory_revoke(f->topic, 1);
+    STEP(wait_for(f, none_waiting, 5000));
+    f->p0_calls_at_revoke = ncalls(f);
+    f->committed_at_revoke = tl_memory_committed(f->topic, 1);
+    f->assign_rc = tl_memory_assign(f->topic, 1);
+    STEP(wait_for(f, one_done, 5000));
+}
+
+static void a_waiting_retry_of_a_revoked_partition_is_given_back_unrun(void **state)
+{
+    fx *f = *state;
+    wall_offset = wall_ms() - now_ms();
+    start(f, "revoked", (opts){.partitions = 2, .route_extra = VIA_ROUTE("revoked")});
+    long long due = wall_ms() + 350; /* within the second retry's 400 ms */
+    push_retry(f, 1, "ok", due, "2");
+    run(f, script_revoke_a_waiting_retry);
+    assert_int_equal(f->revoke_rc, 0);
+    assert_int_equal(f->assign_rc, 0);
+    assert_int_equal(f->p0_calls_at_revoke, 0);
+    assert_true(f->committed_at_revoke <= 0); /* nothing committed past it */
+    assert_int_equal(f->ncalls, 1);
+    assert_int_equal(f->calls[0].attempt, 3);
+    assert_true(f->calls[0].start_ms + wall_offset + 2 >= due);
+    assert_int_equal(tl_memory_committed(f->topic, 1), 1);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -261,6 +307,7 @@ int main(void)
         T(a_retry_through_via_runs_no_earlier_than_due_while_its_partition_goes_on),
         T(a_retry_not_yet_due_holds_no_worker_and_no_message_behind_it),
         T(retry_headers_from_elsewhere_cannot_hold_a_message_for_long),
+        T(a_waiting_retry_of_a_revoked_partition_is_given_back_unrun),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
