@@ -206,6 +206,12 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
                "Times a source was paused because backpressure kept its thread waiting past "
                "the source's hold limit.",
                st.source_pauses);
+    metric_one(f, "emitted_total", "counter",
+               "Messages handlers emitted (tl_handler_emit) that their outputs acknowledged.",
+               st.emitted);
+    metric_one(f, "emit_errors_total", "counter",
+               "Emitted messages an output refused or did not acknowledge (each sent again).",
+               st.emit_errors);
     metric_one(f, "retries_delayed_total", "counter",
                "Failed attempts sent to on_error.via, to run again once due.", st.retries_delayed);
     metric_one(f, "retries_waiting", "gauge",

@@ -40,15 +40,16 @@
 static json_t *counters(const tl_service_stats *st)
 {
     return json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "consumed_total",
-        (json_int_t)st->consumed, "completed_total", (json_int_t)st->completed, "failed_total",
-        (json_int_t)st->failed, "retries_total", (json_int_t)st->retries, "stalled_total",
-        (json_int_t)st->stalled, "rerouted_total", (json_int_t)st->rerouted, "reroute_errors_total",
-        (json_int_t)st->reroute_errors, "dropped_total", (json_int_t)st->dropped,
-        "late_completions_total", (json_int_t)st->late, "paused_total", (json_int_t)st->paused,
-        "source_pauses_total", (json_int_t)st->source_pauses, "replaced_workers_total",
-        (json_int_t)st->replaced_workers, "retries_delayed_total", (json_int_t)st->retries_delayed,
-        "retries_waiting", (json_int_t)st->retries_waiting);
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "consumed_total", (json_int_t)st->consumed, "completed_total", (json_int_t)st->completed,
+        "failed_total", (json_int_t)st->failed, "retries_total", (json_int_t)st->retries,
+        "stalled_total", (json_int_t)st->stalled, "rerouted_total", (json_int_t)st->rerouted,
+        "reroute_errors_total", (json_int_t)st->reroute_errors, "dropped_total",
+        (json_int_t)st->dropped, "late_completions_total", (json_int_t)st->late, "paused_total",
+        (json_int_t)st->paused, "source_pauses_total", (json_int_t)st->source_pauses,
+        "replaced_workers_total", (json_int_t)st->replaced_workers, "retries_delayed_total",
+        (json_int_t)st->retries_delayed, "retries_waiting", (json_int_t)st->retries_waiting,
+        "emitted_total", (json_int_t)st->emitted, "emit_errors_total", (json_int_t)st->emit_errors);
 }
 
 static json_t *histogram(const tl_admin_hist *h)

@@ -106,6 +106,13 @@ void *tl_handler_state(const tl_task *task)
     return rec ? rec->route->handler_state : NULL;
 }
 
+int tl_handler_emit(tl_task *task, const char *output, const tl_out_msg *msg)
+{
+    /* The record's queue is the one thing a handler writes: emit.c makes it safe. */
+    tl_rec *rec = (tl_rec *)handler_rec(task);
+    return rec ? tl__emit_queue(rec, output, msg) : TL_EINVAL;
+}
+
 unsigned tl_handler_attempt(const tl_task *task)
 {
     const tl_rec *rec = handler_rec(task);

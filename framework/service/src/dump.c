@@ -195,6 +195,14 @@ static void dump_route(FILE *out, const tl_config *cfg, const tl_config_route *r
         put_target(out, &r->retry_via);
     }
     fputs(" }\n", out);
+    if (r->noutputs) {
+        fputs("    outputs:", out);
+        for (size_t i = 0; i < r->noutputs; i++) {
+            fprintf(out, "%s%s: ", i ? ", " : " { ", r->outputs[i].name);
+            put_target(out, &r->outputs[i].target);
+        }
+        fputs(" }\n", out);
+    }
     if (r->nparams) {
         fputs("    params:\n", out);
         put_kvs(out, r->params, r->nparams, 6);

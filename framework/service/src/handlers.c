@@ -1,10 +1,12 @@
 /*
- * The built-in handlers: log, discard and work. They let a service be deployed from a
+ * The built-in handlers: log, discard, forward and work. They let a service be deployed from a
  * config file alone, and `work` is the test load's counterpart: it understands the
  * `stall` and `fail` markers that `taskloop produce` puts into payloads.
  *
  * Route params (strings, read per message through tl_handler_param):
  *   log:     file         where the line goes (default: standard output)
+ *   forward: to           the output the message is copied to (default: the route's
+ *                         first); key, payload and headers unchanged
  *   work:    ms           how long the work takes, in milliseconds (default 1)
  *            spin_us      CPU time the work burns after its sleep, in microseconds
  *                         (default 0), read on the thread's CPU clock
@@ -169,6 +171,19 @@ static int handle_discard(tl_task *task, const tl_msg *msg, void *user)
     return 0;
 }
 
+/* Copies the message to an output of the route (tl_handler_emit): a route of this
+ * handler turns a topic into another, settling each message once the output has it. */
+static int handle_forward(tl_task *task, const tl_msg *msg, void *user)
+{
+    (void)user;
+    tl_out_msg out = {msg->payload, msg->len, msg->key, msg->key_len, msg->headers, msg->nheaders};
+    int rc = tl_handler_emit(task, tl_handler_param(task, "to", NULL), &out);
+    if (rc == TL_ENOTFOUND)
+        tl_task_set_error_text(task, "forward: the route has no such output (params.to, "
+                                     "outputs)");
+    return rc;
+}
+
 /* ---------------------------------------------------------------- work */
 
 /* A stalled message: waits for cancellation, or ignores it for a while when stuck. */
@@ -330,6 +345,8 @@ int tl_register_builtin_handlers(tl_registry *reg)
     int rc = tl_register_handler(reg, "log", handle_log, NULL);
     if (rc == 0)
         rc = tl_register_handler(reg, "discard", handle_discard, NULL);
+    if (rc == 0)
+        rc = tl_register_handler(reg, "forward", handle_forward, NULL);
     if (rc == 0)
         rc = tl_register_handler(reg, "work", handle_work, NULL);
     return rc;

@@ -51,6 +51,7 @@ static void rec_free(tl_rec *rec)
     src->ops->release(src->handle, rec->msg);
     free(rec->err_text);
     tl__due_free(rec);
+    tl__emit_free(rec);
     tl_recycler_put_owned(svc->rec_blocks, rec); /* records are made and freed on the loop */
 }
 
@@ -158,9 +159,11 @@ static void attempt_done(tl_rec *rec, tl_task *task)
         tl__breaker_note(svc, rec->route, rec->msg, err == 0, tl_clock_ns());
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);
-        settle(rec);
+        if (!tl__emit_flush(rec))
+            settle(rec);
         return;
     }
+    tl__emit_discard(rec);
     TL_STAT_ADD(svc, failed, 1);
     keep_error(rec, task);
     const tl_config_route *r = rec->route->cfg;
@@ -203,6 +206,8 @@ static void attempt_expired(tl_rec *rec)
     if (rec->route->on_stall)
         tl_task_cancel(rec->task);
     tl__stalled_add(rec);
+    if (rec->route->on_stall)
+        tl__emit_discard(rec); /* rerouted: its late outputs must never go */
     free(rec->err_text);
     rec->err_text = strdup("handler exceeded its timeout");
     rec->last_err = TL_ETIMEDOUT;
@@ -279,6 +284,7 @@ void tl__records_init(tl_service *svc)
     svc->hooks.attempt_expired = attempt_expired;
     svc->hooks.attempt_late = attempt_late;
     svc->hooks.rerouted = rerouted;
+    svc->hooks.emitted = rerouted; /* settled alike: every output took its part */
 }
 
 void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state *part, tl_msg *msg,
@@ -344,7 +350,7 @@ void tl__records_revoking(tl_service *svc, tl_partition_state *part, bool lost)
     for (tl_link *l = svc->recs.head; !lost && l; l = l->next) {
         tl_rec *r = tl_list_item(l, tl_rec, all_link);
         if (r->part == part && r->gen == part->gen && r->msg->offset > high &&
-            (r->state == REC_RUNNING || r->state == REC_REROUTING))
+            (r->state == REC_RUNNING || r->state == REC_REROUTING || r->state == REC_EMITTING))
             high = r->msg->offset;
     }
     for (tl_rec *r = tl__lanes_take_queued(svc, part, high), *next; r; r = next) {

@@ -234,6 +234,14 @@ int tl__targets_open(tl_service *svc, char *err, size_t errlen)
             rc = target_open(svc, rt->cfg, &rt->cfg->on_error, &rt->on_error, err, errlen);
         if (rc == 0)
             rc = target_open(svc, rt->cfg, &rt->cfg->retry_via, &rt->retry_via, err, errlen);
+        if (rc == 0 && rt->cfg->noutputs &&
+            !(rt->outputs = calloc(rt->cfg->noutputs, sizeof(*rt->outputs)))) {
+            snprintf(err, errlen, "out of memory");
+            rc = TL_ENOMEM;
+        }
+        for (size_t k = 0; rc == 0 && k < rt->cfg->noutputs; k++)
+            rc = target_open(svc, rt->cfg, &rt->cfg->outputs[k].target, &rt->outputs[k], err,
+                             errlen);
         if (rc)
             return rc;
     }
@@ -254,6 +262,10 @@ void tl__targets_close(tl_service *svc, int64_t flush_ms)
 
 void tl__targets_free(tl_service *svc)
 {
+    for (size_t i = 0; svc->routes && i < svc->nroutes; i++) {
+        free(svc->routes[i].outputs);
+        svc->routes[i].outputs = NULL;
+    }
     for (size_t i = 0; i < svc->ntargets; i++) {
         free(svc->targets[i]->name);
         free(svc->targets[i]);

@@ -186,6 +186,7 @@ struct tl_route_state {
     tl_target *on_stall; /* NULL when the route has none */
     tl_target *on_error;
     tl_target *retry_via;   /* on_error.via: delayed retries go there; NULL: in place */
+    tl_target **outputs;    /* cfg->outputs' targets, in that order; NULL without any */
     tl_list watch;          /* running attempts' records by deadline (watch.c) */
     tl_timer watch_timer;   /* armed for the head's deadline */
     tl_handler_hooks hooks; /* its handler's (handler_life.c) */
@@ -208,6 +209,7 @@ typedef enum tl_rec_state {
     REC_BACKOFF,   /* failed, waiting to retry in place */
     REC_DUE,       /* a delayed retry come back early: waits, in no lane (due.c) */
     REC_REROUTING, /* sent to a target, waiting for the acknowledgement */
+    REC_EMITTING,  /* succeeded; what it emitted waits for the outputs' acks (emit.c) */
     REC_SETTLED,
 } tl_rec_state;
 
@@ -222,13 +224,16 @@ struct tl_rec {
     tl_rec_state state;
     unsigned attempt; /* attempts made so far; the current one's number */
     int64_t first_seen_ms;
-    int64_t due_ms;             /* wall clock: when its delayed retry is due (due.c) */
-    struct tl_carried *carried; /* what a delayed retry carries on, or NULL */
-    tl_task *task;              /* the current attempt */
-    tl_task *stalled;           /* a stalled attempt still running, or NULL */
-    unsigned stalled_attempt;   /* which attempt that is */
-    bool stuck;                 /* it ignored cancellation past the grace: holds a worker */
-    bool replaced_worker;       /* a worker was added while it is stuck */
+    int64_t due_ms;                  /* wall clock: when its delayed retry is due (due.c) */
+    struct tl_carried *carried;      /* what a delayed retry carries on, or NULL */
+    _Atomic(struct tl_emit *) emits; /* queued by the running attempt, newest first */
+    struct tl_emit *emit_out;        /* sent, not yet acknowledged (emit.c) */
+    size_t emits_pending;
+    tl_task *task;            /* the current attempt */
+    tl_task *stalled;         /* a stalled attempt still running, or NULL */
+    unsigned stalled_attempt; /* which attempt that is */
+    bool stuck;               /* it ignored cancellation past the grace: holds a worker */
+    bool replaced_worker;     /* a worker was added while it is stuck */
     int64_t stalled_at_ms;
     int last_err;
     char *err_text;
@@ -270,7 +275,7 @@ struct tl_lane {
 typedef struct tl_stats_atomic {
     _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
         reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses,
-        handler_crashes, processes_replaced, retries_delayed, retries_waiting;
+        handler_crashes, processes_replaced, retries_delayed, retries_waiting, emitted, emit_errors;
     _Atomic bool healthy;
 } tl_stats_atomic;
 
@@ -284,6 +289,7 @@ typedef struct tl_runtime_hooks {
     void (*attempt_expired)(tl_rec *rec);             /* watch.c: its time is up */
     void (*attempt_late)(tl_rec *rec, tl_task *task); /* stalled.c: a stalled one returned */
     void (*rerouted)(tl_rec *rec);                    /* reroute.c: the target acked it */
+    void (*emitted)(tl_rec *rec); /* emit.c: every output took what the attempt emitted */
     void (*room_freed)(tl_service *svc, tl_partition_state *part); /* record.c: settled */
     void (*intake_retry)(tl_service *svc); /* breaker.c: messages that waited may go in */
 } tl_runtime_hooks;
@@ -697,6 +703,22 @@ const char *tl__due_first_error(const tl_rec *rec);
 
 /* Frees what a retry carried. */
 void tl__due_free(tl_rec *rec);
+
+/* ---------------------------------------------------------------- emit.c */
+
+/* Handler thread: queues a copy of msg for the route's output (NULL: its first) on the
+ * record. 0, TL_ENOTFOUND (no such output), TL_EINVAL (a bad message), TL_ENOMEM. */
+int tl__emit_queue(tl_rec *rec, const char *output, const tl_out_msg *msg);
+
+/* The attempt succeeded: sends what it queued, in order, and returns true (the record
+ * is REC_EMITTING until hooks.emitted), or false when it queued nothing. */
+bool tl__emit_flush(tl_rec *rec);
+
+/* Drops what the attempt queued (it failed or stalled). */
+void tl__emit_discard(tl_rec *rec);
+
+/* Frees every queued or unacknowledged message of the record (it is freed). */
+void tl__emit_free(tl_rec *rec);
 
 /* ---------------------------------------------------------------- record.c */
 

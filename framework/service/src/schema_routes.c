@@ -233,6 +233,36 @@ static void load_on_error(loader *ld, struct fy_node *route, const char *path, t
     }
 }
 
+/* outputs: NAME: TARGET, each a target as on_error.then is (its own input refused). */
+static void load_outputs(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
+{
+    struct fy_node *map = tl_schema_get_map(ld, route, path, "outputs");
+    if (!map)
+        return;
+    char at[PATH_LEN];
+    tl_schema_join(at, path, "outputs");
+    if (r->isolation == TL_ISOLATE_PROCESS) {
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup_key(route, "outputs")), at,
+                         "handlers in worker processes (isolation: process) cannot emit yet: "
+                         "use isolation: thread");
+        return;
+    }
+    tl_config_output *outs =
+        tl_config_alloc(ld, (fy_node_mapping_item_count(map) + 1) * sizeof(*outs));
+    struct fy_node_pair *pair;
+    void *it = NULL;
+    while (outs && (pair = fy_node_mapping_iterate(map, &it))) {
+        char *name = tl_schema_key_text(ld, pair, at);
+        if (!name)
+            continue;
+        tl_config_output *o = &outs[r->noutputs];
+        *o = (tl_config_output){.name = tl_config_strdup(ld, name)};
+        load_target(ld, map, at, name, r, &o->target);
+        r->noutputs += o->name && o->target.scheme;
+    }
+    r->outputs = outs;
+}
+
 /* isolation, and the limits that only worker processes can have. */
 static void load_isolation(loader *ld, struct fy_node *map, const char *path, tl_config_route *r)
 {
@@ -327,9 +357,9 @@ static void warn_thread_plugin(loader *ld, struct fy_node *map, const char *path
 static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t index, pos at,
                        tl_config_route *r)
 {
-    static const char *const keys[] = {"source",    "handler",  "ordering", "inline", "timeout",
-                                       "isolation", "memory",   "cpu_time", "rate",   "burst",
-                                       "breaker",   "on_stall", "on_error", "params", NULL};
+    static const char *const keys[] = {
+        "source", "handler", "ordering", "inline",   "timeout",  "isolation", "memory",  "cpu_time",
+        "rate",   "burst",   "breaker",  "on_stall", "on_error", "params",    "outputs", NULL};
     static const char *const required[] = {"source", "handler", NULL};
     static const char *const orders[] = {"partition", "key", "none", NULL};
     char path[PATH_LEN];
@@ -353,6 +383,15 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
     load_breaker(ld, map, path, r);
     load_on_stall(ld, map, path, r);
     load_on_error(ld, map, path, r);
+    load_outputs(ld, map, path, r);
+    if (r->fn && r->handler && strcmp(r->handler, "forward") == 0 && r->noutputs == 0 &&
+        !tl_schema_lookup_key(map, "outputs")) {
+        char at[PATH_LEN];
+        tl_schema_join(at, path, "handler");
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, "handler")), at,
+                         "forward copies each message to an output: give the route outputs "
+                         "(e.g. outputs: { out: \"kafka:orders.copy\" })");
+    }
     warn_thread_plugin(ld, map, path, r);
     struct fy_node *params = tl_schema_get_map(ld, map, path, "params");
     char sub[PATH_LEN];

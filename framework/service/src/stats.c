@@ -28,6 +28,8 @@ void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
     o->source_pauses = atomic_load(&s->source_pauses);
     o->retries_delayed = atomic_load(&s->retries_delayed);
     o->retries_waiting = atomic_load(&s->retries_waiting);
+    o->emitted = atomic_load(&s->emitted);
+    o->emit_errors = atomic_load(&s->emit_errors);
     o->healthy = atomic_load(&s->healthy);
 }
 

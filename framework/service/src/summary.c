@@ -91,6 +91,10 @@ bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t e
     row(out, "dropped", st.dropped, "(failed, no target)");
     row(out, "late", st.late, "(stalled handlers that finished after all)");
     row(out, "reroute_errors", st.reroute_errors, NULL);
+    if (st.emitted || st.emit_errors) {
+        row(out, "emitted", st.emitted, "(handler outputs)");
+        row(out, "emit_errors", st.emit_errors, NULL);
+    }
     row(out, "replaced_workers", st.replaced_workers, st.healthy ? NULL : "(unhealthy)");
     if (st.processes_replaced) {
         row(out, "handler_crashes", st.handler_crashes, "(worker processes)");

@@ -60,6 +60,7 @@
  *   routes[i].on_error.backoff       duration   100ms
  *   routes[i].on_error.then          target     none
  *   routes[i].on_error.via           target     none: retries in place
+ *   routes[i].outputs.NAME           target     the handler's outputs (tl_handler_emit)
  *   routes[i].params                 map        empty (string to string, for the handler)
  *   plugins                          list       none
  *   admin.listen                     HOST:PORT  127.0.0.1:9464; no admin section: admin off
@@ -227,6 +228,12 @@ typedef struct tl_config_target {
     const tl_sink_ops *ops;
 } tl_config_target;
 
+/* A route's named output: what its handler's tl_handler_emit(task, name, ...) sends to. */
+typedef struct tl_config_output {
+    const char *name;
+    tl_config_target target;
+} tl_config_output;
+
 typedef struct tl_config_route {
     size_t source; /* index into tl_config.sources */
     const char *handler;
@@ -248,8 +255,10 @@ typedef struct tl_config_route {
     tl_config_target on_stall;
     unsigned retries;
     int64_t backoff_ms;
-    tl_config_target on_error;  /* the `then:` of on_error */
-    tl_config_target retry_via; /* the `via:` of on_error: retries go through it, delayed */
+    tl_config_target on_error;       /* the `then:` of on_error */
+    tl_config_target retry_via;      /* the `via:` of on_error: retries go through it, delayed */
+    const tl_config_output *outputs; /* `outputs:`, in file order */
+    size_t noutputs;
     const tl_kv *params;
     size_t nparams;
     int line;

@@ -101,6 +101,8 @@ typedef struct tl_service_stats {
     uint64_t source_pauses;
     uint64_t retries_delayed; /* failed attempts sent to on_error.via, to run again later */
     uint64_t retries_waiting; /* retries come back before they were due, waiting (a gauge) */
+    uint64_t emitted;         /* messages handlers emitted that their outputs acknowledged */
+    uint64_t emit_errors;     /* emitted messages an output refused (each sent again) */
     bool healthy;             /* false past the stuck-worker cap */
 } tl_service_stats;
 
@@ -187,6 +189,16 @@ void *tl_handler_state(const tl_task *task);
 
 /* For a task running a handler: 1 for the first attempt, 2 for the first retry, ... */
 unsigned tl_handler_attempt(const tl_task *task);
+
+/*
+ * For a task running a handler: queues a copy of msg for the route's output called
+ * output (`outputs:` in the config; NULL: the first one). Sent only if this attempt
+ * succeeds, in the order queued; the message is settled (its offset committed) only
+ * once every output acknowledged its part. A failed attempt's queue is dropped (its
+ * retry queues afresh), and so is a stalled one's. 0, TL_ENOTFOUND (no such output),
+ * TL_EINVAL (not a handler task, or a bad message), TL_ENOMEM.
+ */
+int tl_handler_emit(tl_task *task, const char *output, const tl_out_msg *msg);
 
 /* Registers the built-in handlers: log, work, discard (see the README). */
 int tl_register_builtin_handlers(tl_registry *reg);
