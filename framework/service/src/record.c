@@ -161,6 +161,8 @@ static void attempt_done(tl_rec *rec, tl_task *task)
         TL_STAT_ADD(svc, completed, 1);
         if (!tl__emit_flush(rec))
             settle(rec);
+        else
+            lane_release(rec); /* as for a reroute: the sends keep the order they go in */
         return;
     }
     tl__emit_discard(rec);
