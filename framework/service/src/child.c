@@ -1,8 +1,14 @@
 /*
  * A worker process (isolation: process): runs the route's handler on each message
  * that comes on its socket, one after the other in their order, as a task of a loop
- * of its own, and writes back each result before it starts the next message, so that
- * the service knows which message a crash belongs to. A reader thread takes in what
+ * of its own, and puts each result into the ring it shares with the service (ring.c)
+ * before it starts the next message, so that the service knows which message a crash
+ * belongs to. That costs no system call; the service's reader is woken (a byte on the
+ * socket) only when it sleeps and results wait: before the worker waits for more
+ * messages, after a handler that ran long, or after half the messages sent ahead, so
+ * that fast results go many to a wake-up and a slow one is not held behind them. The
+ * reader looks at the ring every few milliseconds while messages are out anyway, which
+ * bounds how long results finished before a slow handler wait. A reader thread takes in what
  * arrives meanwhile: the next messages, which wait in a queue (the service sends
  * several without waiting for results), and cancels, which it passes on to the task
  * of the message they name, so the handler sees tl_cancelled() as it would in the
@@ -25,6 +31,11 @@
 /* Cancels kept for messages not started yet (the service sends one per message, for
  * the one it sees running: more than a few never wait). */
 #define MAX_EARLY_CANCELS 16
+/* Results wait for the reader's wake-up no longer than this from their message's
+ * start, and no more of them than WAKE_EVERY: a wake-up costs both processes a system
+ * call and a switch, a no-op handler far less. */
+#define WAKE_AFTER_NS 50000
+#define WAKE_EVERY (TL_PROC_AHEAD / 2)
 
 typedef struct queued {
     tl_frame_msg fm;
@@ -34,7 +45,10 @@ typedef struct queued {
 
 typedef struct child {
     tl_route_state *route;
+    tl_ring *ring;
     int fd;
+    size_t held;     /* results in the ring the reader was not woken for (main thread) */
+    int64_t held_ns; /* when the first of them started */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     queued *head, *tail;
@@ -109,10 +123,25 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+/* Main thread: wakes the service's reader if it sleeps while results wait for it.
+ * One that does not sleep looks at the ring before it does (ring.c). */
+static void wake(child *c)
+{
+    if (c->held && tl__ring_sleeper(c->ring))
+        tl__frame_write(c->fd, "w", 1);
+    c->held = 0;
+}
+
 /* The next message, NULL once the socket ended; its task becomes the running one. */
 static queued *next_message(child *c)
 {
     pthread_mutex_lock(&c->mu);
+    if (!c->head && !c->ended && c->held) {
+        /* About to wait for messages: the reader sends more only once it has the results. */
+        pthread_mutex_unlock(&c->mu);
+        wake(c);
+        pthread_mutex_lock(&c->mu);
+    }
     while (!c->head && !c->ended)
         pthread_cond_wait(&c->cv, &c->mu);
     queued *q = c->head;
@@ -156,10 +185,12 @@ static void limit_cpu(int64_t ms)
     setrlimit(RLIMIT_CPU, &rl);
 }
 
-/* Handles one message and writes its result; false once that fails. */
-static bool handle(tl_service *svc, child *c, tl_loop *loop, queued *q)
+/* Handles one message, puts its result into the ring and wakes the reader when it
+ * is time to. */
+static void handle(tl_service *svc, child *c, tl_loop *loop, queued *q)
 {
     tl_route_state *route = c->route;
+    int64_t start = tl_clock_ns();
     if (route->cfg->cpu_time_ms > 0)
         limit_cpu(route->cfg->cpu_time_ms);
     tl_rec rec = {.svc = svc, .route = route, .msg = &q->fm.msg, .attempt = q->fm.attempt};
@@ -174,9 +205,12 @@ static bool handle(tl_service *svc, child *c, tl_loop *loop, queued *q)
         err = tl_task_error(t);
         text = tl_task_error_text(t);
     }
-    bool ok = tl__frame_send_result(c->fd, err, text) == 0;
+    tl__ring_put(c->ring, q->seq, err, text);
     tl_task_release(t);
-    return ok;
+    if (!c->held++)
+        c->held_ns = start;
+    if (c->held >= WAKE_EVERY || tl_clock_ns() - c->held_ns >= WAKE_AFTER_NS)
+        wake(c);
 }
 
 /* A figure of /proc/self/status in bytes (e.g. "VmSize:"), 0 when unread. */
@@ -235,12 +269,12 @@ static void limit_memory(int64_t bytes)
 }
 
 /* A tl_child_main: the worker process's life. */
-void tl__child_main(tl_service *svc, tl_route_state *route, int fd)
+void tl__child_main(tl_service *svc, tl_route_state *route, tl_ring *ring, int fd)
 {
     /* New threads share the arenas there are: a thread's own would reserve 64 MiB of
      * the address space the memory limit counts. */
     mallopt(M_ARENA_MAX, 1);
-    child c = {.route = route, .fd = fd};
+    child c = {.route = route, .ring = ring, .fd = fd};
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
     tl_loop_opts lo = {.workers = 0}; /* the handler runs on this thread */
@@ -254,11 +288,9 @@ void tl__child_main(tl_service *svc, tl_route_state *route, int fd)
         route->hooks.thread_init(route->cfg->user, route->handler_state);
     queued *q;
     while ((q = next_message(&c))) {
-        bool ok = handle(svc, &c, loop, q);
+        handle(svc, &c, loop, q);
         tl__frame_msg_free(&q->fm);
         free(q);
-        if (!ok)
-            break;
     }
     if (route->hooks.thread_fini)
         route->hooks.thread_fini(route->cfg->user, route->handler_state);
