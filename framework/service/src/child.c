@@ -21,7 +21,9 @@
  */
 #include "runtime.h"
 
+#include <errno.h>
 #include <malloc.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,13 +72,17 @@ static void cancel_seq(child *c, uint64_t seq)
         c->early[c->nearly++] = seq;
 }
 
-/* Takes a frame (mu held); false when it is not one the service sends. */
-static bool take_frame(child *c, char type, const char *body, uint32_t len)
+/* Takes a frame, on the reader thread without mu: a cancel is passed on at once, a
+ * message is decoded and added to the batch at *tail. False when it is not a frame
+ * the service sends. */
+static bool take_frame(child *c, char type, const char *body, uint32_t len, queued ***tail)
 {
     if (type == TL_FRAME_CANCEL && len == sizeof(uint64_t)) {
         uint64_t seq;
         memcpy(&seq, body, sizeof(seq));
+        pthread_mutex_lock(&c->mu);
         cancel_seq(c, seq);
+        pthread_mutex_unlock(&c->mu);
         return true;
     }
     queued *q = type == TL_FRAME_MSG ? calloc(1, sizeof(*q)) : NULL;
@@ -87,28 +93,41 @@ static bool take_frame(child *c, char type, const char *body, uint32_t len)
         return false;
     }
     q->seq = ++c->read;
-    if (c->tail)
-        c->tail->next = q;
-    else
-        c->head = q;
-    c->tail = q;
+    **tail = q;
+    *tail = &q->next;
     return true;
 }
 
-/* The reader thread: frames into the queue until the socket ends. */
+/* The reader thread: frames into the queue until the socket ends. Each read's
+ * messages are decoded before mu is taken, and join the queue together: the main
+ * thread is held up by no decoding. */
 static void *reader_main(void *arg)
 {
     child *c = arg;
     tl_frame_in in = {.fd = c->fd};
     bool ok = true;
-    while (ok && tl__frame_fill(&in) > 0) {
+    /* poll first: a read() blocked on the socket would also be woken each time the
+     * service reads a wake-up byte (the socket's space to write is freed), poll only
+     * for what comes in. */
+    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    while (ok && (poll(&pf, 1, -1) >= 0 || errno == EINTR) && tl__frame_fill(&in) > 0) {
         char type;
         const char *body;
         uint32_t len;
         int rc;
-        pthread_mutex_lock(&c->mu);
+        queued *batch = NULL, **tail = &batch, *last = NULL;
         while (ok && (rc = tl__frame_next(&in, &type, &body, &len)) != 0)
-            ok = rc == 1 && take_frame(c, type, body, len);
+            ok = rc == 1 && take_frame(c, type, body, len, &tail);
+        for (queued *q = batch; q; q = q->next)
+            last = q;
+        if (!batch)
+            continue;
+        pthread_mutex_lock(&c->mu);
+        if (c->tail)
+            c->tail->next = batch;
+        else
+            c->head = batch;
+        c->tail = last;
         pthread_cond_signal(&c->cv);
         pthread_mutex_unlock(&c->mu);
     }
@@ -205,11 +224,12 @@ static void handle(tl_service *svc, child *c, tl_loop *loop, queued *q)
         err = tl_task_error(t);
         text = tl_task_error_text(t);
     }
-    tl__ring_put(c->ring, q->seq, err, text);
+    int64_t end = tl_clock_ns();
+    tl__ring_put(c->ring, q->seq, err, text, end - start >= WAKE_AFTER_NS);
     tl_task_release(t);
     if (!c->held++)
         c->held_ns = start;
-    if (c->held >= WAKE_EVERY || tl_clock_ns() - c->held_ns >= WAKE_AFTER_NS)
+    if (c->held >= WAKE_EVERY || end - c->held_ns >= WAKE_AFTER_NS)
         wake(c);
 }
 

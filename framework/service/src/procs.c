@@ -199,13 +199,19 @@ static void write_out(slot *s, bool now)
     s->unwritten = 0;
 }
 
+/* How many messages the slot's process may have: fewer once a handler ran long. */
+static size_t ahead(slot *s)
+{
+    return tl__ring_slow(s->ring) ? TL_PROC_AHEAD_SLOW : TL_PROC_AHEAD;
+}
+
 /* Sends the slot what the backlog holds, up to its room, if it has a process (mu
  * held). A message whose attempt was cancelled before it went (its partition
  * revoked) never goes. */
 static void refill(slot *s)
 {
     queue *backlog = &s->all->backlog;
-    while (s->id.fd >= 0 && !s->all->closed && s->sent.n < TL_PROC_AHEAD && backlog->head) {
+    while (s->id.fd >= 0 && !s->all->closed && s->sent.n < ahead(s) && backlog->head) {
         entry *e = pop_front(backlog);
         if (tl_cancelled(e->task))
             finish(e, TL_ECANCELED, NULL);
@@ -387,7 +393,7 @@ static bool grow(struct tl_procs *all)
         slot *s = &all->slots[i];
         if (s->id.fd >= 0 || s->starting) {
             live++;
-            room += s->sent.n < TL_PROC_AHEAD ? TL_PROC_AHEAD - s->sent.n : 0;
+            room += s->sent.n < ahead(s) ? ahead(s) - s->sent.n : 0;
         } else if (!idle) {
             idle = s;
         }

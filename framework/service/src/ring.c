@@ -36,6 +36,7 @@ typedef struct result {
 struct tl_ring {
     _Atomic uint64_t done;
     _Atomic int sleeping;
+    _Atomic bool slow;
     result at[TL_PROC_AHEAD];
 };
 
@@ -61,16 +62,23 @@ void tl__ring_reset(tl_ring *r)
 {
     atomic_store(&r->done, 0);
     atomic_store(&r->sleeping, 0);
+    atomic_store(&r->slow, false);
 }
 
-void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text)
+void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow)
 {
+    atomic_store_explicit(&r->slow, slow, memory_order_relaxed);
     result *e = &r->at[seq % TL_PROC_AHEAD];
     e->err = err;
     size_t n = text ? strnlen(text, TL_RING_TEXT_MAX - 1) : 0;
     memcpy(e->text, text ? text : "", n);
     e->text[n] = '\0';
     atomic_store(&r->done, seq);
+}
+
+bool tl__ring_slow(tl_ring *r)
+{
+    return atomic_load_explicit(&r->slow, memory_order_relaxed);
 }
 
 bool tl__ring_sleeper(tl_ring *r)

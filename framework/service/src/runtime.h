@@ -432,10 +432,12 @@ typedef struct tl_proc_id {
 /* How long a worker process may go on past its cancellation before it is killed. */
 #define TL_KILL_GRACE_MS TL_STUCK_GRACE_MS
 
-/* Messages sent ahead to one worker process: enough that messages go many to a write
- * and results are taken many at a wake-up, few enough that a slow handler holds up
- * little behind it (bench/README.md's isolation section has the figures). */
-#define TL_PROC_AHEAD 16
+/* Messages sent ahead to one worker process while its handlers are fast: enough that
+ * messages go many to a write and results many to a wake-up (bench/README.md's
+ * isolation section has the figures). Once a handler ran long, TL_PROC_AHEAD_SLOW at
+ * most, so that a slow or stuck one holds up little behind it. */
+#define TL_PROC_AHEAD 64
+#define TL_PROC_AHEAD_SLOW 16
 
 /* A slot's results, shared with its worker process (ring.c). */
 typedef struct tl_ring tl_ring;
@@ -507,8 +509,12 @@ tl_ring *tl__ring_at(tl_ring *rings, size_t i);
 void tl__ring_reset(tl_ring *r);
 
 /* Worker: stores the result of its message number seq (from 1, in order), error text
- * NULL for none; the reader sees it at its next look. */
-void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text);
+ * NULL for none, and whether its handler ran long; the reader sees it at its next
+ * look. */
+void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow);
+
+/* Reader: whether the last handler whose result is in the ring ran long. */
+bool tl__ring_slow(tl_ring *r);
 
 /* Worker, after tl__ring_put: true when the reader sleeps (it is marked awake): the
  * worker must then write a byte to its socket to wake it. */
