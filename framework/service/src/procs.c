@@ -7,11 +7,13 @@
  *
  * A route has one slot per loop worker. A slot has at most one worker process at a
  * time (forked by the zygote when messages wait for it) and up to TL_PROC_AHEAD
- * messages sent to it, in order: the process handles them one after the other and
- * reads the next ones while a handler runs, so it never waits for the service between
- * two messages. Messages past that wait in the route's backlog, and go to the first
- * slot with room, so one slow handler holds few messages behind it. Each slot has a
- * thread reading results. Only the first message of a slot runs, and only that one
+ * messages sent to it (TL_PROC_AHEAD_SLOW once its handler ran long), in order: the
+ * process handles them one after the other and reads the next ones while a handler
+ * runs, so it never waits for the service between two messages. Messages past that
+ * wait in the route's backlog, and go to the first slot with room, so one slow
+ * handler holds few messages behind it. Each slot has a thread taking the results from the
+ * slot's ring in memory shared with the process (ring.c), woken by the process when it
+ * sleeps and results wait. Only the first message of a slot runs, and only that one
  * counts as started for the route's timeout (tl_task_set_started_ns): the others wait
  * as a busy pool's tasks do.
  *

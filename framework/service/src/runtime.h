@@ -13,7 +13,8 @@
  *   lanes.c     ordering lanes and the chains of attempts behind a running one
  *   attempt.c   one handler task: create it, watch it (watch.c), undo it
  *   procs.c     isolation: process: the task hands its message to a worker process
- *               (forked by isolate.c's zygote; child.c runs there; frame.c frames)
+ *               (forked by isolate.c's zygote; child.c runs there; frame.c frames
+ *               the messages, ring.c brings the results back in shared memory)
  *   watch.c     an attempt's completion and its route's timeout
  *   stalled.c   stalled attempts still running: stuck workers replaced, health
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
