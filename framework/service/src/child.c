@@ -41,7 +41,7 @@
 #define WAKE_EVERY (TL_PROC_AHEAD / 2)
 /* How long the main thread looks for more messages, yielding the CPU between looks,
  * before it sleeps: a batch that comes meanwhile costs no wake-up of this thread (as
- * the loop's spin; bench/isolation, no-op: some 25% more messages/s, a third fewer
+ * the loop's spin; bench/isolation, no-op: some 20% more messages/s, a quarter fewer
  * context switches). */
 #define SPIN_NS 30000
 
