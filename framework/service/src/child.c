@@ -8,8 +8,8 @@
  * messages, after a handler that ran long, or after half the messages sent ahead, so
  * that fast results go many to a wake-up and a slow one is not held behind them. The
  * reader looks at the ring every few milliseconds while messages are out anyway, which
- * bounds how long results finished before a slow handler wait. A reader thread takes in what
- * arrives meanwhile: the next messages, which wait in a queue (the service sends
+ * bounds how long results finished before a slow handler wait. A reader thread takes
+ * in what arrives meanwhile: the next messages, which wait in a queue (the service sends
  * several without waiting for results), and cancels, which it passes on to the task
  * of the message they name, so the handler sees tl_cancelled() as it would in the
  * service. The handler's thread_init/thread_fini hooks run on the main thread, where
