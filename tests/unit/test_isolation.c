@@ -408,6 +408,34 @@ static void a_message_waiting_behind_another_is_timed_from_its_own_start(void **
     assert_balanced(f);
 }
 
+/* Waits for the first message's result, then for the stall of the second. */
+static void script_first_then_all(fx *f)
+{
+    STEP(wait_stat(f, STAT(completed), 1, 20000));
+    STEP(stat_at(f, STAT(stalled)) == 0);
+    STEP(wait_for(f, all_settled, 20000));
+}
+
+/* One worker process gets both messages at once; the first one's result comes back
+ * while the handler of the second, which waits for its cancellation, runs behind it.
+ * Held until that one returns, it would hold it for ever: the second counts as
+ * started, and its timeout runs, only once the first one's result is taken. */
+static void a_result_comes_back_while_the_next_handler_runs(void **state)
+{
+    fx *f = *state;
+    start_workers(f, "iso.held", 1, 1, "none", "1s", "    params: { ms: \"0\" }\n");
+    push(f, 0, NULL, "id=1");
+    push(f, 0, NULL, "id=2 stall");
+    run(f, script_first_then_all);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 1);
+    assert_int_equal(s.stalled, 1);
+    assert_int_equal(s.processes_replaced, 0);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 2);
+    assert_balanced(f);
+}
+
 /* A wedged handler is killed past its grace; the messages sent behind it to the same
  * process are handled by the next one. */
 static void messages_behind_a_killed_handler_go_to_a_new_process(void **state)
@@ -448,6 +476,8 @@ int main(void)
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(
             a_message_waiting_behind_another_is_timed_from_its_own_start, setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(a_result_comes_back_while_the_next_handler_runs,
+                                        setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(messages_behind_a_killed_handler_go_to_a_new_process,
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(cpu_time_turns_a_spin_into_a_failed_attempt, setup_builtins,

@@ -10,9 +10,9 @@
  * where each byte string is a u32 length and its bytes; numbers in the host's order
  * (both ends are the same program); and 'C': cancel, whose body is the u64 number of
  * the message meant (the worker numbers the messages it reads from 1), so that a
- * cancel crossing its message's result never cancels the next one. From the worker,
- * 'R': a result, an i32 result code and the error text, one per message in the order
- * they came.
+ * cancel crossing its message's result never cancels the next one. Results do not
+ * come back this way but through memory the two share (ring.c); from the worker,
+ * the socket carries only wake-up bytes, and its end tells that the worker died.
  *
  * Several frames travel back to back: readers take what a read() gives into a buffer
  * (tl_frame_in) and split it into frames, so one wake-up handles all that arrived.
@@ -225,43 +225,14 @@ void tl__frame_msg_free(tl_frame_msg *fm)
     *fm = (tl_frame_msg){0};
 }
 
-/* Writes a frame of type t whose body is a and then b. */
-static int write_frame(int fd, char t, const void *a, size_t alen, const void *b, size_t blen)
-{
-    char buf[5 + 8 + 4096];
-    uint32_t len = (uint32_t)(alen + blen);
-    buf[0] = t;
-    memcpy(buf + 1, &len, 4);
-    memcpy(buf + 5, a, alen);
-    if (blen)
-        memcpy(buf + 5 + alen, b, blen);
-    return tl__frame_write(fd, buf, 5 + alen + blen);
-}
-
 int tl__frame_send_cancel(int fd, uint64_t seq)
 {
-    return write_frame(fd, TL_FRAME_CANCEL, &seq, sizeof(seq), NULL, 0);
-}
-
-int tl__frame_send_result(int fd, int err, const char *text)
-{
-    int32_t e = err;
-    return write_frame(fd, TL_FRAME_RESULT, &e, sizeof(e), text,
-                       text ? strnlen(text, TL_FRAME_TEXT_MAX) : 0);
-}
-
-int tl__frame_decode_result(const char *body, uint32_t len, int *err, char *text, size_t cap)
-{
-    int32_t e;
-    if (len < sizeof(e) || len > sizeof(e) + TL_FRAME_TEXT_MAX)
-        return TL_ESYS;
-    memcpy(&e, body, sizeof(e));
-    size_t tl = len - sizeof(e);
-    size_t n = tl < cap - 1 ? tl : cap - 1;
-    memcpy(text, body + sizeof(e), n);
-    text[n] = '\0';
-    *err = e;
-    return 0;
+    char buf[5 + sizeof(seq)];
+    uint32_t len = sizeof(seq);
+    buf[0] = TL_FRAME_CANCEL;
+    memcpy(buf + 1, &len, sizeof(len));
+    memcpy(buf + 5, &seq, sizeof(seq));
+    return tl__frame_write(fd, buf, sizeof(buf));
 }
 
 /* Room a read() is given at least, so that small frames come many at a time. */

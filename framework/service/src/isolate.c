@@ -7,9 +7,11 @@
  * there. A worker replacing a crashed one is forked the same way, while the service
  * itself runs many threads.
  *
- * Requests and replies are fixed-size structs over a socket pair: spawn (the reply
- * carries the new worker's pid and, as SCM_RIGHTS, the service's end of its socket)
- * and reap (the reply is the wait status). Workers are the zygote's children, so it
+ * Requests and replies are fixed-size structs over a socket pair: spawn (the request
+ * names the route and the ring its results go to, ring.c, mapped before the zygote
+ * was forked and so at the same address here; the reply carries the new worker's pid
+ * and, as SCM_RIGHTS, the service's end of its socket) and reap (the reply is the
+ * wait status). Workers are the zygote's children, so it
  * reaps them; a dead worker stays a zombie until then, and its pid cannot be reused
  * before the service has killed or reaped it.
  *
@@ -40,8 +42,9 @@ enum { REQ_SPAWN = 1, REQ_REAP = 2 };
 
 typedef struct request {
     int op;
-    int route; /* spawn: the route's index */
-    pid_t pid; /* reap: the worker */
+    int route;     /* spawn: the route's index */
+    tl_ring *ring; /* spawn: where its results go (the zygote has the same mapping) */
+    pid_t pid;     /* reap: the worker */
 } request;
 
 typedef struct reply {
@@ -83,8 +86,8 @@ static int send_reply(int sock, const reply *r, int fd)
 }
 
 /* In a new worker: signals as a crash should show them, then its loop. */
-static void worker_start(tl_service *svc, tl_route_state *route, int fd, tl_child_main child,
-                         pid_t zygote)
+static void worker_start(tl_service *svc, tl_route_state *route, tl_ring *ring, int fd,
+                         tl_child_main child, pid_t zygote)
 {
     /* A handler that never reads its socket again (spinning) must not outlive the
      * service: the zygote ends with it, and takes its workers along. */
@@ -97,16 +100,16 @@ static void worker_start(tl_service *svc, tl_route_state *route, int fd, tl_chil
     static const int crash[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGXCPU};
     for (size_t i = 0; i < sizeof(crash) / sizeof(crash[0]); i++)
         signal(crash[i], SIG_DFL);
-    child(svc, route, fd);
+    child(svc, route, ring, fd);
     _exit(0);
 }
 
 /* Forks a worker for the route; replies with its pid and the service's socket end. */
-static void spawn(tl_service *svc, int sock, int index, tl_child_main child)
+static void spawn(tl_service *svc, int sock, const request *q, tl_child_main child)
 {
     reply r = {.pid = -1, .status = -1};
     int sv[2];
-    if (index < 0 || (size_t)index >= svc->nroutes ||
+    if (q->route < 0 || (size_t)q->route >= svc->nroutes || !q->ring ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         send_reply(sock, &r, -1);
         return;
@@ -116,7 +119,7 @@ static void spawn(tl_service *svc, int sock, int index, tl_child_main child)
     if (pid == 0) {
         close(sock);
         close(sv[0]);
-        worker_start(svc, &svc->routes[index], sv[1], child, self);
+        worker_start(svc, &svc->routes[q->route], q->ring, sv[1], child, self);
     }
     close(sv[1]);
     r.pid = pid;
@@ -132,7 +135,7 @@ static void zygote_main(tl_service *svc, int sock, tl_child_main child)
     request q;
     while (tl__frame_read(sock, &q, sizeof(q)) == 0) {
         if (q.op == REQ_SPAWN) {
-            spawn(svc, sock, q.route, child);
+            spawn(svc, sock, &q, child);
         } else if (q.op == REQ_REAP) {
             reply r = {.pid = q.pid, .status = -1};
             while (waitpid(q.pid, &r.status, 0) < 0 && errno == EINTR) {
@@ -209,9 +212,9 @@ static int ask(tl_service *svc, const request *q, reply *r, int *fd)
     return rc;
 }
 
-int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc_id *out)
+int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_ring *ring, tl_proc_id *out)
 {
-    request q = {.op = REQ_SPAWN, .route = (int)(route - svc->routes)};
+    request q = {.op = REQ_SPAWN, .route = (int)(route - svc->routes), .ring = ring};
     reply r;
     int fd = -1;
     if (ask(svc, &q, &r, &fd) != 0 || r.pid <= 0 || fd < 0) {

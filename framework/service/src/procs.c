@@ -7,11 +7,13 @@
  *
  * A route has one slot per loop worker. A slot has at most one worker process at a
  * time (forked by the zygote when messages wait for it) and up to TL_PROC_AHEAD
- * messages sent to it, in order: the process handles them one after the other and
- * reads the next ones while a handler runs, so it never waits for the service between
- * two messages. Messages past that wait in the route's backlog, and go to the first
- * slot with room, so one slow handler holds few messages behind it. Each slot has a
- * thread reading results. Only the first message of a slot runs, and only that one
+ * messages sent to it (TL_PROC_AHEAD_SLOW once its handler ran long), in order: the
+ * process handles them one after the other and reads the next ones while a handler
+ * runs, so it never waits for the service between two messages. Messages past that
+ * wait in the route's backlog, and go to the first slot with room, so one slow
+ * handler holds few messages behind it. Each slot has a thread taking the results from the
+ * slot's ring in memory shared with the process (ring.c), woken by the process when it
+ * sleeps and results wait. Only the first message of a slot runs, and only that one
  * counts as started for the route's timeout (tl_task_set_started_ns): the others wait
  * as a busy pool's tasks do.
  *
@@ -34,6 +36,7 @@
  */
 #include "runtime.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,15 +45,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Messages sent ahead to one worker process: enough that results and messages come
- * many to a read (bench/isolation, no-op handler: 4 gave 55,000 messages/s, 16 and 64
- * about 95,000), few enough that a slow handler holds up little behind it. */
-#define TL_PROC_AHEAD 16
 /* How often a busy slot's reader looks at the running message's cancellation, and
  * how soon an idle one sees that the service ends. */
 #define WAIT_POLL_MS 5
 #define IDLE_POLL_MS 50
-#define TEXT_CAP 512
 /* What an attempt cut short by the service's end fails with (its message comes again). */
 #define STOPPED "handler killed: the service stopped"
 #define NO_START "cannot start a worker process"
@@ -72,6 +70,7 @@ typedef struct slot {
     struct tl_procs *all;
     pthread_cond_t cv; /* a process was started, or the route stops */
     tl_proc_id id;     /* pid 0 and fd -1: none */
+    tl_ring *ring;     /* its process's results */
     queue sent;        /* in order; the head is the one running */
     tl_frame_out out;  /* the frames of the last `unwritten` of sent */
     size_t unwritten;
@@ -87,8 +86,9 @@ struct tl_procs {
     tl_service *svc;
     tl_route_state *route;
     pthread_mutex_t mu;
-    queue backlog; /* waiting for room in a process */
-    bool closed;   /* the service ends: nothing more is sent */
+    tl_ring *rings; /* the slots' rings, in one shared mapping */
+    queue backlog;  /* waiting for room in a process */
+    bool closed;    /* the service ends: nothing more is sent */
     size_t nslots;
     slot slots[];
 };
@@ -154,7 +154,9 @@ static int start_process(slot *s)
 {
     tl_proc_id id;
     pthread_mutex_unlock(&s->all->mu);
-    int rc = tl__zygote_spawn(s->all->svc, s->all->route, &id);
+    /* No process is in the slot: the last one was reaped, and wrote nothing since. */
+    tl__ring_reset(s->ring);
+    int rc = tl__zygote_spawn(s->all->svc, s->all->route, s->ring, &id);
     pthread_mutex_lock(&s->all->mu);
     if (rc != 0) {
         s->starting = false;
@@ -199,13 +201,19 @@ static void write_out(slot *s, bool now)
     s->unwritten = 0;
 }
 
+/* How many messages the slot's process may have: fewer once a handler ran long. */
+static size_t ahead(slot *s)
+{
+    return tl__ring_slow(s->ring) ? TL_PROC_AHEAD_SLOW : TL_PROC_AHEAD;
+}
+
 /* Sends the slot what the backlog holds, up to its room, if it has a process (mu
  * held). A message whose attempt was cancelled before it went (its partition
  * revoked) never goes. */
 static void refill(slot *s)
 {
     queue *backlog = &s->all->backlog;
-    while (s->id.fd >= 0 && !s->all->closed && s->sent.n < TL_PROC_AHEAD && backlog->head) {
+    while (s->id.fd >= 0 && !s->all->closed && s->sent.n < ahead(s) && backlog->head) {
         entry *e = pop_front(backlog);
         if (tl_cancelled(e->task))
             finish(e, TL_ECANCELED, NULL);
@@ -224,24 +232,35 @@ static entry *pop_running(slot *s)
     return e;
 }
 
-/* The slot's process ended (or was killed), mu held: reaps it, fails the message it
- * ran, and puts the ones behind it back at the head of the backlog. A process killed
- * for a message whose result came all the same (it returned just before the kill)
- * was running the next one, through no fault of its own: that one goes back too. */
-static void replace(slot *s, tl_frame_in *in)
+/* Completes the tasks of the results the slot's process put in its ring (mu held). */
+static void take_results(slot *s)
+{
+    int err;
+    char text[TL_RING_TEXT_MAX];
+    while (s->sent.head && tl__ring_get(s->ring, s->sent.head->seq, &err, text, sizeof(text)))
+        finish(pop_running(s), err, text);
+}
+
+/* The slot's process ended (or was killed), mu held: reaps it, takes the results it
+ * left in the ring, fails the message it ran, and puts the ones behind it back at the
+ * head of the backlog. A process killed for a message whose result came all the same
+ * (it returned just before the kill) was running the next one, through no fault of
+ * its own: that one goes back too. */
+static void replace(slot *s)
 {
     struct tl_procs *all = s->all;
     tl_proc_id old = s->id;
-    /* No slot sends to it from now on, and its results were all read: its sent list
-     * stays as it is while mu is let go for the reap. */
+    /* No slot sends to it from now on: its sent list stays as it is while mu is let go
+     * for the reap. */
     s->id = (tl_proc_id){.pid = 0, .fd = -1};
-    in->start = in->end = 0;
     s->out.n = 0;
     s->unwritten = 0;
     pthread_mutex_unlock(&all->mu);
     close(old.fd);
     int status = tl__zygote_reap(all->svc, old.pid);
     pthread_mutex_lock(&all->mu);
+    /* Dead, it wrote its last result: the message after it is the one it died in. */
+    take_results(s);
     atomic_fetch_add(&all->svc->st.processes_replaced, 1);
     entry *run = s->sent.head;
     entry *ran = run && (!s->killed || run->seq == s->killed) ? pop_running(s) : NULL;
@@ -249,7 +268,7 @@ static void replace(slot *s, tl_frame_in *in)
         finish(ran, TL_ECANCELED,
                all->closed ? STOPPED : "handler killed: it ignored its cancellation");
     } else if (ran) {
-        char text[TEXT_CAP];
+        char text[TL_RING_TEXT_MAX];
         atomic_fetch_add(&all->svc->st.handler_crashes, 1);
         ended_text(status, text, sizeof(text));
         finish(ran, TL_EFAIL, text);
@@ -271,25 +290,6 @@ static void replace(slot *s, tl_frame_in *in)
     }
     s->starting = s->sent.head != NULL;
     s->sent = (queue){0};
-}
-
-/* Completes the tasks of the results in the buffer (mu held); false on a frame that
- * is not one (the process is then treated as ended). */
-static bool take_results(slot *s, tl_frame_in *in)
-{
-    char type;
-    const char *body;
-    uint32_t len;
-    int rc;
-    while ((rc = tl__frame_next(in, &type, &body, &len)) == 1) {
-        int err = 0;
-        char text[TEXT_CAP];
-        if (type != TL_FRAME_RESULT || !s->sent.head ||
-            tl__frame_decode_result(body, len, &err, text, sizeof(text)) != 0)
-            return false;
-        finish(pop_running(s), err, text);
-    }
-    return rc == 0;
 }
 
 /* Passes a cancellation of the running message on, and kills the process past its
@@ -316,12 +316,32 @@ static void watch_cancel(slot *s)
     }
 }
 
-/* A slot's reader: results, cancellations and replacements, until the route stops. */
+/* Waits for the slot's process to wake the reader, or for its end (mu held on entry
+ * and exit, let go while it waits); true once the process is gone. */
+static bool sleep_on(slot *s)
+{
+    int fd = s->id.fd;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    int wait = s->sent.head ? WAIT_POLL_MS : IDLE_POLL_MS;
+    bool ended = false;
+    pthread_mutex_unlock(&s->all->mu);
+    if (poll(&pf, 1, wait) == 1) {
+        char bytes[64]; /* wake-ups: what they say is in the ring */
+        ssize_t n = read(fd, bytes, sizeof(bytes));
+        ended = n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN);
+    }
+    pthread_mutex_lock(&s->all->mu);
+    tl__ring_awake(s->ring);
+    return ended;
+}
+
+/* A slot's reader: results, cancellations and replacements, until the route stops.
+ * It sleeps on the socket only when the ring holds no result it has not taken, and
+ * says so in the ring, so that the process writes a byte to wake it (ring.c). */
 static void *reader_main(void *arg)
 {
     slot *s = arg;
     pthread_mutex_t *mu = &s->all->mu;
-    tl_frame_in in = {.fd = -1};
     pthread_mutex_lock(mu);
     for (;;) {
         if (s->id.fd < 0) {
@@ -336,24 +356,19 @@ static void *reader_main(void *arg)
                 write_out(s, true);
             continue;
         }
+        take_results(s);
+        refill(s);
+        write_out(s, true);
         watch_cancel(s);
         /* Stopping and idle: tl__procs_free closes the socket, the process exits. */
         if (s->all->closed && !s->sent.head)
             break;
-        struct pollfd pf = {.fd = s->id.fd, .events = POLLIN};
-        int wait = s->sent.head ? WAIT_POLL_MS : IDLE_POLL_MS;
-        in.fd = s->id.fd;
-        pthread_mutex_unlock(mu);
-        bool ended = poll(&pf, 1, wait) == 1 && tl__frame_fill(&in) < 0;
-        pthread_mutex_lock(mu);
-        if (ended || !take_results(s, &in))
-            replace(s, &in);
-        refill(s);
-        if (s->id.fd >= 0)
-            write_out(s, true);
+        /* Idle, nothing can come: a process writing past what it was sent is ignored. */
+        uint64_t next = s->sent.head ? s->sent.head->seq : UINT64_MAX;
+        if (tl__ring_sleep(s->ring, next) && sleep_on(s))
+            replace(s);
     }
     pthread_mutex_unlock(mu);
-    tl__frame_in_free(&in);
     return NULL;
 }
 
@@ -380,7 +395,7 @@ static bool grow(struct tl_procs *all)
         slot *s = &all->slots[i];
         if (s->id.fd >= 0 || s->starting) {
             live++;
-            room += s->sent.n < TL_PROC_AHEAD ? TL_PROC_AHEAD - s->sent.n : 0;
+            room += s->sent.n < ahead(s) ? ahead(s) - s->sent.n : 0;
         } else if (!idle) {
             idle = s;
         }
@@ -402,11 +417,18 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
     struct tl_procs *all = calloc(1, sizeof(*all) + n * sizeof(slot));
     if (!all)
         return TL_ENOMEM;
-    *all = (struct tl_procs){.svc = svc, .route = route, .nslots = n};
+    *all = (struct tl_procs){.svc = svc, .route = route, .nslots = n, .rings = tl__rings_new(n)};
+    if (!all->rings) {
+        free(all);
+        return TL_ENOMEM;
+    }
     pthread_mutex_init(&all->mu, NULL);
     for (size_t i = 0; i < n; i++) {
         slot *s = &all->slots[i];
-        *s = (slot){.all = all, .id = {.pid = 0, .fd = -1}, .cancel_at = -1};
+        *s = (slot){.all = all,
+                    .id = {.pid = 0, .fd = -1},
+                    .ring = tl__ring_at(all->rings, i),
+                    .cancel_at = -1};
         pthread_cond_init(&s->cv, NULL);
     }
     route->procs = all;
@@ -493,6 +515,7 @@ void tl__procs_free(tl_service *svc)
             pthread_cond_destroy(&all->slots[j].cv);
         }
         pthread_mutex_destroy(&all->mu);
+        tl__rings_free(all->rings, all->nslots);
         free(all);
         svc->routes[i].procs = NULL;
     }

@@ -13,7 +13,8 @@
  *   lanes.c     ordering lanes and the chains of attempts behind a running one
  *   attempt.c   one handler task: create it, watch it (watch.c), undo it
  *   procs.c     isolation: process: the task hands its message to a worker process
- *               (forked by isolate.c's zygote; child.c runs there; frame.c frames)
+ *               (forked by isolate.c's zygote; child.c runs there; frame.c frames
+ *               the messages, ring.c brings the results back in shared memory)
  *   watch.c     an attempt's completion and its route's timeout
  *   stalled.c   stalled attempts still running: stuck workers replaced, health
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
@@ -456,17 +457,28 @@ typedef struct tl_proc_id {
 /* How long a worker process may go on past its cancellation before it is killed. */
 #define TL_KILL_GRACE_MS TL_STUCK_GRACE_MS
 
-/* What a worker process runs (child.c): handles messages read from fd until it reads
- * the end of it; never returns. */
-typedef void (*tl_child_main)(tl_service *svc, tl_route_state *route, int fd);
+/* Messages sent ahead to one worker process while its handlers are fast: enough that
+ * messages go many to a write and results many to a wake-up (bench/README.md's
+ * isolation section has the figures). Once a handler ran long, TL_PROC_AHEAD_SLOW at
+ * most, so that a slow or stuck one holds up little behind it. */
+#define TL_PROC_AHEAD 64
+#define TL_PROC_AHEAD_SLOW 16
+
+/* A slot's results, shared with its worker process (ring.c). */
+typedef struct tl_ring tl_ring;
+
+/* What a worker process runs (child.c): handles messages read from fd, putting their
+ * results into ring, until it reads the end of fd; never returns. */
+typedef void (*tl_child_main)(tl_service *svc, tl_route_state *route, tl_ring *ring, int fd);
 
 /* isolate.c. On the thread building the service, before any thread of the runtime
  * exists: forks the zygote, the process that forks worker processes on request, so
  * that they come from a process with one thread. */
 int tl__zygote_start(tl_service *svc, tl_child_main child, char *err, size_t errlen);
 
-/* isolate.c. Any thread: a new worker process for the route; 0, or TL_ESYS. */
-int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_proc_id *out);
+/* isolate.c. Any thread: a new worker process for the route, writing its results into
+ * ring (which must come from tl__rings_new before the zygote started); 0, or TL_ESYS. */
+int tl__zygote_spawn(tl_service *svc, const tl_route_state *route, tl_ring *ring, tl_proc_id *out);
 
 /* isolate.c. Any thread: waits for the worker process pid (dead, or killed) and
  * returns its wait status, or -1. */
@@ -476,7 +488,7 @@ int tl__zygote_reap(tl_service *svc, pid_t pid);
 void tl__zygote_stop(tl_service *svc);
 
 /* child.c: the tl_child_main of the service's worker processes. */
-void tl__child_main(tl_service *svc, tl_route_state *route, int fd);
+void tl__child_main(tl_service *svc, tl_route_state *route, tl_ring *ring, int fd);
 
 /* procs.c. On the thread building the service: room for the route's worker
  * processes, one per loop worker (none started yet); 0, or TL_ENOMEM. */
@@ -502,17 +514,56 @@ void tl__procs_free(tl_service *svc);
  * attempt number attempt, reading rec (which the caller keeps alive until it is done). */
 tl_task *tl__attempt_child(tl_loop *loop, tl_rec *rec);
 
+/* ---------------------------------------------------------------- ring.c */
+
+/* A result's error text is cut to this many bytes, its NUL included. */
+#define TL_RING_TEXT_MAX 512
+
+/* On the thread building the service, before the zygote starts: n rings in one shared
+ * mapping that every worker process inherits (free with tl__rings_free); NULL when
+ * none could be made. */
+tl_ring *tl__rings_new(size_t n);
+
+/* Unmaps what tl__rings_new made (NULL: nothing). */
+void tl__rings_free(tl_ring *rings, size_t n);
+
+/* The i-th ring of rings. */
+tl_ring *tl__ring_at(tl_ring *rings, size_t i);
+
+/* Service, while no process is in the ring's slot: empties it for a new process. */
+void tl__ring_reset(tl_ring *r);
+
+/* Worker: stores the result of its message number seq (from 1, in order), error text
+ * NULL for none, and whether its handler ran long; the reader sees it at its next
+ * look. */
+void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow);
+
+/* Reader: whether the last handler whose result is in the ring ran long. */
+bool tl__ring_slow(tl_ring *r);
+
+/* Worker, after tl__ring_put: true when the reader sleeps (it is marked awake): the
+ * worker must then write a byte to its socket to wake it. */
+bool tl__ring_sleeper(tl_ring *r);
+
+/* Reader: true with the result of message seq (text cut to cap) once it is in the
+ * ring; false while it is not. */
+bool tl__ring_get(tl_ring *r, uint64_t seq, int *err, char *text, size_t cap);
+
+/* Reader, before it waits on the socket: marks it asleep and returns true, or false
+ * (still awake) when the result of message next came meanwhile. */
+bool tl__ring_sleep(tl_ring *r, uint64_t next);
+
+/* Reader, woken: marks it awake. */
+void tl__ring_awake(tl_ring *r);
+
 /* ---------------------------------------------------------------- frame.c */
 
-/* Frame types: a message and a cancel to a worker process, a result from it. */
+/* Frame types: a message and a cancel to a worker process. */
 #define TL_FRAME_MSG 'M'
 #define TL_FRAME_CANCEL 'C'
-#define TL_FRAME_RESULT 'R'
 /* Frames are refused past this size (a worker's garbage never makes the parent
  * allocate without bound). */
 #define TL_FRAME_MAX (256u << 20)
-/* A result's error text is cut to this many bytes. */
-#define TL_FRAME_TEXT_MAX 4096
 
 /* Frames waiting to be written together: a growing buffer; zero it before use. */
 typedef struct tl_frame_out {
@@ -547,12 +598,6 @@ void tl__frame_msg_free(tl_frame_msg *fm);
 
 /* Sends 'C' for the worker's message number seq; 0, or TL_ESYS. */
 int tl__frame_send_cancel(int fd, uint64_t seq);
-
-/* Sends 'R': a handler's result code and error text (NULL: none); 0, or TL_ESYS. */
-int tl__frame_send_result(int fd, int err, const char *text);
-
-/* Decodes the body of an 'R' frame into *err and text (cut to cap); 0, or TL_ESYS. */
-int tl__frame_decode_result(const char *body, uint32_t len, int *err, char *text, size_t cap);
 
 /* Frames read from a socket through a buffer; zero it but for fd before use. */
 typedef struct tl_frame_in {

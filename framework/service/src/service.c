@@ -217,15 +217,18 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         rc = tl__handlers_init(svc, err, errlen);
     bool handlers_live = rc == 0;
     /* Worker processes come from a copy of the service made now, before any thread of
-     * the runtime exists (isolate.c). */
+     * the runtime exists (isolate.c), and after every route's shared result rings
+     * were mapped (ring.c), so that they have them all. */
+    bool isolated = false;
     for (size_t i = 0; !rc && i < cfg->nroutes; i++) {
         if (cfg->routes[i].isolation != TL_ISOLATE_PROCESS)
             continue;
+        isolated = true;
         if ((rc = tl__procs_init(svc, &svc->routes[i])) != 0)
             snprintf(err, errlen, "out of memory");
-        else if (!svc->zygote)
-            rc = tl__zygote_start(svc, tl__child_main, err, errlen);
     }
+    if (!rc && isolated)
+        rc = tl__zygote_start(svc, tl__child_main, err, errlen);
     tl_loop_opts lo = {.workers = cfg->workers};
     tl_worker_hooks wh = tl__handlers_worker_hooks(svc);
     bool procs_ok = rc == 0;
