@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Draws one PNG per table of a `make bench` run from its CSV (bench,variant,metric,value),
 # next to the CSV: overhead.png, memory.png, throughput.png, ratios.png, scaleout.png,
-# catchup.png, stall.png, scale.png, isolation.png. A table with no figures in the CSV (a part that was
+# catchup.png, stall.png, scale.png, isolation.png, retry.png. A table with no figures in the CSV (a part that was
 # skipped) gets no plot. Needs gnuplot (install-deps.sh --bench installs it).
 # Usage: bench/plot.sh RESULTS_CSV
 set -euo pipefail
@@ -157,6 +157,12 @@ if awk -F, 'NR > 1 && $1 == "scale" && $3 == "msgs_per_s" {
     titles=()
     for w in "${workers[@]}"; do titles+=("$w workers"); done
     bars scale.png "scale, msgs/s (higher is better)" "msgs/s" "" "$work/scale.dat" "${titles[@]}"
+fi
+
+# Delayed retries: retried in place against through a retry topic (on_error.via).
+if table "$work/retry.dat" retry_broker '$2' msgs_per_s; then
+    bars retry.png "retries of 1% failing twice, msgs/s (higher is better)" "msgs/s" "" \
+        "$work/retry.dat" "msgs/s"
 fi
 
 # Isolation: thread against process mode, per source and handler cost.

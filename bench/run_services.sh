@@ -29,6 +29,7 @@ kafka_port=${BENCH_KAFKA_PORT:-29092}
 zmq_port=${BENCH_ZMQ_PORT:-29557}
 rounds=${BENCH_ROUNDS:-5}
 catchup_n=${BENCH_CATCHUP_N:-100000}
+retry_n=${BENCH_RETRY_N:-20000}
 
 log=$(mktemp)
 broker_dir=""
@@ -70,6 +71,7 @@ if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
     run 900 "$bin/kafka_throughput" --brokers "$brokers" --topic bench -n "$kafka_n" --rounds "$rounds"
     run 900 "$here/catchup.sh" "$build" "$broker_dir" "$catchup_n"
     run 900 "$here/isolation_kafka.sh" "$build" "$broker_dir" "$iso_n"
+    run 600 "$here/retry_kafka.sh" "$build" "$broker_dir" "$retry_n"
     # Its own table and CSV (bench/results/peers.csv): shown as it goes, not summarised.
     echo "== peers.sh (taskloop beside the Parallel Consumer, Spring Kafka and aiokafka)"
     timeout --kill-after=10 1800 "$here/peers.sh" "$build" "$broker_dir" ||

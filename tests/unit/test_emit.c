@@ -82,12 +82,15 @@ static bool two_held(fx *f)
     return tl_memory_sink_held("held.out") == 2;
 }
 
+static char held_stats[8192];
+
 static void script_hold_then_release(fx *f)
 {
     STEP(wait_for(f, two_held, 5000));
     sleep_ms(50); /* a commit would have come by now */
     f->committed_mid = tl_memory_committed(f->topic, 0);
     f->seen_max_in_flight = stats(f).in_flight;
+    STEP(http_get(tl_service_admin_port(f->svc), "/stats", held_stats, sizeof(held_stats)) == 200);
     tl_memory_sink_release_held("held.out");
     STEP(wait_for(f, all_settled, 5000));
 }
@@ -95,12 +98,18 @@ static void script_hold_then_release(fx *f)
 static void emits_go_in_order_after_success_and_the_commit_waits_for_them(void **state)
 {
     fx *f = *state;
+    assert_int_equal(tl_register_handler(f->reg, "emitter", emitter, NULL), 0);
     assert_int_equal(tl_memory_sink_set_mode("held.out", TL_MEMSINK_HOLD), 0);
-    start_emitting(f, "held", NULL);
+    start(f, "held",
+          (opts){.handler = "emitter",
+                 .route_extra = "    outputs: { out: \"memory:held.out\" }\n",
+                 .top_extra = "admin: { listen: \"127.0.0.1:0\" }\n"});
     push(f, 0, NULL, "emit2");
     run(f, script_hold_then_release);
     assert_true(f->committed_mid <= 0);
     assert_int_equal(f->seen_max_in_flight, 1);
+    /* An operator sees what it waits for. */
+    assert_non_null(strstr(held_stats, "\"emitting\":1"));
     assert_int_equal(tl_memory_sink_count("held.out"), 2);
     assert_payload("held.out", 0, "a");
     assert_payload("held.out", 1, "b");

@@ -45,6 +45,8 @@ typedef struct tl_route_live {
     uint64_t stalled;   /* a stalled attempt still runs */
     uint64_t stuck;     /* of those, ignoring cancellation: each holds a worker */
     uint64_t rerouting; /* sent to a target, not yet acknowledged */
+    uint64_t emitting;  /* completed; what it emitted not yet acknowledged by every output */
+    uint64_t due_wait;  /* a delayed retry come back early, waiting for its due time */
 } tl_route_live;
 
 /*

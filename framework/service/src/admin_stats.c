@@ -17,7 +17,8 @@
  *                rerouted_total, late_completions_total, rate_limited_total,
  *                rate_throttled (true while a message waits for the rate; null without),
  *                breaker ("closed", "open", "half_open"; null without one),
- *                live: {in_flight, running, stalled, stuck, rerouting} or null}],
+ *                live: {in_flight, running, stalled, stuck, rerouting, emitting,
+ *                       waiting_due} or null}],
  *    "partitions": {total, from, top, items: [{source, topic, partition,
  *                   committed_offset, consumer_lag}]}}
  *
@@ -106,10 +107,12 @@ static json_t *routes(const tl_admin_snap *s)
         const tl_admin_route *r = &s->routes[i];
         json_t *live =
             r->live_known
-                ? json_pack("{s:I, s:I, s:I, s:I, s:I}", "in_flight", (json_int_t)r->live.in_flight,
-                            "running", (json_int_t)r->live.running, "stalled",
-                            (json_int_t)r->live.stalled, "stuck", (json_int_t)r->live.stuck,
-                            "rerouting", (json_int_t)r->live.rerouting)
+                ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "in_flight",
+                            (json_int_t)r->live.in_flight, "running", (json_int_t)r->live.running,
+                            "stalled", (json_int_t)r->live.stalled, "stuck",
+                            (json_int_t)r->live.stuck, "rerouting", (json_int_t)r->live.rerouting,
+                            "emitting", (json_int_t)r->live.emitting, "waiting_due",
+                            (json_int_t)r->live.due_wait)
                 : json_null();
         json_array_append_new(
             a,

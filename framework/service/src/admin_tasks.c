@@ -83,6 +83,8 @@ static void count_routes(snap_req *r)
         c->in_flight += rec->state != REC_SETTLED;
         c->running += rec->state == REC_RUNNING;
         c->rerouting += rec->state == REC_REROUTING;
+        c->emitting += rec->state == REC_EMITTING;
+        c->due_wait += rec->state == REC_DUE;
         c->stalled += rec->stalled != NULL;
         c->stuck += rec->stalled != NULL && rec->stuck;
     }
