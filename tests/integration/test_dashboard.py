@@ -178,6 +178,7 @@ def run(svc, browser):
     key = 'taskloop_committed_offset{source="in",topic="%s",partition="-1"}' % svc.endpoint
     assert int(cells[3]) == part["committed_offset"] == metrics[key] == 300, (cells, part)
     assert text(browser, "r0-in_flight") == "0" and text(browser, "r0-stalled_total") == "0"
+    assert text(browser, "r0-emitting") == "0" and text(browser, "r0-waiting_due") == "0"
     assert text(browser, "r0-breaker") == "none"  # the route has no circuit breaker
     assert text(browser, "r0-rate") == "none"  # nor a rate limit
     print("ok - counters, handler times and the committed offset match /stats and /metrics")

@@ -125,6 +125,7 @@ function showStats(s) {
     const l = r.live || {};
     return { cells: [[r.route], [r.source], [r.handler], [l.in_flight, true, "r" + r.route + "-in_flight"],
       [l.running, true], [l.stalled, true, "r" + r.route + "-stalled"], [l.stuck, true], [l.rerouting, true],
+      [l.emitting, true, "r" + r.route + "-emitting"], [l.waiting_due, true, "r" + r.route + "-waiting_due"],
       [r.stalled_total, true, "r" + r.route + "-stalled_total"], [r.rerouted_total, true, "r" + r.route + "-rerouted_total"],
       [r.late_completions_total, true, "r" + r.route + "-late"], [r.on_stall], [r.on_error],
       [r.rate_throttled == null ? "none" : r.rate_throttled ? "throttled" : "on pace", false, "r" + r.route + "-rate"],
