@@ -19,9 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SEND_BACKOFF_MIN_MS 100
-#define SEND_BACKOFF_MAX_MS 5000
-
 /* One message queued for an output, copied in one block: header, headers, bytes. */
 struct tl_emit {
     struct tl_emit *next;
@@ -147,11 +144,7 @@ static void send_failed(struct tl_emit *e, int err, const char *what)
     atomic_fetch_add_explicit(&e->target->errors, 1, memory_order_relaxed);
     e->failed = true;
     rec->send_tries++;
-    int64_t delay = SEND_BACKOFF_MIN_MS;
-    for (unsigned i = 1; i < rec->send_tries && delay < SEND_BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > SEND_BACKOFF_MAX_MS)
-        delay = SEND_BACKOFF_MAX_MS;
+    int64_t delay = tl__send_backoff_ms(rec->send_tries);
     char d[24];
     snprintf(d, sizeof(d), "%lldms", (long long)delay);
     tl_kv f[] = {{"output", e->target->name}, {"retry_in", d}};

@@ -27,6 +27,14 @@ typedef struct ack_msg {
 
 static void send_now(tl_rec *rec);
 
+int64_t tl__send_backoff_ms(unsigned tries)
+{
+    int64_t delay = SEND_BACKOFF_MIN_MS;
+    for (unsigned i = 1; i < tries && delay < SEND_BACKOFF_MAX_MS; i++)
+        delay *= 2;
+    return delay < SEND_BACKOFF_MAX_MS ? delay : SEND_BACKOFF_MAX_MS;
+}
+
 static void send_retry_fire(tl_timer *timer, void *arg)
 {
     (void)timer;
@@ -39,11 +47,7 @@ static void send_failed(tl_rec *rec, int err, const char *what)
     tl_service *svc = rec->svc;
     TL_STAT_ADD(svc, reroute_errors, 1);
     atomic_fetch_add_explicit(&rec->target->errors, 1, memory_order_relaxed);
-    int64_t delay = SEND_BACKOFF_MIN_MS;
-    for (unsigned i = 1; i < rec->send_tries && delay < SEND_BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > SEND_BACKOFF_MAX_MS)
-        delay = SEND_BACKOFF_MAX_MS;
+    int64_t delay = tl__send_backoff_ms(rec->send_tries);
     char tries[16], d[24];
     snprintf(tries, sizeof(tries), "%u", rec->send_tries);
     snprintf(d, sizeof(d), "%lldms", (long long)delay);

@@ -639,6 +639,10 @@ extern const char *const tl__reroute_header_names[TL_REROUTE_NHEADERS];
 size_t tl__reroute_headers(const tl_msg *m, const char *const vals[TL_REROUTE_NHEADERS],
                            tl_header *out);
 
+/* How long a refused send waits before its try number tries + 1: 100 ms, doubled per
+ * try, at most 5 s (reroutes and handler outputs alike). */
+int64_t tl__send_backoff_ms(unsigned tries);
+
 /* Sends the record to target with the tl-* headers; hooks.rerouted follows the ack. */
 void tl__reroute(tl_rec *rec, tl_target *target, const char *reason);
 
