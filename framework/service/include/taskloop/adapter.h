@@ -155,6 +155,8 @@ int tl_params_check_ranges(const tl_param *schema, const tl_param_range *ranges,
 
 /* ---------------------------------------------------------------- sources */
 
+typedef struct tl_txn_ops tl_txn_ops;
+
 typedef struct tl_partition {
     const char *topic;
     int32_t partition;
@@ -241,6 +243,9 @@ typedef struct tl_source_ops {
      * no side effect: no socket, no broker contact. Calls report for every problem.
      * `taskloop check` runs it; any thread. */
     void (*check)(const tl_params *conf, tl_param_report_fn report, void *rep);
+    /* Optional (NULL: the source cannot take part in transactions): what a route with
+     * `delivery: exactly_once` needs of it (tl_txn_ops, below). */
+    const tl_txn_ops *txn;
 } tl_source_ops;
 
 /* ---------------------------------------------------------------- sinks */
@@ -281,6 +286,45 @@ typedef struct tl_sink_ops {
      * (name NULL for the address). Any thread. */
     void (*check)(const char *address, const tl_params *conf, tl_param_report_fn report, void *rep);
 } tl_sink_ops;
+
+/* ---------------------------------------------------------------- transactions */
+
+/* A partition's position: every message of it below next_offset is done. */
+typedef struct tl_partition_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t next_offset;
+} tl_partition_offset;
+
+/*
+ * Exactly-once delivery, for the route a source feeds when it says `delivery:
+ * exactly_once`: what the route sends (its outputs and reroutes) and the source's
+ * positions are committed together, in one transaction of the broker, or not at all.
+ * All three are called on the loop thread.
+ */
+struct tl_txn_ops {
+    /* Makes the source transactional; called once, after open and before start. From
+     * then on the source reads only committed messages, its commit() is not called
+     * and its stop() commits nothing: its positions go only through commit below.
+     * 0, or an error with a message in err. */
+    int (*enable)(tl_source *src, char *err, size_t errlen);
+    /* Opens a sink for address (a target of the sink scheme named like the source's
+     * type) whose sends join the source's transaction, begun at the first send after
+     * a commit; *ops gets the sink's ops (send, flush and close as for any sink). An
+     * ack says the message is written in the open transaction, not that it is
+     * committed. 0, or an error with a message in err. */
+    int (*sink)(tl_source *src, const char *address, tl_sink **out, const tl_sink_ops **ops,
+                char *err, size_t errlen);
+    /* Commits the open transaction (one is begun when none is) with the positions
+     * offs[0..n): every send its sinks accepted since the last commit and these
+     * positions become visible together. Blocks until the broker answered. 0; or the
+     * transaction was aborted (what was sent since the last commit is discarded, the
+     * positions stay where the last commit put them): an error with a message in
+     * err, after which the runtime stops the service so that a restart replays from
+     * the last commit. */
+    int (*commit)(tl_source *src, const tl_partition_offset *offs, size_t n, char *err,
+                  size_t errlen);
+};
 
 /* ---------------------------------------------------------------- registry */
 
