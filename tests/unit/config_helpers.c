@@ -29,7 +29,10 @@ static const tl_param listing_source_params[] = {
 
 const tl_source_ops fake_source = {.type = "fake", .params = fake_source_params, .input = "topics"};
 const tl_sink_ops fake_sink = {.scheme = "fake", .params = fake_sink_params};
-const tl_source_ops listing_source = {.type = "listing", .params = listing_source_params};
+/* Takes part in transactions, as far as the config can tell (delivery: exactly_once). */
+static const tl_txn_ops listing_txn = {0};
+const tl_source_ops listing_source = {
+    .type = "listing", .params = listing_source_params, .txn = &listing_txn};
 
 int handler_user;
 

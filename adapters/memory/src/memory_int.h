@@ -25,6 +25,13 @@ typedef struct mem_part {
     bool held; /* the runtime asked its source to stop fetching it (pause_partitions) */
 } mem_part;
 
+/* A send of a transaction sink, waiting for its source's commit (txn.c). */
+typedef struct mem_pending {
+    struct mem_pending *next;
+    struct mem_store *store;
+    tl_memory_record *rec;
+} mem_pending;
+
 typedef struct mem_topic {
     struct mem_topic *next;
     char *name;
@@ -33,6 +40,10 @@ typedef struct mem_topic {
     tl_source *src;     /* the open source, or NULL */
     size_t outstanding; /* delivered and not yet released */
     bool lose_commits;  /* commit() succeeds and records nothing */
+    /* Transactions (txn.c): sends of its source's transaction sinks not yet committed,
+     * in send order, and whether the next commit is to fail. */
+    mem_pending *pending, **pending_tail;
+    bool fail_txn;
 } mem_topic;
 
 typedef struct mem_held mem_held;
@@ -68,5 +79,22 @@ tl_memory_record *tl_mem_record_copy(const tl_memory_record *rec);
 
 /* Wall-clock milliseconds, for timestamps. */
 int64_t tl_mem_now_ms(void);
+
+/* The topic the open source src reads, or NULL. */
+mem_topic *tl_mem_topic_of_locked(const tl_source *src);
+
+/* The transaction ops of the memory source (txn.c). */
+extern const tl_txn_ops tl_mem_txn_ops;
+
+/* Opens a sink on store address whose sends wait in txn's pending list until its
+ * source commits (acked at once, as a transaction's writes are). */
+int tl_mem_sink_open_txn(const char *address, mem_topic *txn, tl_sink **out, char *err,
+                         size_t errlen);
+
+/* Keeps rec, bound for store s, until t's transaction commits; 0 or TL_ENOMEM. */
+int tl_mem_txn_add_locked(mem_topic *t, mem_store *s, tl_memory_record *rec);
+
+/* Drops what t's open transaction holds (an abort). */
+void tl_mem_txn_discard_locked(mem_topic *t);
 
 #endif

@@ -170,8 +170,41 @@ const void *tl_memory_record_header(const tl_memory_record *rec, const char *hna
     return NULL;
 }
 
+int tl_mem_txn_add_locked(mem_topic *t, mem_store *s, tl_memory_record *rec)
+{
+    mem_pending *p = malloc(sizeof(*p));
+    if (!p)
+        return TL_ENOMEM;
+    *p = (mem_pending){NULL, s, rec};
+    if (!t->pending_tail)
+        t->pending_tail = &t->pending;
+    *t->pending_tail = p;
+    t->pending_tail = &p->next;
+    return 0;
+}
+
+void tl_mem_txn_discard_locked(mem_topic *t)
+{
+    while (t->pending) {
+        mem_pending *p = t->pending;
+        t->pending = p->next;
+        free(p->rec);
+        free(p);
+    }
+    t->pending_tail = &t->pending;
+}
+
+mem_topic *tl_mem_topic_of_locked(const tl_source *src)
+{
+    for (mem_topic *t = topics; t; t = t->next)
+        if (t->src == src)
+            return t;
+    return NULL;
+}
+
 static void topic_free(mem_topic *t)
 {
+    tl_mem_txn_discard_locked(t);
     for (size_t p = 0; p < t->nparts; p++) {
         for (size_t i = 0; i < t->parts[p].n; i++)
             free(t->parts[p].log[i]);

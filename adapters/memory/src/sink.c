@@ -34,6 +34,7 @@ struct mem_held {
 
 struct tl_sink {
     mem_store *store;
+    mem_topic *txn; /* a transaction sink: sends wait in its source's transaction */
     pthread_t thread;
     pthread_cond_t work;
     pthread_cond_t idle;
@@ -182,7 +183,8 @@ static int sink_send(tl_sink *sink, const tl_out_msg *msg, tl_sink_ack_cb ack, v
         hold_locked(sink, rec, a);
         break;
     default:
-        if (tl_mem_store_append_locked(sink->store, rec) != 0) {
+        if ((sink->txn ? tl_mem_txn_add_locked(sink->txn, sink->store, rec)
+                       : tl_mem_store_append_locked(sink->store, rec)) != 0) {
             free(rec);
             queue_ack_locked(sink, a, TL_ENOMEM, "memory sink: out of memory");
         } else {
@@ -245,6 +247,15 @@ static void sink_close(tl_sink *sink)
     pthread_cond_destroy(&sink->work);
     pthread_cond_destroy(&sink->idle);
     free(sink);
+}
+
+int tl_mem_sink_open_txn(const char *address, mem_topic *txn, tl_sink **out, char *err,
+                         size_t errlen)
+{
+    int rc = sink_open(address, NULL, out, err, errlen);
+    if (rc == 0)
+        (*out)->txn = txn;
+    return rc;
 }
 
 const tl_sink_ops tl_memory_sink_ops = {

@@ -300,6 +300,7 @@ static int source_start(tl_source *src)
     for (size_t i = 0; ok && i < src->topic->nparts; i++) {
         mem_part *p = &src->topic->parts[i];
         p->assigned = true;
+        p->held = false; /* a pause belongs to the consumer that asked for it, as in Kafka */
         p->position = p->committed > p->base ? p->committed : p->base;
     }
     pthread_mutex_unlock(&tl_mem_lock);
@@ -402,6 +403,7 @@ static void source_close(tl_source *src)
         return;
     source_stop(src);
     pthread_mutex_lock(&tl_mem_lock);
+    tl_mem_txn_discard_locked(src->topic); /* never committed: aborted */
     src->topic->src = NULL;
     pthread_mutex_unlock(&tl_mem_lock);
     pthread_cond_destroy(&src->wake);
@@ -428,6 +430,7 @@ const tl_source_ops tl_memory_source_ops = {
     .hold_limit_ms = source_hold_limit,
     .pause_partitions = source_pause_partitions,
     .ranges = source_ranges,
+    .txn = &tl_mem_txn_ops,
 };
 
 /* ------------------------------------------------------------ test hooks */

@@ -58,7 +58,7 @@ static void ack_on_loop(tl_loop *loop, void *arg)
     ack_msg *a = arg;
     tl_service *svc = a->src->svc;
     tl_partition_state *p =
-        a->src->ops->commit_acks ? tl__partition_find(svc, a->src, a->topic, a->partition) : NULL;
+        tl__commit_acks(a->src) ? tl__partition_find(svc, a->src, a->topic, a->partition) : NULL;
     if (p && a->err == 0) {
         svc->last_ack_ms = tl_loop_now(svc->loop);
         acked(svc, p, a->next);

@@ -47,6 +47,7 @@ typedef struct tl_route_live {
     uint64_t rerouting; /* sent to a target, not yet acknowledged */
     uint64_t emitting;  /* completed; what it emitted not yet acknowledged by every output */
     uint64_t due_wait;  /* a delayed retry come back early, waiting for its due time */
+    uint64_t gated;     /* exactly-once: done, its sends waiting for earlier messages' */
 } tl_route_live;
 
 /*

@@ -212,6 +212,12 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
     metric_one(f, "emit_errors_total", "counter",
                "Emitted messages an output refused or did not acknowledge (each sent again).",
                st.emit_errors);
+    metric_one(f, "transactions_total", "counter",
+               "Exactly-once routes: transactions committed (sends and positions together).",
+               st.txn_commits);
+    metric_one(f, "transaction_aborts_total", "counter",
+               "Exactly-once routes: transactions that could not commit (the service stopped).",
+               st.txn_aborts);
     metric_one(f, "retries_delayed_total", "counter",
                "Failed attempts sent to on_error.via, to run again once due.", st.retries_delayed);
     metric_one(f, "retries_waiting", "gauge",

@@ -41,7 +41,8 @@
 static json_t *counters(const tl_service_stats *st)
 {
     return json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I}",
         "consumed_total", (json_int_t)st->consumed, "completed_total", (json_int_t)st->completed,
         "failed_total", (json_int_t)st->failed, "retries_total", (json_int_t)st->retries,
         "stalled_total", (json_int_t)st->stalled, "rerouted_total", (json_int_t)st->rerouted,
@@ -50,7 +51,9 @@ static json_t *counters(const tl_service_stats *st)
         (json_int_t)st->paused, "source_pauses_total", (json_int_t)st->source_pauses,
         "replaced_workers_total", (json_int_t)st->replaced_workers, "retries_delayed_total",
         (json_int_t)st->retries_delayed, "retries_waiting", (json_int_t)st->retries_waiting,
-        "emitted_total", (json_int_t)st->emitted, "emit_errors_total", (json_int_t)st->emit_errors);
+        "emitted_total", (json_int_t)st->emitted, "emit_errors_total", (json_int_t)st->emit_errors,
+        "transactions_total", (json_int_t)st->txn_commits, "transaction_aborts_total",
+        (json_int_t)st->txn_aborts);
 }
 
 static json_t *histogram(const tl_admin_hist *h)
@@ -107,12 +110,12 @@ static json_t *routes(const tl_admin_snap *s)
         const tl_admin_route *r = &s->routes[i];
         json_t *live =
             r->live_known
-                ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "in_flight",
+                ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "in_flight",
                             (json_int_t)r->live.in_flight, "running", (json_int_t)r->live.running,
                             "stalled", (json_int_t)r->live.stalled, "stuck",
                             (json_int_t)r->live.stuck, "rerouting", (json_int_t)r->live.rerouting,
                             "emitting", (json_int_t)r->live.emitting, "waiting_due",
-                            (json_int_t)r->live.due_wait)
+                            (json_int_t)r->live.due_wait, "gated", (json_int_t)r->live.gated)
                 : json_null();
         json_array_append_new(
             a,

@@ -85,6 +85,7 @@ static void count_routes(snap_req *r)
         c->rerouting += rec->state == REC_REROUTING;
         c->emitting += rec->state == REC_EMITTING;
         c->due_wait += rec->state == REC_DUE;
+        c->gated += rec->state == REC_GATED;
         c->stalled += rec->stalled != NULL;
         c->stuck += rec->stalled != NULL && rec->stuck;
     }

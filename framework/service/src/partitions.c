@@ -40,6 +40,7 @@ static tl_partition_state *part_new(tl_service *svc, tl_source_state *src, const
     p->assigned = true;
     p->committed = -1;
     p->high_settled = -1;
+    p->txn_next = -1;
     tl_offsets_init(&p->offsets);
     /* Under the lock: tl_service_partitions reads the array from other threads. */
     pthread_mutex_lock(&svc->mu);
@@ -156,6 +157,10 @@ static void point_add(tl_partition_state *p, int64_t next, int64_t now_ms)
 void tl__partition_commit(tl_service *svc, tl_partition_state *p)
 {
     p->dirty = false;
+    if (p->src->txn) {
+        tl__txn_commit(svc, p->src, true); /* one transaction holds every partition */
+        return;
+    }
     int64_t next = p->offsets.next;
     if (next < 0 || next <= p->committed || !p->assigned)
         return;
@@ -172,20 +177,23 @@ void tl__partition_commit(tl_service *svc, tl_partition_state *p)
     pthread_mutex_lock(&svc->mu);
     p->committed = next;
     pthread_mutex_unlock(&svc->mu);
-    if (p->src->ops->commit_acks)
+    if (tl__commit_acks(p->src))
         point_add(p, next, tl_loop_now(svc->loop));
 }
 
 uint64_t tl__partition_unacked(const tl_partition_state *p)
 {
-    return p->src->ops->commit_acks ? p->offsets.tail - p->acked : 0;
+    return tl__commit_acks(p->src) ? p->offsets.tail - p->acked : 0;
 }
 
 void tl__commit_dirty(tl_service *svc)
 {
     for (size_t i = 0; i < svc->nparts; i++)
-        if (svc->parts[i]->dirty)
+        if (svc->parts[i]->dirty && !svc->parts[i]->src->txn)
             tl__partition_commit(svc, svc->parts[i]);
+    /* At the end of the drain a transaction commits whatever its bounds say. */
+    for (size_t i = 0; i < svc->nsrcs; i++)
+        tl__txn_commit(svc, &svc->srcs[i], svc->drained);
 }
 
 void tl__partitions_free(tl_service *svc)

@@ -52,6 +52,7 @@ static void rec_free(tl_rec *rec)
     free(rec->err_text);
     tl__due_free(rec);
     tl__emit_free(rec);
+    tl__txn_forget(rec);
     tl_recycler_put_owned(svc->rec_blocks, rec); /* records are made and freed on the loop */
 }
 
@@ -85,6 +86,7 @@ static void settle(tl_rec *rec)
         return;
     rec->state = REC_SETTLED;
     lane_release(rec);
+    tl__txn_settled(rec);
     tl_partition_state *part = rec->part;
     if (rec->gen == part->gen) {
         uint64_t head = part->offsets.head;
@@ -109,11 +111,33 @@ static void keep_error(tl_rec *rec, tl_task *task)
     rec->err_text = strdup(text ? text : tl_strerror(rec->last_err));
 }
 
+/* Exactly-once: the record's sends (to target, or its emits when NULL) wait for those
+ * of its partition's earlier records (txn.c); its lane moves on meanwhile. */
+static void gate(tl_rec *rec, tl_target *target, const char *reason)
+{
+    rec->state = REC_GATED;
+    rec->target = target;
+    rec->reason = reason;
+}
+
+/* hooks.txn_go: a gated record's sends may go. */
+static void txn_go(tl_rec *rec)
+{
+    if (rec->target)
+        tl__reroute(rec, rec->target, rec->reason);
+    else if (!tl__emit_flush(rec))
+        settle(rec);
+}
+
 /* Reroutes the message to target, or drops it with an error event when there is none. */
 static void to_target(tl_rec *rec, tl_target *target, const char *reason)
 {
     tl_service *svc = rec->svc;
     lane_release(rec);
+    if (target && tl__txn_wait(rec)) {
+        gate(rec, target, reason);
+        return;
+    }
     if (target) {
         tl__reroute(rec, target, reason);
         return;
@@ -159,6 +183,11 @@ static void attempt_done(tl_rec *rec, tl_task *task)
         tl__breaker_note(svc, rec->route, rec->msg, err == 0, tl_clock_ns());
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);
+        if (atomic_load_explicit(&rec->emits, memory_order_acquire) && tl__txn_wait(rec)) {
+            lane_release(rec);
+            gate(rec, NULL, NULL);
+            return;
+        }
         if (!tl__emit_flush(rec))
             settle(rec);
         else
@@ -287,6 +316,7 @@ void tl__records_init(tl_service *svc)
     svc->hooks.attempt_late = attempt_late;
     svc->hooks.rerouted = rerouted;
     svc->hooks.emitted = rerouted; /* settled alike: every output took its part */
+    svc->hooks.txn_go = txn_go;
 }
 
 void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state *part, tl_msg *msg,
@@ -301,6 +331,8 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
             tl_recycler_put_owned(svc->rec_blocks, rec);
         part->src->ops->release(part->src->handle, msg);
         tl__log(svc, TL_LEVEL_ERROR, "out_of_memory", NULL, 0);
+        /* A transaction's position passes over what was not taken in: stop instead. */
+        tl__txn_fail(svc, part->src, "transaction_failed", "out of memory taking a message in");
         return;
     }
     rec->svc = svc;
@@ -313,10 +345,11 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
     tl_timer_init(svc->loop, &rec->timer);
     part->in_flight++;
     TL_STAT_ADD(svc, uncommitted, 1);
-    if (part->src->ops->commit_acks)
+    if (tl__commit_acks(part->src))
         svc->unacked++; /* until its commit is acknowledged (acks.c) */
     TL_STAT_ADD(svc, consumed, 1);
     TL_STAT_ADD(svc, in_flight, 1);
+    tl__txn_take(rec);
     int64_t wait = route->retry_via ? tl__due_take(rec, seen_ms) : 0;
     if (wait > 0) {
         rec->state = REC_DUE;
@@ -352,7 +385,8 @@ void tl__records_revoking(tl_service *svc, tl_partition_state *part, bool lost)
     for (tl_link *l = svc->recs.head; !lost && l; l = l->next) {
         tl_rec *r = tl_list_item(l, tl_rec, all_link);
         if (r->part == part && r->gen == part->gen && r->msg->offset > high &&
-            (r->state == REC_RUNNING || r->state == REC_REROUTING || r->state == REC_EMITTING))
+            (r->state == REC_RUNNING || r->state == REC_REROUTING || r->state == REC_EMITTING ||
+             r->state == REC_GATED))
             high = r->msg->offset;
     }
     for (tl_rec *r = tl__lanes_take_queued(svc, part, high), *next; r; r = next) {

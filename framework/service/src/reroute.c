@@ -177,10 +177,11 @@ void tl__reroute(tl_rec *rec, tl_target *target, const char *reason)
 
 /* ---------------------------------------------------------------- targets */
 
-static tl_target *target_find(tl_service *svc, const char *name)
+/* The target of that name writing in txn_src's transactions (NULL: in none). */
+static tl_target *target_find(tl_service *svc, const char *name, const tl_source_state *txn_src)
 {
     for (size_t i = 0; i < svc->ntargets; i++)
-        if (strcmp(svc->targets[i]->name, name) == 0)
+        if (strcmp(svc->targets[i]->name, name) == 0 && svc->targets[i]->txn_src == txn_src)
             return svc->targets[i];
     return NULL;
 }
@@ -204,7 +205,9 @@ static int target_open(tl_service *svc, const tl_config_route *r, const tl_confi
         return 0;
     char name[512];
     snprintf(name, sizeof(name), "%s:%s", t->scheme, t->address);
-    if ((*out = target_find(svc, name)) != NULL)
+    /* An exactly-once route's targets write in its source's transactions: its own. */
+    tl_source_state *txn_src = svc->srcs[r->source].txn ? &svc->srcs[r->source] : NULL;
+    if ((*out = target_find(svc, name, txn_src)) != NULL)
         return 0;
     tl_target *tg = calloc(1, sizeof(*tg));
     tl_target **arr = realloc(svc->targets, (svc->ntargets + 1) * sizeof(*arr));
@@ -216,8 +219,12 @@ static int target_open(tl_service *svc, const tl_config_route *r, const tl_confi
         return TL_ENOMEM;
     }
     tg->ops = t->ops;
+    tg->txn_src = txn_src;
     char why[256] = "";
-    int rc = t->ops->open(t->address, sink_conf(svc, r, t->scheme), &tg->sink, why, sizeof(why));
+    int rc = txn_src ? txn_src->ops->txn->sink(txn_src->handle, t->address, &tg->sink, &tg->ops,
+                                               why, sizeof(why))
+                     : t->ops->open(t->address, sink_conf(svc, r, t->scheme), &tg->sink, why,
+                                    sizeof(why));
     if (rc != 0) {
         snprintf(err, errlen, "target %s: %s", name, why[0] ? why : tl_strerror(rc));
         free(tg->name);

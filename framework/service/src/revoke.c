@@ -65,6 +65,7 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         pthread_mutex_lock(&svc->mu);
         p->committed = -1;
         pthread_mutex_unlock(&svc->mu);
+        p->txn_next = -1; /* its next owner may move it: what comes next is read afresh */
         p->high_settled = -1;
         p->assigned = false;
         p->revoking = false;
@@ -108,6 +109,10 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
     (void)loop;
     tl_revoke_req *r = arg;
     tl_service *svc = r->src->svc;
+    if (r->lost)
+        tl__txn_fail(svc, r->src, "transaction_lost",
+                     "partitions were lost: what the open transaction holds of them could be "
+                     "made again by their next owner");
     for (size_t i = 0; i < r->n; i++) {
         tl_partition_state *p =
             tl__partition_find(svc, r->src, r->parts[i].topic, r->parts[i].partition);

@@ -95,6 +95,10 @@ typedef struct tl_partition_state {
     size_t held_first, held_n, held_cap;
     bool held_at_source; /* the source was asked to stop fetching it (pause_partitions) */
     tl_link held_link;   /* in svc->held_parts while held_n > 0 */
+    /* Exactly-once (txn.c): its records whose sends have not gone yet, in offset
+     * order (txn_link), and the offset after the last one taken in, -1. */
+    tl_list txn_fifo;
+    int64_t txn_next;
 } tl_partition_state;
 
 /* Batches a source may have delivered and not yet taken in (see intake.c). */
@@ -116,11 +120,26 @@ typedef struct tl_source_state {
                             * partition): more than a partition's share in the window only waits */
     unsigned held_batches; /* loop thread: its batches kept aside (intake.c) */
     uint64_t held_pass;    /* loop thread: take_held's last pass that left one of them */
+    /* Exactly-once (txn.c): its route says `delivery: exactly_once`. Loop thread. */
+    bool txn;
+    bool txn_broken; /* a commit failed or partitions were lost: none again */
+    const tl_config_route *txn_route;
+    uint64_t txn_done;    /* records whose sends went since the last commit */
+    int64_t txn_since_ms; /* loop clock: when the first of them went; -1: none */
+    tl_timer txn_timer;   /* lets gated sends go, commits once txn_done is reached */
 } tl_source_state;
+
+/* Whether the source's commits are acknowledged later (ops->commit_acks): a
+ * transaction's commit is durable when it returns. */
+static inline bool tl__commit_acks(const tl_source_state *src)
+{
+    return src->ops->commit_acks && !src->txn;
+}
 
 /* A reroute destination shared by routes naming the same target. */
 typedef struct tl_target {
-    char *name; /* "scheme:address" */
+    char *name;               /* "scheme:address" */
+    tl_source_state *txn_src; /* writes in this source's transactions (exactly-once) */
     const tl_sink_ops *ops;
     tl_sink *sink;
     _Atomic uint64_t rerouted;
@@ -211,6 +230,8 @@ typedef enum tl_rec_state {
     REC_DUE,       /* a delayed retry come back early: waits, in no lane (due.c) */
     REC_REROUTING, /* sent to a target, waiting for the acknowledgement */
     REC_EMITTING,  /* succeeded; what it emitted waits for the outputs' acks (emit.c) */
+    REC_GATED,     /* exactly-once: its sends (target, or NULL: its emits) wait for
+                    * those of the partition's earlier messages (txn.c) */
     REC_SETTLED,
 } tl_rec_state;
 
@@ -251,6 +272,9 @@ struct tl_rec {
     tl_link watch_link;   /* its route's watch list */
     tl_link all_link;     /* every live record, for teardown */
     tl_link stalled_link; /* records whose stalled attempt still runs */
+    tl_link txn_link;     /* exactly-once: in its partition's txn_fifo */
+    bool txn_in;          /* txn_link is linked */
+    bool txn_done;        /* its sends went, or it settled with none */
 };
 
 /* An ordering lane: at most one record of a key (or partition) runs at a time. */
@@ -276,7 +300,8 @@ struct tl_lane {
 typedef struct tl_stats_atomic {
     _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
         reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses,
-        handler_crashes, processes_replaced, retries_delayed, retries_waiting, emitted, emit_errors;
+        handler_crashes, processes_replaced, retries_delayed, retries_waiting, emitted, emit_errors,
+        txn_commits, txn_aborts;
     _Atomic bool healthy;
 } tl_stats_atomic;
 
@@ -291,6 +316,7 @@ typedef struct tl_runtime_hooks {
     void (*attempt_late)(tl_rec *rec, tl_task *task); /* stalled.c: a stalled one returned */
     void (*rerouted)(tl_rec *rec);                    /* reroute.c: the target acked it */
     void (*emitted)(tl_rec *rec); /* emit.c: every output took what the attempt emitted */
+    void (*txn_go)(tl_rec *rec);  /* txn.c: a gated record's sends may go now */
     void (*room_freed)(tl_service *svc, tl_partition_state *part); /* record.c: settled */
     void (*intake_retry)(tl_service *svc); /* breaker.c: messages that waited may go in */
 } tl_runtime_hooks;
@@ -768,6 +794,38 @@ void tl__emit_discard(tl_rec *rec);
 
 /* Frees every queued or unacknowledged message of the record (it is freed). */
 void tl__emit_free(tl_rec *rec);
+
+/* ---------------------------------------------------------------- txn.c */
+
+/* Sets up exactly-once delivery for every source whose route asks for it: enables the
+ * source's transactions (before it starts). 0, or an error with a message in err. */
+int tl__txn_open(tl_service *svc, char *err, size_t errlen);
+
+/* A record was taken in: on an exactly-once route it joins its partition's queue of
+ * records whose sends are still to go. */
+void tl__txn_take(tl_rec *rec);
+
+/* The record's sends (outputs or a reroute) are about to go: true when they must wait
+ * for those of the partition's earlier records (the caller gates the record and
+ * hooks.txn_go lets them go later); false when they may go now. */
+bool tl__txn_wait(tl_rec *rec);
+
+/* The record settled with no sends of its own (or they went): it holds nothing back. */
+void tl__txn_settled(tl_rec *rec);
+
+/* The record is freed: it leaves its partition's queue. */
+void tl__txn_forget(tl_rec *rec);
+
+/* Commits the source's transaction with its partitions' positions when it is due (its
+ * size or age bound, or force). A failure stops the service (no commit again). */
+void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force);
+
+/* The source's open transaction cannot commit (event says why, e.g. partitions were
+ * lost): logs it, commits nothing again and stops the service. No-op without one. */
+void tl__txn_fail(tl_service *svc, tl_source_state *src, const char *event, const char *why);
+
+/* Stops the source's timer (the service is freed). */
+void tl__txn_close(tl_source_state *src);
 
 /* ---------------------------------------------------------------- record.c */
 

@@ -340,6 +340,69 @@ static void load_breaker(loader *ld, struct fy_node *route, const char *path, tl
     tl_schema_get_duration(ld, map, at, "cooldown", true, &r->breaker_cooldown_ms);
 }
 
+/* One target of an exactly-once route: written in the source's transaction, so on the
+ * sink named like the source's type. */
+static void check_txn_target(loader *ld, struct fy_node *map, const char *path, const char *key,
+                             const tl_config_target *t, const char *type)
+{
+    if (!t->scheme || strcmp(t->scheme, type) == 0)
+        return;
+    char at[PATH_LEN];
+    tl_schema_join(at, path, key);
+    tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(map, key)), at,
+                     "with delivery: exactly_once every target is written in the source's %s "
+                     "transaction: a %s target cannot be",
+                     type, t->scheme);
+}
+
+/* delivery: at_least_once (the default) or exactly_once, and the bounds of a
+ * transaction: { messages, interval }. */
+static void load_delivery(loader *ld, struct fy_node *route, const char *path, tl_config_route *r)
+{
+    static const char *const modes[] = {"at_least_once", "exactly_once", NULL};
+    static const char *const keys[] = {"messages", "interval", NULL};
+    r->exactly_once = tl_schema_get_enum(ld, route, path, "delivery", modes, 0) == 1;
+    r->txn_messages = 1000;
+    r->txn_interval_ms = 100;
+    char at[PATH_LEN];
+    tl_schema_join(at, path, "transaction");
+    struct fy_node *map = tl_schema_get_map(ld, route, path, "transaction");
+    if (map && !r->exactly_once) {
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup_key(route, "transaction")), at,
+                         "transaction bounds need delivery: exactly_once");
+        return;
+    }
+    if (map) {
+        tl_schema_check_keys(ld, map, at, keys);
+        tl_schema_get_int(ld, map, at, "messages", 1, 1000000, &r->txn_messages);
+        tl_schema_get_duration(ld, map, at, "interval", true, &r->txn_interval_ms);
+    }
+    if (!r->exactly_once || r->source == SIZE_MAX)
+        return;
+    const tl_config_source *src = &ld->cfg->sources[r->source];
+    if (src->ops && !src->ops->txn) {
+        char d[PATH_LEN];
+        tl_schema_join(d, path, "delivery");
+        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(route, "delivery")), d,
+                         "exactly_once needs a source that takes part in transactions; source "
+                         "'%s' is of type %s, which does not (kafka does)",
+                         src->name, src->type);
+        return;
+    }
+    struct fy_node *on_stall = tl_schema_lookup(route, "on_stall");
+    struct fy_node *on_error = tl_schema_lookup(route, "on_error");
+    char sub[PATH_LEN];
+    tl_schema_join(sub, path, "on_stall");
+    check_txn_target(ld, on_stall, sub, "reroute", &r->on_stall, src->type);
+    tl_schema_join(sub, path, "on_error");
+    check_txn_target(ld, on_error, sub, "then", &r->on_error, src->type);
+    check_txn_target(ld, on_error, sub, "via", &r->retry_via, src->type);
+    tl_schema_join(sub, path, "outputs");
+    for (size_t i = 0; i < r->noutputs; i++)
+        check_txn_target(ld, tl_schema_lookup(route, "outputs"), sub, r->outputs[i].name,
+                         &r->outputs[i].target, src->type);
+}
+
 /* A plugin's handler in thread mode takes the service down if it crashes. */
 static void warn_thread_plugin(loader *ld, struct fy_node *map, const char *path,
                                const tl_config_route *r)
@@ -357,9 +420,10 @@ static void warn_thread_plugin(loader *ld, struct fy_node *map, const char *path
 static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t index, pos at,
                        tl_config_route *r)
 {
-    static const char *const keys[] = {
-        "source", "handler", "ordering", "inline",   "timeout",  "isolation", "memory",  "cpu_time",
-        "rate",   "burst",   "breaker",  "on_stall", "on_error", "params",    "outputs", NULL};
+    static const char *const keys[] = {"source",    "handler",     "ordering", "inline", "timeout",
+                                       "isolation", "memory",      "cpu_time", "rate",   "burst",
+                                       "breaker",   "on_stall",    "on_error", "params", "outputs",
+                                       "delivery",  "transaction", NULL};
     static const char *const required[] = {"source", "handler", NULL};
     static const char *const orders[] = {"partition", "key", "none", NULL};
     char path[PATH_LEN];
@@ -384,6 +448,7 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
     load_on_stall(ld, map, path, r);
     load_on_error(ld, map, path, r);
     load_outputs(ld, map, path, r);
+    load_delivery(ld, map, path, r);
     if (r->fn && r->handler && strcmp(r->handler, "forward") == 0 && r->noutputs == 0 &&
         !tl_schema_lookup_key(map, "outputs")) {
         char at[PATH_LEN];

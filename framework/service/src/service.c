@@ -261,6 +261,8 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     if (rc == 0)
         rc = open_sources(svc, err, errlen);
     if (rc == 0)
+        rc = tl__txn_open(svc, err, errlen); /* before the targets: some write in them */
+    if (rc == 0)
         rc = tl__targets_open(svc, err, errlen);
     if (rc) {
         tl_service_free(svc);
@@ -341,6 +343,8 @@ void tl_service_free(tl_service *svc)
     svc->closing = true;
     tl__admin_close(svc);
     tl__targets_close(svc, 1000);
+    for (size_t i = 0; i < svc->nsrcs; i++)
+        tl__txn_close(&svc->srcs[i]);
     /* A handler in a worker process that still runs is killed rather than waited for
      * (the drain is over; its message was not settled and comes again). */
     tl__procs_stop(svc);

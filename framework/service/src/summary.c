@@ -95,6 +95,10 @@ bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t e
         row(out, "emitted", st.emitted, "(handler outputs)");
         row(out, "emit_errors", st.emit_errors, NULL);
     }
+    if (st.txn_commits || st.txn_aborts) {
+        row(out, "transactions", st.txn_commits, "(exactly-once commits)");
+        row(out, "transaction_aborts", st.txn_aborts, NULL);
+    }
     row(out, "replaced_workers", st.replaced_workers, st.healthy ? NULL : "(unhealthy)");
     if (st.processes_replaced) {
         row(out, "handler_crashes", st.handler_crashes, "(worker processes)");

@@ -27,6 +27,11 @@
  * topic open at a time. Delivered messages are copies owned by the runtime until
  * ops->release; their payload and key are followed by a NUL byte not counted in len.
  *
+ * Transactions (a route with `delivery: exactly_once`): what the route sends through
+ * its source's transaction sinks waits on the source's topic until the runtime commits,
+ * then joins the stores in one step with the positions; a commit made to fail
+ * (tl_memory_fail_txn), or a source closed before committing, drops it (an abort).
+ *
  * Sink: target "memory:NAME" appends a copy of each sent message to store NAME. Its
  * mode decides the ack: TL_MEMSINK_OK stores and acks 0; TL_MEMSINK_FAIL stores
  * nothing and acks TL_EIO; TL_MEMSINK_HOLD keeps message and ack aside (the target is
@@ -75,6 +80,13 @@ int64_t tl_memory_push(const char *name, int32_t partition, const char *key, con
 
 /* As tl_memory_push with any key bytes and headers (all copied). */
 int64_t tl_memory_push_msg(const char *name, int32_t partition, const tl_out_msg *msg);
+
+/* The next commit of the transaction of the source reading topic name aborts (what it
+ * holds is dropped, positions stay). 0, or TL_ENOTFOUND. */
+int tl_memory_fail_txn(const char *name);
+
+/* Sends of the open transaction of the source reading topic name, not yet committed. */
+size_t tl_memory_txn_pending(const char *name);
 
 /* The next offset committed for a partition, or -1 when none was (or no such topic). */
 int64_t tl_memory_committed(const char *name, int32_t partition);

@@ -61,6 +61,14 @@
  *   routes[i].on_error.then          target     none
  *   routes[i].on_error.via           target     none: retries in place
  *   routes[i].outputs.NAME           target     the handler's outputs (tl_handler_emit)
+ *   routes[i].delivery               enum       at_least_once (or exactly_once: the
+ *                                               route's sends and its source's positions
+ *                                               commit in one transaction; the source's
+ *                                               type must support it, every target be of
+ *                                               the sink named like that type)
+ *   routes[i].transaction.messages   int        1000 (1-1000000), with exactly_once only:
+ *                                               messages done that end a transaction
+ *   routes[i].transaction.interval   duration   100ms: the longest a transaction stays open
  *   routes[i].params                 map        empty (string to string, for the handler)
  *   plugins                          list       none
  *   admin.listen                     HOST:PORT  127.0.0.1:9464; no admin section: admin off
@@ -259,6 +267,9 @@ typedef struct tl_config_route {
     tl_config_target retry_via;      /* the `via:` of on_error: retries go through it, delayed */
     const tl_config_output *outputs; /* `outputs:`, in file order */
     size_t noutputs;
+    bool exactly_once;       /* `delivery: exactly_once` (transactions: see service.h) */
+    int64_t txn_messages;    /* transaction.messages: messages done that end one, 1000 */
+    int64_t txn_interval_ms; /* transaction.interval: the longest one lasts, 100 */
     const tl_kv *params;
     size_t nparams;
     int line;

@@ -1,0 +1,245 @@
+/*
+ * Exactly-once delivery (`delivery: exactly_once`): a route's sends (its outputs and
+ * reroutes) and its source's positions are committed together, in one transaction of
+ * the source's broker (tl_txn_ops), or not at all.
+ *
+ * A commit must cut each partition at one offset: every message below it has had its
+ * sends written in this transaction or an earlier one, none at or above it has. Records
+ * may finish out of offset order (ordering key or none), so a record's sends wait until
+ * every earlier record of its partition has had its own go, or settled without any: each
+ * partition keeps its records not yet past that point in offset order (txn_fifo), and
+ * only the first may send. The others wait gated (REC_GATED) and go when they come first,
+ * on the source's timer (never from inside a settle or a free, which may be deep in
+ * another record's path). A partition's position is then its first such record's offset,
+ * or the offset after the last one taken in when none is left. A stalled record at the
+ * front holds its partition's sends back until its timeout reroutes it.
+ *
+ * A transaction ends once `transaction.messages` records had their sends go, once it is
+ * `transaction.interval` old (both checked at housekeeping and as records go), at a
+ * revoke and at the end of the drain. The commit blocks the loop thread while the broker
+ * answers (handlers go on running meanwhile). A failed commit aborts what was sent since
+ * the last one; the records that sent it are settled already, so no later commit may move
+ * a position past them: the source commits nothing again and the service stops, and its
+ * restart replays from the last commit. Lost partitions do the same (their sends in the
+ * open transaction could otherwise be committed after their next owner made them again).
+ *
+ * Thread rules: loop thread only.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Partitions in one commit, most: more are committed in the next one. */
+#define TXN_MAX_PARTS 4096
+
+static tl_rec *first(tl_partition_state *p)
+{
+    return p->txn_fifo.head ? tl_list_item(p->txn_fifo.head, tl_rec, txn_link) : NULL;
+}
+
+static void txn_turn(tl_timer *timer, void *arg);
+
+/* Lets the source's gated sends go, and commits if due, on the loop's next turn. */
+static void stir(tl_source_state *src)
+{
+    if (src->svc->closing)
+        return; /* records are freed after the loop: no timer may start */
+    if (src->txn_timer.heap_index == SIZE_MAX)
+        tl_timer_start(&src->txn_timer, 0, txn_turn, src);
+}
+
+/* One more record had its sends go (or needed none). */
+static void count_done(tl_rec *rec)
+{
+    tl_source_state *src = rec->route->src;
+    rec->txn_done = true;
+    if (src->txn_done++ == 0)
+        src->txn_since_ms = tl_loop_now(rec->svc->loop);
+    if (src->txn_done >= (uint64_t)src->txn_route->txn_messages)
+        stir(src);
+}
+
+/* Takes the records at the front that are done, and lets gated ones there send. */
+static void advance(tl_service *svc, tl_partition_state *p)
+{
+    tl_rec *rec;
+    while ((rec = first(p)) != NULL) {
+        if (!rec->txn_done && rec->state != REC_GATED)
+            return;
+        tl_list_remove(&p->txn_fifo, &rec->txn_link);
+        rec->txn_in = false;
+        if (!rec->txn_done) {
+            count_done(rec);
+            svc->hooks.txn_go(rec); /* after it left the queue: it may be freed inside */
+        }
+    }
+}
+
+static void txn_turn(tl_timer *timer, void *arg)
+{
+    (void)timer;
+    tl_source_state *src = arg;
+    tl_service *svc = src->svc;
+    for (size_t i = 0; i < svc->nparts; i++)
+        if (svc->parts[i]->src == src)
+            advance(svc, svc->parts[i]);
+    tl__txn_commit(svc, src, false);
+}
+
+int tl__txn_open(tl_service *svc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < svc->nroutes; i++) {
+        tl_route_state *rt = &svc->routes[i];
+        tl_source_state *src = rt->src;
+        tl_timer_init(svc->loop, &src->txn_timer);
+        if (!rt->cfg->exactly_once)
+            continue;
+        char why[512] = "";
+        int rc = src->ops->txn ? src->ops->txn->enable(src->handle, why, sizeof(why)) : TL_EINVAL;
+        if (rc != 0) {
+            snprintf(err, errlen, "source %s: exactly_once: %s", src->cfg->name,
+                     why[0] ? why : "the source does not take part in transactions");
+            return rc;
+        }
+        src->txn = true;
+        src->txn_route = rt->cfg;
+        src->txn_since_ms = -1;
+    }
+    return 0;
+}
+
+void tl__txn_take(tl_rec *rec)
+{
+    if (!rec->route->src->txn)
+        return;
+    tl_partition_state *p = rec->part;
+    tl_list_push_back(&p->txn_fifo, &rec->txn_link);
+    rec->txn_in = true;
+    p->txn_next = rec->msg->offset + 1;
+}
+
+bool tl__txn_wait(tl_rec *rec)
+{
+    if (!rec->txn_in)
+        return false;
+    tl_partition_state *p = rec->part;
+    if (first(p) != rec)
+        return true;
+    tl_list_remove(&p->txn_fifo, &rec->txn_link);
+    rec->txn_in = false;
+    count_done(rec);
+    tl_rec *next = first(p);
+    if (next && (next->txn_done || next->state == REC_GATED))
+        stir(rec->route->src);
+    return false;
+}
+
+void tl__txn_settled(tl_rec *rec)
+{
+    if (!rec->txn_in || rec->txn_done)
+        return;
+    count_done(rec);
+    if (first(rec->part) == rec)
+        stir(rec->route->src);
+}
+
+void tl__txn_forget(tl_rec *rec)
+{
+    if (!rec->txn_in)
+        return;
+    tl_partition_state *p = rec->part;
+    bool was_first = first(p) == rec;
+    tl_list_remove(&p->txn_fifo, &rec->txn_link);
+    rec->txn_in = false;
+    /* Freed before it was done: a revoke dropped it unstarted, above everything that
+     * ran (tl__records_revoking), so the position stops below it for its next owner. */
+    if (!rec->txn_done && rec->msg->offset < p->txn_next)
+        p->txn_next = rec->msg->offset;
+    if (was_first && first(p))
+        stir(rec->route->src);
+}
+
+void tl__txn_fail(tl_service *svc, tl_source_state *src, const char *event, const char *why)
+{
+    if (!src->txn || src->txn_broken)
+        return;
+    src->txn_broken = true;
+    tl_timer_stop(&src->txn_timer);
+    TL_STAT_ADD(svc, txn_aborts, 1);
+    tl_kv f[] = {{"source", src->cfg->name},
+                 {"error", why},
+                 {"then", "stopping: a restart replays from the last commit"}};
+    tl__log(svc, TL_LEVEL_ERROR, event, f, 3);
+    if (!svc->fatal_err)
+        svc->fatal_err = TL_EIO;
+    atomic_store(&svc->stop_req, true); /* as tl_service_stop: housekeeping drains */
+}
+
+void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
+{
+    if (!src->txn || src->txn_broken || !src->handle)
+        return;
+    int64_t now = tl_loop_now(svc->loop);
+    bool due = force || src->txn_done >= (uint64_t)src->txn_route->txn_messages ||
+               (src->txn_done > 0 && now - src->txn_since_ms >= src->txn_route->txn_interval_ms);
+    if (!due)
+        return;
+    tl_partition_offset offs[64], *o = offs;
+    size_t n = 0, cap = 64;
+    for (size_t i = 0; i < svc->nparts; i++) {
+        tl_partition_state *p = svc->parts[i];
+        if (p->src != src || !p->assigned || p->txn_next < 0)
+            continue;
+        tl_rec *head = first(p);
+        int64_t pos = head && head->msg->offset < p->txn_next ? head->msg->offset : p->txn_next;
+        if (pos <= p->committed)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap * 2 > TXN_MAX_PARTS ? TXN_MAX_PARTS : cap * 2;
+            tl_partition_offset *bigger = ncap > cap ? malloc(ncap * sizeof(*bigger)) : NULL;
+            if (!bigger)
+                break; /* the rest go in the next commit */
+            memcpy(bigger, o, n * sizeof(*o));
+            if (o != offs)
+                free(o);
+            o = bigger;
+            cap = ncap;
+        }
+        o[n++] = (tl_partition_offset){p->topic, p->partition, pos};
+    }
+    if (n == 0 && src->txn_done == 0) {
+        if (o != offs)
+            free(o);
+        return;
+    }
+    char why[512] = "";
+    int rc = src->ops->txn->commit(src->handle, o, n, why, sizeof(why));
+    if (rc != 0) {
+        if (o != offs)
+            free(o);
+        tl__txn_fail(svc, src, "transaction_aborted", why[0] ? why : tl_strerror(rc));
+        return;
+    }
+    /* tl_service_partitions reads committed from other threads (the admin endpoint). */
+    pthread_mutex_lock(&svc->mu);
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < svc->nparts; i++) {
+            tl_partition_state *p = svc->parts[i];
+            if (p->src == src && p->partition == o[k].partition && p->topic == o[k].topic)
+                p->committed = o[k].next_offset;
+        }
+    pthread_mutex_unlock(&svc->mu);
+    if (o != offs)
+        free(o);
+    TL_STAT_ADD(svc, txn_commits, 1);
+    src->txn_done = 0;
+    src->txn_since_ms = -1;
+}
+
+void tl__txn_close(tl_source_state *src)
+{
+    if (src->txn)
+        tl_timer_stop(&src->txn_timer);
+}
