@@ -48,11 +48,11 @@ static void rec_free(tl_rec *rec)
     tl_source_state *src = rec->route->src;
     if (rec->route->breaker.probe == rec->msg)
         tl__breaker_forget(&rec->route->breaker, rec->msg);
+    tl__txn_forget(rec); /* reads the message's offset */
     src->ops->release(src->handle, rec->msg);
     free(rec->err_text);
     tl__due_free(rec);
     tl__emit_free(rec);
-    tl__txn_forget(rec);
     tl_recycler_put_owned(svc->rec_blocks, rec); /* records are made and freed on the loop */
 }
 
