@@ -203,6 +203,12 @@ static void dump_route(FILE *out, const tl_config *cfg, const tl_config_route *r
         }
         fputs(" }\n", out);
     }
+    if (r->exactly_once) {
+        fprintf(out, "    delivery: exactly_once\n    transaction: { messages: %lld, interval: ",
+                (long long)r->txn_messages);
+        put_duration(out, r->txn_interval_ms);
+        fputs(" }\n", out);
+    }
     if (r->nparams) {
         fputs("    params:\n", out);
         put_kvs(out, r->params, r->nparams, 6);
