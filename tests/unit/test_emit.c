@@ -211,6 +211,29 @@ static void forward_copies_each_message_to_its_output_in_order(void **state)
     assert_balanced(f);
 }
 
+static void work_with_emit_copies_what_completed_and_nothing_else(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(tl_register_builtin_handlers(f->reg), 0);
+    start(f, "wemit",
+          (opts){.handler = "work",
+                 .route_extra = "    outputs: { copy: \"memory:wemit.copy\" }\n"
+                                "    on_error: { then: \"memory:wemit.dlq\" }\n"
+                                "    params: { ms: \"0\", emit: copy }\n"});
+    push(f, 0, "k", "id=1");
+    push(f, 0, "k", "id=2 fail");
+    push(f, 0, "k", "id=3");
+    run(f, script_until_all_settled);
+    assert_int_equal(tl_memory_sink_count("wemit.copy"), 2);
+    assert_int_equal(tl_memory_sink_count("wemit.dlq"), 1);
+    tl_memory_record *r = NULL;
+    assert_int_equal(tl_memory_sink_get("wemit.copy", 1, &r), 0);
+    assert_int_equal(r->len, 4);
+    assert_memory_equal(r->payload, "id=3", 4);
+    tl_memory_record_free(r);
+    assert_balanced(f);
+}
+
 static void forward_without_outputs_is_refused_by_the_config(void **state)
 {
     fx *f = *state;
@@ -242,6 +265,7 @@ int main(void)
         T(a_refused_emit_is_sent_again_and_the_message_waits),
         T(an_unknown_output_is_an_error_for_the_handler),
         T(forward_copies_each_message_to_its_output_in_order),
+        T(work_with_emit_copies_what_completed_and_nothing_else),
         T(forward_without_outputs_is_refused_by_the_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

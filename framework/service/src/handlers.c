@@ -17,6 +17,8 @@
  *            fail_ratio   share of messages (0..1) that fail without a marker
  *            record       file to which each completed message's `id=...` token is
  *                         appended, one line each
+ *            emit         an output of the route: a completed message is copied there
+ *                         (as forward does), after its work
  *
  * Poison markers make `work` misbehave as a broken handler would, to show what
  * `isolation: process` does with it (in thread mode they take the service down, as a
@@ -171,17 +173,26 @@ static int handle_discard(tl_task *task, const tl_msg *msg, void *user)
     return 0;
 }
 
+/* Copies msg to the route's output named to (NULL: its first); what says which
+ * param named it, for the error. */
+static int copy_to(tl_task *task, const tl_msg *msg, const char *to, const char *what)
+{
+    tl_out_msg out = {msg->payload, msg->len, msg->key, msg->key_len, msg->headers, msg->nheaders};
+    int rc = tl_handler_emit(task, to, &out);
+    if (rc == TL_ENOTFOUND) {
+        char text[128];
+        snprintf(text, sizeof(text), "%s: the route has no such output (outputs)", what);
+        tl_task_set_error_text(task, text);
+    }
+    return rc;
+}
+
 /* Copies the message to an output of the route (tl_handler_emit): a route of this
  * handler turns a topic into another, settling each message once the output has it. */
 static int handle_forward(tl_task *task, const tl_msg *msg, void *user)
 {
     (void)user;
-    tl_out_msg out = {msg->payload, msg->len, msg->key, msg->key_len, msg->headers, msg->nheaders};
-    int rc = tl_handler_emit(task, tl_handler_param(task, "to", NULL), &out);
-    if (rc == TL_ENOTFOUND)
-        tl_task_set_error_text(task, "forward: the route has no such output (params.to, "
-                                     "outputs)");
-    return rc;
+    return copy_to(task, msg, tl_handler_param(task, "to", NULL), "forward: params.to");
 }
 
 /* ---------------------------------------------------------------- work */
@@ -331,6 +342,9 @@ static int handle_work(tl_task *task, const tl_msg *msg, void *user)
     /* A stalled message is rerouted: recording it too would count it twice. */
     if (tl_cancelled(task))
         return TL_ECANCELED;
+    const char *emit = tl_handler_param(task, "emit", NULL);
+    if (emit && (rc = copy_to(task, msg, emit, "work: params.emit")) != 0)
+        return rc;
     if (work_record(task, msg) != 0) {
         tl_task_set_error_text(task, "cannot append to the record file");
         return TL_ESYS;
