@@ -20,7 +20,8 @@
 
 static atomic_int quick_done;
 
-/* Emits "PARTITION:OFFSET". Payload "slow": after 300 ms; "stall": waits for
+/* Emits "PARTITION:OFFSET". Payload "slow": after 300 ms, "hang": after 1.2 s;
+ * "stall": waits for
  * cancellation (rerouted by the route's on_stall); "fail": fails every attempt;
  * anything else at once. */
 static int txh(tl_task *task, const tl_msg *msg, void *user)
@@ -29,6 +30,8 @@ static int txh(tl_task *task, const tl_msg *msg, void *user)
     const char *p = msg->payload;
     if (strcmp(p, "slow") == 0)
         sleep_ms(300);
+    if (strcmp(p, "hang") == 0)
+        sleep_ms(1200);
     if (strcmp(p, "stall") == 0) {
         while (!tl_cancelled(task))
             sleep_ms(1);
@@ -40,7 +43,7 @@ static int txh(tl_task *task, const tl_msg *msg, void *user)
     int n = snprintf(text, sizeof(text), "%d:%lld", (int)msg->partition, (long long)msg->offset);
     tl_out_msg m = {.payload = text, .len = (size_t)n};
     int rc = tl_handler_emit(task, NULL, &m);
-    if (strcmp(p, "slow") != 0)
+    if (strcmp(p, "quick") == 0)
         atomic_fetch_add(&quick_done, 1);
     return rc;
 }
@@ -132,6 +135,62 @@ static void later_messages_send_only_after_every_earlier_one_of_their_partition(
     assert_int_equal(tl_memory_committed(f->topic, 0), 10);
     assert_true(stats(f).txn_commits >= 1);
     assert_balanced(f);
+}
+
+/* ---------------------------------------------------------------- revokes */
+
+static bool four_quick_done(fx *f)
+{
+    (void)f;
+    return atomic_load(&quick_done) >= 4;
+}
+
+static int64_t committed_after_revoke;
+static size_t out_after_revoke;
+
+static bool five_out(fx *f)
+{
+    (void)f;
+    return tl_memory_sink_count(out_store) >= 5 && tl_memory_committed(f->topic, 0) == 5;
+}
+
+static void script_revoke_while_the_first_hangs(fx *f)
+{
+    STEP(wait_for(f, four_quick_done, 5000));
+    STEP(tl_memory_revoke(f->topic, 0) == 0); /* returns after the 300 ms drain */
+    committed_after_revoke = tl_memory_committed(f->topic, 0);
+    sleep_ms(1500); /* the hanging handler returns meanwhile, its partition gone */
+    out_after_revoke = tl_memory_sink_count(out_store);
+    STEP(tl_memory_assign(f->topic, 0) == 0);
+    STEP(wait_for(f, five_out, 10000));
+}
+
+static void a_revoked_partition_sends_nothing_it_did_not_commit(void **state)
+{
+    fx *f = *state;
+    atomic_store(&quick_done, 0);
+    assert_int_equal(tl_register_handler(f->reg, "txh", txh, NULL), 0);
+    char route[1024];
+    route_lines(route, sizeof(route), "revoke", "{ messages: 1000, interval: 20ms }");
+    start(f, "revoke",
+          (opts){.handler = "txh", .ordering = "key", .drain = "300ms", .route_extra = route});
+    push(f, 0, "a", "hang");
+    const char *keys[] = {"b", "c", "d", "e"};
+    for (int i = 0; i < 4; i++)
+        push(f, 0, keys[i], "quick");
+    run(f, script_revoke_while_the_first_hangs);
+    /* The revoke could commit nothing past the hanging message, and what waited behind
+     * it, or came back after the revoke, never went. */
+    assert_true(committed_after_revoke <= 0);
+    assert_int_equal(out_after_revoke, 0);
+    /* Assigned again, everything was handled again and sent once. */
+    assert_int_equal(tl_memory_sink_count(out_store), 5);
+    for (size_t i = 0; i < 5; i++) {
+        int part;
+        long long off;
+        origin_of(out_store, i, &part, &off);
+        assert_int_equal(off, (long long)i);
+    }
 }
 
 /* ---------------------------------------------------------------- aborts */
@@ -288,6 +347,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             later_messages_send_only_after_every_earlier_one_of_their_partition, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_revoked_partition_sends_nothing_it_did_not_commit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(a_failed_commit_stops_and_a_restart_sends_each_message_once,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -111,22 +111,38 @@ static void keep_error(tl_rec *rec, tl_task *task)
     rec->err_text = strdup(text ? text : tl_strerror(rec->last_err));
 }
 
-/* Exactly-once: the record's sends (to target, or its emits when NULL) wait for those
- * of its partition's earlier records (txn.c); its lane moves on meanwhile. */
-static void gate(tl_rec *rec, tl_target *target, const char *reason)
+/* Exactly-once (txn.c): whether the record's sends (to target, or its emits when
+ * NULL) go now. Else they wait for those of its partition's earlier records (gated:
+ * hooks.txn_go lets them go), or, the partition revoked since it came in, never go:
+ * its next owner makes them, and the record settles without them. */
+static bool txn_may_send(tl_rec *rec, tl_target *target, const char *reason)
 {
-    rec->state = REC_GATED;
-    rec->target = target;
-    rec->reason = reason;
+    switch (tl__txn_wait(rec)) {
+    case TL_TXN_GO:
+        return true;
+    case TL_TXN_WAIT:
+        rec->state = REC_GATED;
+        rec->target = target;
+        rec->reason = reason;
+        return false;
+    default:
+        tl__emit_discard(rec);
+        settle(rec);
+        return false;
+    }
 }
 
-/* hooks.txn_go: a gated record's sends may go. */
+/* hooks.txn_go: a gated record's sends may go (or, revoked since, never). */
 static void txn_go(tl_rec *rec)
 {
-    if (rec->target)
-        tl__reroute(rec, rec->target, rec->reason);
-    else if (!tl__emit_flush(rec))
+    if (rec->gen != rec->part->gen) {
+        tl__emit_discard(rec);
         settle(rec);
+    } else if (rec->target) {
+        tl__reroute(rec, rec->target, rec->reason);
+    } else if (!tl__emit_flush(rec)) {
+        settle(rec);
+    }
 }
 
 /* Reroutes the message to target, or drops it with an error event when there is none. */
@@ -134,10 +150,8 @@ static void to_target(tl_rec *rec, tl_target *target, const char *reason)
 {
     tl_service *svc = rec->svc;
     lane_release(rec);
-    if (target && tl__txn_wait(rec)) {
-        gate(rec, target, reason);
+    if (target && !txn_may_send(rec, target, reason))
         return;
-    }
     if (target) {
         tl__reroute(rec, target, reason);
         return;
@@ -183,10 +197,10 @@ static void attempt_done(tl_rec *rec, tl_task *task)
         tl__breaker_note(svc, rec->route, rec->msg, err == 0, tl_clock_ns());
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);
-        if (atomic_load_explicit(&rec->emits, memory_order_acquire) && tl__txn_wait(rec)) {
+        if (atomic_load_explicit(&rec->emits, memory_order_acquire) && rec->route->src->txn) {
             lane_release(rec);
-            gate(rec, NULL, NULL);
-            return;
+            if (!txn_may_send(rec, NULL, NULL))
+                return;
         }
         if (!tl__emit_flush(rec))
             settle(rec);

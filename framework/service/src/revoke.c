@@ -65,12 +65,12 @@ static void revoke_finish(tl_service *svc, tl_revoke_req *r)
         pthread_mutex_lock(&svc->mu);
         p->committed = -1;
         pthread_mutex_unlock(&svc->mu);
-        p->txn_next = -1; /* its next owner may move it: what comes next is read afresh */
         p->high_settled = -1;
         p->assigned = false;
         p->revoking = false;
         p->revoked = true;
         p->gen++;
+        tl__txn_revoked(svc, p); /* after the bump: what it held back never goes */
         p->in_flight = 0;
         TL_STAT_ADD(svc, uncommitted, -(p->offsets.tail - p->offsets.head));
         svc->unacked -= tl__partition_unacked(p);

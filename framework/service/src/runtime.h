@@ -805,10 +805,18 @@ int tl__txn_open(tl_service *svc, char *err, size_t errlen);
  * records whose sends are still to go. */
 void tl__txn_take(tl_rec *rec);
 
-/* The record's sends (outputs or a reroute) are about to go: true when they must wait
- * for those of the partition's earlier records (the caller gates the record and
- * hooks.txn_go lets them go later); false when they may go now. */
-bool tl__txn_wait(tl_rec *rec);
+/* What the record's sends (outputs or a reroute), about to go, must do. */
+enum {
+    TL_TXN_GO,   /* go now */
+    TL_TXN_WAIT, /* wait for the partition's earlier records' (the caller gates the record,
+                  * hooks.txn_go lets them go later) */
+    TL_TXN_DROP, /* never go: the partition was revoked since (its next owner sends them) */
+};
+int tl__txn_wait(tl_rec *rec);
+
+/* The partition was revoked (its generation moved on): its records still queued leave
+ * the queue, and the gated ones among them go to hooks.txn_go, to be dropped. */
+void tl__txn_revoked(tl_service *svc, tl_partition_state *p);
 
 /* The record settled with no sends of its own (or they went): it holds nothing back. */
 void tl__txn_settled(tl_rec *rec);

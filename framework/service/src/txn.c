@@ -120,20 +120,40 @@ void tl__txn_take(tl_rec *rec)
     p->txn_next = rec->msg->offset + 1;
 }
 
-bool tl__txn_wait(tl_rec *rec)
+int tl__txn_wait(tl_rec *rec)
 {
+    if (!rec->route->src->txn)
+        return TL_TXN_GO;
+    if (rec->gen != rec->part->gen)
+        return TL_TXN_DROP;
     if (!rec->txn_in)
-        return false;
+        return TL_TXN_GO;
     tl_partition_state *p = rec->part;
     if (first(p) != rec)
-        return true;
+        return TL_TXN_WAIT;
     tl_list_remove(&p->txn_fifo, &rec->txn_link);
     rec->txn_in = false;
     count_done(rec);
     tl_rec *next = first(p);
     if (next && (next->txn_done || next->state == REC_GATED))
         stir(rec->route->src);
-    return false;
+    return TL_TXN_GO;
+}
+
+void tl__txn_revoked(tl_service *svc, tl_partition_state *p)
+{
+    tl_list gated = {0};
+    tl_rec *rec;
+    while ((rec = first(p)) != NULL) {
+        tl_list_remove(&p->txn_fifo, &rec->txn_link);
+        rec->txn_in = false;
+        if (rec->state == REC_GATED)
+            tl_list_push_back(&gated, &rec->txn_link);
+    }
+    tl_link *l;
+    while ((l = tl_list_pop_front(&gated)) != NULL)
+        svc->hooks.txn_go(tl_list_item(l, tl_rec, txn_link));
+    p->txn_next = -1; /* its next owner may move it: what comes next is read afresh */
 }
 
 void tl__txn_settled(tl_rec *rec)
