@@ -72,6 +72,7 @@ if "$root/scripts/kafka-broker.sh" classpath >/dev/null 2>&1; then
     run 900 "$here/catchup.sh" "$build" "$broker_dir" "$catchup_n"
     run 900 "$here/isolation_kafka.sh" "$build" "$broker_dir" "$iso_n"
     run 600 "$here/retry_kafka.sh" "$build" "$broker_dir" "$retry_n"
+    run 900 "$here/eos_kafka.sh" "$build" "$broker_dir" "${BENCH_EOS_N:-200000}"
     # Its own table and CSV (bench/results/peers.csv): shown as it goes, not summarised.
     echo "== peers.sh (taskloop beside the Parallel Consumer, Spring Kafka and aiokafka)"
     timeout --kill-after=10 1800 "$here/peers.sh" "$build" "$broker_dir" ||

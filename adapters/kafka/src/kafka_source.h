@@ -27,6 +27,8 @@ typedef struct kmsg {
 
 struct tl_source {
     rd_kafka_t *rk;
+    const tl_params *params;  /* its section (the config's, which outlives it) */
+    struct tl_kafka_txn *txn; /* exactly-once: its transactional producer (txn.c), or NULL */
     tl_source_events ev;
     rd_kafka_topic_partition_list_t *topics;
     rd_kafka_queue_t *queue;    /* the consumer queue, for batch reads */
@@ -52,6 +54,14 @@ struct tl_source {
     rd_kafka_message_t **stash;
     size_t stash_at, stash_n, stash_cap;
 };
+
+/* txn.c */
+
+/* The transaction ops of the Kafka source. */
+extern const tl_txn_ops tl_kafka_txn_ops;
+
+/* Loop thread, at close: aborts what is open and frees the transactional producer. */
+void tl_kafka_txn_close(tl_source *s);
 
 /* rebalance.c */
 

@@ -77,7 +77,8 @@ static void on_revoke(tl_source *s, rd_kafka_topic_partition_list_t *parts, bool
      * nothing of it that has not started should run, since no commit of it can land. */
     if (!atomic_load(&s->closing))
         emit_parts(s, parts, lost && s->ev.lost ? s->ev.lost : s->ev.revoked);
-    if (!lost) {
+    /* With transactions the runtime committed them in one, inside revoked() (txn.c). */
+    if (!lost && !s->txn) {
         /* NULL commits every stored offset of the assignment, these included. */
         rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 0);
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)

@@ -21,6 +21,7 @@
 #include <taskloop/kafka.h>
 
 #include "kafka_conf.h"
+#include "kafka_txn.h"
 
 #define POLL_MS 100
 #define CLOSE_FLUSH_MS 2000 /* close waits this long for acks before purging */
@@ -30,10 +31,12 @@
 typedef struct pending {
     tl_sink_ack_cb ack;
     void *arg;
+    tl_sink *sink; /* several sinks may share a transactional producer */
 } pending;
 
 struct tl_sink {
-    rd_kafka_t *rk;
+    rd_kafka_t *rk;    /* its own, or txn's */
+    tl_kafka_txn *txn; /* writes in a source's transactions (exactly-once), or NULL */
     char *topic;
     pthread_t thread;
     bool started;
@@ -49,13 +52,14 @@ static int64_t now_ms(void)
 }
 
 /* librdkafka calls this exactly once per produced message, purged ones included. */
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+void tl_kafka_sink_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
     (void)rk;
-    tl_sink *k = opaque;
+    (void)opaque;
     pending *p = rkm->_private;
     if (!p)
         return;
+    tl_sink *k = p->sink;
     if (rkm->err) {
         char what[256];
         snprintf(what, sizeof(what), "kafka %s: %s", k->topic, rd_kafka_err2str(rkm->err));
@@ -91,7 +95,7 @@ static int producer_conf(const tl_params *p, tl_sink *k, rd_kafka_conf_t **out, 
         rd_kafka_conf_destroy(conf);
         return rc;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_dr_msg_cb(conf, tl_kafka_sink_on_delivery);
     rd_kafka_conf_set_opaque(conf, k);
     *out = conf;
     return 0;
@@ -99,7 +103,7 @@ static int producer_conf(const tl_params *p, tl_sink *k, rd_kafka_conf_t **out, 
 
 static void sink_free(tl_sink *k)
 {
-    if (k->rk)
+    if (k->rk && !k->txn)
         rd_kafka_destroy(k->rk);
     free(k->topic);
     free(k);
@@ -185,7 +189,14 @@ static int sink_send(tl_sink *k, const tl_out_msg *msg, tl_sink_ack_cb ack, void
             rd_kafka_headers_destroy(hs);
         return TL_ENOMEM;
     }
-    *p = (pending){ack, arg};
+    *p = (pending){ack, arg, k};
+    char why[512];
+    if (k->txn && tl_kafka_txn_begin(k->txn, why, sizeof(why)) != 0) {
+        free(p);
+        if (hs)
+            rd_kafka_headers_destroy(hs);
+        return TL_EIO;
+    }
     /* Counted first: the report may arrive before producev returns. */
     atomic_fetch_add(&k->outstanding, 1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -218,6 +229,15 @@ static void sink_close(tl_sink *k)
 {
     if (!k)
         return;
+    if (k->txn) {
+        /* The producer is the source's, and its poll thread serves the reports. */
+        int64_t deadline = now_ms() + CLOSE_FLUSH_MS + CLOSE_DRAIN_MS;
+        rd_kafka_flush(k->rk, CLOSE_FLUSH_MS);
+        while (atomic_load(&k->outstanding) > 0 && now_ms() < deadline)
+            rd_kafka_poll(k->rk, POLL_MS);
+        sink_free(k);
+        return;
+    }
     if (k->started) {
         atomic_store(&k->running, false);
         pthread_join(k->thread, NULL);
@@ -229,6 +249,40 @@ static void sink_close(tl_sink *k)
     while (atomic_load(&k->outstanding) > 0 && now_ms() < deadline)
         rd_kafka_poll(k->rk, POLL_MS);
     sink_free(k);
+}
+
+int tl_kafka_txn_begin(tl_kafka_txn *t, char *why, size_t whylen)
+{
+    if (t->open)
+        return 0;
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk);
+    if (e) {
+        tl_kafka_errf(why, whylen, "kafka begin transaction: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return TL_EIO;
+    }
+    t->open = true;
+    return 0;
+}
+
+int tl_kafka_sink_open_txn(const char *address, tl_kafka_txn *t, tl_sink **out, char *err,
+                           size_t errlen)
+{
+    char why[512];
+    if (!address || !*address || tl_kafka_topic_check(address, why, sizeof(why))) {
+        tl_kafka_errf(err, errlen, "kafka sink: %s",
+                      address && *address ? why : "a topic is required, as in kafka:TOPIC");
+        return TL_ECONFIG;
+    }
+    tl_sink *k = calloc(1, sizeof(*k));
+    if (!k || !(k->topic = strdup(address))) {
+        free(k);
+        return TL_ENOMEM;
+    }
+    k->rk = t->rk;
+    k->txn = t;
+    *out = k;
+    return 0;
 }
 
 const tl_sink_ops tl_kafka_sink_ops = {

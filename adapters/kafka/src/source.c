@@ -93,6 +93,9 @@ static const tl_param source_params[] = {
     {"kafka", TL_PARAM_MAP, false, true, "librdkafka properties, passed through unchanged"},
     {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 1000)"},
     {"poll_timeout", TL_PARAM_DURATION, false, false, "longest wait in one poll (default 100ms)"},
+    {"transactional_id", TL_PARAM_STRING, false, false,
+     "delivery: exactly_once only: the transactional.id of the route's producer (default "
+     "GROUP-HOSTNAME); the same across restarts of one instance, unique among instances"},
     {"mock", TL_PARAM_INT, false, false,
      "brokers of a private in-process mock cluster (test.mock.num.brokers); 0 = off"},
     {NULL, TL_PARAM_STRING, false, false, NULL},
@@ -198,6 +201,7 @@ static int src_init(const tl_params *p, const tl_source_events *ev, tl_source *s
     const tl_param_value *topics = tl_params_get(p, "topics");
     if (ev)
         s->ev = *ev;
+    s->params = p;
     s->batch_max = (size_t)tl_params_num(p, "batch", DEFAULT_BATCH);
     s->poll_ms = (int)tl_params_num(p, "poll_timeout", DEFAULT_POLL_MS);
     pthread_mutex_init(&s->lock, NULL);
@@ -374,7 +378,8 @@ static void src_stop(tl_source *s)
     tl_kafka_src_set_paused_locked(s, false);
     pthread_mutex_unlock(&s->lock);
     atomic_store(&s->closing, true);
-    rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, NULL, 0);
+    /* With transactions the positions went in the last one (txn.c). */
+    rd_kafka_resp_err_t err = s->txn ? 0 : rd_kafka_commit(s->rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         tl_kafka_src_emit_error(s, tl_kafka_err(err), false, "kafka final commit: %s",
                                 rd_kafka_err2str(err));
@@ -396,6 +401,7 @@ static void src_close(tl_source *s)
         rd_kafka_queue_destroy(s->queue);
     if (s->parking)
         rd_kafka_queue_destroy(s->parking);
+    tl_kafka_txn_close(s);
     rd_kafka_destroy(s->rk);
     src_free(s);
 }
@@ -417,4 +423,5 @@ const tl_source_ops tl_kafka_source_ops = {
     .input = "topics",
     .ranges = source_ranges,
     .check = tl_kafka_source_check,
+    .txn = &tl_kafka_txn_ops,
 };

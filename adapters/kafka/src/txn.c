@@ -1,0 +1,239 @@
+/*
+ * The Kafka source's transactions (tl_txn_ops, for `delivery: exactly_once`): a
+ * transactional producer beside the consumer, which the route's sinks write through
+ * (sink.c, tl_kafka_sink_open_txn), and a commit that sends the consumer's positions
+ * into the open transaction (with the group's metadata, so that a member of an older
+ * generation is fenced) and commits it.
+ *
+ * The producer's transactional.id is the source's `transactional_id`, by default
+ * GROUP-HOSTNAME: a restarted instance aborts at once what its previous life left open
+ * (init_transactions fences the old producer), where a fresh id each start would leave
+ * it to the broker's transaction timeout, holding back every read_committed consumer
+ * of the topics it wrote meanwhile. Two instances running at once must differ.
+ *
+ * The consumer keeps librdkafka's isolation.level, read_committed (refused otherwise):
+ * messages a crashed transaction wrote are never read. It commits nothing itself in
+ * this mode: the runtime stores no offset (so its timer and stop() find none), and
+ * the revoke path skips its commit (rebalance.c).
+ *
+ * Thread rules: enable, commit and the sinks' sends run on the loop thread; the
+ * producer's poll thread serves delivery reports.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kafka_source.h"
+#include "kafka_txn.h"
+
+#define INIT_MS 30000   /* init_transactions: the coordinator found and fenced */
+#define COMMIT_MS 30000 /* send_offsets_to_transaction and commit_transaction, each */
+#define ABORT_MS 10000
+#define RETRIES 3 /* of a call whose error says it may be retried */
+#define POLL_MS 100
+
+static void *poll_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "tl-kafka-txn"); /* for top -H, perf, gdb */
+    tl_kafka_txn *t = arg;
+    while (atomic_load(&t->running))
+        rd_kafka_poll(t->rk, POLL_MS);
+    return NULL;
+}
+
+static void txn_free(tl_kafka_txn *t)
+{
+    if (t->started) {
+        atomic_store(&t->running, false);
+        pthread_join(t->thread, NULL);
+    }
+    if (t->rk) {
+        /* What a failed commit or a stop before the end left open goes now, rather than
+         * after the broker's transaction timeout. */
+        if (t->open) {
+            rd_kafka_error_t *e = rd_kafka_abort_transaction(t->rk, ABORT_MS);
+            if (e)
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_destroy(t->rk);
+    }
+    free(t->id);
+    free(t);
+}
+
+void tl_kafka_txn_close(tl_source *s)
+{
+    if (s->txn)
+        txn_free(s->txn);
+    s->txn = NULL;
+}
+
+/* The transactional.id: the section's, or GROUP-HOSTNAME. */
+static char *txn_id(const tl_params *p)
+{
+    const char *given = tl_params_str(p, "transactional_id", NULL);
+    if (given)
+        return strdup(given);
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    size_t len = strlen(tl_params_str(p, "group", "")) + strlen(host) + 2;
+    char *id = malloc(len);
+    if (id)
+        snprintf(id, len, "%s-%s", tl_params_str(p, "group", ""), host);
+    return id;
+}
+
+/* Writes what failed into err and says so; takes e. */
+static int fail_with(rd_kafka_error_t *e, const char *what, char *err, size_t errlen)
+{
+    tl_kafka_errf(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return TL_EIO;
+}
+
+static int txn_enable(tl_source *s, char *err, size_t errlen)
+{
+    const char *iso = tl_kafka_conf_user(s->params, "isolation.level");
+    if (iso && strcmp(iso, "read_committed") != 0) {
+        tl_kafka_errf(err, errlen,
+                      "kafka property isolation.level: must stay read_committed with "
+                      "exactly_once (a crashed transaction's writes must not be read)");
+        return TL_ECONFIG;
+    }
+    tl_kafka_txn *t = calloc(1, sizeof(*t));
+    if (!t || !(t->id = txn_id(s->params))) {
+        free(t);
+        return TL_ENOMEM;
+    }
+    rd_kafka_conf_t *conf = NULL;
+    int rc = tl_kafka_conf_new(s->params, &conf, err, errlen);
+    if (!rc)
+        rc = tl_kafka_conf_set(conf, "transactional.id", t->id, err, errlen);
+    if (rc) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        txn_free(t);
+        return rc;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, tl_kafka_sink_on_delivery);
+    char why[512];
+    t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!t->rk) { /* conf is still ours when rd_kafka_new fails */
+        rd_kafka_conf_destroy(conf);
+        tl_kafka_errf(err, errlen, "kafka transactional producer: %s", why);
+        txn_free(t);
+        return TL_ECONFIG;
+    }
+    rd_kafka_error_t *e = rd_kafka_init_transactions(t->rk, INIT_MS);
+    if (e) {
+        char what[400];
+        snprintf(what, sizeof(what), "kafka init transactions (transactional.id %s)", t->id);
+        rc = fail_with(e, what, err, errlen);
+        txn_free(t);
+        return rc;
+    }
+    atomic_store(&t->running, true);
+    if (pthread_create(&t->thread, NULL, poll_main, t) != 0) {
+        txn_free(t);
+        return TL_ESYS;
+    }
+    t->started = true;
+    s->txn = t;
+    return 0;
+}
+
+static int txn_sink(tl_source *s, const char *address, tl_sink **out, const tl_sink_ops **ops,
+                    char *err, size_t errlen)
+{
+    if (!s->txn) {
+        tl_kafka_errf(err, errlen, "kafka: the source's transactions are not enabled");
+        return TL_EINVAL;
+    }
+    *ops = &tl_kafka_sink_ops;
+    return tl_kafka_sink_open_txn(address, s->txn, out, err, errlen);
+}
+
+/* The transaction cannot commit: aborts it (when librdkafka says it can be) and says
+ * why in err. */
+static int txn_failed(tl_kafka_txn *t, rd_kafka_error_t *e, const char *what, char *err,
+                      size_t errlen)
+{
+    bool abortable = rd_kafka_error_txn_requires_abort(e);
+    bool fatal = rd_kafka_error_is_fatal(e);
+    tl_kafka_errf(err, errlen, "%s: %s%s", what, rd_kafka_error_string(e),
+                  fatal       ? " (fatal: fenced by another producer with transactional.id "
+                                "or a newer group generation)"
+                  : abortable ? " (transaction aborted)"
+                              : "");
+    rd_kafka_error_destroy(e);
+    if (abortable) {
+        rd_kafka_error_t *a = rd_kafka_abort_transaction(t->rk, ABORT_MS);
+        if (a)
+            rd_kafka_error_destroy(a);
+        else
+            t->open = false;
+    }
+    return TL_EIO;
+}
+
+static rd_kafka_error_t *send_offsets(tl_source *s, const tl_partition_offset *offs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    rd_kafka_consumer_group_metadata_t *g = rd_kafka_consumer_group_metadata(s->rk);
+    rd_kafka_error_t *e = NULL;
+    if (l && g) {
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_topic_partition_list_add(l, offs[i].topic, offs[i].partition)->offset =
+                offs[i].next_offset;
+        e = rd_kafka_send_offsets_to_transaction(s->txn->rk, l, g, COMMIT_MS);
+    } else {
+        e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__NO_OFFSET, "out of memory");
+    }
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    if (g)
+        rd_kafka_consumer_group_metadata_destroy(g);
+    return e;
+}
+
+static int txn_commit(tl_source *s, const tl_partition_offset *offs, size_t n, char *err,
+                      size_t errlen)
+{
+    tl_kafka_txn *t = s->txn;
+    if (!t) {
+        tl_kafka_errf(err, errlen, "kafka: the source's transactions are not enabled");
+        return TL_EINVAL;
+    }
+    int rc = tl_kafka_txn_begin(t, err, errlen);
+    if (rc)
+        return rc;
+    rd_kafka_error_t *e = NULL;
+    for (int i = 0; n > 0 && i <= RETRIES; i++) {
+        e = send_offsets(s, offs, n);
+        if (!e || !rd_kafka_error_is_retriable(e))
+            break;
+        if (i < RETRIES)
+            rd_kafka_error_destroy(e);
+    }
+    if (e)
+        return txn_failed(t, e, "kafka send offsets to transaction", err, errlen);
+    for (int i = 0; i <= RETRIES; i++) {
+        e = rd_kafka_commit_transaction(t->rk, COMMIT_MS);
+        if (!e || !rd_kafka_error_is_retriable(e))
+            break;
+        if (i < RETRIES)
+            rd_kafka_error_destroy(e);
+    }
+    if (e)
+        return txn_failed(t, e, "kafka commit transaction", err, errlen);
+    t->open = false;
+    return 0;
+}
+
+const tl_txn_ops tl_kafka_txn_ops = {
+    .enable = txn_enable,
+    .sink = txn_sink,
+    .commit = txn_commit,
+};
