@@ -32,6 +32,7 @@
 #define ABORT_MS 10000
 #define RETRIES 3 /* of a call whose error says it may be retried */
 #define POLL_MS 100
+#define TXN_RETRY_BACKOFF_MS "2"
 
 static void *poll_main(void *arg)
 {
@@ -111,6 +112,11 @@ static int txn_enable(tl_source *s, char *err, size_t errlen)
     int rc = tl_kafka_conf_new(s->params, &conf, err, errlen);
     if (!rc)
         rc = tl_kafka_conf_set(conf, "transactional.id", t->id, err, errlen);
+    /* A transaction begun right after a commit finds the broker still writing the last
+     * one's markers (CONCURRENT_TRANSACTIONS) and is retried after this backoff: at
+     * librdkafka's 100 ms it was most of each commit's time. */
+    if (!rc && !tl_kafka_conf_user(s->params, "retry.backoff.ms"))
+        rc = tl_kafka_conf_set(conf, "retry.backoff.ms", TXN_RETRY_BACKOFF_MS, err, errlen);
     if (rc) {
         if (conf)
             rd_kafka_conf_destroy(conf);

@@ -150,6 +150,8 @@ static void send_failed(struct tl_emit *e, int err, const char *what)
     tl_kv f[] = {{"output", e->target->name}, {"retry_in", d}};
     tl__log_msg(rec, TL_LEVEL_WARN, "emit_failed", rec->attempt,
                 what && *what ? what : tl_strerror(err), f, 2);
+    if (tl__txn_send_failed(rec, what && *what ? what : tl_strerror(err)))
+        return;
     if (rec->timer.heap_index == SIZE_MAX)
         tl_timer_start(&rec->timer, delay, resend_fire, rec);
 }

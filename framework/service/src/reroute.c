@@ -54,6 +54,8 @@ static void send_failed(tl_rec *rec, int err, const char *what)
     tl_kv f[] = {{"target", rec->target->name}, {"try", tries}, {"retry_in", d}};
     tl__log_msg(rec, TL_LEVEL_WARN, "reroute_failed", rec->attempt,
                 what && *what ? what : tl_strerror(err), f, 3);
+    if (tl__txn_send_failed(rec, what && *what ? what : tl_strerror(err)))
+        return;
     tl_timer_start(&rec->timer, delay, send_retry_fire, rec);
 }
 

@@ -127,6 +127,8 @@ typedef struct tl_source_state {
     uint64_t txn_done;    /* records whose sends went since the last commit */
     int64_t txn_since_ms; /* loop clock: when the first of them went; -1: none */
     tl_timer txn_timer;   /* lets gated sends go, commits once txn_done is reached */
+    bool txn_committing;  /* a commit is out on the committer (txn.c): sends wait */
+    struct tl_txn_committer *txn_committer;
 } tl_source_state;
 
 /* Whether the source's commits are acknowledged later (ops->commit_acks): a
@@ -832,7 +834,15 @@ void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force);
  * lost): logs it, commits nothing again and stops the service. No-op without one. */
 void tl__txn_fail(tl_service *svc, tl_source_state *src, const char *event, const char *why);
 
-/* Stops the source's timer (the service is freed). */
+/* A send of the record was refused or failed: on an exactly-once route the open
+ * transaction cannot hold it, so it fails (tl__txn_fail) and true is returned: the
+ * send is not tried again. False on other routes. */
+bool tl__txn_send_failed(tl_rec *rec, const char *what);
+
+/* Loop thread: the committer finished a commit (posted by it). */
+void tl__txn_finish_posted(tl_loop *loop, void *arg);
+
+/* Stops the source's timer and committer (the service is freed). */
 void tl__txn_close(tl_source_state *src);
 
 /* ---------------------------------------------------------------- record.c */

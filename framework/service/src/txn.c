@@ -14,10 +14,10 @@
  * or the offset after the last one taken in when none is left. A stalled record at the
  * front holds its partition's sends back until its timeout reroutes it.
  *
- * A transaction ends once `transaction.messages` records had their sends go, once it is
- * `transaction.interval` old (both checked at housekeeping and as records go), at a
- * revoke and at the end of the drain. The commit blocks the loop thread while the broker
- * answers (handlers go on running meanwhile). A failed commit aborts what was sent since
+ * A transaction ends once `transaction.messages` records had their sends go (the sends
+ * of later ones wait for its commit), once it is `transaction.interval` old (checked at
+ * housekeeping), at a revoke and at the end of the drain. The commit blocks the loop thread while
+ * the broker answers (handlers go on running meanwhile). A failed commit aborts what was sent since
  * the last one; the records that sent it are settled already, so no later commit may move
  * a position past them: the source commits nothing again and the service stops, and its
  * restart replays from the last commit. Lost partitions do the same (their sends in the
@@ -40,6 +40,7 @@ static tl_rec *first(tl_partition_state *p)
 }
 
 static void txn_turn(tl_timer *timer, void *arg);
+static int committer_start(tl_source_state *src);
 
 /* Lets the source's gated sends go, and commits if due, on the loop's next turn. */
 static void stir(tl_source_state *src)
@@ -48,6 +49,18 @@ static void stir(tl_source_state *src)
         return; /* records are freed after the loop: no timer may start */
     if (src->txn_timer.heap_index == SIZE_MAX)
         tl_timer_start(&src->txn_timer, 0, txn_turn, src);
+}
+
+/* The open transaction holds as many records as it may: sends wait for its commit. */
+static bool full(const tl_source_state *src)
+{
+    return src->txn_done >= (uint64_t)src->txn_route->txn_messages;
+}
+
+/* Sends wait: the transaction holds all it may, or it is being committed. */
+static bool closed_for_sends(const tl_source_state *src)
+{
+    return full(src) || src->txn_committing;
 }
 
 /* One more record had its sends go (or needed none). */
@@ -66,7 +79,7 @@ static void advance(tl_service *svc, tl_partition_state *p)
 {
     tl_rec *rec;
     while ((rec = first(p)) != NULL) {
-        if (!rec->txn_done && rec->state != REC_GATED)
+        if (!rec->txn_done && (rec->state != REC_GATED || closed_for_sends(rec->route->src)))
             return;
         tl_list_remove(&p->txn_fifo, &rec->txn_link);
         rec->txn_in = false;
@@ -106,6 +119,12 @@ int tl__txn_open(tl_service *svc, char *err, size_t errlen)
         src->txn = true;
         src->txn_route = rt->cfg;
         src->txn_since_ms = -1;
+        rc = committer_start(src);
+        if (rc != 0) {
+            snprintf(err, errlen, "source %s: exactly_once: cannot start its committer",
+                     src->cfg->name);
+            return rc;
+        }
     }
     return 0;
 }
@@ -129,7 +148,7 @@ int tl__txn_wait(tl_rec *rec)
     if (!rec->txn_in)
         return TL_TXN_GO;
     tl_partition_state *p = rec->part;
-    if (first(p) != rec)
+    if (first(p) != rec || closed_for_sends(rec->route->src))
         return TL_TXN_WAIT;
     tl_list_remove(&p->txn_fifo, &rec->txn_link);
     rec->txn_in = false;
@@ -197,17 +216,12 @@ void tl__txn_fail(tl_service *svc, tl_source_state *src, const char *event, cons
     atomic_store(&svc->stop_req, true); /* as tl_service_stop: housekeeping drains */
 }
 
-void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
+/* The source's partitions' positions: each its first record whose sends have not gone,
+ * or the offset after the last one taken in; only those past their last commit. */
+static size_t positions(tl_service *svc, tl_source_state *src, tl_partition_offset **out)
 {
-    if (!src->txn || src->txn_broken || !src->handle)
-        return;
-    int64_t now = tl_loop_now(svc->loop);
-    bool due = force || src->txn_done >= (uint64_t)src->txn_route->txn_messages ||
-               (src->txn_done > 0 && now - src->txn_since_ms >= src->txn_route->txn_interval_ms);
-    if (!due)
-        return;
-    tl_partition_offset offs[64], *o = offs;
-    size_t n = 0, cap = 64;
+    size_t n = 0, cap = 0;
+    tl_partition_offset *o = NULL;
     for (size_t i = 0; i < svc->nparts; i++) {
         tl_partition_state *p = svc->parts[i];
         if (p->src != src || !p->assigned || p->txn_next < 0)
@@ -217,31 +231,23 @@ void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
         if (pos <= p->committed)
             continue;
         if (n == cap) {
-            size_t ncap = cap * 2 > TXN_MAX_PARTS ? TXN_MAX_PARTS : cap * 2;
-            tl_partition_offset *bigger = ncap > cap ? malloc(ncap * sizeof(*bigger)) : NULL;
+            size_t ncap = cap ? cap * 2 : 64;
+            tl_partition_offset *bigger =
+                ncap <= TXN_MAX_PARTS ? realloc(o, ncap * sizeof(*o)) : NULL;
             if (!bigger)
                 break; /* the rest go in the next commit */
-            memcpy(bigger, o, n * sizeof(*o));
-            if (o != offs)
-                free(o);
             o = bigger;
             cap = ncap;
         }
         o[n++] = (tl_partition_offset){p->topic, p->partition, pos};
     }
-    if (n == 0 && src->txn_done == 0) {
-        if (o != offs)
-            free(o);
-        return;
-    }
-    char why[512] = "";
-    int rc = src->ops->txn->commit(src->handle, o, n, why, sizeof(why));
-    if (rc != 0) {
-        if (o != offs)
-            free(o);
-        tl__txn_fail(svc, src, "transaction_aborted", why[0] ? why : tl_strerror(rc));
-        return;
-    }
+    *out = o;
+    return n;
+}
+
+/* A commit went through: the positions are the partitions' committed ones. */
+static void committed(tl_service *svc, tl_source_state *src, const tl_partition_offset *o, size_t n)
+{
     /* tl_service_partitions reads committed from other threads (the admin endpoint). */
     pthread_mutex_lock(&svc->mu);
     for (size_t k = 0; k < n; k++)
@@ -251,15 +257,188 @@ void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
                 p->committed = o[k].next_offset;
         }
     pthread_mutex_unlock(&svc->mu);
-    if (o != offs)
-        free(o);
     TL_STAT_ADD(svc, txn_commits, 1);
+}
+
+/* ---------------------------------------------------------------- the committer */
+
+/*
+ * A commit that is due (size or age) runs on the source's committer thread, so the loop
+ * goes on taking messages in and running handlers while the broker answers; the sends
+ * wait meanwhile (the transaction is being ended), and go once it is committed. Commits
+ * a revoke or the drain make wait for the one out, then run on the loop itself: the
+ * revoke must not return before its partitions' positions are committed.
+ */
+struct tl_txn_committer {
+    tl_source_state *src;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a job came, a job is done, or quit */
+    bool quit;
+    /* The job: guarded by mu. */
+    bool out, done;
+    tl_partition_offset *offs;
+    size_t n;
+    int rc;
+    char why[512];
+};
+
+static void *committer_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "tl-txn-commit"); /* for top -H, perf, gdb */
+    struct tl_txn_committer *c = arg;
+    tl_source_state *src = c->src;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->quit && (!c->out || c->done))
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->quit)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        char why[512] = "";
+        int rc = src->ops->txn->commit(src->handle, c->offs, c->n, why, sizeof(why));
+        pthread_mutex_lock(&c->mu);
+        c->rc = rc;
+        memcpy(c->why, why, sizeof(why));
+        c->done = true;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        tl_loop_call_threadsafe(src->svc->loop, tl__txn_finish_posted, src);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static int committer_start(tl_source_state *src)
+{
+    struct tl_txn_committer *c = calloc(1, sizeof(*c));
+    if (!c)
+        return TL_ENOMEM;
+    c->src = src;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        return TL_ESYS;
+    }
+    src->txn_committer = c;
+    return 0;
+}
+
+bool tl__txn_send_failed(tl_rec *rec, const char *what)
+{
+    tl_source_state *src = rec->route->src;
+    if (!src->txn)
+        return false;
+    char why[300];
+    snprintf(why, sizeof(why), "a send in the transaction was refused or failed: %s", what);
+    tl__txn_fail(rec->svc, src, "transaction_failed", why);
+    return true;
+}
+
+/* Loop thread: takes a finished job's outcome (nothing when none finished). */
+static void finish(tl_service *svc, tl_source_state *src)
+{
+    struct tl_txn_committer *c = src->txn_committer;
+    pthread_mutex_lock(&c->mu);
+    bool ready = c->out && c->done;
+    pthread_mutex_unlock(&c->mu);
+    if (!ready)
+        return;
+    c->out = false;
+    src->txn_committing = false;
+    if (c->rc != 0)
+        tl__txn_fail(svc, src, "transaction_aborted", c->why[0] ? c->why : tl_strerror(c->rc));
+    else
+        committed(svc, src, c->offs, c->n);
+    free(c->offs);
+    c->offs = NULL;
+    stir(src); /* the sends that waited go into the next transaction */
+}
+
+void tl__txn_finish_posted(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    tl_source_state *src = arg;
+    if (!src->svc->closing)
+        finish(src->svc, src);
+}
+
+/* Loop thread: waits for the job out, if any, and takes its outcome. */
+static void wait_idle(tl_service *svc, tl_source_state *src)
+{
+    struct tl_txn_committer *c = src->txn_committer;
+    if (!c || !c->out)
+        return;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    finish(svc, src);
+}
+
+void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
+{
+    if (!src->txn || src->txn_broken || !src->handle)
+        return;
+    if (force)
+        wait_idle(svc, src);
+    else if (src->txn_committing)
+        return;
+    int64_t now = tl_loop_now(svc->loop);
+    bool due = force || full(src) ||
+               (src->txn_done > 0 && now - src->txn_since_ms >= src->txn_route->txn_interval_ms);
+    if (!due || src->txn_broken)
+        return;
+    tl_partition_offset *o = NULL;
+    size_t n = positions(svc, src, &o);
+    if (n == 0 && src->txn_done == 0) {
+        free(o);
+        return;
+    }
     src->txn_done = 0;
     src->txn_since_ms = -1;
+    struct tl_txn_committer *c = src->txn_committer;
+    if (!force && c) {
+        pthread_mutex_lock(&c->mu);
+        c->offs = o;
+        c->n = n;
+        c->out = true;
+        c->done = false;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        src->txn_committing = true;
+        return;
+    }
+    char why[512] = "";
+    int rc = src->ops->txn->commit(src->handle, o, n, why, sizeof(why));
+    if (rc != 0)
+        tl__txn_fail(svc, src, "transaction_aborted", why[0] ? why : tl_strerror(rc));
+    else
+        committed(svc, src, o, n);
+    free(o);
+    stir(src); /* sends held back for the bound go into the next one */
 }
 
 void tl__txn_close(tl_source_state *src)
 {
-    if (src->txn)
-        tl_timer_stop(&src->txn_timer);
+    if (!src->txn)
+        return;
+    tl_timer_stop(&src->txn_timer);
+    struct tl_txn_committer *c = src->txn_committer;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->quit = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL); /* a commit out finishes first: it holds no loop */
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c->offs);
+    free(c);
+    src->txn_committer = NULL;
 }

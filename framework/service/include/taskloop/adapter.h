@@ -300,7 +300,10 @@ typedef struct tl_partition_offset {
  * Exactly-once delivery, for the route a source feeds when it says `delivery:
  * exactly_once`: what the route sends (its outputs and reroutes) and the source's
  * positions are committed together, in one transaction of the broker, or not at all.
- * All three are called on the loop thread.
+ * enable and sink are called on the loop thread; commit on the loop thread or on a
+ * thread of the runtime's own, never while a send of the source's sinks or another
+ * commit runs (sends wait for the commit; a send refused or failed in a transaction
+ * is never tried again: the runtime stops the service instead).
  */
 struct tl_txn_ops {
     /* Makes the source transactional; called once, after open and before start. From
