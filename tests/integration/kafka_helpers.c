@@ -225,6 +225,11 @@ static void ev_error(void *rt, tl_source *src, int err, bool fatal, const char *
 
 tl_source *open_source(rec *r, const tl_params *p)
 {
+    return open_source_txn(r, p, false);
+}
+
+tl_source *open_source_txn(rec *r, const tl_params *p, bool txn)
+{
     tl_source_events ev = {.rt = r,
                            .deliver = ev_deliver,
                            .assigned = ev_assigned,
@@ -235,6 +240,8 @@ tl_source *open_source(rec *r, const tl_params *p)
     int rc = SRC->open(p, &ev, &s, err, sizeof(err));
     if (rc)
         fail_msg("open: %s (%s)", err, tl_strerror(rc));
+    if (txn && (rc = SRC->txn->enable(s, err, sizeof(err))) != 0)
+        fail_msg("enable transactions: %s (%s)", err, tl_strerror(rc));
     assert_int_equal(SRC->start(s), 0);
     return s;
 }
