@@ -237,7 +237,8 @@ assert doc["health"]["stuck_workers"] == 1, doc["health"]
 routes = {r["source"]: r for r in doc["routes"]}
 # The three holds run on "in"; the stuck one of "slow" was rerouted and still runs.
 assert routes["in"]["live"] == {"in_flight": 3, "running": 3, "stalled": 0, "stuck": 0,
-                                "rerouting": 0, "emitting": 0, "waiting_due": 0}, routes["in"]
+                                "rerouting": 0, "emitting": 0, "waiting_due": 0,
+                                "gated": 0}, routes["in"]
 assert routes["slow"]["live"]["stalled"] == 1 and routes["slow"]["live"]["stuck"] == 1, routes
 assert routes["slow"]["stalled_total"] == 1 and routes["slow"]["rerouted_total"] == 1, routes
 assert routes["slow"]["on_stall"] == "memory:admin_stalled", routes["slow"]
