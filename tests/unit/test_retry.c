@@ -4,8 +4,9 @@
  * with no target, is dropped and settled. With on_error.via, retries go through that
  * target instead and come back no earlier than due, holding nothing back meanwhile
  * (the scripts below play the broker: they move what the route sent to via into the
- * route's own topic, as a source reading that topic would get it). The fixture is
- * service_helpers.h's.
+ * route's own topic, as a source reading that topic would get it). A route with
+ * `delay:` runs each message no earlier than its timestamp plus the delay, the same
+ * way. The fixture is service_helpers.h's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -297,6 +298,45 @@ static void a_waiting_retry_of_a_revoked_partition_is_given_back_unrun(void **st
     assert_int_equal(tl_memory_committed(f->topic, 1), 1);
 }
 
+/* ---------------------------------------------------------------- delay */
+
+static uint64_t waiting_mid;
+static size_t calls_mid;
+
+static void script_delayed(fx *f)
+{
+    sleep_ms(150);
+    waiting_mid = stats(f).delayed_waiting;
+    calls_mid = ncalls(f);
+    STEP(wait_for(f, all_settled, 5000));
+}
+
+static void a_route_delay_runs_each_message_no_earlier_than_its_timestamp_plus_it(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 0;
+    start(f, "delayed", (opts){.ordering = "key", .route_extra = "    delay: 400ms\n"});
+    int64_t t0 = now_ms();
+    push(f, 0, "a", "ok0");
+    push(f, 0, "b", "ok1");
+    push(f, 0, "a", "ok2");
+    run(f, script_delayed);
+    /* Meanwhile they waited in no lane, none ran. */
+    assert_int_equal(waiting_mid, 3);
+    assert_int_equal(calls_mid, 0);
+    assert_int_equal(ncalls(f), 3);
+    for (int64_t off = 0; off < 3; off++) {
+        const call *c = find_call(f, 0, off);
+        assert_non_null(c);
+        assert_true(c->start_ms - t0 >= 399);
+    }
+    /* Key a's two kept their order. */
+    assert_true(find_call(f, 0, 0)->start_ms <= find_call(f, 0, 2)->start_ms);
+    assert_int_equal(stats(f).delayed_waiting, 0);
+    assert_int_equal(tl_memory_committed(f->topic, 0), 3);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -308,6 +348,7 @@ int main(void)
         T(a_retry_not_yet_due_holds_no_worker_and_no_message_behind_it),
         T(retry_headers_from_elsewhere_cannot_hold_a_message_for_long),
         T(a_waiting_retry_of_a_revoked_partition_is_given_back_unrun),
+        T(a_route_delay_runs_each_message_no_earlier_than_its_timestamp_plus_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -212,6 +212,9 @@ char *tl__admin_metrics(tl_service *svc, size_t *len)
     metric_one(f, "emit_errors_total", "counter",
                "Emitted messages an output refused or did not acknowledge (each sent again).",
                st.emit_errors);
+    metric_one(f, "delayed_waiting", "gauge",
+               "Messages of routes with a delay waiting for their time, in no lane.",
+               st.delayed_waiting);
     metric_one(f, "transactions_total", "counter",
                "Exactly-once routes: transactions committed (sends and positions together).",
                st.txn_commits);

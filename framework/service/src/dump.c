@@ -169,6 +169,10 @@ static void dump_route(FILE *out, const tl_config *cfg, const tl_config_route *r
             put_duration(out, r->cpu_time_ms);
         }
     }
+    if (r->delay_ms) {
+        fputs("\n    delay: ", out);
+        put_duration(out, r->delay_ms);
+    }
     if (r->rate_count)
         fprintf(out, "\n    rate: \"%lld/%s\"\n    burst: %lld", (long long)r->rate_count,
                 r->rate_period_ms == 1000 ? "s" : "min", (long long)r->burst);

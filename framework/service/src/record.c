@@ -297,14 +297,19 @@ static void retry_goes_in(tl_rec *rec)
     tl__log_msg(rec, TL_LEVEL_INFO, "message_retry", rec->attempt + 1, NULL, f, 1);
 }
 
-/* A delayed retry's time came: it joins its lane as a new message would. */
+/* A delayed retry's (or a delayed message's) time came: it joins its lane as a new
+ * message would. */
 static void due_fire(tl_timer *timer, void *arg)
 {
     (void)timer;
     tl_rec *rec = arg;
-    TL_STAT_ADD(rec->svc, retries_waiting, -1);
     rec->state = REC_QUEUED;
-    retry_goes_in(rec);
+    if (rec->delayed) {
+        TL_STAT_ADD(rec->svc, delayed_waiting, -1);
+    } else {
+        TL_STAT_ADD(rec->svc, retries_waiting, -1);
+        retry_goes_in(rec);
+    }
     if (tl__lane_join(rec))
         start(rec);
 }
@@ -365,6 +370,17 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
     TL_STAT_ADD(svc, in_flight, 1);
     tl__txn_take(rec);
     int64_t wait = route->retry_via ? tl__due_take(rec, seen_ms) : 0;
+    /* `delay:` the message runs no earlier than its timestamp plus the delay. */
+    int64_t delayed = route->cfg->delay_ms ? (msg->timestamp_ms > 0 ? msg->timestamp_ms : seen_ms) +
+                                                 route->cfg->delay_ms - tl__wall_ms()
+                                           : 0;
+    if (delayed > wait && delayed > 0) {
+        rec->delayed = true;
+        rec->state = REC_DUE;
+        TL_STAT_ADD(svc, delayed_waiting, 1);
+        tl_timer_start(&rec->timer, delayed, due_fire, rec);
+        return;
+    }
     if (wait > 0) {
         rec->state = REC_DUE;
         TL_STAT_ADD(svc, retries_waiting, 1);
@@ -417,7 +433,9 @@ void tl__records_revoking(tl_service *svc, tl_partition_state *part, bool lost)
             continue;
         tl_timer_stop(&r->timer);
         bool due = r->state == REC_DUE; /* in no lane yet */
-        if (due)
+        if (due && r->delayed)
+            TL_STAT_ADD(svc, delayed_waiting, -1);
+        else if (due)
             TL_STAT_ADD(svc, retries_waiting, -1);
         if (r->msg->offset >= high) {
             if (!due)

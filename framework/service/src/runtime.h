@@ -229,7 +229,8 @@ typedef enum tl_rec_state {
     REC_QUEUED,    /* waiting for its ordering lane */
     REC_RUNNING,   /* its handler task is out */
     REC_BACKOFF,   /* failed, waiting to retry in place */
-    REC_DUE,       /* a delayed retry come back early: waits, in no lane (due.c) */
+    REC_DUE,       /* a delayed retry come back early (due.c), or a message of a route
+                    * with `delay:` before its time: waits, in no lane */
     REC_REROUTING, /* sent to a target, waiting for the acknowledgement */
     REC_EMITTING,  /* succeeded; what it emitted waits for the outputs' acks (emit.c) */
     REC_GATED,     /* exactly-once: its sends (target, or NULL: its emits) wait for
@@ -277,6 +278,7 @@ struct tl_rec {
     tl_link txn_link;     /* exactly-once: in its partition's txn_fifo */
     bool txn_in;          /* txn_link is linked */
     bool txn_done;        /* its sends went, or it settled with none */
+    bool delayed;         /* REC_DUE for the route's `delay:`, not as a retry */
 };
 
 /* An ordering lane: at most one record of a key (or partition) runs at a time. */
@@ -303,7 +305,7 @@ typedef struct tl_stats_atomic {
     _Atomic uint64_t consumed, completed, failed, retries, stalled, rerouted, dropped, late,
         reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses,
         handler_crashes, processes_replaced, retries_delayed, retries_waiting, emitted, emit_errors,
-        txn_commits, txn_aborts;
+        txn_commits, txn_aborts, delayed_waiting;
     _Atomic bool healthy;
 } tl_stats_atomic;
 

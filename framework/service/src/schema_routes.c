@@ -423,7 +423,7 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
     static const char *const keys[] = {"source",    "handler",     "ordering", "inline", "timeout",
                                        "isolation", "memory",      "cpu_time", "rate",   "burst",
                                        "breaker",   "on_stall",    "on_error", "params", "outputs",
-                                       "delivery",  "transaction", NULL};
+                                       "delivery",  "transaction", "delay",    NULL};
     static const char *const required[] = {"source", "handler", NULL};
     static const char *const orders[] = {"partition", "key", "none", NULL};
     char path[PATH_LEN];
@@ -442,6 +442,7 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
         (tl_ordering)tl_schema_get_enum(ld, map, path, "ordering", orders, TL_ORDER_PARTITION);
     tl_schema_get_bool(ld, map, path, "inline", &r->run_inline);
     tl_schema_get_duration(ld, map, path, "timeout", true, &r->timeout_ms);
+    tl_schema_get_duration(ld, map, path, "delay", true, &r->delay_ms);
     load_isolation(ld, map, path, r);
     load_rate(ld, map, path, r);
     load_breaker(ld, map, path, r);

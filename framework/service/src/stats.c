@@ -31,6 +31,7 @@ void tl_service_stats_get(tl_service *svc, tl_service_stats *o)
     o->emitted = atomic_load(&s->emitted);
     o->emit_errors = atomic_load(&s->emit_errors);
     o->txn_commits = atomic_load(&s->txn_commits);
+    o->delayed_waiting = atomic_load(&s->delayed_waiting);
     o->txn_aborts = atomic_load(&s->txn_aborts);
     o->healthy = atomic_load(&s->healthy);
 }

@@ -61,6 +61,9 @@
  *   routes[i].on_error.then          target     none
  *   routes[i].on_error.via           target     none: retries in place
  *   routes[i].outputs.NAME           target     the handler's outputs (tl_handler_emit)
+ *   routes[i].delay                  duration   none: each message runs no earlier than its
+ *                                               timestamp plus this (waiting in no lane,
+ *                                               holding no worker, counted in flight)
  *   routes[i].delivery               enum       at_least_once (or exactly_once: the
  *                                               route's sends and its source's positions
  *                                               commit in one transaction; the source's
@@ -267,6 +270,7 @@ typedef struct tl_config_route {
     tl_config_target retry_via;      /* the `via:` of on_error: retries go through it, delayed */
     const tl_config_output *outputs; /* `outputs:`, in file order */
     size_t noutputs;
+    int64_t delay_ms;        /* `delay:` a message runs no earlier than its timestamp + this */
     bool exactly_once;       /* `delivery: exactly_once` (transactions: see service.h) */
     int64_t txn_messages;    /* transaction.messages: messages done that end one, 1000 */
     int64_t txn_interval_ms; /* transaction.interval: the longest one lasts, 100 */

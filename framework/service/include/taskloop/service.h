@@ -103,6 +103,7 @@ typedef struct tl_service_stats {
     uint64_t retries_waiting; /* retries come back before they were due, waiting (a gauge) */
     uint64_t emitted;         /* messages handlers emitted that their outputs acknowledged */
     uint64_t emit_errors;     /* emitted messages an output refused (each sent again) */
+    uint64_t delayed_waiting; /* routes with `delay:`: messages waiting for it (a gauge) */
     uint64_t txn_commits;     /* exactly-once: transactions committed */
     uint64_t txn_aborts;      /* exactly-once: transactions that could not commit (each
                                * stopped the service) */
