@@ -50,17 +50,18 @@ static int txh(tl_task *task, const tl_msg *msg, void *user)
 
 static char out_store[96], dlq_store[96];
 
-static void route_lines(char *buf, size_t cap, const char *topic, const char *bounds)
+static void route_lines(char *buf, size_t cap, const char *topic, const char *bounds,
+                        const char *scheme)
 {
     snprintf(out_store, sizeof(out_store), "%s.out", topic);
     snprintf(dlq_store, sizeof(dlq_store), "%s.dlq", topic);
     snprintf(buf, cap,
              "    delivery: exactly_once\n"
              "    transaction: %s\n"
-             "    outputs: { out: \"memory:%s\" }\n"
-             "    on_stall: { reroute: \"memory:%s\" }\n"
-             "    on_error: { then: \"memory:%s\" }\n",
-             bounds, out_store, dlq_store, dlq_store);
+             "    outputs: { out: \"%s:%s\" }\n"
+             "    on_stall: { reroute: \"%s:%s\" }\n"
+             "    on_error: { then: \"%s:%s\" }\n",
+             bounds, scheme, out_store, scheme, dlq_store, scheme, dlq_store);
 }
 
 /* (partition, offset) of a record of the output store ("P:O") or the dead letters. */
@@ -108,7 +109,7 @@ static void later_messages_send_only_after_every_earlier_one_of_their_partition(
     atomic_store(&quick_done, 0);
     assert_int_equal(tl_register_handler(f->reg, "txh", txh, NULL), 0);
     char route[1024];
-    route_lines(route, sizeof(route), "order", "{ messages: 1000, interval: 20ms }");
+    route_lines(route, sizeof(route), "order", "{ messages: 1000, interval: 20ms }", "memory");
     start(f, "order",
           (opts){.handler = "txh",
                  .ordering = "key",
@@ -171,7 +172,7 @@ static void a_revoked_partition_sends_nothing_it_did_not_commit(void **state)
     atomic_store(&quick_done, 0);
     assert_int_equal(tl_register_handler(f->reg, "txh", txh, NULL), 0);
     char route[1024];
-    route_lines(route, sizeof(route), "revoke", "{ messages: 1000, interval: 20ms }");
+    route_lines(route, sizeof(route), "revoke", "{ messages: 1000, interval: 20ms }", "memory");
     start(f, "revoke",
           (opts){.handler = "txh", .ordering = "key", .drain = "300ms", .route_extra = route});
     push(f, 0, "a", "hang");
@@ -257,22 +258,22 @@ static void *run_main(void *arg)
     return NULL;
 }
 
-static const char *txn_yaml(char *buf, size_t cap, const char *topic)
+static const char *txn_yaml(char *buf, size_t cap, const char *topic, const char *type)
 {
     char route[1024];
-    route_lines(route, sizeof(route), topic, "{ messages: 20, interval: 20ms }");
+    route_lines(route, sizeof(route), topic, "{ messages: 20, interval: 20ms }", type);
     snprintf(buf, cap,
              "service: t\n"
              "loop: { workers: 8, max_in_flight: 200, drain_timeout: 3s }\n"
              "sources:\n"
-             "  in: { type: memory, name: %s, partitions: %d, batch: 16 }\n"
+             "  in: { type: %s, name: %s, partitions: %d, batch: 16 }\n"
              "routes:\n"
              "  - source: in\n"
              "    handler: txh\n"
              "    ordering: key\n"
              "    timeout: 400ms\n"
              "%s",
-             topic, NPARTS, route);
+             type, topic, NPARTS, route);
     return buf;
 }
 
@@ -289,12 +290,34 @@ static void script_until_committed(fx *f)
     STEP(wait_for(f, every_partition_committed, 30000));
 }
 
-static void a_failed_commit_stops_and_a_restart_sends_each_message_once(void **state)
+/* A source type like memory but whose transactions cannot be sealed: sends wait while
+ * a commit runs. */
+static tl_txn_ops noseal_txn;
+static tl_source_ops noseal_ops;
+static tl_sink_ops noseal_sink; /* the memory sink, named like the type */
+
+static const char *use_type(fx *f, bool seal)
 {
-    fx *f = *state;
+    if (seal)
+        return "memory";
+    noseal_txn = *tl_memory_source_ops.txn;
+    noseal_txn.seal = NULL;
+    noseal_ops = tl_memory_source_ops;
+    noseal_ops.type = "memnoseal";
+    noseal_ops.txn = &noseal_txn;
+    assert_int_equal(tl_registry_add_source(f->reg, &noseal_ops), 0);
+    noseal_sink = tl_memory_sink_ops;
+    noseal_sink.scheme = "memnoseal";
+    assert_int_equal(tl_registry_add_sink(f->reg, &noseal_sink), 0);
+    return "memnoseal";
+}
+
+static void fail_commit_then_restart(fx *f, bool seal)
+{
+    const char *type = use_type(f, seal);
     assert_int_equal(tl_register_handler(f->reg, "txh", txh, NULL), 0);
     static char yaml[4096];
-    start_yaml(f, "abort", txn_yaml(yaml, sizeof(yaml), "abort"));
+    start_yaml(f, "abort", txn_yaml(yaml, sizeof(yaml), "abort", type));
     fill(f);
     pthread_t runner;
     f->script = script_fail_the_third_commit;
@@ -319,6 +342,16 @@ static void a_failed_commit_stops_and_a_restart_sends_each_message_once(void **s
     assert_int_equal(stats(f).txn_aborts, 0);
 }
 
+static void a_failed_commit_stops_and_a_restart_sends_each_message_once(void **state)
+{
+    fail_commit_then_restart(*state, true);
+}
+
+static void the_same_when_sends_wait_for_each_commit(void **state)
+{
+    fail_commit_then_restart(*state, false);
+}
+
 static void script_lose_a_partition(fx *f)
 {
     STEP(wait_stat(f, STAT(txn_commits), 1, 10000));
@@ -330,7 +363,7 @@ static void lost_partitions_stop_the_service_with_nothing_past_the_last_commit(v
     fx *f = *state;
     assert_int_equal(tl_register_handler(f->reg, "txh", txh, NULL), 0);
     static char yaml[4096];
-    start_yaml(f, "lose", txn_yaml(yaml, sizeof(yaml), "lose"));
+    start_yaml(f, "lose", txn_yaml(yaml, sizeof(yaml), "lose", "memory"));
     fill(f);
     pthread_t runner;
     assert_int_equal(pthread_create(&runner, NULL, run_main, f), 0);
@@ -351,6 +384,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(a_failed_commit_stops_and_a_restart_sends_each_message_once,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(the_same_when_sends_wait_for_each_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(
             lost_partitions_stop_the_service_with_nothing_past_the_last_commit, setup, teardown),
     };

@@ -14,23 +14,37 @@
 
 #include "kafka_conf.h"
 
+/* Producers of one source: sends go to one while the other's transaction commits. */
+#define TL_KAFKA_TXN_PRODUCERS 2
+
 typedef struct tl_kafka_txn {
-    rd_kafka_t *rk; /* the transactional producer */
-    char *id;       /* its transactional.id */
-    bool open;      /* loop thread: a transaction was begun and not yet ended */
-    pthread_t thread;
+    /* Each with transactional.id ID-0 and ID-1. open[i]: a transaction was begun on
+     * rk[i] and not yet ended; written by the loop thread for cur, by the committer
+     * for the sealed one (never the same one at once: adapter.h, tl_txn_ops.seal). */
+    rd_kafka_t *rk[TL_KAFKA_TXN_PRODUCERS];
+    bool open[TL_KAFKA_TXN_PRODUCERS];
+    int cur;    /* loop thread: the producer sends go to */
+    int sealed; /* the producer whose transaction the next commit ends, -1: cur's;
+                 * set by seal, taken by that commit */
+    char *id;   /* the transactional.id the two are named after */
+    struct tl_kafka_txn_poller {
+        struct tl_kafka_txn *t;
+        int i;
+        pthread_t thread;
+        bool started;
+    } pollers[TL_KAFKA_TXN_PRODUCERS]; /* each serves one producer's delivery reports */
     atomic_bool running;
-    bool started;
 } tl_kafka_txn;
 
-/* Loop thread: begins a transaction unless one is open; 0, or an error with why. */
-int tl_kafka_txn_begin(tl_kafka_txn *t, char *why, size_t whylen);
+/* Begins a transaction on producer i unless one is open there; 0, or an error with
+ * why. The loop thread for cur, the committer for the sealed one. */
+int tl_kafka_txn_begin(tl_kafka_txn *t, int i, char *why, size_t whylen);
 
 /* The delivery report callback of every producer here: acks the message's send. */
 void tl_kafka_sink_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque);
 
-/* A sink writing topic address through t's producer, in its transactions; closing it
- * leaves the producer to t. */
+/* A sink writing topic address through t's producers (the one sends go to), in their
+ * transactions; closing it leaves the producers to t. */
 int tl_kafka_sink_open_txn(const char *address, tl_kafka_txn *t, tl_sink **out, char *err,
                            size_t errlen);
 

@@ -35,7 +35,7 @@ typedef struct pending {
 } pending;
 
 struct tl_sink {
-    rd_kafka_t *rk;    /* its own, or txn's */
+    rd_kafka_t *rk;    /* its own; NULL with txn (whose rk[cur] each send takes) */
     tl_kafka_txn *txn; /* writes in a source's transactions (exactly-once), or NULL */
     char *topic;
     pthread_t thread;
@@ -103,7 +103,7 @@ static int producer_conf(const tl_params *p, tl_sink *k, rd_kafka_conf_t **out, 
 
 static void sink_free(tl_sink *k)
 {
-    if (k->rk && !k->txn)
+    if (k->rk)
         rd_kafka_destroy(k->rk);
     free(k->topic);
     free(k);
@@ -191,7 +191,8 @@ static int sink_send(tl_sink *k, const tl_out_msg *msg, tl_sink_ack_cb ack, void
     }
     *p = (pending){ack, arg, k};
     char why[512];
-    if (k->txn && tl_kafka_txn_begin(k->txn, why, sizeof(why)) != 0) {
+    rd_kafka_t *rk = k->txn ? k->txn->rk[k->txn->cur] : k->rk;
+    if (k->txn && tl_kafka_txn_begin(k->txn, k->txn->cur, why, sizeof(why)) != 0) {
         free(p);
         if (hs)
             rd_kafka_headers_destroy(hs);
@@ -200,7 +201,7 @@ static int sink_send(tl_sink *k, const tl_out_msg *msg, tl_sink_ack_cb ack, void
     /* Counted first: the report may arrive before producev returns. */
     atomic_fetch_add(&k->outstanding, 1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        k->rk, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        rk, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_VALUE((void *)msg->payload, msg->len), RD_KAFKA_V_KEY(msg->key, msg->key_len),
         RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
     if (err) { /* refused: no report will come, so nothing is acked */
@@ -216,7 +217,13 @@ static int sink_send(tl_sink *k, const tl_out_msg *msg, tl_sink_ack_cb ack, void
 static int sink_flush(tl_sink *k, int64_t timeout_ms)
 {
     int ms = timeout_ms < 0 || timeout_ms > INT32_MAX ? -1 : (int)timeout_ms;
-    rd_kafka_resp_err_t err = rd_kafka_flush(k->rk, ms);
+    rd_kafka_resp_err_t err = 0;
+    if (k->txn) {
+        for (int i = 0; i < TL_KAFKA_TXN_PRODUCERS && !err; i++)
+            err = rd_kafka_flush(k->txn->rk[i], ms);
+    } else {
+        err = rd_kafka_flush(k->rk, ms);
+    }
     return err == RD_KAFKA_RESP_ERR__TIMED_OUT ? TL_ETIMEDOUT : tl_kafka_err(err);
 }
 
@@ -230,11 +237,13 @@ static void sink_close(tl_sink *k)
     if (!k)
         return;
     if (k->txn) {
-        /* The producer is the source's, and its poll thread serves the reports. */
+        /* The producers are the source's, and its poll thread serves the reports. */
         int64_t deadline = now_ms() + CLOSE_FLUSH_MS + CLOSE_DRAIN_MS;
-        rd_kafka_flush(k->rk, CLOSE_FLUSH_MS);
-        while (atomic_load(&k->outstanding) > 0 && now_ms() < deadline)
-            rd_kafka_poll(k->rk, POLL_MS);
+        sink_flush(k, CLOSE_FLUSH_MS);
+        while (atomic_load(&k->outstanding) > 0 && now_ms() < deadline) {
+            struct timespec ts = {0, POLL_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
         sink_free(k);
         return;
     }
@@ -251,17 +260,17 @@ static void sink_close(tl_sink *k)
     sink_free(k);
 }
 
-int tl_kafka_txn_begin(tl_kafka_txn *t, char *why, size_t whylen)
+int tl_kafka_txn_begin(tl_kafka_txn *t, int i, char *why, size_t whylen)
 {
-    if (t->open)
+    if (t->open[i])
         return 0;
-    rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk);
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk[i]);
     if (e) {
         tl_kafka_errf(why, whylen, "kafka begin transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         return TL_EIO;
     }
-    t->open = true;
+    t->open[i] = true;
     return 0;
 }
 
@@ -279,7 +288,6 @@ int tl_kafka_sink_open_txn(const char *address, tl_kafka_txn *t, tl_sink **out, 
         free(k);
         return TL_ENOMEM;
     }
-    k->rk = t->rk;
     k->txn = t;
     *out = k;
     return 0;

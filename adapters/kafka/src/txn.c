@@ -1,15 +1,22 @@
 /*
- * The Kafka source's transactions (tl_txn_ops, for `delivery: exactly_once`): a
- * transactional producer beside the consumer, which the route's sinks write through
+ * The Kafka source's transactions (tl_txn_ops, for `delivery: exactly_once`): two
+ * transactional producers beside the consumer, which the route's sinks write through
  * (sink.c, tl_kafka_sink_open_txn), and a commit that sends the consumer's positions
- * into the open transaction (with the group's metadata, so that a member of an older
+ * into a transaction (with the group's metadata, so that a member of an older
  * generation is fenced) and commits it.
  *
- * The producer's transactional.id is the source's `transactional_id`, by default
- * GROUP-HOSTNAME: a restarted instance aborts at once what its previous life left open
- * (init_transactions fences the old producer), where a fresh id each start would leave
- * it to the broker's transaction timeout, holding back every read_committed consumer
- * of the topics it wrote meanwhile. Two instances running at once must differ.
+ * Why two: Kafka runs one transaction at a time per producer, and a commit takes some
+ * five round trips to the broker (bench/README.md, item 25). seal() turns the sends to
+ * the other producer, whose transaction fills while the sealed one commits on the
+ * runtime's committer thread; the next commit then finds the sends of its transaction
+ * already written. Commits stay one after the other, in order.
+ *
+ * The producers' transactional.ids are the source's `transactional_id` (by default
+ * GROUP-HOSTNAME) with "-0" and "-1": a restarted instance aborts at once what its
+ * previous life left open (init_transactions fences the old producers), where fresh
+ * ids each start would leave it to the broker's transaction timeout, holding back
+ * every read_committed consumer of the topics it wrote meanwhile. Two instances
+ * running at once must differ.
  *
  * The consumer keeps librdkafka's isolation.level, read_committed (refused otherwise):
  * messages a crashed transaction wrote are never read. It commits nothing itself in
@@ -37,27 +44,29 @@
 static void *poll_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "tl-kafka-txn"); /* for top -H, perf, gdb */
-    tl_kafka_txn *t = arg;
-    while (atomic_load(&t->running))
-        rd_kafka_poll(t->rk, POLL_MS);
+    struct tl_kafka_txn_poller *p = arg;
+    while (atomic_load(&p->t->running))
+        rd_kafka_poll(p->t->rk[p->i], POLL_MS);
     return NULL;
 }
 
 static void txn_free(tl_kafka_txn *t)
 {
-    if (t->started) {
-        atomic_store(&t->running, false);
-        pthread_join(t->thread, NULL);
-    }
-    if (t->rk) {
+    atomic_store(&t->running, false);
+    for (int i = 0; i < TL_KAFKA_TXN_PRODUCERS; i++)
+        if (t->pollers[i].started)
+            pthread_join(t->pollers[i].thread, NULL);
+    for (int i = 0; i < TL_KAFKA_TXN_PRODUCERS; i++) {
+        if (!t->rk[i])
+            continue;
         /* What a failed commit or a stop before the end left open goes now, rather than
          * after the broker's transaction timeout. */
-        if (t->open) {
-            rd_kafka_error_t *e = rd_kafka_abort_transaction(t->rk, ABORT_MS);
+        if (t->open[i]) {
+            rd_kafka_error_t *e = rd_kafka_abort_transaction(t->rk[i], ABORT_MS);
             if (e)
                 rd_kafka_error_destroy(e);
         }
-        rd_kafka_destroy(t->rk);
+        rd_kafka_destroy(t->rk[i]);
     }
     free(t->id);
     free(t);
@@ -94,6 +103,42 @@ static int fail_with(rd_kafka_error_t *e, const char *what, char *err, size_t er
     return TL_EIO;
 }
 
+/* Producer i: transactional.id ID-i, initialised (the old one of that id fenced). */
+static int producer_new(tl_source *s, tl_kafka_txn *t, int i, char *err, size_t errlen)
+{
+    char id[512];
+    snprintf(id, sizeof(id), "%s-%d", t->id, i);
+    rd_kafka_conf_t *conf = NULL;
+    int rc = tl_kafka_conf_new(s->params, &conf, err, errlen);
+    if (!rc)
+        rc = tl_kafka_conf_set(conf, "transactional.id", id, err, errlen);
+    /* A transaction begun right after a commit finds the broker still writing the last
+     * one's markers (CONCURRENT_TRANSACTIONS) and is retried after this backoff: at
+     * librdkafka's 100 ms it was most of each commit's time. */
+    if (!rc && !tl_kafka_conf_user(s->params, "retry.backoff.ms"))
+        rc = tl_kafka_conf_set(conf, "retry.backoff.ms", TXN_RETRY_BACKOFF_MS, err, errlen);
+    if (rc) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, tl_kafka_sink_on_delivery);
+    char why[512];
+    t->rk[i] = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!t->rk[i]) { /* conf is still ours when rd_kafka_new fails */
+        rd_kafka_conf_destroy(conf);
+        tl_kafka_errf(err, errlen, "kafka transactional producer: %s", why);
+        return TL_ECONFIG;
+    }
+    rd_kafka_error_t *e = rd_kafka_init_transactions(t->rk[i], INIT_MS);
+    if (e) {
+        char what[600];
+        snprintf(what, sizeof(what), "kafka init transactions (transactional.id %s)", id);
+        return fail_with(e, what, err, errlen);
+    }
+    return 0;
+}
+
 static int txn_enable(tl_source *s, char *err, size_t errlen)
 {
     const char *iso = tl_kafka_conf_user(s->params, "isolation.level");
@@ -108,44 +153,23 @@ static int txn_enable(tl_source *s, char *err, size_t errlen)
         free(t);
         return TL_ENOMEM;
     }
-    rd_kafka_conf_t *conf = NULL;
-    int rc = tl_kafka_conf_new(s->params, &conf, err, errlen);
-    if (!rc)
-        rc = tl_kafka_conf_set(conf, "transactional.id", t->id, err, errlen);
-    /* A transaction begun right after a commit finds the broker still writing the last
-     * one's markers (CONCURRENT_TRANSACTIONS) and is retried after this backoff: at
-     * librdkafka's 100 ms it was most of each commit's time. */
-    if (!rc && !tl_kafka_conf_user(s->params, "retry.backoff.ms"))
-        rc = tl_kafka_conf_set(conf, "retry.backoff.ms", TXN_RETRY_BACKOFF_MS, err, errlen);
-    if (rc) {
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        txn_free(t);
-        return rc;
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, tl_kafka_sink_on_delivery);
-    char why[512];
-    t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (!t->rk) { /* conf is still ours when rd_kafka_new fails */
-        rd_kafka_conf_destroy(conf);
-        tl_kafka_errf(err, errlen, "kafka transactional producer: %s", why);
-        txn_free(t);
-        return TL_ECONFIG;
-    }
-    rd_kafka_error_t *e = rd_kafka_init_transactions(t->rk, INIT_MS);
-    if (e) {
-        char what[400];
-        snprintf(what, sizeof(what), "kafka init transactions (transactional.id %s)", t->id);
-        rc = fail_with(e, what, err, errlen);
-        txn_free(t);
-        return rc;
+    t->sealed = -1;
+    for (int i = 0; i < TL_KAFKA_TXN_PRODUCERS; i++) {
+        int rc = producer_new(s, t, i, err, errlen);
+        if (rc) {
+            txn_free(t);
+            return rc;
+        }
     }
     atomic_store(&t->running, true);
-    if (pthread_create(&t->thread, NULL, poll_main, t) != 0) {
-        txn_free(t);
-        return TL_ESYS;
+    for (int i = 0; i < TL_KAFKA_TXN_PRODUCERS; i++) {
+        t->pollers[i] = (struct tl_kafka_txn_poller){t, i, 0, false};
+        if (pthread_create(&t->pollers[i].thread, NULL, poll_main, &t->pollers[i]) != 0) {
+            txn_free(t);
+            return TL_ESYS;
+        }
+        t->pollers[i].started = true;
     }
-    t->started = true;
     s->txn = t;
     return 0;
 }
@@ -163,7 +187,7 @@ static int txn_sink(tl_source *s, const char *address, tl_sink **out, const tl_s
 
 /* The transaction cannot commit: aborts it (when librdkafka says it can be) and says
  * why in err. */
-static int txn_failed(tl_kafka_txn *t, rd_kafka_error_t *e, const char *what, char *err,
+static int txn_failed(tl_kafka_txn *t, int i, rd_kafka_error_t *e, const char *what, char *err,
                       size_t errlen)
 {
     bool abortable = rd_kafka_error_txn_requires_abort(e);
@@ -175,16 +199,17 @@ static int txn_failed(tl_kafka_txn *t, rd_kafka_error_t *e, const char *what, ch
                               : "");
     rd_kafka_error_destroy(e);
     if (abortable) {
-        rd_kafka_error_t *a = rd_kafka_abort_transaction(t->rk, ABORT_MS);
+        rd_kafka_error_t *a = rd_kafka_abort_transaction(t->rk[i], ABORT_MS);
         if (a)
             rd_kafka_error_destroy(a);
         else
-            t->open = false;
+            t->open[i] = false;
     }
     return TL_EIO;
 }
 
-static rd_kafka_error_t *send_offsets(tl_source *s, const tl_partition_offset *offs, size_t n)
+static rd_kafka_error_t *send_offsets(tl_source *s, int i, const tl_partition_offset *offs,
+                                      size_t n)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
     rd_kafka_consumer_group_metadata_t *g = rd_kafka_consumer_group_metadata(s->rk);
@@ -193,7 +218,7 @@ static rd_kafka_error_t *send_offsets(tl_source *s, const tl_partition_offset *o
         for (size_t i = 0; i < n; i++)
             rd_kafka_topic_partition_list_add(l, offs[i].topic, offs[i].partition)->offset =
                 offs[i].next_offset;
-        e = rd_kafka_send_offsets_to_transaction(s->txn->rk, l, g, COMMIT_MS);
+        e = rd_kafka_send_offsets_to_transaction(s->txn->rk[i], l, g, COMMIT_MS);
     } else {
         e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__NO_OFFSET, "out of memory");
     }
@@ -204,6 +229,21 @@ static rd_kafka_error_t *send_offsets(tl_source *s, const tl_partition_offset *o
     return e;
 }
 
+/* Loop thread, with no commit out: later sends go to the other producer. */
+static int txn_seal(tl_source *s, char *err, size_t errlen)
+{
+    tl_kafka_txn *t = s->txn;
+    if (!t) {
+        tl_kafka_errf(err, errlen, "kafka: the source's transactions are not enabled");
+        return TL_EINVAL;
+    }
+    t->sealed = t->cur;
+    t->cur = (t->cur + 1) % TL_KAFKA_TXN_PRODUCERS;
+    return 0;
+}
+
+/* Commits the transaction sealed last, when this commit follows a seal, else the one
+ * sends go to (a commit on the loop thread, at a revoke or the drain's end). */
 static int txn_commit(tl_source *s, const tl_partition_offset *offs, size_t n, char *err,
                       size_t errlen)
 {
@@ -212,29 +252,31 @@ static int txn_commit(tl_source *s, const tl_partition_offset *offs, size_t n, c
         tl_kafka_errf(err, errlen, "kafka: the source's transactions are not enabled");
         return TL_EINVAL;
     }
-    int rc = tl_kafka_txn_begin(t, err, errlen);
+    int i = t->sealed >= 0 ? t->sealed : t->cur;
+    t->sealed = -1;
+    int rc = tl_kafka_txn_begin(t, i, err, errlen);
     if (rc)
         return rc;
     rd_kafka_error_t *e = NULL;
-    for (int i = 0; n > 0 && i <= RETRIES; i++) {
-        e = send_offsets(s, offs, n);
+    for (int k = 0; n > 0 && k <= RETRIES; k++) {
+        e = send_offsets(s, i, offs, n);
         if (!e || !rd_kafka_error_is_retriable(e))
             break;
-        if (i < RETRIES)
+        if (k < RETRIES)
             rd_kafka_error_destroy(e);
     }
     if (e)
-        return txn_failed(t, e, "kafka send offsets to transaction", err, errlen);
-    for (int i = 0; i <= RETRIES; i++) {
-        e = rd_kafka_commit_transaction(t->rk, COMMIT_MS);
+        return txn_failed(t, i, e, "kafka send offsets to transaction", err, errlen);
+    for (int k = 0; k <= RETRIES; k++) {
+        e = rd_kafka_commit_transaction(t->rk[i], COMMIT_MS);
         if (!e || !rd_kafka_error_is_retriable(e))
             break;
-        if (i < RETRIES)
+        if (k < RETRIES)
             rd_kafka_error_destroy(e);
     }
     if (e)
-        return txn_failed(t, e, "kafka commit transaction", err, errlen);
-    t->open = false;
+        return txn_failed(t, i, e, "kafka commit transaction", err, errlen);
+    t->open[i] = false;
     return 0;
 }
 
@@ -242,4 +284,5 @@ const tl_txn_ops tl_kafka_txn_ops = {
     .enable = txn_enable,
     .sink = txn_sink,
     .commit = txn_commit,
+    .seal = txn_seal,
 };

@@ -43,6 +43,8 @@ typedef struct mem_topic {
     /* Transactions (txn.c): sends of its source's transaction sinks not yet committed,
      * in send order, and whether the next commit is to fail. */
     mem_pending *pending, **pending_tail;
+    mem_pending *sealed; /* the sealed transaction's sends, which the next commit ends */
+    bool seal_taken;     /* a seal came since the last commit */
     bool fail_txn;
 } mem_topic;
 

@@ -185,12 +185,16 @@ int tl_mem_txn_add_locked(mem_topic *t, mem_store *s, tl_memory_record *rec)
 
 void tl_mem_txn_discard_locked(mem_topic *t)
 {
-    while (t->pending) {
-        mem_pending *p = t->pending;
-        t->pending = p->next;
-        free(p->rec);
-        free(p);
-    }
+    mem_pending *lists[] = {t->pending, t->sealed};
+    for (int i = 0; i < 2; i++)
+        while (lists[i]) {
+            mem_pending *p = lists[i];
+            lists[i] = p->next;
+            free(p->rec);
+            free(p);
+        }
+    t->pending = t->sealed = NULL;
+    t->seal_taken = false;
     t->pending_tail = &t->pending;
 }
 

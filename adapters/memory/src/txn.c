@@ -2,6 +2,8 @@
  * Transactions of the memory source: what its transaction sinks send waits in a list
  * on the topic the source reads, and a commit appends it all to the stores and records
  * the positions in one step under the adapter's lock, so a test sees both or neither.
+ * A seal sets the open transaction's sends aside for the next commit, as the Kafka
+ * source's two producers do, so later sends may go while it commits.
  * A commit a test made fail (tl_memory_fail_txn), or a source closed with sends still
  * waiting, drops them: an abort.
  *
@@ -59,12 +61,15 @@ static int txn_commit(tl_source *src, const tl_partition_offset *offs, size_t n,
         snprintf(err, errlen, "memory: transaction aborted (tl_memory_fail_txn)");
         return TL_EIO;
     }
+    /* After a seal the sealed sends commit; the ones since wait for the next. */
+    mem_pending **list = t->seal_taken ? &t->sealed : &t->pending;
+    t->seal_taken = false;
     int rc = 0;
-    while (t->pending && rc == 0) {
-        mem_pending *p = t->pending;
+    while (*list && rc == 0) {
+        mem_pending *p = *list;
         rc = tl_mem_store_append_locked(p->store, p->rec);
         if (rc == 0) {
-            t->pending = p->next;
+            *list = p->next;
             free(p);
         }
     }
@@ -74,9 +79,28 @@ static int txn_commit(tl_source *src, const tl_partition_offset *offs, size_t n,
         snprintf(err, errlen, "memory: transaction aborted: out of memory");
         return rc;
     }
-    t->pending_tail = &t->pending;
+    if (!t->pending)
+        t->pending_tail = &t->pending;
     for (size_t i = 0; i < n; i++)
         t->parts[offs[i].partition].committed = offs[i].next_offset;
+    pthread_mutex_unlock(&tl_mem_lock);
+    return 0;
+}
+
+/* The open transaction's sends become the sealed one's; later ones start the next. */
+static int txn_seal(tl_source *src, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    mem_topic *t = topic_of(src);
+    pthread_mutex_lock(&tl_mem_lock);
+    mem_pending **tail = &t->sealed; /* empty: the last commit took it */
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = t->pending;
+    t->pending = NULL;
+    t->pending_tail = &t->pending;
+    t->seal_taken = true;
     pthread_mutex_unlock(&tl_mem_lock);
     return 0;
 }
@@ -85,6 +109,7 @@ const tl_txn_ops tl_mem_txn_ops = {
     .enable = txn_enable,
     .sink = txn_sink,
     .commit = txn_commit,
+    .seal = txn_seal,
 };
 
 int tl_memory_fail_txn(const char *name)
@@ -103,6 +128,8 @@ size_t tl_memory_txn_pending(const char *name)
     pthread_mutex_lock(&tl_mem_lock);
     mem_topic *t = tl_mem_topic_locked(name, false);
     for (mem_pending *p = t ? t->pending : NULL; p; p = p->next)
+        n++;
+    for (mem_pending *p = t ? t->sealed : NULL; p; p = p->next)
         n++;
     pthread_mutex_unlock(&tl_mem_lock);
     return n;

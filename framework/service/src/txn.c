@@ -57,10 +57,11 @@ static bool full(const tl_source_state *src)
     return src->txn_done >= (uint64_t)src->txn_route->txn_messages;
 }
 
-/* Sends wait: the transaction holds all it may, or it is being committed. */
+/* Sends wait: the transaction holds all it may, or it is being committed and the
+ * source cannot seal it (tl_txn_ops.seal) so that later sends fill the next. */
 static bool closed_for_sends(const tl_source_state *src)
 {
-    return full(src) || src->txn_committing;
+    return full(src) || (src->txn_committing && !src->ops->txn->seal);
 }
 
 /* One more record had its sends go (or needed none). */
@@ -403,6 +404,12 @@ void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
     src->txn_since_ms = -1;
     struct tl_txn_committer *c = src->txn_committer;
     if (!force && c) {
+        char why[512] = "";
+        if (src->ops->txn->seal && src->ops->txn->seal(src->handle, why, sizeof(why)) != 0) {
+            free(o);
+            tl__txn_fail(svc, src, "transaction_failed", why);
+            return;
+        }
         pthread_mutex_lock(&c->mu);
         c->offs = o;
         c->n = n;

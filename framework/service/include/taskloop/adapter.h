@@ -300,10 +300,11 @@ typedef struct tl_partition_offset {
  * Exactly-once delivery, for the route a source feeds when it says `delivery:
  * exactly_once`: what the route sends (its outputs and reroutes) and the source's
  * positions are committed together, in one transaction of the broker, or not at all.
- * enable and sink are called on the loop thread; commit on the loop thread or on a
- * thread of the runtime's own, never while a send of the source's sinks or another
- * commit runs (sends wait for the commit; a send refused or failed in a transaction
- * is never tried again: the runtime stops the service instead).
+ * enable, sink and seal are called on the loop thread; commit on the loop thread or on
+ * a thread of the runtime's own, never while another commit runs, nor while a send of
+ * the source's sinks runs unless the transaction was sealed (then sends go on, into
+ * the next). A send refused or failed in a transaction is never tried again: the
+ * runtime stops the service instead.
  */
 struct tl_txn_ops {
     /* Makes the source transactional; called once, after open and before start. From
@@ -327,6 +328,12 @@ struct tl_txn_ops {
      * the last commit. */
     int (*commit)(tl_source *src, const tl_partition_offset *offs, size_t n, char *err,
                   size_t errlen);
+    /* Optional (NULL: sends wait while a commit runs). Loop thread, just before a
+     * commit is handed to another thread, with no commit running: the open transaction
+     * takes no more sends; later ones begin the next, and may go while this one commits
+     * (the next commit ends the sealed transaction; one after it, the next). 0, or an
+     * error with a message in err. */
+    int (*seal)(tl_source *src, char *err, size_t errlen);
 };
 
 /* ---------------------------------------------------------------- registry */
