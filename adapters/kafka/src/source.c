@@ -94,8 +94,9 @@ static const tl_param source_params[] = {
     {"batch", TL_PARAM_INT, false, false, "most messages per delivery (default 1000)"},
     {"poll_timeout", TL_PARAM_DURATION, false, false, "longest wait in one poll (default 100ms)"},
     {"transactional_id", TL_PARAM_STRING, false, false,
-     "delivery: exactly_once only: the transactional.id of the route's producer (default "
-     "GROUP-HOSTNAME); the same across restarts of one instance, unique among instances"},
+     "delivery: exactly_once only: names the route's two transactional producers (ID-0 and "
+     "ID-1; default GROUP-HOSTNAME); the same across restarts of one instance, unique "
+     "among instances"},
     {"mock", TL_PARAM_INT, false, false,
      "brokers of a private in-process mock cluster (test.mock.num.brokers); 0 = off"},
     {NULL, TL_PARAM_STRING, false, false, NULL},
