@@ -346,10 +346,11 @@ static void finish(tl_service *svc, tl_source_state *src)
     struct tl_txn_committer *c = src->txn_committer;
     pthread_mutex_lock(&c->mu);
     bool ready = c->out && c->done;
+    if (ready)
+        c->out = false; /* the committer reads it under mu */
     pthread_mutex_unlock(&c->mu);
     if (!ready)
         return;
-    c->out = false;
     src->txn_committing = false;
     if (c->rc != 0)
         tl__txn_fail(svc, src, "transaction_aborted", c->why[0] ? c->why : tl_strerror(c->rc));
@@ -372,7 +373,7 @@ void tl__txn_finish_posted(tl_loop *loop, void *arg)
 static void wait_idle(tl_service *svc, tl_source_state *src)
 {
     struct tl_txn_committer *c = src->txn_committer;
-    if (!c || !c->out)
+    if (!c || !src->txn_committing)
         return;
     pthread_mutex_lock(&c->mu);
     while (!c->done)
