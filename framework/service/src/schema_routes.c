@@ -380,7 +380,11 @@ static void load_delivery(loader *ld, struct fy_node *route, const char *path, t
     if (!r->exactly_once || r->source == SIZE_MAX)
         return;
     const tl_config_source *src = &ld->cfg->sources[r->source];
-    if (src->ops && !src->ops->txn) {
+    /* A source with a missing or unknown type was reported already; its
+     * targets cannot be judged against it. */
+    if (!src->ops || !src->type)
+        return;
+    if (!src->ops->txn) {
         char d[PATH_LEN];
         tl_schema_join(d, path, "delivery");
         tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup(route, "delivery")), d,
