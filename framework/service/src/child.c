@@ -59,6 +59,7 @@ typedef struct child {
     int fd;
     size_t held;     /* results in the ring the reader was not woken for (main thread) */
     int64_t held_ns; /* when the first of them started */
+    int64_t last_ns; /* when the last message ended, or 0 after a wait for more */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     queued *head, *tail; /* messages that came on the socket */
@@ -169,6 +170,7 @@ static void wait_for_message(child *c)
     const char *body;
     uint32_t len;
     wake(c);
+    c->last_ns = 0;
     int64_t end = tl_clock_ns() + SPIN_NS;
     do {
         sched_yield();
@@ -275,7 +277,8 @@ static void limit_cpu(int64_t ms)
 static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int decoded)
 {
     tl_route_state *route = c->route;
-    int64_t start = tl_clock_ns();
+    /* The next message starts when the last one ended, unless the worker waited. */
+    int64_t start = c->last_ns ? c->last_ns : tl_clock_ns();
     if (route->cfg->cpu_time_ms > 0)
         limit_cpu(route->cfg->cpu_time_ms);
     tl_rec rec = {.svc = svc, .route = route, .msg = &c->fm.msg, .attempt = c->fm.attempt};
@@ -290,7 +293,7 @@ static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int d
         err = tl_task_error(t);
         text = tl_task_error_text(t);
     }
-    int64_t end = tl_clock_ns();
+    int64_t end = c->last_ns = tl_clock_ns();
     tl__ring_put(c->ring, seq, err, text, end - start >= WAKE_AFTER_NS);
     tl_task_release(t);
     if (!c->held++)
