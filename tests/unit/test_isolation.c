@@ -411,6 +411,59 @@ static void messages_behind_a_crash_go_to_a_new_process_unfailed(void **state)
     assert_balanced(f);
 }
 
+/* A payload of "id=N ", padding up to size bytes, then tail. */
+static char *sized_payload(int n, size_t size, const char *tail)
+{
+    char *p = malloc(size + strlen(tail) + 32);
+    assert_non_null(p);
+    size_t head = (size_t)sprintf(p, "id=%d ", n);
+    size_t end = size > head ? size : head;
+    memset(p + head, 'x', end - head);
+    strcpy(p + end, tail);
+    return p;
+}
+
+/* Messages from a few bytes to 400 KB, some too large to share the memory small ones
+ * go through, reach one worker process whole (a poison marker at the very end of the
+ * last one is found) and in their order. */
+static void messages_of_every_size_reach_the_process_whole_and_in_order(void **state)
+{
+    fx *f = *state;
+    char path[] = "/tmp/tl-iso-sizes-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char extra[256];
+    snprintf(extra, sizeof(extra), "    params: { record: \"%s\", ms: \"0\" }\n", path);
+    start_workers(f, "iso.sizes", 1, 1, "none", "5s", extra);
+    for (int i = 0; i <= 300; i++) {
+        size_t size = i % 10 == 9 || i == 300 ? 400000 : (size_t)(i * 7919) % 20000;
+        char *p = sized_payload(i, size, i == 300 ? " poison:abort" : "");
+        push(f, 0, NULL, p);
+        free(p);
+    }
+    run(f, script_until_all_settled);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 300);
+    assert_int_equal(s.handler_crashes, 2); /* the last one's attempt and its retry */
+    tl_memory_record *r = sink_record("iso.dlq", 0);
+    char buf[64];
+    assert_string_equal(header_text(r, "tl-error", buf, sizeof(buf)), "handler crashed: SIGABRT");
+    tl_memory_record_free(r);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    int want = 0, id;
+    while (fscanf(in, " id=%d", &id) == 1) {
+        if (id != want)
+            fail_msg("id=%d came where id=%d was due", id, want);
+        want++;
+    }
+    fclose(in);
+    unlink(path);
+    assert_int_equal(want, 300);
+    assert_balanced(f);
+}
+
 /* Five messages of 100 ms in one process take 500 ms; each is timed from when its
  * handler starts, as a task waiting for a busy pool is, so none stalls at 400 ms
  * (timed from when it was handed over, the last one would). */
@@ -496,6 +549,8 @@ int main(void)
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(
             a_message_waiting_behind_another_is_timed_from_its_own_start, setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(messages_of_every_size_reach_the_process_whole_and_in_order,
+                                        setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(a_result_comes_back_while_the_next_handler_runs,
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(messages_behind_a_killed_handler_go_to_a_new_process,

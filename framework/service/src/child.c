@@ -1,23 +1,24 @@
 /*
  * A worker process (isolation: process): runs the route's handler on each message
- * that comes on its socket, one after the other in their order, as a task of a loop
- * of its own, and puts each result into the ring it shares with the service (ring.c)
- * before it starts the next message, so that the service knows which message a crash
- * belongs to. That costs no system call; the service's reader is woken (a byte on the
- * socket) only when it sleeps and results wait: before the worker waits for more
- * messages, after a handler that ran long, or after half the messages sent ahead, so
- * that fast results go many to a wake-up and a slow one is not held behind them. The
+ * the service puts into the ring they share (ring.c), one after the other in their
+ * order, as a task of a loop of its own, decoding each into one buffer reused from
+ * message to message, and puts each result into the ring before it starts the next
+ * message, so that the service knows which message a crash belongs to. That costs no system call;
+ * the service's reader is woken (a byte on the socket) only when it sleeps and results wait: before
+ * the worker waits for more messages, after a handler that ran long, or after half the messages
+ * sent ahead, so that fast results go many to a wake-up and a slow one is not held behind them. The
  * reader looks at the ring every few milliseconds while messages are out anyway, which
- * bounds how long results finished before a slow handler wait. A reader thread takes
- * in what arrives meanwhile: the next messages, which wait in a queue (the service sends
- * several without waiting for results), and cancels, which it passes on to the task
- * of the message they name, so the handler sees tl_cancelled() as it would in the
- * service. The handler's thread_init/thread_fini hooks run on the main thread, where
- * the handler does.
+ * bounds how long results finished before a slow handler wait. Out of messages, the
+ * main thread looks for more for a while, then sleeps until the service wakes it. A
+ * reader thread takes in what the socket brings meanwhile: cancels, which it passes on
+ * to the task of the message they name, so the handler sees tl_cancelled() as it would
+ * in the service, and messages too large for the ring, which wait in a queue for the
+ * main thread to reach their marker in the ring. The handler's thread_init/thread_fini hooks run on
+ * the main thread, where the handler does.
  *
- * Thread rules: the main thread runs the loop and the handler and writes results; the
- * reader thread alone reads the socket; the queue, the running task and the cancels
- * waiting for their message are guarded by mu.
+ * Thread rules: the main thread runs the loop and the handler, reads the ring's
+ * messages and writes results; the reader thread alone reads the socket; the queue,
+ * the running task and the cancels waiting for their message are guarded by mu.
  */
 #include "runtime.h"
 
@@ -44,10 +45,11 @@
  * the loop's spin; bench/isolation, no-op: some 20% more messages/s, a quarter fewer
  * context switches). */
 #define SPIN_NS 30000
+/* A message buffer larger than this is freed after its message. */
+#define KEEP_BYTES (1u << 20)
 
 typedef struct queued {
     tl_frame_msg fm;
-    uint64_t seq;
     struct queued *next;
 } queued;
 
@@ -57,13 +59,15 @@ typedef struct child {
     int fd;
     size_t held;     /* results in the ring the reader was not woken for (main thread) */
     int64_t held_ns; /* when the first of them started */
+    int64_t last_ns; /* when the last message ended, or 0 after a wait for more */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    queued *head, *tail;
-    uint64_t read;    /* messages read */
-    uint64_t started; /* the number of the last one started */
-    tl_task *running; /* its task while it runs */
-    bool ended;       /* the socket ended: no more messages */
+    queued *head, *tail; /* messages that came on the socket */
+    tl_frame_msg fm;     /* the message being handled (main thread) */
+    uint64_t taken;      /* messages taken, ring and socket (main thread) */
+    uint64_t started;    /* the number of the last one started */
+    tl_task *running;    /* its task while it runs */
+    bool ended;          /* the socket ended: no more messages */
     uint64_t early[MAX_EARLY_CANCELS];
     size_t nearly;
 } child;
@@ -98,7 +102,6 @@ static bool take_frame(child *c, char type, const char *body, uint32_t len, queu
         free(q);
         return false;
     }
-    q->seq = ++c->read;
     **tail = q;
     *tail = &q->next;
     return true;
@@ -144,6 +147,7 @@ static void *reader_main(void *arg)
     c->ended = true;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
+    tl__ring_req_wake(c->ring);
     tl__frame_in_free(&in);
     return NULL;
 }
@@ -157,29 +161,39 @@ static void wake(child *c)
     c->held = 0;
 }
 
-/* Main thread, mu held, no message queued: wakes the service's reader (it sends more
- * only once it has the results), then looks for a message for SPIN_NS. */
-static void spin_for_message(child *c)
+/* Main thread, the ring empty: wakes the service's reader (it sends more only once
+ * it has the results), looks for a message for SPIN_NS, then sleeps until the service
+ * sends one or the socket ends. */
+static void wait_for_message(child *c)
 {
-    pthread_mutex_unlock(&c->mu);
+    char type;
+    const char *body;
+    uint32_t len;
     wake(c);
+    c->last_ns = 0;
     int64_t end = tl_clock_ns() + SPIN_NS;
-    bool any = false;
     do {
         sched_yield();
-        pthread_mutex_lock(&c->mu);
-        any = c->head || c->ended;
-        pthread_mutex_unlock(&c->mu);
-    } while (!any && tl_clock_ns() < end);
+        if (tl__ring_next(c->ring, &type, &body, &len))
+            return;
+    } while (tl_clock_ns() < end);
+    if (!tl__ring_req_sleep(c->ring))
+        return;
+    /* The reader marks the end under mu before it wakes this thread (ring.c). */
     pthread_mutex_lock(&c->mu);
+    bool ended = c->ended;
+    pthread_mutex_unlock(&c->mu);
+    if (ended)
+        tl__ring_req_wake(c->ring);
+    else
+        tl__ring_req_wait(c->ring);
 }
 
-/* The next message, NULL once the socket ended; its task becomes the running one. */
-static queued *next_message(child *c)
+/* Main thread: the message the ring's marker stands for, from the socket's queue,
+ * into c->fm; false once the socket ended. */
+static bool socket_message(child *c)
 {
     pthread_mutex_lock(&c->mu);
-    if (!c->head && !c->ended)
-        spin_for_message(c);
     while (!c->head && !c->ended)
         pthread_cond_wait(&c->cv, &c->mu);
     queued *q = c->head;
@@ -187,18 +201,53 @@ static queued *next_message(child *c)
         c->head = q->next;
         if (!c->head)
             c->tail = NULL;
-        c->started = q->seq;
     }
     pthread_mutex_unlock(&c->mu);
-    return q;
+    if (!q)
+        return false;
+    tl__frame_msg_free(&c->fm);
+    c->fm = q->fm;
+    free(q);
+    return true;
 }
 
-/* Marks t as the running task (NULL: none), cancelling it at once if its cancel
- * came first. */
-static void set_running(child *c, tl_task *t)
+/* Main thread: the next message into c->fm, numbered *seq; 0, 1 once the socket
+ * ended, or an error when it could not be decoded (TL_ENOMEM, TL_ESYS). */
+static int next_message(child *c, uint64_t *seq)
+{
+    char type;
+    const char *body;
+    uint32_t len;
+    for (;;) {
+        if (tl__ring_next(c->ring, &type, &body, &len))
+            break;
+        pthread_mutex_lock(&c->mu);
+        bool ended = c->ended;
+        pthread_mutex_unlock(&c->mu);
+        if (ended)
+            return 1;
+        wait_for_message(c);
+    }
+    *seq = ++c->taken;
+    int rc = 0;
+    if (type == TL_FRAME_MSG)
+        rc = tl__frame_decode_msg(body, len, &c->fm);
+    else if (type != TL_FRAME_SOCKET)
+        rc = TL_ESYS;
+    tl__ring_take(c->ring);
+    if (type == TL_FRAME_SOCKET && !socket_message(c))
+        return 1;
+    return rc;
+}
+
+/* Marks t, message seq's task, as the running one (NULL: none), cancelling it at
+ * once if its cancel came first. */
+static void set_running(child *c, tl_task *t, uint64_t seq)
 {
     pthread_mutex_lock(&c->mu);
     c->running = t;
+    if (t)
+        c->started = seq;
     for (size_t i = 0; t && i < c->nearly;) {
         if (c->early[i] > c->started) {
             i++;
@@ -223,28 +272,29 @@ static void limit_cpu(int64_t ms)
     setrlimit(RLIMIT_CPU, &rl);
 }
 
-/* Handles one message, puts its result into the ring and wakes the reader when it
- * is time to. */
-static void handle(tl_service *svc, child *c, tl_loop *loop, queued *q)
+/* Handles message seq (c->fm, or none when it could not be decoded: decoded is that
+ * error), puts its result into the ring and wakes the reader when it is time to. */
+static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int decoded)
 {
     tl_route_state *route = c->route;
-    int64_t start = tl_clock_ns();
+    /* The next message starts when the last one ended, unless the worker waited. */
+    int64_t start = c->last_ns ? c->last_ns : tl_clock_ns();
     if (route->cfg->cpu_time_ms > 0)
         limit_cpu(route->cfg->cpu_time_ms);
-    tl_rec rec = {.svc = svc, .route = route, .msg = &q->fm.msg, .attempt = q->fm.attempt};
-    tl_task *t = tl__attempt_child(loop, &rec);
-    int err = TL_ENOMEM;
-    const char *text = NULL;
+    tl_rec rec = {.svc = svc, .route = route, .msg = &c->fm.msg, .attempt = c->fm.attempt};
+    tl_task *t = decoded == 0 ? tl__attempt_child(loop, &rec) : NULL;
+    int err = decoded ? decoded : TL_ENOMEM;
+    const char *text = decoded ? "a worker process could not read the message" : NULL;
     if (t) {
-        set_running(c, t);
+        set_running(c, t, seq);
         while (!tl_task_done(t))
             tl_loop_run_once(loop, 100);
-        set_running(c, NULL);
+        set_running(c, NULL, 0);
         err = tl_task_error(t);
         text = tl_task_error_text(t);
     }
-    int64_t end = tl_clock_ns();
-    tl__ring_put(c->ring, q->seq, err, text, end - start >= WAKE_AFTER_NS);
+    int64_t end = c->last_ns = tl_clock_ns();
+    tl__ring_put(c->ring, seq, err, text, end - start >= WAKE_AFTER_NS);
     tl_task_release(t);
     if (!c->held++)
         c->held_ns = start;
@@ -325,12 +375,15 @@ void tl__child_main(tl_service *svc, tl_route_state *route, tl_ring *ring, int f
         limit_memory(route->cfg->memory_bytes);
     if (route->hooks.thread_init)
         route->hooks.thread_init(route->cfg->user, route->handler_state);
-    queued *q;
-    while ((q = next_message(&c))) {
-        handle(svc, &c, loop, q);
-        tl__frame_msg_free(&q->fm);
-        free(q);
+    uint64_t seq = 0;
+    int rc;
+    while ((rc = next_message(&c, &seq)) != 1) {
+        handle(svc, &c, loop, seq, rc);
+        /* A large message's buffer (it came on the socket) is not kept. */
+        if (c.fm.buf_cap > KEEP_BYTES)
+            tl__frame_msg_free(&c.fm);
     }
+    tl__frame_msg_free(&c.fm);
     if (route->hooks.thread_fini)
         route->hooks.thread_fini(route->cfg->user, route->handler_state);
     tl_loop_free(loop);

@@ -1,6 +1,7 @@
 /*
- * The framing between the service and its worker processes (isolation: process), over
- * one stream socket each. Every frame is a type byte, a 32-bit length and a body. To
+ * The framing between the service and its worker processes (isolation: process), in
+ * the request ring they share (ring.c) or, for a message too large for it, over the
+ * stream socket each has. Every frame is a type byte, a 32-bit length and a body. To
  * the worker, 'M': a message,
  *
  *   u32 attempt, i32 partition, i64 offset, i64 timestamp_ms,
@@ -181,13 +182,30 @@ static const char *get_str(in *c, char **text)
     return s;
 }
 
+/* Makes *p hold at least need bytes, keeping it when it does already; false when out
+ * of memory (*p is then as it was). */
+static bool reserve(void **p, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return true;
+    void *n = realloc(*p, need);
+    if (!n)
+        return false;
+    *p = n;
+    *cap = need;
+    return true;
+}
+
 int tl__frame_decode_msg(const char *body, uint32_t len, tl_frame_msg *fm)
 {
-    *fm = (tl_frame_msg){0};
+    tl_frame_msg keep = *fm;
+    *fm = (tl_frame_msg){.buf = keep.buf,
+                         .buf_cap = keep.buf_cap,
+                         .headers = keep.headers,
+                         .headers_cap = keep.headers_cap};
     /* The body, then room for the strings that need a NUL (origin, header names):
      * never more than the body itself plus one byte each. */
-    fm->buf = malloc((size_t)len * 2 + 64);
-    if (!fm->buf)
+    if (!reserve((void **)&fm->buf, &fm->buf_cap, (size_t)len * 2 + 64))
         return TL_ENOMEM;
     memcpy(fm->buf, body, len);
     in c = {fm->buf, fm->buf + len, true};
@@ -206,8 +224,11 @@ int tl__frame_decode_msg(const char *body, uint32_t len, tl_frame_msg *fm)
     get(&c, &nh, sizeof(nh));
     if (!c.ok || nh > len / 8)
         return TL_ESYS;
-    fm->headers = calloc(nh ? nh : 1, sizeof(*fm->headers));
-    for (uint32_t i = 0; fm->headers && c.ok && i < nh; i++) {
+    size_t hcap = fm->headers_cap * sizeof(*fm->headers);
+    if (!reserve((void **)&fm->headers, &hcap, (nh ? nh : 1) * sizeof(*fm->headers)))
+        return TL_ENOMEM;
+    fm->headers_cap = hcap / sizeof(*fm->headers);
+    for (uint32_t i = 0; c.ok && i < nh; i++) {
         fm->headers[i].name = get_str(&c, &text);
         fm->headers[i].value = get_bytes(&c, &l);
         fm->headers[i].len = l;
@@ -215,7 +236,7 @@ int tl__frame_decode_msg(const char *body, uint32_t len, tl_frame_msg *fm)
     m->headers = fm->headers;
     m->nheaders = nh;
     fm->attempt = attempt;
-    return fm->headers && c.ok ? 0 : TL_ESYS;
+    return c.ok ? 0 : TL_ESYS;
 }
 
 void tl__frame_msg_free(tl_frame_msg *fm)

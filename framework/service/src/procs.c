@@ -26,7 +26,7 @@
  * TL_KILL_GRACE_MS later is killed, and again the messages behind it go back. When
  * the service is freed, a worker process still busy is killed at once.
  *
- * Thread rules: tl__procs_run on the loop thread (or a worker), each slot's reader on
+ * Thread rules: tl__procs_run on the loop thread, each slot's reader on
  * its own thread; everything of a route's processes is guarded by its mu, which a
  * reader lets go of only to wait for its socket, to fork a process and to reap one (a
  * slow fork holds up no other slot); a reader alone reads its slot's socket, starts
@@ -68,12 +68,11 @@ typedef struct queue {
 
 typedef struct slot {
     struct tl_procs *all;
-    pthread_cond_t cv; /* a process was started, or the route stops */
-    tl_proc_id id;     /* pid 0 and fd -1: none */
-    tl_ring *ring;     /* its process's results */
-    queue sent;        /* in order; the head is the one running */
-    tl_frame_out out;  /* the frames of the last `unwritten` of sent */
-    size_t unwritten;
+    pthread_cond_t cv;   /* a process was started, or the route stops */
+    tl_proc_id id;       /* pid 0 and fd -1: none */
+    tl_ring *ring;       /* its process's messages and results */
+    queue sent;          /* in order; the head is the one running */
+    tl_frame_out out;    /* frames to write on the socket (too large for the ring) */
     uint64_t nsent;      /* messages sent to this process */
     int64_t cancel_at;   /* when the running one was told to cancel (ms), or -1 */
     uint64_t killed;     /* killed by the service while this message ran, or 0 */
@@ -86,9 +85,10 @@ struct tl_procs {
     tl_service *svc;
     tl_route_state *route;
     pthread_mutex_t mu;
-    tl_ring *rings; /* the slots' rings, in one shared mapping */
-    queue backlog;  /* waiting for room in a process */
-    bool closed;    /* the service ends: nothing more is sent */
+    tl_ring *rings;       /* the slots' rings, in one shared mapping */
+    tl_recycler *entries; /* taken on the loop thread, given back by any */
+    queue backlog;        /* waiting for room in a process */
+    bool closed;          /* the service ends: nothing more is sent */
     size_t nslots;
     slot slots[];
 };
@@ -139,12 +139,12 @@ static void ended_text(int status, char *text, size_t cap)
 
 /* Completes the entry's task (text NULL or empty: none) and frees the entry. Safe
  * under mu: the task's callbacks run later, on the loop thread. */
-static void finish(entry *e, int err, const char *text)
+static void finish(struct tl_procs *all, entry *e, int err, const char *text)
 {
     if (text && text[0])
         tl_task_set_error_text(e->task, text);
     tl_task_complete(e->task, NULL, err);
-    free(e);
+    tl_recycler_put(all->entries, e);
 }
 
 /* Gives the slot a process, on its reader with mu held on entry and exit: the fork
@@ -162,9 +162,9 @@ static int start_process(slot *s)
         s->starting = false;
         entry *e;
         while ((e = pop_front(&s->sent)))
-            finish(e, TL_ESYS, NO_START);
+            finish(s->all, e, TL_ESYS, NO_START);
         while ((e = pop_front(&s->all->backlog)))
-            finish(e, TL_ESYS, NO_START);
+            finish(s->all, e, TL_ESYS, NO_START);
         return TL_ESYS;
     }
     s->starting = false;
@@ -175,30 +175,29 @@ static int start_process(slot *s)
     return 0;
 }
 
-/* Sends the entry to the slot's process (mu held): into the slot's out buffer, which
- * write_out writes. */
+/* Sends the entry to the slot's process (mu held): into its ring, or, too large for
+ * that, into the slot's out buffer, which write_out writes. */
 static void send_to(slot *s, entry *e)
 {
+    size_t at = s->out.n;
     if (tl__frame_put_msg(&s->out, e->rec->msg, e->rec->attempt) == TL_ENOMEM) {
-        finish(e, TL_ENOMEM, "message too large for a worker process");
+        finish(s->all, e, TL_ENOMEM, "message too large for a worker process");
         return;
     }
+    if (tl__ring_push(s->ring, s->out.p + at, s->out.n - at))
+        s->out.n = at;
     e->seq = ++s->nsent;
-    s->unwritten++;
     push_back(&s->sent, e);
     tl_task_set_started_ns(e->task, s->sent.n == 1 ? tl_clock_ns() : 0);
 }
 
-/* Writes the frames waiting in the slot's out buffer, at once or, while the process
- * has two or more messages to go on with, only when the reader is awake anyway
- * (results came): several go in one write (mu held). A write to a process that is
- * gone counts as done (its reader sees the end). */
-static void write_out(slot *s, bool now)
+/* Has the slot's process see what send_to sent (mu held): writes the frames of the
+ * out buffer, and wakes the process if it sleeps. A write to a process that is gone
+ * counts as done (its reader sees the end). */
+static void write_out(slot *s)
 {
-    if (!s->unwritten || (!now && s->sent.n - s->unwritten >= 2))
-        return;
     tl__frame_flush(s->id.fd, &s->out);
-    s->unwritten = 0;
+    tl__ring_req_wake(s->ring);
 }
 
 /* How many messages the slot's process may have: fewer once a handler ran long. */
@@ -216,29 +215,34 @@ static void refill(slot *s)
     while (s->id.fd >= 0 && !s->all->closed && s->sent.n < ahead(s) && backlog->head) {
         entry *e = pop_front(backlog);
         if (tl_cancelled(e->task))
-            finish(e, TL_ECANCELED, NULL);
+            finish(s->all, e, TL_ECANCELED, NULL);
         else
             send_to(s, e);
     }
 }
 
-/* Takes the slot's first entry (mu held); the next one starts running now. */
-static entry *pop_running(slot *s)
+/* Takes the slot's first entry (mu held); the next one starts running at now_ns. */
+static entry *pop_running(slot *s, int64_t now_ns)
 {
     entry *e = pop_front(&s->sent);
     s->cancel_at = -1;
     if (s->sent.head)
-        tl_task_set_started_ns(s->sent.head->task, tl_clock_ns());
+        tl_task_set_started_ns(s->sent.head->task, now_ns);
     return e;
 }
 
-/* Completes the tasks of the results the slot's process put in its ring (mu held). */
+/* Completes the tasks of the results the slot's process put in its ring (mu held).
+ * Those taken together ended within one wake-up: the clock is read once for them. */
 static void take_results(slot *s)
 {
     int err;
     char text[TL_RING_TEXT_MAX];
-    while (s->sent.head && tl__ring_get(s->ring, s->sent.head->seq, &err, text, sizeof(text)))
-        finish(pop_running(s), err, text);
+    int64_t now = 0;
+    while (s->sent.head && tl__ring_get(s->ring, s->sent.head->seq, &err, text, sizeof(text))) {
+        if (!now)
+            now = tl_clock_ns();
+        finish(s->all, pop_running(s, now), err, text);
+    }
 }
 
 /* The slot's process ended (or was killed), mu held: reaps it, takes the results it
@@ -254,7 +258,6 @@ static void replace(slot *s)
      * for the reap. */
     s->id = (tl_proc_id){.pid = 0, .fd = -1};
     s->out.n = 0;
-    s->unwritten = 0;
     pthread_mutex_unlock(&all->mu);
     close(old.fd);
     int status = tl__zygote_reap(all->svc, old.pid);
@@ -263,20 +266,20 @@ static void replace(slot *s)
     take_results(s);
     atomic_fetch_add(&all->svc->st.processes_replaced, 1);
     entry *run = s->sent.head;
-    entry *ran = run && (!s->killed || run->seq == s->killed) ? pop_running(s) : NULL;
+    entry *ran = run && (!s->killed || run->seq == s->killed) ? pop_running(s, 0) : NULL;
     if (ran && s->killed) {
-        finish(ran, TL_ECANCELED,
+        finish(all, ran, TL_ECANCELED,
                all->closed ? STOPPED : "handler killed: it ignored its cancellation");
     } else if (ran) {
         char text[TL_RING_TEXT_MAX];
         atomic_fetch_add(&all->svc->st.handler_crashes, 1);
         ended_text(status, text, sizeof(text));
-        finish(ran, TL_EFAIL, text);
+        finish(all, ran, TL_EFAIL, text);
     }
     entry *e;
     if (all->closed) {
         while ((e = pop_front(&s->sent)))
-            finish(e, TL_ECANCELED, STOPPED);
+            finish(all, e, TL_ECANCELED, STOPPED);
         return;
     }
     for (e = s->sent.head; e; e = e->next)
@@ -353,12 +356,12 @@ static void *reader_main(void *arg)
             else if (start_process(s) == 0)
                 refill(s);
             if (s->id.fd >= 0)
-                write_out(s, true);
+                write_out(s);
             continue;
         }
         take_results(s);
         refill(s);
-        write_out(s, true);
+        write_out(s);
         watch_cancel(s);
         /* Stopping and idle: tl__procs_free closes the socket, the process exits. */
         if (s->all->closed && !s->sent.head)
@@ -418,7 +421,8 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
     if (!all)
         return TL_ENOMEM;
     *all = (struct tl_procs){.svc = svc, .route = route, .nslots = n, .rings = tl__rings_new(n)};
-    if (!all->rings) {
+    if (!all->rings || tl_recycler_new(sizeof(entry), &all->entries) != 0) {
+        tl__rings_free(all->rings, n);
         free(all);
         return TL_ENOMEM;
     }
@@ -438,7 +442,7 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
 int tl__procs_run(tl_task *task, tl_rec *rec)
 {
     struct tl_procs *all = rec->route->procs;
-    entry *e = malloc(sizeof(*e));
+    entry *e = tl_recycler_get(all->entries);
     if (!e) {
         tl_task_set_error_text(task, "out of memory");
         return TL_ENOMEM;
@@ -447,7 +451,7 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
     pthread_mutex_lock(&all->mu);
     if (all->closed) {
         pthread_mutex_unlock(&all->mu);
-        free(e);
+        tl_recycler_put_owned(all->entries, e);
         tl_task_set_error_text(task, STOPPED);
         return TL_ECANCELED;
     }
@@ -457,12 +461,12 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
     slot *s = pick(all);
     if (s) {
         refill(s);
-        write_out(s, false);
+        write_out(s);
     }
     entry *stuck;
     /* No process, and no thread to start one: nothing waiting can run. */
     while (!grow(all) && (stuck = pop_front(&all->backlog)))
-        finish(stuck, TL_ESYS, NO_START);
+        finish(all, stuck, TL_ESYS, NO_START);
     pthread_mutex_unlock(&all->mu);
     return TL_PENDING;
 }
@@ -490,7 +494,7 @@ void tl__procs_stop(tl_service *svc)
         all->closed = true;
         entry *e;
         while ((e = pop_front(&all->backlog)))
-            finish(e, TL_ECANCELED, STOPPED);
+            finish(all, e, TL_ECANCELED, STOPPED);
         for (size_t j = 0; j < all->nslots; j++)
             pthread_cond_broadcast(&all->slots[j].cv);
         pthread_mutex_unlock(&all->mu);
@@ -516,6 +520,7 @@ void tl__procs_free(tl_service *svc)
         }
         pthread_mutex_destroy(&all->mu);
         tl__rings_free(all->rings, all->nslots);
+        tl_recycler_free(all->entries);
         free(all);
         svc->routes[i].procs = NULL;
     }

@@ -586,11 +586,39 @@ bool tl__ring_sleep(tl_ring *r, uint64_t next);
 /* Reader, woken: marks it awake. */
 void tl__ring_awake(tl_ring *r);
 
+/* Service, under the route's lock: copies a frame of len bytes into the requests and
+ * returns true, or, when it does not fit, puts a TL_FRAME_SOCKET marker there and
+ * returns false (the caller then sends the frame on the socket). The worker sees it
+ * at its next look; tl__ring_req_wake wakes it if it sleeps. */
+bool tl__ring_push(tl_ring *r, const char *frame, size_t len);
+
+/* Worker's main thread: true with the next request frame (its body valid until
+ * tl__ring_take), false when none waits. */
+bool tl__ring_next(tl_ring *r, char *type, const char **body, uint32_t *len);
+
+/* Worker's main thread: frees the frame tl__ring_next gave, for the service to reuse. */
+void tl__ring_take(tl_ring *r);
+
+/* Worker's main thread, out of requests: marks it asleep and returns true, or false
+ * (still awake) when a request came meanwhile. */
+bool tl__ring_req_sleep(tl_ring *r);
+
+/* Worker's main thread, after tl__ring_req_sleep returned true: sleeps until
+ * tl__ring_req_wake; marked awake on return. */
+void tl__ring_req_wait(tl_ring *r);
+
+/* Any thread of the service or the worker: wakes the worker's main thread if it
+ * sleeps (after a push, or when the socket ended). */
+void tl__ring_req_wake(tl_ring *r);
+
 /* ---------------------------------------------------------------- frame.c */
 
-/* Frame types: a message and a cancel to a worker process. */
+/* Frame types: a message and a cancel to a worker process; in its request ring also
+ * a pad (skipped) and a marker for a message sent on the socket instead. */
 #define TL_FRAME_MSG 'M'
 #define TL_FRAME_CANCEL 'C'
+#define TL_FRAME_PAD 'P'
+#define TL_FRAME_SOCKET 'S'
 /* Frames are refused past this size (a worker's garbage never makes the parent
  * allocate without bound). */
 #define TL_FRAME_MAX (256u << 20)
@@ -618,9 +646,11 @@ typedef struct tl_frame_msg {
     unsigned attempt;
     tl_header *headers;
     char *buf;
+    size_t buf_cap, headers_cap;
 } tl_frame_msg;
 
-/* Decodes the body of an 'M' frame into out (a copy); 0, TL_ENOMEM, or TL_ESYS. */
+/* Decodes the body of an 'M' frame into out (a copy), reusing out's buffers when
+ * they are large enough (zero out before its first use); 0, TL_ENOMEM, or TL_ESYS. */
 int tl__frame_decode_msg(const char *body, uint32_t len, tl_frame_msg *out);
 
 /* Frees what tl__frame_decode_msg allocated. */
