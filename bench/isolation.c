@@ -4,7 +4,9 @@
  * 1 ms one, 4 workers, 4 partitions, ordering none. The clock runs from the service's
  * start (the worker processes are forked within it) until every message is settled.
  *
- *   isolation [-n N]     (default 50,000 no-op messages; a twentieth of them at 1 ms)
+ *   isolation [-n N] [-m MS]   (default 50,000 no-op messages and a twentieth of
+ *                              them at 1 ms; -m runs that handler cost alone, for
+ *                              a profiler)
  *
  * Thread rules: as bench_util.h.
  */
@@ -52,11 +54,20 @@ static double run_cell(uint64_t n, const char *isolation, int ms)
 
 int main(int argc, char **argv)
 {
-    uint64_t n = argc > 2 && strcmp(argv[1], "-n") == 0 ? strtoull(argv[2], NULL, 10) : 50000;
+    uint64_t n = 50000;
+    int only = -1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "-n") == 0)
+            n = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "-m") == 0)
+            only = atoi(argv[i + 1]);
+    }
     static const int mss[] = {0, 1};
     printf("isolation: `work` handler, 4 workers, 4 partitions, ordering none; msgs/s\n");
     printf("%-10s %10s %14s %14s %8s\n", "handler", "messages", "thread", "process", "ratio");
     for (size_t i = 0; i < sizeof(mss) / sizeof(mss[0]); i++) {
+        if (only >= 0 && mss[i] != only)
+            continue;
         uint64_t cell_n = mss[i] ? n / 20 : n;
         double t = run_cell(cell_n, "thread", mss[i]);
         double p = run_cell(cell_n, "process", mss[i]);
