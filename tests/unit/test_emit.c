@@ -3,13 +3,15 @@
  * only once it succeeded, in order, and its message is settled (committed) only when
  * every output acknowledged; a failed attempt's and a stalled one's emits never go; a
  * refused send is tried again; the built-in forward handler copies messages to an
- * output. The fixture is service_helpers.h's, with a handler of its own that emits.
+ * output. Handlers in worker processes (isolation: process) emit the same way. The
+ * fixture is service_helpers.h's, with a handler of its own that emits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,24 +20,30 @@
 
 static _Atomic int last_rc = 1; /* what the last emit to an unknown output returned */
 
-static int emit_text(tl_task *task, const char *output, const char *payload)
+static int emit_bytes(tl_task *task, const char *output, const void *payload, size_t len)
 {
     tl_header h[] = {{"origin", "test", 4}};
-    tl_out_msg m = {.payload = payload,
-                    .len = strlen(payload),
-                    .key = "k",
-                    .key_len = 1,
-                    .headers = h,
-                    .nheaders = 1};
+    tl_out_msg m = {
+        .payload = payload, .len = len, .key = "k", .key_len = 1, .headers = h, .nheaders = 1};
     return tl_handler_emit(task, output, &m);
 }
 
+static int emit_text(tl_task *task, const char *output, const char *text)
+{
+    return emit_bytes(task, output, text, strlen(text));
+}
+
 /* emit2: emits "a" then "b"; emitfail: emits "attempt N", fails the first attempt;
- * emitstall: waits for cancellation, then emits; emitbad: emits to an unknown output. */
+ * emitstall: waits for cancellation, then emits; emitbad: emits to an unknown output;
+ * emitcrash: emits, then crashes (in a worker process only); anything else: emits
+ * itself. */
 static int emitter(tl_task *task, const tl_msg *msg, void *user)
 {
     (void)user;
-    const char *p = msg->payload;
+    /* A payload has no NUL after it in a worker process: compared as a copy. */
+    char p[16];
+    snprintf(p, sizeof(p), "%.*s", (int)(msg->len < sizeof(p) ? msg->len : sizeof(p) - 1),
+             (const char *)msg->payload);
     if (strcmp(p, "emit2") == 0)
         return emit_text(task, "out", "a") || emit_text(task, "out", "b");
     if (strcmp(p, "emitfail") == 0) {
@@ -53,16 +61,27 @@ static int emitter(tl_task *task, const tl_msg *msg, void *user)
         last_rc = emit_text(task, "nope", "x");
         return 0;
     }
-    return emit_text(task, "out", p);
+    if (strcmp(p, "emitcrash") == 0) {
+        emit_text(task, "out", "before the crash");
+        raise(SIGSEGV);
+    }
+    return emit_bytes(task, "out", msg->payload, msg->len);
 }
 
-static void start_emitting(fx *f, const char *topic, const char *extra)
+static void start_emitting_with(fx *f, const char *topic, const char *extra, opts o)
 {
     assert_int_equal(tl_register_handler(f->reg, "emitter", emitter, NULL), 0);
     char route[512];
     snprintf(route, sizeof(route), "    outputs: { out: \"memory:%s.out\" }\n%s", topic,
              extra ? extra : "");
-    start(f, topic, (opts){.handler = "emitter", .route_extra = route});
+    o.handler = "emitter";
+    o.route_extra = route;
+    start(f, topic, o);
+}
+
+static void start_emitting(fx *f, const char *topic, const char *extra)
+{
+    start_emitting_with(f, topic, extra, (opts){0});
 }
 
 static void assert_payload(const char *store, size_t i, const char *want)
@@ -255,6 +274,111 @@ static void forward_without_outputs_is_refused_by_the_config(void **state)
     tl_diag_free(&diag);
 }
 
+/* ------------------------------------------------ from worker processes */
+
+static void emits_from_a_worker_process_go_in_order_once_it_succeeded(void **state)
+{
+    fx *f = *state;
+    start_emitting(f, "pemit", "    isolation: process\n");
+    push(f, 0, NULL, "emit2");
+    push(f, 0, NULL, "one");
+    run(f, script_until_all_settled);
+    assert_int_equal(tl_memory_sink_count("pemit.out"), 3);
+    assert_payload("pemit.out", 0, "a");
+    assert_payload("pemit.out", 1, "b");
+    assert_payload("pemit.out", 2, "one");
+    assert_int_equal(tl_memory_committed(f->topic, 0), 2);
+    assert_int_equal(stats(f).emitted, 3);
+    assert_balanced(f);
+}
+
+static void a_failed_attempts_emits_in_a_worker_process_are_dropped(void **state)
+{
+    fx *f = *state;
+    start_emitting(f, "pretried",
+                   "    isolation: process\n"
+                   "    on_error: { retries: 1, backoff: 10ms }\n");
+    push(f, 0, NULL, "emitfail");
+    run(f, script_until_all_settled);
+    assert_int_equal(tl_memory_sink_count("pretried.out"), 1);
+    assert_payload("pretried.out", 0, "attempt 2");
+    assert_balanced(f);
+}
+
+static void a_stalled_attempts_late_emits_in_a_worker_process_never_go(void **state)
+{
+    fx *f = *state;
+    start_emitting_with(f, "pstalling",
+                        "    isolation: process\n"
+                        "    on_stall: { reroute: \"memory:pstalling.stalled\" }\n",
+                        (opts){.timeout = "100ms"});
+    push(f, 0, NULL, "emitstall");
+    push(f, 0, NULL, "after");
+    run(f, script_until_all_settled);
+    assert_int_equal(tl_memory_sink_count("pstalling.stalled"), 1);
+    /* Only the next message's own output: the stalled one's late "late" never went. */
+    assert_int_equal(tl_memory_sink_count("pstalling.out"), 1);
+    assert_payload("pstalling.out", 0, "after");
+    assert_balanced(f);
+}
+
+static void a_handler_crashing_after_it_emitted_sends_nothing(void **state)
+{
+    fx *f = *state;
+    start_emitting(f, "pcrash",
+                   "    isolation: process\n"
+                   "    on_error: { retries: 1, backoff: 1ms, then: \"memory:pcrash.dlq\" }\n");
+    push(f, 0, NULL, "emitcrash");
+    push(f, 0, NULL, "fine");
+    run(f, script_until_all_settled);
+    assert_int_equal(tl_memory_sink_count("pcrash.dlq"), 1);
+    assert_int_equal(tl_memory_sink_count("pcrash.out"), 1);
+    assert_payload("pcrash.out", 0, "fine");
+    assert_int_equal(stats(f).handler_crashes, 2);
+    assert_balanced(f);
+}
+
+/* Messages and outputs larger than the ring the two processes share go over the socket
+ * (frame.c, ring.c), several reads each, among small ones: every output whole, once. */
+static void large_and_small_emits_from_worker_processes_arrive_whole(void **state)
+{
+    fx *f = *state;
+    start_emitting_with(f, "pbig", "    isolation: process\n",
+                        (opts){.workers = 4, .partitions = 4, .ordering = "key"});
+    static char big[3][300001];
+    for (int b = 0; b < 3; b++) {
+        memset(big[b], 'a' + b, sizeof(big[b]) - 1);
+        big[b][sizeof(big[b]) - 1] = '\0';
+    }
+    for (int i = 0; i < 400; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "m%d", i);
+        push(f, i % 4, NULL, i % 100 == 50 ? big[i / 150] : p);
+    }
+    run(f, script_until_all_settled);
+    assert_int_equal(tl_memory_sink_count("pbig.out"), 400);
+    size_t bigs = 0, smalls = 0;
+    for (size_t i = 0; i < 400; i++) {
+        tl_memory_record *r = NULL;
+        assert_int_equal(tl_memory_sink_get("pbig.out", i, &r), 0);
+        if (r->len == sizeof(big[0]) - 1) {
+            const char *c = r->payload;
+            for (size_t k = 1; k < r->len; k++)
+                assert_int_equal(c[k], c[0]);
+            bigs++;
+        } else {
+            assert_true(r->len >= 2 && ((const char *)r->payload)[0] == 'm');
+            smalls++;
+        }
+        assert_header(r, "origin", "test");
+        tl_memory_record_free(r);
+    }
+    assert_int_equal(bigs, 4);
+    assert_int_equal(smalls, 396);
+    assert_int_equal(stats(f).emitted, 400);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -267,6 +391,11 @@ int main(void)
         T(forward_copies_each_message_to_its_output_in_order),
         T(work_with_emit_copies_what_completed_and_nothing_else),
         T(forward_without_outputs_is_refused_by_the_config),
+        T(emits_from_a_worker_process_go_in_order_once_it_succeeded),
+        T(a_failed_attempts_emits_in_a_worker_process_are_dropped),
+        T(a_stalled_attempts_late_emits_in_a_worker_process_never_go),
+        T(a_handler_crashing_after_it_emitted_sends_nothing),
+        T(large_and_small_emits_from_worker_processes_arrive_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -156,8 +156,9 @@ static void *reader_main(void *arg)
  * One that does not sleep looks at the ring before it does (ring.c). */
 static void wake(child *c)
 {
+    static const char wake_frame[5] = {TL_FRAME_WAKE, 0, 0, 0, 0};
     if (c->held && tl__ring_sleeper(c->ring))
-        tl__frame_write(c->fd, "w", 1);
+        tl__frame_write(c->fd, wake_frame, sizeof(wake_frame));
     c->held = 0;
 }
 
@@ -272,6 +273,27 @@ static void limit_cpu(int64_t ms)
     setrlimit(RLIMIT_CPU, &rl);
 }
 
+/* Main thread, after message seq's handler succeeded: writes what it emitted to the
+ * socket, before its result goes into the ring (the service takes the outputs with the
+ * result). True when it did; false when it emitted nothing, or when they could not go,
+ * which fails the attempt (*err, *text). */
+static bool send_emits(child *c, tl_rec *rec, uint64_t seq, int *err, const char **text)
+{
+    if (!atomic_load(&rec->emits))
+        return false;
+    tl_frame_out o = {0};
+    int rc = tl__emit_frame(rec, seq, &o);
+    if (rc == 0)
+        rc = tl__frame_flush(c->fd, &o);
+    tl__frame_out_free(&o);
+    if (rc == 0)
+        return true;
+    *err = rc;
+    *text = rc == TL_ENOMEM ? "outputs too large for a worker process to send"
+                            : "the service was gone before the outputs were sent";
+    return false;
+}
+
 /* Handles message seq (c->fm, or none when it could not be decoded: decoded is that
  * error), puts its result into the ring and wakes the reader when it is time to. */
 static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int decoded)
@@ -281,7 +303,8 @@ static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int d
     int64_t start = c->last_ns ? c->last_ns : tl_clock_ns();
     if (route->cfg->cpu_time_ms > 0)
         limit_cpu(route->cfg->cpu_time_ms);
-    tl_rec rec = {.svc = svc, .route = route, .msg = &c->fm.msg, .attempt = c->fm.attempt};
+    tl_rec rec = {
+        .svc = svc, .route = route, .msg = &c->fm.msg, .attempt = c->fm.attempt, .in_worker = true};
     tl_task *t = decoded == 0 ? tl__attempt_child(loop, &rec) : NULL;
     int err = decoded ? decoded : TL_ENOMEM;
     const char *text = decoded ? "a worker process could not read the message" : NULL;
@@ -293,8 +316,10 @@ static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int d
         err = tl_task_error(t);
         text = tl_task_error_text(t);
     }
+    bool emits = err == 0 && send_emits(c, &rec, seq, &err, &text);
+    tl__emit_discard(&rec);
     int64_t end = c->last_ns = tl_clock_ns();
-    tl__ring_put(c->ring, seq, err, text, end - start >= WAKE_AFTER_NS);
+    tl__ring_put(c->ring, seq, err, text, end - start >= WAKE_AFTER_NS, emits);
     tl_task_release(t);
     if (!c->held++)
         c->held_ns = start;

@@ -23,8 +23,9 @@
 struct tl_emit {
     struct tl_emit *next;
     tl_rec *rec;
-    tl_target *target;
-    bool failed; /* refused: sent again when the record's timer fires */
+    tl_target *target; /* NULL in a worker process, which sends nothing itself */
+    uint32_t index;    /* in the route's outputs */
+    bool failed;       /* refused: sent again when the record's timer fires */
     tl_out_msg out;
 };
 
@@ -34,16 +35,16 @@ typedef struct emit_ack {
     char what[160];
 } emit_ack;
 
-/* The route's output called name (NULL: its first), or NULL. */
-static tl_target *output_named(const tl_route_state *route, const char *name, size_t *index)
+/* The number of the route's output called name (NULL: its first), or false. */
+static bool output_named(const tl_route_state *route, const char *name, size_t *index)
 {
     const tl_config_route *r = route->cfg;
     for (size_t i = 0; i < r->noutputs; i++)
         if (!name || strcmp(r->outputs[i].name, name) == 0) {
             *index = i;
-            return route->outputs ? route->outputs[i] : NULL;
+            return true;
         }
-    return NULL;
+    return false;
 }
 
 static struct tl_emit *emit_copy(tl_rec *rec, tl_target *target, const tl_out_msg *m)
@@ -83,23 +84,59 @@ static struct tl_emit *emit_copy(tl_rec *rec, tl_target *target, const tl_out_ms
     return e;
 }
 
-int tl__emit_queue(tl_rec *rec, const char *output, const tl_out_msg *msg)
+int tl__emit_queue_at(tl_rec *rec, size_t index, const tl_out_msg *msg)
 {
-    size_t index;
-    tl_target *target = output_named(rec->route, output, &index);
-    if (!target)
+    const tl_route_state *route = rec->route;
+    /* A worker process has no sinks: what it queues crosses to the service (child.c). */
+    tl_target *target =
+        index < route->cfg->noutputs && route->outputs ? route->outputs[index] : NULL;
+    if (index >= route->cfg->noutputs || (!target && !rec->in_worker))
         return TL_ENOTFOUND;
     if (!msg || (msg->len && !msg->payload) || (msg->nheaders && !msg->headers))
         return TL_EINVAL;
     struct tl_emit *e = emit_copy(rec, target, msg);
     if (!e)
         return TL_ENOMEM;
+    e->index = (uint32_t)index;
     struct tl_emit *head = atomic_load_explicit(&rec->emits, memory_order_relaxed);
     do
         e->next = head;
     while (!atomic_compare_exchange_weak_explicit(&rec->emits, &head, e, memory_order_release,
                                                   memory_order_relaxed));
     return 0;
+}
+
+int tl__emit_queue(tl_rec *rec, const char *output, const tl_out_msg *msg)
+{
+    size_t index;
+    if (!output_named(rec->route, output, &index))
+        return TL_ENOTFOUND;
+    return tl__emit_queue_at(rec, index, msg);
+}
+
+int tl__emit_frame(tl_rec *rec, uint64_t seq, tl_frame_out *o)
+{
+    size_t n = 0;
+    for (struct tl_emit *e = atomic_load(&rec->emits); e; e = e->next)
+        n++;
+    if (n == 0)
+        return 0;
+    uint32_t *index = malloc(n * sizeof(*index));
+    const tl_out_msg **msgs = malloc(n * sizeof(*msgs));
+    int rc = TL_ENOMEM;
+    if (index && msgs) {
+        /* The stack holds them newest first. */
+        size_t i = n;
+        for (struct tl_emit *e = atomic_load(&rec->emits); e; e = e->next) {
+            i--;
+            index[i] = e->index;
+            msgs[i] = &e->out;
+        }
+        rc = tl__frame_put_emits(o, seq, n, index, msgs);
+    }
+    free(index);
+    free(msgs);
+    return rc;
 }
 
 static void free_list(struct tl_emit *e)

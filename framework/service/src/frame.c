@@ -13,7 +13,14 @@
  * the message meant (the worker numbers the messages it reads from 1), so that a
  * cancel crossing its message's result never cancels the next one. Results do not
  * come back this way but through memory the two share (ring.c); from the worker,
- * the socket carries only wake-up bytes, and its end tells that the worker died.
+ * the socket carries 'W', a wake-up (no body), and 'E', the outputs a message's
+ * handler emitted (tl_handler_emit), written before its result:
+ *
+ *   u64 message number, u32 count, then for each: u32 output index (in the route's
+ *   outputs), payload, key (as in 'M'), u32 nheaders, then name (with its NUL) and
+ *   value of each
+ *
+ * and its end tells that the worker died.
  *
  * Several frames travel back to back: readers take what a read() gives into a buffer
  * (tl_frame_in) and split it into frames, so one wake-up handles all that arrived.
@@ -112,6 +119,37 @@ int tl__frame_put_msg(tl_frame_out *o, const tl_msg *m, unsigned attempt)
     for (size_t i = 0; i < m->nheaders; i++) {
         put_bytes(o, m->headers[i].name, strlen(m->headers[i].name), false);
         put_bytes(o, m->headers[i].value, m->headers[i].len, false);
+    }
+    if (o->oom || o->n - start - 5 > TL_FRAME_MAX) {
+        o->n = start;
+        o->oom = false;
+        return TL_ENOMEM;
+    }
+    len = (uint32_t)(o->n - start - 5);
+    memcpy(o->p + start + 1, &len, sizeof(len));
+    return 0;
+}
+
+int tl__frame_put_emits(tl_frame_out *o, uint64_t seq, size_t n, const uint32_t *index,
+                        const tl_out_msg *const *msgs)
+{
+    size_t start = o->n;
+    uint32_t len = 0, count = (uint32_t)n;
+    put(o, "E", 1);
+    put(o, &len, sizeof(len)); /* filled in below */
+    put(o, &seq, sizeof(seq));
+    put(o, &count, sizeof(count));
+    for (size_t i = 0; i < n; i++) {
+        const tl_out_msg *m = msgs[i];
+        uint32_t nh = (uint32_t)m->nheaders;
+        put(o, &index[i], sizeof(index[i]));
+        put_bytes(o, m->payload, m->len, false);
+        put_bytes(o, m->key, m->key_len, m->key == NULL);
+        put(o, &nh, sizeof(nh));
+        for (size_t h = 0; h < m->nheaders; h++) {
+            put_bytes(o, m->headers[h].name, strlen(m->headers[h].name) + 1, false);
+            put_bytes(o, m->headers[h].value, m->headers[h].len, false);
+        }
     }
     if (o->oom || o->n - start - 5 > TL_FRAME_MAX) {
         o->n = start;
@@ -309,4 +347,52 @@ void tl__frame_in_free(tl_frame_in *in)
     free(in->buf);
     in->buf = NULL;
     in->start = in->end = in->cap = 0;
+}
+
+int tl__frame_decode_emits(const char *body, uint32_t len, uint64_t *seq,
+                           int (*each)(void *arg, uint32_t index, const tl_out_msg *m), void *arg)
+{
+    in c = {(char *)body, (char *)body + len, true};
+    uint32_t n = 0;
+    get(&c, seq, sizeof(*seq));
+    get(&c, &n, sizeof(n));
+    /* Each output takes 16 bytes at least: a count past that is garbage. */
+    if (!c.ok || n > len / 16)
+        return TL_ESYS;
+    int rc = 0;
+    for (uint32_t i = 0; c.ok && rc == 0 && i < n; i++) {
+        uint32_t index = 0, l = 0, nh = 0;
+        tl_out_msg m = {0};
+        get(&c, &index, sizeof(index));
+        m.payload = get_bytes(&c, &l);
+        m.len = l;
+        if (!m.payload)
+            c.ok = false;
+        char *key = get_bytes(&c, &l);
+        m.key = key;
+        m.key_len = key ? l : 0;
+        get(&c, &nh, sizeof(nh));
+        if (!c.ok || nh > len / 8)
+            return TL_ESYS;
+        tl_header *h = nh ? calloc(nh, sizeof(*h)) : NULL;
+        if (nh && !h)
+            return TL_ENOMEM;
+        for (uint32_t k = 0; c.ok && k < nh; k++) {
+            char *name = get_bytes(&c, &l);
+            /* A name comes with its NUL, and has no other. */
+            if (!name || l == 0 || memchr(name, '\0', l) != name + l - 1)
+                c.ok = false;
+            h[k].name = name;
+            h[k].value = get_bytes(&c, &l);
+            h[k].len = h[k].value ? l : 0;
+            if (!h[k].value)
+                c.ok = false;
+        }
+        m.headers = h;
+        m.nheaders = nh;
+        if (c.ok)
+            rc = each(arg, index, &m);
+        free(h);
+    }
+    return c.ok ? rc : TL_ESYS;
 }

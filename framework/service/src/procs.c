@@ -54,10 +54,14 @@
 #define NO_START "cannot start a worker process"
 
 /* A message on its way to a worker process, and back. */
+/* Where the outputs of a message whose result says it emitted (ring.c) stand. */
+enum { EMITS_NONE, EMITS_IN, EMITS_BAD };
+
 typedef struct entry {
     tl_task *task;
     tl_rec *rec;
     uint64_t seq; /* its number in the process it was sent to (from 1) */
+    int emits;    /* EMITS_*: its 'E' frame taken (or dropped), or unreadable */
     struct entry *next;
 } entry;
 
@@ -73,6 +77,8 @@ typedef struct slot {
     tl_ring *ring;       /* its process's messages and results */
     queue sent;          /* in order; the head is the one running */
     tl_frame_out out;    /* frames to write on the socket (too large for the ring) */
+    tl_frame_in in;      /* what the process writes: wake-ups and outputs (reader) */
+    bool want_emits;     /* the running one's result is in, its outputs not yet */
     uint64_t nsent;      /* messages sent to this process */
     int64_t cancel_at;   /* when the running one was told to cancel (ms), or -1 */
     uint64_t killed;     /* killed by the service while this message ran, or 0 */
@@ -169,6 +175,8 @@ static int start_process(slot *s)
     }
     s->starting = false;
     s->id = id;
+    s->in.fd = id.fd;
+    s->in.start = s->in.end = 0;
     s->nsent = 0;
     s->killed = 0;
     s->cancel_at = -1;
@@ -187,6 +195,7 @@ static void send_to(slot *s, entry *e)
     if (tl__ring_push(s->ring, s->out.p + at, s->out.n - at))
         s->out.n = at;
     e->seq = ++s->nsent;
+    e->emits = EMITS_NONE;
     push_back(&s->sent, e);
     tl_task_set_started_ns(e->task, s->sent.n == 1 ? tl_clock_ns() : 0);
 }
@@ -232,16 +241,68 @@ static entry *pop_running(slot *s, int64_t now_ns)
 }
 
 /* Completes the tasks of the results the slot's process put in its ring (mu held).
- * Those taken together ended within one wake-up: the clock is read once for them. */
+ * Those taken together ended within one wake-up: the clock is read once for them. A
+ * result whose outputs have not all come on the socket yet waits for them
+ * (want_emits): they were written before it. */
 static void take_results(slot *s)
 {
     int err;
+    bool emits;
     char text[TL_RING_TEXT_MAX];
     int64_t now = 0;
-    while (s->sent.head && tl__ring_get(s->ring, s->sent.head->seq, &err, text, sizeof(text))) {
+    s->want_emits = false;
+    while (s->sent.head &&
+           tl__ring_get(s->ring, s->sent.head->seq, &err, text, sizeof(text), &emits)) {
+        if (emits && s->sent.head->emits == EMITS_NONE) {
+            s->want_emits = true;
+            return;
+        }
+        if (emits && s->sent.head->emits == EMITS_BAD) {
+            err = TL_ESYS;
+            snprintf(text, sizeof(text), "a worker process's outputs could not be read");
+        }
         if (!now)
             now = tl_clock_ns();
         finish(s->all, pop_running(s, now), err, text);
+    }
+}
+
+static int attach_one(void *arg, uint32_t index, const tl_out_msg *m)
+{
+    entry *e = arg;
+    return tl__emit_queue_at(e->rec, index, m);
+}
+
+/* Takes the frames the slot's process wrote (mu held): a message's outputs join its
+ * record's queue, to go once its result is taken, as a handler thread's would; those
+ * of a message that stalled meanwhile (its task cancelled) are dropped. A process
+ * writing what cannot be a frame is killed (its running message fails as a crash). */
+static void take_frames(slot *s)
+{
+    char type;
+    const char *body;
+    uint32_t len;
+    int rc;
+    while ((rc = tl__frame_next(&s->in, &type, &body, &len)) == 1) {
+        uint64_t seq;
+        if (type != TL_FRAME_EMITS || len < sizeof(seq))
+            continue;
+        memcpy(&seq, body, sizeof(seq));
+        entry *e = s->sent.head;
+        while (e && e->seq != seq)
+            e = e->next;
+        if (!e || e->emits != EMITS_NONE)
+            continue;
+        if (tl_cancelled(e->task)) {
+            e->emits = EMITS_IN;
+            continue;
+        }
+        e->emits =
+            tl__frame_decode_emits(body, len, &seq, attach_one, e) == 0 ? EMITS_IN : EMITS_BAD;
+    }
+    if (rc < 0 && s->id.pid > 0) {
+        s->in.start = s->in.end;
+        kill(s->id.pid, SIGKILL);
     }
 }
 
@@ -329,12 +390,12 @@ static bool sleep_on(slot *s)
     bool ended = false;
     pthread_mutex_unlock(&s->all->mu);
     if (poll(&pf, 1, wait) == 1) {
-        char bytes[64]; /* wake-ups: what they say is in the ring */
-        ssize_t n = read(fd, bytes, sizeof(bytes));
-        ended = n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN);
+        int n = tl__frame_fill(&s->in);
+        ended = n == TL_ECLOSED || (n < 0 && errno != EINTR && errno != EAGAIN);
     }
     pthread_mutex_lock(&s->all->mu);
     tl__ring_awake(s->ring);
+    take_frames(s);
     return ended;
 }
 
@@ -368,7 +429,8 @@ static void *reader_main(void *arg)
             break;
         /* Idle, nothing can come: a process writing past what it was sent is ignored. */
         uint64_t next = s->sent.head ? s->sent.head->seq : UINT64_MAX;
-        if (tl__ring_sleep(s->ring, next) && sleep_on(s))
+        /* A result in, its outputs still on their way: waits on the socket alone. */
+        if ((s->want_emits || tl__ring_sleep(s->ring, next)) && sleep_on(s))
             replace(s);
     }
     pthread_mutex_unlock(mu);
@@ -514,6 +576,7 @@ void tl__procs_free(tl_service *svc)
             continue;
         for (size_t j = 0; j < all->nslots; j++) {
             tl__frame_out_free(&all->slots[j].out);
+            tl__frame_in_free(&all->slots[j].in);
             if (all->slots[j].id.fd >= 0)
                 close(all->slots[j].id.fd);
             pthread_cond_destroy(&all->slots[j].cv);

@@ -56,6 +56,7 @@
 
 typedef struct result {
     int32_t err;
+    bool emits; /* an 'E' frame for it was written to the socket first (frame.c) */
     char text[TL_RING_TEXT_MAX];
 } result;
 
@@ -99,11 +100,12 @@ void tl__ring_reset(tl_ring *r)
     atomic_store(&r->req_sleeping, 0);
 }
 
-void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow)
+void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow, bool emits)
 {
     atomic_store_explicit(&r->slow, slow, memory_order_relaxed);
     result *e = &r->at[seq % TL_PROC_AHEAD];
     e->err = err;
+    e->emits = emits;
     size_t n = text ? strnlen(text, TL_RING_TEXT_MAX - 1) : 0;
     memcpy(e->text, text ? text : "", n);
     e->text[n] = '\0';
@@ -120,7 +122,7 @@ bool tl__ring_sleeper(tl_ring *r)
     return atomic_load(&r->sleeping) && atomic_exchange(&r->sleeping, 0);
 }
 
-bool tl__ring_get(tl_ring *r, uint64_t seq, int *err, char *text, size_t cap)
+bool tl__ring_get(tl_ring *r, uint64_t seq, int *err, char *text, size_t cap, bool *emits)
 {
     if (atomic_load(&r->done) < seq)
         return false;
@@ -130,6 +132,7 @@ bool tl__ring_get(tl_ring *r, uint64_t seq, int *err, char *text, size_t cap)
     memcpy(text, e->text, n);
     text[n] = '\0';
     *err = e->err;
+    *emits = e->emits;
     return true;
 }
 

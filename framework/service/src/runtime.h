@@ -279,6 +279,7 @@ struct tl_rec {
     bool txn_in;          /* txn_link is linked */
     bool txn_done;        /* its sends went, or it settled with none */
     bool delayed;         /* REC_DUE for the route's `delay:`, not as a retry */
+    bool in_worker;       /* a worker process's record of the message (child.c) */
 };
 
 /* An ordering lane: at most one record of a key (or partition) runs at a time. */
@@ -564,9 +565,9 @@ tl_ring *tl__ring_at(tl_ring *rings, size_t i);
 void tl__ring_reset(tl_ring *r);
 
 /* Worker: stores the result of its message number seq (from 1, in order), error text
- * NULL for none, and whether its handler ran long; the reader sees it at its next
- * look. */
-void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow);
+ * NULL for none, whether its handler ran long and whether its outputs went on the
+ * socket before it; the reader sees it at its next look. */
+void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow, bool emits);
 
 /* Reader: whether the last handler whose result is in the ring ran long. */
 bool tl__ring_slow(tl_ring *r);
@@ -575,9 +576,9 @@ bool tl__ring_slow(tl_ring *r);
  * worker must then write a byte to its socket to wake it. */
 bool tl__ring_sleeper(tl_ring *r);
 
-/* Reader: true with the result of message seq (text cut to cap) once it is in the
- * ring; false while it is not. */
-bool tl__ring_get(tl_ring *r, uint64_t seq, int *err, char *text, size_t cap);
+/* Reader: true with the result of message seq (text cut to cap, and whether an 'E'
+ * frame came before it) once it is in the ring; false while it is not. */
+bool tl__ring_get(tl_ring *r, uint64_t seq, int *err, char *text, size_t cap, bool *emits);
 
 /* Reader, before it waits on the socket: marks it asleep and returns true, or false
  * (still awake) when the result of message next came meanwhile. */
@@ -619,6 +620,9 @@ void tl__ring_req_wake(tl_ring *r);
 #define TL_FRAME_CANCEL 'C'
 #define TL_FRAME_PAD 'P'
 #define TL_FRAME_SOCKET 'S'
+/* From a worker process: a wake-up, and a message's outputs. */
+#define TL_FRAME_WAKE 'W'
+#define TL_FRAME_EMITS 'E'
 /* Frames are refused past this size (a worker's garbage never makes the parent
  * allocate without bound). */
 #define TL_FRAME_MAX (256u << 20)
@@ -658,6 +662,18 @@ void tl__frame_msg_free(tl_frame_msg *fm);
 
 /* Sends 'C' for the worker's message number seq; 0, or TL_ESYS. */
 int tl__frame_send_cancel(int fd, uint64_t seq);
+
+/* Puts an 'E' frame into o: the n outputs msgs[i], each to the route's output index[i],
+ * that message seq's handler emitted; 0, or TL_ENOMEM (too large for a frame, or out
+ * of memory: the buffer is left as it was). */
+int tl__frame_put_emits(tl_frame_out *o, uint64_t seq, size_t n, const uint32_t *index,
+                        const tl_out_msg *const *msgs);
+
+/* Decodes the body of an 'E' frame: its message number into *seq, then each output,
+ * in order, to each (its pointers valid during the call only); stops at the first
+ * nonzero return, which it returns. TL_ESYS when the body is malformed, TL_ENOMEM. */
+int tl__frame_decode_emits(const char *body, uint32_t len, uint64_t *seq,
+                           int (*each)(void *arg, uint32_t index, const tl_out_msg *m), void *arg);
 
 /* Frames read from a socket through a buffer; zero it but for fd before use. */
 typedef struct tl_frame_in {
@@ -818,6 +834,16 @@ void tl__due_free(tl_rec *rec);
 /* Handler thread: queues a copy of msg for the route's output (NULL: its first) on the
  * record. 0, TL_ENOTFOUND (no such output), TL_EINVAL (a bad message), TL_ENOMEM. */
 int tl__emit_queue(tl_rec *rec, const char *output, const tl_out_msg *msg);
+
+/* A slot's reader: queues a copy of msg for the route's output number index on the
+ * record, as the handler in the worker process emitted it. 0, TL_ENOTFOUND, TL_EINVAL,
+ * TL_ENOMEM. */
+int tl__emit_queue_at(tl_rec *rec, size_t index, const tl_out_msg *msg);
+
+/* Worker process: puts what the record's attempt queued into an 'E' frame for message
+ * seq, in the order queued (frame.c); 0 (nothing queued: no frame) or TL_ENOMEM. The
+ * queue stays (tl__emit_discard frees it). */
+int tl__emit_frame(tl_rec *rec, uint64_t seq, tl_frame_out *o);
 
 /* The attempt succeeded: sends what it queued, in order, and returns true (the record
  * is REC_EMITTING until hooks.emitted), or false when it queued nothing. */

@@ -241,12 +241,6 @@ static void load_outputs(loader *ld, struct fy_node *route, const char *path, tl
         return;
     char at[PATH_LEN];
     tl_schema_join(at, path, "outputs");
-    if (r->isolation == TL_ISOLATE_PROCESS) {
-        tl_config_report(ld, tl_config_node_pos(ld, tl_schema_lookup_key(route, "outputs")), at,
-                         "handlers in worker processes (isolation: process) cannot emit yet: "
-                         "use isolation: thread");
-        return;
-    }
     tl_config_output *outs =
         tl_config_alloc(ld, (fy_node_mapping_item_count(map) + 1) * sizeof(*outs));
     struct fy_node_pair *pair;
