@@ -102,12 +102,26 @@ static void put_bytes(out *o, const void *v, size_t len, bool absent)
         put(o, v, len);
 }
 
+/* Ends the frame begun at start: writes its length, or takes it back (TL_ENOMEM) when
+ * it did not fit in memory or in a frame. */
+static int end_frame(out *o, size_t start)
+{
+    if (o->oom || o->n - start - 5 > TL_FRAME_MAX) {
+        o->n = start;
+        o->oom = false;
+        return TL_ENOMEM;
+    }
+    uint32_t len = (uint32_t)(o->n - start - 5);
+    memcpy(o->p + start + 1, &len, sizeof(len));
+    return 0;
+}
+
 int tl__frame_put_msg(tl_frame_out *o, const tl_msg *m, unsigned attempt)
 {
     size_t start = o->n;
     uint32_t len = 0, a = attempt, nh = (uint32_t)m->nheaders;
     put(o, "M", 1);
-    put(o, &len, sizeof(len)); /* filled in below */
+    put(o, &len, sizeof(len)); /* filled in by end_frame */
     put(o, &a, sizeof(a));
     put(o, &m->partition, sizeof(m->partition));
     put(o, &m->offset, sizeof(m->offset));
@@ -120,14 +134,7 @@ int tl__frame_put_msg(tl_frame_out *o, const tl_msg *m, unsigned attempt)
         put_bytes(o, m->headers[i].name, strlen(m->headers[i].name), false);
         put_bytes(o, m->headers[i].value, m->headers[i].len, false);
     }
-    if (o->oom || o->n - start - 5 > TL_FRAME_MAX) {
-        o->n = start;
-        o->oom = false;
-        return TL_ENOMEM;
-    }
-    len = (uint32_t)(o->n - start - 5);
-    memcpy(o->p + start + 1, &len, sizeof(len));
-    return 0;
+    return end_frame(o, start);
 }
 
 int tl__frame_put_emits(tl_frame_out *o, uint64_t seq, size_t n, const uint32_t *index,
@@ -136,7 +143,7 @@ int tl__frame_put_emits(tl_frame_out *o, uint64_t seq, size_t n, const uint32_t 
     size_t start = o->n;
     uint32_t len = 0, count = (uint32_t)n;
     put(o, "E", 1);
-    put(o, &len, sizeof(len)); /* filled in below */
+    put(o, &len, sizeof(len)); /* filled in by end_frame */
     put(o, &seq, sizeof(seq));
     put(o, &count, sizeof(count));
     for (size_t i = 0; i < n; i++) {
@@ -151,14 +158,7 @@ int tl__frame_put_emits(tl_frame_out *o, uint64_t seq, size_t n, const uint32_t 
             put_bytes(o, m->headers[h].value, m->headers[h].len, false);
         }
     }
-    if (o->oom || o->n - start - 5 > TL_FRAME_MAX) {
-        o->n = start;
-        o->oom = false;
-        return TL_ENOMEM;
-    }
-    len = (uint32_t)(o->n - start - 5);
-    memcpy(o->p + start + 1, &len, sizeof(len));
-    return 0;
+    return end_frame(o, start);
 }
 
 int tl__frame_flush(int fd, tl_frame_out *o)
