@@ -337,6 +337,26 @@ static void a_route_delay_runs_each_message_no_earlier_than_its_timestamp_plus_i
     assert_balanced(f);
 }
 
+/* Many delayed messages of one key, taken in over several milliseconds of the wall
+ * clock: they run in their offsets' order, one after the other. */
+static void delayed_messages_of_one_key_run_in_their_order(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 0;
+    start(f, "delayedmany",
+          (opts){.ordering = "key", .batch = 8, .route_extra = "    delay: 50ms\n"});
+    const int n = 400;
+    for (int i = 0; i < n; i++)
+        push(f, 0, "a", "ok");
+    run(f, script_until_all_settled);
+    assert_int_equal(ncalls(f), n);
+    for (int i = 0; i < n; i++)
+        if (f->calls[i].offset != i)
+            fail_msg("call %d ran offset %lld", i, (long long)f->calls[i].offset);
+    assert_int_equal(f->max_key[0], 1);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -349,6 +369,7 @@ int main(void)
         T(retry_headers_from_elsewhere_cannot_hold_a_message_for_long),
         T(a_waiting_retry_of_a_revoked_partition_is_given_back_unrun),
         T(a_route_delay_runs_each_message_no_earlier_than_its_timestamp_plus_it),
+        T(delayed_messages_of_one_key_run_in_their_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -379,6 +379,16 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
         rec->state = REC_DUE;
         TL_STAT_ADD(svc, delayed_waiting, 1);
         tl_timer_start(&rec->timer, delayed, due_fire, rec);
+        /* A partition's delayed records come due in offset order, so each key's lane
+         * gets them in order: the delay counts in whole ms of the wall clock from the
+         * timestamp, so a record taken later could otherwise come due a fraction of a
+         * ms sooner, or much sooner with an older timestamp. Equal times fire in the
+         * order their timers were started. */
+        if (rec->timer.due_ns < part->delay_due_ns)
+            tl_timer_start(&rec->timer,
+                           delayed + (part->delay_due_ns - rec->timer.due_ns) / 1000000 + 1,
+                           due_fire, rec);
+        part->delay_due_ns = rec->timer.due_ns;
         return;
     }
     if (wait > 0) {
