@@ -68,6 +68,19 @@ static void start_isolated(fx *f, const char *topic, int partitions, const char 
     start_workers(f, topic, 4, partitions, "none", timeout, extra);
 }
 
+/* As start_workers, no-op `work` handlers appending each completed id to a new file
+ * made from the mkstemp template path. */
+static void start_recording(fx *f, char *path, const char *topic, int workers, int partitions,
+                            const char *ordering)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char extra[256];
+    snprintf(extra, sizeof(extra), "    params: { record: \"%s\", ms: \"0\" }\n", path);
+    start_workers(f, topic, workers, partitions, ordering, "5s", extra);
+}
+
 /* The header's text, NUL-terminated, into buf. */
 static const char *header_text(const tl_memory_record *r, const char *name, char *buf, size_t cap)
 {
@@ -148,12 +161,7 @@ static void partition_order_holds_across_worker_processes(void **state)
 {
     fx *f = *state;
     char path[] = "/tmp/tl-iso-order-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    char extra[256];
-    snprintf(extra, sizeof(extra), "    params: { record: \"%s\", ms: \"0\" }\n", path);
-    start_workers(f, "iso.order", 4, 2, "partition", "5s", extra);
+    start_recording(f, path, "iso.order", 4, 2, "partition");
     for (int i = 0; i < 400; i++) {
         char p[32];
         snprintf(p, sizeof(p), "id=%d", i);
@@ -451,12 +459,7 @@ static void messages_of_every_size_reach_the_process_whole_and_in_order(void **s
 {
     fx *f = *state;
     char path[] = "/tmp/tl-iso-sizes-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    char extra[256];
-    snprintf(extra, sizeof(extra), "    params: { record: \"%s\", ms: \"0\" }\n", path);
-    start_workers(f, "iso.sizes", 1, 1, "none", "5s", extra);
+    start_recording(f, path, "iso.sizes", 1, 1, "none");
     for (int i = 0; i <= 300; i++) {
         size_t size = i % 10 == 9 || i == 300 ? 400000 : (size_t)(i * 7919) % 20000;
         char *p = sized_payload(i, size, i == 300 ? " poison:abort" : "");
