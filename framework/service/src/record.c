@@ -306,6 +306,7 @@ static void due_fire(tl_timer *timer, void *arg)
     rec->state = REC_QUEUED;
     if (rec->delayed) {
         TL_STAT_ADD(rec->svc, delayed_waiting, -1);
+        rec->part->delayed_pending--;
     } else {
         TL_STAT_ADD(rec->svc, retries_waiting, -1);
         retry_goes_in(rec);
@@ -374,10 +375,15 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
     int64_t delayed = route->cfg->delay_ms ? (msg->timestamp_ms > 0 ? msg->timestamp_ms : seen_ms) +
                                                  route->cfg->delay_ms - tl__wall_ms()
                                            : 0;
-    if (delayed > wait && delayed > 0) {
+    /* One whose time came already still waits for those of its partition before it. */
+    bool behind = part->delayed_pending > 0;
+    if (route->cfg->delay_ms && delayed >= wait && (delayed > 0 || behind)) {
         rec->delayed = true;
         rec->state = REC_DUE;
         TL_STAT_ADD(svc, delayed_waiting, 1);
+        part->delayed_pending++;
+        if (delayed < 0)
+            delayed = 0;
         tl_timer_start(&rec->timer, delayed, due_fire, rec);
         /* A partition's delayed records come due in offset order, so each key's lane
          * gets them in order: the delay counts in whole ms of the wall clock from the
@@ -443,9 +449,10 @@ void tl__records_revoking(tl_service *svc, tl_partition_state *part, bool lost)
             continue;
         tl_timer_stop(&r->timer);
         bool due = r->state == REC_DUE; /* in no lane yet */
-        if (due && r->delayed)
+        if (due && r->delayed) {
             TL_STAT_ADD(svc, delayed_waiting, -1);
-        else if (due)
+            part->delayed_pending--;
+        } else if (due)
             TL_STAT_ADD(svc, retries_waiting, -1);
         if (r->msg->offset >= high) {
             if (!due)

@@ -71,10 +71,11 @@ typedef struct tl_partition_state {
     unsigned gen; /* bumped at each assignment: records of old ones are ignored */
     bool assigned;
     bool revoking;
-    bool revoked;         /* revoked and not assigned again: what it still delivers is stale */
-    bool dirty;           /* committable position moved since the last commit */
-    int64_t committed;    /* the last position handed to ops->commit, -1 */
-    int64_t delay_due_ns; /* `delay:` when its last delayed record comes due (record.c) */
+    bool revoked;           /* revoked and not assigned again: what it still delivers is stale */
+    bool dirty;             /* committable position moved since the last commit */
+    int64_t committed;      /* the last position handed to ops->commit, -1 */
+    int64_t delay_due_ns;   /* `delay:` when its last delayed record comes due (record.c) */
+    size_t delayed_pending; /* its delayed records waiting for their time */
     /* The highest offset settled since the assignment, -1: a revoke keeps every
      * message below it or below one running (see tl__records_revoking). */
     int64_t high_settled;
