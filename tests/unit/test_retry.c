@@ -357,6 +357,31 @@ static void delayed_messages_of_one_key_run_in_their_order(void **state)
     assert_balanced(f);
 }
 
+/* A message whose time came already (an old timestamp, as a replayed backlog has)
+ * still runs after the earlier messages of its key that wait for theirs. */
+static void a_message_past_its_delay_waits_behind_its_keys_delayed_ones(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 0;
+    start(f, "delayedold", (opts){.ordering = "key", .route_extra = "    delay: 300ms\n"});
+    int64_t t0 = now_ms();
+    push(f, 0, "a", "ok-new");
+    tl_out_msg old = {"ok-old", 6, "a", 1, NULL, 0};
+    assert_true(tl_memory_push_dated(f->topic, 0, &old, wall_ms() - 60000) == 1);
+    push(f, 0, "b", "ok-other-key");
+    tl_memory_push_dated(f->topic, 0, &(tl_out_msg){"ok-old-b", 8, "b", 1, NULL, 0},
+                         wall_ms() - 60000);
+    run(f, script_until_all_settled);
+    assert_int_equal(ncalls(f), 4);
+    const call *c0 = find_call(f, 0, 0), *c1 = find_call(f, 0, 1);
+    assert_true(c0->start_ms - t0 >= 299);
+    assert_true(c1->start_ms >= c0->end_ms);
+    /* Key b's old message waited behind b's new one too (the partition's delayed
+     * messages come due in their order). */
+    assert_true(find_call(f, 0, 3)->start_ms >= find_call(f, 0, 2)->start_ms);
+    assert_balanced(f);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -370,6 +395,7 @@ int main(void)
         T(a_waiting_retry_of_a_revoked_partition_is_given_back_unrun),
         T(a_route_delay_runs_each_message_no_earlier_than_its_timestamp_plus_it),
         T(delayed_messages_of_one_key_run_in_their_order),
+        T(a_message_past_its_delay_waits_behind_its_keys_delayed_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -435,13 +435,9 @@ const tl_source_ops tl_memory_source_ops = {
 
 /* ------------------------------------------------------------ test hooks */
 
-int64_t tl_memory_push_msg(const char *name, int32_t partition, const tl_out_msg *msg)
+/* Appends rec (owned) to a partition of topic name: its offset, or TL_ENOMEM. */
+static int64_t push_record(const char *name, int32_t partition, tl_memory_record *rec)
 {
-    if (!name || !msg || partition < 0 || partition >= TL_MEMORY_MAX_PARTITIONS)
-        return TL_EINVAL;
-    tl_memory_record *rec = tl_mem_record_new(msg);
-    if (!rec)
-        return TL_ENOMEM;
     int64_t rc = TL_ENOMEM;
     pthread_mutex_lock(&tl_mem_lock);
     mem_topic *t = tl_mem_topic_locked(name, true);
@@ -466,6 +462,24 @@ int64_t tl_memory_push_msg(const char *name, int32_t partition, const tl_out_msg
     pthread_mutex_unlock(&tl_mem_lock);
     free(rec);
     return rc;
+}
+
+int64_t tl_memory_push_dated(const char *name, int32_t partition, const tl_out_msg *msg,
+                             int64_t timestamp_ms)
+{
+    if (!name || !msg || partition < 0 || partition >= TL_MEMORY_MAX_PARTITIONS)
+        return TL_EINVAL;
+    tl_memory_record *rec = tl_mem_record_new(msg);
+    if (!rec)
+        return TL_ENOMEM;
+    if (timestamp_ms > 0)
+        rec->timestamp_ms = timestamp_ms;
+    return push_record(name, partition, rec);
+}
+
+int64_t tl_memory_push_msg(const char *name, int32_t partition, const tl_out_msg *msg)
+{
+    return tl_memory_push_dated(name, partition, msg, 0);
 }
 
 int64_t tl_memory_push(const char *name, int32_t partition, const char *key, const void *payload,

@@ -375,15 +375,16 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
     int64_t delayed = route->cfg->delay_ms ? (msg->timestamp_ms > 0 ? msg->timestamp_ms : seen_ms) +
                                                  route->cfg->delay_ms - tl__wall_ms()
                                            : 0;
-    /* One whose time came already still waits for those of its partition before it. */
+    /* One whose time came already (delayed < 0: an old timestamp, or a slow intake)
+     * still waits for those of its partition before it. */
     bool behind = part->delayed_pending > 0;
+    if (delayed < 0)
+        delayed = 0;
     if (route->cfg->delay_ms && delayed >= wait && (delayed > 0 || behind)) {
         rec->delayed = true;
         rec->state = REC_DUE;
         TL_STAT_ADD(svc, delayed_waiting, 1);
         part->delayed_pending++;
-        if (delayed < 0)
-            delayed = 0;
         tl_timer_start(&rec->timer, delayed, due_fire, rec);
         /* A partition's delayed records come due in offset order, so each key's lane
          * gets them in order: the delay counts in whole ms of the wall clock from the

@@ -81,6 +81,11 @@ int64_t tl_memory_push(const char *name, int32_t partition, const char *key, con
 /* As tl_memory_push with any key bytes and headers (all copied). */
 int64_t tl_memory_push_msg(const char *name, int32_t partition, const tl_out_msg *msg);
 
+/* As tl_memory_push_msg, stamped timestamp_ms (ms since the epoch) instead of now, as
+ * a Kafka producer may set a message's time; timestamp_ms <= 0 means now. */
+int64_t tl_memory_push_dated(const char *name, int32_t partition, const tl_out_msg *msg,
+                             int64_t timestamp_ms);
+
 /* The next commit of the transaction of the source reading topic name aborts (what it
  * holds is dropped, positions stay). 0, or TL_ENOTFOUND. */
 int tl_memory_fail_txn(const char *name);
