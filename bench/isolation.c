@@ -11,6 +11,7 @@
  * Thread rules: as bench_util.h.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,11 +57,19 @@ int main(int argc, char **argv)
 {
     uint64_t n = 50000;
     int only = -1;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "-n") == 0)
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
             n = strtoull(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "-m") == 0)
+        } else if (i + 1 < argc && strcmp(argv[i], "-m") == 0) {
             only = atoi(argv[i + 1]);
+        } else {
+            bool help = strcmp(argv[i], "--help") == 0;
+            fprintf(help ? stdout : stderr,
+                    "usage: isolation [-n MESSAGES] [-m HANDLER_MS (0 or 1)]\n"
+                    "  thread against process isolation on the memory source; -n is the\n"
+                    "  no-op count (default 50000), the 1 ms cell runs n/20\n");
+            return help ? 0 : 2;
+        }
     }
     static const int mss[] = {0, 1};
     printf("isolation: `work` handler, 4 workers, 4 partitions, ordering none; msgs/s\n");
