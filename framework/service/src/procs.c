@@ -62,6 +62,7 @@ typedef struct entry {
     tl_rec *rec;
     uint64_t seq; /* its number in the process it was sent to (from 1) */
     int emits;    /* EMITS_*: its 'E' frame taken (or dropped), or unreadable */
+    int err;      /* its result, while it waits in its slot's done queue */
     struct entry *next;
 } entry;
 
@@ -76,6 +77,7 @@ typedef struct slot {
     tl_proc_id id;       /* pid 0 and fd -1: none */
     tl_ring *ring;       /* its process's messages and results */
     queue sent;          /* in order; the head is the one running */
+    queue done;          /* results taken, their tasks to complete with mu let go */
     tl_frame_out out;    /* frames to write on the socket (too large for the ring) */
     tl_frame_in in;      /* what the process writes: wake-ups and outputs (reader) */
     bool want_emits;     /* the running one's result is in, its outputs not yet */
@@ -151,6 +153,24 @@ static void finish(struct tl_procs *all, entry *e, int err, const char *text)
         tl_task_set_error_text(e->task, text);
     tl_task_complete(e->task, NULL, err);
     tl_recycler_put(all->entries, e);
+}
+
+/* Completes the tasks of the results the slot's reader took (mu held on entry and
+ * exit, let go meanwhile): completing is an atomic and perhaps a wake-up of the loop
+ * each, which the loop thread and the other readers need not wait for. */
+static void flush_done(slot *s)
+{
+    if (!s->done.head)
+        return;
+    queue done = s->done;
+    s->done = (queue){0};
+    pthread_mutex_unlock(&s->all->mu);
+    for (entry *e = done.head, *next; e; e = next) {
+        next = e->next;
+        tl_task_complete(e->task, NULL, e->err);
+        tl_recycler_put(s->all->entries, e);
+    }
+    pthread_mutex_lock(&s->all->mu);
 }
 
 /* Gives the slot a process, on its reader with mu held on entry and exit: the fork
@@ -263,7 +283,11 @@ static void take_results(slot *s)
         }
         if (!now)
             now = tl_clock_ns();
-        finish(s->all, pop_running(s, now), err, text);
+        entry *e = pop_running(s, now);
+        if (text[0])
+            tl_task_set_error_text(e->task, text);
+        e->err = err;
+        push_back(&s->done, e);
     }
 }
 
@@ -325,6 +349,7 @@ static void replace(slot *s)
     pthread_mutex_lock(&all->mu);
     /* Dead, it wrote its last result: the message after it is the one it died in. */
     take_results(s);
+    flush_done(s);
     atomic_fetch_add(&all->svc->st.processes_replaced, 1);
     entry *run = s->sent.head;
     entry *ran = run && (!s->killed || run->seq == s->killed) ? pop_running(s, 0) : NULL;
@@ -391,7 +416,8 @@ static bool sleep_on(slot *s)
     pthread_mutex_unlock(&s->all->mu);
     if (poll(&pf, 1, wait) == 1) {
         int n = tl__frame_fill(&s->in);
-        ended = n == TL_ECLOSED || (n < 0 && errno != EINTR && errno != EAGAIN);
+        /* Out of memory for the read is no end: the next wake-up reads again. */
+        ended = n == TL_ECLOSED || (n == TL_ESYS && errno != EINTR && errno != EAGAIN);
     }
     pthread_mutex_lock(&s->all->mu);
     tl__ring_awake(s->ring);
@@ -423,6 +449,7 @@ static void *reader_main(void *arg)
         take_results(s);
         refill(s);
         write_out(s);
+        flush_done(s);
         watch_cancel(s);
         /* Stopping and idle: tl__procs_free closes the socket, the process exits. */
         if (s->all->closed && !s->sent.head)
