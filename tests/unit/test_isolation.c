@@ -505,6 +505,25 @@ static void a_message_waiting_behind_another_is_timed_from_its_own_start(void **
     assert_balanced(f);
 }
 
+/* Slow handlers run side by side in the route's worker processes, one to a process
+ * while there are idle ones, even when few messages wait: four messages of 1 s, four
+ * workers, take about 1 s, not 4. */
+static void slow_handlers_run_side_by_side_in_their_processes(void **state)
+{
+    fx *f = *state;
+    start_workers(f, "iso.side", 4, 1, "none", "10s", "    params: { ms: \"1000\" }\n");
+    for (int i = 0; i < 4; i++)
+        push(f, 0, NULL, "id=1");
+    int64_t t0 = now_ms();
+    run(f, script_until_all_settled);
+    int64_t took = f->stop_at_ms - t0;
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 4);
+    if (took >= 2500)
+        fail_msg("four 1 s handlers in four processes took %lld ms", (long long)took);
+    assert_balanced(f);
+}
+
 /* Waits for the first message's result, then for the stall of the second. */
 static void script_first_then_all(fx *f)
 {
@@ -573,6 +592,8 @@ int main(void)
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(
             a_message_waiting_behind_another_is_timed_from_its_own_start, setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(slow_handlers_run_side_by_side_in_their_processes,
+                                        setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(messages_of_every_size_reach_the_process_whole_and_in_order,
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(a_result_comes_back_while_the_next_handler_runs,

@@ -11,11 +11,14 @@
  * process handles them one after the other and reads the next ones while a handler
  * runs, so it never waits for the service between two messages. Messages past that
  * wait in the route's backlog, and go to the first slot with room, so one slow
- * handler holds few messages behind it. Each slot has a thread taking the results from the
- * slot's ring in memory shared with the process (ring.c), woken by the process when it
- * sleeps and results wait. Only the first message of a slot runs, and only that one
- * counts as started for the route's timeout (tl_task_set_started_ns): the others wait
- * as a busy pool's tasks do.
+ * handler holds few messages behind it; a process not yet shown fast gets one while
+ * another is idle or starting (see cap), so slow handlers run side by side. One thread of the
+ * route, its reader, takes the results from each slot's ring in memory shared with the process
+ * (ring.c), woken through the process's socket when it sleeps and results wait: one thread for all
+ * the slots, not one each, so that on a machine with few cores the processes' results
+ * wake one thread, which finds several slots' results at a time. Only the first message of a slot
+ * runs, and only that one counts as started for the route's timeout (tl_task_set_started_ns): the
+ * others wait as a busy pool's tasks do.
  *
  * A worker process that ends while it holds messages crashed in the first one: the
  * zygote reaps it, that attempt fails with "handler crashed: SIGNAME" (record.c
@@ -26,11 +29,11 @@
  * TL_KILL_GRACE_MS later is killed, and again the messages behind it go back. When
  * the service is freed, a worker process still busy is killed at once.
  *
- * Thread rules: tl__procs_run on the loop thread, each slot's reader on
- * its own thread; everything of a route's processes is guarded by its mu, which a
- * reader lets go of only to wait for its socket, to fork a process and to reap one (a
- * slow fork holds up no other slot); a reader alone reads its slot's socket, starts
- * and reaps its processes; the counters are atomics; tl__procs_check on the loop
+ * Thread rules: tl__procs_run on the loop thread, the route's reader on its own
+ * thread; everything of a route's processes is guarded by its mu, which the reader
+ * lets go of only to wait for the sockets, to complete tasks, to fork a process and to
+ * reap one; the reader alone reads the sockets, starts and reaps the processes; the
+ * counters are atomics; tl__procs_check on the loop
  * thread; tl__procs_init, tl__procs_stop and tl__procs_free on the thread that builds
  * and frees the service.
  */
@@ -42,11 +45,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* How often a busy slot's reader looks at the running message's cancellation, and
- * how soon an idle one sees that the service ends. */
+/* How often the reader looks at running messages' cancellation while any runs, and
+ * how soon it sees that the service ends otherwise. */
 #define WAIT_POLL_MS 5
 #define IDLE_POLL_MS 50
 /* What an attempt cut short by the service's end fails with (its message comes again). */
@@ -73,20 +77,18 @@ typedef struct queue {
 
 typedef struct slot {
     struct tl_procs *all;
-    pthread_cond_t cv;   /* a process was started, or the route stops */
-    tl_proc_id id;       /* pid 0 and fd -1: none */
-    tl_ring *ring;       /* its process's messages and results */
-    queue sent;          /* in order; the head is the one running */
-    queue done;          /* results taken, their tasks to complete with mu let go */
-    tl_frame_out out;    /* frames to write on the socket (too large for the ring) */
-    tl_frame_in in;      /* what the process writes: wake-ups and outputs (reader) */
-    bool want_emits;     /* the running one's result is in, its outputs not yet */
-    uint64_t nsent;      /* messages sent to this process */
-    int64_t cancel_at;   /* when the running one was told to cancel (ms), or -1 */
-    uint64_t killed;     /* killed by the service while this message ran, or 0 */
-    bool reader_started; /* joined by tl__procs_stop */
-    bool starting;       /* its reader is to start a process */
-    pthread_t reader;
+    tl_proc_id id;     /* pid 0 and fd -1: none */
+    tl_ring *ring;     /* its process's messages and results */
+    queue sent;        /* in order; the head is the one running */
+    queue done;        /* results taken, their tasks to complete with mu let go */
+    tl_frame_out out;  /* frames to write on the socket (too large for the ring) */
+    tl_frame_in in;    /* what the process writes: wake-ups and outputs (reader) */
+    bool want_emits;   /* the running one's result is in, its outputs not yet */
+    bool asleep;       /* its ring is marked asleep for the reader's wait */
+    uint64_t nsent;    /* messages sent to this process */
+    int64_t cancel_at; /* when the running one was told to cancel (ms), or -1 */
+    uint64_t killed;   /* killed by the service while this message ran, or 0 */
+    bool starting;     /* the reader is to start a process */
 } slot;
 
 struct tl_procs {
@@ -97,6 +99,10 @@ struct tl_procs {
     tl_recycler *entries; /* taken on the loop thread, given back by any */
     queue backlog;        /* waiting for room in a process */
     bool closed;          /* the service ends: nothing more is sent */
+    int wake_fd;          /* an eventfd: a slot is to start, or the route stops */
+    struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
+    bool reader_started;  /* joined by tl__procs_stop */
+    pthread_t reader;
     size_t nslots;
     slot slots[];
 };
@@ -155,9 +161,9 @@ static void finish(struct tl_procs *all, entry *e, int err, const char *text)
     tl_recycler_put(all->entries, e);
 }
 
-/* Completes the tasks of the results the slot's reader took (mu held on entry and
+/* Completes the tasks of the results the reader took from the slot (mu held on entry and
  * exit, let go meanwhile): completing is an atomic and perhaps a wake-up of the loop
- * each, which the loop thread and the other readers need not wait for. */
+ * each, which the loop thread need not wait for. */
 static void flush_done(slot *s)
 {
     if (!s->done.head)
@@ -235,13 +241,59 @@ static size_t ahead(slot *s)
     return tl__ring_slow(s->ring) ? TL_PROC_AHEAD_SLOW : TL_PROC_AHEAD;
 }
 
+/* Whether the slot's process is known to run its handlers fast: a result came back
+ * since it started, and the last handler did not run long. */
+static bool known_fast(slot *s)
+{
+    return s->nsent > s->sent.n && !tl__ring_slow(s->ring);
+}
+
+/* Whether the slot could take a message at once: its process has none, or one is
+ * starting for it (mu held). */
+static bool is_free(const struct tl_procs *all, const slot *s)
+{
+    return s->id.fd >= 0 ? s->sent.n == 0 : s->starting && !all->closed;
+}
+
+/* How many slots are free (mu held). */
+static size_t count_free(const struct tl_procs *all)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < all->nslots; i++)
+        n += is_free(all, &all->slots[i]);
+    return n;
+}
+
+/*
+ * How many messages the slot may hold now (mu held). Handlers not known to be fast
+ * (none has returned yet, or the last ran long) get one message to a process while
+ * another process is free or starting, so that slow ones run side by side rather
+ * than queue behind one another; with none free, TL_PROC_AHEAD_SLOW, so that a
+ * process never waits for the service between two. Fast ones get TL_PROC_AHEAD and
+ * are packed into the first processes (see pick).
+ */
+static size_t cap(slot *s, bool other_free)
+{
+    return known_fast(s) || !other_free ? ahead(s) : 1;
+}
+
+/* Whether a slot other than s is free, of nfree free ones (count_free). */
+static bool other_free(const struct tl_procs *all, const slot *s, size_t nfree)
+{
+    return nfree > (is_free(all, s) ? 1u : 0u);
+}
+
 /* Sends the slot what the backlog holds, up to its room, if it has a process (mu
  * held). A message whose attempt was cancelled before it went (its partition
  * revoked) never goes. */
 static void refill(slot *s)
 {
     queue *backlog = &s->all->backlog;
-    while (s->id.fd >= 0 && !s->all->closed && s->sent.n < ahead(s) && backlog->head) {
+    if (s->id.fd < 0 || s->all->closed || !backlog->head)
+        return;
+    /* The other slots stay as they are meanwhile. */
+    bool others = other_free(s->all, s, count_free(s->all));
+    while (backlog->head && s->sent.n < cap(s, others)) {
         entry *e = pop_front(backlog);
         if (tl_cancelled(e->task))
             finish(s->all, e, TL_ECANCELED, NULL);
@@ -405,79 +457,137 @@ static void watch_cancel(slot *s)
     }
 }
 
-/* Waits for the slot's process to wake the reader, or for its end (mu held on entry
- * and exit, let go while it waits); true once the process is gone. */
-static bool sleep_on(slot *s)
+/* Has the reader look again at once (from a thread other than the reader). */
+static void wake_reader(struct tl_procs *all)
 {
-    int fd = s->id.fd;
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
-    int wait = s->sent.head ? WAIT_POLL_MS : IDLE_POLL_MS;
-    bool ended = false;
-    pthread_mutex_unlock(&s->all->mu);
-    if (poll(&pf, 1, wait) == 1) {
-        int n = tl__frame_fill(&s->in);
-        /* Out of memory for the read is no end: the next wake-up reads again. */
-        ended = n == TL_ECLOSED || (n == TL_ESYS && errno != EINTR && errno != EAGAIN);
+    uint64_t one = 1;
+    if (write(all->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        /* The reader looks again within IDLE_POLL_MS all the same. */
     }
-    pthread_mutex_lock(&s->all->mu);
-    tl__ring_awake(s->ring);
-    take_frames(s);
-    return ended;
 }
 
-/* A slot's reader: results, cancellations and replacements, until the route stops.
- * It sleeps on the socket only when the ring holds no result it has not taken, and
- * says so in the ring, so that the process writes a byte to wake it (ring.c). */
-static void *reader_main(void *arg)
+/* Looks after one slot (mu held; let go while tasks complete, a process starts):
+ * starts its process when asked to, takes its results, sends it what waits, passes
+ * cancellations on. */
+static void tend(slot *s)
 {
-    slot *s = arg;
-    pthread_mutex_t *mu = &s->all->mu;
-    pthread_mutex_lock(mu);
-    for (;;) {
+    if (s->id.fd < 0) {
+        if (s->starting && !s->all->closed && start_process(s) == 0) {
+            refill(s);
+            write_out(s);
+        }
+        return;
+    }
+    take_results(s);
+    refill(s);
+    write_out(s);
+    flush_done(s);
+    watch_cancel(s);
+}
+
+/* Waits for a process to wake the reader, for wake_reader, or for a look at the
+ * cancellations (mu held on entry and exit, let go while it waits), and takes what
+ * the sockets bring: a slot whose process is gone is replaced. A ring is marked asleep
+ * only for the wait, so that its process writes a byte to its socket only then; one
+ * whose next result came meanwhile, or a result waiting for its outputs (they come on
+ * the socket), makes the wait a mere look. */
+static void wait_all(struct tl_procs *all)
+{
+    struct pollfd *pf = all->pfds;
+    bool ready = false, running = false;
+    pf[0] = (struct pollfd){.fd = all->wake_fd, .events = POLLIN};
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        pf[i + 1] = (struct pollfd){.fd = s->id.fd, .events = POLLIN};
         if (s->id.fd < 0) {
-            /* No process: one is started when grow asks for it. */
-            if (s->all->closed)
-                break;
-            if (!s->starting)
-                pthread_cond_wait(&s->cv, mu);
-            else if (start_process(s) == 0)
-                refill(s);
-            if (s->id.fd >= 0)
-                write_out(s);
+            ready |= s->starting && !all->closed;
             continue;
         }
-        take_results(s);
-        refill(s);
-        write_out(s);
-        flush_done(s);
-        watch_cancel(s);
-        /* Stopping and idle: tl__procs_free closes the socket, the process exits. */
-        if (s->all->closed && !s->sent.head)
-            break;
-        /* Idle, nothing can come: a process writing past what it was sent is ignored. */
+        running |= s->sent.head != NULL;
         uint64_t next = s->sent.head ? s->sent.head->seq : UINT64_MAX;
-        /* A result in, its outputs still on their way: waits on the socket alone. */
-        if ((s->want_emits || tl__ring_sleep(s->ring, next)) && sleep_on(s))
+        s->asleep = !s->want_emits && tl__ring_sleep(s->ring, next);
+        ready |= !s->want_emits && !s->asleep;
+    }
+    int wait = ready ? 0 : running ? WAIT_POLL_MS : IDLE_POLL_MS;
+    pthread_mutex_unlock(&all->mu);
+    int n = poll(pf, all->nslots + 1, wait);
+    if (n > 0 && (pf[0].revents & POLLIN)) {
+        uint64_t count;
+        if (read(all->wake_fd, &count, sizeof(count)) < 0) {
+            /* Nonblocking: another read took it. */
+        }
+    }
+    pthread_mutex_lock(&all->mu);
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        if (s->id.fd < 0 || s->id.fd != pf[i + 1].fd)
+            continue;
+        if (s->asleep)
+            tl__ring_awake(s->ring);
+        s->asleep = false;
+        bool ended = false;
+        if (n > 0 && pf[i + 1].revents) {
+            int got = tl__frame_fill(&s->in);
+            /* Out of memory for the read is no end: the next wake-up reads again. */
+            ended = got == TL_ECLOSED || (got == TL_ESYS && errno != EINTR && errno != EAGAIN);
+        }
+        take_frames(s);
+        if (ended)
             replace(s);
     }
-    pthread_mutex_unlock(mu);
+}
+
+/* Whether the reader's work is over: the route stops, and no slot has messages. */
+static bool all_idle_closed(const struct tl_procs *all)
+{
+    if (!all->closed)
+        return false;
+    for (size_t i = 0; i < all->nslots; i++)
+        if (all->slots[i].sent.head)
+            return false;
+    return true;
+}
+
+/* The route's reader: results, cancellations, starts and replacements of every slot's
+ * process, until the route stops. */
+static void *reader_main(void *arg)
+{
+    struct tl_procs *all = arg;
+    pthread_mutex_lock(&all->mu);
+    for (;;) {
+        for (size_t i = 0; i < all->nslots; i++)
+            tend(&all->slots[i]);
+        /* Stopping and idle: tl__procs_free closes the sockets, the processes exit. */
+        if (all_idle_closed(all))
+            break;
+        wait_all(all);
+    }
+    pthread_mutex_unlock(&all->mu);
     return NULL;
 }
 
-/* The slot with a process and the fewest messages, or NULL (mu held). */
+/*
+ * The slot a message goes to (mu held): the first with a process and room under its
+ * cap, or NULL (the message waits in the backlog for a result, or for a process grow
+ * starts). Fast handlers are so packed into few processes: each process woken for a
+ * few messages costs two wake-ups a round, more than a no-op handler costs (on 2 cores
+ * one worker process ran no-op messages half again as fast as four sharing them); a
+ * packed process that falls behind fills up, and the next takes the rest.
+ */
 static slot *pick(struct tl_procs *all)
 {
-    slot *best = NULL;
+    size_t nfree = count_free(all);
     for (size_t i = 0; i < all->nslots; i++) {
         slot *s = &all->slots[i];
-        if (s->id.fd >= 0 && (!best || s->sent.n < best->sent.n))
-            best = s;
+        if (s->id.fd >= 0 && s->sent.n < cap(s, other_free(all, s, nfree)))
+            return s;
     }
-    return best;
+    return NULL;
 }
 
 /* Has one more slot start a process when the backlog holds more than the processes
- * there are (and those starting) have room for (mu held). False when no process is
+ * there are (and those starting) have room for, a process not known to be fast
+ * counting room for one (mu held). False when no process is
  * there or coming, and none can be. */
 static bool grow(struct tl_procs *all)
 {
@@ -487,19 +597,20 @@ static bool grow(struct tl_procs *all)
         slot *s = &all->slots[i];
         if (s->id.fd >= 0 || s->starting) {
             live++;
-            room += s->sent.n < ahead(s) ? ahead(s) - s->sent.n : 0;
+            size_t c = known_fast(s) ? ahead(s) : 1;
+            room += s->sent.n < c ? c - s->sent.n : 0;
         } else if (!idle) {
             idle = s;
         }
     }
     if (!idle || all->backlog.n <= room)
         return true;
-    if (!idle->reader_started && pthread_create(&idle->reader, NULL, reader_main, idle) == 0)
-        idle->reader_started = true;
-    if (!idle->reader_started)
+    if (!all->reader_started && pthread_create(&all->reader, NULL, reader_main, all) == 0)
+        all->reader_started = true;
+    if (!all->reader_started)
         return live > 0;
     idle->starting = true;
-    pthread_cond_signal(&idle->cv);
+    wake_reader(all);
     return true;
 }
 
@@ -509,9 +620,18 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
     struct tl_procs *all = calloc(1, sizeof(*all) + n * sizeof(slot));
     if (!all)
         return TL_ENOMEM;
-    *all = (struct tl_procs){.svc = svc, .route = route, .nslots = n, .rings = tl__rings_new(n)};
-    if (!all->rings || tl_recycler_new(sizeof(entry), &all->entries) != 0) {
+    *all = (struct tl_procs){.svc = svc,
+                             .route = route,
+                             .nslots = n,
+                             .rings = tl__rings_new(n),
+                             .pfds = calloc(n + 1, sizeof(struct pollfd)),
+                             .wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
+    if (!all->rings || !all->pfds || all->wake_fd < 0 ||
+        tl_recycler_new(sizeof(entry), &all->entries) != 0) {
         tl__rings_free(all->rings, n);
+        free(all->pfds);
+        if (all->wake_fd >= 0)
+            close(all->wake_fd);
         free(all);
         return TL_ENOMEM;
     }
@@ -522,7 +642,6 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
                     .id = {.pid = 0, .fd = -1},
                     .ring = tl__ring_at(all->rings, i),
                     .cancel_at = -1};
-        pthread_cond_init(&s->cv, NULL);
     }
     route->procs = all;
     return 0;
@@ -584,14 +703,11 @@ void tl__procs_stop(tl_service *svc)
         entry *e;
         while ((e = pop_front(&all->backlog)))
             finish(all, e, TL_ECANCELED, STOPPED);
-        for (size_t j = 0; j < all->nslots; j++)
-            pthread_cond_broadcast(&all->slots[j].cv);
+        wake_reader(all);
         pthread_mutex_unlock(&all->mu);
-        for (size_t j = 0; j < all->nslots; j++) {
-            if (all->slots[j].reader_started)
-                pthread_join(all->slots[j].reader, NULL);
-            all->slots[j].reader_started = false;
-        }
+        if (all->reader_started)
+            pthread_join(all->reader, NULL);
+        all->reader_started = false;
     }
 }
 
@@ -606,9 +722,10 @@ void tl__procs_free(tl_service *svc)
             tl__frame_in_free(&all->slots[j].in);
             if (all->slots[j].id.fd >= 0)
                 close(all->slots[j].id.fd);
-            pthread_cond_destroy(&all->slots[j].cv);
         }
         pthread_mutex_destroy(&all->mu);
+        close(all->wake_fd);
+        free(all->pfds);
         tl__rings_free(all->rings, all->nslots);
         tl_recycler_free(all->entries);
         free(all);

@@ -29,7 +29,7 @@
  * main thread sleeps on a futex on its flag, which the service wakes.
  *
  * Thread rules: a ring's results are written by its slot's worker process alone (its
- * main thread) and read by the slot's reader; its requests are written by the service
+ * main thread) and read by the route's reader; its requests are written by the service
  * under the route's lock and read by the worker's main thread; tl__ring_req_wake from
  * any thread of either; tl__ring_reset only while no process is in the slot;
  * tl__rings_new and tl__rings_free on the thread building and freeing the service.
