@@ -390,8 +390,10 @@ static void a_handler_spinning_past_its_cancellation_is_killed_after_the_grace(v
     assert_balanced(f);
 }
 
-/* Two attempts of a second of CPU each: on a machine whose cores other tests keep busy
- * (sanitizers, a parallel run) that can take well over the usual 10 s wait. */
+/* For runs whose work is heavy under a slow tool (two attempts of a second of CPU
+ * each; 12 MB of payloads copied and scanned in two processes under valgrind or
+ * ThreadSanitizer): on a machine whose cores other tests keep busy that can take
+ * well over the usual 10 s wait. */
 static void script_until_all_settled_slowly(fx *f)
 {
     STEP(wait_for(f, all_settled, 60000));
@@ -466,7 +468,7 @@ static void messages_of_every_size_reach_the_process_whole_and_in_order(void **s
         push(f, 0, NULL, p);
         free(p);
     }
-    run(f, script_until_all_settled);
+    run(f, script_until_all_settled_slowly);
     tl_service_stats s = stats(f);
     assert_int_equal(s.completed, 300);
     assert_int_equal(s.handler_crashes, 2); /* the last one's attempt and its retry */
