@@ -37,82 +37,17 @@
  * thread; tl__procs_init, tl__procs_stop and tl__procs_free on the thread that builds
  * and frees the service.
  */
-#include "runtime.h"
+#include "procs_int.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-/* How often the reader looks at running messages' cancellation while any runs, and
- * how soon it sees that the service ends otherwise. */
-#define WAIT_POLL_MS 5
-#define IDLE_POLL_MS 50
-/* What an attempt cut short by the service's end fails with (its message comes again). */
-#define STOPPED "handler killed: the service stopped"
-#define NO_START "cannot start a worker process"
-
-/* A message on its way to a worker process, and back. */
-/* Where the outputs of a message whose result says it emitted (ring.c) stand. */
-enum { EMITS_NONE, EMITS_IN, EMITS_BAD };
-
-typedef struct entry {
-    tl_task *task;
-    tl_rec *rec;
-    uint64_t seq; /* its number in the process it was sent to (from 1) */
-    int emits;    /* EMITS_*: its 'E' frame taken (or dropped), or unreadable */
-    int err;      /* its result, while it waits in its slot's done queue */
-    struct entry *next;
-} entry;
-
-typedef struct queue {
-    entry *head, *tail;
-    size_t n;
-} queue;
-
-typedef struct slot {
-    struct tl_procs *all;
-    tl_proc_id id;     /* pid 0 and fd -1: none */
-    tl_ring *ring;     /* its process's messages and results */
-    queue sent;        /* in order; the head is the one running */
-    queue done;        /* results taken, their tasks to complete with mu let go */
-    tl_frame_out out;  /* frames to write on the socket (too large for the ring) */
-    tl_frame_in in;    /* what the process writes: wake-ups and outputs (reader) */
-    bool want_emits;   /* the running one's result is in, its outputs not yet */
-    bool asleep;       /* its ring is marked asleep for the reader's wait */
-    uint64_t nsent;    /* messages sent to this process */
-    int64_t cancel_at; /* when the running one was told to cancel (ms), or -1 */
-    uint64_t killed;   /* killed by the service while this message ran, or 0 */
-    bool starting;     /* the reader is to start a process */
-} slot;
-
-struct tl_procs {
-    tl_service *svc;
-    tl_route_state *route;
-    pthread_mutex_t mu;
-    tl_ring *rings;       /* the slots' rings, in one shared mapping */
-    tl_recycler *entries; /* taken on the loop thread, given back by any */
-    queue backlog;        /* waiting for room in a process */
-    bool closed;          /* the service ends: nothing more is sent */
-    int wake_fd;          /* an eventfd: a slot is to start, or the route stops */
-    struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
-    bool reader_started;  /* joined by tl__procs_stop */
-    pthread_t reader;
-    size_t nslots;
-    slot slots[];
-};
-
-static int64_t mono_ms(void)
-{
-    return tl_clock_ns() / 1000000;
-}
-
-static void push_back(queue *q, entry *e)
+void tl__procq_push(queue *q, entry *e)
 {
     e->next = NULL;
     if (q->tail)
@@ -123,7 +58,7 @@ static void push_back(queue *q, entry *e)
     q->n++;
 }
 
-static entry *pop_front(queue *q)
+entry *tl__procq_pop(queue *q)
 {
     entry *e = q->head;
     if (!e)
@@ -135,78 +70,14 @@ static entry *pop_front(queue *q)
     return e;
 }
 
-/* The error text of a worker process that ended while it handled a message. */
-static void ended_text(int status, char *text, size_t cap)
-{
-    if (status != -1 && WIFSIGNALED(status)) {
-        const char *name = sigabbrev_np(WTERMSIG(status));
-        if (name)
-            snprintf(text, cap, "handler crashed: SIG%s", name);
-        else
-            snprintf(text, cap, "handler crashed: signal %d", WTERMSIG(status));
-    } else if (status != -1 && WIFEXITED(status)) {
-        snprintf(text, cap, "handler process exited with status %d", WEXITSTATUS(status));
-    } else {
-        snprintf(text, cap, "handler process lost");
-    }
-}
-
 /* Completes the entry's task (text NULL or empty: none) and frees the entry. Safe
  * under mu: the task's callbacks run later, on the loop thread. */
-static void finish(struct tl_procs *all, entry *e, int err, const char *text)
+void tl__procs_finish(struct tl_procs *all, entry *e, int err, const char *text)
 {
     if (text && text[0])
         tl_task_set_error_text(e->task, text);
     tl_task_complete(e->task, NULL, err);
     tl_recycler_put(all->entries, e);
-}
-
-/* Completes the tasks of the results the reader took from the slot (mu held on entry and
- * exit, let go meanwhile): completing is an atomic and perhaps a wake-up of the loop
- * each, which the loop thread need not wait for. */
-static void flush_done(slot *s)
-{
-    if (!s->done.head)
-        return;
-    queue done = s->done;
-    s->done = (queue){0};
-    pthread_mutex_unlock(&s->all->mu);
-    for (entry *e = done.head, *next; e; e = next) {
-        next = e->next;
-        tl_task_complete(e->task, NULL, e->err);
-        tl_recycler_put(s->all->entries, e);
-    }
-    pthread_mutex_lock(&s->all->mu);
-}
-
-/* Gives the slot a process, on its reader with mu held on entry and exit: the fork
- * is made with mu let go, so that a slow one holds up no other slot. 0, or TL_ESYS
- * (the messages that were to go to it fail, as none could go anywhere else first). */
-static int start_process(slot *s)
-{
-    tl_proc_id id;
-    pthread_mutex_unlock(&s->all->mu);
-    /* No process is in the slot: the last one was reaped, and wrote nothing since. */
-    tl__ring_reset(s->ring);
-    int rc = tl__zygote_spawn(s->all->svc, s->all->route, s->ring, &id);
-    pthread_mutex_lock(&s->all->mu);
-    if (rc != 0) {
-        s->starting = false;
-        entry *e;
-        while ((e = pop_front(&s->sent)))
-            finish(s->all, e, TL_ESYS, NO_START);
-        while ((e = pop_front(&s->all->backlog)))
-            finish(s->all, e, TL_ESYS, NO_START);
-        return TL_ESYS;
-    }
-    s->starting = false;
-    s->id = id;
-    s->in.fd = id.fd;
-    s->in.start = s->in.end = 0;
-    s->nsent = 0;
-    s->killed = 0;
-    s->cancel_at = -1;
-    return 0;
 }
 
 /* Sends the entry to the slot's process (mu held): into its ring, or, too large for
@@ -215,21 +86,21 @@ static void send_to(slot *s, entry *e)
 {
     size_t at = s->out.n;
     if (tl__frame_put_msg(&s->out, e->rec->msg, e->rec->attempt) == TL_ENOMEM) {
-        finish(s->all, e, TL_ENOMEM, "message too large for a worker process");
+        tl__procs_finish(s->all, e, TL_ENOMEM, "message too large for a worker process");
         return;
     }
     if (tl__ring_push(s->ring, s->out.p + at, s->out.n - at))
         s->out.n = at;
     e->seq = ++s->nsent;
     e->emits = EMITS_NONE;
-    push_back(&s->sent, e);
+    tl__procq_push(&s->sent, e);
     tl_task_set_started_ns(e->task, s->sent.n == 1 ? tl_clock_ns() : 0);
 }
 
 /* Has the slot's process see what send_to sent (mu held): writes the frames of the
  * out buffer, and wakes the process if it sleeps. A write to a process that is gone
  * counts as done (its reader sees the end). */
-static void write_out(slot *s)
+void tl__procs_write_out(slot *s)
 {
     tl__frame_flush(s->id.fd, &s->out);
     tl__ring_req_wake(s->ring);
@@ -286,7 +157,7 @@ static bool other_free(const struct tl_procs *all, const slot *s, size_t nfree)
 /* Sends the slot what the backlog holds, up to its room, if it has a process (mu
  * held). A message whose attempt was cancelled before it went (its partition
  * revoked) never goes. */
-static void refill(slot *s)
+void tl__procs_refill(slot *s)
 {
     queue *backlog = &s->all->backlog;
     if (s->id.fd < 0 || s->all->closed || !backlog->head)
@@ -294,276 +165,12 @@ static void refill(slot *s)
     /* The other slots stay as they are meanwhile. */
     bool others = other_free(s->all, s, count_free(s->all));
     while (backlog->head && s->sent.n < cap(s, others)) {
-        entry *e = pop_front(backlog);
+        entry *e = tl__procq_pop(backlog);
         if (tl_cancelled(e->task))
-            finish(s->all, e, TL_ECANCELED, NULL);
+            tl__procs_finish(s->all, e, TL_ECANCELED, NULL);
         else
             send_to(s, e);
     }
-}
-
-/* Takes the slot's first entry (mu held); the next one starts running at now_ns. */
-static entry *pop_running(slot *s, int64_t now_ns)
-{
-    entry *e = pop_front(&s->sent);
-    s->cancel_at = -1;
-    if (s->sent.head)
-        tl_task_set_started_ns(s->sent.head->task, now_ns);
-    return e;
-}
-
-/* Completes the tasks of the results the slot's process put in its ring (mu held).
- * Those taken together ended within one wake-up: the clock is read once for them. A
- * result whose outputs have not all come on the socket yet waits for them
- * (want_emits): they were written before it. */
-static void take_results(slot *s)
-{
-    int err;
-    bool emits;
-    char text[TL_RING_TEXT_MAX];
-    int64_t now = 0;
-    s->want_emits = false;
-    while (s->sent.head &&
-           tl__ring_get(s->ring, s->sent.head->seq, &err, text, sizeof(text), &emits)) {
-        if (emits && s->sent.head->emits == EMITS_NONE) {
-            s->want_emits = true;
-            return;
-        }
-        if (emits && s->sent.head->emits == EMITS_BAD) {
-            err = TL_ESYS;
-            snprintf(text, sizeof(text), "a worker process's outputs could not be read");
-        }
-        if (!now)
-            now = tl_clock_ns();
-        entry *e = pop_running(s, now);
-        if (text[0])
-            tl_task_set_error_text(e->task, text);
-        e->err = err;
-        push_back(&s->done, e);
-    }
-}
-
-static int attach_one(void *arg, uint32_t index, const tl_out_msg *m)
-{
-    entry *e = arg;
-    return tl__emit_queue_at(e->rec, index, m);
-}
-
-/* Takes the frames the slot's process wrote (mu held): a message's outputs join its
- * record's queue, to go once its result is taken, as a handler thread's would; those
- * of a message that stalled meanwhile (its task cancelled) are dropped. A process
- * writing what cannot be a frame is killed (its running message fails as a crash). */
-static void take_frames(slot *s)
-{
-    char type;
-    const char *body;
-    uint32_t len;
-    int rc;
-    while ((rc = tl__frame_next(&s->in, &type, &body, &len)) == 1) {
-        uint64_t seq;
-        if (type != TL_FRAME_EMITS || len < sizeof(seq))
-            continue;
-        memcpy(&seq, body, sizeof(seq));
-        entry *e = s->sent.head;
-        while (e && e->seq != seq)
-            e = e->next;
-        if (!e || e->emits != EMITS_NONE)
-            continue;
-        if (tl_cancelled(e->task)) {
-            e->emits = EMITS_IN;
-            continue;
-        }
-        e->emits =
-            tl__frame_decode_emits(body, len, &seq, attach_one, e) == 0 ? EMITS_IN : EMITS_BAD;
-    }
-    if (rc < 0 && s->id.pid > 0) {
-        s->in.start = s->in.end;
-        kill(s->id.pid, SIGKILL);
-    }
-}
-
-/* The slot's process ended (or was killed), mu held: reaps it, takes the results it
- * left in the ring, fails the message it ran, and puts the ones behind it back at the
- * head of the backlog. A process killed for a message whose result came all the same
- * (it returned just before the kill) was running the next one, through no fault of
- * its own: that one goes back too. */
-static void replace(slot *s)
-{
-    struct tl_procs *all = s->all;
-    tl_proc_id old = s->id;
-    /* No slot sends to it from now on: its sent list stays as it is while mu is let go
-     * for the reap. */
-    s->id = (tl_proc_id){.pid = 0, .fd = -1};
-    s->out.n = 0;
-    pthread_mutex_unlock(&all->mu);
-    close(old.fd);
-    int status = tl__zygote_reap(all->svc, old.pid);
-    pthread_mutex_lock(&all->mu);
-    /* Dead, it wrote its last result: the message after it is the one it died in. */
-    take_results(s);
-    flush_done(s);
-    atomic_fetch_add(&all->svc->st.processes_replaced, 1);
-    entry *run = s->sent.head;
-    entry *ran = run && (!s->killed || run->seq == s->killed) ? pop_running(s, 0) : NULL;
-    if (ran && s->killed) {
-        finish(all, ran, TL_ECANCELED,
-               all->closed ? STOPPED : "handler killed: it ignored its cancellation");
-    } else if (ran) {
-        char text[TL_RING_TEXT_MAX];
-        atomic_fetch_add(&all->svc->st.handler_crashes, 1);
-        ended_text(status, text, sizeof(text));
-        finish(all, ran, TL_EFAIL, text);
-    }
-    entry *e;
-    if (all->closed) {
-        while ((e = pop_front(&s->sent)))
-            finish(all, e, TL_ECANCELED, STOPPED);
-        return;
-    }
-    for (e = s->sent.head; e; e = e->next)
-        tl_task_set_started_ns(e->task, 0);
-    if (s->sent.tail) {
-        s->sent.tail->next = all->backlog.head;
-        all->backlog.head = s->sent.head;
-        if (!all->backlog.tail)
-            all->backlog.tail = s->sent.tail;
-        all->backlog.n += s->sent.n;
-    }
-    s->starting = s->sent.head != NULL;
-    s->sent = (queue){0};
-}
-
-/* Passes a cancellation of the running message on, and kills the process past its
- * grace, or at once when the service ends (mu held). */
-static void watch_cancel(slot *s)
-{
-    entry *run = s->sent.head;
-    if (!run || s->killed)
-        return;
-    if (s->all->closed) {
-        kill(s->id.pid, SIGKILL);
-        s->killed = run->seq;
-        return;
-    }
-    if (!tl_cancelled(run->task))
-        return;
-    int64_t now = mono_ms();
-    if (s->cancel_at < 0) {
-        s->cancel_at = now;
-        tl__frame_send_cancel(s->id.fd, run->seq);
-    } else if (now - s->cancel_at >= TL_KILL_GRACE_MS) {
-        kill(s->id.pid, SIGKILL);
-        s->killed = run->seq;
-    }
-}
-
-/* Has the reader look again at once (from a thread other than the reader). */
-static void wake_reader(struct tl_procs *all)
-{
-    uint64_t one = 1;
-    if (write(all->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-        /* The reader looks again within IDLE_POLL_MS all the same. */
-    }
-}
-
-/* Looks after one slot (mu held; let go while tasks complete, a process starts):
- * starts its process when asked to, takes its results, sends it what waits, passes
- * cancellations on. */
-static void tend(slot *s)
-{
-    if (s->id.fd < 0) {
-        if (s->starting && !s->all->closed && start_process(s) == 0) {
-            refill(s);
-            write_out(s);
-        }
-        return;
-    }
-    take_results(s);
-    refill(s);
-    write_out(s);
-    flush_done(s);
-    watch_cancel(s);
-}
-
-/* Waits for a process to wake the reader, for wake_reader, or for a look at the
- * cancellations (mu held on entry and exit, let go while it waits), and takes what
- * the sockets bring: a slot whose process is gone is replaced. A ring is marked asleep
- * only for the wait, so that its process writes a byte to its socket only then; one
- * whose next result came meanwhile, or a result waiting for its outputs (they come on
- * the socket), makes the wait a mere look. */
-static void wait_all(struct tl_procs *all)
-{
-    struct pollfd *pf = all->pfds;
-    bool ready = false, running = false;
-    pf[0] = (struct pollfd){.fd = all->wake_fd, .events = POLLIN};
-    for (size_t i = 0; i < all->nslots; i++) {
-        slot *s = &all->slots[i];
-        pf[i + 1] = (struct pollfd){.fd = s->id.fd, .events = POLLIN};
-        if (s->id.fd < 0) {
-            ready |= s->starting && !all->closed;
-            continue;
-        }
-        running |= s->sent.head != NULL;
-        uint64_t next = s->sent.head ? s->sent.head->seq : UINT64_MAX;
-        s->asleep = !s->want_emits && tl__ring_sleep(s->ring, next);
-        ready |= !s->want_emits && !s->asleep;
-    }
-    int wait = ready ? 0 : running ? WAIT_POLL_MS : IDLE_POLL_MS;
-    pthread_mutex_unlock(&all->mu);
-    int n = poll(pf, all->nslots + 1, wait);
-    if (n > 0 && (pf[0].revents & POLLIN)) {
-        uint64_t count;
-        if (read(all->wake_fd, &count, sizeof(count)) < 0) {
-            /* Nonblocking: another read took it. */
-        }
-    }
-    pthread_mutex_lock(&all->mu);
-    for (size_t i = 0; i < all->nslots; i++) {
-        slot *s = &all->slots[i];
-        if (s->id.fd < 0 || s->id.fd != pf[i + 1].fd)
-            continue;
-        if (s->asleep)
-            tl__ring_awake(s->ring);
-        s->asleep = false;
-        bool ended = false;
-        if (n > 0 && pf[i + 1].revents) {
-            int got = tl__frame_fill(&s->in);
-            /* Out of memory for the read is no end: the next wake-up reads again. */
-            ended = got == TL_ECLOSED || (got == TL_ESYS && errno != EINTR && errno != EAGAIN);
-        }
-        take_frames(s);
-        if (ended)
-            replace(s);
-    }
-}
-
-/* Whether the reader's work is over: the route stops, and no slot has messages. */
-static bool all_idle_closed(const struct tl_procs *all)
-{
-    if (!all->closed)
-        return false;
-    for (size_t i = 0; i < all->nslots; i++)
-        if (all->slots[i].sent.head)
-            return false;
-    return true;
-}
-
-/* The route's reader: results, cancellations, starts and replacements of every slot's
- * process, until the route stops. */
-static void *reader_main(void *arg)
-{
-    struct tl_procs *all = arg;
-    pthread_mutex_lock(&all->mu);
-    for (;;) {
-        for (size_t i = 0; i < all->nslots; i++)
-            tend(&all->slots[i]);
-        /* Stopping and idle: tl__procs_free closes the sockets, the processes exit. */
-        if (all_idle_closed(all))
-            break;
-        wait_all(all);
-    }
-    pthread_mutex_unlock(&all->mu);
-    return NULL;
 }
 
 /*
@@ -605,12 +212,12 @@ static bool grow(struct tl_procs *all)
     }
     if (!idle || all->backlog.n <= room)
         return true;
-    if (!all->reader_started && pthread_create(&all->reader, NULL, reader_main, all) == 0)
+    if (!all->reader_started && pthread_create(&all->reader, NULL, tl__procs_reader, all) == 0)
         all->reader_started = true;
     if (!all->reader_started)
         return live > 0;
     idle->starting = true;
-    wake_reader(all);
+    tl__procs_wake_reader(all);
     return true;
 }
 
@@ -665,16 +272,16 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
     }
     /* Behind what waits already; it counts as started once it runs. */
     tl_task_set_started_ns(task, 0);
-    push_back(&all->backlog, e);
+    tl__procq_push(&all->backlog, e);
     slot *s = pick(all);
     if (s) {
-        refill(s);
-        write_out(s);
+        tl__procs_refill(s);
+        tl__procs_write_out(s);
     }
     entry *stuck;
     /* No process, and no thread to start one: nothing waiting can run. */
-    while (!grow(all) && (stuck = pop_front(&all->backlog)))
-        finish(all, stuck, TL_ESYS, NO_START);
+    while (!grow(all) && (stuck = tl__procq_pop(&all->backlog)))
+        tl__procs_finish(all, stuck, TL_ESYS, NO_START);
     pthread_mutex_unlock(&all->mu);
     return TL_PENDING;
 }
@@ -701,9 +308,9 @@ void tl__procs_stop(tl_service *svc)
         pthread_mutex_lock(&all->mu);
         all->closed = true;
         entry *e;
-        while ((e = pop_front(&all->backlog)))
-            finish(all, e, TL_ECANCELED, STOPPED);
-        wake_reader(all);
+        while ((e = tl__procq_pop(&all->backlog)))
+            tl__procs_finish(all, e, TL_ECANCELED, STOPPED);
+        tl__procs_wake_reader(all);
         pthread_mutex_unlock(&all->mu);
         if (all->reader_started)
             pthread_join(all->reader, NULL);

@@ -1,0 +1,94 @@
+/*
+ * What procs.c (the service's side of isolation: process, and where each message
+ * goes) and procs_reader.c (the route's reader thread) share: a route's slots, its
+ * backlog, and the few functions each calls of the other. Thread rules as procs.c's.
+ */
+#ifndef TL_PROCS_INT_H
+#define TL_PROCS_INT_H
+
+#include "runtime.h"
+
+#include <poll.h>
+
+/* How often the reader looks at running messages' cancellation while any runs, and
+ * how soon it sees that the service ends otherwise. */
+#define WAIT_POLL_MS 5
+#define IDLE_POLL_MS 50
+/* What an attempt cut short by the service's end fails with (its message comes again). */
+#define STOPPED "handler killed: the service stopped"
+#define NO_START "cannot start a worker process"
+
+/* A message on its way to a worker process, and back. */
+/* Where the outputs of a message whose result says it emitted (ring.c) stand. */
+enum { EMITS_NONE, EMITS_IN, EMITS_BAD };
+
+typedef struct entry {
+    tl_task *task;
+    tl_rec *rec;
+    uint64_t seq; /* its number in the process it was sent to (from 1) */
+    int emits;    /* EMITS_*: its 'E' frame taken (or dropped), or unreadable */
+    int err;      /* its result, while it waits in its slot's done queue */
+    struct entry *next;
+} entry;
+
+typedef struct queue {
+    entry *head, *tail;
+    size_t n;
+} queue;
+
+typedef struct slot {
+    struct tl_procs *all;
+    tl_proc_id id;     /* pid 0 and fd -1: none */
+    tl_ring *ring;     /* its process's messages and results */
+    queue sent;        /* in order; the head is the one running */
+    queue done;        /* results taken, their tasks to complete with mu let go */
+    tl_frame_out out;  /* frames to write on the socket (too large for the ring) */
+    tl_frame_in in;    /* what the process writes: wake-ups and outputs (reader) */
+    bool want_emits;   /* the running one's result is in, its outputs not yet */
+    bool asleep;       /* its ring is marked asleep for the reader's wait */
+    uint64_t nsent;    /* messages sent to this process */
+    int64_t cancel_at; /* when the running one was told to cancel (ms), or -1 */
+    uint64_t killed;   /* killed by the service while this message ran, or 0 */
+    bool starting;     /* the reader is to start a process */
+} slot;
+
+struct tl_procs {
+    tl_service *svc;
+    tl_route_state *route;
+    pthread_mutex_t mu;
+    tl_ring *rings;       /* the slots' rings, in one shared mapping */
+    tl_recycler *entries; /* taken on the loop thread, given back by any */
+    queue backlog;        /* waiting for room in a process */
+    bool closed;          /* the service ends: nothing more is sent */
+    int wake_fd;          /* an eventfd: a slot is to start, or the route stops */
+    struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
+    bool reader_started;  /* joined by tl__procs_stop */
+    pthread_t reader;
+    size_t nslots;
+    slot slots[];
+};
+
+/* Appends e to q. */
+void tl__procq_push(queue *q, entry *e);
+
+/* Takes q's first entry, or NULL. */
+entry *tl__procq_pop(queue *q);
+
+/* Completes the entry's task (text NULL or empty: none) and frees the entry (mu may
+ * be held: the task's callbacks run later, on the loop thread). */
+void tl__procs_finish(struct tl_procs *all, entry *e, int err, const char *text);
+
+/* Sends the slot what the backlog holds, up to its cap, if it has a process (mu held). */
+void tl__procs_refill(slot *s);
+
+/* Has the slot's process see what was sent (mu held): writes the socket's frames and
+ * wakes the process if it sleeps. */
+void tl__procs_write_out(slot *s);
+
+/* Has the reader look again at once (from a thread other than the reader). */
+void tl__procs_wake_reader(struct tl_procs *all);
+
+/* The route's reader thread (arg: the route's struct tl_procs), until the route stops. */
+void *tl__procs_reader(void *arg);
+
+#endif
