@@ -1,7 +1,8 @@
 /*
- * What procs.c (the service's side of isolation: process, and where each message
- * goes) and procs_reader.c (the route's reader thread) share: a route's slots, its
- * backlog, and the few functions each calls of the other. Thread rules as procs.c's.
+ * What procs.c (the service's side of isolation: process), procs_reader.c (the
+ * route's reader thread) and procs_slots.c (the slots' queues, and where each message
+ * goes) share. procs.c calls the other two, procs_reader.c calls procs_slots.c,
+ * which calls neither. Thread rules as procs.c's.
  */
 #ifndef TL_PROCS_INT_H
 #define TL_PROCS_INT_H
@@ -84,6 +85,14 @@ void tl__procs_refill(slot *s);
 /* Has the slot's process see what was sent (mu held): writes the socket's frames and
  * wakes the process if it sleeps. */
 void tl__procs_write_out(slot *s);
+
+/* The slot the next message goes to (mu held): the first with a process and room
+ * under its cap, or NULL (the message waits in the backlog). */
+slot *tl__procs_pick(struct tl_procs *all);
+
+/* The room grow counts in a slot that has or is starting a process (mu held): up to
+ * its cap for a process known to run its handlers fast, one for any other. */
+size_t tl__procs_room(slot *s);
 
 /* Has the reader look again at once (from a thread other than the reader). */
 void tl__procs_wake_reader(struct tl_procs *all);

@@ -1,0 +1,160 @@
+/*
+ * The slots of isolation: process (see procs.c): their queues, sending a message to a
+ * slot's process, and where each message goes (how many a slot may hold, which slot
+ * takes the next). Called by procs.c and procs_reader.c, calling neither. Thread rules
+ * as procs.c's: all under the route's mu.
+ */
+#include "procs_int.h"
+
+#include <stdlib.h>
+
+void tl__procq_push(queue *q, entry *e)
+{
+    e->next = NULL;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->n++;
+}
+
+entry *tl__procq_pop(queue *q)
+{
+    entry *e = q->head;
+    if (!e)
+        return NULL;
+    q->head = e->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->n--;
+    return e;
+}
+
+/* Completes the entry's task (text NULL or empty: none) and frees the entry. Safe
+ * under mu: the task's callbacks run later, on the loop thread. */
+void tl__procs_finish(struct tl_procs *all, entry *e, int err, const char *text)
+{
+    if (text && text[0])
+        tl_task_set_error_text(e->task, text);
+    tl_task_complete(e->task, NULL, err);
+    tl_recycler_put(all->entries, e);
+}
+
+/* Sends the entry to the slot's process (mu held): into its ring, or, too large for
+ * that, into the slot's out buffer, which write_out writes. */
+static void send_to(slot *s, entry *e)
+{
+    size_t at = s->out.n;
+    if (tl__frame_put_msg(&s->out, e->rec->msg, e->rec->attempt) == TL_ENOMEM) {
+        tl__procs_finish(s->all, e, TL_ENOMEM, "message too large for a worker process");
+        return;
+    }
+    if (tl__ring_push(s->ring, s->out.p + at, s->out.n - at))
+        s->out.n = at;
+    e->seq = ++s->nsent;
+    e->emits = EMITS_NONE;
+    tl__procq_push(&s->sent, e);
+    tl_task_set_started_ns(e->task, s->sent.n == 1 ? tl_clock_ns() : 0);
+}
+
+/* Has the slot's process see what send_to sent (mu held): writes the frames of the
+ * out buffer, and wakes the process if it sleeps. A write to a process that is gone
+ * counts as done (its reader sees the end). */
+void tl__procs_write_out(slot *s)
+{
+    tl__frame_flush(s->id.fd, &s->out);
+    tl__ring_req_wake(s->ring);
+}
+
+/* How many messages the slot's process may have: fewer once a handler ran long. */
+static size_t ahead(slot *s)
+{
+    return tl__ring_slow(s->ring) ? TL_PROC_AHEAD_SLOW : TL_PROC_AHEAD;
+}
+
+/* Whether the slot's process is known to run its handlers fast: a result came back
+ * since it started, and the last handler did not run long. */
+static bool known_fast(slot *s)
+{
+    return s->nsent > s->sent.n && !tl__ring_slow(s->ring);
+}
+
+/* Whether the slot could take a message at once: its process has none, or one is
+ * starting for it (mu held). */
+static bool is_free(const struct tl_procs *all, const slot *s)
+{
+    return s->id.fd >= 0 ? s->sent.n == 0 : s->starting && !all->closed;
+}
+
+/* How many slots are free (mu held). */
+static size_t count_free(const struct tl_procs *all)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < all->nslots; i++)
+        n += is_free(all, &all->slots[i]);
+    return n;
+}
+
+/*
+ * How many messages the slot may hold now (mu held). Handlers not known to be fast
+ * (none has returned yet, or the last ran long) get one message to a process while
+ * another process is free or starting, so that slow ones run side by side rather
+ * than queue behind one another; with none free, TL_PROC_AHEAD_SLOW, so that a
+ * process never waits for the service between two. Fast ones get TL_PROC_AHEAD and
+ * are packed into the first processes (see pick).
+ */
+static size_t cap(slot *s, bool other_free)
+{
+    return known_fast(s) || !other_free ? ahead(s) : 1;
+}
+
+/* Whether a slot other than s is free, of nfree free ones (count_free). */
+static bool other_free(const struct tl_procs *all, const slot *s, size_t nfree)
+{
+    return nfree > (is_free(all, s) ? 1u : 0u);
+}
+
+/* Sends the slot what the backlog holds, up to its room, if it has a process (mu
+ * held). A message whose attempt was cancelled before it went (its partition
+ * revoked) never goes. */
+void tl__procs_refill(slot *s)
+{
+    queue *backlog = &s->all->backlog;
+    if (s->id.fd < 0 || s->all->closed || !backlog->head)
+        return;
+    /* The other slots stay as they are meanwhile. */
+    bool others = other_free(s->all, s, count_free(s->all));
+    while (backlog->head && s->sent.n < cap(s, others)) {
+        entry *e = tl__procq_pop(backlog);
+        if (tl_cancelled(e->task))
+            tl__procs_finish(s->all, e, TL_ECANCELED, NULL);
+        else
+            send_to(s, e);
+    }
+}
+
+/*
+ * The slot a message goes to (mu held): the first with a process and room under its
+ * cap, or NULL (the message waits in the backlog for a result, or for a process grow
+ * starts). Fast handlers are so packed into few processes: each process woken for a
+ * few messages costs two wake-ups a round, more than a no-op handler costs (on 2 cores
+ * one worker process ran no-op messages half again as fast as four sharing them); a
+ * packed process that falls behind fills up, and the next takes the rest.
+ */
+slot *tl__procs_pick(struct tl_procs *all)
+{
+    size_t nfree = count_free(all);
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        if (s->id.fd >= 0 && s->sent.n < cap(s, other_free(all, s, nfree)))
+            return s;
+    }
+    return NULL;
+}
+
+size_t tl__procs_room(slot *s)
+{
+    size_t c = known_fast(s) ? ahead(s) : 1;
+    return s->sent.n < c ? c - s->sent.n : 0;
+}
