@@ -117,15 +117,29 @@ class Service:
             self.proc.wait(timeout=20)
 
 
+# Both read the page in one script: the page redraws on every poll, and an element
+# found in one call can be replaced before the next one reads it (a stale reference).
 def text(browser, element_id):
-    return browser.find_element(By.ID, element_id).text
+    return browser.execute_script(
+        "const e = document.getElementById(arguments[0]);"
+        "if (!e) throw new Error('no element ' + arguments[0]);"
+        "return e.innerText.trim();", element_id)
+
+
+def cells_of(browser, row_selector):
+    """The texts of the cells of the first row the selector finds."""
+    return browser.execute_script(
+        "const r = document.querySelector(arguments[0]);"
+        "if (!r) throw new Error('no row ' + arguments[0]);"
+        "return Array.from(r.querySelectorAll('td'), td => td.innerText.trim());", row_selector)
 
 
 def task_rows(browser):
     """The tasks table: (offset, stalled) per row."""
-    rows = browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")
-    return [(int(r.get_attribute("data-offset")), r.find_elements(By.TAG_NAME, "td")[8].text)
-            for r in rows]
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#tasks tbody tr'), r =>"
+        " [r.getAttribute('data-offset'), r.querySelectorAll('td')[8].innerText.trim()]);")
+    return [(int(offset), stalled) for offset, stalled in rows]
 
 
 def main():
@@ -173,8 +187,7 @@ def run(svc, browser):
     p50 = float(text(browser, "q-p50"))
     assert abs(p50 - stats["handler_duration_seconds"]["p50"] * 1000) < 0.01, p50
     part = stats["partitions"]["items"][0]
-    row = browser.find_element(By.CSS_SELECTOR, "#partitions tbody tr")
-    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    cells = cells_of(browser, "#partitions tbody tr")
     key = 'taskloop_committed_offset{source="in",topic="%s",partition="-1"}' % svc.endpoint
     assert int(cells[3]) == part["committed_offset"] == metrics[key] == 300, (cells, part)
     assert text(browser, "r0-in_flight") == "0" and text(browser, "r0-stalled_total") == "0"
@@ -192,8 +205,7 @@ def run(svc, browser):
                     lambda: [o for o, st in task_rows(browser) if st == "yes"], 10)
     until("the route's stall counted", lambda: text(browser, "r0-stalled_total") == "1")
     until("its reroute counted", lambda: text(browser, "r0-rerouted_total") == "1")
-    target = browser.find_element(By.CSS_SELECTOR, '#targets tr[data-target="memory:stalled"]')
-    assert target.find_elements(By.TAG_NAME, "td")[1].text == "1"
+    assert cells_of(browser, '#targets tr[data-target="memory:stalled"]')[1] == "1"
     assert svc.stats()["routes"][0]["rerouted_total"] == 1
     browser.save_screenshot("dashboard.png")
     until("it gone from the tasks table",
