@@ -1,12 +1,13 @@
 /*
  * Isolation: throughput of the built-in `work` handler on the memory source with
- * `isolation: thread` and `isolation: process`, for a no-op handler (`ms: 0`) and a
- * 1 ms one, 4 workers (-w), 4 partitions, ordering none. The clock runs from the service's
- * start (the worker processes are forked within it) until every message is settled.
+ * `isolation: thread` and `isolation: process`, for a no-op handler (`ms: 0`), a
+ * 1 ms one and one burning 20 us of CPU, 4 workers (-w), 4 partitions, ordering none.
+ * The clock runs from the service's start (the worker processes are forked within it)
+ * until every message is settled.
  *
- *   isolation [-n N] [-m MS] [-w W]   (default 50,000 no-op messages and a twentieth of
- *                              them at 1 ms; -m runs that handler cost alone, for
- *                              a profiler)
+ *   isolation [-n N] [-m MS | -s US] [-w W]   (default 50,000 no-op messages, a
+ *                              twentieth of them at 1 ms and a tenth at 20 us of CPU;
+ *                              -m or -s runs that handler cost alone, for a profiler)
  *
  * Thread rules: as bench_util.h.
  */
@@ -19,10 +20,10 @@
 #include "bench_util.h"
 #include <taskloop/memory.h>
 
-static double run_cell(uint64_t n, const char *isolation, int ms, int workers)
+static double run_cell(uint64_t n, const char *isolation, int ms, int spin_us, int workers)
 {
     char topic[64];
-    snprintf(topic, sizeof(topic), "bench-iso-%s-%d", isolation, ms);
+    snprintf(topic, sizeof(topic), "bench-iso-%s-%d-%d", isolation, ms, spin_us);
     for (uint64_t i = 0; i < n; i++)
         tl_memory_push(topic, (int32_t)(i % 4), NULL, "0123456789", 10);
     tl_registry *reg = NULL;
@@ -37,8 +38,8 @@ static double run_cell(uint64_t n, const char *isolation, int ms, int workers)
              "  in: { type: memory, name: %s, partitions: 4, batch: 1000 }\n"
              "routes:\n"
              "  - { source: in, handler: work, ordering: none, timeout: 30s,\n"
-             "      isolation: %s, params: { ms: \"%d\" } }\n",
-             workers, topic, isolation, ms);
+             "      isolation: %s, params: { ms: \"%d\", spin_us: \"%d\" } }\n",
+             workers, topic, isolation, ms, spin_us);
     bench_svc b;
     double rate = -1;
     int64_t start = bench_now_ns();
@@ -53,47 +54,71 @@ static double run_cell(uint64_t n, const char *isolation, int ms, int workers)
     return rate;
 }
 
+/* A handler cost: sleep ms, then burn spin_us of CPU; n_div: the cell runs n / n_div. */
+typedef struct cell {
+    const char *label;
+    int ms, spin_us;
+    uint64_t n_div;
+} cell;
+
 int main(int argc, char **argv)
 {
     uint64_t n = 50000;
-    int only = -1;
+    int only_ms = -1, only_spin = -1;
     int workers = 4;
     for (int i = 1; i < argc; i += 2) {
         if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
             n = strtoull(argv[i + 1], NULL, 10);
         } else if (i + 1 < argc && strcmp(argv[i], "-m") == 0) {
-            only = atoi(argv[i + 1]);
+            only_ms = atoi(argv[i + 1]);
+        } else if (i + 1 < argc && strcmp(argv[i], "-s") == 0) {
+            only_spin = atoi(argv[i + 1]);
         } else if (i + 1 < argc && strcmp(argv[i], "-w") == 0) {
             workers = atoi(argv[i + 1]);
         } else {
             bool help = strcmp(argv[i], "--help") == 0;
             fprintf(help ? stdout : stderr,
-                    "usage: isolation [-n MESSAGES] [-m HANDLER_MS (0 or 1)] [-w WORKERS]\n"
+                    "usage: isolation [-n MESSAGES] [-m HANDLER_MS (0 or 1) | -s SPIN_US] "
+                    "[-w WORKERS]\n"
                     "  thread against process isolation on the memory source; -n is the\n"
-                    "  no-op count (default 50000), the 1 ms cell runs n/20\n");
+                    "  no-op count (default 50000), the 1 ms cell runs n/20, the 20 us CPU\n"
+                    "  cell n/10; -m runs one sleeping cell alone, -s one CPU cell of that\n"
+                    "  many microseconds (n/10 messages)\n");
             return help ? 0 : 2;
         }
     }
-    static const int mss[] = {0, 1};
-    if (workers < 1 || workers > 64) {
-        fprintf(stderr, "isolation: -w takes 1 to 64 workers\n");
+    if (workers < 1 || workers > 64 || only_spin > 100000) {
+        fprintf(stderr, "isolation: -w takes 1 to 64 workers, -s at most 100000 us\n");
         return 2;
+    }
+    cell cells[] = {{"no-op", 0, 0, 1}, {"1 ms", 1, 0, 20}, {"20 us CPU", 0, 20, 10}};
+    char spin_label[32];
+    if (only_spin >= 0) {
+        snprintf(spin_label, sizeof(spin_label), "%d us CPU", only_spin);
+        cells[2] = (cell){spin_label, 0, only_spin, 10};
     }
     printf("isolation: `work` handler, %d workers, 4 partitions, ordering none; msgs/s\n", workers);
     printf("%-10s %10s %14s %14s %8s\n", "handler", "messages", "thread", "process", "ratio");
-    for (size_t i = 0; i < sizeof(mss) / sizeof(mss[0]); i++) {
-        if (only >= 0 && mss[i] != only)
+    for (size_t i = 0; i < sizeof(cells) / sizeof(cells[0]); i++) {
+        const cell *c = &cells[i];
+        bool spin_cell = c->spin_us > 0 || i == 2; /* the last cell burns CPU */
+        if ((only_ms >= 0 && (spin_cell || c->ms != only_ms)) || (only_spin >= 0 && !spin_cell))
             continue;
-        uint64_t cell_n = mss[i] ? n / 20 : n;
-        double t = run_cell(cell_n, "thread", mss[i], workers);
-        double p = run_cell(cell_n, "process", mss[i], workers);
-        const char *label = mss[i] ? "1 ms" : "no-op";
-        printf("%-10s %10" PRIu64 " %14.0f %14.0f %7.0f%%\n", label, cell_n, t, p,
+        uint64_t cell_n = n / c->n_div;
+        double t = run_cell(cell_n, "thread", c->ms, c->spin_us, workers);
+        double p = run_cell(cell_n, "process", c->ms, c->spin_us, workers);
+        printf("%-10s %10" PRIu64 " %14.0f %14.0f %7.0f%%\n", c->label, cell_n, t, p,
                t > 0 ? 100.0 * p / t : 0.0);
-        char variant[32];
-        snprintf(variant, sizeof(variant), "thread_%dms", mss[i]);
+        char variant[48];
+        if (spin_cell)
+            snprintf(variant, sizeof(variant), "thread_%dus_cpu", c->spin_us);
+        else
+            snprintf(variant, sizeof(variant), "thread_%dms", c->ms);
         bench_result("isolation", variant, "msgs_per_s", t);
-        snprintf(variant, sizeof(variant), "process_%dms", mss[i]);
+        if (spin_cell)
+            snprintf(variant, sizeof(variant), "process_%dus_cpu", c->spin_us);
+        else
+            snprintf(variant, sizeof(variant), "process_%dms", c->ms);
         bench_result("isolation", variant, "msgs_per_s", p);
     }
     return 0;

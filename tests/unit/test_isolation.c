@@ -526,6 +526,41 @@ static void slow_handlers_run_side_by_side_in_their_processes(void **state)
     assert_balanced(f);
 }
 
+/* Stalled messages when the quick ones pushed behind the slow one had completed. */
+static _Atomic uint64_t stalled_when_quick_done;
+
+/* Quick messages, then one that waits for its cancellation, then quick ones again. */
+static void script_quick_slow_quick(fx *f)
+{
+    STEP(wait_stat(f, STAT(completed), 200, 30000));
+    push(f, 0, NULL, "id=2 stall");
+    sleep_ms(300);
+    for (int i = 0; i < 20; i++)
+        push(f, 0, NULL, "id=3");
+    STEP(wait_stat(f, STAT(completed), 220, 30000));
+    atomic_store(&stalled_when_quick_done, stat_at(f, STAT(stalled)));
+    STEP(wait_for(f, all_settled, 30000));
+}
+
+/* Fast handlers are packed into few processes; one that then runs a message for long
+ * no longer counts as fast: the messages after it go to another process and complete
+ * while it runs (sent behind it, they would wait for its stall, 3 s later). */
+static void messages_after_a_long_one_in_a_fast_process_go_to_another(void **state)
+{
+    fx *f = *state;
+    start_workers(f, "iso.pack", 4, 1, "none", "3s", "    params: { ms: \"0\" }\n");
+    for (int i = 0; i < 200; i++)
+        push(f, 0, NULL, "id=1");
+    atomic_store(&stalled_when_quick_done, 99);
+    run(f, script_quick_slow_quick);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 220);
+    assert_int_equal(s.stalled, 1);
+    assert_int_equal(atomic_load(&stalled_when_quick_done), 0);
+    assert_balanced(f);
+}
+
 /* Waits for the first message's result, then for the stall of the second. */
 static void script_first_then_all(fx *f)
 {
@@ -594,6 +629,8 @@ int main(void)
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(
             a_message_waiting_behind_another_is_timed_from_its_own_start, setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(messages_after_a_long_one_in_a_fast_process_go_to_another,
+                                        setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(slow_handlers_run_side_by_side_in_their_processes,
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(messages_of_every_size_reach_the_process_whole_and_in_order,

@@ -47,32 +47,32 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* Has one more slot start a process when the backlog holds more than the processes
- * there are (and those starting) have room for, a process not known to be fast
- * counting room for one (mu held). False when no process is
- * there or coming, and none can be. */
+/* Has a slot start a process when tl__procs_to_start says so (mu held; the results'
+ * ages are the reader's to judge: fresh ones are not known here). False when no
+ * process is there or coming, and none can be. */
 static bool grow(struct tl_procs *all)
 {
-    size_t room = 0, live = 0;
-    slot *idle = NULL;
-    for (size_t i = 0; i < all->nslots; i++) {
-        slot *s = &all->slots[i];
-        if (s->id.fd >= 0 || s->starting) {
-            live++;
-            room += tl__procs_room(s);
-        } else if (!idle) {
-            idle = s;
-        }
-    }
-    if (!idle || all->backlog.n <= room)
+    slot *idle = tl__procs_to_start(all, 0);
+    if (!idle)
         return true;
     if (!all->reader_started && pthread_create(&all->reader, NULL, tl__procs_reader, all) == 0)
         all->reader_started = true;
-    if (!all->reader_started)
-        return live > 0;
+    if (!all->reader_started) {
+        for (size_t i = 0; i < all->nslots; i++)
+            if (all->slots[i].id.fd >= 0 || all->slots[i].starting)
+                return true;
+        return false;
+    }
     idle->starting = true;
     tl__procs_wake_reader(all);
     return true;
+}
+
+/* The cores less one (for the service's own threads), at least one. */
+static size_t fast_cap(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 2 ? (size_t)n - 1 : 1;
 }
 
 int tl__procs_init(tl_service *svc, tl_route_state *route)
@@ -86,7 +86,8 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
                              .nslots = n,
                              .rings = tl__rings_new(n),
                              .pfds = calloc(n + 1, sizeof(struct pollfd)),
-                             .wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
+                             .wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+                             .fast_cap = fast_cap()};
     if (!all->rings || !all->pfds || all->wake_fd < 0 ||
         tl_recycler_new(sizeof(entry), &all->entries) != 0) {
         tl__rings_free(all->rings, n);

@@ -65,6 +65,7 @@ struct tl_procs {
     struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
     bool reader_started;  /* joined by tl__procs_stop */
     pthread_t reader;
+    size_t fast_cap;      /* most processes for handlers known fast: the cores less one */
     size_t nslots;
     slot slots[];
 };
@@ -90,9 +91,16 @@ void tl__procs_write_out(slot *s);
  * under its cap, or NULL (the message waits in the backlog). */
 slot *tl__procs_pick(struct tl_procs *all);
 
-/* The room grow counts in a slot that has or is starting a process (mu held): up to
- * its cap for a process known to run its handlers fast, one for any other. */
-size_t tl__procs_room(slot *s);
+/* A fast process running one message this long counts as slow for tl__procs_to_start:
+ * the backlog then gets another process, the message may be a stuck one. */
+#define BUSY_LONG_NS (1000 * 1000)
+
+/* The slot that is to start a process (mu held), or NULL: one, when the backlog holds
+ * more than the processes there are (and those starting) have room for, a process not
+ * known to be fast counting room for one; none while fast_cap processes or more run
+ * and all are fast now (known fast; with now_ns, also running no message started
+ * BUSY_LONG_NS before it: the caller must have taken the results first). */
+slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns);
 
 /* Has the reader look again at once (from a thread other than the reader). */
 void tl__procs_wake_reader(struct tl_procs *all);

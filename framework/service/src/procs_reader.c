@@ -242,9 +242,10 @@ static void watch_cancel(slot *s)
 void tl__procs_wake_reader(struct tl_procs *all)
 {
     uint64_t one = 1;
-    if (write(all->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-        /* The reader looks again within IDLE_POLL_MS all the same. */
-    }
+    /* A full eventfd (EAGAIN) has a wake-up pending already; on any other failure the
+     * reader looks again within IDLE_POLL_MS all the same. */
+    ssize_t rc = write(all->wake_fd, &one, sizeof(one));
+    (void)rc;
 }
 
 /* Looks after one slot (mu held; let go while tasks complete, a process starts):
@@ -293,15 +294,15 @@ static void wait_all(struct tl_procs *all)
     pthread_mutex_unlock(&all->mu);
     int n = poll(pf, all->nslots + 1, wait);
     if (n > 0 && (pf[0].revents & POLLIN)) {
+        /* Resets the count; what woke the reader is looked at below in any case. */
         uint64_t count;
-        if (read(all->wake_fd, &count, sizeof(count)) < 0) {
-            /* Nonblocking: another read took it. */
-        }
+        ssize_t rc = read(all->wake_fd, &count, sizeof(count));
+        (void)rc;
     }
     pthread_mutex_lock(&all->mu);
     for (size_t i = 0; i < all->nslots; i++) {
         slot *s = &all->slots[i];
-        if (s->id.fd < 0 || s->id.fd != pf[i + 1].fd)
+        if (s->id.fd < 0) /* only the reader changes a slot's fd: pf[i + 1] is its own */
             continue;
         if (s->asleep)
             tl__ring_awake(s->ring);
@@ -338,6 +339,13 @@ void *tl__procs_reader(void *arg)
     for (;;) {
         for (size_t i = 0; i < all->nslots; i++)
             tend(&all->slots[i]);
+        /* With the results just taken, a fast process on one message for long is seen:
+         * what waits behind it gets another process, as it would for a slow one. */
+        slot *more = tl__procs_to_start(all, tl_clock_ns());
+        if (more) {
+            more->starting = true;
+            continue;
+        }
         /* Stopping and idle: tl__procs_free closes the sockets, the processes exit. */
         if (all_idle_closed(all))
             break;

@@ -67,17 +67,23 @@ void tl__procs_write_out(slot *s)
     tl__ring_req_wake(s->ring);
 }
 
-/* How many messages the slot's process may have: fewer once a handler ran long. */
-static size_t ahead(slot *s)
-{
-    return tl__ring_slow(s->ring) ? TL_PROC_AHEAD_SLOW : TL_PROC_AHEAD;
-}
-
 /* Whether the slot's process is known to run its handlers fast: a result came back
  * since it started, and the last handler did not run long. */
 static bool known_fast(slot *s)
 {
     return s->nsent > s->sent.n && !tl__ring_slow(s->ring);
+}
+
+/* Whether the slot's process is fast now: known fast, and (now_ns not 0) not running a
+ * message that started BUSY_LONG_NS or more before now_ns (as the reader last saw it). */
+static bool fast_now(slot *s, int64_t now_ns)
+{
+    if (!known_fast(s))
+        return false;
+    if (!now_ns || !s->sent.head)
+        return true;
+    int64_t since = tl_task_started_ns(s->sent.head->task);
+    return since <= 0 || now_ns - since < BUSY_LONG_NS;
 }
 
 /* Whether the slot could take a message at once: its process has none, or one is
@@ -97,22 +103,42 @@ static size_t count_free(const struct tl_procs *all)
 }
 
 /*
- * How many messages the slot may hold now (mu held). Handlers not known to be fast
- * (none has returned yet, or the last ran long) get one message to a process while
- * another process is free or starting, so that slow ones run side by side rather
- * than queue behind one another; with none free, TL_PROC_AHEAD_SLOW, so that a
- * process never waits for the service between two. Fast ones get TL_PROC_AHEAD and
- * are packed into the first processes (see pick).
+ * How many messages the slot may hold now (mu held, now_ns as fast_now's). Handlers
+ * not fast now (none has returned yet, the last ran long, or the one running has run
+ * BUSY_LONG_NS) get one message to a process while another process is free or
+ * starting, so that slow ones run side by side rather than queue behind one another;
+ * with none free, TL_PROC_AHEAD_SLOW, so that a process never waits for the service
+ * between two. Fast ones get TL_PROC_AHEAD and are packed into the first processes
+ * (see pick).
  */
-static size_t cap(slot *s, bool other_free)
+static size_t cap(slot *s, bool other_free, int64_t now_ns)
 {
-    return known_fast(s) || !other_free ? ahead(s) : 1;
+    if (fast_now(s, now_ns))
+        return TL_PROC_AHEAD;
+    return other_free ? 1 : TL_PROC_AHEAD_SLOW;
 }
 
 /* Whether a slot other than s is free, of nfree free ones (count_free). */
 static bool other_free(const struct tl_procs *all, const slot *s, size_t nfree)
 {
     return nfree > (is_free(all, s) ? 1u : 0u);
+}
+
+/* Whether messages skip slot s (mu held, now_ns the clock): fast_cap processes before
+ * it are all fast now, so that fast handlers are packed into as many processes as
+ * there are cores for them; the others wait idle for one of those to run long. */
+static bool packed_out(const struct tl_procs *all, const slot *s, int64_t now_ns)
+{
+    size_t fast = 0;
+    for (const slot *t = all->slots; t < s; t++) {
+        if (t->id.fd < 0)
+            continue;
+        if (!fast_now((slot *)t, now_ns))
+            return false;
+        if (++fast >= all->fast_cap)
+            return true;
+    }
+    return false;
 }
 
 /* Sends the slot what the backlog holds, up to its room, if it has a process (mu
@@ -123,9 +149,12 @@ void tl__procs_refill(slot *s)
     queue *backlog = &s->all->backlog;
     if (s->id.fd < 0 || s->all->closed || !backlog->head)
         return;
+    int64_t now = tl_clock_ns();
+    if (packed_out(s->all, s, now))
+        return;
     /* The other slots stay as they are meanwhile. */
     bool others = other_free(s->all, s, count_free(s->all));
-    while (backlog->head && s->sent.n < cap(s, others)) {
+    while (backlog->head && s->sent.n < cap(s, others, now)) {
         entry *e = tl__procq_pop(backlog);
         if (tl_cancelled(e->task))
             tl__procs_finish(s->all, e, TL_ECANCELED, NULL);
@@ -140,21 +169,53 @@ void tl__procs_refill(slot *s)
  * starts). Fast handlers are so packed into few processes: each process woken for a
  * few messages costs two wake-ups a round, more than a no-op handler costs (on 2 cores
  * one worker process ran no-op messages half again as fast as four sharing them); a
- * packed process that falls behind fills up, and the next takes the rest.
+ * packed process that falls behind fills up, and the next takes the rest, up to
+ * fast_cap processes (packed_out): past the cores, more only share them.
  */
 slot *tl__procs_pick(struct tl_procs *all)
 {
     size_t nfree = count_free(all);
+    int64_t now = tl_clock_ns();
     for (size_t i = 0; i < all->nslots; i++) {
         slot *s = &all->slots[i];
-        if (s->id.fd >= 0 && s->sent.n < cap(s, other_free(all, s, nfree)))
+        if (s->id.fd < 0)
+            continue;
+        if (packed_out(all, s, now))
+            return NULL;
+        if (s->sent.n < cap(s, other_free(all, s, nfree), now))
             return s;
     }
     return NULL;
 }
 
-size_t tl__procs_room(slot *s)
+/* The room a slot that has or is starting a process counts for tl__procs_to_start:
+ * up to its cap for a process fast now, one for any other. */
+static size_t room(slot *s, int64_t now_ns)
 {
-    size_t c = known_fast(s) ? ahead(s) : 1;
+    size_t c = fast_now(s, now_ns) ? TL_PROC_AHEAD : 1;
     return s->sent.n < c ? c - s->sent.n : 0;
+}
+
+slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns)
+{
+    size_t space = 0, live = 0;
+    bool all_fast = true;
+    slot *idle = NULL;
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        if (s->id.fd >= 0 || s->starting) {
+            live++;
+            space += room(s, now_ns);
+            all_fast = all_fast && s->id.fd >= 0 && fast_now(s, now_ns);
+        } else if (!idle) {
+            idle = s;
+        }
+    }
+    if (!idle || all->closed || all->backlog.n <= space)
+        return NULL;
+    /* Fast handlers' processes past the cores there are only share them: each wakes
+     * and sleeps for a few messages, and the service's threads get less of the CPU. */
+    if (live >= all->fast_cap && all_fast)
+        return NULL;
+    return idle;
 }
