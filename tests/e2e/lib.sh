@@ -232,7 +232,8 @@ e2e_produce() { # TOPIC N [options...]
 e2e_service_env=()
 e2e_service_defaults() { # TOPIC GROUP STALL DLQ
   e2e_service_env=(KAFKA="$BOOTSTRAP" TL_TOPIC="$1" TL_GROUP="$2" TL_STALL_TOPIC="$3"
-    TL_DLQ_TOPIC="$4" TL_ADMIN=127.0.0.1:0 TL_WORKERS="${E2E_WORKERS:-8}" TL_MAX_IN_FLIGHT="${E2E_MAX_IN_FLIGHT:-1000}")
+    TL_DLQ_TOPIC="$4" TL_ADMIN=127.0.0.1:0 TL_WORKERS="${E2E_WORKERS:-8}" TL_MAX_IN_FLIGHT="${E2E_MAX_IN_FLIGHT:-1000}"
+    TL_SHARDS="${E2E_SHARDS:-1}")
 }
 
 # Starts `taskloop run` of the compose config as instance ID, recording into

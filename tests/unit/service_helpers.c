@@ -182,6 +182,23 @@ void start(fx *f, const char *topic, opts o)
     start_yaml(f, topic, text);
 }
 
+/* TL_TEST_SHARDS=N runs each service on N shards, unless its config says how many or
+ * a route asks for what shards refuse (`taskloop check` tells; see loop.shards). */
+static void test_shards(tl_config *cfg)
+{
+    const char *env = getenv("TL_TEST_SHARDS");
+    unsigned n = env ? (unsigned)atoi(env) : 0;
+    if (n <= 1 || n > TL_CONFIG_MAX_SHARDS || cfg->shards != 1)
+        return;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const tl_config_route *r = &cfg->routes[i];
+        if (r->isolation == TL_ISOLATE_PROCESS || r->exactly_once || r->rate_count > 0 ||
+            r->breaker_failures > 0)
+            return;
+    }
+    cfg->shards = n;
+}
+
 void start_yaml(fx *f, const char *topic, const char *yaml)
 {
     snprintf(f->topic, sizeof(f->topic), "%s", topic);
@@ -189,6 +206,7 @@ void start_yaml(fx *f, const char *topic, const char *yaml)
     if (rc)
         tl_diag_print(&f->diag, stderr);
     assert_int_equal(rc, 0);
+    test_shards(f->cfg);
     char err[256] = "";
     rc = tl_service_new(f->cfg, f->reg, NULL, &f->svc, err, sizeof(err));
     if (rc)
@@ -307,10 +325,22 @@ size_t ncalls(fx *f)
 
 const call *find_call(fx *f, int32_t partition, int64_t offset)
 {
-    for (size_t i = 0; i < f->ncalls; i++)
+    const call *c = NULL;
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; !c && i < f->ncalls; i++)
         if (f->calls[i].partition == partition && f->calls[i].offset == offset)
-            return &f->calls[i];
-    return NULL;
+            c = &f->calls[i];
+    pthread_mutex_unlock(&f->mu);
+    return c;
+}
+
+bool call_ended(fx *f, int32_t partition, int64_t offset)
+{
+    const call *c = find_call(f, partition, offset);
+    pthread_mutex_lock(&f->mu);
+    bool ended = c && c->end_ms;
+    pthread_mutex_unlock(&f->mu);
+    return ended;
 }
 
 void assert_header(const tl_memory_record *r, const char *name, const char *value)

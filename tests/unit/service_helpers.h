@@ -157,8 +157,12 @@ void script_until_all_settled(fx *f);
 /* Calls recorded so far. */
 size_t ncalls(fx *f);
 
-/* The first call of the message at (partition, offset), or NULL. */
+/* The first call of the message at (partition, offset), or NULL. Its fields change
+ * while the handler runs: scripts read them through call_ended. */
 const call *find_call(fx *f, int32_t partition, int64_t offset);
+
+/* Whether the first call of the message at (partition, offset) has returned. */
+bool call_ended(fx *f, int32_t partition, int64_t offset);
 
 /* Every offset below n (at most 64) of partition p was handled to the end at least once. */
 bool part_done(fx *f, int32_t p, int64_t n);

@@ -178,9 +178,10 @@ static void init_sees_the_params_and_each_worker_is_set_up_and_torn_down_once(vo
     assert_int_equal(l->calls, 30);
     assert_int_equal(l->calls_unready, 0);
     assert_int_equal(l->finis, 0);
+    int loops = (int)f->cfg->shards; /* each shard has the workers (TL_TEST_SHARDS) */
     free_service(f);
-    assert_threads_paired(l, 3);
-    for (int i = 0; i < 3; i++)
+    assert_threads_paired(l, 3 * loops);
+    for (int i = 0; i < 3 * loops; i++)
         assert_false(pthread_equal(l->started[i], pthread_self()));
     assert_int_equal(l->inits, 1);
     assert_int_equal(l->finis, 1);
@@ -218,9 +219,10 @@ static void a_worker_added_in_place_of_a_stuck_one_is_set_up_and_torn_down_too(v
     assert_int_equal(f->bad_line, 0);
     uint64_t replaced = stats(f).replaced_workers;
     assert_true(replaced >= 1);
+    int loops = (int)f->cfg->shards;
     free_service(f);
     life *l = life_of(f);
-    assert_threads_paired(l, 1 + (int)replaced);
+    assert_threads_paired(l, loops + (int)replaced);
     assert_int_equal(l->calls_unready, 0);
     assert_int_equal(l->finis, 1);
 }
@@ -234,15 +236,17 @@ static void an_inline_route_is_set_up_on_the_thread_running_the_service(void **s
         push(f, 0, NULL, "ok");
     run(f, script_until_all_settled);
     life *l = life_of(f);
-    /* Set up and torn down around the run, on this thread; no worker runs the route. */
-    assert_int_equal(l->thread_inits, 1);
-    assert_int_equal(l->thread_finis, 1);
-    assert_true(pthread_equal(l->started[0], pthread_self()));
-    assert_true(pthread_equal(l->stopped[0], pthread_self()));
+    /* Set up and torn down around the run, on this thread (and each other shard's loop
+     * thread, with TL_TEST_SHARDS); no worker runs the route. */
+    int loops = (int)f->cfg->shards, here = 0;
+    assert_threads_paired(l, loops);
+    for (int i = 0; i < loops; i++)
+        here += pthread_equal(l->started[i], pthread_self()) != 0;
+    assert_int_equal(here, 1);
     assert_int_equal(l->calls, 5);
     assert_int_equal(l->calls_unready, 0);
     free_service(f);
-    assert_int_equal(l->thread_inits, 1);
+    assert_int_equal(l->thread_inits, loops);
     assert_int_equal(l->finis, 1);
 }
 

@@ -247,8 +247,7 @@ static void a_lost_partition_runs_nothing_it_had_not_started(void **state)
 
 static bool p0_retry_waits_and_other_done(fx *f)
 {
-    const call *c = find_call(f, 0, 0);
-    return c && c->end_ms && handled_p0(f, 1) == 1;
+    return call_ended(f, 0, 0) && handled_p0(f, 1) == 1;
 }
 
 static void script_revoke_during_backoff(fx *f)

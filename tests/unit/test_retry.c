@@ -192,7 +192,7 @@ static void push_retry(fx *f, int32_t partition, const char *payload, long long 
 
 static bool one_waiting(fx *f)
 {
-    return stats(f).retries_waiting == 1 && f->ncalls >= 1;
+    return stats(f).retries_waiting == 1 && ncalls(f) >= 1;
 }
 
 static void script_waiting_then_settled(fx *f)
@@ -224,7 +224,7 @@ static void a_retry_not_yet_due_holds_no_worker_and_no_message_behind_it(void **
 
 static bool three_done(fx *f)
 {
-    return f->ncalls >= 3 && all_settled(f);
+    return ncalls(f) >= 3 && all_settled(f);
 }
 
 static void script_three_done(fx *f)
@@ -264,7 +264,7 @@ static bool none_waiting(fx *f)
 
 static bool one_done(fx *f)
 {
-    return f->ncalls >= 1 && all_settled(f);
+    return ncalls(f) >= 1 && all_settled(f);
 }
 
 /* Revoked while it waits: dropped unrun and uncommitted; assigned again, it comes back,

@@ -214,7 +214,7 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
 /* Milliseconds since the loop's last housekeeping round; -1 before the first. */
 static int64_t since_heartbeat(tl_service *svc)
 {
-    int64_t hb = atomic_load_explicit(&svc->heartbeat_ms, memory_order_relaxed);
+    int64_t hb = tl__heartbeat_ms(svc);
     return hb ? tl_clock_ns() / 1000000 - hb : -1;
 }
 
@@ -236,7 +236,9 @@ static enum MHD_Result serve_readyz(tl_admin *a, struct MHD_Connection *c)
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: starting\n");
     if (atomic_load(&svc->stopping))
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: draining\n");
-    if (!atomic_load(&svc->st.healthy))
+    tl_service_stats st;
+    tl_service_stats_get(svc, &st);
+    if (!st.healthy)
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                           "not ready: unhealthy, stuck-worker cap (%u) exceeded\n",
                           svc->cfg->max_replaced_workers);

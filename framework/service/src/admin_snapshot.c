@@ -103,9 +103,12 @@ static void take_routes(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
         o->handler = r->cfg->handler;
         o->on_stall = r->on_stall ? r->on_stall->name : NULL;
         o->on_error = r->on_error ? r->on_error->name : NULL;
-        o->stalled = atomic_load_explicit(&r->stalled, memory_order_relaxed);
-        o->rerouted = atomic_load_explicit(&r->rerouted, memory_order_relaxed);
-        o->late = atomic_load_explicit(&r->late, memory_order_relaxed);
+        for (size_t k = 0; k < svc->nshards; k++) {
+            const tl_route_state *sr = &tl__shard_at(svc, k)->routes[i];
+            o->stalled += atomic_load_explicit(&sr->stalled, memory_order_relaxed);
+            o->rerouted += atomic_load_explicit(&sr->rerouted, memory_order_relaxed);
+            o->late += atomic_load_explicit(&sr->late, memory_order_relaxed);
+        }
         o->rate_waits = atomic_load_explicit(&r->rate_waits, memory_order_relaxed);
         o->rate_waiting =
             r->rate.on ? atomic_load_explicit(&r->rate_waiting, memory_order_relaxed) : -1;
@@ -120,28 +123,33 @@ static void take_routes(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
     free(live);
 }
 
+/* Adds a histogram into o (zeroed first): each shard has its own. */
 static void hist_take(const tl_histogram *h, tl_admin_hist *o)
 {
     /* Buckets first, then the count from them, so that the two always agree. */
     for (size_t i = 0; i <= TL_HIST_NBOUNDS; i++) {
-        o->buckets[i] = atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-        o->count += o->buckets[i];
+        uint64_t b = atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        o->buckets[i] += b;
+        o->count += b;
     }
-    o->sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+    o->sum_ns += atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
 }
 
 int tl__admin_snap_take(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s)
 {
     memset(s, 0, sizeof(*s));
     tl_service_stats_get(svc, &s->st);
-    s->workers = tl_loop_workers(svc->loop);
     int64_t now_ms = tl_clock_ns() / 1000000;
-    int64_t hb = atomic_load_explicit(&svc->heartbeat_ms, memory_order_relaxed);
+    int64_t hb = tl__heartbeat_ms(svc);
     s->heartbeat_age_ms = hb ? now_ms - hb : -1;
     s->stopping = atomic_load(&svc->stopping);
     s->clock_ms = now_ms;
-    hist_take(&svc->handler_seconds, &s->handler);
-    hist_take(&svc->retry_lateness, &s->lateness);
+    for (size_t k = 0; k < svc->nshards; k++) {
+        tl_service *sh = tl__shard_at(svc, k);
+        s->workers += tl_loop_workers(sh->loop);
+        hist_take(&sh->handler_seconds, &s->handler);
+        hist_take(&sh->retry_lateness, &s->lateness);
+    }
     s->targets = copy_list(svc, fill_targets, sizeof(*s->targets), &s->ntargets);
     s->nroutes = svc->nroutes;
     s->routes = calloc(s->nroutes + 1, sizeof(*s->routes));

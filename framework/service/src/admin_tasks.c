@@ -169,23 +169,53 @@ static bool snap_wait(_Atomic bool *closing, snap_req *r)
     return done;
 }
 
-/* The snapshot as JSON text with a final newline (malloc'd), or NULL. */
-static char *snap_json(const snap_req *r)
+/* A task of one shard's snapshot. */
+typedef struct shard_entry {
+    const snap_entry *e;
+    size_t shard;
+} shard_entry;
+
+/* The oldest first. */
+static int by_age(const void *x, const void *y)
 {
+    const shard_entry *a = x, *b = y;
+    return a->e->age_ms < b->e->age_ms ? 1 : a->e->age_ms > b->e->age_ms ? -1 : 0;
+}
+
+/* The snapshots of the n shards as JSON text with a final newline (malloc'd), or NULL;
+ * with more than one, each task says its shard. */
+static char *snap_json(snap_req *const *r, size_t n)
+{
+    size_t total = 0, listed = 0;
+    for (size_t k = 0; k < n; k++) {
+        total += r[k]->total;
+        listed += r[k]->n;
+    }
     json_t *root = json_object();
     json_t *list = json_array();
-    if (!root || !list) {
+    shard_entry *all = calloc(listed + 1, sizeof(*all));
+    if (!root || !list || !all) {
         json_decref(root);
         json_decref(list);
+        free(all);
         return NULL;
     }
-    json_object_set_new(root, "total", json_integer((json_int_t)r->total));
-    json_object_set_new(root, "truncated", json_boolean(r->total > r->n));
-    for (size_t i = 0; i < r->n; i++) {
-        const snap_entry *e = &r->items[i];
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < r[k]->n; i++)
+            all[m++] = (shard_entry){&r[k]->items[i], k};
+    qsort(all, m, sizeof(*all), by_age);
+    if (m > TASKS_CAP)
+        m = TASKS_CAP;
+    json_object_set_new(root, "total", json_integer((json_int_t)total));
+    json_object_set_new(root, "truncated", json_boolean(total > m));
+    for (size_t i = 0; i < m; i++) {
+        const snap_entry *e = all[i].e;
         json_t *t = json_pack("{s:I, s:s, s:I, s:s?}", "id", (json_int_t)e->id, "state",
                               tl_task_state_name(e->state), "age_ms", (json_int_t)e->age_ms, "name",
                               e->name);
+        if (t && n > 1)
+            json_object_set_new(t, "shard", json_integer((json_int_t)all[i].shard));
         /* A handler's task says which message it works on. */
         if (t && e->has_msg)
             json_object_set_new(
@@ -197,6 +227,7 @@ static char *snap_json(const snap_req *r)
                           (int)e->msg.attempt, "stalled", e->msg.stalled));
         json_array_append_new(list, t);
     }
+    free(all);
     json_object_set_new(root, "tasks", list);
     return tl__admin_json_text(root, JSON_INDENT(1));
 }
@@ -236,33 +267,55 @@ static int snap_ask(tl_service *svc, _Atomic bool *closing, snap_req *r)
 int tl__admin_tasks(tl_service *svc, _Atomic bool *closing, char **json)
 {
     *json = NULL;
-    snap_req *r = snap_new();
-    if (!r)
-        return TL_ENOMEM;
-    int rc = snap_ask(svc, closing, r);
+    snap_req *reqs[TL_CONFIG_MAX_SHARDS] = {0};
+    size_t n = 0;
+    int rc = 0;
+    /* One loop after the other: each answers for its own tasks. */
+    for (; rc == 0 && n < svc->nshards; n++) {
+        reqs[n] = snap_new();
+        rc = reqs[n] ? snap_ask(tl__shard_at(svc, n), closing, reqs[n]) : TL_ENOMEM;
+        if (rc)
+            reqs[n] = NULL; /* freed by snap_ask, or never made */
+    }
+    if (rc == 0)
+        *json = snap_json(reqs, n);
+    for (size_t k = 0; k < n; k++)
+        if (reqs[k])
+            snap_unref(reqs[k]);
     if (rc)
         return rc;
-    *json = snap_json(r);
-    snap_unref(r);
     return *json ? 0 : TL_ENOMEM;
 }
 
 int tl__admin_route_live(tl_service *svc, _Atomic bool *closing, tl_route_live *out)
 {
-    snap_req *r = snap_new();
-    if (!r)
-        return TL_ENOMEM;
-    r->svc = svc;
-    r->routes = calloc(svc->nroutes ? svc->nroutes : 1, sizeof(*r->routes));
-    if (!r->routes) {
-        r->refs = 1;
+    memset(out, 0, svc->nroutes * sizeof(*out));
+    for (size_t k = 0; k < svc->nshards; k++) {
+        tl_service *sh = tl__shard_at(svc, k);
+        snap_req *r = snap_new();
+        if (!r)
+            return TL_ENOMEM;
+        r->svc = sh;
+        r->routes = calloc(sh->nroutes ? sh->nroutes : 1, sizeof(*r->routes));
+        if (!r->routes) {
+            r->refs = 1;
+            snap_unref(r);
+            return TL_ENOMEM;
+        }
+        int rc = snap_ask(sh, closing, r);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < sh->nroutes; i++) {
+            out[i].in_flight += r->routes[i].in_flight;
+            out[i].running += r->routes[i].running;
+            out[i].rerouting += r->routes[i].rerouting;
+            out[i].emitting += r->routes[i].emitting;
+            out[i].due_wait += r->routes[i].due_wait;
+            out[i].gated += r->routes[i].gated;
+            out[i].stalled += r->routes[i].stalled;
+            out[i].stuck += r->routes[i].stuck;
+        }
         snap_unref(r);
-        return TL_ENOMEM;
     }
-    int rc = snap_ask(svc, closing, r);
-    if (rc)
-        return rc;
-    memcpy(out, r->routes, svc->nroutes * sizeof(*out));
-    snap_unref(r);
     return 0;
 }

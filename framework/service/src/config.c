@@ -141,6 +141,7 @@ static int load(const char *file, const char *base_dir, const char *text, size_t
                        .drain_timeout_ms = 10000,
                        .max_replaced_workers = 4,
                        .kept_back_mb = 64,
+                       .shards = 1,
                        .log_format = TL_LOG_LOGFMT,
                        .log_level = TL_LOG_INFO,
                        .mem = mem};

@@ -32,7 +32,7 @@ static void hold_on_loop(tl_loop *loop, void *arg)
     tl_service *svc = src->svc;
     bool pause = src->held_batches > 0 && !atomic_load(&svc->stopping);
     if (pause)
-        src->ops->pause(src->handle, true);
+        tl__source_pause(src, true);
     pthread_mutex_lock(&svc->mu);
     src->hold_paused = pause;
     src->hold_asked = pause;
@@ -57,7 +57,7 @@ void tl__intake_hold_resume(tl_service *svc)
         tl_source_state *src = &svc->srcs[i];
         if (!src->hold_paused || src->held_batches > 0)
             continue;
-        src->ops->pause(src->handle, false);
+        tl__source_pause(src, false);
         pthread_mutex_lock(&svc->mu);
         src->hold_paused = false;
         src->hold_asked = false;

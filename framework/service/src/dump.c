@@ -252,8 +252,8 @@ int tl_config_dump(const tl_config *cfg, FILE *out)
     fprintf(out, "\nloop:\n  workers: %u\n  max_in_flight: %zu\n  drain_timeout: ", cfg->workers,
             cfg->max_in_flight);
     put_duration(out, cfg->drain_timeout_ms);
-    fprintf(out, "\n  max_replaced_workers: %u\n  kept_back_mb: %zu\n", cfg->max_replaced_workers,
-            cfg->kept_back_mb);
+    fprintf(out, "\n  max_replaced_workers: %u\n  kept_back_mb: %zu\n  shards: %u\n",
+            cfg->max_replaced_workers, cfg->kept_back_mb, cfg->shards);
     dump_sections(out, cfg);
     if (cfg->nplugins) {
         fputs("plugins:\n", out);

@@ -236,7 +236,7 @@ static void on_ack(void *arg, int err, const char *what)
 
 static void send_one(struct tl_emit *e)
 {
-    int rc = e->target->ops->send(e->target->sink, &e->out, on_ack, e);
+    int rc = tl__target_send(e->rec->svc, e->target, &e->out, on_ack, e);
     if (rc != 0)
         send_failed(e, rc, tl_strerror(rc));
 }

@@ -140,7 +140,7 @@ static void hold_at_source(tl_partition_state *p, bool hold)
     if (!ops->pause_partitions || p->held_at_source == hold)
         return;
     tl_partition tp = {p->topic, p->partition};
-    ops->pause_partitions(p->src->handle, &tp, 1, hold);
+    tl__source_pause_partitions(p->src, &tp, 1, hold);
     p->held_at_source = hold;
 }
 

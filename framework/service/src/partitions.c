@@ -164,7 +164,7 @@ void tl__partition_commit(tl_service *svc, tl_partition_state *p)
     int64_t next = p->offsets.next;
     if (next < 0 || next <= p->committed || !p->assigned)
         return;
-    int rc = p->src->ops->commit(p->src->handle, p->topic, p->partition, next);
+    int rc = tl__source_commit(p->src, p->topic, p->partition, next);
     if (rc != 0) {
         char part[16];
         snprintf(part, sizeof(part), "%d", (int)p->partition);
@@ -211,15 +211,20 @@ void tl__partitions_free(tl_service *svc)
 
 size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap)
 {
-    pthread_mutex_lock(&svc->mu);
-    size_t n = svc->nparts;
-    for (size_t i = 0; i < n && i < cap; i++) {
-        tl_partition_state *p = svc->parts[i];
-        out[i].source = p->src->cfg->name;
-        out[i].topic = p->topic;
-        out[i].partition = p->partition;
-        out[i].next = p->committed;
+    size_t total = 0;
+    for (size_t k = 0; k < svc->nshards; k++) {
+        tl_service *sh = tl__shard_at(svc, k);
+        pthread_mutex_lock(&sh->mu);
+        for (size_t i = 0; i < sh->nparts; i++, total++) {
+            if (total >= cap)
+                continue;
+            tl_partition_state *p = sh->parts[i];
+            out[total].source = p->src->cfg->name;
+            out[total].topic = p->topic;
+            out[total].partition = p->partition;
+            out[total].next = p->committed;
+        }
+        pthread_mutex_unlock(&sh->mu);
     }
-    pthread_mutex_unlock(&svc->mu);
-    return n;
+    return total;
 }

@@ -162,7 +162,7 @@ static void send_now(tl_rec *rec)
     size_t n = tl__reroute_headers(m, vals, h);
     tl_out_msg out = {m->payload, m->len, m->key, m->key_len, h, n};
     rec->send_tries++;
-    int rc = rec->target->ops->send(rec->target->sink, &out, on_ack, rec);
+    int rc = tl__target_send(rec->svc, rec->target, &out, on_ack, rec);
     free(h);
     if (rc != 0)
         send_failed(rec, rc, tl_strerror(rc));
@@ -233,6 +233,7 @@ static int target_open(tl_service *svc, const tl_config_route *r, const tl_confi
         free(tg);
         return rc;
     }
+    pthread_mutex_init(&tg->send_mu, NULL);
     svc->targets[svc->ntargets++] = tg;
     *out = tg;
     return 0;
@@ -280,6 +281,7 @@ void tl__targets_free(tl_service *svc)
         svc->routes[i].outputs = NULL;
     }
     for (size_t i = 0; i < svc->ntargets; i++) {
+        pthread_mutex_destroy(&svc->targets[i]->send_mu);
         free(svc->targets[i]->name);
         free(svc->targets[i]);
     }

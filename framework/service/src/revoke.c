@@ -133,27 +133,45 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
     tl__revokes_check(svc);
 }
 
-void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost)
+tl_revoke_req *tl__revoke_post(tl_source_state *src, const tl_partition *parts, size_t n,
+                              bool lost)
 {
     tl_service *svc = src->svc;
     /* During shutdown the loop already drained and committed, and may be waiting in
      * ops->stop for this very thread: answering at once avoids the deadlock. */
     if (atomic_load(&svc->stopping))
-        return;
-    tl_revoke_req r = {.src = src, .n = n, .lost = lost};
-    r.parts = malloc((n ? n : 1) * sizeof(*r.parts));
-    if (!r.parts)
-        return;
-    memcpy(r.parts, parts, n * sizeof(*parts));
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
-    if (tl_loop_call_threadsafe(svc->loop, revoke_on_loop, &r) == 0) {
-        pthread_mutex_lock(&r.mu);
-        while (!r.done)
-            pthread_cond_wait(&r.cv, &r.mu);
-        pthread_mutex_unlock(&r.mu);
+        return NULL;
+    tl_revoke_req *r = calloc(1, sizeof(*r));
+    if (!r || !(r->parts = malloc((n ? n : 1) * sizeof(*r->parts)))) {
+        free(r);
+        return NULL;
     }
-    pthread_cond_destroy(&r.cv);
-    pthread_mutex_destroy(&r.mu);
-    free(r.parts);
+    r->src = src;
+    r->n = n;
+    r->lost = lost;
+    memcpy(r->parts, parts, n * sizeof(*parts));
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if (tl_loop_call_threadsafe(svc->loop, revoke_on_loop, r) != 0)
+        r->done = true;
+    return r;
+}
+
+void tl__revoke_wait(tl_revoke_req *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    while (!r->done)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r->parts);
+    free(r);
+}
+
+void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost)
+{
+    tl__revoke_wait(tl__revoke_post(src, parts, n, lost));
 }

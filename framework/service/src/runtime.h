@@ -131,6 +131,16 @@ typedef struct tl_source_state {
     tl_timer txn_timer;   /* lets gated sends go, commits once txn_done is reached */
     bool txn_committing;  /* a commit is out on the committer (txn.c): sends wait */
     struct tl_txn_committer *txn_committer;
+    /* Shards (shard.c): the root service's state of this source, itself there. Every
+     * shard's copy has the root's ops and handle; the calls shards make at once go
+     * through shared.c, under the root's share_mu, which also guards pauses (how many
+     * shards asked for a pause now) and, on the source's thread, split (deliver's
+     * lists of messages per shard). */
+    struct tl_source_state *real;
+    pthread_mutex_t share_mu;
+    unsigned pauses;
+    tl_msg **split;
+    size_t split_cap;
 } tl_source_state;
 
 /* Whether the source's commits are acknowledged later (ops->commit_acks): a
@@ -148,6 +158,7 @@ typedef struct tl_target {
     tl_sink *sink;
     _Atomic uint64_t rerouted;
     _Atomic uint64_t errors;
+    pthread_mutex_t send_mu; /* with shards: sends from their loops go one at a time */
 } tl_target;
 
 /* A route's rate limit (rate.c). */
@@ -381,7 +392,30 @@ struct tl_service {
     _Atomic int admin_port;       /* its bound port, 0 when it has none (or no longer) */
     struct tl_zygote *zygote;     /* forks worker processes (isolate.c); NULL without */
     uint64_t replaced_logged;     /* processes_replaced when housekeeping last logged */
+    /* Shards (shard.c): a service with `loop.shards` above one is a root, which runs
+     * the sources, the targets and the admin endpoint and is shard 0, and more shards,
+     * each with its own loop thread, workers, lanes, records and partitions. */
+    tl_service *root;         /* the root: itself when it is one */
+    tl_service **shards;      /* root: every shard, itself first (nshards of them) */
+    size_t nshards;           /* root: 1 unsharded */
+    size_t index;             /* its number among the root's shards */
+    struct tl_owners *owners; /* root: the shard each partition belongs to */
+    pthread_t thread;         /* a shard's loop thread (not the root's) */
+    bool thread_started;
+    _Atomic bool shard_drained; /* a shard's drain is over: the root may stop the sources */
 };
+
+/* Shard k of a root (the root itself when it has no others). */
+static inline tl_service *tl__shard_at(tl_service *root, size_t k)
+{
+    return root->shards ? root->shards[k] : root;
+}
+
+/* Whether the service is one of several shards (loop thread, or any after the build). */
+static inline bool tl__sharded(const tl_service *svc)
+{
+    return svc->root->nshards > 1;
+}
 
 /* Counter bump by the counters' only writer, the loop thread; anyone reads. A load and
  * a store, not a locked read-modify-write: those were a fifth of intake's time. */
@@ -392,6 +426,56 @@ struct tl_service {
         TL_STAT_ADD((rec)->svc, field, 1);                                                         \
         tl__counter_add(&(rec)->route->field, 1);                                                  \
     } while (0)
+
+/* ---------------------------------------------------------------- shard.c */
+
+/* After the root's sources and targets are open: makes shards 1 to loop.shards - 1
+ * (none unless more than one is asked for); 0, or an error with a message in err (the
+ * shards made so far are freed by tl__shards_free). */
+int tl__shards_new(tl_service *root, char *err, size_t errlen);
+
+/* Frees the shards other than the root (their loops stopped), before the root's
+ * sources are closed: their records give their messages back to them. */
+void tl__shards_free(tl_service *root);
+
+/* Source thread of a sharded service's source (the root's state): the deliver event,
+ * each message to its partition's shard. */
+void tl__shards_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
+
+/* Source thread: the assigned event, each partition to its shard. */
+void tl__shards_assigned(tl_source_state *src, const tl_partition *parts, size_t n);
+
+/* Source thread: the revoked (or lost) event, each partition to its shard; returns once
+ * every shard drained and committed its part. */
+void tl__shards_revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost);
+
+/* Any thread: the committed event, to the partition's shard. */
+void tl__shards_committed(tl_source_state *src, const char *topic, int32_t partition,
+                          int64_t next_offset, int err);
+
+/* ---------------------------------------------------------------- shared.c */
+
+/* The source's commit; with shards, one shard's at a time. */
+int tl__source_commit(tl_source_state *src, const char *topic, int32_t partition, int64_t next);
+
+/* Asks for the source to pause (or lifts the ask); with shards, it is paused while any
+ * shard asks, resumed once none does. */
+void tl__source_pause(tl_source_state *src, bool pause);
+
+/* The source's pause_partitions (its partitions belong to this shard alone); with
+ * shards, one shard's call at a time. */
+void tl__source_pause_partitions(tl_source_state *src, const tl_partition *parts, size_t n,
+                                 bool pause);
+
+/* Sends through the target's sink (as ops->send); with shards, one at a time. */
+int tl__target_send(tl_service *svc, tl_target *t, const tl_out_msg *msg, tl_sink_ack_cb ack,
+                    void *arg);
+
+/* ---------------------------------------------------------------- stats.c */
+
+/* Any thread: the loop clock at the oldest of the shards' last housekeeping rounds (a
+ * stuck shard shows); 0 while one has had none. */
+int64_t tl__heartbeat_ms(tl_service *svc);
 
 /* ---------------------------------------------------------------- log.c */
 
@@ -970,6 +1054,14 @@ void tl__intake_deliver(tl_source_state *src, tl_msg **msgs, size_t n);
 /* Source thread: the revoked event (lost: the lost event); returns once the partitions
  * are drained and committed, lost ones not committed (or the drain timeout passed). */
 void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost);
+
+/* tl__revoke in two: hands the revoke to the loop and returns it (NULL when there is
+ * nothing to wait for), so that several shards drain at once... */
+tl_revoke_req *tl__revoke_post(tl_source_state *src, const tl_partition *parts, size_t n,
+                              bool lost);
+
+/* ...then waits until it is finished, and frees it (NULL: nothing). */
+void tl__revoke_wait(tl_revoke_req *r);
 
 /* Loop thread: finishes the revokes whose partitions drained or whose time is up. */
 void tl__revokes_check(tl_service *svc);

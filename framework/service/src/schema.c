@@ -87,7 +87,8 @@ static bool host_port(const char *s, char *why, size_t whylen)
 static void load_loop(loader *ld, struct fy_node *root)
 {
     static const char *const keys[] = {
-        "workers", "max_in_flight", "drain_timeout", "max_replaced_workers", "kept_back_mb", NULL};
+        "workers",      "max_in_flight", "drain_timeout", "max_replaced_workers",
+        "kept_back_mb", "shards",        NULL};
     struct fy_node *map = tl_schema_get_map(ld, root, "", "loop");
     if (!map)
         return;
@@ -103,6 +104,43 @@ static void load_loop(loader *ld, struct fy_node *root)
         cfg->max_replaced_workers = (unsigned)v;
     if (tl_schema_get_int(ld, map, "loop", "kept_back_mb", 0, 65536, &v))
         cfg->kept_back_mb = (size_t)v;
+    if (tl_schema_get_int(ld, map, "loop", "shards", 1, TL_CONFIG_MAX_SHARDS, &v))
+        cfg->shards = (unsigned)v;
+}
+
+/* What a route asks for that shards cannot share yet: a rate limit or a breaker counts
+ * for the whole route, worker processes are forked before any thread, and one
+ * transaction holds every partition of a source. NULL when nothing. */
+static const char *unshardable(const tl_config_route *r)
+{
+    if (r->isolation == TL_ISOLATE_PROCESS)
+        return "isolation: process";
+    if (r->exactly_once)
+        return "delivery: exactly_once";
+    if (r->rate_count > 0)
+        return "rate";
+    if (r->breaker_failures > 0)
+        return "breaker";
+    return NULL;
+}
+
+/* More than one shard: every route must be one shards can run. */
+static void check_shards(loader *ld, struct fy_node *root)
+{
+    const tl_config *cfg = ld->cfg;
+    if (cfg->shards <= 1)
+        return;
+    struct fy_node *loop = tl_schema_lookup(root, "loop");
+    struct fy_node *n = loop ? tl_schema_lookup_key(loop, "shards") : NULL;
+    tl_config_pos at = tl_schema_pos_or(ld, n, (tl_config_pos){1, 1});
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const char *what = unshardable(&cfg->routes[i]);
+        if (what)
+            tl_config_report(ld, at, "loop.shards",
+                             "%u shards cannot run routes[%zu] (handler %s): %s needs shards: 1",
+                             cfg->shards, i, cfg->routes[i].handler ? cfg->routes[i].handler : "?",
+                             what);
+    }
 }
 
 /* An admin section without `listen` listens here: loopback, never every address. */
@@ -197,6 +235,7 @@ void tl_config_load_root(loader *ld, struct fy_node *root)
     tl_schema_load_sinks(ld, root);
     tl_schema_load_routes(ld, root);
     tl_schema_check_sources_routed(ld);
+    check_shards(ld, root);
     load_admin(ld, root);
     load_log(ld, root);
 }

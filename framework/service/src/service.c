@@ -18,35 +18,57 @@
 
 /* ---------------------------------------------------------------- source events */
 
+/* With shards, each event goes to the shards owning its partitions (shard.c). */
+
 static void ev_deliver(void *rt, tl_source *s, tl_msg **msgs, size_t n)
 {
     (void)s;
-    tl__intake_deliver(rt, msgs, n);
+    tl_source_state *src = rt;
+    if (tl__sharded(src->svc))
+        tl__shards_deliver(src, msgs, n);
+    else
+        tl__intake_deliver(src, msgs, n);
+}
+
+static void revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost)
+{
+    if (tl__sharded(src->svc))
+        tl__shards_revoke(src, parts, n, lost);
+    else
+        tl__revoke(src, parts, n, lost);
 }
 
 static void ev_revoked(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
-    tl__revoke(rt, parts, n, false);
+    revoke(rt, parts, n, false);
 }
 
 static void ev_lost(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
-    tl__revoke(rt, parts, n, true);
+    revoke(rt, parts, n, true);
 }
 
 static void ev_committed(void *rt, tl_source *s, const char *topic, int32_t partition,
                          int64_t next_offset, int err)
 {
     (void)s;
-    tl__acks_event(rt, topic, partition, next_offset, err);
+    tl_source_state *src = rt;
+    if (tl__sharded(src->svc))
+        tl__shards_committed(src, topic, partition, next_offset, err);
+    else
+        tl__acks_event(src, topic, partition, next_offset, err);
 }
 
 static void ev_assigned(void *rt, tl_source *s, const tl_partition *parts, size_t n)
 {
     (void)s;
-    tl__partitions_assigned_on_source(rt, parts, n);
+    tl_source_state *src = rt;
+    if (tl__sharded(src->svc))
+        tl__shards_assigned(src, parts, n);
+    else
+        tl__partitions_assigned_on_source(src, parts, n);
 }
 
 typedef struct error_msg {
@@ -96,11 +118,26 @@ void tl_service_stop(tl_service *svc)
     atomic_store(&svc->stop_req, true);
 }
 
-/* The drain is over (all settled, or the deadline): commit, stop sources, end. */
+/* Whether every shard other than the root finished its drain. */
+static bool shards_drained(const tl_service *root)
+{
+    for (size_t k = 1; k < root->nshards; k++)
+        if (!atomic_load(&root->shards[k]->shard_drained))
+            return false;
+    return true;
+}
+
+/* The drain is over (all settled, or the deadline): commit, stop sources, end. A shard
+ * other than the root only commits: the root stops the sources once every shard is
+ * done, then every shard's loop and its own. */
 static void drain_finish(tl_service *svc)
 {
     svc->drained = true;
     tl__commit_dirty(svc);
+    if (svc->root != svc) {
+        atomic_store(&svc->shard_drained, true);
+        return;
+    }
     for (size_t i = 0; i < svc->nsrcs; i++)
         if (svc->srcs[i].handle)
             svc->srcs[i].ops->stop(svc->srcs[i].handle);
@@ -111,6 +148,8 @@ static void drain_finish(tl_service *svc)
         tl_kv f[] = {{"unsettled", n}};
         tl__log(svc, TL_LEVEL_WARN, "drain_timeout", f, 1);
     }
+    for (size_t k = 1; k < svc->nshards; k++)
+        tl_loop_stop(svc->shards[k]->loop);
     tl_loop_stop(svc->loop);
 }
 
@@ -125,9 +164,9 @@ static void housekeeping(tl_timer *timer, void *arg)
     tl__procs_check(svc);
     tl__intake_resume(svc); /* whatever freed room, held batches never wait forever */
     tl__intake_hold_resume(svc);
-    if (atomic_load(&svc->stop_req) && !atomic_load(&svc->stopping)) {
+    if (atomic_load(&svc->root->stop_req) && !atomic_load(&svc->stopping)) {
         atomic_store(&svc->stopping, true);
-        for (size_t i = 0; i < svc->nsrcs; i++)
+        for (size_t i = 0; svc->root == svc && i < svc->nsrcs; i++)
             if (svc->srcs[i].handle)
                 svc->srcs[i].ops->pause(svc->srcs[i].handle, true);
         tl__intake_release_held(svc);
@@ -136,9 +175,11 @@ static void housekeeping(tl_timer *timer, void *arg)
     }
     if (atomic_load(&svc->stopping) && !svc->drained &&
         (atomic_load(&svc->st.in_flight) == 0 ||
-         tl_loop_now(svc->loop) >= svc->drain_deadline_ms)) {
+         tl_loop_now(svc->loop) >= svc->drain_deadline_ms) &&
+        shards_drained(svc)) {
         drain_finish(svc);
-        return;
+        if (svc->root == svc)
+            return;
     }
     tl_timer_start(timer, HOUSEKEEPING_MS, housekeeping, svc);
 }
@@ -186,6 +227,8 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     }
     svc->cfg = cfg;
     svc->reg = reg;
+    svc->root = svc;
+    svc->nshards = 1;
     if (opts)
         svc->opts = *opts;
     if (tl__log_open(svc) != 0) {
@@ -203,6 +246,10 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     int rc = svc->srcs && svc->routes ? 0 : TL_ENOMEM;
     if (rc)
         snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; svc->srcs && i < cfg->nsources; i++) {
+        svc->srcs[i].real = &svc->srcs[i];
+        pthread_mutex_init(&svc->srcs[i].share_mu, NULL);
+    }
     for (size_t i = 0; !rc && i < cfg->nroutes; i++) {
         svc->routes[i].cfg = &cfg->routes[i];
         svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
@@ -244,6 +291,8 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         tl_recycler_free(svc->rec_blocks);
         tl__log_close(svc);
         free(svc->routes);
+        for (size_t i = 0; svc->srcs && i < svc->nsrcs; i++)
+            pthread_mutex_destroy(&svc->srcs[i].share_mu);
         free(svc->srcs);
         pthread_cond_destroy(&svc->intake_cv);
         pthread_mutex_destroy(&svc->mu);
@@ -264,6 +313,8 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         rc = tl__txn_open(svc, err, errlen); /* before the targets: some write in them */
     if (rc == 0)
         rc = tl__targets_open(svc, err, errlen);
+    if (rc == 0)
+        rc = tl__shards_new(svc, err, errlen);
     if (rc) {
         tl_service_free(svc);
         return rc;
@@ -301,6 +352,18 @@ const char *tl_service_name(const tl_service *svc)
     return svc->cfg->service;
 }
 
+/* A shard's loop thread (not the root's): housekeeping, and its routes' inline
+ * handlers' thread hooks, as tl_service_run does for the root. */
+static void *shard_main(void *arg)
+{
+    tl_service *sh = arg;
+    tl_timer_start(&sh->housekeeping, HOUSEKEEPING_MS, housekeeping, sh);
+    tl__handlers_loop_thread(sh, true);
+    tl_loop_run(sh->loop);
+    tl__handlers_loop_thread(sh, false);
+    return NULL;
+}
+
 int tl_service_run(tl_service *svc)
 {
     /* The admin endpoint first: one that cannot serve fails the run before any message
@@ -322,9 +385,27 @@ int tl_service_run(tl_service *svc)
     tl_kv f[] = {{"service", svc->cfg->service}};
     tl__log(svc, TL_LEVEL_INFO, "started", f, 1);
     tl_timer_start(&svc->housekeeping, HOUSEKEEPING_MS, housekeeping, svc);
+    for (size_t k = 1; k < svc->nshards; k++) {
+        tl_service *sh = svc->shards[k];
+        sh->thread_started = pthread_create(&sh->thread, NULL, shard_main, sh) == 0;
+        if (!sh->thread_started) {
+            tl_kv e[] = {{"error", "cannot start a shard's loop thread"}};
+            tl__log(svc, TL_LEVEL_ERROR, "shard_failed", e, 1);
+            svc->fatal_err = TL_ESYS;
+            tl_service_stop(svc);
+        }
+    }
     tl__handlers_loop_thread(svc, true);
     rc = tl_loop_run(svc->loop);
     tl__handlers_loop_thread(svc, false);
+    /* The drain stopped every shard's loop; one that never started has nothing. */
+    for (size_t k = 1; k < svc->nshards; k++) {
+        tl_service *sh = svc->shards[k];
+        tl_loop_stop(sh->loop);
+        if (sh->thread_started)
+            pthread_join(sh->thread, NULL);
+        sh->thread_started = false;
+    }
     tl__admin_close(svc);
     tl__log(svc, TL_LEVEL_INFO, "stopped", f, 1);
     return rc ? rc : svc->fatal_err;
@@ -348,6 +429,9 @@ void tl_service_free(tl_service *svc)
     /* A handler in a worker process that still runs is killed rather than waited for
      * (the drain is over; its message was not settled and comes again). */
     tl__procs_stop(svc);
+    /* The other shards first (their loops stopped): their records give their messages
+     * back to the sources, which close below. */
+    tl__shards_free(svc);
     /* Joins the workers (no handler reads a message after this), finalizes every task,
      * then the records still alive give their messages back. */
     tl_loop_free(svc->loop);
@@ -366,6 +450,8 @@ void tl_service_free(tl_service *svc)
     for (size_t i = 0; svc->routes && i < svc->nroutes; i++)
         tl__breaker_free(&svc->routes[i].breaker);
     free(svc->routes);
+    for (size_t i = 0; svc->srcs && i < svc->nsrcs; i++)
+        pthread_mutex_destroy(&svc->srcs[i].share_mu);
     free(svc->srcs);
     pthread_cond_destroy(&svc->intake_cv);
     pthread_mutex_destroy(&svc->mu);

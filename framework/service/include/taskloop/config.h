@@ -28,6 +28,12 @@
  *   loop.kept_back_mb                int 0-65536 64 (MiB that messages kept back for
  *                                               fair intake may take past max_in_flight
  *                                               of them; see intake.c)
+ *   loop.shards                      int 1-64   1 (loops the partitions are spread
+ *                                               over, each as loop.* says: its own
+ *                                               thread, workers, lanes and window of
+ *                                               max_in_flight; not with process
+ *                                               isolation, exactly-once, rate or
+ *                                               breaker yet)
  *   sources.NAME.type                string     (required) a registered source type
  *   sources.NAME.*                   per the source type's tl_param list
  *   sinks.SCHEME.*                   per the sink scheme's tl_param list (section optional)
@@ -172,6 +178,7 @@ void tl_diag_print(const tl_diag *diag, FILE *out);
 /* ---------------------------------------------------------------- the config */
 
 #define TL_CONFIG_MAX_WORKERS 1024
+#define TL_CONFIG_MAX_SHARDS 64
 /* The largest config file or text a load reads, in bytes. */
 #define TL_CONFIG_MAX_BYTES (1024 * 1024)
 /* The most anchors (&name) a config may define. */
@@ -296,6 +303,7 @@ typedef struct tl_config {
     int64_t drain_timeout_ms;
     unsigned max_replaced_workers;
     size_t kept_back_mb;
+    unsigned shards; /* loops the partitions are spread over (1: one loop) */
     tl_config_source *sources;
     size_t nsources;
     tl_config_sink *sinks;

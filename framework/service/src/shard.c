@@ -1,0 +1,313 @@
+/*
+ * Shards: a service with `loop.shards` N above one spreads its partitions over N loops.
+ * The service tl_service_new returns is the root and shard 0: it runs the sources, the
+ * targets and the admin endpoint, as an unsharded service does. Shards 1 to N-1 are
+ * services of their own for everything a loop thread owns (loop and workers, lanes,
+ * records, partition states, held batches, the stalled list, counters) and share the
+ * root's config, handlers' state, sources and targets (shared.c makes the calls they
+ * make at once safe).
+ *
+ * A partition belongs to one shard: the one with the fewest partitions of its source
+ * when the partition is first seen (assigned, or a message of it), and it stays there,
+ * whatever rebalances come, so that a shard never meets a partition another one still
+ * drains. The root's source events are split by owner: a delivered batch goes to each
+ * owner's intake (each deliver waits as an unsharded one does, so backpressure from any
+ * shard holds the source), an assignment and a commit's acknowledgement to the owner,
+ * and a revoke to every owner at once, returning when all of them drained and committed.
+ *
+ * Thread rules: the owners' table under its mutex (source threads and loop threads);
+ * tl__shards_new and tl__shards_free on the thread that builds and frees the service;
+ * the event splits on the source's thread.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct owner {
+    size_t src; /* the source's index */
+    char *topic;
+    int32_t partition;
+    size_t shard;
+} owner;
+
+struct tl_owners {
+    pthread_mutex_t mu;
+    owner *v;
+    size_t n, cap;
+    size_t *count; /* partitions each shard owns, per source: count[src * nshards + shard] */
+};
+
+/* The shard that owns the partition, given on first sight to the one with the fewest
+ * of its source's partitions; 0 (the root) when the table cannot grow. */
+static size_t owner_of(tl_service *root, size_t src, const char *topic, int32_t partition)
+{
+    struct tl_owners *o = root->owners;
+    topic = topic ? topic : "";
+    pthread_mutex_lock(&o->mu);
+    for (size_t i = 0; i < o->n; i++) {
+        owner *w = &o->v[o->n - 1 - i]; /* the newest first: batches come by partition */
+        if (w->src == src && w->partition == partition && strcmp(w->topic, topic) == 0) {
+            size_t k = w->shard;
+            pthread_mutex_unlock(&o->mu);
+            return k;
+        }
+    }
+    size_t *count = &o->count[src * root->nshards], best = 0;
+    for (size_t k = 1; k < root->nshards; k++)
+        if (count[k] < count[best])
+            best = k;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 16;
+        owner *v = realloc(o->v, cap * sizeof(*v));
+        if (v) {
+            o->v = v;
+            o->cap = cap;
+        }
+    }
+    char *copy = o->n < o->cap ? strdup(topic) : NULL;
+    if (copy) {
+        o->v[o->n++] = (owner){src, copy, partition, best};
+        count[best]++;
+    } else {
+        best = 0; /* not remembered: the root, again next time */
+    }
+    pthread_mutex_unlock(&o->mu);
+    return best;
+}
+
+/* The root's source src's state in shard k. */
+static tl_source_state *in_shard(tl_source_state *src, size_t k)
+{
+    return &src->svc->shards[k]->srcs[src->index];
+}
+
+void tl__shards_deliver(tl_source_state *src, tl_msg **msgs, size_t n)
+{
+    tl_service *root = src->svc;
+    size_t ns = root->nshards;
+    if (src->split_cap < ns * n) {
+        tl_msg **v = realloc(src->split, ns * n * sizeof(*v));
+        if (!v) {
+            /* Given back unprocessed and uncommitted, as deliver does out of memory. */
+            for (size_t i = 0; i < n; i++)
+                src->ops->release(src->handle, msgs[i]);
+            return;
+        }
+        src->split = v;
+        src->split_cap = ns * n;
+    }
+    size_t counts[TL_CONFIG_MAX_SHARDS] = {0};
+    const tl_msg *last = NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const tl_msg *m = msgs[i];
+        if (!last || m->partition != last->partition || m->origin != last->origin)
+            k = owner_of(root, src->index, m->origin, m->partition);
+        last = m;
+        src->split[k * n + counts[k]++] = msgs[i];
+    }
+    for (k = 0; k < ns; k++)
+        if (counts[k])
+            tl__intake_deliver(in_shard(src, k), src->split + k * n, counts[k]);
+}
+
+/* Splits parts by owner into by (n per shard, each shard's from by + k * n); counts[k]
+ * says how many each shard got. False out of memory. */
+static bool split_parts(tl_source_state *src, const tl_partition *parts, size_t n,
+                        tl_partition **by, size_t *counts)
+{
+    tl_service *root = src->svc;
+    *by = malloc((n ? root->nshards * n : 1) * sizeof(**by));
+    if (!*by)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = owner_of(root, src->index, parts[i].topic, parts[i].partition);
+        (*by)[k * n + counts[k]++] = parts[i];
+    }
+    return true;
+}
+
+void tl__shards_assigned(tl_source_state *src, const tl_partition *parts, size_t n)
+{
+    tl_partition *by;
+    size_t counts[TL_CONFIG_MAX_SHARDS] = {0};
+    if (!split_parts(src, parts, n, &by, counts))
+        return; /* counted for the fair share from their first messages instead */
+    for (size_t k = 0; k < src->svc->nshards; k++)
+        if (counts[k])
+            tl__partitions_assigned_on_source(in_shard(src, k), by + k * n, counts[k]);
+    free(by);
+}
+
+void tl__shards_revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool lost)
+{
+    tl_partition *by;
+    size_t counts[TL_CONFIG_MAX_SHARDS] = {0};
+    tl_revoke_req *reqs[TL_CONFIG_MAX_SHARDS] = {0};
+    size_t ns = src->svc->nshards;
+    if (!split_parts(src, parts, n, &by, counts)) {
+        /* Each owner in turn, then: slower, but every one drains and commits. */
+        for (size_t k = 0; k < ns; k++)
+            tl__revoke(in_shard(src, k), parts, n, lost);
+        return;
+    }
+    for (size_t k = 0; k < ns; k++)
+        if (counts[k])
+            reqs[k] = tl__revoke_post(in_shard(src, k), by + k * n, counts[k], lost);
+    for (size_t k = 0; k < ns; k++)
+        tl__revoke_wait(reqs[k]);
+    free(by);
+}
+
+void tl__shards_committed(tl_source_state *src, const char *topic, int32_t partition,
+                          int64_t next_offset, int err)
+{
+    size_t k = owner_of(src->svc, src->index, topic, partition);
+    tl__acks_event(in_shard(src, k), topic, partition, next_offset, err);
+}
+
+/* ---------------------------------------------------------------- building */
+
+/* Frees a shard built by shard_new, whole or in part. */
+static void shard_free(tl_service *sh)
+{
+    if (!sh)
+        return;
+    atomic_store(&sh->stopping, true);
+    sh->closing = true;
+    /* Joins its workers and finalizes every task; its records then give their messages
+     * back to the root's sources, which are still open. */
+    tl_loop_free(sh->loop);
+    tl__records_free_all(sh);
+    tl_recycler_free(sh->rec_blocks);
+    tl__intake_release_held(sh);
+    tl__partitions_free(sh);
+    tl__lanes_free(sh);
+    for (size_t i = 0; sh->routes && i < sh->nroutes; i++)
+        tl__breaker_free(&sh->routes[i].breaker);
+    free(sh->routes);
+    free(sh->srcs);
+    pthread_cond_destroy(&sh->intake_cv);
+    pthread_mutex_destroy(&sh->mu);
+    free(sh);
+}
+
+/* Shard k of root: its own loop and workers, and copies of the
+ * root's source and route states pointing at what the root owns. */
+static int shard_new(tl_service *root, size_t k, tl_service **out)
+{
+    const tl_config *cfg = root->cfg;
+    tl_service *sh = calloc(1, sizeof(*sh));
+    if (!sh)
+        return TL_ENOMEM;
+    sh->cfg = cfg;
+    sh->reg = root->reg;
+    sh->opts = root->opts; /* the root's log function, or its own logger's */
+    sh->root = root;
+    sh->index = k;
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_cond_init(&sh->intake_cv, NULL);
+    atomic_init(&sh->st.healthy, true);
+    sh->nsrcs = root->nsrcs;
+    sh->srcs = calloc(root->nsrcs ? root->nsrcs : 1, sizeof(*sh->srcs));
+    sh->nroutes = root->nroutes;
+    sh->routes = calloc(root->nroutes ? root->nroutes : 1, sizeof(*sh->routes));
+    if (!sh->srcs || !sh->routes) {
+        shard_free(sh);
+        return TL_ENOMEM;
+    }
+    for (size_t i = 0; i < sh->nsrcs; i++) {
+        const tl_source_state *r = &root->srcs[i];
+        sh->srcs[i] = (tl_source_state){.svc = sh,
+                                        .hold_limit_ms = r->hold_limit_ms,
+                                        .cfg = r->cfg,
+                                        .ops = r->ops,
+                                        .handle = r->handle,
+                                        .index = i,
+                                        .serial = r->serial,
+                                        .real = &root->srcs[i]};
+    }
+    for (size_t i = 0; i < sh->nroutes; i++) {
+        const tl_route_state *r = &root->routes[i];
+        tl_route_state *s = &sh->routes[i];
+        s->cfg = r->cfg;
+        s->src = &sh->srcs[r->cfg->source];
+        s->on_stall = r->on_stall;
+        s->on_error = r->on_error;
+        s->retry_via = r->retry_via;
+        s->outputs = r->outputs; /* the root's, freed with it */
+        s->hooks = r->hooks;
+        s->handler_state = r->handler_state;
+        s->handler_live = r->handler_live; /* the root calls fini, once */
+        tl__rate_init(&s->rate, r->cfg);   /* off: shards refuse a rate (check) */
+    }
+    /* loop.workers each: one partition's keys run as widely as on one loop. */
+    tl_loop_opts lo = {.workers = cfg->workers};
+    tl_worker_hooks wh = tl__handlers_worker_hooks(sh);
+    int rc = tl_recycler_new(sizeof(tl_rec), &sh->rec_blocks);
+    if (rc == 0)
+        rc = tl_loop_new_ex(&lo, &wh, &sh->loop);
+    if (rc) {
+        shard_free(sh);
+        return rc;
+    }
+    tl_timer_init(sh->loop, &sh->housekeeping);
+    tl__records_init(sh);
+    tl__intake_init(sh);
+    for (size_t i = 0; i < sh->nroutes; i++)
+        tl_timer_init(sh->loop, &sh->routes[i].watch_timer);
+    *out = sh;
+    return 0;
+}
+
+int tl__shards_new(tl_service *root, char *err, size_t errlen)
+{
+    size_t n = root->cfg->shards > 1 ? root->cfg->shards : 1;
+    if (n == 1)
+        return 0;
+    root->shards = calloc(n, sizeof(*root->shards));
+    root->owners = calloc(1, sizeof(*root->owners));
+    if (root->owners) {
+        pthread_mutex_init(&root->owners->mu, NULL);
+        root->owners->count = calloc(n * (root->nsrcs ? root->nsrcs : 1), sizeof(size_t));
+    }
+    if (!root->shards || !root->owners || !root->owners->count) {
+        snprintf(err, errlen, "out of memory");
+        return TL_ENOMEM;
+    }
+    for (size_t i = 0; i < root->nsrcs; i++)
+        root->srcs[i].real = &root->srcs[i];
+    root->shards[0] = root;
+    root->nshards = 1; /* counted up as they are made: tl__shards_free frees those */
+    for (size_t k = 1; k < n; k++) {
+        int rc = shard_new(root, k, &root->shards[k]);
+        if (rc) {
+            snprintf(err, errlen, "cannot create shard %zu: %s", k, tl_strerror(rc));
+            return rc;
+        }
+        root->nshards++;
+    }
+    return 0;
+}
+
+void tl__shards_free(tl_service *root)
+{
+    for (size_t k = 1; k < root->nshards; k++)
+        shard_free(root->shards[k]);
+    free(root->shards);
+    root->shards = NULL;
+    root->nshards = 1;
+    if (root->owners) {
+        for (size_t i = 0; i < root->owners->n; i++)
+            free(root->owners->v[i].topic);
+        free(root->owners->v);
+        free(root->owners->count);
+        pthread_mutex_destroy(&root->owners->mu);
+        free(root->owners);
+        root->owners = NULL;
+    }
+    for (size_t i = 0; i < root->nsrcs; i++)
+        free(root->srcs[i].split);
+}
