@@ -7,7 +7,8 @@
 #   all (E2E_MAX_DUP, default 0).
 # kill: b is killed with SIGKILL every other cycle. What a crash repeats is printed per
 #   crash (the ids b completed that another instance completed too) and must stay
-#   under max_in_flight (E2E_MAX_IN_FLIGHT): b had that many in flight at most, and
+#   under max_in_flight (E2E_MAX_IN_FLIGHT, times E2E_SHARDS, as each shard has its
+#   own window): b had that many in flight at most, and
 #   what it settled since its last acknowledged commit (one 50 ms auto-commit
 #   interval and its round trip) is well under it. The clean cycles repeat nothing.
 #   The run as a whole stays within e2e_dup_allowance per crash.
@@ -67,7 +68,8 @@ e2e_service_stop a 60
 e2e_log "consumed $n messages through $((2 * cycles)) rebalances in $(($(date +%s) - t_run)) s"
 
 # Per cycle: the ids b completed that another instance completed too.
-per_crash=$E2E_MAX_IN_FLIGHT
+# Each shard has a window of its own (loop.shards): b had shards x max_in_flight at most.
+per_crash=$((E2E_MAX_IN_FLIGHT * ${E2E_SHARDS:-1}))
 python3 - "$e2e_work" "$cycles" "$per_crash" <<'PY' || e2e_fail "a handover repeated more than allowed"
 import os, sys
 work, cycles, bound = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

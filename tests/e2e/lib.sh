@@ -342,7 +342,7 @@ e2e_wait_committed() { # GROUP TOPIC [TIMEOUT_S]
 # acknowledged commit (50 ms commits, 250 ms before overdue acknowledgements stop
 # intake; E2E_COMMIT_WINDOW allows 500 messages for it).
 e2e_dup_allowance() { # EVENTS
-    echo $(($1 * (E2E_MAX_IN_FLIGHT + ${E2E_COMMIT_WINDOW:-500})))
+    echo $(($1 * (E2E_MAX_IN_FLIGHT * ${E2E_SHARDS:-1} + ${E2E_COMMIT_WINDOW:-500})))
 }
 
 e2e_verify() { # TOPIC STALL DLQ RETRIES MAX_DUP

@@ -7,6 +7,7 @@
  * hooks in tl_service (see tl_runtime_hooks):
  *
  *   service.c   lifecycle, housekeeping, drain, source events, stats getters
+ *   shard.c     loop.shards: the other shards, and source events split among them
  *   revoke.c    a revoked partition: drop what is queued, drain, commit, forget
  *   intake.c    batches from sources: backpressure (held batches), hold limit, pause
  *   record.c    a message in flight: start, outcome of each attempt, retry, settle
@@ -20,7 +21,8 @@
  *   reroute.c   targets: send with tl-* headers, retry until acknowledged
  *   partitions.c  partition states and their commits
  *   offsets.c, log.c (→ logger.c), stats.c (counters for any thread), handlers.c
- *   (built-ins), handler_life.c (handlers' lifecycle hooks)
+ *   (built-ins), handler_life.c (handlers' lifecycle hooks), shared.c (the sources'
+ *   and sinks' calls shards make at once)
  *
  * Beside the path: admin.c (the HTTP endpoint) calls admin_metrics.c and
  * admin_tasks.c, which read stats.c, partitions.c, reroute.c and attempt.c; the config

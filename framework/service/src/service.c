@@ -357,6 +357,7 @@ const char *tl_service_name(const tl_service *svc)
 static void *shard_main(void *arg)
 {
     tl_service *sh = arg;
+    pthread_setname_np(pthread_self(), "tl-shard"); /* for top -H, perf, gdb */
     tl_timer_start(&sh->housekeeping, HOUSEKEEPING_MS, housekeeping, sh);
     tl__handlers_loop_thread(sh, true);
     tl_loop_run(sh->loop);
@@ -382,8 +383,10 @@ int tl_service_run(tl_service *svc)
             return rc;
         }
     }
-    tl_kv f[] = {{"service", svc->cfg->service}};
-    tl__log(svc, TL_LEVEL_INFO, "started", f, 1);
+    char shards[16];
+    snprintf(shards, sizeof(shards), "%zu", svc->nshards);
+    tl_kv f[] = {{"service", svc->cfg->service}, {"shards", shards}};
+    tl__log(svc, TL_LEVEL_INFO, "started", f, svc->nshards > 1 ? 2 : 1);
     tl_timer_start(&svc->housekeeping, HOUSEKEEPING_MS, housekeeping, svc);
     for (size_t k = 1; k < svc->nshards; k++) {
         tl_service *sh = svc->shards[k];
