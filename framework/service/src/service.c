@@ -166,9 +166,10 @@ static void housekeeping(tl_timer *timer, void *arg)
     tl__intake_hold_resume(svc);
     if (atomic_load(&svc->root->stop_req) && !atomic_load(&svc->stopping)) {
         atomic_store(&svc->stopping, true);
+        /* The root pauses the sources for good (a pause no shard's resume lifts). */
         for (size_t i = 0; svc->root == svc && i < svc->nsrcs; i++)
             if (svc->srcs[i].handle)
-                svc->srcs[i].ops->pause(svc->srcs[i].handle, true);
+                tl__source_pause(&svc->srcs[i], true);
         tl__intake_release_held(svc);
         svc->drain_deadline_ms = tl_loop_now(svc->loop) + svc->cfg->drain_timeout_ms;
         tl__log(svc, TL_LEVEL_INFO, "draining", NULL, 0);
@@ -392,6 +393,7 @@ int tl_service_run(tl_service *svc)
         tl_service *sh = svc->shards[k];
         sh->thread_started = pthread_create(&sh->thread, NULL, shard_main, sh) == 0;
         if (!sh->thread_started) {
+            atomic_store(&sh->shard_drained, true); /* nothing to drain: no loop ran */
             tl_kv e[] = {{"error", "cannot start a shard's loop thread"}};
             tl__log(svc, TL_LEVEL_ERROR, "shard_failed", e, 1);
             svc->fatal_err = TL_ESYS;
