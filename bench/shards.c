@@ -33,7 +33,7 @@ static int64_t process_cpu_ns(void)
 }
 
 typedef struct cell {
-    double rate;             /* msgs/s; negative: failed */
+    double rate;            /* msgs/s; negative: failed */
     double cpu_ns, loop_ns; /* per message: the process, the shards' loop threads */
 } cell;
 

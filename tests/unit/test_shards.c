@@ -49,8 +49,7 @@ static char tasks_json[1 << 16];
 static void script_tasks_while_running(fx *f)
 {
     STEP(wait_for(f, all_running, 10000));
-    STEP(http_get(tl_service_admin_port(f->svc), "/tasks", tasks_json, sizeof(tasks_json)) ==
-         200);
+    STEP(http_get(tl_service_admin_port(f->svc), "/tasks", tasks_json, sizeof(tasks_json)) == 200);
     atomic_store(&f->released, true);
     STEP(wait_for(f, all_settled, 10000));
 }

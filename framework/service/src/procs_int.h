@@ -65,7 +65,7 @@ struct tl_procs {
     struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
     bool reader_started;  /* joined by tl__procs_stop */
     pthread_t reader;
-    size_t fast_cap;      /* most processes for handlers known fast: the cores less one */
+    size_t fast_cap; /* most processes for handlers known fast: the cores less one */
     size_t nslots;
     slot slots[];
 };

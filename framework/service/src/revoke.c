@@ -133,8 +133,7 @@ static void revoke_on_loop(tl_loop *loop, void *arg)
     tl__revokes_check(svc);
 }
 
-tl_revoke_req *tl__revoke_post(tl_source_state *src, const tl_partition *parts, size_t n,
-                              bool lost)
+tl_revoke_req *tl__revoke_post(tl_source_state *src, const tl_partition *parts, size_t n, bool lost)
 {
     tl_service *svc = src->svc;
     /* During shutdown the loop already drained and committed, and may be waiting in

@@ -1060,7 +1060,7 @@ void tl__revoke(tl_source_state *src, const tl_partition *parts, size_t n, bool 
 /* tl__revoke in two: hands the revoke to the loop and returns it (NULL when there is
  * nothing to wait for), so that several shards drain at once... */
 tl_revoke_req *tl__revoke_post(tl_source_state *src, const tl_partition *parts, size_t n,
-                              bool lost);
+                               bool lost);
 
 /* ...then waits until it is finished, and frees it (NULL: nothing). */
 void tl__revoke_wait(tl_revoke_req *r);

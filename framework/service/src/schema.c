@@ -86,9 +86,13 @@ static bool host_port(const char *s, char *why, size_t whylen)
 
 static void load_loop(loader *ld, struct fy_node *root)
 {
-    static const char *const keys[] = {
-        "workers",      "max_in_flight", "drain_timeout", "max_replaced_workers",
-        "kept_back_mb", "shards",        NULL};
+    static const char *const keys[] = {"workers",
+                                       "max_in_flight",
+                                       "drain_timeout",
+                                       "max_replaced_workers",
+                                       "kept_back_mb",
+                                       "shards",
+                                       NULL};
     struct fy_node *map = tl_schema_get_map(ld, root, "", "loop");
     if (!map)
         return;
