@@ -91,15 +91,17 @@ void tl__procs_write_out(slot *s);
  * under its cap, or NULL (the message waits in the backlog). */
 slot *tl__procs_pick(struct tl_procs *all);
 
-/* A fast process running one message this long counts as slow for tl__procs_to_start:
- * the backlog then gets another process, the message may be a stuck one. */
-#define BUSY_LONG_NS (1000 * 1000)
+/* A process running one message this long gets no more messages behind it, and one
+ * known fast no longer counts as fast: the backlog goes to other processes (another
+ * starts if none is free), the message may be a stuck one. Long enough that a result
+ * the reader has not taken yet never makes it so. */
+#define RUN_LONG_NS (100 * 1000 * 1000)
 
 /* The slot that is to start a process (mu held), or NULL: one, when the backlog holds
  * more than the processes there are (and those starting) have room for, a process not
  * known to be fast counting room for one; none while fast_cap processes or more run
  * and all are fast now (known fast; with now_ns, also running no message started
- * BUSY_LONG_NS before it: the caller must have taken the results first). */
+ * RUN_LONG_NS before it: the caller must have taken the results first). */
 slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns);
 
 /* Has the reader look again at once (from a thread other than the reader). */

@@ -74,16 +74,20 @@ static bool known_fast(slot *s)
     return s->nsent > s->sent.n && !tl__ring_slow(s->ring);
 }
 
-/* Whether the slot's process is fast now: known fast, and (now_ns not 0) not running a
- * message that started BUSY_LONG_NS or more before now_ns (as the reader last saw it). */
+/* Whether the slot's process runs one message for RUN_LONG_NS or more at now_ns (as
+ * the reader last saw it; never when now_ns is 0). */
+static bool running_long(slot *s, int64_t now_ns)
+{
+    if (!now_ns || !s->sent.head)
+        return false;
+    int64_t since = tl_task_started_ns(s->sent.head->task);
+    return since > 0 && now_ns - since >= RUN_LONG_NS;
+}
+
+/* Whether the slot's process is fast now: known fast, and not running long. */
 static bool fast_now(slot *s, int64_t now_ns)
 {
-    if (!known_fast(s))
-        return false;
-    if (!now_ns || !s->sent.head)
-        return true;
-    int64_t since = tl_task_started_ns(s->sent.head->task);
-    return since <= 0 || now_ns - since < BUSY_LONG_NS;
+    return known_fast(s) && !running_long(s, now_ns);
 }
 
 /* Whether the slot could take a message at once: its process has none, or one is
@@ -103,9 +107,10 @@ static size_t count_free(const struct tl_procs *all)
 }
 
 /*
- * How many messages the slot may hold now (mu held, now_ns as fast_now's). Handlers
- * not fast now (none has returned yet, the last ran long, or the one running has run
- * BUSY_LONG_NS) get one message to a process while another process is free or
+ * How many messages the slot may hold now (mu held, now_ns as running_long's). A
+ * process running one message for long gets none behind it: they would wait for it,
+ * maybe until its timeout. Handlers not known to be fast (none has returned yet, or
+ * the last ran long) get one message to a process while another process is free or
  * starting, so that slow ones run side by side rather than queue behind one another;
  * with none free, TL_PROC_AHEAD_SLOW, so that a process never waits for the service
  * between two. Fast ones get TL_PROC_AHEAD and are packed into the first processes
@@ -113,7 +118,9 @@ static size_t count_free(const struct tl_procs *all)
  */
 static size_t cap(slot *s, bool other_free, int64_t now_ns)
 {
-    if (fast_now(s, now_ns))
+    if (running_long(s, now_ns))
+        return 1;
+    if (known_fast(s))
         return TL_PROC_AHEAD;
     return other_free ? 1 : TL_PROC_AHEAD_SLOW;
 }

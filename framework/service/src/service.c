@@ -366,29 +366,10 @@ static void *shard_main(void *arg)
     return NULL;
 }
 
-int tl_service_run(tl_service *svc)
+/* Starts the other shards' loop threads, before the sources: the loops take what
+ * comes from the first message. One that cannot start stops the service. */
+static void shards_start(tl_service *svc)
 {
-    /* The admin endpoint first: one that cannot serve fails the run before any message
-     * is read. */
-    int rc = tl__admin_open(svc);
-    if (rc != 0)
-        return rc;
-    for (size_t i = 0; i < svc->nsrcs; i++) {
-        rc = svc->srcs[i].ops->start(svc->srcs[i].handle);
-        if (rc != 0) {
-            tl_kv f[] = {{"source", svc->srcs[i].cfg->name}, {"error", tl_strerror(rc)}};
-            tl__log(svc, TL_LEVEL_ERROR, "source_start_failed", f, 2);
-            for (size_t j = 0; j < i; j++)
-                svc->srcs[j].ops->stop(svc->srcs[j].handle);
-            tl__admin_close(svc);
-            return rc;
-        }
-    }
-    char shards[16];
-    snprintf(shards, sizeof(shards), "%zu", svc->nshards);
-    tl_kv f[] = {{"service", svc->cfg->service}, {"shards", shards}};
-    tl__log(svc, TL_LEVEL_INFO, "started", f, svc->nshards > 1 ? 2 : 1);
-    tl_timer_start(&svc->housekeeping, HOUSEKEEPING_MS, housekeeping, svc);
     for (size_t k = 1; k < svc->nshards; k++) {
         tl_service *sh = svc->shards[k];
         sh->thread_started = pthread_create(&sh->thread, NULL, shard_main, sh) == 0;
@@ -400,10 +381,12 @@ int tl_service_run(tl_service *svc)
             tl_service_stop(svc);
         }
     }
-    tl__handlers_loop_thread(svc, true);
-    rc = tl_loop_run(svc->loop);
-    tl__handlers_loop_thread(svc, false);
-    /* The drain stopped every shard's loop; one that never started has nothing. */
+}
+
+/* Stops the other shards' loops (the drain did, unless the run ended early) and joins
+ * their threads. */
+static void shards_join(tl_service *svc)
+{
     for (size_t k = 1; k < svc->nshards; k++) {
         tl_service *sh = svc->shards[k];
         tl_loop_stop(sh->loop);
@@ -411,6 +394,37 @@ int tl_service_run(tl_service *svc)
             pthread_join(sh->thread, NULL);
         sh->thread_started = false;
     }
+}
+
+int tl_service_run(tl_service *svc)
+{
+    /* The admin endpoint first: one that cannot serve fails the run before any message
+     * is read. */
+    int rc = tl__admin_open(svc);
+    if (rc != 0)
+        return rc;
+    shards_start(svc);
+    for (size_t i = 0; i < svc->nsrcs; i++) {
+        rc = svc->srcs[i].ops->start(svc->srcs[i].handle);
+        if (rc != 0) {
+            tl_kv f[] = {{"source", svc->srcs[i].cfg->name}, {"error", tl_strerror(rc)}};
+            tl__log(svc, TL_LEVEL_ERROR, "source_start_failed", f, 2);
+            for (size_t j = 0; j < i; j++)
+                svc->srcs[j].ops->stop(svc->srcs[j].handle);
+            shards_join(svc);
+            tl__admin_close(svc);
+            return rc;
+        }
+    }
+    char shards[16];
+    snprintf(shards, sizeof(shards), "%zu", svc->nshards);
+    tl_kv f[] = {{"service", svc->cfg->service}, {"shards", shards}};
+    tl__log(svc, TL_LEVEL_INFO, "started", f, svc->nshards > 1 ? 2 : 1);
+    tl_timer_start(&svc->housekeeping, HOUSEKEEPING_MS, housekeeping, svc);
+    tl__handlers_loop_thread(svc, true);
+    rc = tl_loop_run(svc->loop);
+    tl__handlers_loop_thread(svc, false);
+    shards_join(svc);
     tl__admin_close(svc);
     tl__log(svc, TL_LEVEL_INFO, "stopped", f, 1);
     return rc ? rc : svc->fatal_err;

@@ -159,13 +159,14 @@ int tl_service_run(tl_service *svc);
 /* Any thread, signal-safe: asks a running service to drain and stop. */
 void tl_service_stop(tl_service *svc);
 
-/* Any thread: a copy of the counters. */
+/* Any thread: a copy of the counters (with shards, their sums). */
 void tl_service_stats_get(tl_service *svc, tl_service_stats *out);
 
 /* Fills up to cap target counters and returns how many targets there are. */
 size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap);
 
-/* Fills up to cap committed positions and returns how many partitions there are. */
+/* Fills up to cap committed positions and returns how many partitions there are (with
+ * shards, every shard's). */
 size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap);
 
 /* Any thread: the admin endpoint's port (the one picked for port 0), bound when the
@@ -178,7 +179,8 @@ int tl_service_admin_port(tl_service *svc);
  * returns how many there are. Any thread. */
 size_t tl_service_lag(tl_service *svc, tl_partition_lag *out, size_t cap);
 
-/* The service's loop (for tl_loop_tasks and friends); valid while the service is. */
+/* The service's loop (for tl_loop_tasks and friends); valid while the service is. With
+ * loop.shards above one, the first shard's: the others' tasks show in /tasks. */
 tl_loop *tl_service_loop(tl_service *svc);
 
 /* Frees a service that is not running; releases its sources and sinks. */
