@@ -31,12 +31,16 @@ test-sanitize: deps
 	@cd build-asan && ctest --output-on-failure -j $(JOBS) -L unit
 
 # The unit tests again under valgrind: any leak or invalid access fails them (but
-# libfyaml's one known leak, tests/valgrind.supp).
+# libfyaml's one known leak, tests/valgrind.supp). Not the suites' reruns on four
+# shards (label shards): valgrind runs one thread at a time, and their timed waits
+# (a retry due 150 ms after it is pushed) do not hold with twenty threads taking
+# turns; test_shards runs the shard code under valgrind, the reruns run in the normal
+# and sanitizer passes.
 test-valgrind: deps
 	@cmake -S . -B build-valgrind -DCMAKE_BUILD_TYPE=Debug -DTL_BUILD_BENCH=OFF \
 	  "-DCMAKE_CROSSCOMPILING_EMULATOR=valgrind;--error-exitcode=9;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--suppressions=$(CURDIR)/tests/valgrind.supp;-q" >/dev/null
 	@cmake --build build-valgrind -j $(JOBS) -- --no-print-directory
-	@cd build-valgrind && ctest --output-on-failure -j $(JOBS) -L unit
+	@cd build-valgrind && ctest --output-on-failure -j $(JOBS) -L unit -LE shards
 
 bench: build
 	@scripts/install-deps.sh --bench || echo "bench: the bench packages are missing; plots or peers may be skipped"
