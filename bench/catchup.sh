@@ -4,8 +4,8 @@
 # ordering partition and ordering key. Prints msgs/s and the ratio to the ideal:
 # partitions / handler time for ordering partition (one message at a time each),
 # workers / handler time for ordering key. The clock runs from the first message
-# consumed to the last one settled (read from /metrics), so the group join is not
-# counted.
+# consumed to the last one settled (the service's own span, timed_run.sh), so the
+# group join is not counted.
 # Usage: bench/catchup.sh BUILD_DIR BROKER_DIR|mock [N]
 #   BROKER_DIR: a running broker of scripts/kafka-broker.sh (the topics are created
 #   there); mock: a `taskloop mock` cluster started for the run.
@@ -73,7 +73,7 @@ for ordering in partition key; do
         echo "$ordering: produce failed: $(tail -n2 "$work/produce.out")"
         continue
     }
-    port=$((29600 + RANDOM % 300))
+
     cat >"$work/$ordering.yaml" <<YAML
 service: catchup
 loop: { workers: $workers, max_in_flight: $in_flight${CATCHUP_KEPT_BACK_MB:+, kept_back_mb: $CATCHUP_KEPT_BACK_MB} }
@@ -90,23 +90,21 @@ routes:
     ordering: $ordering
     timeout: 30s
     params: { ms: "$ms" }
-admin: { listen: "127.0.0.1:$port" }
 log: { level: warn }
 YAML
     rc=0
-    span=$(timed_run "$taskloop" "$work/$ordering.yaml" "$port" "$n" 300 "$work/run.err") || rc=$?
+    span=$(timed_run "$taskloop" "$work/$ordering.yaml" "$n" 300 "$work/run.err") || rc=$?
     if [ -z "$span" ]; then
         echo "$ordering: did not finish (exit status $rc): $(tail -n3 "$work/run.err")"
         continue
     fi
-    read -r start end <<<"$span"
     if [ "$ordering" = partition ]; then busy=$parts; else busy=$workers; fi
     ideal=$((busy * 1000 / ms))
     us=$(sleep_us "$busy")
     [ "$us" -gt 0 ] && echo "($busy threads: a ${ms} ms sleep takes $us us)"
     awk -v bench="catchup_$([ "$target" = mock ] && echo mock || echo broker)" \
-        -v o="$ordering" -v n="$n" -v a="$start" -v b="$end" -v i="$ideal" -v us="$us" -v ms="$ms" 'BEGIN {
-        r = n / (b - a); real = us > 0 ? 100 * r / (i * ms * 1000 / us) : 0
+        -v o="$ordering" -v n="$n" -v span="$span" -v i="$ideal" -v us="$us" -v ms="$ms" 'BEGIN {
+        r = n / span; real = us > 0 ? 100 * r / (i * ms * 1000 / us) : 0
         printf "%-10s %12.0f %12d %7.0f%% %13.0f%%\n", o, r, i, 100 * r / i, real
         printf "RESULT %s %s msgs_per_s %.0f\nRESULT %s %s ideal_ratio %.3f\n", bench, o, r, bench, o, r / i
         if (real > 0) printf "RESULT %s %s sleep_time_ratio %.3f\n", bench, o, real / 100

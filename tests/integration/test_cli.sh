@@ -37,7 +37,7 @@ check_ids_once() {
 }
 
 # The summary's arithmetic: consumed == completed + rerouted + dropped, per-target
-# reroutes add up to rerouted, and the check line says ok.
+# reroutes add up to rerouted, the check line says ok, and the pace is settled / span.
 check_summary_adds_up() {
     local s=$1 consumed completed rerouted dropped targets
     consumed=$(summary_value consumed "$s")
@@ -51,6 +51,15 @@ check_summary_adds_up() {
     targets=$(awk '/^    [a-z]+:/ { n += $2 } END { print n + 0 }' "$s")
     [ "$targets" -eq "$rerouted" ] || fail "per-target reroutes $targets != rerouted $rerouted"
     grep -q '^check: .*: ok$' "$s" || fail "the check line is not ok"
+    # The pace: settled over the span from the first consumed to the last settled.
+    local span rate settled=$((completed + rerouted + dropped))
+    [ "$settled" -gt 0 ] || return 0
+    span=$(summary_value span_us "$s")
+    rate=$(summary_value settled_per_s "$s")
+    [ -n "$span" ] && [ "$span" -gt 0 ] && [ -n "$rate" ] || fail "summary lacks its span and pace"
+    local want=$((settled * 1000000 / span))
+    [ "$rate" -ge "$want" ] && [ "$rate" -le $((want + 1)) ] ||
+        fail "settled_per_s $rate is not $settled settled over $span us"
 }
 
 # ---------------------------------------------------------------- cases

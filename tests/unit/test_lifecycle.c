@@ -1,4 +1,5 @@
 /*
+ * The service's own pace: the span from its first message consumed to its last settled.
  * Drain and revoke: stop lets running handlers finish and commits them, and returns
  * after the drain timeout when one is stuck; a revoke waits for the partition's
  * running handlers, commits them and drops its queue past them, runs what waits below
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <taskloop/adapter.h>
 
@@ -395,6 +397,43 @@ static void *stop_later(void *arg)
     return NULL;
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t g_all_settled_ns;
+
+static void script_settle_then_idle(fx *f)
+{
+    STEP(wait_for(f, all_settled, 5000));
+    g_all_settled_ns = mono_ns();
+    sleep_ms(300);
+}
+
+static void the_span_runs_from_the_first_message_consumed_to_the_last_settled(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 30;
+    start(f, "span", (opts){.partitions = 1, .ordering = "partition"});
+    tl_service_stats before = stats(f);
+    assert_int_equal(before.first_consumed_ns, 0);
+    assert_int_equal(before.last_settled_ns, 0);
+    for (int i = 0; i < 5; i++)
+        push(f, 0, NULL, "ok");
+    int64_t t0 = mono_ns();
+    run(f, script_settle_then_idle);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 5);
+    /* Five 30 ms handlers one after the other; the idle 300 ms after is not counted. */
+    assert_true(s.first_consumed_ns >= t0);
+    assert_true(s.last_settled_ns <= g_all_settled_ns);
+    assert_true(s.last_settled_ns - s.first_consumed_ns >= 5 * 30 * 1000000LL);
+    assert_balanced(f);
+}
+
 static void source_fatal_error_stops_the_service_and_run_returns_it(void **state)
 {
     fx *f = *state;
@@ -419,6 +458,7 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(the_span_runs_from_the_first_message_consumed_to_the_last_settled),
         T(stop_lets_running_handlers_finish_and_commits_them),
         T(stop_with_a_stuck_handler_returns_after_the_drain_timeout_without_its_commit),
         T(revoke_waits_for_running_handlers_commits_them_and_drops_the_queue),

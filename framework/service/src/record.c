@@ -98,6 +98,10 @@ static void settle(tl_rec *rec)
         part->in_flight--;
     }
     TL_STAT_ADD(svc, in_flight, -1);
+    /* A worker's completion was taken at drained_ns, maybe after the turn began. */
+    int64_t now = tl_loop_now_ns(svc->loop), drained = tl_loop_drained_ns(svc->loop);
+    atomic_store_explicit(&svc->st.last_settled_ns, drained > now ? drained : now,
+                          memory_order_relaxed);
     svc->hooks.room_freed(svc, part);
     maybe_free(rec);
 }
@@ -369,6 +373,9 @@ void tl__record_take(tl_service *svc, tl_route_state *route, tl_partition_state 
         svc->unacked++; /* until its commit is acknowledged (acks.c) */
     TL_STAT_ADD(svc, consumed, 1);
     TL_STAT_ADD(svc, in_flight, 1);
+    if (!atomic_load_explicit(&svc->st.first_consumed_ns, memory_order_relaxed))
+        atomic_store_explicit(&svc->st.first_consumed_ns, tl_loop_now_ns(svc->loop),
+                              memory_order_relaxed);
     tl__txn_take(rec);
     int64_t wait = route->retry_via ? tl__due_take(rec, seen_ms) : 0;
     /* `delay:` the message runs no earlier than its timestamp plus the delay. */

@@ -322,6 +322,9 @@ typedef struct tl_stats_atomic {
         reroute_errors, replaced_workers, in_flight, uncommitted, paused, source_pauses,
         handler_crashes, processes_replaced, retries_delayed, retries_waiting, emitted, emit_errors,
         txn_commits, txn_aborts, delayed_waiting;
+    /* The loop's clock when its first message was taken in and its last one settled
+     * (0 before): what a run's rate is measured over. One writer, the loop thread. */
+    _Atomic int64_t first_consumed_ns, last_settled_ns;
     _Atomic bool healthy;
 } tl_stats_atomic;
 

@@ -35,6 +35,11 @@ static void add_stats(const tl_stats_atomic *s, tl_service_stats *o)
     o->txn_commits += atomic_load(&s->txn_commits);
     o->delayed_waiting += atomic_load(&s->delayed_waiting);
     o->txn_aborts += atomic_load(&s->txn_aborts);
+    int64_t first = atomic_load(&s->first_consumed_ns), last = atomic_load(&s->last_settled_ns);
+    if (first && (!o->first_consumed_ns || first < o->first_consumed_ns))
+        o->first_consumed_ns = first;
+    if (last > o->last_settled_ns)
+        o->last_settled_ns = last;
     o->healthy = o->healthy && atomic_load(&s->healthy);
 }
 

@@ -59,6 +59,22 @@ static void print_partitions(FILE *out, tl_service *svc)
     free(p);
 }
 
+/* The pace, measured by the service itself from its first message consumed to its last
+ * settled: what a backlog took to drain, without the start-up, the group join or the
+ * idle time after it. Nothing when nothing settled. */
+static void print_pace(FILE *out, const tl_service_stats *st)
+{
+    uint64_t settled = st->completed + st->rerouted + st->dropped;
+    if (!settled || !st->first_consumed_ns || st->last_settled_ns <= st->first_consumed_ns)
+        return;
+    int64_t span_us = (st->last_settled_ns - st->first_consumed_ns) / 1000;
+    if (span_us <= 0)
+        return;
+    row(out, "span_us", (uint64_t)span_us, "(first message consumed to last settled)");
+    row(out, "settled_per_s", (uint64_t)((double)settled * 1e6 / (double)span_us + 0.5),
+        "(settled over that span)");
+}
+
 /* The closing line: every consumed message must be completed, rerouted or dropped. */
 static bool print_check(FILE *out, const tl_service_stats *st)
 {
@@ -107,6 +123,7 @@ bool tl_program_summary(FILE *out, tl_service *svc, const char *title, int64_t e
     row(out, "paused", st.paused, "(backpressure)");
     row(out, "source_pauses", st.source_pauses, "(held past the source's limit)");
     row(out, "in_flight", st.in_flight, NULL);
+    print_pace(out, &st);
     print_partitions(out, svc);
     bool ok = print_check(out, &st);
     fflush(out);

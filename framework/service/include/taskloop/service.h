@@ -77,7 +77,7 @@ typedef struct tl_service_opts {
     void *log_user;
 } tl_service_opts;
 
-/* Counters of a running or finished service; every field only grows. */
+/* Counters of a running or finished service; every field but the gauges only grows. */
 typedef struct tl_service_stats {
     uint64_t consumed;       /* messages delivered by sources */
     uint64_t completed;      /* handlers that finished without error */
@@ -107,7 +107,12 @@ typedef struct tl_service_stats {
     uint64_t txn_commits;     /* exactly-once: transactions committed */
     uint64_t txn_aborts;      /* exactly-once: transactions that could not commit (each
                                * stopped the service) */
-    bool healthy;             /* false past the stuck-worker cap */
+    /* When the first message was consumed and the last one settled, on tl_clock_ns's
+     * clock (CLOCK_MONOTONIC, ns); 0 before either. Settled over the span between
+     * them is the service's own measure of its pace, with no sampling. */
+    int64_t first_consumed_ns;
+    int64_t last_settled_ns;
+    bool healthy; /* false past the stuck-worker cap */
 } tl_service_stats;
 
 /* Per-target reroute counts, for summaries: target is "scheme:address". */
