@@ -1,6 +1,7 @@
 /*
  * loop.shards: a service's partitions spread over several loops. Each partition
- * belongs to one shard, the shards share the work evenly, and what the service shows
+ * belongs to one shard, the shards share the work evenly (after rebalances too), a
+ * route's rate and breaker count for all of them, and what the service shows
  * (counters, partitions, /tasks) covers every shard. The rest of the runtime's
  * behaviour with shards is the other suites' (their *_shards4 runs).
  */
@@ -160,6 +161,186 @@ static void a_revoke_drains_the_owning_shard(void **state)
     assert_balanced(f);
 }
 
+static bool four_running(fx *f)
+{
+    pthread_mutex_lock(&f->mu);
+    bool four = f->active == 4;
+    pthread_mutex_unlock(&f->mu);
+    return four;
+}
+
+static bool push_ok(fx *f, int32_t partition, const char *payload)
+{
+    return tl_memory_push(f->topic, partition, NULL, payload, strlen(payload)) >= 0;
+}
+
+/* Partitions 0-3 placed one a shard; 2 and 3 revoked; new partitions 4 and 5 assigned; a
+ * stuck message on each live one (0, 1, 4, 5); then 2 assigned again with a message. */
+static void script_churn(fx *f)
+{
+    STEP(wait_for(f, all_settled, 10000));
+    STEP(tl_memory_revoke(f->topic, 2) == 0);
+    STEP(tl_memory_revoke(f->topic, 3) == 0);
+    STEP(push_ok(f, 4, "stuck") && push_ok(f, 5, "stuck"));
+    STEP(tl_memory_assign(f->topic, 4) == 0 && tl_memory_assign(f->topic, 5) == 0);
+    STEP(push_ok(f, 0, "stuck") && push_ok(f, 1, "stuck"));
+    STEP(wait_for(f, four_running, 10000));
+    STEP(http_get(tl_service_admin_port(f->svc), "/tasks", tasks_json, sizeof(tasks_json)) == 200);
+    atomic_store(&f->released, true);
+    STEP(wait_for(f, all_settled, 10000));
+    /* 2 comes back: to shard 0 now (every shard has one), away from its old state. */
+    STEP(tl_memory_assign(f->topic, 2) == 0 && push_ok(f, 2, "ok"));
+    STEP(wait_for(f, all_settled, 10000));
+}
+
+/* After a rebalance takes partitions away for good, the new ones go to the shards left
+ * without any: the four live partitions run at once on four shards of one worker each
+ * (placed where the old ones were, two shards would hold two each and run one). */
+static void partitions_assigned_after_a_revoke_go_to_the_least_loaded_shards(void **state)
+{
+    fx *f = *state;
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "service: t\n"
+             "loop: { workers: 1, max_in_flight: 1000, drain_timeout: 2s, shards: %d }\n"
+             "sources:\n"
+             "  in: { type: memory, name: shards.churn, partitions: 4, batch: 16 }\n"
+             "routes:\n"
+             "  - { source: in, handler: h, ordering: partition, timeout: 10s }\n"
+             "admin: { listen: \"127.0.0.1:0\" }\n",
+             SHARDS);
+    start_yaml(f, "shards.churn", yaml);
+    for (int p = 0; p < 4; p++)
+        push(f, p, NULL, "ok");
+    run(f, script_churn);
+    assert_int_equal(f->bad_line, 0);
+    json_error_t jerr;
+    json_t *root = json_loads(tasks_json, 0, &jerr);
+    assert_non_null(root);
+    int per_shard[SHARDS] = {0}, running = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(root, "tasks"), i, t)
+    {
+        if (!json_object_get(t, "message"))
+            continue;
+        int shard = (int)json_integer_value(json_object_get(t, "shard"));
+        assert_in_range(shard, 0, SHARDS - 1);
+        per_shard[shard]++;
+        running++;
+    }
+    json_decref(root);
+    assert_int_equal(running, 4);
+    for (int k = 0; k < SHARDS; k++)
+        assert_int_equal(per_shard[k], 1);
+    /* One committed position a partition, though 2 has a state in two shards: the
+     * position its new shard committed. */
+    tl_partition_stats parts[8];
+    assert_int_equal(tl_service_partitions(f->svc, parts, 8), 6);
+    for (int p = 0; p < 6; p++)
+        if (parts[p].partition == 2)
+            assert_int_equal(parts[p].next, 2);
+    assert_int_equal(tl_memory_committed(f->topic, 2), 2);
+    assert_balanced(f);
+}
+
+#define COOLDOWN_MS 300
+
+static bool three_failed(fx *f)
+{
+    return stats(f).failed >= 3;
+}
+
+/* Three failures on partition 0 open the route's breaker; then good messages come on
+ * partitions 1-3, which other shards own. */
+static void script_breaker_across_shards(fx *f)
+{
+    STEP(wait_for(f, three_failed, 10000));
+    for (int32_t p = 1; p < 4; p++)
+        for (int i = 0; i < 2; i++)
+            STEP(tl_memory_push(f->topic, p, "a", "ok", 2) >= 0);
+    STEP(wait_for(f, all_settled, 10000));
+}
+
+/* A route's breaker counts for every shard: failures on one shard's partition keep the
+ * other shards' messages out for the cooldown, one of them goes in as the only probe,
+ * and the rest follow once it succeeded. */
+static void the_breaker_opens_and_probes_for_every_shard(void **state)
+{
+    fx *f = *state;
+    f->sleep_ms = 50;
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "service: t\n"
+             "loop: { workers: 1, shards: %d }\n"
+             "sources:\n"
+             "  in: { type: memory, name: shards.breaker, partitions: 4, batch: 1 }\n"
+             "routes:\n"
+             "  - source: in\n"
+             "    handler: h\n"
+             "    ordering: partition\n"
+             "    breaker: { failures: 3, window: 10s, cooldown: %dms }\n"
+             "    on_error: { retries: 0, then: \"memory:shards.breaker.dlq\" }\n",
+             SHARDS, COOLDOWN_MS);
+    start_yaml(f, "shards.breaker", yaml);
+    for (int i = 0; i < 3; i++)
+        push(f, 0, "f", "fail");
+    run(f, script_breaker_across_shards);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.failed, 3);
+    assert_int_equal(s.completed, 6);
+    assert_int_equal(tl_memory_sink_count("shards.breaker.dlq"), 3);
+    int64_t last_fail = 0, probe_start = INT64_MAX, probe_end = 0, next_start = INT64_MAX;
+    for (size_t i = 0; i < f->ncalls; i++) {
+        const call *c = &f->calls[i];
+        if (c->key == 'f' - 'a') {
+            last_fail = c->end_ms > last_fail ? c->end_ms : last_fail;
+        } else if (c->start_ms < probe_start) {
+            next_start = probe_start;
+            probe_start = c->start_ms;
+            probe_end = c->end_ms;
+        } else if (c->start_ms < next_start) {
+            next_start = c->start_ms;
+        }
+    }
+    /* Timer slack aside: the probe waited out the cooldown, the others the probe. */
+    if (probe_start - last_fail < COOLDOWN_MS - 20)
+        fail_msg("the probe started %lld ms after the last failure",
+                 (long long)(probe_start - last_fail));
+    assert_true(next_start >= probe_end);
+    assert_balanced(f);
+}
+
+/* A route's rate counts for every shard: 200 messages on 8 partitions over four shards
+ * at rate 200/s take about a second to go in, not a quarter of one. */
+static void a_rate_limit_paces_the_whole_route_over_every_shard(void **state)
+{
+    fx *f = *state;
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "service: t\n"
+             "loop: { workers: 2, shards: %d }\n"
+             "sources:\n"
+             "  in: { type: memory, name: shards.rate, partitions: %d, batch: 16 }\n"
+             "routes:\n"
+             "  - { source: in, handler: h, ordering: none, rate: 200/s, burst: 1 }\n",
+             SHARDS, PARTS);
+    start_yaml(f, "shards.rate", yaml);
+    for (int i = 0; i < 25; i++)
+        for (int p = 0; p < PARTS; p++)
+            push(f, p, NULL, "quick");
+    run(f, script_until_all_settled);
+    assert_int_equal(f->bad_line, 0);
+    tl_service_stats s = stats(f);
+    assert_int_equal(s.completed, 200);
+    /* 199 intervals of 5 ms between the first token and the last. */
+    int64_t span_ms = (s.last_settled_ns - s.first_consumed_ns) / 1000000;
+    if (span_ms < 950)
+        fail_msg("200 messages at 200/s went in within %lld ms", (long long)span_ms);
+    assert_balanced(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +349,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(every_partition_in_order_and_committed_to_its_end, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_revoke_drains_the_owning_shard, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            partitions_assigned_after_a_revoke_go_to_the_least_loaded_shards, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_breaker_opens_and_probes_for_every_shard, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_rate_limit_paces_the_whole_route_over_every_shard, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,10 +108,12 @@ static void take_routes(tl_service *svc, _Atomic bool *closing, tl_admin_snap *s
             o->stalled += atomic_load_explicit(&sr->stalled, memory_order_relaxed);
             o->rerouted += atomic_load_explicit(&sr->rerouted, memory_order_relaxed);
             o->late += atomic_load_explicit(&sr->late, memory_order_relaxed);
+            o->rate_waits += atomic_load_explicit(&sr->rate_waits, memory_order_relaxed);
+            if (atomic_load_explicit(&sr->rate_waiting, memory_order_relaxed))
+                o->rate_waiting = 1;
         }
-        o->rate_waits = atomic_load_explicit(&r->rate_waits, memory_order_relaxed);
-        o->rate_waiting =
-            r->rate.on ? atomic_load_explicit(&r->rate_waiting, memory_order_relaxed) : -1;
+        if (!r->rate.on)
+            o->rate_waiting = -1;
         o->breaker =
             r->breaker.on ? atomic_load_explicit(&r->breaker.state, memory_order_relaxed) : -1;
         o->breaker_transitions =

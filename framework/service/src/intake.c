@@ -259,22 +259,21 @@ static void room_fire(tl_timer *timer, void *arg);
  * (a probe's outcome calls intake_retry instead). */
 static bool route_admit(tl_service *svc, tl_route_state *route, const tl_msg *m)
 {
-    if (!route->rate.on && !route->breaker.on)
+    tl_route_state *shared = route->shared; /* with shards, the root's: one for the route */
+    if (!shared->rate.on && !shared->breaker.on)
         return true; /* not even a clock read */
     int64_t now = tl_clock_ns();
     int64_t wait = tl__breaker_wait(svc, route, now);
-    if (wait == 0 && route->rate.on) {
-        wait = tl__rate_take(&route->rate, now);
+    if (wait == 0 && shared->rate.on) {
+        wait = tl__rate_take(&shared->rate, now);
         if (wait > 0)
             atomic_fetch_add_explicit(&route->rate_waits, 1, memory_order_relaxed);
         atomic_store_explicit(&route->rate_waiting, wait > 0, memory_order_relaxed);
     }
-    if (wait == 0) {
-        tl__breaker_taken(&route->breaker, m);
+    if (wait == 0 && tl__breaker_taken(route, m))
         return true;
-    }
-    if (wait == INT64_MAX)
-        return false;
+    if (wait == 0 || wait == INT64_MAX)
+        return false; /* another shard's message is the probe: its outcome decides */
     /* One timer for every route: moved sooner when this wait ends first. */
     int64_t ms = (wait + 999999) / 1000000;
     if (svc->rate_timer.heap_index == SIZE_MAX || now + ms * 1000000 < svc->rate_timer.due_ns)
@@ -461,7 +460,7 @@ void tl__intake_resume(tl_service *svc)
 static void rate_wait_over(tl_service *svc, tl_source_state *src)
 {
     tl_route_state *route = route_of(svc, src);
-    if (route && route->rate.on)
+    if (route && route->shared->rate.on)
         atomic_store_explicit(&route->rate_waiting, false, memory_order_relaxed);
 }
 

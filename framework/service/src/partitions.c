@@ -209,20 +209,36 @@ void tl__partitions_free(tl_service *svc)
     svc->nparts = 0;
 }
 
+/* The entry among out[0..n) for p, or NULL. */
+static tl_partition_stats *listed(tl_partition_stats *out, size_t n, const tl_partition_state *p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (out[i].partition == p->partition && out[i].source == p->src->cfg->name &&
+            strcmp(out[i].topic, p->topic) == 0)
+            return &out[i];
+    return NULL;
+}
+
 size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap)
 {
     size_t total = 0;
     for (size_t k = 0; k < svc->nshards; k++) {
         tl_service *sh = tl__shard_at(svc, k);
         pthread_mutex_lock(&sh->mu);
-        for (size_t i = 0; i < sh->nparts; i++, total++) {
-            if (total >= cap)
-                continue;
+        for (size_t i = 0; i < sh->nparts; i++) {
             tl_partition_state *p = sh->parts[i];
-            out[total].source = p->src->cfg->name;
-            out[total].topic = p->topic;
-            out[total].partition = p->partition;
-            out[total].next = p->committed;
+            /* A partition that moved between shards (shard.c) has a state in each: one
+             * entry, with the position committed last (a revoked state has none). */
+            tl_partition_stats *seen = k > 0 && total <= cap ? listed(out, total, p) : NULL;
+            if (seen) {
+                if (p->committed > seen->next)
+                    seen->next = p->committed;
+                continue;
+            }
+            if (total < cap)
+                out[total] =
+                    (tl_partition_stats){p->src->cfg->name, p->topic, p->partition, p->committed};
+            total++;
         }
         pthread_mutex_unlock(&sh->mu);
     }

@@ -1,14 +1,16 @@
 /*
  * A route's rate limit (`rate:` and `burst:`), as a virtual-scheduling token bucket: the
  * bucket keeps the time at which the next message would be on schedule (tat); a message
- * may go when that time is at most burst - 1 intervals ahead of now. O(1), no lock: the
- * loop thread alone takes tokens (intake.c).
+ * may go when that time is at most burst - 1 intervals ahead of now. O(1), no lock: a
+ * token is one compare-and-swap of that time, so that the loop threads of every shard
+ * take from the route's one bucket (intake.c).
  */
 #include "runtime.h"
 
 void tl__rate_init(tl_rate *r, const tl_config_route *cfg)
 {
     *r = (tl_rate){0};
+    atomic_init(&r->tat_ns, 0);
     if (cfg->rate_count <= 0)
         return;
     r->interval_ns = cfg->rate_period_ms * 1000000 / cfg->rate_count;
@@ -22,9 +24,14 @@ int64_t tl__rate_take(tl_rate *r, int64_t now_ns)
 {
     if (!r->on)
         return 0;
-    int64_t tat = r->tat_ns > now_ns ? r->tat_ns : now_ns;
-    if (tat - now_ns > r->tau_ns)
-        return tat - now_ns - r->tau_ns;
-    r->tat_ns = tat + r->interval_ns;
-    return 0;
+    int64_t seen = atomic_load_explicit(&r->tat_ns, memory_order_relaxed);
+    for (;;) {
+        int64_t tat = seen > now_ns ? seen : now_ns;
+        if (tat - now_ns > r->tau_ns)
+            return tat - now_ns - r->tau_ns;
+        /* Another shard took one since: look again at its schedule. */
+        if (atomic_compare_exchange_weak_explicit(&r->tat_ns, &seen, tat + r->interval_ns,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return 0;
+    }
 }

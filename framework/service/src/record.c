@@ -46,8 +46,7 @@ static void rec_free(tl_rec *rec)
         tl_task_unlink_cb(rec->task, &rec->done_node);
     tl_task_release(rec->task);
     tl_source_state *src = rec->route->src;
-    if (rec->route->breaker.probe == rec->msg)
-        tl__breaker_forget(&rec->route->breaker, rec->msg);
+    tl__breaker_forget(rec->route, rec->msg);
     tl__txn_forget(rec); /* reads the message's offset */
     src->ops->release(src->handle, rec->msg);
     free(rec->err_text);
@@ -197,7 +196,7 @@ static void attempt_done(tl_rec *rec, tl_task *task)
     if (started)
         tl_histogram_observe(&svc->handler_seconds, tl_loop_drained_ns(svc->loop) - started);
     int err = tl_task_error(task);
-    if (rec->route->breaker.on)
+    if (rec->route->shared->breaker.on)
         tl__breaker_note(svc, rec->route, rec->msg, err == 0, tl_clock_ns());
     if (err == 0) {
         TL_STAT_ADD(svc, completed, 1);
@@ -248,7 +247,7 @@ static void attempt_done(tl_rec *rec, tl_task *task)
 static void attempt_expired(tl_rec *rec)
 {
     TL_ROUTE_STAT_INC(rec, stalled);
-    if (rec->route->breaker.on)
+    if (rec->route->shared->breaker.on)
         tl__breaker_note(rec->svc, rec->route, rec->msg, false, tl_clock_ns());
     /* Without a target the message waits for this attempt's own result: asking it
      * to stop would turn a late success into a cancellation. */

@@ -166,23 +166,24 @@ typedef struct tl_target {
 /* A route's rate limit (rate.c). */
 typedef struct tl_rate {
     bool on;
-    int64_t interval_ns; /* between two messages on schedule */
-    int64_t tau_ns;      /* how far ahead of schedule a burst may run */
-    int64_t tat_ns;      /* when the next message is on schedule */
+    int64_t interval_ns;    /* between two messages on schedule */
+    int64_t tau_ns;         /* how far ahead of schedule a burst may run */
+    _Atomic int64_t tat_ns; /* when the next message is on schedule */
 } tl_rate;
 
 /* Sets the bucket up from the route's rate and burst (off without a rate). */
 void tl__rate_init(tl_rate *r, const tl_config_route *cfg);
 
-/* Loop thread: takes a token at now_ns and returns 0, or returns how many ns until one
- * is there (nothing taken). Always 0 when the route has no rate. */
+/* Any loop thread: takes a token at now_ns and returns 0, or returns how many ns until
+ * one is there (nothing taken). Always 0 when the route has no rate. */
 int64_t tl__rate_take(tl_rate *r, int64_t now_ns);
 
 /* A route's circuit breaker (breaker.c). */
 enum { TL_BREAKER_CLOSED, TL_BREAKER_OPEN, TL_BREAKER_HALF };
 typedef struct tl_breaker {
     bool on;
-    unsigned failures; /* that many within window_ns open it */
+    pthread_mutex_t mu; /* guards the rest but state and transitions (shards share it) */
+    unsigned failures;  /* that many within window_ns open it */
     int64_t window_ns, cooldown_ns;
     int64_t *times;        /* the last `failures` failure times, a ring */
     unsigned n, next;      /* how many it holds; the slot written next */
@@ -201,18 +202,21 @@ void tl__breaker_free(tl_breaker *b);
 /* "closed", "open" or "half_open". */
 const char *tl__breaker_state_name(int state);
 
-/* Loop thread: 0 when the route may take a message in now (the probe, when half-open);
- * else ns until the cooldown ends, or INT64_MAX while a probe's outcome is awaited.
- * Nothing is taken: tl__breaker_taken says the message went in. */
+/* svc's loop thread (any shard's): 0 when the route may take a message in now (the
+ * probe, when half-open); else ns until the cooldown ends, or INT64_MAX while a probe's
+ * outcome is awaited. Nothing is taken: tl__breaker_taken says the message went in. */
 int64_t tl__breaker_wait(tl_service *svc, tl_route_state *route, int64_t now_ns);
 
-/* Loop thread: msg went in after tl__breaker_wait said 0 (half-open: it is the probe). */
-void tl__breaker_taken(tl_breaker *b, const tl_msg *msg);
+/* A loop thread: msg goes in after tl__breaker_wait said 0 (half-open: as the probe).
+ * False when it may not after all: half-open, another shard's message became the probe
+ * since. */
+bool tl__breaker_taken(tl_route_state *route, const tl_msg *msg);
 
-/* Loop thread: msg's record is freed; if it was the probe, the next message may be. */
-void tl__breaker_forget(tl_breaker *b, const tl_msg *msg);
+/* A loop thread: msg's record is freed; if it was the probe, the next message may be. */
+void tl__breaker_forget(tl_route_state *route, const tl_msg *msg);
 
-/* Loop thread: an attempt of msg, of the route, succeeded (ok) or failed or stalled. */
+/* svc's loop thread: an attempt of msg, of the route, succeeded (ok) or failed or
+ * stalled. */
 void tl__breaker_note(tl_service *svc, tl_route_state *route, const tl_msg *msg, bool ok,
                       int64_t now_ns);
 
@@ -233,9 +237,12 @@ struct tl_route_state {
      * endpoint reads them from any thread). Bumped on those paths only, never on a
      * completion's. */
     _Atomic uint64_t stalled, rerouted, late;
-    tl_rate rate;                /* its rate limit; loop thread */
+    /* The root's state of this route (itself in the root): its rate and breaker, which
+     * every shard's takes from (rate.c, breaker.c). A shard's own two stay unused. */
+    struct tl_route_state *shared;
+    tl_rate rate;                /* its rate limit */
     tl_breaker breaker;          /* its circuit breaker */
-    _Atomic uint64_t rate_waits; /* times its intake waited for the rate limit */
+    _Atomic uint64_t rate_waits; /* times its intake (this shard's) waited for the rate */
     _Atomic bool rate_waiting;   /* a message of it waits for the rate limit now */
     struct tl_procs *procs;      /* isolation process: its worker processes (procs.c) */
 };

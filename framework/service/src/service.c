@@ -255,6 +255,7 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         svc->routes[i].cfg = &cfg->routes[i];
         svc->routes[i].src = &svc->srcs[cfg->routes[i].source];
         svc->routes[i].src->serial = cfg->routes[i].ordering == TL_ORDER_PARTITION;
+        svc->routes[i].shared = &svc->routes[i];
         tl__rate_init(&svc->routes[i].rate, &cfg->routes[i]);
         rc = tl__breaker_init(&svc->routes[i].breaker, &cfg->routes[i]);
         if (rc)

@@ -7,11 +7,14 @@
  * root's config, handlers' state, sources and targets (shared.c makes the calls they
  * make at once safe).
  *
- * A partition belongs to one shard: the one with the fewest partitions of its source
- * when the partition is first seen (assigned, or a message of it), and it stays there,
- * whatever rebalances come, so that a shard never meets a partition another one still
- * drains. The root's source events are split by owner: a delivered batch goes to each
- * owner's intake (each deliver waits as an unsharded one does, so backpressure from any
+ * A partition belongs to one shard at a time: the one with the fewest live partitions of
+ * its source when it is first seen (assigned, or a message of it) or assigned again
+ * after a revoke, so that rebalance churn leaves the shards even. A revoke returns only
+ * once the owner drained it, so a shard never meets a partition another one still
+ * drains; until the partition is assigned again its stale messages and late commit
+ * acknowledgements go to the shard that had it (which gives them back or drops them, as
+ * an unsharded service does). The root's source events are split by owner: a delivered batch goes
+ * to each owner's intake (each deliver waits as an unsharded one does, so backpressure from any
  * shard holds the source), an assignment and a commit's acknowledgement to the owner,
  * and a revoke to every owner at once, returning when all of them drained and committed.
  *
@@ -30,34 +33,50 @@ typedef struct owner {
     char *topic;
     int32_t partition;
     size_t shard;
+    bool live; /* not revoked since it was placed: counted in its shard's partitions */
 } owner;
 
 struct tl_owners {
     pthread_mutex_t mu;
     owner *v;
     size_t n, cap;
-    size_t *count; /* partitions each shard owns, per source: count[src * nshards + shard] */
+    size_t *count; /* live partitions of each shard, per source: count[src * nshards + shard] */
 };
 
-/* The shard that owns the partition, given on first sight to the one with the fewest
- * of its source's partitions; 0 (the root) when the table cannot grow. */
-static size_t owner_of(tl_service *root, size_t src, const char *topic, int32_t partition)
+/* The shard with the fewest live partitions of source src. */
+static size_t least_loaded(tl_service *root, size_t src)
+{
+    size_t *count = &root->owners->count[src * root->nshards], best = 0;
+    for (size_t k = 1; k < root->nshards; k++)
+        if (count[k] < count[best])
+            best = k;
+    return best;
+}
+
+/* The shard that owns the partition: on first sight, or when a revoked one is assigned
+ * again (assign), the one with the fewest live partitions of its source; 0 (the root)
+ * when the table cannot grow. */
+static size_t owner_of(tl_service *root, size_t src, const char *topic, int32_t partition,
+                       bool assign)
 {
     struct tl_owners *o = root->owners;
+    size_t *count = &o->count[src * root->nshards];
     topic = topic ? topic : "";
     pthread_mutex_lock(&o->mu);
     for (size_t i = 0; i < o->n; i++) {
         owner *w = &o->v[o->n - 1 - i]; /* the newest first: batches come by partition */
         if (w->src == src && w->partition == partition && strcmp(w->topic, topic) == 0) {
+            if (!w->live && assign) {
+                w->shard = least_loaded(root, src);
+                w->live = true;
+                count[w->shard]++;
+            }
             size_t k = w->shard;
             pthread_mutex_unlock(&o->mu);
             return k;
         }
     }
-    size_t *count = &o->count[src * root->nshards], best = 0;
-    for (size_t k = 1; k < root->nshards; k++)
-        if (count[k] < count[best])
-            best = k;
+    size_t best = least_loaded(root, src);
     if (o->n == o->cap) {
         size_t cap = o->cap ? 2 * o->cap : 16;
         owner *v = realloc(o->v, cap * sizeof(*v));
@@ -68,13 +87,34 @@ static size_t owner_of(tl_service *root, size_t src, const char *topic, int32_t 
     }
     char *copy = o->n < o->cap ? strdup(topic) : NULL;
     if (copy) {
-        o->v[o->n++] = (owner){src, copy, partition, best};
+        o->v[o->n++] = (owner){src, copy, partition, best, true};
         count[best]++;
     } else {
         best = 0; /* not remembered: the root, again next time */
     }
     pthread_mutex_unlock(&o->mu);
     return best;
+}
+
+/* The revoked partitions leave their shards' counts; each stays with its shard until
+ * it is assigned again. */
+static void owners_revoked(tl_service *root, size_t src, const tl_partition *parts, size_t n)
+{
+    struct tl_owners *o = root->owners;
+    pthread_mutex_lock(&o->mu);
+    for (size_t j = 0; j < n; j++) {
+        const char *topic = parts[j].topic ? parts[j].topic : "";
+        for (size_t i = 0; i < o->n; i++) {
+            owner *w = &o->v[i];
+            if (w->live && w->src == src && w->partition == parts[j].partition &&
+                strcmp(w->topic, topic) == 0) {
+                w->live = false;
+                o->count[src * root->nshards + w->shard]--;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&o->mu);
 }
 
 /* The root's source src's state in shard k. */
@@ -104,7 +144,7 @@ void tl__shards_deliver(tl_source_state *src, tl_msg **msgs, size_t n)
     for (size_t i = 0; i < n; i++) {
         const tl_msg *m = msgs[i];
         if (!last || m->partition != last->partition || m->origin != last->origin)
-            k = owner_of(root, src->index, m->origin, m->partition);
+            k = owner_of(root, src->index, m->origin, m->partition, false);
         last = m;
         src->split[k * n + counts[k]++] = msgs[i];
     }
@@ -115,7 +155,7 @@ void tl__shards_deliver(tl_source_state *src, tl_msg **msgs, size_t n)
 
 /* Splits parts by owner into by (n per shard, each shard's from by + k * n); counts[k]
  * says how many each shard got. False out of memory. */
-static bool split_parts(tl_source_state *src, const tl_partition *parts, size_t n,
+static bool split_parts(tl_source_state *src, const tl_partition *parts, size_t n, bool assign,
                         tl_partition **by, size_t *counts)
 {
     tl_service *root = src->svc;
@@ -123,7 +163,7 @@ static bool split_parts(tl_source_state *src, const tl_partition *parts, size_t 
     if (!*by)
         return false;
     for (size_t i = 0; i < n; i++) {
-        size_t k = owner_of(root, src->index, parts[i].topic, parts[i].partition);
+        size_t k = owner_of(root, src->index, parts[i].topic, parts[i].partition, assign);
         (*by)[k * n + counts[k]++] = parts[i];
     }
     return true;
@@ -133,7 +173,7 @@ void tl__shards_assigned(tl_source_state *src, const tl_partition *parts, size_t
 {
     tl_partition *by;
     size_t counts[TL_CONFIG_MAX_SHARDS] = {0};
-    if (!split_parts(src, parts, n, &by, counts))
+    if (!split_parts(src, parts, n, true, &by, counts))
         return; /* counted for the fair share from their first messages instead */
     for (size_t k = 0; k < src->svc->nshards; k++)
         if (counts[k])
@@ -147,24 +187,25 @@ void tl__shards_revoke(tl_source_state *src, const tl_partition *parts, size_t n
     size_t counts[TL_CONFIG_MAX_SHARDS] = {0};
     tl_revoke_req *reqs[TL_CONFIG_MAX_SHARDS] = {0};
     size_t ns = src->svc->nshards;
-    if (!split_parts(src, parts, n, &by, counts)) {
+    if (!split_parts(src, parts, n, false, &by, counts)) {
         /* Each owner in turn, then: slower, but every one drains and commits. */
         for (size_t k = 0; k < ns; k++)
             tl__revoke(in_shard(src, k), parts, n, lost);
-        return;
+    } else {
+        for (size_t k = 0; k < ns; k++)
+            if (counts[k])
+                reqs[k] = tl__revoke_post(in_shard(src, k), by + k * n, counts[k], lost);
+        for (size_t k = 0; k < ns; k++)
+            tl__revoke_wait(reqs[k]);
+        free(by);
     }
-    for (size_t k = 0; k < ns; k++)
-        if (counts[k])
-            reqs[k] = tl__revoke_post(in_shard(src, k), by + k * n, counts[k], lost);
-    for (size_t k = 0; k < ns; k++)
-        tl__revoke_wait(reqs[k]);
-    free(by);
+    owners_revoked(src->svc, src->index, parts, n);
 }
 
 void tl__shards_committed(tl_source_state *src, const char *topic, int32_t partition,
                           int64_t next_offset, int err)
 {
-    size_t k = owner_of(src->svc, src->index, topic, partition);
+    size_t k = owner_of(src->svc, src->index, topic, partition, false);
     tl__acks_event(in_shard(src, k), topic, partition, next_offset, err);
 }
 
@@ -241,7 +282,7 @@ static int shard_new(tl_service *root, size_t k, tl_service **out)
         s->hooks = r->hooks;
         s->handler_state = r->handler_state;
         s->handler_live = r->handler_live; /* the root calls fini, once */
-        tl__rate_init(&s->rate, r->cfg);   /* off: shards refuse a rate (check) */
+        s->shared = r->shared;             /* the root's rate and breaker */
     }
     /* loop.workers each: one partition's keys run as widely as on one loop. */
     tl_loop_opts lo = {.workers = cfg->workers};

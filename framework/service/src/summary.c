@@ -46,7 +46,8 @@ static void print_partitions(FILE *out, tl_service *svc)
     tl_partition_stats *p = n ? calloc(n, sizeof(*p)) : NULL;
     if (!p)
         return;
-    n = tl_service_partitions(svc, p, n);
+    size_t got = tl_service_partitions(svc, p, n);
+    n = got < n ? got : n; /* partitions seen since the count wait for the next summary */
     for (size_t i = 0; i < n; i++) {
         char place[256];
         snprintf(place, sizeof(place), "%s %s[%" PRId32 "]", p[i].source, p[i].topic,

@@ -65,12 +65,15 @@ static tl_route_state *breaker(int failures, int64_t window_ms, int64_t cooldown
     w.svc.hooks.intake_retry = intake_retry;
     w.svc.routes = w.routes;
     w.svc.nroutes = 2;
+    w.svc.root = &w.svc;
+    w.svc.nshards = 1;
     w.route_cfg[1] = (tl_config_route){.handler = "h",
                                        .breaker_failures = failures,
                                        .breaker_window_ms = window_ms,
                                        .breaker_cooldown_ms = cooldown_ms};
     for (int i = 0; i < 2; i++) {
         w.routes[i].cfg = &w.route_cfg[i];
+        w.routes[i].shared = &w.routes[i];
         assert_int_equal(tl__breaker_init(&w.routes[i].breaker, &w.route_cfg[i]), 0);
     }
     return &w.routes[1];
@@ -150,8 +153,10 @@ static tl_route_state *half_open_at(int64_t t)
     assert_int_equal(state(r), TL_BREAKER_HALF);
     assert_int_equal(w.retries, 1);
     assert_int_equal(tl__breaker_wait(&w.svc, r, t + 1000 * MS), 0);
-    /* Once it went in, the next waits for its outcome. */
-    tl__breaker_taken(&r->breaker, &probe);
+    /* Once it went in, the next waits for its outcome; one that was told 0 before (on
+     * another shard) may not go in after all. */
+    assert_true(tl__breaker_taken(r, &probe));
+    assert_false(tl__breaker_taken(r, &other));
     assert_int_equal(tl__breaker_wait(&w.svc, r, t + 1001 * MS), INT64_MAX);
     assert_int_equal(tl__breaker_wait(&w.svc, r, t + 9000 * MS), INT64_MAX);
     return r;
@@ -170,7 +175,7 @@ static void after_the_cooldown_a_good_probe_closes_it(void **st)
     assert_int_equal(w.retries, 2); /* the held messages go in */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(tl__breaker_wait(&w.svc, r, t + 1100 * MS), 0);
-        tl__breaker_taken(&r->breaker, &other);
+        assert_true(tl__breaker_taken(r, &other));
     }
     assert_int_equal(atomic_load(&r->breaker.transitions), 3);
     assert_int_equal(w.nevents, 3);
@@ -209,12 +214,12 @@ static void a_probe_dropped_unattempted_lets_another_message_probe(void **st)
     (void)st;
     int64_t t = 50 * MS;
     tl_route_state *r = half_open_at(t);
-    tl__breaker_forget(&r->breaker, &other); /* not the probe: nothing changes */
+    tl__breaker_forget(r, &other); /* not the probe: nothing changes */
     assert_int_equal(tl__breaker_wait(&w.svc, r, t + 1100 * MS), INT64_MAX);
-    tl__breaker_forget(&r->breaker, &probe);
+    tl__breaker_forget(r, &probe);
     assert_int_equal(state(r), TL_BREAKER_HALF);
     assert_int_equal(tl__breaker_wait(&w.svc, r, t + 1100 * MS), 0);
-    tl__breaker_taken(&r->breaker, &other);
+    assert_true(tl__breaker_taken(r, &other));
     assert_int_equal(tl__breaker_wait(&w.svc, r, t + 1100 * MS), INT64_MAX);
     tl__breaker_note(&w.svc, r, &other, true, t + 1200 * MS);
     assert_int_equal(state(r), TL_BREAKER_CLOSED);

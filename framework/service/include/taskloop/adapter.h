@@ -6,12 +6,17 @@
  * means adding a folder under adapters/, not editing the framework.
  *
  * Thread rules:
- *  - ops->open/start/stop/close and commit/pause are called from the loop thread.
+ *  - ops->open and close are called from the thread that builds and frees the service
+ *    (tl_service_new, tl_service_free), start and stop from the one running it.
+ *  - commit, pause and pause_partitions, and a sink's send(), are called from a loop
+ *    thread: with `loop.shards` above one from any shard's, but never two at once on
+ *    one source or sink (the runtime holds a lock around each call).
+ *  - release() is called from the loop thread of the shard that took the message:
+ *    with shards, from several threads at once (each message once).
  *  - A source delivers from a thread of its own through tl_source_events; the events
  *    are safe to call from any thread. revoked() blocks until the runtime settled and
  *    committed what it can of those partitions (bounded by the drain timeout).
- *  - A sink's send() is called from the loop thread; its ack callback may run on any
- *    thread, exactly once per accepted send.
+ *  - A sink's ack callback may run on any thread, exactly once per accepted send.
  */
 #ifndef TASKLOOP_ADAPTER_H
 #define TASKLOOP_ADAPTER_H
@@ -211,7 +216,7 @@ typedef struct tl_source_ops {
     void (*pause)(tl_source *src, bool paused);
     /* Records that every message of the partition below next_offset is settled. */
     int (*commit)(tl_source *src, const char *topic, int32_t partition, int64_t next_offset);
-    /* Takes back a delivered message. */
+    /* Takes back a delivered message (from several loop threads at once with shards). */
     void (*release)(tl_source *src, tl_msg *msg);
     /* Stops delivering; commits what was recorded and leaves any group. */
     void (*stop)(tl_source *src);
@@ -230,7 +235,7 @@ typedef struct tl_source_ops {
     /* Optional (NULL: not supported): stops (true) or resumes (false) fetching just
      * these partitions while the others flow; what was fetched already may still be
      * delivered. Fair intake uses it so that one partition's backlog does not take the
-     * whole in-flight window. A revoke ends a partition's pause. Loop thread. */
+     * whole in-flight window. A revoke ends a partition's pause. A loop thread. */
     void (*pause_partitions)(tl_source *src, const tl_partition *parts, size_t n, bool paused);
     /* Optional: the key of params (a STRING or a LIST) naming what the source reads, as
      * a target of the sink scheme called like this type would name it (a Kafka topic, a

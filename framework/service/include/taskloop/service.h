@@ -171,7 +171,8 @@ void tl_service_stats_get(tl_service *svc, tl_service_stats *out);
 size_t tl_service_targets(tl_service *svc, tl_target_stats *out, size_t cap);
 
 /* Fills up to cap committed positions and returns how many partitions there are (with
- * shards, every shard's). */
+ * shards, every shard's; when cap is too small, a bound: a partition that moved between
+ * shards is counted once only when all of them fit). */
 size_t tl_service_partitions(tl_service *svc, tl_partition_stats *out, size_t cap);
 
 /* Any thread: the admin endpoint's port (the one picked for port 0), bound when the
