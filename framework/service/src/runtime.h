@@ -446,6 +446,11 @@ static inline bool tl__sharded(const tl_service *svc)
  * shards made so far are freed by tl__shards_free). */
 int tl__shards_new(tl_service *root, char *err, size_t errlen);
 
+/* What every loop of a service has, the root's and each shard's: the records' recycler,
+ * the loop and its loop.workers workers, and the timers, records and intake set up on
+ * it. 0, or an error with nothing of it left. */
+int tl__loop_state_new(tl_service *svc);
+
 /* Frees the shards other than the root (their loops stopped), before the root's
  * sources are closed: their records give their messages back to them. */
 void tl__shards_free(tl_service *root);

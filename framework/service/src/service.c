@@ -278,11 +278,9 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     }
     if (!rc && isolated)
         rc = tl__zygote_start(svc, tl__child_main, err, errlen);
-    tl_loop_opts lo = {.workers = cfg->workers};
-    tl_worker_hooks wh = tl__handlers_worker_hooks(svc);
     bool procs_ok = rc == 0;
-    if (!rc && (rc = tl_recycler_new(sizeof(tl_rec), &svc->rec_blocks)) == 0)
-        rc = tl_loop_new_ex(&lo, &wh, &svc->loop);
+    if (!rc)
+        rc = tl__loop_state_new(svc);
     if (rc) {
         if (procs_ok)
             snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));
@@ -290,7 +288,6 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         tl__procs_free(svc);
         if (handlers_live)
             tl__handlers_fini(svc);
-        tl_recycler_free(svc->rec_blocks);
         tl__log_close(svc);
         free(svc->routes);
         for (size_t i = 0; svc->srcs && i < svc->nsrcs; i++)
@@ -301,11 +298,6 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
         free(svc);
         return rc;
     }
-    tl_timer_init(svc->loop, &svc->housekeeping);
-    tl__records_init(svc);
-    tl__intake_init(svc);
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        tl_timer_init(svc->loop, &svc->routes[i].watch_timer);
     /* The admin socket first: a taken port fails the build before any broker is
      * contacted, and the port is known from here on. */
     rc = tl__admin_bind(svc, err, errlen);

@@ -211,6 +211,25 @@ void tl__shards_committed(tl_source_state *src, const char *topic, int32_t parti
 
 /* ---------------------------------------------------------------- building */
 
+int tl__loop_state_new(tl_service *svc)
+{
+    tl_loop_opts lo = {.workers = svc->cfg->workers};
+    tl_worker_hooks wh = tl__handlers_worker_hooks(svc);
+    int rc = tl_recycler_new(sizeof(tl_rec), &svc->rec_blocks);
+    if (rc == 0 && (rc = tl_loop_new_ex(&lo, &wh, &svc->loop)) != 0) {
+        tl_recycler_free(svc->rec_blocks);
+        svc->rec_blocks = NULL;
+    }
+    if (rc)
+        return rc;
+    tl_timer_init(svc->loop, &svc->housekeeping);
+    tl__records_init(svc);
+    tl__intake_init(svc);
+    for (size_t i = 0; i < svc->nroutes; i++)
+        tl_timer_init(svc->loop, &svc->routes[i].watch_timer);
+    return 0;
+}
+
 /* Frees a shard built by shard_new, whole or in part. */
 static void shard_free(tl_service *sh)
 {
@@ -285,20 +304,11 @@ static int shard_new(tl_service *root, size_t k, tl_service **out)
         s->shared = r->shared;             /* the root's rate and breaker */
     }
     /* loop.workers each: one partition's keys run as widely as on one loop. */
-    tl_loop_opts lo = {.workers = cfg->workers};
-    tl_worker_hooks wh = tl__handlers_worker_hooks(sh);
-    int rc = tl_recycler_new(sizeof(tl_rec), &sh->rec_blocks);
-    if (rc == 0)
-        rc = tl_loop_new_ex(&lo, &wh, &sh->loop);
+    int rc = tl__loop_state_new(sh);
     if (rc) {
         shard_free(sh);
         return rc;
     }
-    tl_timer_init(sh->loop, &sh->housekeeping);
-    tl__records_init(sh);
-    tl__intake_init(sh);
-    for (size_t i = 0; i < sh->nroutes; i++)
-        tl_timer_init(sh->loop, &sh->routes[i].watch_timer);
     *out = sh;
     return 0;
 }
