@@ -192,7 +192,7 @@ static void test_shards(tl_config *cfg)
         return;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const tl_config_route *r = &cfg->routes[i];
-        if (r->isolation == TL_ISOLATE_PROCESS || r->exactly_once)
+        if (r->exactly_once)
             return;
     }
     cfg->shards = n;

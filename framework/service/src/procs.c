@@ -29,8 +29,13 @@
  * TL_KILL_GRACE_MS later is killed, and again the messages behind it go back. When
  * the service is freed, a worker process still busy is killed at once.
  *
- * Thread rules: tl__procs_run on the loop thread, the route's reader on its own
- * thread; everything of a route's processes is guarded by its mu, which the reader
+ * With shards (shard.c), a route's worker processes and reader are one pool for every
+ * shard: each shard's state of the route points at the root's, and each shard's loop
+ * thread hands its messages over; a result completes its task on that task's own loop.
+ *
+ * Thread rules: tl__procs_run on a loop thread (any shard's), the route's reader on
+ * its own thread; everything of a route's processes (the entries' recycler included)
+ * is guarded by its mu, which the reader
  * lets go of only to wait for the sockets, to complete tasks, to fork a process and to
  * reap one; the reader alone reads the sockets, starts and reaps the processes; the
  * counters are atomics; tl__procs_check on the loop
@@ -112,19 +117,21 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
 int tl__procs_run(tl_task *task, tl_rec *rec)
 {
     struct tl_procs *all = rec->route->procs;
+    /* Under mu: with shards, every shard's loop thread takes entries (one owner at a
+     * time for the recycler). */
+    pthread_mutex_lock(&all->mu);
+    if (all->closed) {
+        pthread_mutex_unlock(&all->mu);
+        tl_task_set_error_text(task, STOPPED);
+        return TL_ECANCELED;
+    }
     entry *e = tl_recycler_get(all->entries);
     if (!e) {
+        pthread_mutex_unlock(&all->mu);
         tl_task_set_error_text(task, "out of memory");
         return TL_ENOMEM;
     }
     *e = (entry){.task = task, .rec = rec};
-    pthread_mutex_lock(&all->mu);
-    if (all->closed) {
-        pthread_mutex_unlock(&all->mu);
-        tl_recycler_put_owned(all->entries, e);
-        tl_task_set_error_text(task, STOPPED);
-        return TL_ECANCELED;
-    }
     /* Behind what waits already; it counts as started once it runs. */
     tl_task_set_started_ns(task, 0);
     tl__procq_push(&all->backlog, e);

@@ -112,13 +112,10 @@ static void load_loop(loader *ld, struct fy_node *root)
         cfg->shards = (unsigned)v;
 }
 
-/* What a route asks for that shards cannot share yet: worker processes are forked
- * before any thread, and one transaction holds every partition of a source. NULL when
- * nothing. */
+/* What a route asks for that shards cannot share yet: one transaction holds every
+ * partition of a source. NULL when nothing. */
 static const char *unshardable(const tl_config_route *r)
 {
-    if (r->isolation == TL_ISOLATE_PROCESS)
-        return "isolation: process";
     if (r->exactly_once)
         return "delivery: exactly_once";
     return NULL;

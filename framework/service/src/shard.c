@@ -301,6 +301,7 @@ static int shard_new(tl_service *root, size_t k, tl_service **out)
         s->hooks = r->hooks;
         s->handler_state = r->handler_state;
         s->handler_live = r->handler_live; /* the root calls fini, once */
+        s->procs = r->procs;               /* one pool of worker processes (procs.c) */
         s->shared = r->shared;             /* the root's rate and breaker */
     }
     /* loop.workers each: one partition's keys run as widely as on one loop. */
