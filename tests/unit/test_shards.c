@@ -244,6 +244,35 @@ static void partitions_assigned_after_a_revoke_go_to_the_least_loaded_shards(voi
     assert_balanced(f);
 }
 
+#define MANY 600
+
+/* Six hundred partitions, one message each: every one placed, handled and committed,
+ * and listed once (the owners' table grows its index several times on the way). */
+static void hundreds_of_partitions_each_get_one_owner(void **state)
+{
+    fx *f = *state;
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "service: t\n"
+             "loop: { workers: 2, shards: %d }\n"
+             "sources:\n"
+             "  in: { type: memory, name: shards.many, partitions: %d, batch: 64 }\n"
+             "routes:\n"
+             "  - { source: in, handler: h, ordering: partition }\n",
+             SHARDS, MANY);
+    start_yaml(f, "shards.many", yaml);
+    for (int p = 0; p < MANY; p++)
+        push(f, p, NULL, "ok");
+    run(f, script_until_all_settled);
+    assert_int_equal(f->bad_line, 0);
+    assert_int_equal(stats(f).completed, MANY);
+    for (int p = 0; p < MANY; p++)
+        assert_int_equal(tl_memory_committed(f->topic, p), 1);
+    static tl_partition_stats parts[MANY + 1];
+    assert_int_equal(tl_service_partitions(f->svc, parts, MANY + 1), MANY);
+    assert_balanced(f);
+}
+
 #define COOLDOWN_MS 300
 
 static bool three_failed(fx *f)
@@ -351,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_revoke_drains_the_owning_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(
             partitions_assigned_after_a_revoke_go_to_the_least_loaded_shards, setup, teardown),
+        cmocka_unit_test_setup_teardown(hundreds_of_partitions_each_get_one_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(the_breaker_opens_and_probes_for_every_shard, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_rate_limit_paces_the_whole_route_over_every_shard, setup,

@@ -38,10 +38,72 @@ typedef struct owner {
 
 struct tl_owners {
     pthread_mutex_t mu;
-    owner *v;
+    owner *v; /* in the order first seen */
     size_t n, cap;
-    size_t *count; /* live partitions of each shard, per source: count[src * nshards + shard] */
+    /* An open-addressing index of v: each slot 0 (empty) or an owner's index + 1; at
+     * most half full, so that a batch's or a revoke's lookups stay O(1) with thousands
+     * of partitions. */
+    size_t *index;
+    size_t index_cap; /* a power of two */
+    size_t *count;    /* live partitions of each shard, per source: count[src * nshards + shard] */
 };
+
+static uint64_t owner_hash(size_t src, const char *topic, int32_t partition)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)src; /* FNV-1a over the topic */
+    for (const unsigned char *c = (const unsigned char *)topic; *c; c++)
+        h = (h ^ *c) * 1099511628211ull;
+    h ^= (uint64_t)(uint32_t)partition * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 31);
+}
+
+/* The index slot where the partition is, or the empty one where it would go. */
+static size_t *index_slot(struct tl_owners *o, size_t src, const char *topic, int32_t partition)
+{
+    size_t mask = o->index_cap - 1;
+    for (size_t i = owner_hash(src, topic, partition) & mask;; i = (i + 1) & mask) {
+        size_t *at = &o->index[i];
+        if (!*at)
+            return at;
+        const owner *w = &o->v[*at - 1];
+        if (w->src == src && w->partition == partition && strcmp(w->topic, topic) == 0)
+            return at;
+    }
+}
+
+/* The partition's owner entry, or NULL. */
+static owner *find(struct tl_owners *o, size_t src, const char *topic, int32_t partition)
+{
+    if (!o->index_cap)
+        return NULL;
+    size_t at = *index_slot(o, src, topic, partition);
+    return at ? &o->v[at - 1] : NULL;
+}
+
+/* Room for one more owner in v and the index (kept at most half full). */
+static bool make_room(struct tl_owners *o)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 16;
+        owner *v = realloc(o->v, cap * sizeof(*v));
+        if (!v)
+            return false;
+        o->v = v;
+        o->cap = cap;
+    }
+    if (2 * (o->n + 1) <= o->index_cap)
+        return true;
+    size_t icap = o->index_cap ? 2 * o->index_cap : 32;
+    size_t *index = calloc(icap, sizeof(*index));
+    if (!index)
+        return false;
+    free(o->index);
+    o->index = index;
+    o->index_cap = icap;
+    for (size_t i = 0; i < o->n; i++)
+        *index_slot(o, o->v[i].src, o->v[i].topic, o->v[i].partition) = i + 1;
+    return true;
+}
 
 /* The shard with the fewest live partitions of source src. */
 static size_t least_loaded(tl_service *root, size_t src)
@@ -63,31 +125,23 @@ static size_t owner_of(tl_service *root, size_t src, const char *topic, int32_t 
     size_t *count = &o->count[src * root->nshards];
     topic = topic ? topic : "";
     pthread_mutex_lock(&o->mu);
-    for (size_t i = 0; i < o->n; i++) {
-        owner *w = &o->v[o->n - 1 - i]; /* the newest first: batches come by partition */
-        if (w->src == src && w->partition == partition && strcmp(w->topic, topic) == 0) {
-            if (!w->live && assign) {
-                w->shard = least_loaded(root, src);
-                w->live = true;
-                count[w->shard]++;
-            }
-            size_t k = w->shard;
-            pthread_mutex_unlock(&o->mu);
-            return k;
+    owner *w = find(o, src, topic, partition);
+    if (w) {
+        if (!w->live && assign) {
+            w->shard = least_loaded(root, src);
+            w->live = true;
+            count[w->shard]++;
         }
+        size_t k = w->shard;
+        pthread_mutex_unlock(&o->mu);
+        return k;
     }
     size_t best = least_loaded(root, src);
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 16;
-        owner *v = realloc(o->v, cap * sizeof(*v));
-        if (v) {
-            o->v = v;
-            o->cap = cap;
-        }
-    }
-    char *copy = o->n < o->cap ? strdup(topic) : NULL;
+    char *copy = make_room(o) ? strdup(topic) : NULL;
     if (copy) {
-        o->v[o->n++] = (owner){src, copy, partition, best, true};
+        o->v[o->n] = (owner){src, copy, partition, best, true};
+        size_t *at = index_slot(o, src, copy, partition); /* empty: not indexed yet */
+        *at = ++o->n;
         count[best]++;
     } else {
         best = 0; /* not remembered: the root, again next time */
@@ -103,15 +157,10 @@ static void owners_revoked(tl_service *root, size_t src, const tl_partition *par
     struct tl_owners *o = root->owners;
     pthread_mutex_lock(&o->mu);
     for (size_t j = 0; j < n; j++) {
-        const char *topic = parts[j].topic ? parts[j].topic : "";
-        for (size_t i = 0; i < o->n; i++) {
-            owner *w = &o->v[i];
-            if (w->live && w->src == src && w->partition == parts[j].partition &&
-                strcmp(w->topic, topic) == 0) {
-                w->live = false;
-                o->count[src * root->nshards + w->shard]--;
-                break;
-            }
+        owner *w = find(o, src, parts[j].topic ? parts[j].topic : "", parts[j].partition);
+        if (w && w->live) {
+            w->live = false;
+            o->count[src * root->nshards + w->shard]--;
         }
     }
     pthread_mutex_unlock(&o->mu);
@@ -355,6 +404,7 @@ void tl__shards_free(tl_service *root)
         for (size_t i = 0; i < root->owners->n; i++)
             free(root->owners->v[i].topic);
         free(root->owners->v);
+        free(root->owners->index);
         free(root->owners->count);
         pthread_mutex_destroy(&root->owners->mu);
         free(root->owners);
