@@ -215,14 +215,19 @@ void tl__pool_publish(tl_pool *pool, tl_chunk *chunk)
         pool->head = chunk;
     pool->tail = chunk;
     atomic_fetch_add(&pool->published, 1);
-    bool wake = pool->idle > 0;
+    size_t idle = pool->idle;
     pthread_mutex_unlock(&pool->mu);
-    /* Each worker claims one task at a time, so every task past the first needs a
-     * worker of its own: wake them all unless there is just one. */
-    if (wake) {
-        if (n > 1)
+    /* Each worker claims one task at a time, so every task needs a worker of its own:
+     * as many sleepers as the chunk has tasks wake, no more. Waking every idle one for
+     * a few tasks (64 workers, ordering partition: a handful of lanes ready a turn) sent
+     * dozens of threads through the mutex and back to sleep for each chunk. A woken
+     * worker claims on from the chunk until it is empty, so fewer wake-ups never strand
+     * a task. */
+    if (n >= idle) {
+        if (idle)
             pthread_cond_broadcast(&pool->cv);
-        else
+    } else {
+        for (size_t i = 0; i < n; i++)
             pthread_cond_signal(&pool->cv);
     }
 }
