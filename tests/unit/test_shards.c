@@ -20,20 +20,32 @@
 #define SHARDS 4
 #define PARTS 8
 
-/* A service of SHARDS shards reading PARTS partitions, with an admin endpoint. */
-static void start_sharded(fx *f, const char *topic, const char *ordering)
+/* A service of SHARDS shards with an admin endpoint reading topic on the memory source:
+ * loop, source and route are the rest of their flow maps (after shards, partitions and
+ * handler h). */
+static void start_with(fx *f, const char *topic, const char *loop, const char *source,
+                       const char *route)
 {
     char yaml[1024];
     snprintf(yaml, sizeof(yaml),
              "service: t\n"
-             "loop: { workers: 2, max_in_flight: 1000, drain_timeout: 2s, shards: %d }\n"
+             "loop: { shards: %d, %s }\n"
              "sources:\n"
-             "  in: { type: memory, name: %s, partitions: %d, batch: 16 }\n"
+             "  in: { type: memory, name: %s, %s }\n"
              "routes:\n"
-             "  - { source: in, handler: h, ordering: %s, timeout: 10s }\n"
+             "  - { source: in, handler: h, %s }\n"
              "admin: { listen: \"127.0.0.1:0\" }\n",
-             SHARDS, topic, PARTS, ordering);
+             SHARDS, loop, topic, source, route);
     start_yaml(f, topic, yaml);
+}
+
+/* PARTS partitions, two workers a shard, the given ordering. */
+static void start_sharded(fx *f, const char *topic, const char *ordering)
+{
+    char source[64], route[64];
+    snprintf(source, sizeof(source), "partitions: %d, batch: 16", PARTS);
+    snprintf(route, sizeof(route), "ordering: %s, timeout: 10s", ordering);
+    start_with(f, topic, "workers: 2, max_in_flight: 1000, drain_timeout: 2s", source, route);
 }
 
 static bool all_running(fx *f)
@@ -55,6 +67,39 @@ static void script_tasks_while_running(fx *f)
     STEP(wait_for(f, all_settled, 10000));
 }
 
+/* The tasks with a message in tasks_json (read from /tasks): how many, how many each
+ * shard ran (per_shard) and the shard of each partition's (shard_of, -1: none; at most
+ * one a partition). */
+static int running_tasks(int shard_of[PARTS], int per_shard[SHARDS])
+{
+    for (int p = 0; p < PARTS; p++)
+        shard_of[p] = -1;
+    for (int k = 0; k < SHARDS; k++)
+        per_shard[k] = 0;
+    json_error_t jerr;
+    json_t *root = json_loads(tasks_json, 0, &jerr);
+    assert_non_null(root);
+    int running = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(root, "tasks"), i, t)
+    {
+        json_t *m = json_object_get(t, "message");
+        if (!m)
+            continue;
+        int shard = (int)json_integer_value(json_object_get(t, "shard"));
+        int p = (int)json_integer_value(json_object_get(m, "partition"));
+        assert_in_range(shard, 0, SHARDS - 1);
+        assert_in_range(p, 0, PARTS - 1);
+        assert_int_equal(shard_of[p], -1);
+        shard_of[p] = shard;
+        per_shard[shard]++;
+        running++;
+    }
+    json_decref(root);
+    return running;
+}
+
 /* One handler per partition at once, each holding its worker: the tasks of all of them
  * show in /tasks with their shard, two partitions to each of the four shards (each has
  * two workers, so that only an even spread runs all eight at once). */
@@ -66,29 +111,10 @@ static void partitions_spread_evenly_and_tasks_show_their_shard(void **state)
         push(f, p, NULL, "stuck");
     run(f, script_tasks_while_running);
     assert_int_equal(f->bad_line, 0);
-    json_error_t jerr;
-    json_t *root = json_loads(tasks_json, 0, &jerr);
-    assert_non_null(root);
-    json_t *tasks = json_object_get(root, "tasks");
-    int shard_of[PARTS], per_shard[SHARDS] = {0};
+    int shard_of[PARTS], per_shard[SHARDS];
+    assert_int_equal(running_tasks(shard_of, per_shard), PARTS);
     for (int p = 0; p < PARTS; p++)
-        shard_of[p] = -1;
-    size_t i;
-    json_t *t;
-    json_array_foreach(tasks, i, t)
-    {
-        json_t *m = json_object_get(t, "message");
-        if (!m)
-            continue;
-        int shard = (int)json_integer_value(json_object_get(t, "shard"));
-        int p = (int)json_integer_value(json_object_get(m, "partition"));
-        assert_in_range(shard, 0, SHARDS - 1);
-        assert_in_range(p, 0, PARTS - 1);
-        assert_int_equal(shard_of[p], -1); /* one task per partition */
-        shard_of[p] = shard;
-        per_shard[shard]++;
-    }
-    json_decref(root);
+        assert_int_not_equal(shard_of[p], -1); /* one task a partition */
     for (int k = 0; k < SHARDS; k++)
         assert_int_equal(per_shard[k], PARTS / SHARDS);
     tl_service_stats s = stats(f);
@@ -199,38 +225,14 @@ static void script_churn(fx *f)
 static void partitions_assigned_after_a_revoke_go_to_the_least_loaded_shards(void **state)
 {
     fx *f = *state;
-    char yaml[1024];
-    snprintf(yaml, sizeof(yaml),
-             "service: t\n"
-             "loop: { workers: 1, max_in_flight: 1000, drain_timeout: 2s, shards: %d }\n"
-             "sources:\n"
-             "  in: { type: memory, name: shards.churn, partitions: 4, batch: 16 }\n"
-             "routes:\n"
-             "  - { source: in, handler: h, ordering: partition, timeout: 10s }\n"
-             "admin: { listen: \"127.0.0.1:0\" }\n",
-             SHARDS);
-    start_yaml(f, "shards.churn", yaml);
+    start_with(f, "shards.churn", "workers: 1, max_in_flight: 1000, drain_timeout: 2s",
+               "partitions: 4, batch: 16", "ordering: partition, timeout: 10s");
     for (int p = 0; p < 4; p++)
         push(f, p, NULL, "ok");
     run(f, script_churn);
     assert_int_equal(f->bad_line, 0);
-    json_error_t jerr;
-    json_t *root = json_loads(tasks_json, 0, &jerr);
-    assert_non_null(root);
-    int per_shard[SHARDS] = {0}, running = 0;
-    size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(root, "tasks"), i, t)
-    {
-        if (!json_object_get(t, "message"))
-            continue;
-        int shard = (int)json_integer_value(json_object_get(t, "shard"));
-        assert_in_range(shard, 0, SHARDS - 1);
-        per_shard[shard]++;
-        running++;
-    }
-    json_decref(root);
-    assert_int_equal(running, 4);
+    int shard_of[PARTS], per_shard[SHARDS];
+    assert_int_equal(running_tasks(shard_of, per_shard), 4);
     for (int k = 0; k < SHARDS; k++)
         assert_int_equal(per_shard[k], 1);
     /* One committed position a partition, though 2 has a state in two shards: the
@@ -251,16 +253,9 @@ static void partitions_assigned_after_a_revoke_go_to_the_least_loaded_shards(voi
 static void hundreds_of_partitions_each_get_one_owner(void **state)
 {
     fx *f = *state;
-    char yaml[1024];
-    snprintf(yaml, sizeof(yaml),
-             "service: t\n"
-             "loop: { workers: 2, shards: %d }\n"
-             "sources:\n"
-             "  in: { type: memory, name: shards.many, partitions: %d, batch: 64 }\n"
-             "routes:\n"
-             "  - { source: in, handler: h, ordering: partition }\n",
-             SHARDS, MANY);
-    start_yaml(f, "shards.many", yaml);
+    char source[64];
+    snprintf(source, sizeof(source), "partitions: %d, batch: 64", MANY);
+    start_with(f, "shards.many", "workers: 2", source, "ordering: partition");
     for (int p = 0; p < MANY; p++)
         push(f, p, NULL, "ok");
     run(f, script_until_all_settled);
@@ -298,20 +293,12 @@ static void the_breaker_opens_and_probes_for_every_shard(void **state)
 {
     fx *f = *state;
     f->sleep_ms = 50;
-    char yaml[1024];
-    snprintf(yaml, sizeof(yaml),
-             "service: t\n"
-             "loop: { workers: 1, shards: %d }\n"
-             "sources:\n"
-             "  in: { type: memory, name: shards.breaker, partitions: 4, batch: 1 }\n"
-             "routes:\n"
-             "  - source: in\n"
-             "    handler: h\n"
-             "    ordering: partition\n"
-             "    breaker: { failures: 3, window: 10s, cooldown: %dms }\n"
-             "    on_error: { retries: 0, then: \"memory:shards.breaker.dlq\" }\n",
-             SHARDS, COOLDOWN_MS);
-    start_yaml(f, "shards.breaker", yaml);
+    char route[256];
+    snprintf(route, sizeof(route),
+             "ordering: partition, breaker: { failures: 3, window: 10s, cooldown: %dms }, "
+             "on_error: { retries: 0, then: \"memory:shards.breaker.dlq\" }",
+             COOLDOWN_MS);
+    start_with(f, "shards.breaker", "workers: 1", "partitions: 4, batch: 1", route);
     for (int i = 0; i < 3; i++)
         push(f, 0, "f", "fail");
     run(f, script_breaker_across_shards);
@@ -346,16 +333,8 @@ static void the_breaker_opens_and_probes_for_every_shard(void **state)
 static void a_rate_limit_paces_the_whole_route_over_every_shard(void **state)
 {
     fx *f = *state;
-    char yaml[1024];
-    snprintf(yaml, sizeof(yaml),
-             "service: t\n"
-             "loop: { workers: 2, shards: %d }\n"
-             "sources:\n"
-             "  in: { type: memory, name: shards.rate, partitions: %d, batch: 16 }\n"
-             "routes:\n"
-             "  - { source: in, handler: h, ordering: none, rate: 200/s, burst: 1 }\n",
-             SHARDS, PARTS);
-    start_yaml(f, "shards.rate", yaml);
+    start_with(f, "shards.rate", "workers: 2", "partitions: 8, batch: 16",
+               "ordering: none, rate: 200/s, burst: 1");
     for (int i = 0; i < 25; i++)
         for (int p = 0; p < PARTS; p++)
             push(f, p, NULL, "quick");
