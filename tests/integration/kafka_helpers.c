@@ -225,10 +225,10 @@ static void ev_error(void *rt, tl_source *src, int err, bool fatal, const char *
 
 tl_source *open_source(rec *r, const tl_params *p)
 {
-    return open_source_txn(r, p, false);
+    return open_source_txn(r, p, 0);
 }
 
-tl_source *open_source_txn(rec *r, const tl_params *p, bool txn)
+tl_source *open_source_txn(rec *r, const tl_params *p, size_t contexts)
 {
     tl_source_events ev = {.rt = r,
                            .deliver = ev_deliver,
@@ -240,7 +240,7 @@ tl_source *open_source_txn(rec *r, const tl_params *p, bool txn)
     int rc = SRC->open(p, &ev, &s, err, sizeof(err));
     if (rc)
         fail_msg("open: %s (%s)", err, tl_strerror(rc));
-    if (txn && (rc = SRC->txn->enable(s, err, sizeof(err))) != 0)
+    if (contexts && (rc = SRC->txn->enable(s, contexts, err, sizeof(err))) != 0)
         fail_msg("enable transactions: %s (%s)", err, tl_strerror(rc));
     assert_int_equal(SRC->start(s), 0);
     return s;

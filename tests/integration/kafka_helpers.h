@@ -105,8 +105,8 @@ void rec_init(rec *r);
 /* Opens and starts a source with parameters p whose events r records. */
 tl_source *open_source(rec *r, const tl_params *p);
 
-/* The same, its transactions enabled before the start when txn is true. */
-tl_source *open_source_txn(rec *r, const tl_params *p, bool txn);
+/* The same, with `contexts` transaction contexts enabled before the start (0: none). */
+tl_source *open_source_txn(rec *r, const tl_params *p, size_t contexts);
 
 /* Stops and closes a source of open_source(). */
 void close_source(tl_source *s);

@@ -18,7 +18,7 @@ trap 'exit 130' INT TERM
 
 # --watch $$: the broker is stopped even if this script is killed before its trap runs.
 bootstrap="$("$broker" start "$work/cluster" --nodes 1 --watch $$ | tail -n1)"
-for t in t-in1 t-out1a t-out1b t-in2 t-out2 t-in3 t-out3; do
+for t in t-in1 t-out1a t-out1b t-in2 t-out2 t-in3 t-out3 t-in4 t-out4a t-out4b; do
   "$broker" topic "$work/cluster" "$t" 4 >/dev/null
 done
 TL_TEST_BROKERS="$bootstrap" "$test_bin" "${@:2}"

@@ -5,8 +5,10 @@
  * becomes visible to read_committed consumers with the positions only when committed;
  * a source closed before its commit leaves nothing visible; a second producer with the
  * same transactional.id fences the first, whose commit then fails saying so;
+ * two transaction contexts (two shards') commit their own partitions apart;
  * read_uncommitted is refused. The broker's address comes in TL_TEST_BROKERS, and the
- * topics (t-in1, t-out1a, t-out1b, t-in2, t-out2, t-in3, t-out3) exist already.
+ * topics (t-in1, t-out1a, t-out1b, t-in2, t-out2, t-in3, t-out3, t-in4, t-out4a,
+ * t-out4b) exist already.
  *
  * Thread rules: acks are written by the producer's poll thread and read by the test
  * thread, always under acks.mu.
@@ -79,14 +81,20 @@ static const tl_params *txn_conf(conf *c, cluster *cl, const char *group, const 
     return &c->p;
 }
 
-static tl_sink *open_txn_sink(tl_source *s, const char *topic, const tl_sink_ops **ops)
+/* A sink writing topic in transaction context ctx of s. */
+static tl_sink *open_ctx_sink(tl_source *s, size_t ctx, const char *topic, const tl_sink_ops **ops)
 {
     tl_sink *k = NULL;
     char err[256] = "";
-    int rc = SRC->txn->sink(s, topic, &k, ops, err, sizeof(err));
+    int rc = SRC->txn->sink(s, ctx, topic, &k, ops, err, sizeof(err));
     if (rc)
         fail_msg("txn sink: %s", err);
     return k;
+}
+
+static tl_sink *open_txn_sink(tl_source *s, const char *topic, const tl_sink_ops **ops)
+{
+    return open_ctx_sink(s, 0, topic, ops);
 }
 
 /* Messages of topic a read_committed consumer of a fresh group sees within 3 s. */
@@ -129,7 +137,7 @@ static void a_commit_makes_the_sends_and_the_positions_visible_together(void **s
     rec r;
     rec_init(&r);
     conf c;
-    tl_source *s = open_source_txn(&r, txn_conf(&c, cl, "g-txn", "t-in1", "tx-commit", NULL), true);
+    tl_source *s = open_source_txn(&r, txn_conf(&c, cl, "g-txn", "t-in1", "tx-commit", NULL), 1);
     assert_eventually(rec_get(&r, &r.delivered) >= 40, T_WAIT);
     acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
     const tl_sink_ops *o1, *o2;
@@ -145,7 +153,7 @@ static void a_commit_makes_the_sends_and_the_positions_visible_together(void **s
     for (int p = 0; p < PARTS; p++)
         offs[p] = (tl_partition_offset){"t-in1", p, r.next[p]};
     char err[512] = "";
-    int rc = SRC->txn->commit(s, offs, PARTS, err, sizeof(err));
+    int rc = SRC->txn->commit(s, 0, offs, PARTS, err, sizeof(err));
     if (rc)
         fail_msg("commit: %s", err);
     assert_int_equal(visible(cl, "t-out1a", "g-read1"), 20);
@@ -164,7 +172,7 @@ static void sends_of_a_source_closed_before_its_commit_never_show(void **state)
     rec r;
     rec_init(&r);
     conf c;
-    tl_source *s = open_source_txn(&r, txn_conf(&c, cl, "g-txn", "t-in2", "tx-crash", NULL), true);
+    tl_source *s = open_source_txn(&r, txn_conf(&c, cl, "g-txn", "t-in2", "tx-crash", NULL), 1);
     acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
     const tl_sink_ops *o;
     tl_sink *k = open_txn_sink(s, "t-out2", &o);
@@ -185,23 +193,78 @@ static void a_second_producer_with_the_same_id_fences_the_first(void **state)
     rec_init(&r1);
     rec_init(&r2);
     conf c1, c2;
-    tl_source *s1 =
-        open_source_txn(&r1, txn_conf(&c1, cl, "g-txn", "t-in3", "tx-same", NULL), true);
+    tl_source *s1 = open_source_txn(&r1, txn_conf(&c1, cl, "g-txn", "t-in3", "tx-same", NULL), 1);
     acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
     const tl_sink_ops *o;
     tl_sink *k = open_txn_sink(s1, "t-out3", &o);
     assert_int_equal(send_n(o, k, &a, 0, 5), 5);
     assert_eventually(acks_total(&a, NULL) == 5, T_WAIT);
-    tl_source *s2 =
-        open_source_txn(&r2, txn_conf(&c2, cl, "g-txn2", "t-in3", "tx-same", NULL), true);
+    tl_source *s2 = open_source_txn(&r2, txn_conf(&c2, cl, "g-txn2", "t-in3", "tx-same", NULL), 1);
     char err[512] = "";
-    int rc = SRC->txn->commit(s1, NULL, 0, err, sizeof(err));
+    int rc = SRC->txn->commit(s1, 0, NULL, 0, err, sizeof(err));
     assert_int_not_equal(rc, 0);
     assert_non_null(strstr(err, "fenced"));
     assert_int_equal(visible(cl, "t-out3", "g-read"), 0);
     o->close(k);
     close_source(s1);
     close_source(s2);
+}
+
+/* Commits partitions first..first+n-1 of topic at r's positions in context ctx. */
+static void commit_parts(tl_source *s, size_t ctx, const rec *r, const char *topic, int first,
+                         int n)
+{
+    tl_partition_offset offs[PARTS];
+    for (int i = 0; i < n; i++)
+        offs[i] = (tl_partition_offset){topic, first + i, r->next[first + i]};
+    char err[512] = "";
+    int rc = SRC->txn->commit(s, ctx, offs, (size_t)n, err, sizeof(err));
+    if (rc)
+        fail_msg("commit of context %zu: %s", ctx, err);
+}
+
+/* What a service on two shards does: each context sends and commits its own
+ * partitions, and one context's commit makes only its own sends and positions
+ * visible. */
+static void two_contexts_commit_their_own_partitions_apart(void **state)
+{
+    (void)state;
+    cluster *cl = broker();
+    produce(cl, "t-in4", 0, 40);
+    rec r;
+    rec_init(&r);
+    conf c;
+    tl_source *s = open_source_txn(&r, txn_conf(&c, cl, "g-txn", "t-in4", "tx-two", NULL), 2);
+    assert_eventually(rec_get(&r, &r.delivered) >= 40, T_WAIT);
+    acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    const tl_sink_ops *o0, *o1;
+    tl_sink *k0 = open_ctx_sink(s, 0, "t-out4a", &o0), *k1 = open_ctx_sink(s, 1, "t-out4b", &o1);
+    assert_int_equal(send_n(o0, k0, &a, 0, 10), 10);
+    assert_int_equal(send_n(o1, k1, &a, 10, 10), 10);
+    int failed = -1;
+    assert_eventually(acks_total(&a, &failed) == 20, T_WAIT);
+    assert_int_equal(failed, 0);
+    /* Context 1 commits partitions 2 and 3: its sends show, context 0's do not. */
+    commit_parts(s, 1, &r, "t-in4", 2, 2);
+    assert_int_equal(visible(cl, "t-out4b", "g-two1"), 10);
+    assert_int_equal(visible(cl, "t-out4a", "g-two2"), 0);
+    for (int p = 0; p < PARTS; p++)
+        if (p < 2)
+            assert_true(committed_of(cl, "g-txn", "t-in4", p) < 0);
+        else
+            assert_int_equal(committed_of(cl, "g-txn", "t-in4", p), r.next[p]);
+    /* Then context 0 commits partitions 0 and 1. */
+    commit_parts(s, 0, &r, "t-in4", 0, 2);
+    assert_int_equal(visible(cl, "t-out4a", "g-two3"), 10);
+    for (int p = 0; p < PARTS; p++)
+        assert_int_equal(committed_of(cl, "g-txn", "t-in4", p), r.next[p]);
+    /* A context the source was not given is refused, saying so. */
+    char err[256] = "";
+    assert_int_equal(SRC->txn->commit(s, 2, NULL, 0, err, sizeof(err)), TL_EINVAL);
+    assert_non_null(strstr(err, "no transaction context 2"));
+    o0->close(k0);
+    o1->close(k1);
+    close_source(s);
 }
 
 static void read_uncommitted_is_refused(void **state)
@@ -215,7 +278,7 @@ static void read_uncommitted_is_refused(void **state)
     char err[256] = "";
     assert_int_equal(
         SRC->open(txn_conf(&c, cl, "g", "t-in1", "tx", kafka), &ev, &s, err, sizeof(err)), 0);
-    assert_int_equal(SRC->txn->enable(s, err, sizeof(err)), TL_ECONFIG);
+    assert_int_equal(SRC->txn->enable(s, 1, err, sizeof(err)), TL_ECONFIG);
     assert_non_null(strstr(err, "isolation.level: must stay read_committed"));
     SRC->close(s);
 }
@@ -228,6 +291,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(a_commit_makes_the_sends_and_the_positions_visible_together),
         cmocka_unit_test(sends_of_a_source_closed_before_its_commit_never_show),
         cmocka_unit_test(a_second_producer_with_the_same_id_fences_the_first),
+        cmocka_unit_test(two_contexts_commit_their_own_partitions_apart),
         cmocka_unit_test(read_uncommitted_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -182,19 +182,13 @@ void start(fx *f, const char *topic, opts o)
     start_yaml(f, topic, text);
 }
 
-/* TL_TEST_SHARDS=N runs each service on N shards, unless its config says how many or
- * a route asks for what shards refuse (`taskloop check` tells; see loop.shards). */
+/* TL_TEST_SHARDS=N runs each service on N shards, unless its config says how many. */
 static void test_shards(tl_config *cfg)
 {
     const char *env = getenv("TL_TEST_SHARDS");
     unsigned n = env ? (unsigned)atoi(env) : 0;
     if (n <= 1 || n > TL_CONFIG_MAX_SHARDS || cfg->shards != 1)
         return;
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const tl_config_route *r = &cfg->routes[i];
-        if (r->exactly_once)
-            return;
-    }
     cfg->shards = n;
 }
 

@@ -27,8 +27,11 @@ typedef struct kmsg {
 
 struct tl_source {
     rd_kafka_t *rk;
-    const tl_params *params;  /* its section (the config's, which outlives it) */
-    struct tl_kafka_txn *txn; /* exactly-once: its transactional producer (txn.c), or NULL */
+    const tl_params *params; /* its section (the config's, which outlives it) */
+    /* Exactly-once: its transaction contexts (txn.c), one per loop of the service, or
+     * NULL. */
+    struct tl_kafka_txn **txn;
+    size_t ntxn;
     tl_source_events ev;
     rd_kafka_topic_partition_list_t *topics;
     rd_kafka_queue_t *queue;    /* the consumer queue, for batch reads */

@@ -1,9 +1,9 @@
 /*
- * Private to the Kafka adapter: a source's transactional producer (txn.c), which the
- * sinks of an exactly-once route write through (sink.c, tl_kafka_sink_open_txn).
+ * Private to the Kafka adapter: a source's transaction context (txn.c), whose producers
+ * the sinks of an exactly-once route write through (sink.c, tl_kafka_sink_open_txn).
  *
- * Thread rules: begin, send and commit come from the loop thread (adapter.h), so `open`
- * needs no lock; delivery reports run on the producer's own poll thread.
+ * Thread rules: a context's begin, send and commit come from its loop thread (adapter.h),
+ * so `open` needs no lock; delivery reports run on each producer's own poll thread.
  */
 #ifndef TL_KAFKA_TXN_H
 #define TL_KAFKA_TXN_H
@@ -14,11 +14,11 @@
 
 #include "kafka_conf.h"
 
-/* Producers of one source: sends go to one while the other's transaction commits. */
+/* Producers of one context: sends go to one while the other's transaction commits. */
 #define TL_KAFKA_TXN_PRODUCERS 2
 
 typedef struct tl_kafka_txn {
-    /* Each with transactional.id ID-0 and ID-1. open[i]: a transaction was begun on
+    /* Context k's: transactional.id ID-(2k) and ID-(2k+1). open[i]: a transaction was begun on
      * rk[i] and not yet ended; written by the loop thread for cur, by the committer
      * for the sealed one (never the same one at once: adapter.h, tl_txn_ops.seal). */
     rd_kafka_t *rk[TL_KAFKA_TXN_PRODUCERS];

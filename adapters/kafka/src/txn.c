@@ -11,20 +11,27 @@
  * runtime's committer thread; the next commit then finds the sends of its transaction
  * already written. Commits stay one after the other, in order.
  *
+ * A service on several loops (loop.shards) asks for a context per loop: each has its
+ * own pair of producers and commits the positions of its own partitions, with the
+ * consumer's one group metadata (Kafka takes transactional offset commits of one group
+ * from several producers, for disjoint partitions).
+ *
  * The producers' transactional.ids are the source's `transactional_id` (by default
- * GROUP-HOSTNAME) with "-0" and "-1": a restarted instance aborts at once what its
- * previous life left open (init_transactions fences the old producers), where fresh
- * ids each start would leave it to the broker's transaction timeout, holding back
- * every read_committed consumer of the topics it wrote meanwhile. Two instances
- * running at once must differ.
+ * GROUP-HOSTNAME) with "-N": context k's two are N = 2k and 2k + 1 (so "-0" and "-1"
+ * without shards). A restarted instance aborts at once what its previous life left open
+ * (init_transactions fences the old producers), where fresh ids each start would leave
+ * it to the broker's transaction timeout, holding back every read_committed consumer of
+ * the topics it wrote meanwhile. A restart with fewer shards leaves the ids it no longer
+ * uses to that timeout. Two instances running at once must differ.
  *
  * The consumer keeps librdkafka's isolation.level, read_committed (refused otherwise):
  * messages a crashed transaction wrote are never read. It commits nothing itself in
  * this mode: the runtime stores no offset (so its timer and stop() find none), and
  * the revoke path skips its commit (rebalance.c).
  *
- * Thread rules: enable, commit and the sinks' sends run on the loop thread; the
- * producer's poll thread serves delivery reports.
+ * Thread rules: enable runs before the loops; a context's seal, commit and its sinks'
+ * sends run on its loop thread (commit also on the runtime's committer), contexts side
+ * by side; each producer's poll thread serves its delivery reports.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,9 +82,12 @@ static void txn_free(tl_kafka_txn *t)
 
 void tl_kafka_txn_close(tl_source *s)
 {
-    if (s->txn)
-        txn_free(s->txn);
+    for (size_t k = 0; s->txn && k < s->ntxn; k++)
+        if (s->txn[k])
+            txn_free(s->txn[k]);
+    free(s->txn);
     s->txn = NULL;
+    s->ntxn = 0;
 }
 
 /* The transactional.id: the section's, or GROUP-HOSTNAME. */
@@ -104,11 +114,12 @@ static int fail_with(rd_kafka_error_t *e, const char *what, char *err, size_t er
     return TL_EIO;
 }
 
-/* Producer i: transactional.id ID-i, initialised (the old one of that id fenced). */
-static int producer_new(tl_source *s, tl_kafka_txn *t, int i, char *err, size_t errlen)
+/* Producer i of context ctx: transactional.id ID-(2 ctx + i), initialised (the old one
+ * of that id fenced). */
+static int producer_new(tl_source *s, tl_kafka_txn *t, size_t ctx, int i, char *err, size_t errlen)
 {
     char id[512];
-    snprintf(id, sizeof(id), "%s-%d", t->id, i);
+    snprintf(id, sizeof(id), "%s-%zu", t->id, ctx * TL_KAFKA_TXN_PRODUCERS + (size_t)i);
     rd_kafka_conf_t *conf = NULL;
     int rc = tl_kafka_conf_new(s->params, &conf, err, errlen);
     if (!rc)
@@ -145,15 +156,9 @@ static int producer_new(tl_source *s, tl_kafka_txn *t, int i, char *err, size_t 
     return 0;
 }
 
-static int txn_enable(tl_source *s, char *err, size_t errlen)
+/* Context ctx: its two producers initialised and polled. */
+static int context_new(tl_source *s, size_t ctx, tl_kafka_txn **out, char *err, size_t errlen)
 {
-    const char *iso = tl_kafka_conf_user(s->params, "isolation.level");
-    if (iso && strcmp(iso, "read_committed") != 0) {
-        tl_kafka_errf(err, errlen,
-                      "kafka property isolation.level: must stay read_committed with "
-                      "exactly_once (a crashed transaction's writes must not be read)");
-        return TL_ECONFIG;
-    }
     tl_kafka_txn *t = calloc(1, sizeof(*t));
     if (!t || !(t->id = txn_id(s->params))) {
         free(t);
@@ -161,7 +166,7 @@ static int txn_enable(tl_source *s, char *err, size_t errlen)
     }
     t->sealed = -1;
     for (int i = 0; i < TL_KAFKA_TXN_PRODUCERS; i++) {
-        int rc = producer_new(s, t, i, err, errlen);
+        int rc = producer_new(s, t, ctx, i, err, errlen);
         if (rc) {
             txn_free(t);
             return rc;
@@ -176,19 +181,55 @@ static int txn_enable(tl_source *s, char *err, size_t errlen)
         }
         t->pollers[i].started = true;
     }
-    s->txn = t;
+    *out = t;
     return 0;
 }
 
-static int txn_sink(tl_source *s, const char *address, tl_sink **out, const tl_sink_ops **ops,
-                    char *err, size_t errlen)
+static int txn_enable(tl_source *s, size_t contexts, char *err, size_t errlen)
 {
-    if (!s->txn) {
-        tl_kafka_errf(err, errlen, "kafka: the source's transactions are not enabled");
+    const char *iso = tl_kafka_conf_user(s->params, "isolation.level");
+    if (iso && strcmp(iso, "read_committed") != 0) {
+        tl_kafka_errf(err, errlen,
+                      "kafka property isolation.level: must stay read_committed with "
+                      "exactly_once (a crashed transaction's writes must not be read)");
+        return TL_ECONFIG;
+    }
+    if (contexts == 0) {
+        tl_kafka_errf(err, errlen, "kafka: a source needs at least one transaction context");
         return TL_EINVAL;
     }
+    s->txn = calloc(contexts, sizeof(*s->txn));
+    if (!s->txn)
+        return TL_ENOMEM;
+    s->ntxn = contexts;
+    for (size_t k = 0; k < contexts; k++) {
+        int rc = context_new(s, k, &s->txn[k], err, errlen);
+        if (rc) {
+            tl_kafka_txn_close(s);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Context ctx of s, or NULL with why in err. */
+static tl_kafka_txn *context(tl_source *s, size_t ctx, char *err, size_t errlen)
+{
+    if (s->txn && ctx < s->ntxn)
+        return s->txn[ctx];
+    tl_kafka_errf(err, errlen, "kafka: no transaction context %zu (the source has %zu)", ctx,
+                  s->ntxn);
+    return NULL;
+}
+
+static int txn_sink(tl_source *s, size_t ctx, const char *address, tl_sink **out,
+                    const tl_sink_ops **ops, char *err, size_t errlen)
+{
+    tl_kafka_txn *t = context(s, ctx, err, errlen);
+    if (!t)
+        return TL_EINVAL;
     *ops = &tl_kafka_sink_ops;
-    return tl_kafka_sink_open_txn(address, s->txn, out, err, errlen);
+    return tl_kafka_sink_open_txn(address, t, out, err, errlen);
 }
 
 /* The transaction cannot commit: aborts it (when librdkafka says it can be) and says
@@ -214,8 +255,8 @@ static int txn_failed(tl_kafka_txn *t, int i, rd_kafka_error_t *e, const char *w
     return TL_EIO;
 }
 
-static rd_kafka_error_t *send_offsets(tl_source *s, int i, const tl_partition_offset *offs,
-                                      size_t n)
+static rd_kafka_error_t *send_offsets(tl_source *s, tl_kafka_txn *t, int i,
+                                      const tl_partition_offset *offs, size_t n)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
     rd_kafka_consumer_group_metadata_t *g = rd_kafka_consumer_group_metadata(s->rk);
@@ -224,7 +265,7 @@ static rd_kafka_error_t *send_offsets(tl_source *s, int i, const tl_partition_of
         for (size_t i = 0; i < n; i++)
             rd_kafka_topic_partition_list_add(l, offs[i].topic, offs[i].partition)->offset =
                 offs[i].next_offset;
-        e = rd_kafka_send_offsets_to_transaction(s->txn->rk[i], l, g, COMMIT_MS);
+        e = rd_kafka_send_offsets_to_transaction(t->rk[i], l, g, COMMIT_MS);
     } else {
         e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__NO_OFFSET, "out of memory");
     }
@@ -235,14 +276,13 @@ static rd_kafka_error_t *send_offsets(tl_source *s, int i, const tl_partition_of
     return e;
 }
 
-/* Loop thread, with no commit out: later sends go to the other producer. */
-static int txn_seal(tl_source *s, char *err, size_t errlen)
+/* The context's loop thread, with no commit out: later sends go to the other
+ * producer. */
+static int txn_seal(tl_source *s, size_t ctx, char *err, size_t errlen)
 {
-    tl_kafka_txn *t = s->txn;
-    if (!t) {
-        tl_kafka_errf(err, errlen, "kafka: the source's transactions are not enabled");
+    tl_kafka_txn *t = context(s, ctx, err, errlen);
+    if (!t)
         return TL_EINVAL;
-    }
     t->sealed = t->cur;
     t->cur = (t->cur + 1) % TL_KAFKA_TXN_PRODUCERS;
     return 0;
@@ -250,14 +290,12 @@ static int txn_seal(tl_source *s, char *err, size_t errlen)
 
 /* Commits the transaction sealed last, when this commit follows a seal, else the one
  * sends go to (a commit on the loop thread, at a revoke or the drain's end). */
-static int txn_commit(tl_source *s, const tl_partition_offset *offs, size_t n, char *err,
-                      size_t errlen)
+static int txn_commit(tl_source *s, size_t ctx, const tl_partition_offset *offs, size_t n,
+                      char *err, size_t errlen)
 {
-    tl_kafka_txn *t = s->txn;
-    if (!t) {
-        tl_kafka_errf(err, errlen, "kafka: the source's transactions are not enabled");
+    tl_kafka_txn *t = context(s, ctx, err, errlen);
+    if (!t)
         return TL_EINVAL;
-    }
     int i = t->sealed >= 0 ? t->sealed : t->cur;
     t->sealed = -1;
     int rc = tl_kafka_txn_begin(t, i, err, errlen);
@@ -265,7 +303,7 @@ static int txn_commit(tl_source *s, const tl_partition_offset *offs, size_t n, c
         return rc;
     rd_kafka_error_t *e = NULL;
     for (int k = 0; n > 0 && k <= RETRIES; k++) {
-        e = send_offsets(s, i, offs, n);
+        e = send_offsets(s, t, i, offs, n);
         if (!e || !rd_kafka_error_is_retriable(e))
             break;
         if (k < RETRIES)

@@ -32,6 +32,14 @@ typedef struct mem_pending {
     tl_memory_record *rec;
 } mem_pending;
 
+/* One transaction context of a source (tl_txn_ops): its sinks' sends not yet
+ * committed, in send order. */
+typedef struct mem_txn {
+    mem_pending *pending, **pending_tail;
+    mem_pending *sealed; /* the sealed transaction's sends, which the next commit ends */
+    bool seal_taken;     /* a seal came since the last commit */
+} mem_txn;
+
 typedef struct mem_topic {
     struct mem_topic *next;
     char *name;
@@ -40,11 +48,10 @@ typedef struct mem_topic {
     tl_source *src;     /* the open source, or NULL */
     size_t outstanding; /* delivered and not yet released */
     bool lose_commits;  /* commit() succeeds and records nothing */
-    /* Transactions (txn.c): sends of its source's transaction sinks not yet committed,
-     * in send order, and whether the next commit is to fail. */
-    mem_pending *pending, **pending_tail;
-    mem_pending *sealed; /* the sealed transaction's sends, which the next commit ends */
-    bool seal_taken;     /* a seal came since the last commit */
+    /* Transactions (txn.c): its source's contexts (as many as enable asked for), and
+     * whether the next commit of any of them is to fail. */
+    mem_txn *txns;
+    size_t ntxns;
     bool fail_txn;
 } mem_topic;
 
@@ -88,15 +95,19 @@ mem_topic *tl_mem_topic_of_locked(const tl_source *src);
 /* The transaction ops of the memory source (txn.c). */
 extern const tl_txn_ops tl_mem_txn_ops;
 
-/* Opens a sink on store address whose sends wait in txn's pending list until its
- * source commits (acked at once, as a transaction's writes are). */
-int tl_mem_sink_open_txn(const char *address, mem_topic *txn, tl_sink **out, char *err,
+/* Opens a sink on store address whose sends wait in the pending list of txn's context
+ * ctx until it commits (acked at once, as a transaction's writes are). */
+int tl_mem_sink_open_txn(const char *address, mem_topic *txn, size_t ctx, tl_sink **out, char *err,
                          size_t errlen);
 
-/* Keeps rec, bound for store s, until t's transaction commits; 0 or TL_ENOMEM. */
-int tl_mem_txn_add_locked(mem_topic *t, mem_store *s, tl_memory_record *rec);
+/* Keeps rec, bound for store s, until context ctx of t commits; 0, or TL_ENOMEM, or
+ * TL_ECLOSED when t has no such context (its source closed). */
+int tl_mem_txn_add_locked(mem_topic *t, size_t ctx, mem_store *s, tl_memory_record *rec);
 
-/* Drops what t's open transaction holds (an abort). */
+/* Drops what one context's transactions hold (an abort). */
+void tl_mem_txn_discard_one_locked(mem_txn *x);
+
+/* Drops what every context of t holds, and the contexts (the source closed). */
 void tl_mem_txn_discard_locked(mem_topic *t);
 
 #endif

@@ -170,22 +170,25 @@ const void *tl_memory_record_header(const tl_memory_record *rec, const char *hna
     return NULL;
 }
 
-int tl_mem_txn_add_locked(mem_topic *t, mem_store *s, tl_memory_record *rec)
+int tl_mem_txn_add_locked(mem_topic *t, size_t ctx, mem_store *s, tl_memory_record *rec)
 {
+    if (ctx >= t->ntxns)
+        return TL_ECLOSED;
     mem_pending *p = malloc(sizeof(*p));
     if (!p)
         return TL_ENOMEM;
     *p = (mem_pending){NULL, s, rec};
-    if (!t->pending_tail)
-        t->pending_tail = &t->pending;
-    *t->pending_tail = p;
-    t->pending_tail = &p->next;
+    mem_txn *x = &t->txns[ctx];
+    if (!x->pending_tail)
+        x->pending_tail = &x->pending;
+    *x->pending_tail = p;
+    x->pending_tail = &p->next;
     return 0;
 }
 
-void tl_mem_txn_discard_locked(mem_topic *t)
+void tl_mem_txn_discard_one_locked(mem_txn *x)
 {
-    mem_pending *lists[] = {t->pending, t->sealed};
+    mem_pending *lists[] = {x->pending, x->sealed};
     for (int i = 0; i < 2; i++)
         while (lists[i]) {
             mem_pending *p = lists[i];
@@ -193,9 +196,16 @@ void tl_mem_txn_discard_locked(mem_topic *t)
             free(p->rec);
             free(p);
         }
-    t->pending = t->sealed = NULL;
-    t->seal_taken = false;
-    t->pending_tail = &t->pending;
+    *x = (mem_txn){.pending_tail = &x->pending};
+}
+
+void tl_mem_txn_discard_locked(mem_topic *t)
+{
+    for (size_t i = 0; i < t->ntxns; i++)
+        tl_mem_txn_discard_one_locked(&t->txns[i]);
+    free(t->txns);
+    t->txns = NULL;
+    t->ntxns = 0;
 }
 
 mem_topic *tl_mem_topic_of_locked(const tl_source *src)

@@ -35,6 +35,7 @@ struct mem_held {
 struct tl_sink {
     mem_store *store;
     mem_topic *txn; /* a transaction sink: sends wait in its source's transaction */
+    size_t txn_ctx; /* of that context */
     pthread_t thread;
     pthread_cond_t work;
     pthread_cond_t idle;
@@ -182,14 +183,18 @@ static int sink_send(tl_sink *sink, const tl_out_msg *msg, tl_sink_ack_cb ack, v
     case TL_MEMSINK_HOLD:
         hold_locked(sink, rec, a);
         break;
-    default:
-        if ((sink->txn ? tl_mem_txn_add_locked(sink->txn, sink->store, rec)
-                       : tl_mem_store_append_locked(sink->store, rec)) != 0) {
+    default: {
+        int rc = sink->txn ? tl_mem_txn_add_locked(sink->txn, sink->txn_ctx, sink->store, rec)
+                           : tl_mem_store_append_locked(sink->store, rec);
+        if (rc != 0) {
             free(rec);
-            queue_ack_locked(sink, a, TL_ENOMEM, "memory sink: out of memory");
+            queue_ack_locked(sink, a, rc,
+                             rc == TL_ECLOSED ? "memory sink: the source's transactions ended"
+                                              : "memory sink: out of memory");
         } else {
             queue_ack_locked(sink, a, 0, NULL);
         }
+    }
     }
     pthread_mutex_unlock(&tl_mem_lock);
     return 0;
@@ -249,12 +254,14 @@ static void sink_close(tl_sink *sink)
     free(sink);
 }
 
-int tl_mem_sink_open_txn(const char *address, mem_topic *txn, tl_sink **out, char *err,
+int tl_mem_sink_open_txn(const char *address, mem_topic *txn, size_t ctx, tl_sink **out, char *err,
                          size_t errlen)
 {
     int rc = sink_open(address, NULL, out, err, errlen);
-    if (rc == 0)
+    if (rc == 0) {
         (*out)->txn = txn;
+        (*out)->txn_ctx = ctx;
+    }
     return rc;
 }
 

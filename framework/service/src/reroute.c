@@ -222,13 +222,24 @@ static int target_open(tl_service *svc, const tl_config_route *r, const tl_confi
     }
     tg->ops = t->ops;
     tg->txn_src = txn_src;
+    /* Writing in transactions: a sink per shard, each in its shard's context. */
+    size_t nsinks = txn_src && svc->cfg->shards > 1 ? svc->cfg->shards : 1;
+    tg->sinks = calloc(nsinks, sizeof(*tg->sinks));
     char why[256] = "";
-    int rc = txn_src ? txn_src->ops->txn->sink(txn_src->handle, t->address, &tg->sink, &tg->ops,
-                                               why, sizeof(why))
-                     : t->ops->open(t->address, sink_conf(svc, r, t->scheme), &tg->sink, why,
+    int rc = tg->sinks ? 0 : TL_ENOMEM;
+    for (size_t k = 0; rc == 0 && k < nsinks; k++) {
+        rc = txn_src ? txn_src->ops->txn->sink(txn_src->handle, k, t->address, &tg->sinks[k],
+                                               &tg->ops, why, sizeof(why))
+                     : t->ops->open(t->address, sink_conf(svc, r, t->scheme), &tg->sinks[k], why,
                                     sizeof(why));
+        if (rc == 0)
+            tg->nsinks++;
+    }
     if (rc != 0) {
         snprintf(err, errlen, "target %s: %s", name, why[0] ? why : tl_strerror(rc));
+        for (size_t k = 0; k < tg->nsinks; k++)
+            tg->ops->close(tg->sinks[k]);
+        free(tg->sinks);
         free(tg->name);
         free(tg);
         return rc;
@@ -266,11 +277,11 @@ void tl__targets_close(tl_service *svc, int64_t flush_ms)
 {
     for (size_t i = 0; i < svc->ntargets; i++) {
         tl_target *t = svc->targets[i];
-        if (t->sink) {
-            t->ops->flush(t->sink, flush_ms);
-            t->ops->close(t->sink);
-            t->sink = NULL;
+        for (size_t k = 0; k < t->nsinks; k++) {
+            t->ops->flush(t->sinks[k], flush_ms);
+            t->ops->close(t->sinks[k]);
         }
+        t->nsinks = 0;
     }
 }
 
@@ -282,6 +293,7 @@ void tl__targets_free(tl_service *svc)
     }
     for (size_t i = 0; i < svc->ntargets; i++) {
         pthread_mutex_destroy(&svc->targets[i]->send_mu);
+        free(svc->targets[i]->sinks);
         free(svc->targets[i]->name);
         free(svc->targets[i]);
     }

@@ -22,7 +22,7 @@
  *   partitions.c  partition states and their commits
  *   offsets.c, log.c (→ logger.c), stats.c (counters for any thread), handlers.c
  *   (built-ins), handler_life.c (handlers' lifecycle hooks), shared.c (the sources'
- *   and sinks' calls shards make at once)
+ *   and sinks' calls shards make at once, and a failure of the service from any shard)
  *
  * Beside the path: admin.c (the HTTP endpoint) calls admin_metrics.c and
  * admin_tasks.c, which read stats.c, partitions.c, reroute.c and attempt.c; the config
@@ -157,7 +157,10 @@ typedef struct tl_target {
     char *name;               /* "scheme:address" */
     tl_source_state *txn_src; /* writes in this source's transactions (exactly-once) */
     const tl_sink_ops *ops;
-    tl_sink *sink;
+    /* Its sink; writing in transactions, one per shard (shard k's at k: each writes in
+     * its shard's transaction context), else one that every shard sends through. */
+    tl_sink **sinks;
+    size_t nsinks;
     _Atomic uint64_t rerouted;
     _Atomic uint64_t errors;
     pthread_mutex_t send_mu; /* with shards: sends from their loops go one at a time */
@@ -484,9 +487,14 @@ void tl__source_pause(tl_source_state *src, bool pause);
 void tl__source_pause_partitions(tl_source_state *src, const tl_partition *parts, size_t n,
                                  bool pause);
 
-/* Sends through the target's sink (as ops->send); with shards, one at a time. */
+/* Sends through the target's sink (as ops->send); with shards, one at a time, or each
+ * shard through its own (a target writing in transactions). */
 int tl__target_send(tl_service *svc, tl_target *t, const tl_out_msg *msg, tl_sink_ack_cb ack,
                     void *arg);
+
+/* Any loop thread: the service stops as tl_service_stop does, and its run returns err
+ * (unless a failure came first): a shard's failure is the whole service's. */
+void tl__service_fail(tl_service *svc, int err);
 
 /* ---------------------------------------------------------------- stats.c */
 
@@ -960,9 +968,16 @@ void tl__emit_free(tl_rec *rec);
 
 /* ---------------------------------------------------------------- txn.c */
 
-/* Sets up exactly-once delivery for every source whose route asks for it: enables the
- * source's transactions (before it starts). 0, or an error with a message in err. */
+/* The root, before the targets and shards: sets up exactly-once delivery for every
+ * source whose route asks for it (enables the source's transactions with a context per
+ * shard, before it starts), then the root's part as tl__txn_loop_open. 0, or an error
+ * with a message in err. */
 int tl__txn_open(tl_service *svc, char *err, size_t errlen);
+
+/* Each shard once its loop exists: readies its source states' transaction timers and,
+ * for the sources the root made transactional, starts its committer. 0, or an error
+ * with a message in err. */
+int tl__txn_loop_open(tl_service *svc, char *err, size_t errlen);
 
 /* A record was taken in: on an exactly-once route it joins its partition's queue of
  * records whose sends are still to go. */

@@ -112,34 +112,6 @@ static void load_loop(loader *ld, struct fy_node *root)
         cfg->shards = (unsigned)v;
 }
 
-/* What a route asks for that shards cannot share yet: one transaction holds every
- * partition of a source. NULL when nothing. */
-static const char *unshardable(const tl_config_route *r)
-{
-    if (r->exactly_once)
-        return "delivery: exactly_once";
-    return NULL;
-}
-
-/* More than one shard: every route must be one shards can run. */
-static void check_shards(loader *ld, struct fy_node *root)
-{
-    const tl_config *cfg = ld->cfg;
-    if (cfg->shards <= 1)
-        return;
-    struct fy_node *loop = tl_schema_lookup(root, "loop");
-    struct fy_node *n = loop ? tl_schema_lookup_key(loop, "shards") : NULL;
-    tl_config_pos at = tl_schema_pos_or(ld, n, (tl_config_pos){1, 1});
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const char *what = unshardable(&cfg->routes[i]);
-        if (what)
-            tl_config_report(ld, at, "loop.shards",
-                             "%u shards cannot run routes[%zu] (handler %s): %s needs shards: 1",
-                             cfg->shards, i, cfg->routes[i].handler ? cfg->routes[i].handler : "?",
-                             what);
-    }
-}
-
 /* An admin section without `listen` listens here: loopback, never every address. */
 #define ADMIN_DEFAULT_LISTEN "127.0.0.1:9464"
 
@@ -232,7 +204,6 @@ void tl_config_load_root(loader *ld, struct fy_node *root)
     tl_schema_load_sinks(ld, root);
     tl_schema_load_routes(ld, root);
     tl_schema_check_sources_routed(ld);
-    check_shards(ld, root);
     load_admin(ld, root);
     load_log(ld, root);
 }

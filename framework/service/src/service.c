@@ -86,11 +86,8 @@ static void error_on_loop(tl_loop *loop, void *arg)
     tl_kv f[] = {{"source", e->src->cfg->name}, {"error", e->what}};
     tl__log(svc, e->fatal ? TL_LEVEL_ERROR : TL_LEVEL_WARN,
             e->fatal ? "source_fatal" : "source_error", f, 2);
-    if (e->fatal) {
-        if (!svc->fatal_err)
-            svc->fatal_err = e->err < 0 ? e->err : TL_EIO;
-        tl_service_stop(svc);
-    }
+    if (e->fatal)
+        tl__service_fail(svc, e->err < 0 ? e->err : TL_EIO);
     free(e);
 }
 
@@ -370,8 +367,7 @@ static void shards_start(tl_service *svc)
             atomic_store(&sh->shard_drained, true); /* nothing to drain: no loop ran */
             tl_kv e[] = {{"error", "cannot start a shard's loop thread"}};
             tl__log(svc, TL_LEVEL_ERROR, "shard_failed", e, 1);
-            svc->fatal_err = TL_ESYS;
-            tl_service_stop(svc);
+            tl__service_fail(svc, TL_ESYS);
         }
     }
 }
@@ -436,8 +432,9 @@ void tl_service_free(tl_service *svc)
     svc->closing = true;
     tl__admin_close(svc);
     tl__targets_close(svc, 1000);
-    for (size_t i = 0; i < svc->nsrcs; i++)
-        tl__txn_close(&svc->srcs[i]);
+    for (size_t k = 0; k < svc->nshards; k++)
+        for (size_t i = 0; i < svc->nsrcs; i++)
+            tl__txn_close(&tl__shard_at(svc, k)->srcs[i]);
     /* A handler in a worker process that still runs is killed rather than waited for
      * (the drain is over; its message was not settled and comes again). */
     tl__procs_stop(svc);

@@ -286,6 +286,8 @@ static void shard_free(tl_service *sh)
         return;
     atomic_store(&sh->stopping, true);
     sh->closing = true;
+    for (size_t i = 0; sh->srcs && sh->loop && i < sh->nsrcs; i++)
+        tl__txn_close(&sh->srcs[i]); /* its committers post to its loop */
     /* Joins its workers and finalizes every task; its records then give their messages
      * back to the root's sources, which are still open. */
     tl_loop_free(sh->loop);
@@ -303,9 +305,10 @@ static void shard_free(tl_service *sh)
     free(sh);
 }
 
-/* Shard k of root: its own loop and workers, and copies of the
- * root's source and route states pointing at what the root owns. */
-static int shard_new(tl_service *root, size_t k, tl_service **out)
+/* Shard k of root: its own loop and workers, and copies of the root's source and route
+ * states pointing at what the root owns (on exactly-once routes, with a committer of
+ * their own for the source's transaction context k). On failure a reason may be in err. */
+static int shard_new(tl_service *root, size_t k, tl_service **out, char *err, size_t errlen)
 {
     const tl_config *cfg = root->cfg;
     tl_service *sh = calloc(1, sizeof(*sh));
@@ -359,6 +362,12 @@ static int shard_new(tl_service *root, size_t k, tl_service **out)
         shard_free(sh);
         return rc;
     }
+    char why[512] = "";
+    if ((rc = tl__txn_loop_open(sh, why, sizeof(why))) != 0) {
+        snprintf(err, errlen, "%s", why);
+        shard_free(sh);
+        return rc;
+    }
     *out = sh;
     return 0;
 }
@@ -383,9 +392,10 @@ int tl__shards_new(tl_service *root, char *err, size_t errlen)
     root->shards[0] = root;
     root->nshards = 1; /* counted up as they are made: tl__shards_free frees those */
     for (size_t k = 1; k < n; k++) {
-        int rc = shard_new(root, k, &root->shards[k]);
+        char why[512] = "";
+        int rc = shard_new(root, k, &root->shards[k], why, sizeof(why));
         if (rc) {
-            snprintf(err, errlen, "cannot create shard %zu: %s", k, tl_strerror(rc));
+            snprintf(err, errlen, "cannot create shard %zu: %s", k, why[0] ? why : tl_strerror(rc));
             return rc;
         }
         root->nshards++;

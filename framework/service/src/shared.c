@@ -3,10 +3,14 @@
  * them straight through; with several shards (shard.c), each shard's loop thread may
  * call them while another does, so a commit, a partition pause and a sink's send go one
  * at a time under a lock, and a source is paused while any shard asks for it: a shard
- * lifting its own ask must not resume what another still holds back.
+ * lifting its own ask must not resume what another still holds back. A target writing
+ * in transactions has a sink per shard (its transaction context's), used by that
+ * shard's loop alone. A failure in any shard stops the service and is what its run
+ * returns.
  *
  * Thread rules: any loop thread; share_mu (the root source state's) and a target's
- * send_mu are taken around the adapter's call only. Calls nothing else of the runtime.
+ * send_mu are taken around the adapter's call only, the root's mu around its
+ * fatal_err. Calls nothing else of the runtime.
  */
 #include "runtime.h"
 
@@ -52,10 +56,22 @@ void tl__source_pause_partitions(tl_source_state *src, const tl_partition *parts
 int tl__target_send(tl_service *svc, tl_target *t, const tl_out_msg *msg, tl_sink_ack_cb ack,
                     void *arg)
 {
+    if (t->nsinks > 1) /* one per shard, each sent through by its loop alone */
+        return t->ops->send(t->sinks[svc->index], msg, ack, arg);
     if (!tl__sharded(svc))
-        return t->ops->send(t->sink, msg, ack, arg);
+        return t->ops->send(t->sinks[0], msg, ack, arg);
     pthread_mutex_lock(&t->send_mu);
-    int rc = t->ops->send(t->sink, msg, ack, arg);
+    int rc = t->ops->send(t->sinks[0], msg, ack, arg);
     pthread_mutex_unlock(&t->send_mu);
     return rc;
+}
+
+void tl__service_fail(tl_service *svc, int err)
+{
+    tl_service *root = svc->root; /* whose run returns it */
+    pthread_mutex_lock(&root->mu);
+    if (!root->fatal_err)
+        root->fatal_err = err;
+    pthread_mutex_unlock(&root->mu);
+    atomic_store(&root->stop_req, true); /* tl_service_stop's: housekeeping drains */
 }

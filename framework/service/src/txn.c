@@ -23,7 +23,12 @@
  * restart replays from the last commit. Lost partitions do the same (their sends in the
  * open transaction could otherwise be committed after their next owner made them again).
  *
- * Thread rules: loop thread only.
+ * With shards (loop.shards) each shard does all this for its own partitions, in a
+ * transaction context of the source of its own (tl_txn_ops: context k is shard k's):
+ * its own transactions, committer and timer, so a commit cuts only partitions whose
+ * sends went through that context.
+ *
+ * Thread rules: each shard's loop thread, for its own source states.
  */
 #include "runtime.h"
 
@@ -102,25 +107,45 @@ static void txn_turn(tl_timer *timer, void *arg)
     tl__txn_commit(svc, src, false);
 }
 
+/* The source's transaction context: one per loop, numbered like the shards. */
+static size_t ctx_of(const tl_source_state *src)
+{
+    return src->svc->index;
+}
+
 int tl__txn_open(tl_service *svc, char *err, size_t errlen)
 {
+    size_t contexts = svc->cfg->shards > 1 ? svc->cfg->shards : 1;
     for (size_t i = 0; i < svc->nroutes; i++) {
         tl_route_state *rt = &svc->routes[i];
         tl_source_state *src = rt->src;
-        tl_timer_init(svc->loop, &src->txn_timer);
         if (!rt->cfg->exactly_once)
             continue;
         char why[512] = "";
-        int rc = src->ops->txn ? src->ops->txn->enable(src->handle, why, sizeof(why)) : TL_EINVAL;
+        int rc = src->ops->txn ? src->ops->txn->enable(src->handle, contexts, why, sizeof(why))
+                               : TL_EINVAL;
         if (rc != 0) {
             snprintf(err, errlen, "source %s: exactly_once: %s", src->cfg->name,
                      why[0] ? why : "the source does not take part in transactions");
             return rc;
         }
         src->txn = true;
+    }
+    return tl__txn_loop_open(svc, err, errlen);
+}
+
+int tl__txn_loop_open(tl_service *svc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < svc->nroutes; i++) {
+        tl_route_state *rt = &svc->routes[i];
+        tl_source_state *src = rt->src;
+        tl_timer_init(svc->loop, &src->txn_timer);
+        if (!rt->cfg->exactly_once || !svc->root->srcs[src->index].txn)
+            continue;
+        src->txn = true;
         src->txn_route = rt->cfg;
         src->txn_since_ms = -1;
-        rc = committer_start(src);
+        int rc = committer_start(src);
         if (rc != 0) {
             snprintf(err, errlen, "source %s: exactly_once: cannot start its committer",
                      src->cfg->name);
@@ -212,9 +237,7 @@ void tl__txn_fail(tl_service *svc, tl_source_state *src, const char *event, cons
                  {"error", why},
                  {"then", "stopping: a restart replays from the last commit"}};
     tl__log(svc, TL_LEVEL_ERROR, event, f, 3);
-    if (!svc->fatal_err)
-        svc->fatal_err = TL_EIO;
-    atomic_store(&svc->stop_req, true); /* as tl_service_stop: housekeeping drains */
+    tl__service_fail(svc, TL_EIO); /* housekeeping drains */
 }
 
 /* The source's partitions' positions: each its first record whose sends have not gone,
@@ -297,7 +320,7 @@ static void *committer_main(void *arg)
             break;
         pthread_mutex_unlock(&c->mu);
         char why[512] = "";
-        int rc = src->ops->txn->commit(src->handle, c->offs, c->n, why, sizeof(why));
+        int rc = src->ops->txn->commit(src->handle, ctx_of(src), c->offs, c->n, why, sizeof(why));
         pthread_mutex_lock(&c->mu);
         c->rc = rc;
         memcpy(c->why, why, sizeof(why));
@@ -406,7 +429,8 @@ void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
     struct tl_txn_committer *c = src->txn_committer;
     if (!force && c) {
         char why[512] = "";
-        if (src->ops->txn->seal && src->ops->txn->seal(src->handle, why, sizeof(why)) != 0) {
+        if (src->ops->txn->seal &&
+            src->ops->txn->seal(src->handle, ctx_of(src), why, sizeof(why)) != 0) {
             free(o);
             tl__txn_fail(svc, src, "transaction_failed", why);
             return;
@@ -422,7 +446,7 @@ void tl__txn_commit(tl_service *svc, tl_source_state *src, bool force)
         return;
     }
     char why[512] = "";
-    int rc = src->ops->txn->commit(src->handle, o, n, why, sizeof(why));
+    int rc = src->ops->txn->commit(src->handle, ctx_of(src), o, n, why, sizeof(why));
     if (rc != 0)
         tl__txn_fail(svc, src, "transaction_aborted", why[0] ? why : tl_strerror(rc));
     else

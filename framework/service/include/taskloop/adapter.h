@@ -305,40 +305,46 @@ typedef struct tl_partition_offset {
  * Exactly-once delivery, for the route a source feeds when it says `delivery:
  * exactly_once`: what the route sends (its outputs and reroutes) and the source's
  * positions are committed together, in one transaction of the broker, or not at all.
- * enable, sink and seal are called on the loop thread; commit on the loop thread or on
- * a thread of the runtime's own, never while another commit runs, nor while a send of
- * the source's sinks runs unless the transaction was sealed (then sends go on, into
- * the next). A send refused or failed in a transaction is never tried again: the
+ *
+ * A source runs one transaction context per loop of the service (loop.shards; one
+ * when unsharded), numbered from 0: each has transactions of its own, its own sinks
+ * and the positions of partitions no other context commits, so the contexts commit
+ * side by side. For each context, sink and seal are called on its loop thread; commit
+ * on that thread or on a thread of the runtime's own, never while another commit of
+ * the context runs, nor while a send of its sinks runs unless the transaction was
+ * sealed (then sends go on, into the next). Calls for different contexts may run at
+ * the same time. A send refused or failed in a transaction is never tried again: the
  * runtime stops the service instead.
  */
 struct tl_txn_ops {
-    /* Makes the source transactional; called once, after open and before start. From
-     * then on the source reads only committed messages, its commit() is not called
-     * and its stop() commits nothing: its positions go only through commit below.
-     * 0, or an error with a message in err. */
-    int (*enable)(tl_source *src, char *err, size_t errlen);
+    /* Makes the source transactional with `contexts` transaction contexts (at least
+     * one); called once, after open and before start. From then on the source reads
+     * only committed messages, its commit() is not called and its stop() commits
+     * nothing: its positions go only through commit below. 0, or an error with a
+     * message in err. */
+    int (*enable)(tl_source *src, size_t contexts, char *err, size_t errlen);
     /* Opens a sink for address (a target of the sink scheme named like the source's
-     * type) whose sends join the source's transaction, begun at the first send after
+     * type) whose sends join context ctx's transaction, begun at the first send after
      * a commit; *ops gets the sink's ops (send, flush and close as for any sink). An
      * ack says the message is written in the open transaction, not that it is
      * committed. 0, or an error with a message in err. */
-    int (*sink)(tl_source *src, const char *address, tl_sink **out, const tl_sink_ops **ops,
-                char *err, size_t errlen);
-    /* Commits the open transaction (one is begun when none is) with the positions
-     * offs[0..n): every send its sinks accepted since the last commit and these
-     * positions become visible together. Blocks until the broker answered. 0; or the
-     * transaction was aborted (what was sent since the last commit is discarded, the
-     * positions stay where the last commit put them): an error with a message in
+    int (*sink)(tl_source *src, size_t ctx, const char *address, tl_sink **out,
+                const tl_sink_ops **ops, char *err, size_t errlen);
+    /* Commits context ctx's open transaction (one is begun when none is) with the
+     * positions offs[0..n): every send its sinks accepted since its last commit and
+     * these positions become visible together. Blocks until the broker answered. 0; or
+     * the transaction was aborted (what was sent since the last commit is discarded,
+     * the positions stay where the last commit put them): an error with a message in
      * err, after which the runtime stops the service so that a restart replays from
      * the last commit. */
-    int (*commit)(tl_source *src, const tl_partition_offset *offs, size_t n, char *err,
+    int (*commit)(tl_source *src, size_t ctx, const tl_partition_offset *offs, size_t n, char *err,
                   size_t errlen);
-    /* Optional (NULL: sends wait while a commit runs). Loop thread, just before a
-     * commit is handed to another thread, with no commit running: the open transaction
-     * takes no more sends; later ones begin the next, and may go while this one commits
-     * (the next commit ends the sealed transaction; one after it, the next). 0, or an
-     * error with a message in err. */
-    int (*seal)(tl_source *src, char *err, size_t errlen);
+    /* Optional (NULL: sends wait while a commit runs). Context ctx's loop thread, just
+     * before a commit is handed to another thread, with none of its commits running:
+     * its open transaction takes no more sends; later ones begin the next, and may go
+     * while this one commits (the next commit ends the sealed transaction; one after
+     * it, the next). 0, or an error with a message in err. */
+    int (*seal)(tl_source *src, size_t ctx, char *err, size_t errlen);
 };
 
 /* ---------------------------------------------------------------- registry */
