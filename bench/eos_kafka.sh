@@ -7,7 +7,9 @@
 # the copy (N/10). The clock runs from the first message consumed to the end of the run
 # (--expect: every message settled, the last commit made, the service stopped), so the
 # last transaction's commit counts. Prints msgs/s, the transactions committed and the
-# ratio to at-least-once on the same load.
+# ratio to at-least-once on the same load. EOS_SHARDS (1) runs the service on that many
+# loops (loop.shards: each shard its own transactions); EOS_HANDLERS ("noop 1ms") picks
+# the handlers.
 # Usage: bench/eos_kafka.sh BUILD_DIR BROKER_DIR [N] [TXN]
 set -euo pipefail
 
@@ -24,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 brokers=$("$root/scripts/kafka-broker.sh" bootstrap "$broker_dir")
 
 echo "exactly-once against at-least-once on a real broker: 8 partitions, 5,000 keys,"
-echo "ordering key, 16 workers; each handler copies its message to another topic"
+echo "ordering key, 16 workers, ${EOS_SHARDS:-1} shard(s); each handler copies its message to another topic"
 printf "%-8s %-14s %8s %9s %10s %12s %13s %8s\n" handler delivery txn_max messages seconds msgs/s transactions ratio
 
 # Runs one case: HANDLER (noop: forward; 1ms: work, 1 ms, then the copy) DELIVERY TXN N.
@@ -47,7 +49,7 @@ run_case() {
     fi
     cat >"$work/run.yaml" <<YAML
 service: eos-bench
-loop: { workers: 16 }
+loop: { workers: 16, shards: ${EOS_SHARDS:-1} }
 sources:
   in:
     type: kafka
@@ -94,7 +96,7 @@ YAML
         if (ratio != "-") printf "RESULT eos_broker %s_ratio_%s percent %.0f\n", h, txn, 100 * r / base }'
 }
 
-for handler in noop 1ms; do
+for handler in ${EOS_HANDLERS:-noop 1ms}; do
     hn=$n
     [ "$handler" = 1ms ] && hn=$((n / 10))
     alo_rate=""

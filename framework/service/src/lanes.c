@@ -10,6 +10,7 @@
  *
  * Thread rules: loop thread only.
  */
+#include "hash.h"
 #include "runtime.h"
 
 #include <stdlib.h>
@@ -22,39 +23,18 @@
 /* A chain of at least this many grows by at least this many at once (see chain_more). */
 #define TL_CHAIN_SEGMENT 32
 
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-/* A 64-bit finalizer (murmur3's): every input bit moves every output bit. */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 /* The lane key of a message, or false when it runs unordered. */
 static bool lane_key(const tl_route_state *route, const tl_rec *rec, uint64_t *key)
 {
-    uint64_t h = mix64((uint64_t)(uintptr_t)route);
+    uint64_t h = tl__hash_mix((uint64_t)(uintptr_t)route);
     switch (route->cfg->ordering) {
     case TL_ORDER_PARTITION:
-        h = mix64(h ^ (uint64_t)(uintptr_t)rec->part);
+        h = tl__hash_mix(h ^ (uint64_t)(uintptr_t)rec->part);
         break;
     case TL_ORDER_KEY:
         if (!rec->msg->key)
             return false;
-        h = hash_bytes(h, rec->msg->key, rec->msg->key_len);
+        h = tl__hash_bytes(h, rec->msg->key, rec->msg->key_len);
         break;
     default:
         return false;

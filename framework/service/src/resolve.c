@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "hash.h"
 
 /* libfyaml's own limit on nesting, kept once aliases are expanded. */
 #define MAX_DEPTH 64
@@ -41,18 +42,10 @@ typedef struct table {
     size_t cap, n;
 } table;
 
-static uint64_t hash_bytes(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ULL;
-    return h;
-}
-
 static uint64_t hash_of(const void *key, size_t len)
 {
-    return len == SIZE_MAX ? hash_bytes(&key, sizeof(key)) : hash_bytes(key, len);
+    return len == SIZE_MAX ? tl__hash_bytes(TL_HASH_SEED, &key, sizeof(key))
+                           : tl__hash_bytes(TL_HASH_SEED, key, len);
 }
 
 static bool same(const entry *e, const void *key, size_t len)

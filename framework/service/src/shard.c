@@ -22,6 +22,7 @@
  * tl__shards_new and tl__shards_free on the thread that builds and frees the service;
  * the event splits on the source's thread.
  */
+#include "hash.h"
 #include "runtime.h"
 
 #include <stdio.h>
@@ -50,11 +51,8 @@ struct tl_owners {
 
 static uint64_t owner_hash(size_t src, const char *topic, int32_t partition)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)src; /* FNV-1a over the topic */
-    for (const unsigned char *c = (const unsigned char *)topic; *c; c++)
-        h = (h ^ *c) * 1099511628211ull;
-    h ^= (uint64_t)(uint32_t)partition * 0x9E3779B97F4A7C15ull;
-    return h ^ (h >> 31);
+    uint64_t h = tl__hash_bytes(TL_HASH_SEED ^ (uint64_t)src, topic, strlen(topic));
+    return tl__hash_mix(h ^ (uint64_t)(uint32_t)partition);
 }
 
 /* The index slot where the partition is, or the empty one where it would go. */
