@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <taskloop/adapter.h>
 
 __attribute__((constructor)) static void leave_a_mark(void)
 {
@@ -14,11 +15,9 @@ __attribute__((constructor)) static void leave_a_mark(void)
         fclose(f);
 }
 
-struct tl_registry;
+TL_PLUGIN_DECLARE_ABI;
 
-int taskloop_plugin_register(struct tl_registry *reg);
-
-int taskloop_plugin_register(struct tl_registry *reg)
+int taskloop_plugin_register(tl_registry *reg)
 {
     (void)reg;
     return 0;

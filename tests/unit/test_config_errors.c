@@ -158,6 +158,39 @@ static void plugin_needing_a_symbol_the_program_lacks_says_what_to_check(void **
     assert_one_error(f, load_text(f, text), want);
 }
 
+/* A plugin stating no plugin ABI, or another than this program's, registers nothing. */
+static void plugin_built_for_another_abi_is_refused_before_it_registers(void **state)
+{
+    fixture *f = *state;
+    char text[2048], want[1024];
+    snprintf(text, sizeof(text), "plugins: [ \"%s\" ]\n%s", TL_TEST_PLUGIN_NOABI,
+             "service: s\nsources:\n  in: { type: fake, url: x }\n"
+             "routes:\n  - { source: in, handler: handle }\n");
+    snprintf(want, sizeof(want),
+             "t.yaml:1:12: error: plugins[0]: plugin \"%s\" does not say which plugin ABI it "
+             "was built for: add TL_PLUGIN_DECLARE_ABI; (taskloop/adapter.h) to it and rebuild "
+             "it against this taskloop's headers (%s, plugin ABI %d)",
+             TL_TEST_PLUGIN_NOABI, tl_version(), TL_PLUGIN_ABI);
+    assert_one_error(f, load_text(f, text), want);
+    tl_handler_fn fn;
+    void *user;
+    assert_int_equal(tl_registry_handler(f->reg, "from_other_abi", &fn, &user), TL_ENOTFOUND);
+
+    tl_diag_free(&f->diag);
+    tl_diag_init(&f->diag);
+    tl_config_free(f->cfg);
+    f->cfg = NULL;
+    snprintf(text, sizeof(text), "plugins: [ \"%s\" ]\n%s", TL_TEST_PLUGIN_OTHERABI,
+             "service: s\nsources:\n  in: { type: fake, url: x }\n"
+             "routes:\n  - { source: in, handler: handle }\n");
+    snprintf(want, sizeof(want),
+             "t.yaml:1:12: error: plugins[0]: plugin \"%s\" was built for plugin ABI %d, and "
+             "this taskloop (%s) has plugin ABI %d: rebuild it against this taskloop's headers",
+             TL_TEST_PLUGIN_OTHERABI, TL_PLUGIN_ABI + 1, tl_version(), TL_PLUGIN_ABI);
+    assert_one_error(f, load_text(f, text), want);
+    assert_int_equal(tl_registry_handler(f->reg, "from_other_abi", &fn, &user), TL_ENOTFOUND);
+}
+
 static void plugin_registers_handlers_the_routes_use(void **state)
 {
     fixture *f = *state;
@@ -183,6 +216,7 @@ int main(void)
         T(missing_plugin_is_reported_clearly),
         T(plugin_without_register_function_is_reported),
         T(plugin_needing_a_symbol_the_program_lacks_says_what_to_check),
+        T(plugin_built_for_another_abi_is_refused_before_it_registers),
         T(plugin_registers_handlers_the_routes_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,7 @@ static int from_plugin(tl_task *task, const tl_msg *msg, void *user)
     return 0;
 }
 
-int taskloop_plugin_register(tl_registry *reg);
+TL_PLUGIN_DECLARE_ABI;
 
 int taskloop_plugin_register(tl_registry *reg)
 {

@@ -7,7 +7,7 @@
 
 int tl_from_a_newer_taskloop(tl_registry *reg);
 
-int taskloop_plugin_register(tl_registry *reg);
+TL_PLUGIN_DECLARE_ABI;
 
 int taskloop_plugin_register(tl_registry *reg)
 {

@@ -12,7 +12,9 @@
  *
  * A plugin is built without taskloop's libraries: it takes their functions from the
  * program that opens it, which must export them (the installed `taskloop` does). A
- * symbol missing at dlopen is therefore explained in those terms.
+ * symbol missing at dlopen is therefore explained in those terms. It must also have
+ * been built for this program's plugin ABI (TL_PLUGIN_ABI, which it exports), or its
+ * ops and callbacks would be read with another layout.
  *
  * In the loader's chain: called by schema.c (opening), schema_nodes.c (names) and
  * config.c (closing); calls only loader.c.
@@ -31,8 +33,6 @@
 #define WHY_LEN 512
 /* How the dynamic loader says a plugin needs what the process does not define. */
 #define UNDEFINED "undefined symbol: "
-
-typedef int (*plugin_register_fn)(tl_registry *reg);
 
 char *tl_config_file_path(tl_config_loader *ld, const char *path)
 {
@@ -134,12 +134,30 @@ void tl_config_open_plugin(tl_config_loader *ld, tl_config_pos p, const char *pa
             tl_config_report(ld, p, path, "cannot load plugin \"%s\": %s", shown, err);
         return;
     }
-    plugin_register_fn fn;
+    int (*fn)(tl_registry * reg);
     /* POSIX guarantees a function address survives the round trip through void *. */
     *(void **)&fn = dlsym(pl->handle, "taskloop_plugin_register");
     if (!fn) {
         tl_config_report(ld, p, path, "plugin \"%s\" does not export taskloop_plugin_register",
                          shown);
+        return;
+    }
+    /* Checked before the plugin registers anything: with another layout of the ops and
+     * messages it would register what this program then misreads. */
+    const unsigned *abi = dlsym(pl->handle, "taskloop_plugin_abi");
+    if (!abi) {
+        tl_config_report(ld, p, path,
+                         "plugin \"%s\" does not say which plugin ABI it was built for: add "
+                         "TL_PLUGIN_DECLARE_ABI; (taskloop/adapter.h) to it and rebuild it "
+                         "against this taskloop's headers (%s, plugin ABI %d)",
+                         shown, tl_version(), TL_PLUGIN_ABI);
+        return;
+    }
+    if (*abi != TL_PLUGIN_ABI) {
+        tl_config_report(ld, p, path,
+                         "plugin \"%s\" was built for plugin ABI %u, and this taskloop (%s) "
+                         "has plugin ABI %d: rebuild it against this taskloop's headers",
+                         shown, *abi, tl_version(), TL_PLUGIN_ABI);
         return;
     }
     int rc = fn(ld->reg);

@@ -117,7 +117,7 @@ static int counted_handler(tl_task *task, const tl_msg *msg, void *user)
 int tl_from_a_newer_taskloop(void);
 #endif
 
-int taskloop_plugin_register(tl_registry *reg);
+TL_PLUGIN_DECLARE_ABI;
 
 int taskloop_plugin_register(tl_registry *reg)
 {

@@ -416,6 +416,26 @@ int tl_registry_handler_hooks(const tl_registry *reg, const char *name, tl_handl
 /* Looks up a handler; returns 0 and fills fn and user, or TL_ENOTFOUND. */
 int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn, void **user);
 
+/* ---------------------------------------------------------------- plugins */
+
+/*
+ * The plugin ABI: the shape of what a plugin and the program loading it share (the
+ * structs, callbacks and functions of these headers). It goes up whenever one of them
+ * changes, so that a plugin built against other headers is refused with a message
+ * rather than run with the wrong layout. A plugin states it with TL_PLUGIN_DECLARE_ABI.
+ */
+#define TL_PLUGIN_ABI 1
+
+/* A plugin's entry point, called once when the config naming it is loaded: registers
+ * its handlers, sources and sinks; 0, or a negative code (the config is refused). */
+int taskloop_plugin_register(tl_registry *reg);
+
+/* What a plugin exports: the TL_PLUGIN_ABI its taskloop headers had. */
+extern const unsigned taskloop_plugin_abi;
+
+/* Written once in a plugin, at file scope: defines taskloop_plugin_abi. */
+#define TL_PLUGIN_DECLARE_ABI const unsigned taskloop_plugin_abi = TL_PLUGIN_ABI
+
 #ifdef __cplusplus
 }
 #endif

@@ -141,8 +141,9 @@
  * from the library search path. The file must be a regular one, owned by root or by
  * the user running this, that neither it nor its folder lets group or others write;
  * otherwise it is refused before anything of it runs. Each must export
- * `int taskloop_plugin_register(tl_registry *reg)`. With no_plugin_code (tl_config_opts)
- * they are checked and not loaded.
+ * `int taskloop_plugin_register(tl_registry *reg)` and this program's plugin ABI
+ * (TL_PLUGIN_DECLARE_ABI, adapter.h), or it is refused before it registers anything.
+ * With no_plugin_code (tl_config_opts) they are checked and not loaded.
  *
  * Thread rules: none; a config is built by one thread and read-only afterwards.
  */
