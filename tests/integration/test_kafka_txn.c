@@ -129,16 +129,38 @@ static int64_t committed_of(cluster *cl, const char *group, const char *topic, i
     return off;
 }
 
+/* Commits partitions first..first+n-1 of topic at r's positions in context ctx. */
+static void commit_parts(tl_source *s, size_t ctx, const rec *r, const char *topic, int first,
+                         int n)
+{
+    tl_partition_offset offs[PARTS];
+    for (int i = 0; i < n; i++)
+        offs[i] = (tl_partition_offset){topic, first + i, r->next[first + i]};
+    char err[512] = "";
+    int rc = SRC->txn->commit(s, ctx, offs, (size_t)n, err, sizeof(err));
+    if (rc)
+        fail_msg("commit of context %zu: %s", ctx, err);
+}
+
+/* A source of topic (40 messages produced into it first) with `contexts` transaction
+ * contexts, once it has delivered them all. */
+static tl_source *started(rec *r, conf *c, const char *topic, const char *id, size_t contexts)
+{
+    cluster *cl = broker();
+    produce(cl, topic, 0, 40);
+    rec_init(r);
+    tl_source *s = open_source_txn(r, txn_conf(c, cl, "g-txn", topic, id, NULL), contexts);
+    assert_eventually(rec_get(r, &r->delivered) >= 40, T_WAIT);
+    return s;
+}
+
 static void a_commit_makes_the_sends_and_the_positions_visible_together(void **state)
 {
     (void)state;
     cluster *cl = broker();
-    produce(cl, "t-in1", 0, 40);
     rec r;
-    rec_init(&r);
     conf c;
-    tl_source *s = open_source_txn(&r, txn_conf(&c, cl, "g-txn", "t-in1", "tx-commit", NULL), 1);
-    assert_eventually(rec_get(&r, &r.delivered) >= 40, T_WAIT);
+    tl_source *s = started(&r, &c, "t-in1", "tx-commit", 1);
     acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
     const tl_sink_ops *o1, *o2;
     tl_sink *k1 = open_txn_sink(s, "t-out1a", &o1), *k2 = open_txn_sink(s, "t-out1b", &o2);
@@ -149,13 +171,7 @@ static void a_commit_makes_the_sends_and_the_positions_visible_together(void **s
     assert_int_equal(failed, 0);
     /* Written in the open transaction: not visible yet. */
     assert_int_equal(visible(cl, "t-out1a", "g-before"), 0);
-    tl_partition_offset offs[PARTS];
-    for (int p = 0; p < PARTS; p++)
-        offs[p] = (tl_partition_offset){"t-in1", p, r.next[p]};
-    char err[512] = "";
-    int rc = SRC->txn->commit(s, 0, offs, PARTS, err, sizeof(err));
-    if (rc)
-        fail_msg("commit: %s", err);
+    commit_parts(s, 0, &r, "t-in1", 0, PARTS);
     assert_int_equal(visible(cl, "t-out1a", "g-read1"), 20);
     assert_int_equal(visible(cl, "t-out1b", "g-read2"), 20);
     for (int p = 0; p < PARTS; p++)
@@ -210,19 +226,6 @@ static void a_second_producer_with_the_same_id_fences_the_first(void **state)
     close_source(s2);
 }
 
-/* Commits partitions first..first+n-1 of topic at r's positions in context ctx. */
-static void commit_parts(tl_source *s, size_t ctx, const rec *r, const char *topic, int first,
-                         int n)
-{
-    tl_partition_offset offs[PARTS];
-    for (int i = 0; i < n; i++)
-        offs[i] = (tl_partition_offset){topic, first + i, r->next[first + i]};
-    char err[512] = "";
-    int rc = SRC->txn->commit(s, ctx, offs, (size_t)n, err, sizeof(err));
-    if (rc)
-        fail_msg("commit of context %zu: %s", ctx, err);
-}
-
 /* What a service on two shards does: each context sends and commits its own
  * partitions, and one context's commit makes only its own sends and positions
  * visible. */
@@ -230,12 +233,9 @@ static void two_contexts_commit_their_own_partitions_apart(void **state)
 {
     (void)state;
     cluster *cl = broker();
-    produce(cl, "t-in4", 0, 40);
     rec r;
-    rec_init(&r);
     conf c;
-    tl_source *s = open_source_txn(&r, txn_conf(&c, cl, "g-txn", "t-in4", "tx-two", NULL), 2);
-    assert_eventually(rec_get(&r, &r.delivered) >= 40, T_WAIT);
+    tl_source *s = started(&r, &c, "t-in4", "tx-two", 2);
     acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
     const tl_sink_ops *o0, *o1;
     tl_sink *k0 = open_ctx_sink(s, 0, "t-out4a", &o0), *k1 = open_ctx_sink(s, 1, "t-out4b", &o1);
