@@ -184,6 +184,28 @@ static void interpolated_text_is_type_checked(void **state)
 
 /* ---------------------------------------------------------------- values */
 
+/* loop.shards: auto is a loop per online CPU, also when it comes from the environment;
+ * another word is refused naming both forms. */
+static void shards_auto_is_one_per_cpu(void **state)
+{
+    fixture *f = *state;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    char text[1024];
+    snprintf(text, sizeof(text), "loop: { shards: auto }\n%s", with_route(""));
+    assert_loaded(f, load_text(f, text));
+    assert_int_equal(f->cfg->shards, cpus > 64 ? 64 : cpus);
+    tl_config_free(f->cfg);
+    f->cfg = NULL;
+    snprintf(text, sizeof(text), "loop: { shards: \"${NOT_SET:-auto}\" }\n%s", with_route(""));
+    assert_loaded(f, load_text(f, text));
+    assert_int_equal(f->cfg->shards, cpus > 64 ? 64 : cpus);
+    tl_config_free(f->cfg);
+    f->cfg = NULL;
+    snprintf(text, sizeof(text), "loop: { shards: many }\n%s", with_route(""));
+    assert_one_error(f, load_text(f, text),
+                     "t.yaml:1:17: error: loop.shards: expected an integer or auto, got \"many\"");
+}
+
 static void unknown_key_suggests_the_closest_one(void **state)
 {
     fixture *f = *state;
@@ -307,6 +329,7 @@ int main(void)
         T(values_are_not_expanded_twice),
         T(unset_variable_is_an_error_with_its_position),
         T(interpolated_text_is_type_checked),
+        T(shards_auto_is_one_per_cpu),
         T(unknown_key_suggests_the_closest_one),
         T(missing_handler_is_named),
         T(missing_sink_scheme_is_named),

@@ -15,6 +15,7 @@
 #include <libfyaml.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "schema_int.h"
 
@@ -84,6 +85,13 @@ static bool host_port(const char *s, char *why, size_t whylen)
 
 /* ---------------------------------------------------------------- sections */
 
+/* shards: auto, one loop per online CPU (at most TL_CONFIG_MAX_SHARDS). */
+static int64_t auto_shards(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > TL_CONFIG_MAX_SHARDS ? TL_CONFIG_MAX_SHARDS : n;
+}
+
 static void load_loop(loader *ld, struct fy_node *root)
 {
     static const char *const keys[] = {"workers",
@@ -108,7 +116,8 @@ static void load_loop(loader *ld, struct fy_node *root)
         cfg->max_replaced_workers = (unsigned)v;
     if (tl_schema_get_int(ld, map, "loop", "kept_back_mb", 0, 65536, &v))
         cfg->kept_back_mb = (size_t)v;
-    if (tl_schema_get_int(ld, map, "loop", "shards", 1, TL_CONFIG_MAX_SHARDS, &v))
+    if (tl_schema_get_int_or(ld, map, "loop", "shards", 1, TL_CONFIG_MAX_SHARDS, "auto",
+                             auto_shards(), &v))
         cfg->shards = (unsigned)v;
 }
 

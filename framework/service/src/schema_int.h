@@ -98,6 +98,11 @@ char *tl_schema_get_str(tl_config_loader *ld, struct fy_node *map, const char *p
 bool tl_schema_get_int(tl_config_loader *ld, struct fy_node *map, const char *path, const char *key,
                        int64_t min, int64_t max, int64_t *out);
 
+/* As tl_schema_get_int, also taking the word `word` for word_value ("auto"). */
+bool tl_schema_get_int_or(tl_config_loader *ld, struct fy_node *map, const char *path,
+                          const char *key, int64_t min, int64_t max, const char *word,
+                          int64_t word_value, int64_t *out);
+
 /* Sets *out to the boolean map[key]; false when absent or reported. */
 bool tl_schema_get_bool(tl_config_loader *ld, struct fy_node *map, const char *path,
                         const char *key, bool *out);

@@ -316,6 +316,25 @@ bool tl_schema_get_int(loader *ld, struct fy_node *map, const char *path, const 
                  &f, why);
 }
 
+bool tl_schema_get_int_or(loader *ld, struct fy_node *map, const char *path, const char *key,
+                          int64_t min, int64_t max, const char *word, int64_t word_value,
+                          int64_t *out)
+{
+    field f;
+    char what[64], why[WHY_LEN];
+    snprintf(what, sizeof(what), "an integer or %s", word);
+    if (!get_field(ld, map, path, key, what, &f))
+        return false;
+    if (strcmp(f.text, word) == 0) {
+        *out = word_value;
+        return true;
+    }
+    int rc = tl_config_parse_int_shown(f.text, f.shown, min, max, out, why, sizeof(why));
+    if (rc && strncmp(why, "expected an integer", 19) == 0)
+        snprintf(why, sizeof(why), "expected an integer or %s, got \"%s\"", word, f.shown);
+    return check(ld, rc, &f, why);
+}
+
 bool tl_schema_get_bool(loader *ld, struct fy_node *map, const char *path, const char *key,
                         bool *out)
 {

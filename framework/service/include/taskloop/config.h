@@ -29,11 +29,10 @@
  *                                               fair intake may take past max_in_flight
  *                                               of them; see intake.c)
  *   loop.shards                      int 1-64   1 (loops the partitions are spread
- *                                               over, each as loop.* says: its own
+ *                                    or auto        over, each as loop.* says: its own
  *                                               thread, workers, lanes and window of
- *                                               max_in_flight; not with process
- *                                               isolation, exactly-once, rate or
- *                                               breaker yet)
+ *                                               max_in_flight; auto: one per online
+ *                                               CPU)
  *   sources.NAME.type                string     (required) a registered source type
  *   sources.NAME.*                   per the source type's tl_param list
  *   sinks.SCHEME.*                   per the sink scheme's tl_param list (section optional)
