@@ -35,7 +35,7 @@ wait_copied() { # N
 
 port=$(e2e_free_port)
 e2e_service_env=(KAFKA="$BOOTSTRAP" TL_TOPIC="$topic" TL_GROUP="$group" TL_OUT_TOPIC="$out"
-  TL_ADMIN="127.0.0.1:$port" TL_MAX_IN_FLIGHT="$E2E_MAX_IN_FLIGHT")
+  TL_ADMIN="127.0.0.1:$port" TL_MAX_IN_FLIGHT="$E2E_MAX_IN_FLIGHT" TL_SHARDS="${E2E_SHARDS:-1}")
 E2E_CONFIG="$e2e_dir/configs/forward.yaml" e2e_service_start one
 e2e_produce "$topic" "$n" --keys 500
 wait_copied "$n"
@@ -95,7 +95,8 @@ copies "$e2e_work/copies2.txt"
 # What a crash may repeat (README, delivery guarantees): max_in_flight, plus what
 # settled since the last acknowledged commit, which the acknowledgement guard keeps to
 # some 250 ms of work past a 50 ms commit interval (half a second of it allowed here).
-allow=$((E2E_MAX_IN_FLIGHT + rate / 2 + 500))
+# Each shard (E2E_SHARDS) has a max_in_flight window of its own.
+allow=$((E2E_MAX_IN_FLIGHT * ${E2E_SHARDS:-1} + rate / 2 + 500))
 python3 - "$e2e_work/copies2.txt" "$n" "$allow" <<'PY' || e2e_fail "phase 2: copies lost or too many twice"
 import collections, re, sys
 n, allow = int(sys.argv[2]), int(sys.argv[3])
