@@ -154,6 +154,33 @@ static tl_source *started(rec *r, conf *c, const char *topic, const char *id, si
     return s;
 }
 
+/* Two transaction sinks of s, each with the context and topic given. */
+typedef struct two_sinks {
+    const tl_sink_ops *ops[2];
+    tl_sink *k[2];
+} two_sinks;
+
+/* Opens sinks on topics a (context ca) and b (context cb), sends n messages through
+ * each (ids 0..n-1, then n..2n-1) and waits until every one is acknowledged. */
+static void send_through_two(two_sinks *t, tl_source *s, size_t ca, const char *a, size_t cb,
+                             const char *b, int n)
+{
+    acks ak = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    t->k[0] = open_ctx_sink(s, ca, a, &t->ops[0]);
+    t->k[1] = open_ctx_sink(s, cb, b, &t->ops[1]);
+    assert_int_equal(send_n(t->ops[0], t->k[0], &ak, 0, n), n);
+    assert_int_equal(send_n(t->ops[1], t->k[1], &ak, n, n), n);
+    int failed = -1;
+    assert_eventually(acks_total(&ak, &failed) == 2 * n, T_WAIT);
+    assert_int_equal(failed, 0);
+}
+
+static void close_two(two_sinks *t)
+{
+    t->ops[0]->close(t->k[0]);
+    t->ops[1]->close(t->k[1]);
+}
+
 static void a_commit_makes_the_sends_and_the_positions_visible_together(void **state)
 {
     (void)state;
@@ -161,14 +188,8 @@ static void a_commit_makes_the_sends_and_the_positions_visible_together(void **s
     rec r;
     conf c;
     tl_source *s = started(&r, &c, "t-in1", "tx-commit", 1);
-    acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    const tl_sink_ops *o1, *o2;
-    tl_sink *k1 = open_txn_sink(s, "t-out1a", &o1), *k2 = open_txn_sink(s, "t-out1b", &o2);
-    assert_int_equal(send_n(o1, k1, &a, 0, 20), 20);
-    assert_int_equal(send_n(o2, k2, &a, 20, 20), 20);
-    int failed = -1;
-    assert_eventually(acks_total(&a, &failed) == 40, T_WAIT);
-    assert_int_equal(failed, 0);
+    two_sinks t;
+    send_through_two(&t, s, 0, "t-out1a", 0, "t-out1b", 20);
     /* Written in the open transaction: not visible yet. */
     assert_int_equal(visible(cl, "t-out1a", "g-before"), 0);
     commit_parts(s, 0, &r, "t-in1", 0, PARTS);
@@ -176,8 +197,7 @@ static void a_commit_makes_the_sends_and_the_positions_visible_together(void **s
     assert_int_equal(visible(cl, "t-out1b", "g-read2"), 20);
     for (int p = 0; p < PARTS; p++)
         assert_int_equal(committed_of(cl, "g-txn", "t-in1", p), r.next[p]);
-    o1->close(k1);
-    o2->close(k2);
+    close_two(&t);
     close_source(s);
 }
 
@@ -236,14 +256,8 @@ static void two_contexts_commit_their_own_partitions_apart(void **state)
     rec r;
     conf c;
     tl_source *s = started(&r, &c, "t-in4", "tx-two", 2);
-    acks a = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    const tl_sink_ops *o0, *o1;
-    tl_sink *k0 = open_ctx_sink(s, 0, "t-out4a", &o0), *k1 = open_ctx_sink(s, 1, "t-out4b", &o1);
-    assert_int_equal(send_n(o0, k0, &a, 0, 10), 10);
-    assert_int_equal(send_n(o1, k1, &a, 10, 10), 10);
-    int failed = -1;
-    assert_eventually(acks_total(&a, &failed) == 20, T_WAIT);
-    assert_int_equal(failed, 0);
+    two_sinks t;
+    send_through_two(&t, s, 0, "t-out4a", 1, "t-out4b", 10);
     /* Context 1 commits partitions 2 and 3: its sends show, context 0's do not. */
     commit_parts(s, 1, &r, "t-in4", 2, 2);
     assert_int_equal(visible(cl, "t-out4b", "g-two1"), 10);
@@ -262,8 +276,7 @@ static void two_contexts_commit_their_own_partitions_apart(void **state)
     char err[256] = "";
     assert_int_equal(SRC->txn->commit(s, 2, NULL, 0, err, sizeof(err)), TL_EINVAL);
     assert_non_null(strstr(err, "no transaction context 2"));
-    o0->close(k0);
-    o1->close(k1);
+    close_two(&t);
     close_source(s);
 }
 
