@@ -352,6 +352,52 @@ static void the_same_when_sends_wait_for_each_commit(void **state)
     fail_commit_then_restart(*state, false);
 }
 
+/* Enables nothing, saying why: a source whose broker refuses transactions. */
+static int refuse_enable(tl_source *src, size_t contexts, char *err, size_t errlen)
+{
+    (void)src, (void)contexts;
+    snprintf(err, errlen, "refused for the test");
+    return TL_ECONFIG;
+}
+
+/* The second of two exactly-once sources cannot enable its transactions: the build
+ * fails naming it, and what the first set up is taken down (no timer of it was ever
+ * started; ASan and valgrind see the rest). */
+static void a_source_refusing_transactions_fails_the_build_cleanly(void **state)
+{
+    fx *f = *state;
+    static tl_txn_ops refusing_txn;
+    static tl_source_ops refusing_ops;
+    static tl_sink_ops refusing_sink;
+    refusing_txn = *tl_memory_source_ops.txn;
+    refusing_txn.enable = refuse_enable;
+    refusing_ops = tl_memory_source_ops;
+    refusing_ops.type = "memrefuse";
+    refusing_ops.txn = &refusing_txn;
+    refusing_sink = tl_memory_sink_ops;
+    refusing_sink.scheme = "memrefuse";
+    assert_int_equal(tl_registry_add_source(f->reg, &refusing_ops), 0);
+    assert_int_equal(tl_registry_add_sink(f->reg, &refusing_sink), 0);
+    assert_int_equal(tl_register_handler(f->reg, "txh", txh, NULL), 0);
+    const char *yaml = "service: t\n"
+                       "sources:\n"
+                       "  a: { type: memory, name: refuse-a }\n"
+                       "  b: { type: memrefuse, name: refuse-b }\n"
+                       "routes:\n"
+                       "  - { source: a, handler: txh, delivery: exactly_once,\n"
+                       "      outputs: { out: \"memory:refuse-a.out\" } }\n"
+                       "  - { source: b, handler: txh, delivery: exactly_once,\n"
+                       "      outputs: { out: \"memrefuse:refuse-b.out\" } }\n";
+    int rc = tl_config_load_string("test.yaml", yaml, f->reg, NULL, &f->cfg, &f->diag);
+    if (rc)
+        tl_diag_print(&f->diag, stderr);
+    assert_int_equal(rc, 0);
+    char err[512] = "";
+    assert_int_equal(tl_service_new(f->cfg, f->reg, NULL, &f->svc, err, sizeof(err)), TL_ECONFIG);
+    assert_null(f->svc);
+    assert_string_equal(err, "source b: exactly_once: refused for the test");
+}
+
 static void script_lose_a_partition(fx *f)
 {
     STEP(wait_stat(f, STAT(txn_commits), 1, 10000));
@@ -385,6 +431,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_failed_commit_stops_and_a_restart_sends_each_message_once,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(the_same_when_sends_wait_for_each_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_source_refusing_transactions_fails_the_build_cleanly,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             lost_partitions_stop_the_service_with_nothing_past_the_last_commit, setup, teardown),
     };

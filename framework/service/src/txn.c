@@ -116,6 +116,9 @@ static size_t ctx_of(const tl_source_state *src)
 int tl__txn_open(tl_service *svc, char *err, size_t errlen)
 {
     size_t contexts = svc->cfg->shards > 1 ? svc->cfg->shards : 1;
+    /* Every timer first: a failure below frees the service, which stops them. */
+    for (size_t i = 0; i < svc->nroutes; i++)
+        tl_timer_init(svc->loop, &svc->routes[i].src->txn_timer);
     for (size_t i = 0; i < svc->nroutes; i++) {
         tl_route_state *rt = &svc->routes[i];
         tl_source_state *src = rt->src;
