@@ -1,8 +1,8 @@
 /*
  * The hashing behind the runtime's and the config loader's hash tables: FNV-1a over
- * bytes, and a finalizer for keys that are numbers or pointers. Not for anything an
- * attacker must not be able to collide: the tables it feeds are sized by the service's
- * own config and partitions.
+ * bytes, and a finalizer for keys that are numbers or pointers. It is not seeded, so
+ * inputs chosen to collide (message keys in lanes.c, a config's keys in resolve.c) make
+ * those tables' lookups slower, never wrong.
  */
 #ifndef TL_HASH_H
 #define TL_HASH_H
