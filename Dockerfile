@@ -34,11 +34,11 @@ RUN cmake -S . -B /tmp/build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTL_BUILD_TESTS=
 FROM debian:12-slim
 
 # The shared libraries the program links (librdkafka, libzmq, libfyaml,
-# libmicrohttpd, jansson), CA certificates for brokers over TLS, and the checker's
+# libmicrohttpd, jansson, libsodium), CA certificates for brokers over TLS, and the checker's
 # tools (tests/e2e/check_deployment.sh: bash, python3 with PyYAML, curl, kcat).
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends \
-         librdkafka1 libzmq5 libfyaml0 libmicrohttpd12 libjansson4 ca-certificates \
+         librdkafka1 libzmq5 libfyaml0 libmicrohttpd12 libjansson4 libsodium23 ca-certificates \
          curl kcat python3 python3-yaml \
     && rm -rf /var/lib/apt/lists/*
 

@@ -105,6 +105,7 @@ run 300 "$bin/inflight_memory" -n "$mem_n"
 run 900 "$bin/scale" -n "$scale_n"
 run 600 "$bin/isolation" -n "$iso_n"
 run 600 "$bin/shards" -n "${BENCH_SHARDS_N:-400000}"
+run 300 "$bin/hostile_keys" -n "${BENCH_KEYS_N:-200000}"
 
 echo "== summary (all figures: $csv)"
 awk -F, 'NR > 1 && $1 != "task_overhead" {

@@ -59,8 +59,8 @@ endif()
 # TL_PKG_DEPS says which library needs which (service:FYAML=libfyaml, ...), so that the
 # CMake package asks only for the modules of the libraries a consumer wants: one that
 # uses the loop alone needs none of them.
-set(_tl_pkg_table FYAML=libfyaml MICROHTTPD=libmicrohttpd JANSSON=jansson RDKAFKA=rdkafka
-                  LIBZMQ=libzmq)
+set(_tl_pkg_table FYAML=libfyaml MICROHTTPD=libmicrohttpd JANSSON=jansson SODIUM=libsodium
+                  RDKAFKA=rdkafka LIBZMQ=libzmq)
 set(TL_PKG_DEPS)
 foreach(_lib IN LISTS _tl_libs)
   set(_tl_pc_requires_${_lib})

@@ -12,6 +12,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcmocka-dev librdkafka-dev libzmq3-dev libfyaml-dev libmicrohttpd-dev libjansson-dev
+  libsodium-dev
   libsqlite3-dev sqlite3
   python3 python3-yaml curl clang-format kcat valgrind
 )

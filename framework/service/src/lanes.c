@@ -23,7 +23,10 @@
 /* A chain of at least this many grows by at least this many at once (see chain_more). */
 #define TL_CHAIN_SEGMENT 32
 
-/* The lane key of a message, or false when it runs unordered. */
+/* The lane key of a message, or false when it runs unordered. A lane is known by this
+ * hash alone: two message keys with the same keyed hash (a chance of 2^-64 a pair, and
+ * not one a producer can aim for, hash.h) would share a lane, running one after the
+ * other, never out of order. */
 static bool lane_key(const tl_route_state *route, const tl_rec *rec, uint64_t *key)
 {
     uint64_t h = tl__hash_mix((uint64_t)(uintptr_t)route);
@@ -34,7 +37,7 @@ static bool lane_key(const tl_route_state *route, const tl_rec *rec, uint64_t *k
     case TL_ORDER_KEY:
         if (!rec->msg->key)
             return false;
-        h = tl__hash_bytes(h, rec->msg->key, rec->msg->key_len);
+        h ^= tl__hash_keyed(rec->msg->key, rec->msg->key_len);
         break;
     default:
         return false;

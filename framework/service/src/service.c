@@ -8,6 +8,7 @@
  * (revoke.c) until the loop drained those partitions; error posts to the loop.
  */
 #include "admin.h"
+#include "hash.h"
 #include "runtime.h"
 
 #include <stdio.h>
@@ -217,6 +218,10 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     if (cfg->plugins_unopened) {
         snprintf(err, errlen, "the config was loaded without opening its plugins");
         return TL_EINVAL;
+    }
+    if (tl__hash_init() != 0) {
+        snprintf(err, errlen, "libsodium could not start: it keys the hash of message keys");
+        return TL_ESYS;
     }
     tl_service *svc = calloc(1, sizeof(*svc));
     if (!svc) {
