@@ -8,7 +8,8 @@
 # 64 at a time (taskloop: 64 workers; Spring Kafka: one thread per partition, the only
 # way it scales, so it runs in the partition rows only). Each is timed from the first
 # message handled to the last. Prints a table of msgs/s and each peer's ratio to
-# taskloop's, writes bench/results/peers.csv and, with gnuplot, bench/results/peers.png.
+# taskloop's, then what a plain librdkafka poll loop reads of the same topic and each
+# consumer's no-op rows as a share of it (bench/kafka_throughput, when built), writes bench/results/peers.csv and, with gnuplot, bench/results/peers.png.
 # A peer that cannot be built (no Maven or Java, Maven Central or PyPI unreachable) is
 # skipped with a message.
 # Usage: bench/peers.sh BUILD_DIR [BROKER_DIR]
@@ -106,6 +107,21 @@ topic="peers-$$"
     exit 1
 }
 
+# ---------------------------------------------------------------- the ceiling
+
+# A plain rd_kafka_consumer_poll loop on the same topic (no framework, no handler;
+# kafka_throughput's reference): the most any consumer built on librdkafka reads here,
+# so a peer's share of it bounds how far ahead of that peer taskloop can get.
+ceiling=""
+if [ -x "$build/bench/kafka_throughput" ]; then
+    ceiling=$(timeout "$limit" "$build/bench/kafka_throughput" --brokers "$brokers" --topic "$topic" \
+        -n "$n" --only plain --rounds 1 2>"$work/plain.err" |
+        awk '$1 == "RESULT" && $3 == "plain" && $4 == "msgs_per_s" { printf "%.0f\n", $5 }')
+    [ -n "$ceiling" ] || echo "peers.sh: the plain loop did not finish: $(tail -n2 "$work/plain.err")" >&2
+else
+    echo "== the plain librdkafka loop: SKIPPED, $build/bench/kafka_throughput is not built"
+fi
+
 # ---------------------------------------------------------------- one run each
 
 # taskloop run with the work handler; prints msgs/s, or nothing when it did not finish.
@@ -181,6 +197,7 @@ printf "%-10s %-13s %10s" ordering cost taskloop
 for p in "${all[@]}"; do printf " %18s %6s" "$p" ratio; done
 echo
 cell=0
+noop_rows=()
 for ordering in $orderings; do
     for cost in $costs; do
         cell=$((cell + 1))
@@ -199,8 +216,24 @@ for ordering in $orderings; do
         done
         echo
         echo "$row" >>"$csv"
+        [ "$cost" = noop ] && noop_rows+=("$row")
     done
 done
+if [ -n "$ceiling" ]; then
+    echo "the plain librdkafka poll loop on this topic: $ceiling msgs/s; no-op rows as a share of it:"
+    for row in "${noop_rows[@]}"; do
+        IFS=, read -r -a f <<<"$row"
+        line=$(printf "  %-10s taskloop %s" "${f[0]}" \
+            "$(awk -v a="${f[2]:-}" -v c="$ceiling" 'BEGIN { print a == "" ? "-" : sprintf("%.0f%%", 100 * a / c) }')")
+        for k in "${!all[@]}"; do
+            rate=${f[$((3 + 2 * k))]:-}
+            [ -n "$rate" ] && line+=$(awk -v p="${all[$k]}" -v a="$rate" -v c="$ceiling" \
+                'BEGIN { printf ", %s %.0f%%", p, 100 * a / c }')
+        done
+        echo "$line"
+    done
+    echo "RESULT peers plain_librdkafka msgs_per_s $ceiling"
+fi
 echo "figures: $csv"
 
 if command -v gnuplot >/dev/null 2>&1; then
