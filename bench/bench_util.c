@@ -181,6 +181,41 @@ void bench_svc_stop(bench_svc *b)
     *b = (bench_svc){0};
 }
 
+double bench_svc_rate(tl_registry *reg, const char *yaml, uint64_t n, int64_t timeout_ms,
+                      const bench_mark *mark)
+{
+    bench_svc b;
+    double rate = -1;
+    int64_t start = bench_now_ns();
+    if (bench_svc_start(&b, reg, yaml) == 0) {
+        int64_t done = bench_svc_wait_settled(&b, n, timeout_ms);
+        int64_t from = mark ? atomic_load(&mark->first_ns) : start;
+        if (done > 0 && from > 0)
+            rate = (double)n / ((double)(done - from) / 1e9);
+        bench_svc_stop(&b);
+    }
+    return rate;
+}
+
+int bench_parse_opts(int argc, char **argv, const bench_opt *opts, size_t nopts, const char *usage)
+{
+    for (int i = 1; i < argc; i += 2) {
+        const bench_opt *o = NULL;
+        for (size_t k = 0; k < nopts && i + 1 < argc; k++)
+            if (strcmp(argv[i], opts[k].flag) == 0)
+                o = &opts[k];
+        char *end = NULL;
+        if (o)
+            *o->value = strtoll(argv[i + 1], &end, 10);
+        if (!o || end == argv[i + 1] || *end) {
+            bool help = strcmp(argv[i], "--help") == 0;
+            fputs(usage, help ? stdout : stderr);
+            return help ? 0 : 2;
+        }
+    }
+    return -1;
+}
+
 void bench_rounds_add(bench_rounds *r, double rate)
 {
     if (r->n < BENCH_MAX_ROUNDS)

@@ -79,6 +79,23 @@ int64_t bench_svc_wait_settled(bench_svc *b, uint64_t n, int64_t timeout_ms);
 /* Stops the service, joins its thread and frees it with its config. */
 void bench_svc_stop(bench_svc *b);
 
+/* Runs a service from yaml until n messages are settled (at most timeout_ms) and stops
+ * it: msgs/s from just before its start or, with mark, from its first handled message;
+ * negative when it did not start or finish. */
+double bench_svc_rate(tl_registry *reg, const char *yaml, uint64_t n, int64_t timeout_ms,
+                      const bench_mark *mark);
+
+/* One option of a benchmark program: a flag ("-n") and the number it sets. */
+typedef struct bench_opt {
+    const char *flag;
+    long long *value;
+} bench_opt;
+
+/* Reads argv as flags of opts, each followed by a number. Returns -1 when every
+ * argument was one; otherwise prints usage (to stdout for --help) and returns the exit
+ * status: 0 for --help, 2 for anything else. */
+int bench_parse_opts(int argc, char **argv, const bench_opt *opts, size_t nopts, const char *usage);
+
 /* Prints the RESULT line of one figure. */
 void bench_result(const char *bench, const char *variant, const char *metric, double value);
 

@@ -67,15 +67,7 @@ static double run_row(uint64_t n, bool hostile, int workers, int in_flight)
              "  - { source: in, handler: work, ordering: key, timeout: 30s,\n"
              "      params: { ms: \"0\" } }\n",
              workers, in_flight, topic, PARTS);
-    double rate = -1;
-    bench_svc b;
-    int64_t start = bench_now_ns();
-    if (bench_svc_start(&b, reg, yaml) == 0) {
-        int64_t done = bench_svc_wait_settled(&b, n, 300000);
-        if (done > 0)
-            rate = (double)n / ((double)(done - start) / 1e9);
-        bench_svc_stop(&b);
-    }
+    double rate = bench_svc_rate(reg, yaml, n, 300000, NULL);
     tl_registry_free(reg);
     tl_memory_reset();
     return rate;
@@ -83,40 +75,31 @@ static double run_row(uint64_t n, bool hostile, int workers, int in_flight)
 
 int main(int argc, char **argv)
 {
-    uint64_t n = 200000;
-    int workers = 4, in_flight = 10000;
-    for (int i = 1; i < argc; i += 2) {
-        if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
-            n = strtoull(argv[i + 1], NULL, 10);
-        } else if (i + 1 < argc && strcmp(argv[i], "-w") == 0) {
-            workers = atoi(argv[i + 1]);
-        } else if (i + 1 < argc && strcmp(argv[i], "-m") == 0) {
-            in_flight = atoi(argv[i + 1]);
-        } else {
-            bool help = strcmp(argv[i], "--help") == 0;
-            fprintf(help ? stdout : stderr,
-                    "usage: hostile_keys [-n MESSAGES] [-w WORKERS] [-m IN_FLIGHT]\n"
-                    "  ordering key, a key per message: plain keys, then keys chosen to\n"
-                    "  collide in a plain FNV-1a hash table; memory source, 8 partitions;\n"
-                    "  -n messages a row (default 200000), -w workers (default 4),\n"
-                    "  -m the window, loop.max_in_flight (default 10000)\n");
-            return help ? 0 : 2;
-        }
-    }
-    if (workers < 1 || workers > 256 || in_flight < 1 || n < 1 || n > (1ull << KEY_LEN)) {
-        fprintf(stderr, "hostile_keys: -w takes 1 to 256, -m at least 1, -n 1 to %llu\n",
-                1ull << KEY_LEN);
+    long long n = 200000, workers = 4, in_flight = 10000;
+    const bench_opt opts[] = {{"-n", &n}, {"-w", &workers}, {"-m", &in_flight}};
+    int rc =
+        bench_parse_opts(argc, argv, opts, 3,
+                         "usage: hostile_keys [-n MESSAGES] [-w WORKERS] [-m IN_FLIGHT]\n"
+                         "  ordering key, a key per message: plain keys, then keys chosen to\n"
+                         "  collide in a plain FNV-1a hash table; memory source, 8 partitions;\n"
+                         "  -n messages a row (default 200000), -w workers (default 4),\n"
+                         "  -m the window, loop.max_in_flight (default 10000)\n");
+    if (rc >= 0)
+        return rc;
+    if (workers < 1 || workers > 256 || in_flight < 1 || in_flight > 10000000 || n < 1 ||
+        n > (1ll << KEY_LEN)) {
+        fprintf(stderr, "hostile_keys: -w takes 1 to 256, -m 1 to 10000000, -n 1 to %lld\n",
+                1ll << KEY_LEN);
         return 2;
     }
-    printf("hostile_keys: %" PRIu64 " messages a row, a key each, ordering key, %d workers, "
-           "window %d\n",
+    printf("hostile_keys: %lld messages a row, a key each, ordering key, %lld workers, "
+           "window %lld\n",
            n, workers, in_flight);
     printf("%-10s %14s %10s\n", "keys", "msgs/s", "vs plain");
-    double plain = run_row(n, false, workers, in_flight);
-    double hostile = run_row(n, true, workers, in_flight);
+    double plain = run_row((uint64_t)n, false, (int)workers, (int)in_flight);
+    double hostile = run_row((uint64_t)n, true, (int)workers, (int)in_flight);
     printf("%-10s %14.0f %10s\n", "plain", plain, "");
-    printf("%-10s %14.0f %9.0f%%\n", "hostile", hostile,
-           plain > 0 ? 100.0 * hostile / plain : 0.0);
+    printf("%-10s %14.0f %9.0f%%\n", "hostile", hostile, plain > 0 ? 100.0 * hostile / plain : 0.0);
     bench_result("hostile_keys", "plain", "msgs_per_s", plain);
     bench_result("hostile_keys", "hostile", "msgs_per_s", hostile);
     return plain < 0 || hostile < 0;

@@ -40,15 +40,7 @@ static double run_cell(uint64_t n, const char *isolation, int ms, int spin_us, i
              "  - { source: in, handler: work, ordering: none, timeout: 30s,\n"
              "      isolation: %s, params: { ms: \"%d\", spin_us: \"%d\" } }\n",
              workers, topic, isolation, ms, spin_us);
-    bench_svc b;
-    double rate = -1;
-    int64_t start = bench_now_ns();
-    if (bench_svc_start(&b, reg, yaml) == 0) {
-        int64_t done = bench_svc_wait_settled(&b, n, 120000);
-        if (done > 0)
-            rate = (double)n / ((double)(done - start) / 1e9);
-        bench_svc_stop(&b);
-    }
+    double rate = bench_svc_rate(reg, yaml, n, 120000, NULL);
     tl_registry_free(reg);
     tl_memory_reset();
     return rate;
@@ -63,50 +55,40 @@ typedef struct cell {
 
 int main(int argc, char **argv)
 {
-    uint64_t n = 50000;
-    int only_ms = -1, only_spin = -1;
-    int workers = 4;
-    for (int i = 1; i < argc; i += 2) {
-        if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
-            n = strtoull(argv[i + 1], NULL, 10);
-        } else if (i + 1 < argc && strcmp(argv[i], "-m") == 0) {
-            only_ms = atoi(argv[i + 1]);
-        } else if (i + 1 < argc && strcmp(argv[i], "-s") == 0) {
-            only_spin = atoi(argv[i + 1]);
-        } else if (i + 1 < argc && strcmp(argv[i], "-w") == 0) {
-            workers = atoi(argv[i + 1]);
-        } else {
-            bool help = strcmp(argv[i], "--help") == 0;
-            fprintf(help ? stdout : stderr,
-                    "usage: isolation [-n MESSAGES] [-m HANDLER_MS (0 or 1) | -s SPIN_US] "
-                    "[-w WORKERS]\n"
-                    "  thread against process isolation on the memory source; -n is the\n"
-                    "  no-op count (default 50000), the 1 ms cell runs n/20, the 20 us CPU\n"
-                    "  cell n/10; -m runs one sleeping cell alone, -s one CPU cell of that\n"
-                    "  many microseconds (n/10 messages)\n");
-            return help ? 0 : 2;
-        }
-    }
-    if (workers < 1 || workers > 64 || only_spin > 100000) {
-        fprintf(stderr, "isolation: -w takes 1 to 64 workers, -s at most 100000 us\n");
+    long long n = 50000, only_ms = -1, only_spin = -1, workers = 4;
+    const bench_opt opts[] = {{"-n", &n}, {"-m", &only_ms}, {"-s", &only_spin}, {"-w", &workers}};
+    int rc =
+        bench_parse_opts(argc, argv, opts, 4,
+                         "usage: isolation [-n MESSAGES] [-m HANDLER_MS (0 or 1) | -s SPIN_US] "
+                         "[-w WORKERS]\n"
+                         "  thread against process isolation on the memory source; -n is the\n"
+                         "  no-op count (default 50000), the 1 ms cell runs n/20, the 20 us CPU\n"
+                         "  cell n/10; -m runs one sleeping cell alone, -s one CPU cell of that\n"
+                         "  many microseconds (n/10 messages)\n");
+    if (rc >= 0)
+        return rc;
+    if (workers < 1 || workers > 64 || only_spin > 100000 || only_ms > 1000 || n < 1) {
+        fprintf(stderr, "isolation: -w takes 1 to 64 workers, -s at most 100000 us, -m at most "
+                        "1000 ms, -n at least 1\n");
         return 2;
     }
     cell cells[] = {{"no-op", 0, 0, 1}, {"1 ms", 1, 0, 20}, {"20 us CPU", 0, 20, 10}};
     char spin_label[32];
     if (only_spin >= 0) {
-        snprintf(spin_label, sizeof(spin_label), "%d us CPU", only_spin);
-        cells[2] = (cell){spin_label, 0, only_spin, 10};
+        snprintf(spin_label, sizeof(spin_label), "%lld us CPU", only_spin);
+        cells[2] = (cell){spin_label, 0, (int)only_spin, 10};
     }
-    printf("isolation: `work` handler, %d workers, 4 partitions, ordering none; msgs/s\n", workers);
+    printf("isolation: `work` handler, %lld workers, 4 partitions, ordering none; msgs/s\n",
+           workers);
     printf("%-10s %10s %14s %14s %8s\n", "handler", "messages", "thread", "process", "ratio");
     for (size_t i = 0; i < sizeof(cells) / sizeof(cells[0]); i++) {
         const cell *c = &cells[i];
         bool spin_cell = c->spin_us > 0 || i == 2; /* the last cell burns CPU */
         if ((only_ms >= 0 && (spin_cell || c->ms != only_ms)) || (only_spin >= 0 && !spin_cell))
             continue;
-        uint64_t cell_n = n / c->n_div;
-        double t = run_cell(cell_n, "thread", c->ms, c->spin_us, workers);
-        double p = run_cell(cell_n, "process", c->ms, c->spin_us, workers);
+        uint64_t cell_n = (uint64_t)n / c->n_div;
+        double t = run_cell(cell_n, "thread", c->ms, c->spin_us, (int)workers);
+        double p = run_cell(cell_n, "process", c->ms, c->spin_us, (int)workers);
         printf("%-10s %10" PRIu64 " %14.0f %14.0f %7.0f%%\n", c->label, cell_n, t, p,
                t > 0 ? 100.0 * p / t : 0.0);
         char variant[48];

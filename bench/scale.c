@@ -36,15 +36,7 @@ static double run_cell(uint64_t n, int parts, int workers)
              "routes:\n"
              "  - { source: in, handler: noop, ordering: partition, timeout: 30s }\n",
              workers, topic, parts);
-    bench_svc b;
-    double rate = -1;
-    if (bench_svc_start(&b, reg, yaml) == 0) {
-        int64_t done = bench_svc_wait_settled(&b, n, 120000);
-        int64_t first = atomic_load(&mark.first_ns);
-        if (done > 0 && first > 0)
-            rate = (double)n / ((double)(done - first) / 1e9);
-        bench_svc_stop(&b);
-    }
+    double rate = bench_svc_rate(reg, yaml, n, 120000, &mark);
     tl_registry_free(reg);
     tl_memory_reset();
     return rate;

@@ -80,38 +80,30 @@ static cell run_cell(uint64_t n, int shards, int spin_us, int workers)
 
 int main(int argc, char **argv)
 {
-    uint64_t n = 400000;
-    int workers = 4;
-    for (int i = 1; i < argc; i += 2) {
-        if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
-            n = strtoull(argv[i + 1], NULL, 10);
-        } else if (i + 1 < argc && strcmp(argv[i], "-w") == 0) {
-            workers = atoi(argv[i + 1]);
-        } else {
-            bool help = strcmp(argv[i], "--help") == 0;
-            fprintf(help ? stdout : stderr,
-                    "usage: shards [-n MESSAGES] [-w WORKERS]\n"
-                    "  one service on 1, 2 and 4 shards, memory source, 8 partitions;\n"
-                    "  -n messages per cell (default 400000; the 5 us cells a tenth),\n"
-                    "  -w workers of each shard (default 4)\n");
-            return help ? 0 : 2;
-        }
-    }
+    long long n = 400000, workers = 4;
+    const bench_opt opts[] = {{"-n", &n}, {"-w", &workers}};
+    int rc = bench_parse_opts(argc, argv, opts, 2,
+                              "usage: shards [-n MESSAGES] [-w WORKERS]\n"
+                              "  one service on 1, 2 and 4 shards, memory source, 8 partitions;\n"
+                              "  -n messages per cell (default 400000; the 5 us cells a tenth),\n"
+                              "  -w workers of each shard (default 4)\n");
+    if (rc >= 0)
+        return rc;
     if (workers < 1 || workers > 64 || n < 1) {
         fprintf(stderr, "shards: -w takes 1 to 64 workers, -n at least 1\n");
         return 2;
     }
     static const int shard_counts[] = {1, 2, 4}, spins[] = {0, 5};
-    printf("shards: `work` handler, %d workers a shard, %d partitions, ordering partition\n",
+    printf("shards: `work` handler, %lld workers a shard, %d partitions, ordering partition\n",
            workers, PARTS);
     printf("%-10s %8s %10s %14s %10s %14s %14s\n", "handler", "shards", "messages", "msgs/s",
            "vs 1", "CPU ns/msg", "loop ns/msg");
-    int rc = 0;
+    rc = 0;
     for (size_t s = 0; s < sizeof(spins) / sizeof(spins[0]); s++) {
         double one = 0;
-        uint64_t cell_n = spins[s] ? n / 10 : n;
+        uint64_t cell_n = (uint64_t)(spins[s] ? n / 10 : n);
         for (size_t k = 0; k < sizeof(shard_counts) / sizeof(shard_counts[0]); k++) {
-            cell c = run_cell(cell_n, shard_counts[k], spins[s], workers);
+            cell c = run_cell(cell_n, shard_counts[k], spins[s], (int)workers);
             rc |= c.rate < 0;
             if (k == 0)
                 one = c.rate;
