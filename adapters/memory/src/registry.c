@@ -178,9 +178,7 @@ int tl_mem_txn_add_locked(mem_topic *t, size_t ctx, mem_store *s, tl_memory_reco
     if (!p)
         return TL_ENOMEM;
     *p = (mem_pending){NULL, s, rec};
-    mem_txn *x = &t->txns[ctx];
-    if (!x->pending_tail)
-        x->pending_tail = &x->pending;
+    mem_txn *x = &t->txns[ctx]; /* pending_tail set since enable (txn.c) */
     *x->pending_tail = p;
     x->pending_tail = &p->next;
     return 0;

@@ -294,9 +294,7 @@ static void shard_free(tl_service *sh)
     tl__intake_release_held(sh);
     tl__partitions_free(sh);
     tl__lanes_free(sh);
-    for (size_t i = 0; sh->routes && i < sh->nroutes; i++)
-        tl__breaker_free(&sh->routes[i].breaker);
-    free(sh->routes);
+    free(sh->routes); /* their rate and breaker were never set up: the root's count */
     free(sh->srcs);
     pthread_cond_destroy(&sh->intake_cv);
     pthread_mutex_destroy(&sh->mu);
