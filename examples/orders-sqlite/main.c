@@ -220,6 +220,12 @@ int main(int argc, char **argv)
                                            .thread_init = orders_thread_init,
                                            .thread_fini = orders_thread_fini,
                                            .fini = orders_fini};
+    /* `taskloop check`-style checking of the route's params: db is required, nothing
+     * else is taken (init still refuses an empty one). */
+    static const tl_param params[] = {
+        {"db", TL_PARAM_STRING, true, false, "the SQLite database file"},
+        {NULL, 0, false, false, NULL}};
+    static const tl_handler_params declared = {params, NULL, NULL};
     static const tl_main_opts opts = {
         .name = "orders-sqlite",
         .about = "Inserts JSON orders from Kafka into SQLite, each order once (handler\n"
@@ -229,7 +235,8 @@ int main(int argc, char **argv)
         return 1;
     int rc = 1;
     if (tl_kafka_register(reg) != 0 ||
-        tl_register_handler_hooks(reg, "orders.insert", orders_insert, &counts, &hooks) != 0) {
+        tl_register_handler_hooks(reg, "orders.insert", orders_insert, &counts, &hooks) != 0 ||
+        tl_register_handler_params(reg, "orders.insert", &declared) != 0) {
         fprintf(stderr, "orders-sqlite: cannot register the adapter and the handler\n");
     } else {
         rc = tl_service_main(argc, argv, reg, &opts);

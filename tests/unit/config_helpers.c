@@ -1,6 +1,8 @@
 /* The fixture shared by the YAML config tests; see config_helpers.h. */
 #include "config_helpers.h"
 
+#include <taskloop/service.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,30 @@ int other(tl_task *task, const tl_msg *msg, void *user)
 }
 
 /* A fixed environment: HOST and PORT are set, EMPTY is set but empty. */
+/* Handler "strict" declares its params: n (required, 1 to 10), mode (a or b, by its
+ * check) and out (an output of the route, by its check). */
+static const tl_param strict_params[] = {{"n", TL_PARAM_INT, true, false, "a count"},
+                                         {"mode", TL_PARAM_STRING, false, false, "a or b"},
+                                         {"out", TL_PARAM_STRING, false, false, "an output"},
+                                         {"wait", TL_PARAM_DURATION, false, false, "a pause"},
+                                         {NULL, 0, false, false, NULL}};
+static const tl_param_range strict_ranges[] = {{"n", 1, 10}, {NULL, 0, 0}};
+
+static void strict_check(const tl_kv *kv, size_t n, const char *const *outputs, size_t noutputs,
+                         tl_param_report_fn report, void *rep)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(kv[i].key, "mode") == 0 && strcmp(kv[i].value, "a") != 0 &&
+            strcmp(kv[i].value, "b") != 0)
+            report(rep, "mode", NULL, "expected a or b");
+        bool found = false;
+        for (size_t o = 0; o < noutputs; o++)
+            found = found || strcmp(outputs[o], kv[i].value) == 0;
+        if (strcmp(kv[i].key, "out") == 0 && !found)
+            report(rep, "out", NULL, "names no output");
+    }
+}
+
 static const char *test_env(const char *name, void *user)
 {
     (void)user;
@@ -72,6 +98,10 @@ int setup(void **state)
     assert_int_equal(tl_registry_add_sink(f->reg, &fake_sink), 0);
     assert_int_equal(tl_register_handler(f->reg, "handle", handle, &handler_user), 0);
     assert_int_equal(tl_register_handler(f->reg, "other", other, NULL), 0);
+    static const tl_handler_params strict = {strict_params, strict_ranges, strict_check};
+    assert_int_equal(tl_register_handler(f->reg, "strict", other, NULL), 0);
+    assert_int_equal(tl_register_handler_params(f->reg, "strict", &strict), 0);
+    assert_int_equal(tl_register_builtin_handlers(f->reg), 0);
     *state = f;
     return 0;
 }

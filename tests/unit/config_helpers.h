@@ -28,7 +28,9 @@ extern const tl_source_ops listing_source;
 /* The user pointer of handler "handle": its address tells that it came through. */
 extern int handler_user;
 
-/* Handlers "handle" and "other": they do nothing; tests compare their addresses. */
+/* Handlers "handle" and "other": they do nothing; tests compare their addresses.
+ * "strict" (other's function) declares params (tl_register_handler_params), and the
+ * built-in handlers are there with theirs. */
 int handle(tl_task *task, const tl_msg *msg, void *user);
 int other(tl_task *task, const tl_msg *msg, void *user);
 

@@ -2,6 +2,7 @@
  * The registry of adapters and handlers: source types, sink schemes and handlers are
  * found by the name they were added under; a name taken is refused with TL_EINVAL and
  * the first entry kept; unknown names give NULL (adapters) or TL_ENOTFOUND (handlers).
+ * A handler's params are declared after it is registered, scalars only.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -166,6 +167,43 @@ static void a_handler_name_is_copied_at_registration(void **state)
     assert_ptr_equal(fn, handler_one);
 }
 
+static const tl_param takes_n[] = {{"n", TL_PARAM_INT, false, false, "a count"},
+                                   {NULL, 0, false, false, NULL}};
+
+static void a_handlers_params_are_declared_once_it_is_registered(void **state)
+{
+    tl_registry *reg = *state;
+    const tl_handler_params decl = {takes_n, NULL, NULL};
+    assert_int_equal(tl_register_handler_params(reg, "one", &decl), TL_ENOTFOUND);
+    assert_int_equal(tl_register_handler(reg, "one", handler_one, NULL), 0);
+    assert_int_equal(tl_register_handler(reg, "two", handler_two, NULL), 0);
+    assert_null(tl_registry_handler_params(reg, "one"));
+    assert_int_equal(tl_register_handler_params(reg, "one", &decl), 0);
+    const tl_handler_params *got = tl_registry_handler_params(reg, "one");
+    assert_non_null(got);
+    assert_ptr_equal(got->params, takes_n);
+    assert_null(tl_registry_handler_params(reg, "two")); /* undeclared: takes anything */
+    assert_null(tl_registry_handler_params(reg, "three"));
+}
+
+static void params_that_cannot_be_scalars_are_refused(void **state)
+{
+    tl_registry *reg = *state;
+    static const tl_param list[] = {{"items", TL_PARAM_LIST, false, false, NULL},
+                                    {NULL, 0, false, false, NULL}};
+    static const tl_param map[] = {{"n", TL_PARAM_INT, false, false, NULL},
+                                   {"props", TL_PARAM_MAP, false, false, NULL},
+                                   {NULL, 0, false, false, NULL}};
+    assert_int_equal(tl_register_handler(reg, "one", handler_one, NULL), 0);
+    const tl_handler_params with_list = {list, NULL, NULL}, with_map = {map, NULL, NULL},
+                            none = {NULL, NULL, NULL};
+    assert_int_equal(tl_register_handler_params(reg, "one", &with_list), TL_EINVAL);
+    assert_int_equal(tl_register_handler_params(reg, "one", &with_map), TL_EINVAL);
+    assert_int_equal(tl_register_handler_params(reg, "one", &none), TL_EINVAL);
+    assert_int_equal(tl_register_handler_params(reg, "one", NULL), TL_EINVAL);
+    assert_null(tl_registry_handler_params(reg, "one"));
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -181,6 +219,8 @@ int main(void)
         T(a_handler_name_taken_is_refused_with_einval_and_the_first_kept),
         T(an_unknown_handler_gives_enotfound),
         T(a_handler_name_is_copied_at_registration),
+        T(a_handlers_params_are_declared_once_it_is_registered),
+        T(params_that_cannot_be_scalars_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * config file alone, and `work` is the test load's counterpart: it understands the
  * `stall` and `fail` markers that `taskloop produce` puts into payloads.
  *
- * Route params (strings, read per message through tl_handler_param):
+ * Route params (strings, read per message through tl_handler_param; declared below, so
+ * the config refuses unknown keys and values of the wrong kind before a service starts):
  *   log:     file         where the line goes (default: standard output)
  *   forward: to           the output the message is copied to (default: the route's
  *                         first); key, payload and headers unchanged
@@ -352,16 +353,108 @@ static int handle_work(tl_task *task, const tl_msg *msg, void *user)
     return 0;
 }
 
+/* ---------------------------------------------------------------- params */
+
+/* What the config checks each route's params against (tl_register_handler_params). */
+static const tl_param log_params[] = {{"file", TL_PARAM_STRING, false, false,
+                                       "where the lines go (default, or \"-\": standard output)"},
+                                      {NULL, 0, false, false, NULL}};
+static const tl_param discard_params[] = {{NULL, 0, false, false, NULL}};
+static const tl_param forward_params[] = {
+    {"to", TL_PARAM_STRING, false, false, "the output copied to (default: the route's first)"},
+    {NULL, 0, false, false, NULL}};
+static const tl_param work_params[] = {
+    {"ms", TL_PARAM_INT, false, false, "milliseconds the work sleeps (default 1)"},
+    {"spin_us", TL_PARAM_INT, false, false, "microseconds of CPU it burns after (default 0)"},
+    {"stall", TL_PARAM_STRING, false, false, "cooperative (default) or stuck"},
+    {"stall_ms", TL_PARAM_INT, false, false, "how long a stuck stall ignores cancellation"},
+    {"stall_ratio", TL_PARAM_STRING, false, false, "share of messages that stall, 0 to 1"},
+    {"fail_ratio", TL_PARAM_STRING, false, false, "share of messages that fail, 0 to 1"},
+    {"record", TL_PARAM_STRING, false, false, "file each completed message's id= is appended to"},
+    {"emit", TL_PARAM_STRING, false, false, "an output each completed message is copied to"},
+    {NULL, 0, false, false, NULL}};
+/* An hour of sleep or of stuck stall, ten seconds of CPU a message: past any test load. */
+static const tl_param_range work_ranges[] = {
+    {"ms", 0, 3600000}, {"stall_ms", 0, 3600000}, {"spin_us", 0, 10000000}, {NULL, 0, 0}};
+
+/* The value of the param name, or NULL. */
+static const char *kv_get(const tl_kv *kv, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kv[i].key, name) == 0)
+            return kv[i].value;
+    return NULL;
+}
+
+/* Reports the param name when it names none of the route's outputs. */
+static void check_output(const tl_kv *kv, size_t n, const char *name, const char *const *outputs,
+                         size_t noutputs, tl_param_report_fn report, void *rep)
+{
+    const char *v = kv_get(kv, n, name);
+    if (!v)
+        return;
+    for (size_t i = 0; i < noutputs; i++)
+        if (strcmp(outputs[i], v) == 0)
+            return;
+    char why[512];
+    size_t len = (size_t)snprintf(why, sizeof(why), "\"%s\" names no output of the route (%s", v,
+                                  noutputs ? "its outputs:" : "it has no outputs");
+    for (size_t i = 0; i < noutputs && len < sizeof(why); i++)
+        len += (size_t)snprintf(why + len, sizeof(why) - len, " %s", outputs[i]);
+    if (len < sizeof(why))
+        snprintf(why + len, sizeof(why) - len, ")");
+    report(rep, name, NULL, why);
+}
+
+static void check_forward(const tl_kv *kv, size_t n, const char *const *outputs, size_t noutputs,
+                          tl_param_report_fn report, void *rep)
+{
+    check_output(kv, n, "to", outputs, noutputs, report, rep);
+}
+
+static void check_work(const tl_kv *kv, size_t n, const char *const *outputs, size_t noutputs,
+                       tl_param_report_fn report, void *rep)
+{
+    char why[256];
+    const char *stall = kv_get(kv, n, "stall");
+    if (stall && strcmp(stall, "cooperative") != 0 && strcmp(stall, "stuck") != 0) {
+        snprintf(why, sizeof(why), "expected cooperative or stuck, got \"%s\"", stall);
+        report(rep, "stall", NULL, why);
+    }
+    static const char *const ratios[] = {"stall_ratio", "fail_ratio"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = kv_get(kv, n, ratios[i]);
+        char *end = NULL;
+        double d = v ? strtod(v, &end) : 0.0;
+        if (v && (end == v || *end || !(d >= 0.0 && d <= 1.0))) {
+            snprintf(why, sizeof(why), "expected a share from 0 to 1 (e.g. 0.02), got \"%s\"", v);
+            report(rep, ratios[i], NULL, why);
+        }
+    }
+    check_output(kv, n, "emit", outputs, noutputs, report, rep);
+}
+
 /* ---------------------------------------------------------------- registration */
+
+/* Registers fn under name with its params. */
+static int add(tl_registry *reg, const char *name, tl_handler_fn fn, const tl_handler_params *p)
+{
+    int rc = tl_register_handler(reg, name, fn, NULL);
+    return rc ? rc : tl_register_handler_params(reg, name, p);
+}
 
 int tl_register_builtin_handlers(tl_registry *reg)
 {
-    int rc = tl_register_handler(reg, "log", handle_log, NULL);
+    static const tl_handler_params log = {log_params, NULL, NULL},
+                                   discard = {discard_params, NULL, NULL},
+                                   forward = {forward_params, NULL, check_forward},
+                                   work = {work_params, work_ranges, check_work};
+    int rc = add(reg, "log", handle_log, &log);
     if (rc == 0)
-        rc = tl_register_handler(reg, "discard", handle_discard, NULL);
+        rc = add(reg, "discard", handle_discard, &discard);
     if (rc == 0)
-        rc = tl_register_handler(reg, "forward", handle_forward, NULL);
+        rc = add(reg, "forward", handle_forward, &forward);
     if (rc == 0)
-        rc = tl_register_handler(reg, "work", handle_work, NULL);
+        rc = add(reg, "work", handle_work, &work);
     return rc;
 }

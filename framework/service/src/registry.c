@@ -11,6 +11,8 @@ typedef struct handler_entry {
     tl_handler_fn fn;
     void *user;
     tl_handler_hooks hooks;
+    tl_handler_params params;
+    bool has_params;
 } handler_entry;
 
 struct tl_registry {
@@ -102,17 +104,38 @@ int tl_register_handler_hooks(tl_registry *reg, const char *name, tl_handler_fn 
     if (!copy)
         return TL_ENOMEM;
     reg->handlers[reg->nhandlers++] =
-        (handler_entry){copy, fn, user, hooks ? *hooks : (tl_handler_hooks){0}};
+        (handler_entry){copy, fn, user, hooks ? *hooks : (tl_handler_hooks){0}, {0}, false};
     return 0;
 }
 
 /* The entry registered under name, or NULL. */
-static const handler_entry *find_handler(const tl_registry *reg, const char *name)
+static handler_entry *find_handler(const tl_registry *reg, const char *name)
 {
     for (size_t i = 0; name && i < reg->nhandlers; i++)
         if (strcmp(reg->handlers[i].name, name) == 0)
             return &reg->handlers[i];
     return NULL;
+}
+
+int tl_register_handler_params(tl_registry *reg, const char *name, const tl_handler_params *params)
+{
+    handler_entry *h = find_handler(reg, name);
+    if (!h)
+        return TL_ENOTFOUND;
+    if (!params || !params->params)
+        return TL_EINVAL;
+    for (const tl_param *p = params->params; p->name; p++)
+        if (p->type == TL_PARAM_LIST || p->type == TL_PARAM_MAP)
+            return TL_EINVAL;
+    h->params = *params;
+    h->has_params = true;
+    return 0;
+}
+
+const tl_handler_params *tl_registry_handler_params(const tl_registry *reg, const char *name)
+{
+    const handler_entry *h = find_handler(reg, name);
+    return h && h->has_params ? &h->params : NULL;
 }
 
 int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn, void **user)

@@ -1,6 +1,7 @@
 /*
  * The sections whose keys the adapters declare: sources (by type) and sinks (by
- * scheme), each checked against the parameter list its adapter registered.
+ * scheme), each checked against the parameter list its adapter registered; and a
+ * route's params, against its handler's (tl_register_handler_params).
  *
  * In the loader's chain: called by schema.c; calls schema_nodes.c, loader.c and
  * interpolate.c, nothing above.
@@ -249,6 +250,104 @@ void tl_schema_check_address(loader *ld, const tl_sink_ops *ops, struct fy_node 
         return;
     checked c = {.ld = ld, .path = path, .at = p, .addr = n, .address = address};
     ops->check(address, NULL, report_checked, &c);
+}
+
+/* ---------------------------------------------------------------- handler params */
+
+/* A route's params as a handler's check op sees them. */
+typedef struct route_params {
+    loader *ld;
+    struct fy_node *map; /* NULL: the route has no params */
+    const char *path;
+    pos at;
+    const tl_config_route *r;
+} route_params;
+
+/* tl_param_report_fn for a handler's check: at the value of the param it names. */
+static void report_param(void *rep, const char *name, const char *key, const char *why)
+{
+    (void)key;
+    route_params *c = rep;
+    const char *value = NULL;
+    for (size_t i = 0; name && i < c->r->nparams; i++)
+        if (strcmp(c->r->params[i].key, name) == 0)
+            value = c->r->params[i].value;
+    char sub[PATH_LEN];
+    if (name)
+        tl_schema_join(sub, c->path, name);
+    struct fy_node *n = c->map && name ? tl_schema_lookup(c->map, name) : NULL;
+    tl_schema_report_value(c->ld, tl_schema_pos_or(c->ld, n, c->at), name ? sub : c->path, n, name,
+                           value, why);
+}
+
+/* "a, b and c" of the names of a declaration, or "none". */
+static const char *param_list(loader *ld, const tl_param *params)
+{
+    char text[WHY_LEN] = "";
+    size_t n = 0, len = 0;
+    while (params[n].name)
+        n++;
+    for (size_t i = 0; i < n && len < sizeof(text); i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%s",
+                                i == 0       ? ""
+                                : i + 1 == n ? " and "
+                                             : ", ",
+                                params[i].name);
+    return n ? tl_config_strndup(ld, text, strlen(text)) : "none";
+}
+
+void tl_schema_check_handler_params(loader *ld, struct fy_node *map, pos at, const char *path,
+                                    const char *handler, const tl_handler_params *decl,
+                                    const tl_config_route *r, bool route_clean)
+{
+    size_t errors = ld->nerrors;
+    const char **names = schema_names(ld, decl->params, NULL);
+    void *it = NULL;
+    struct fy_node_pair *pair;
+    size_t i = 0;
+    while (names && map && (pair = fy_node_mapping_iterate(map, &it))) {
+        char *key = tl_schema_key_text(ld, pair, path), sub[PATH_LEN];
+        if (!key)
+            continue;
+        const tl_param *def = find_param(decl->params, key);
+        tl_schema_join(sub, path, key);
+        struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+        if (!def) {
+            const char *near = tl_config_suggest(key, names);
+            if (near)
+                tl_config_report(ld, tl_config_node_pos(ld, k), sub,
+                                 "unknown key '%s' (did you mean '%s'?)", key, near);
+            else
+                tl_config_report(ld, tl_config_node_pos(ld, k), sub,
+                                 "unknown key '%s': handler '%s' takes %s", key, handler,
+                                 param_list(ld, decl->params));
+            continue;
+        }
+        /* The value loaded as r->params[i] when it was a scalar (load order is file order). */
+        while (i < r->nparams && strcmp(r->params[i].key, key) != 0)
+            i++;
+        if (i == r->nparams)
+            continue; /* not a scalar: reported already */
+        char why[WHY_LEN];
+        tl_param_value out;
+        if (check_scalar(def, decl->ranges, r->params[i].value,
+                         tl_schema_shown(ld, v, key, r->params[i].value), &out, why,
+                         sizeof(why)) != 0)
+            tl_config_report(ld, tl_schema_pos_or(ld, v, tl_config_node_pos(ld, k)), sub, "%s",
+                             why);
+    }
+    for (const tl_param *p = decl->params; p->name; p++)
+        if (p->required && !(map && tl_schema_lookup_key(map, p->name)))
+            tl_config_report(ld, at, path, "missing required key '%s' (handler '%s')", p->name,
+                             handler);
+    if (!decl->check || !route_clean || ld->nerrors != errors)
+        return;
+    const char **outputs = tl_config_alloc(ld, (r->noutputs + 1) * sizeof(*outputs));
+    for (size_t o = 0; outputs && o < r->noutputs; o++)
+        outputs[o] = r->outputs[o].name;
+    route_params c = {.ld = ld, .map = map, .path = path, .at = at, .r = r};
+    if (outputs)
+        decl->check(r->params, r->nparams, outputs, r->noutputs, report_param, &c);
 }
 
 /* ---------------------------------------------------------------- sections */

@@ -156,6 +156,14 @@ void tl_schema_load_sinks(tl_config_loader *ld, struct fy_node *root);
 void tl_schema_check_address(tl_config_loader *ld, const tl_sink_ops *ops, struct fy_node *n,
                              tl_config_pos p, const char *path, const char *address);
 
+/* Checks a route's params (the kv pairs loaded from map, NULL when it has none; at is
+ * the route's place) against what its handler declared (tl_register_handler_params);
+ * the handler's own check runs only when the route so far, and its params, are clean. */
+void tl_schema_check_handler_params(tl_config_loader *ld, struct fy_node *map, tl_config_pos at,
+                                    const char *path, const char *handler,
+                                    const tl_handler_params *decl, const tl_config_route *r,
+                                    bool route_clean);
+
 /* ---------------------------------------------------------------- schema_routes.c */
 
 /* Checks root's routes: source, handler, ordering, timeout, on_stall, on_error, params. */

@@ -426,6 +426,7 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
     static const char *const orders[] = {"partition", "key", "none", NULL};
     char path[PATH_LEN];
     tl_schema_join_index(path, "routes", index);
+    size_t errors = ld->nerrors;
     *r = (tl_config_route){
         .source = SIZE_MAX, .timeout_ms = 30000, .backoff_ms = 100, .line = at.line};
     if (fy_node_get_type(map) != FYNT_MAPPING) {
@@ -462,6 +463,10 @@ static void load_route(loader *ld, route_index *ix, struct fy_node *map, size_t 
     tl_schema_join(sub, path, "params");
     if (params)
         tl_schema_load_kvs(ld, params, sub, &r->params, &r->nparams);
+    const tl_handler_params *decl = r->fn ? tl_registry_handler_params(ld->reg, r->handler) : NULL;
+    if (decl)
+        tl_schema_check_handler_params(ld, params, at, sub, r->handler, decl, r,
+                                       ld->nerrors == errors);
 }
 
 void tl_schema_load_routes(loader *ld, struct fy_node *root)

@@ -409,6 +409,34 @@ typedef struct tl_handler_hooks {
 int tl_register_handler_hooks(tl_registry *reg, const char *name, tl_handler_fn fn, void *user,
                               const tl_handler_hooks *hooks);
 
+/*
+ * The route params a handler takes (tl_register_handler_params). With a declaration,
+ * `taskloop check` and the config load behind `taskloop run` check each route's
+ * `params:` against it, as they check an adapter's section: an unknown key is an error
+ * naming the keys the handler takes, a value of the wrong type or out of range is an
+ * error at its line and column, a required key missing is one at the route. Params are
+ * scalars, so only STRING, INT, BOOL and DURATION can be declared; the handler still
+ * reads them as text (tl_handler_param). A handler without a declaration takes any
+ * params, unchecked.
+ */
+typedef struct tl_handler_params {
+    const tl_param *params;       /* ended by name NULL; { NULL }: it takes none */
+    const tl_param_range *ranges; /* INT and DURATION ranges other than the default; may be NULL */
+    /* Rules the list cannot say (may be NULL), run when the route's params passed it:
+     * report(rep, name, NULL, why) for each problem, name the param it is about.
+     * outputs are the names of the route's `outputs:`. */
+    void (*check)(const tl_kv *params, size_t nparams, const char *const *outputs, size_t noutputs,
+                  tl_param_report_fn report, void *rep);
+} tl_handler_params;
+
+/* Declares the params of the handler registered under name (the struct is copied, the
+ * arrays it points to must outlive reg): 0, TL_ENOTFOUND when no handler has that name,
+ * or TL_EINVAL (no params list, or a LIST or MAP in it). */
+int tl_register_handler_params(tl_registry *reg, const char *name, const tl_handler_params *params);
+
+/* The params declared for a handler, or NULL when none were (or no such handler). */
+const tl_handler_params *tl_registry_handler_params(const tl_registry *reg, const char *name);
+
 /* The hooks registered with a handler (zeroed when it has none); TL_ENOTFOUND if no
  * handler has that name. */
 int tl_registry_handler_hooks(const tl_registry *reg, const char *name, tl_handler_hooks *out);
