@@ -3,8 +3,9 @@
  * config file alone, and `work` is the test load's counterpart: it understands the
  * `stall` and `fail` markers that `taskloop produce` puts into payloads.
  *
- * Route params (strings, read per message through tl_handler_param; declared below, so
- * the config refuses unknown keys and values of the wrong kind before a service starts):
+ * Route params (declared below, so the config refuses unknown keys and values of the
+ * wrong kind before a service starts; `work` reads its own once per route, at init,
+ * the others per message through tl_handler_param):
  *   log:     file         where the line goes (default: standard output)
  *   forward: to           the output the message is copied to (default: the route's
  *                         first); key, payload and headers unchanged
@@ -58,26 +59,27 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static long param_long(const tl_task *task, const char *name, long def)
+/* The value of the param name, or NULL. */
+static const char *kv_get(const tl_kv *kv, size_t n, const char *name)
 {
-    const char *s = tl_handler_param(task, name, NULL);
-    if (!s || !*s)
-        return def;
-    char *end;
-    long v = strtol(s, &end, 10);
-    return *end == '\0' && v >= 0 ? v : def;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kv[i].key, name) == 0)
+            return kv[i].value;
+    return NULL;
 }
 
-static double param_ratio(const tl_task *task, const char *name)
+/* An integer param the config checked (handler_params below), or def when absent. */
+static long kv_long(const tl_kv *kv, size_t n, const char *name, long def)
 {
-    const char *s = tl_handler_param(task, name, NULL);
-    if (!s || !*s)
-        return 0.0;
-    char *end;
-    double v = strtod(s, &end);
-    if (*end != '\0' || !(v > 0.0))
-        return 0.0;
-    return v > 1.0 ? 1.0 : v;
+    const char *s = kv_get(kv, n, name);
+    return s && *s ? strtol(s, NULL, 10) : def;
+}
+
+/* A share param the config checked (0 to 1), or 0 when absent. */
+static double kv_ratio(const tl_kv *kv, size_t n, const char *name)
+{
+    const char *s = kv_get(kv, n, name);
+    return s && *s ? strtod(s, NULL) : 0.0;
 }
 
 static void sleep_ms(long ms)
@@ -198,12 +200,47 @@ static int handle_forward(tl_task *task, const tl_msg *msg, void *user)
 
 /* ---------------------------------------------------------------- work */
 
-/* A stalled message: waits for cancellation, or ignores it for a while when stuck. */
-static int work_stall(tl_task *task)
+/* A route's `work` params, read once when the service is built (work_init). */
+typedef struct work_cfg {
+    long ms, spin_us, stall_ms;
+    bool stuck;
+    double stall_ratio, fail_ratio;
+    const char *record, *emit; /* the config's, which outlives the service */
+} work_cfg;
+
+static int work_init(void *user, const tl_kv *params, size_t n, void **state, char *err,
+                     size_t errlen)
 {
-    const char *mode = tl_handler_param(task, "stall", "cooperative");
-    if (strcmp(mode, "stuck") == 0) {
-        sleep_ms(param_long(task, "stall_ms", 2000));
+    (void)user;
+    work_cfg *c = malloc(sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return TL_ENOMEM;
+    }
+    const char *stall = kv_get(params, n, "stall"), *record = kv_get(params, n, "record");
+    *c = (work_cfg){.ms = kv_long(params, n, "ms", 1),
+                    .spin_us = kv_long(params, n, "spin_us", 0),
+                    .stall_ms = kv_long(params, n, "stall_ms", 2000),
+                    .stuck = stall && strcmp(stall, "stuck") == 0,
+                    .stall_ratio = kv_ratio(params, n, "stall_ratio"),
+                    .fail_ratio = kv_ratio(params, n, "fail_ratio"),
+                    .record = record && *record ? record : NULL,
+                    .emit = kv_get(params, n, "emit")};
+    *state = c;
+    return 0;
+}
+
+static void work_fini(void *user, void *state)
+{
+    (void)user;
+    free(state);
+}
+
+/* A stalled message: waits for cancellation, or ignores it for a while when stuck. */
+static int work_stall(tl_task *task, const work_cfg *c)
+{
+    if (c->stuck) {
+        sleep_ms(c->stall_ms);
         return tl_cancelled(task) ? TL_ECANCELED : 0;
     }
     while (!tl_cancelled(task))
@@ -211,11 +248,10 @@ static int work_stall(tl_task *task)
     return TL_ECANCELED;
 }
 
-/* Appends the payload's `id=...` token and a newline to the record file. */
-static int work_record(const tl_task *task, const tl_msg *msg)
+/* Appends the payload's `id=...` token and a newline to the record file, if any. */
+static int work_record(const char *path, const tl_msg *msg)
 {
-    const char *path = tl_handler_param(task, "record", NULL);
-    if (!path || !*path || !msg->payload)
+    if (!path || !msg->payload)
         return 0;
     const char *p = msg->payload, *end = p + msg->len;
     for (; p + 3 <= end; p++)
@@ -323,18 +359,17 @@ static bool flaky_fails(tl_task *task, const tl_msg *msg)
 static int handle_work(tl_task *task, const tl_msg *msg, void *user)
 {
     (void)user;
+    const work_cfg *c = tl_handler_state(task);
     int prc = poison(task, msg);
     if (prc != 1)
         return prc;
-    double stall_ratio = param_ratio(task, "stall_ratio");
-    double fail_ratio = param_ratio(task, "fail_ratio");
-    if (payload_has(msg, "stall") || place_hash(msg, 1) < stall_ratio)
-        return work_stall(task);
-    int rc = sleep_cancellable(task, param_long(task, "ms", 1));
+    if (payload_has(msg, "stall") || place_hash(msg, 1) < c->stall_ratio)
+        return work_stall(task, c);
+    int rc = sleep_cancellable(task, c->ms);
     if (rc != 0)
         return rc;
-    spin_cpu(param_long(task, "spin_us", 0));
-    if (payload_has(msg, "fail") || place_hash(msg, 2) < fail_ratio) {
+    spin_cpu(c->spin_us);
+    if (payload_has(msg, "fail") || place_hash(msg, 2) < c->fail_ratio) {
         tl_task_set_error_text(task, "simulated failure");
         return TL_EFAIL;
     }
@@ -343,10 +378,9 @@ static int handle_work(tl_task *task, const tl_msg *msg, void *user)
     /* A stalled message is rerouted: recording it too would count it twice. */
     if (tl_cancelled(task))
         return TL_ECANCELED;
-    const char *emit = tl_handler_param(task, "emit", NULL);
-    if (emit && (rc = copy_to(task, msg, emit, "work: params.emit")) != 0)
+    if (c->emit && (rc = copy_to(task, msg, c->emit, "work: params.emit")) != 0)
         return rc;
-    if (work_record(task, msg) != 0) {
+    if (work_record(c->record, msg) != 0) {
         tl_task_set_error_text(task, "cannot append to the record file");
         return TL_ESYS;
     }
@@ -376,15 +410,6 @@ static const tl_param work_params[] = {
 /* An hour of sleep or of stuck stall, ten seconds of CPU a message: past any test load. */
 static const tl_param_range work_ranges[] = {
     {"ms", 0, 3600000}, {"stall_ms", 0, 3600000}, {"spin_us", 0, 10000000}, {NULL, 0, 0}};
-
-/* The value of the param name, or NULL. */
-static const char *kv_get(const tl_kv *kv, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(kv[i].key, name) == 0)
-            return kv[i].value;
-    return NULL;
-}
 
 /* Reports the param name when it names none of the route's outputs. */
 static void check_output(const tl_kv *kv, size_t n, const char *name, const char *const *outputs,
@@ -436,10 +461,11 @@ static void check_work(const tl_kv *kv, size_t n, const char *const *outputs, si
 
 /* ---------------------------------------------------------------- registration */
 
-/* Registers fn under name with its params. */
-static int add(tl_registry *reg, const char *name, tl_handler_fn fn, const tl_handler_params *p)
+/* Registers fn under name with its hooks (may be NULL) and params. */
+static int add(tl_registry *reg, const char *name, tl_handler_fn fn, const tl_handler_hooks *hooks,
+               const tl_handler_params *p)
 {
-    int rc = tl_register_handler(reg, name, fn, NULL);
+    int rc = tl_register_handler_hooks(reg, name, fn, NULL, hooks);
     return rc ? rc : tl_register_handler_params(reg, name, p);
 }
 
@@ -449,12 +475,13 @@ int tl_register_builtin_handlers(tl_registry *reg)
                                    discard = {discard_params, NULL, NULL},
                                    forward = {forward_params, NULL, check_forward},
                                    work = {work_params, work_ranges, check_work};
-    int rc = add(reg, "log", handle_log, &log);
+    static const tl_handler_hooks work_hooks = {.init = work_init, .fini = work_fini};
+    int rc = add(reg, "log", handle_log, NULL, &log);
     if (rc == 0)
-        rc = add(reg, "discard", handle_discard, &discard);
+        rc = add(reg, "discard", handle_discard, NULL, &discard);
     if (rc == 0)
-        rc = add(reg, "forward", handle_forward, &forward);
+        rc = add(reg, "forward", handle_forward, NULL, &forward);
     if (rc == 0)
-        rc = add(reg, "work", handle_work, &work);
+        rc = add(reg, "work", handle_work, &work_hooks, &work);
     return rc;
 }
