@@ -323,11 +323,13 @@ void tl_schema_check_handler_params(loader *ld, struct fy_node *map, pos at, con
                                  param_list(ld, decl->params));
             continue;
         }
-        /* The value loaded as r->params[i] when it was a scalar (load order is file order). */
-        while (i < r->nparams && strcmp(r->params[i].key, key) != 0)
-            i++;
-        if (i == r->nparams)
+        /* The value loaded as r->params[j] when it was a scalar (they are in file order). */
+        size_t j = i;
+        while (j < r->nparams && strcmp(r->params[j].key, key) != 0)
+            j++;
+        if (j == r->nparams)
             continue; /* not a scalar: reported already */
+        i = j;
         char why[WHY_LEN];
         tl_param_value out;
         if (check_scalar(def, decl->ranges, r->params[i].value,
