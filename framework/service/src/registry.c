@@ -11,8 +11,7 @@ typedef struct handler_entry {
     tl_handler_fn fn;
     void *user;
     tl_handler_hooks hooks;
-    tl_handler_params params;
-    bool has_params;
+    tl_handler_params params; /* params.params NULL: none declared */
 } handler_entry;
 
 struct tl_registry {
@@ -104,7 +103,7 @@ int tl_register_handler_hooks(tl_registry *reg, const char *name, tl_handler_fn 
     if (!copy)
         return TL_ENOMEM;
     reg->handlers[reg->nhandlers++] =
-        (handler_entry){copy, fn, user, hooks ? *hooks : (tl_handler_hooks){0}, {0}, false};
+        (handler_entry){copy, fn, user, hooks ? *hooks : (tl_handler_hooks){0}, {0}};
     return 0;
 }
 
@@ -128,14 +127,13 @@ int tl_register_handler_params(tl_registry *reg, const char *name, const tl_hand
         if (p->type == TL_PARAM_LIST || p->type == TL_PARAM_MAP)
             return TL_EINVAL;
     h->params = *params;
-    h->has_params = true;
     return 0;
 }
 
 const tl_handler_params *tl_registry_handler_params(const tl_registry *reg, const char *name)
 {
     const handler_entry *h = find_handler(reg, name);
-    return h && h->has_params ? &h->params : NULL;
+    return h && h->params.params ? &h->params : NULL;
 }
 
 int tl_registry_handler(const tl_registry *reg, const char *name, tl_handler_fn *fn, void **user)
