@@ -16,11 +16,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench_util.h"
 #include <taskloop/memory.h>
 
-static double run_cell(uint64_t n, const char *isolation, int ms, int spin_us, int workers)
+/* CPU seconds this process and its reaped descendants (the zygote, and through it
+ * the worker processes) used so far. */
+static double cpu_s(void)
+{
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    struct timeval t[] = {self.ru_utime, self.ru_stime, kids.ru_utime, kids.ru_stime};
+    double s = 0;
+    for (size_t i = 0; i < 4; i++)
+        s += (double)t[i].tv_sec + (double)t[i].tv_usec / 1e6;
+    return s;
+}
+
+/* msgs/s of one cell; *cpu_us: CPU microseconds per message, every thread and worker
+ * process of the service counted, from its start until it was freed. */
+static double run_cell(uint64_t n, const char *isolation, int ms, int spin_us, int workers,
+                       double *cpu_us)
 {
     char topic[64];
     snprintf(topic, sizeof(topic), "bench-iso-%s-%d-%d", isolation, ms, spin_us);
@@ -40,7 +58,9 @@ static double run_cell(uint64_t n, const char *isolation, int ms, int spin_us, i
              "  - { source: in, handler: work, ordering: none, timeout: 30s,\n"
              "      isolation: %s, params: { ms: \"%d\", spin_us: \"%d\" } }\n",
              workers, topic, isolation, ms, spin_us);
+    double before = cpu_s();
     double rate = bench_svc_rate(reg, yaml, n, 120000, NULL);
+    *cpu_us = (cpu_s() - before) * 1e6 / (double)n;
     tl_registry_free(reg);
     tl_memory_reset();
     return rate;
@@ -80,28 +100,32 @@ int main(int argc, char **argv)
     }
     printf("isolation: `work` handler, %lld workers, 4 partitions, ordering none; msgs/s\n",
            workers);
-    printf("%-10s %10s %14s %14s %8s\n", "handler", "messages", "thread", "process", "ratio");
+    printf("%-10s %10s %14s %14s %8s %18s\n", "handler", "messages", "thread", "process", "ratio",
+           "CPU us/msg t / p");
     for (size_t i = 0; i < sizeof(cells) / sizeof(cells[0]); i++) {
         const cell *c = &cells[i];
         bool spin_cell = c->spin_us > 0 || i == 2; /* the last cell burns CPU */
         if ((only_ms >= 0 && (spin_cell || c->ms != only_ms)) || (only_spin >= 0 && !spin_cell))
             continue;
         uint64_t cell_n = (uint64_t)n / c->n_div;
-        double t = run_cell(cell_n, "thread", c->ms, c->spin_us, (int)workers);
-        double p = run_cell(cell_n, "process", c->ms, c->spin_us, (int)workers);
-        printf("%-10s %10" PRIu64 " %14.0f %14.0f %7.0f%%\n", c->label, cell_n, t, p,
-               t > 0 ? 100.0 * p / t : 0.0);
+        double t_cpu, p_cpu;
+        double t = run_cell(cell_n, "thread", c->ms, c->spin_us, (int)workers, &t_cpu);
+        double p = run_cell(cell_n, "process", c->ms, c->spin_us, (int)workers, &p_cpu);
+        printf("%-10s %10" PRIu64 " %14.0f %14.0f %7.0f%% %9.2f / %.2f\n", c->label, cell_n, t, p,
+               t > 0 ? 100.0 * p / t : 0.0, t_cpu, p_cpu);
         char variant[48];
         if (spin_cell)
             snprintf(variant, sizeof(variant), "thread_%dus_cpu", c->spin_us);
         else
             snprintf(variant, sizeof(variant), "thread_%dms", c->ms);
         bench_result("isolation", variant, "msgs_per_s", t);
+        bench_result("isolation", variant, "cpu_us_per_msg", t_cpu);
         if (spin_cell)
             snprintf(variant, sizeof(variant), "process_%dus_cpu", c->spin_us);
         else
             snprintf(variant, sizeof(variant), "process_%dms", c->ms);
         bench_result("isolation", variant, "msgs_per_s", p);
+        bench_result("isolation", variant, "cpu_us_per_msg", p_cpu);
     }
     return 0;
 }

@@ -166,7 +166,7 @@ if table "$work/retry.dat" retry_broker '$2' msgs_per_s; then
 fi
 
 # Isolation: thread against process mode, per source and handler cost.
-if awk -F, 'NR > 1 && ($1 == "isolation" || $1 == "isolation_broker") {
+if awk -F, 'NR > 1 && $3 == "msgs_per_s" && ($1 == "isolation" || $1 == "isolation_broker") {
         split($2, mh, "_"); src = $1 == "isolation" ? "memory" : "broker"; c = src " " mh[2]
         v[c, mh[1]] = $4; if (!(c in seen)) { seen[c] = 1; o[++k] = c } }
     END { for (i = 1; i <= k; i++) { c = o[i]; sub(/ 0ms$/, " no-op", c); sub(/ 1ms$/, " 1 ms", c)

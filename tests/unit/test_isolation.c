@@ -13,9 +13,12 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "service_helpers.h"
@@ -526,6 +529,28 @@ static void slow_handlers_run_side_by_side_in_their_processes(void **state)
     assert_balanced(f);
 }
 
+/* No worker process outlives tl_service_free: with the test their subreaper, one
+ * still there (or dead, unreaped) after the free would be a child of the test. */
+static void no_worker_process_outlives_the_service(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    start_workers(f, "iso.outlive", 4, 1, "none", "10s", "    params: { ms: \"100\" }\n");
+    for (int i = 0; i < 4; i++)
+        push(f, 0, NULL, "id=1");
+    run(f, script_until_all_settled);
+    assert_int_equal(stats(f).completed, 4);
+    tl_service_free(f->svc);
+    f->svc = NULL;
+    errno = 0;
+    pid_t left = waitpid(-1, NULL, WNOHANG);
+    int err = errno;
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    if (left != -1 || err != ECHILD)
+        fail_msg("a process of the service outlived it (waitpid: %d, %s)", (int)left,
+                 strerror(err));
+}
+
 /* Stalled messages when the quick ones pushed behind the slow one had completed. */
 static _Atomic uint64_t stalled_when_quick_done;
 
@@ -631,6 +656,8 @@ int main(void)
             a_message_waiting_behind_another_is_timed_from_its_own_start, setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(messages_after_a_long_one_in_a_fast_process_go_to_another,
                                         setup_builtins, teardown),
+        cmocka_unit_test_setup_teardown(no_worker_process_outlives_the_service, setup_builtins,
+                                        teardown),
         cmocka_unit_test_setup_teardown(slow_handlers_run_side_by_side_in_their_processes,
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(messages_of_every_size_reach_the_process_whole_and_in_order,

@@ -17,8 +17,10 @@
  *
  * The zygote and its workers ignore SIGINT and SIGTERM (a ^C on the terminal reaches
  * the whole process group; the service drains instead). The zygote ends when the
- * service's end of its socket closes, which includes the service dying, and its
- * workers die with it (PR_SET_PDEATHSIG), even one spinning in a handler.
+ * service's end of its socket closes, which includes the service dying, once its
+ * workers have (when the service is freed, they are idle and end as their sockets
+ * close); they die with it all the same (PR_SET_PDEATHSIG), even one spinning in a
+ * handler.
  *
  * Thread rules: tl__zygote_start and tl__zygote_stop on the thread building and
  * freeing the service; spawn and reap from any thread, one request at a time under
@@ -59,6 +61,9 @@ struct tl_zygote {
 };
 
 /* ---------------------------------------------------------------- in the zygote */
+
+/* How long the zygote waits for its idle workers to end once the service is freed. */
+#define ZYGOTE_DRAIN_S 10
 
 /* Sends the reply, with fd passed along when it is not -1. */
 static int send_reply(int sock, const reply *r, int fd)
@@ -142,6 +147,14 @@ static void zygote_main(tl_service *svc, int sock, tl_child_main child)
             }
             send_reply(sock, &r, -1);
         }
+    }
+    /* The service is being freed: its workers are idle (busy ones were killed) and end
+     * as their sockets close. Waiting for them means none outlives tl_service_free and
+     * their CPU time counts as the service's (RUSAGE_CHILDREN). One not gone within
+     * ZYGOTE_DRAIN_S ends by PR_SET_PDEATHSIG when the alarm ends the zygote. */
+    signal(SIGALRM, SIG_DFL);
+    alarm(ZYGOTE_DRAIN_S);
+    while (wait(NULL) > 0 || errno == EINTR) {
     }
     _exit(0);
 }
