@@ -21,8 +21,9 @@ static const char usage[] =
     "URL/tasks (URL: its admin address, e.g. http://127.0.0.1:9464): health and stuck\n"
     "workers, the counters and their rates, handler-time percentiles, each route's\n"
     "in-flight, stalled, rerouted and late counts and each reroute target's, the\n"
-    "partitions with most lag, and the oldest tasks in flight. On a terminal it\n"
-    "redraws every interval until Ctrl-C; otherwise it prints one report and exits.\n"
+    "partitions with most lag, and the oldest tasks in flight (PID: the worker\n"
+    "process holding one, with isolation: process). On a terminal it redraws every\n"
+    "interval until Ctrl-C; otherwise it prints one report and exits.\n"
     "\n"
     "options:\n"
     "  --token T        the admin token (default $TL_ADMIN_TOKEN), sent as a bearer\n"
@@ -213,8 +214,8 @@ static void print_tasks(FILE *f, const json_t *t, uint64_t top)
 {
     const json_t *tasks = json_object_get(t, "tasks");
     fprintf(f, "\noldest tasks in flight (%" PRId64 " pending)\n", num(t, "total"));
-    fprintf(f, "%8s %-10s %-14s %9s %10s %-16s %7s %7s\n", "AGE_S", "STATE", "HANDLER", "PARTITION",
-            "OFFSET", "KEY", "ATTEMPT", "STALLED");
+    fprintf(f, "%8s %-10s %-14s %9s %10s %-16s %7s %7s %8s\n", "AGE_S", "STATE", "HANDLER",
+            "PARTITION", "OFFSET", "KEY", "ATTEMPT", "STALLED", "PID");
     size_t i, shown = 0;
     json_t *x;
     json_array_foreach(tasks, i, x)
@@ -223,10 +224,12 @@ static void print_tasks(FILE *f, const json_t *t, uint64_t top)
         if (!m || shown >= top)
             continue;
         shown++;
-        fprintf(f, "%8.1f %-10s %-14s %9" PRId64 " %10" PRId64 " %-16s %7" PRId64 " %7s\n",
+        /* The worker process holding it, on a route with isolation: process. */
+        char pid[32];
+        fprintf(f, "%8.1f %-10s %-14s %9" PRId64 " %10" PRId64 " %-16s %7" PRId64 " %7s %8s\n",
                 (double)num(x, "age_ms") / 1000, str(x, "state"), str(m, "handler"),
                 num(m, "partition"), num(m, "offset"), str(m, "key"), num(m, "attempt"),
-                yes(m, "stalled"));
+                yes(m, "stalled"), num_or_dash(json_object_get(m, "process"), "pid", pid, 32));
     }
 }
 

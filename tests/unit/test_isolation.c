@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -551,6 +553,77 @@ static void no_worker_process_outlives_the_service(void **state)
                  strerror(err));
 }
 
+static char tasks_json[1 << 16];
+
+/* Of the handler tasks in tasks_json: how many a worker process runs (their pids
+ * into pids, each checked alive), and whether every one says where it is. */
+static int running_in_processes(int pids[], int cap, bool *all_say)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(tasks_json, 0, &jerr);
+    assert_non_null(root);
+    int n = 0;
+    *all_say = true;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(root, "tasks"), i, t)
+    {
+        json_t *m = json_object_get(t, "message");
+        if (!m)
+            continue;
+        json_t *where = json_object_get(m, "process");
+        *all_say = *all_say && where;
+        if (!json_is_true(json_object_get(where, "running")) || n >= cap)
+            continue;
+        pids[n] = (int)json_integer_value(json_object_get(where, "pid"));
+        assert_true(pids[n] > 0 && pids[n] != (int)getpid());
+        assert_int_equal(kill(pids[n], 0), 0);
+        n++;
+    }
+    json_decref(root);
+    return n;
+}
+
+/* Keeps /tasks once two messages run in worker processes, then lets all settle. */
+static void script_tasks_while_two_run(fx *f)
+{
+    int pids[4];
+    bool all_say = false;
+    int64_t until = now_ms() + 10000;
+    do {
+        sleep_ms(20);
+        STEP(http_get(tl_service_admin_port(f->svc), "/tasks", tasks_json, sizeof(tasks_json)) ==
+             200);
+    } while (running_in_processes(pids, 4, &all_say) < 2 && now_ms() < until);
+    STEP(wait_for(f, all_settled, 20000));
+}
+
+/* An operator looking at a stuck message sees the worker process holding it: /tasks
+ * gives each handler task of an isolated route its process's pid, and whether it runs
+ * there; two slow messages on two workers run in two live processes. */
+static void tasks_show_the_worker_process_of_each_message(void **state)
+{
+    fx *f = *state;
+    start(f, "iso.where",
+          (opts){.handler = "work",
+                 .workers = 2,
+                 .ordering = "none",
+                 .timeout = "10s",
+                 .route_extra = "    isolation: process\n"
+                                "    params: { ms: \"500\" }\n",
+                 .top_extra = "admin: { listen: \"127.0.0.1:0\" }\n"});
+    for (int i = 0; i < 3; i++)
+        push(f, 0, NULL, "id=1");
+    run(f, script_tasks_while_two_run);
+    assert_int_equal(stats(f).completed, 3);
+    int pids[4];
+    bool all_say = false;
+    assert_int_equal(running_in_processes(pids, 4, &all_say), 2);
+    assert_true(all_say);
+    assert_int_not_equal(pids[0], pids[1]);
+    assert_balanced(f);
+}
+
 /* Stalled messages when the quick ones pushed behind the slow one had completed. */
 static _Atomic uint64_t stalled_when_quick_done;
 
@@ -658,6 +731,8 @@ int main(void)
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(no_worker_process_outlives_the_service, setup_builtins,
                                         teardown),
+        cmocka_unit_test_setup_teardown(tasks_show_the_worker_process_of_each_message,
+                                        setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(slow_handlers_run_side_by_side_in_their_processes,
                                         setup_builtins, teardown),
         cmocka_unit_test_setup_teardown(messages_of_every_size_reach_the_process_whole_and_in_order,

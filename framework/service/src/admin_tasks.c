@@ -3,7 +3,9 @@
  * {"total", "truncated", "tasks": [...]}, at most TASKS_CAP entries, oldest first, each
  * {id, state, age_ms, name} and, for a handler's task, "message": {handler, origin,
  * partition, offset, key (text, or 0x and hex, cut at 32 bytes; null without one),
- * trace_id (of a W3C traceparent header; null without one), attempt, stalled}.
+ * trace_id (of a W3C traceparent header; null without one), attempt, stalled} and,
+ * on a route with isolation: process, "process": {pid, running} of the worker process
+ * holding it (null while it waits for one).
  *
  * The same request, asked for routes, counts each route's live records instead
  * (tl__admin_route_live, for /stats).
@@ -225,6 +227,12 @@ static char *snap_json(snap_req *const *r, size_t n)
                           (json_int_t)e->msg.offset, "key", e->msg.has_key ? e->msg.key : NULL,
                           "trace_id", e->msg.has_trace ? e->msg.trace : NULL, "attempt",
                           (int)e->msg.attempt, "stalled", e->msg.stalled));
+        json_t *m = t ? json_object_get(t, "message") : NULL;
+        if (m && e->msg.isolated)
+            json_object_set_new(m, "process",
+                                e->msg.pid ? json_pack("{s:i, s:b}", "pid", e->msg.pid, "running",
+                                                       e->msg.pid_running)
+                                           : json_null());
         json_array_append_new(list, t);
     }
     free(all);

@@ -85,6 +85,10 @@ bool tl__task_message(const tl_task *task, tl_task_message *out)
     if (out->has_key)
         tl__key_text(rec->msg, out->key, sizeof(out->key));
     out->has_trace = tl_msg_trace_id(rec->msg, out->trace);
+    /* Which process to look at (or kill) when a message is stuck in one. */
+    out->isolated = rec->route->cfg->isolation == TL_ISOLATE_PROCESS && rec->route->procs;
+    if (out->isolated)
+        out->pid = tl__procs_where(rec->route->procs, task, &out->pid_running);
     return true;
 }
 

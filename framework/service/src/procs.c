@@ -33,7 +33,8 @@
  * shard: each shard's state of the route points at the root's, and each shard's loop
  * thread hands its messages over; a result completes its task on that task's own loop.
  *
- * Thread rules: tl__procs_run on a loop thread (any shard's), the route's reader on
+ * Thread rules: tl__procs_run and tl__procs_where on a loop thread (any shard's), the
+ * route's reader on
  * its own thread; everything of a route's processes (the entries' recycler included)
  * is guarded by its mu, which the reader
  * lets go of only to wait for the sockets, to complete tasks, to fork a process and to
@@ -146,6 +147,24 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
         tl__procs_finish(all, stuck, TL_ESYS, NO_START);
     pthread_mutex_unlock(&all->mu);
     return TL_PENDING;
+}
+
+int tl__procs_where(struct tl_procs *all, const tl_task *task, bool *running)
+{
+    int pid = 0;
+    *running = false;
+    pthread_mutex_lock(&all->mu);
+    for (size_t i = 0; !pid && i < all->nslots; i++) {
+        const slot *s = &all->slots[i];
+        for (const entry *e = s->sent.head; s->id.pid > 0 && e; e = e->next)
+            if (e->task == task) {
+                pid = s->id.pid;
+                *running = e == s->sent.head;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&all->mu);
+    return pid;
 }
 
 void tl__procs_check(tl_service *svc)

@@ -642,6 +642,11 @@ int tl__procs_init(tl_service *svc, tl_route_state *route);
  * by TL_KILL_GRACE_MS is killed. */
 int tl__procs_run(tl_task *task, tl_rec *rec);
 
+/* procs.c. On a loop thread: the pid of the worker process that holds task (sent to
+ * it: *running says whether it runs or waits behind the one that does), or 0 when it
+ * waits for one. */
+int tl__procs_where(struct tl_procs *all, const tl_task *task, bool *running);
+
 /* procs.c. Housekeeping: logs worker processes replaced since the last round. */
 void tl__procs_check(tl_service *svc);
 
@@ -881,6 +886,9 @@ typedef struct tl_task_message {
     unsigned attempt; /* of the task itself: 1 for the first */
     bool stalled;     /* past its timeout and still running */
     bool has_key, has_trace;
+    bool isolated;                   /* its route runs handlers in worker processes */
+    int pid;                         /* isolated: the worker process holding it, or 0 (waiting) */
+    bool pid_running;                /* that process runs it (false: it waits there behind one) */
     char key[TL_KEY_TEXT_CAP];       /* tl__key_text's, a copy */
     char trace[TL_TRACE_ID_LEN + 1]; /* tl_msg_trace_id's */
 } tl_task_message;

@@ -146,7 +146,8 @@ function showTasks(t) {
   fillRows("tasks", msgs.slice(0, TASKS_TOP).map((x) => {
     const m = x.message;
     return { cells: [[(x.age_ms / 1000).toFixed(1) + " s", true], [x.state], [m.handler], [m.origin],
-      [m.partition, true], [m.offset, true], [m.key], [m.attempt, true], [m.stalled ? "yes" : "no"]],
+      [m.partition, true], [m.offset, true], [m.key], [m.attempt, true], [m.stalled ? "yes" : "no"],
+      [m.process ? m.process.pid : null, true]],
       cls: m.stalled ? "stalled" : "", data: { offset: m.offset, partition: m.partition } };
   }));
 }
