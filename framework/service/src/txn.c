@@ -16,8 +16,9 @@
  *
  * A transaction ends once `transaction.messages` records had their sends go (the sends
  * of later ones wait for its commit), once it is `transaction.interval` old (checked at
- * housekeeping), at a revoke and at the end of the drain. The commit blocks the loop thread while
- * the broker answers (handlers go on running meanwhile). A failed commit aborts what was sent since
+ * housekeeping), at a revoke and at the end of the drain. A commit due by size or age runs
+ * on the source's committer thread while the loop goes on (see "the committer"); one at a
+ * revoke or the drain runs on the loop thread. A failed commit aborts what was sent since
  * the last one; the records that sent it are settled already, so no later commit may move
  * a position past them: the source commits nothing again and the service stops, and its
  * restart replays from the last commit. Lost partitions do the same (their sends in the
