@@ -18,9 +18,10 @@
  * The zygote and its workers ignore SIGINT and SIGTERM (a ^C on the terminal reaches
  * the whole process group; the service drains instead). The zygote ends when the
  * service's end of its socket closes, which includes the service dying, once its
- * workers have (when the service is freed, they are idle and end as their sockets
- * close); they die with it all the same (PR_SET_PDEATHSIG), even one spinning in a
- * handler.
+ * workers have: each ends as its own socket closes, even one wedged in a handler
+ * (child.c's socket reader ends the process: nothing waits for its result), so that
+ * none outlives tl_service_free; one still there ZYGOTE_DRAIN_S later dies with the
+ * zygote (PR_SET_PDEATHSIG).
  *
  * Thread rules: tl__zygote_start and tl__zygote_stop on the thread building and
  * freeing the service; spawn and reap from any thread, one request at a time under
@@ -148,10 +149,10 @@ static void zygote_main(tl_service *svc, int sock, tl_child_main child)
             send_reply(sock, &r, -1);
         }
     }
-    /* The service is being freed: its workers are idle (busy ones were killed) and end
-     * as their sockets close. Waiting for them means none outlives tl_service_free and
-     * their CPU time counts as the service's (RUSAGE_CHILDREN). One not gone within
-     * ZYGOTE_DRAIN_S ends by PR_SET_PDEATHSIG when the alarm ends the zygote. */
+    /* The service is freed or gone: its workers end as their sockets close. Waiting
+     * for them means none outlives tl_service_free and their CPU time counts as the
+     * service's (RUSAGE_CHILDREN). One not gone within ZYGOTE_DRAIN_S ends by
+     * PR_SET_PDEATHSIG when the alarm ends the zygote. */
     signal(SIGALRM, SIG_DFL);
     alarm(ZYGOTE_DRAIN_S);
     while (wait(NULL) > 0 || errno == EINTR) {
