@@ -7,39 +7,16 @@ set -euo pipefail
 
 TASKLOOP=${1:?usage: test_top.sh TASKLOOP CONFIG}
 CONFIG=${2:?usage: test_top.sh TASKLOOP CONFIG}
-TMP=$(mktemp -d)
-PID=
-cleanup() {
-    if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-        kill -INT "$PID" 2>/dev/null || true
-        kill -INT "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    echo "--- top's output" >&2
-    cat "$TMP/top" >&2 2>/dev/null || true
-    echo "--- service stderr" >&2
-    cat "$TMP/err" >&2 || true
-    exit 1
-}
-pass() { echo "ok - $*"; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=service_lib.sh
+. "$(dirname "$0")/service_lib.sh"
+LOGS=("$TMP/top" "$TMP/err")
 export DASH_ADMIN_PORT DASH_ENDPOINT DASH_TOKEN=top-Tok.7 DASH_STALL_MS=6000
 DASH_ADMIN_PORT=$(free_port)
 DASH_ENDPOINT=tcp://127.0.0.1:$(free_port)
 URL=http://127.0.0.1:$DASH_ADMIN_PORT
 "$TASKLOOP" run "$CONFIG" --no-progress >/dev/null 2>"$TMP/err" &
 PID=$!
-for _ in $(seq 100); do
-    curl -sf "$URL/healthz" >/dev/null && break
-    sleep 0.1
-done
-curl -sf "$URL/healthz" >/dev/null || fail "the service's admin endpoint did not come up"
+wait_healthz "$URL"
 
 # 200 messages, two of them (ids 99 and 199) marked stall: stalled at 1s, rerouted,
 # their stuck attempts running on for 6s.

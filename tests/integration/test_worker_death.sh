@@ -7,25 +7,10 @@
 set -euo pipefail
 
 TASKLOOP=${1:?usage: test_worker_death.sh TASKLOOP}
-TMP=$(mktemp -d)
-PID=
-cleanup() {
-    if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-        kill -KILL "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    echo "--- service stderr" >&2
-    cat "$TMP/err" >&2 || true
-    exit 1
-}
-pass() { echo "ok - $*"; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=service_lib.sh
+. "$(dirname "$0")/service_lib.sh"
+STOP_SIGNAL=KILL
+LOGS=("$TMP/err")
 ADMIN_PORT=$(free_port)
 ENDPOINT=tcp://127.0.0.1:$(free_port)
 URL=http://127.0.0.1:$ADMIN_PORT
@@ -46,11 +31,7 @@ log: { level: warn }
 EOF
 "$TASKLOOP" run "$TMP/svc.yaml" --no-progress >/dev/null 2>"$TMP/err" &
 PID=$!
-for _ in $(seq 100); do
-    curl -sf "$URL/healthz" >/dev/null && break
-    sleep 0.1
-done
-curl -sf "$URL/healthz" >/dev/null || fail "the service's admin endpoint did not come up"
+wait_healthz "$URL"
 
 echo "id=1 poison:hang" | "$TASKLOOP" produce --to "zmq:$ENDPOINT" --from - >/dev/null
 worker=

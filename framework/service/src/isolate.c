@@ -63,7 +63,7 @@ struct tl_zygote {
 
 /* ---------------------------------------------------------------- in the zygote */
 
-/* How long the zygote waits for its idle workers to end once the service is freed. */
+/* How long the zygote waits for its workers to end once the service is freed or gone. */
 #define ZYGOTE_DRAIN_S 10
 
 /* Sends the reply, with fd passed along when it is not -1. */
