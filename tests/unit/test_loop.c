@@ -1,6 +1,6 @@
 /*
- * The loop: run and stop, call_threadsafe, timers, all_tasks, and several loops on
- * several threads at once.
+ * The loop: run and stop, call_threadsafe, timers, all_tasks, a poller, and several
+ * loops on several threads at once.
  *
  * Assertions run on the test's main thread only: cmocka's failure path is not
  * thread safe, so helper threads record what they saw and the main thread checks.
@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <taskloop/loop_ext.h>
 #include <taskloop/taskloop.h>
 
 #include "task_helpers.h"
@@ -483,6 +484,138 @@ static void several_loops_on_several_threads_run_independently(void **state)
     }
 }
 
+/* ------------------------------------------------------------ a poller */
+
+/* What a poller watches: a result another thread posts into memory they share (as a
+ * worker process does), for a task that returned TL_PENDING. */
+typedef struct post {
+    tl_loop *loop;
+    tl_task *task;
+    atomic_int posted; /* the result is there */
+    atomic_int asleep; /* set in SLEEP, cleared in WOKEN: the poster must wake the loop */
+    atomic_int looks, sleeps, wakes, woken_by_poster;
+    bool arrive_in_sleep; /* the result arrives as the loop is about to sleep */
+} post;
+
+static int pending_task(tl_task *task, void *arg)
+{
+    (void)task;
+    (void)arg;
+    return TL_PENDING;
+}
+
+static bool take_post(post *p)
+{
+    if (!atomic_load(&p->posted) || tl_task_done(p->task))
+        return false;
+    tl_task_complete(p->task, (void *)42, 0);
+    return true;
+}
+
+static bool post_poller(tl_loop *loop, tl_poll_phase phase, void *user)
+{
+    post *p = user;
+    (void)loop;
+    if (phase == TL_POLL_LOOK) {
+        atomic_fetch_add(&p->looks, 1);
+        return take_post(p);
+    }
+    if (phase == TL_POLL_WOKEN) {
+        atomic_fetch_add(&p->wakes, 1);
+        atomic_store(&p->asleep, 0);
+        return false;
+    }
+    atomic_fetch_add(&p->sleeps, 1);
+    if (p->arrive_in_sleep)
+        atomic_store(&p->posted, 1);
+    atomic_store(&p->asleep, 1);
+    return atomic_load(&p->posted) && !tl_task_done(p->task);
+}
+
+static void wake_noop(tl_loop *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+}
+
+/* Posts once the loop sleeps, and wakes it as a poller's contract asks. */
+static void *post_when_asleep(void *arg)
+{
+    post *p = arg;
+    for (int i = 0; i < 5000 && !atomic_load(&p->asleep); i++)
+        sleep_ms(1);
+    atomic_store(&p->posted, 1);
+    if (atomic_load(&p->asleep)) {
+        atomic_fetch_add(&p->woken_by_poster, 1);
+        tl_loop_call_threadsafe(p->loop, wake_noop, NULL);
+    }
+    return NULL;
+}
+
+static tl_task *start_pending(post *p)
+{
+    p->loop = new_loop(0);
+    tl_loop_set_poller(p->loop, post_poller, p);
+    p->task = tl_task_create(p->loop, pending_task, NULL);
+    return p->task;
+}
+
+static void a_poller_takes_what_arrived_at_the_next_round_with_no_wake_up(void **state)
+{
+    (void)state;
+    post p = {0};
+    tl_task *t = start_pending(&p);
+    atomic_store(&p.posted, 1);
+    tl_wait_result res;
+    assert_int_equal(tl_wait(p.loop, &t, 1, 10000, TL_ALL_COMPLETED, &res), 0);
+    assert_int_equal(res.ndone, 1);
+    tl_wait_result_free(&res);
+    assert_int_equal((intptr_t)tl_task_result(t), 42);
+    assert_true(atomic_load(&p.looks) >= 1);
+    assert_int_equal(atomic_load(&p.sleeps), 0);
+    assert_int_equal(atomic_load(&p.wakes), 0);
+    tl_task_release(t);
+    tl_loop_free(p.loop);
+}
+
+static void a_sleeping_loop_woken_by_the_poster_takes_the_result(void **state)
+{
+    (void)state;
+    post p = {0};
+    tl_task *t = start_pending(&p);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, post_when_asleep, &p), 0);
+    tl_wait_result res;
+    assert_int_equal(tl_wait(p.loop, &t, 1, 10000, TL_ALL_COMPLETED, &res), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(res.ndone, 1);
+    tl_wait_result_free(&res);
+    assert_int_equal((intptr_t)tl_task_result(t), 42);
+    assert_true(atomic_load(&p.sleeps) >= 1);
+    assert_int_equal(atomic_load(&p.woken_by_poster), 1);
+    assert_int_equal(atomic_load(&p.wakes), atomic_load(&p.sleeps));
+    tl_task_release(t);
+    tl_loop_free(p.loop);
+}
+
+static void a_poller_that_finds_an_arrival_in_sleep_keeps_the_loop_awake(void **state)
+{
+    (void)state;
+    /* Nobody wakes the loop here: had it slept, the wait would end at its timeout
+     * with the task pending. */
+    post p = {.arrive_in_sleep = true};
+    tl_task *t = start_pending(&p);
+    tl_wait_result res;
+    assert_int_equal(tl_wait(p.loop, &t, 1, 10000, TL_ALL_COMPLETED, &res), 0);
+    assert_int_equal(res.ndone, 1);
+    tl_wait_result_free(&res);
+    assert_int_equal((intptr_t)tl_task_result(t), 42);
+    assert_int_equal(atomic_load(&p.sleeps), 1);
+    assert_int_equal(atomic_load(&p.wakes), 1);
+    tl_task_release(t);
+    tl_loop_free(p.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +637,9 @@ int main(void)
         cmocka_unit_test(loop_tasks_counts_all_even_beyond_cap),
         cmocka_unit_test(loop_tasks_drops_a_cancelled_task),
         cmocka_unit_test(several_loops_on_several_threads_run_independently),
+        cmocka_unit_test(a_poller_takes_what_arrived_at_the_next_round_with_no_wake_up),
+        cmocka_unit_test(a_sleeping_loop_woken_by_the_poster_takes_the_result),
+        cmocka_unit_test(a_poller_that_finds_an_arrival_in_sleep_keeps_the_loop_awake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

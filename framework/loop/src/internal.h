@@ -132,7 +132,9 @@ struct tl_loop {
     tl_timer **heap;    /* [loop] timers, min-heap on (due_ns, seq) */
     size_t nheap, capheap;
     uint64_t timer_seq;
-    tl_list closers; /* [loop] tl_closer links: let go unfired by tl_loop_free */
+    tl_list closers;     /* [loop] tl_closer links: let go unfired by tl_loop_free */
+    tl_poller_fn poller; /* [loop] NULL: none (tl_loop_set_poller) */
+    void *poller_user;
     tl_pool pool;
 };
 

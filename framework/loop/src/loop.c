@@ -1,8 +1,9 @@
 /*
  * The loop: one iteration runs the inline tasks that are ready, hands pool tasks to
- * the workers, sleeps until something arrives in the inbox (inbox.c) or a timer
- * (timer.c) is due, then runs the thread-safe calls, finalizes finished tasks and fires
- * due timers. Nothing about messages lives here.
+ * the workers, asks the poller (if any) to take what arrived by its own means, sleeps
+ * until something arrives in the inbox (inbox.c) or a timer (timer.c) is due, then
+ * runs the thread-safe calls, finalizes finished tasks and fires due timers. Nothing
+ * about messages lives here.
  *
  * Thread rules: the loop thread (the one running it, or owning it between runs).
  */
@@ -137,6 +138,18 @@ static bool has_work(tl_loop *loop)
            atomic_load(&loop->stop_flag);
 }
 
+void tl_loop_set_poller(tl_loop *loop, tl_poller_fn poller, void *user)
+{
+    loop->poller = poller;
+    loop->poller_user = user;
+}
+
+/* Asks the poller (if any); true when it says something arrived. */
+static bool ask_poller(tl_loop *loop, tl_poll_phase phase)
+{
+    return loop->poller && loop->poller(loop, phase, loop->poller_user);
+}
+
 /*
  * Before sleeping, look for work for a few microseconds while tasks are out on the
  * pool: a completion that arrives meanwhile costs no wake-up (an eventfd write on one
@@ -159,6 +172,8 @@ static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
         for (int i = 0; i < 64; i++)
             if (has_work(loop))
                 return true;
+        if (ask_poller(loop, TL_POLL_LOOK))
+            return true;
         sched_yield();
     } while (tl_clock_ns() < end);
     return false;
@@ -167,12 +182,18 @@ static bool spin_for_work(tl_loop *loop, int64_t timeout_ns)
 /* Sleeps in ppoll until woken or timeout_ns passes (negative: no limit). */
 static void sleep_until_woken(tl_loop *loop, int64_t timeout_ns)
 {
+    if (ask_poller(loop, TL_POLL_LOOK))
+        timeout_ns = 0;
     if (timeout_ns != 0 && spin_for_work(loop, timeout_ns))
         return;
     atomic_store(&loop->sleeping, true);
     /* Dekker pairing with the pushers: they push, then read sleeping; we set sleeping,
-     * then look at what they pushed. One of the two sides sees the other. */
+     * then look at what they pushed. One of the two sides sees the other. The poller's
+     * sources pair the same way with what it marks in SLEEP. */
     if (has_work(loop))
+        timeout_ns = 0;
+    bool asked = timeout_ns != 0 && loop->poller;
+    if (asked && ask_poller(loop, TL_POLL_SLEEP))
         timeout_ns = 0;
     struct pollfd pfd = {.fd = loop->wake_fd, .events = POLLIN};
     struct timespec ts, *tsp = NULL;
@@ -188,6 +209,8 @@ static void sleep_until_woken(tl_loop *loop, int64_t timeout_ns)
     }
     atomic_store(&loop->sleeping, false);
     atomic_store(&loop->wake_sent, false);
+    if (asked)
+        ask_poller(loop, TL_POLL_WOKEN);
 }
 
 /* One iteration: run what is ready, hand work to the pool, sleep, then deliver. */

@@ -4,7 +4,8 @@
  * order, as a task of a loop of its own, decoding each into one buffer reused from
  * message to message, and puts each result into the ring before it starts the next
  * message, so that the service knows which message a crash belongs to. That costs no system call;
- * the service's reader is woken (a byte on the socket) only when it sleeps and results wait: before
+ * the service's reader is woken (a byte on the socket) only when the service sleeps and results
+ * wait (awake, its loop takes them at its next round): before
  * the worker waits for more messages, after a handler that ran long, or after half the messages
  * sent ahead, so that fast results go many to a wake-up and a slow one is not held behind them. The
  * reader looks at the ring every few milliseconds while messages are out anyway, which
@@ -152,8 +153,8 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* Main thread: wakes the service's reader if it sleeps while results wait for it.
- * One that does not sleep looks at the ring before it does (ring.c). */
+/* Main thread: wakes the service's reader if the service sleeps while results wait
+ * for it. One that does not sleep looks at the ring before it does (ring.c). */
 static void wake(child *c)
 {
     static const char wake_frame[5] = {TL_FRAME_WAKE, 0, 0, 0, 0};

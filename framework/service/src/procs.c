@@ -12,11 +12,17 @@
  * runs, so it never waits for the service between two messages. Messages past that
  * wait in the route's backlog, and go to the first slot with room, so one slow
  * handler holds few messages behind it; a process not yet shown fast gets one while
- * another is idle or starting (see cap), so slow handlers run side by side. One thread of the
- * route, its reader, takes the results from each slot's ring in memory shared with the process
- * (ring.c), woken through the process's socket when it sleeps and results wait: one thread for all
- * the slots, not one each, so that on a machine with few cores the processes' results
- * wake one thread, which finds several slots' results at a time. Only the first message of a slot
+ * another is idle or starting (see cap), so slow handlers run side by side.
+ *
+ * The results come back in each slot's ring, in memory shared with the process
+ * (ring.c). While the service's root loop is awake, it takes them itself at each of its
+ * rounds (tl__procs_poll, its poller): a fast stream of results costs no wake-up of any
+ * thread, and most tasks complete on the thread that finalizes them. Before it sleeps,
+ * it marks the rings so, and a process with results wakes the route's reader through
+ * its socket: one thread for all the slots, which takes the results and completes the
+ * tasks (which wakes the loop). The reader also looks every few milliseconds while
+ * messages are out (for a loop busy elsewhere, or other shards' loops), starts and
+ * reaps the processes and passes cancellations on. Only the first message of a slot
  * runs, and only that one counts as started for the route's timeout (tl_task_set_started_ns): the
  * others wait as a busy pool's tasks do.
  *
@@ -33,15 +39,15 @@
  * shard: each shard's state of the route points at the root's, and each shard's loop
  * thread hands its messages over; a result completes its task on that task's own loop.
  *
- * Thread rules: tl__procs_run and tl__procs_where on a loop thread (any shard's), the
- * route's reader on
- * its own thread; everything of a route's processes (the entries' recycler included)
- * is guarded by its mu, which the reader
- * lets go of only to wait for the sockets, to complete tasks, to fork a process and to
- * reap one; the reader alone reads the sockets, starts and reaps the processes; the
- * counters are atomics; tl__procs_check on the loop
- * thread; tl__procs_init, tl__procs_stop and tl__procs_free on the thread that builds
- * and frees the service.
+ * Thread rules: tl__procs_run and tl__procs_where on a loop thread (any shard's),
+ * tl__procs_poll on the root's, the route's reader on its own thread; everything of a
+ * route's processes (the entries' recycler included) is guarded by its mu, which the
+ * reader and the poller let go of only to complete tasks, and the reader also to wait
+ * for the sockets, to fork a process and to reap one (the poller only tries to take
+ * it, and never waits but before the loop sleeps); the reader alone reads the sockets,
+ * starts and reaps the processes; the counters, `watched` and each slot's `taken` are
+ * atomics; tl__procs_check on the loop thread; tl__procs_init, tl__procs_stop and
+ * tl__procs_free on the thread that builds and frees the service.
  */
 #include "procs_int.h"
 
@@ -165,6 +171,46 @@ int tl__procs_where(struct tl_procs *all, const tl_task *task, bool *running)
     }
     pthread_mutex_unlock(&all->mu);
     return pid;
+}
+
+/* The root loop's look at a route's rings (on its thread): takes the results there,
+ * unless the reader holds the route (it takes them then). How many it took. */
+static size_t look(struct tl_procs *all)
+{
+    bool any = false;
+    for (size_t i = 0; !any && i < all->nslots; i++)
+        any = tl__ring_done(all->slots[i].ring) >
+              atomic_load_explicit(&all->slots[i].taken, memory_order_relaxed);
+    if (!any || pthread_mutex_trylock(&all->mu) != 0)
+        return 0;
+    size_t n = tl__procs_collect(all);
+    pthread_mutex_unlock(&all->mu);
+    return n;
+}
+
+bool tl__procs_poll(tl_loop *loop, tl_poll_phase phase, void *arg)
+{
+    tl_service *svc = arg;
+    (void)loop;
+    bool found = false;
+    for (size_t i = 0; i < svc->nroutes; i++) {
+        struct tl_procs *all = svc->routes[i].procs;
+        if (!all)
+            continue;
+        if (phase == TL_POLL_LOOK) {
+            found |= look(all) > 0;
+        } else if (phase == TL_POLL_SLEEP) {
+            atomic_store(&all->watched, false);
+            pthread_mutex_lock(&all->mu);
+            found |= tl__procs_mark_asleep(all);
+            pthread_mutex_unlock(&all->mu);
+        } else {
+            atomic_store(&all->watched, true);
+            for (size_t j = 0; j < all->nslots; j++)
+                tl__ring_awake(all->slots[j].ring);
+        }
+    }
+    return found;
 }
 
 void tl__procs_check(tl_service *svc)

@@ -39,18 +39,20 @@ typedef struct queue {
 
 typedef struct slot {
     struct tl_procs *all;
-    tl_proc_id id;     /* pid 0 and fd -1: none */
-    tl_ring *ring;     /* its process's messages and results */
-    queue sent;        /* in order; the head is the one running */
-    queue done;        /* results taken, their tasks to complete with mu let go */
-    tl_frame_out out;  /* frames to write on the socket (too large for the ring) */
-    tl_frame_in in;    /* what the process writes: wake-ups and outputs (reader) */
-    bool want_emits;   /* the running one's result is in, its outputs not yet */
-    bool asleep;       /* its ring is marked asleep for the reader's wait */
-    uint64_t nsent;    /* messages sent to this process */
-    int64_t cancel_at; /* when the running one was told to cancel (ms), or -1 */
-    uint64_t killed;   /* killed by the service while this message ran, or 0 */
-    bool starting;     /* the reader is to start a process */
+    tl_proc_id id;          /* pid 0 and fd -1: none */
+    tl_ring *ring;          /* its process's messages and results */
+    queue sent;             /* in order; the head is the one running */
+    queue done;             /* results taken, their tasks to complete with mu let go */
+    tl_frame_out out;       /* frames to write on the socket (too large for the ring) */
+    tl_frame_in in;         /* what the process writes: wake-ups and outputs (reader) */
+    bool want_emits;        /* the running one's result is in, its outputs not yet */
+    bool asleep;            /* its ring is marked asleep for the reader's wait */
+    _Atomic uint64_t taken; /* the number of the last result taken (a hint for
+                             * tl__procs_poll, read without mu) */
+    uint64_t nsent;         /* messages sent to this process */
+    int64_t cancel_at;      /* when the running one was told to cancel (ms), or -1 */
+    uint64_t killed;        /* killed by the service while this message ran, or 0 */
+    bool starting;          /* the reader is to start a process */
 } slot;
 
 struct tl_procs {
@@ -61,9 +63,12 @@ struct tl_procs {
     tl_recycler *entries; /* taken on the loop thread, given back by any */
     queue backlog;        /* waiting for room in a process */
     bool closed;          /* the service ends: nothing more is sent */
-    int wake_fd;          /* an eventfd: a slot is to start, or the route stops */
-    struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
-    bool reader_started;  /* joined by tl__procs_stop */
+    /* The root loop is awake and takes the results at each of its rounds
+     * (tl__procs_poll): the reader marks the rings asleep only while it is not. */
+    _Atomic bool watched;
+    int wake_fd;         /* an eventfd: a slot is to start, or the route stops */
+    struct pollfd *pfds; /* the reader's: wake_fd, then each slot's socket */
+    bool reader_started; /* joined by tl__procs_stop */
     pthread_t reader;
     size_t fast_cap; /* most processes for handlers known fast: the cores less one */
     size_t nslots;
@@ -103,6 +108,16 @@ slot *tl__procs_pick(struct tl_procs *all);
  * and all are fast now (known fast; with now_ns, also running no message started
  * RUN_LONG_NS before it: the caller must have taken the results first). */
 slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns);
+
+/* Takes the results in every slot's ring, sends what waits to the slots that made
+ * room, completes their tasks, and has the reader start a process if more are wanted
+ * (mu held on entry and exit, let go while tasks complete): how many it took. */
+size_t tl__procs_collect(struct tl_procs *all);
+
+/* Marks the rings of the slots with a process asleep, so that their processes wake
+ * the reader with the next result (mu held): false when a result is there already
+ * (its ring is not marked). */
+bool tl__procs_mark_asleep(struct tl_procs *all);
 
 /* Has the reader look again at once (from a thread other than the reader). */
 void tl__procs_wake_reader(struct tl_procs *all);

@@ -1,8 +1,11 @@
 /*
  * The route's reader of isolation: process (see procs.c): one thread that takes the
- * results of every slot's worker process from its ring, completes their tasks,
- * refills the slots, starts, reaps and replaces their processes and passes
- * cancellations on, until the route stops. Thread rules as procs.c's.
+ * results of every slot's worker process from its ring while the root loop sleeps (or
+ * every few milliseconds while it does not look), completes their tasks, refills the
+ * slots, starts, reaps and replaces their processes and passes cancellations on, until
+ * the route stops; and what the root loop's poller calls to take the results itself
+ * (tl__procs_collect) and to mark the rings before it sleeps. Thread rules as
+ * procs.c's.
  */
 #include "procs_int.h"
 
@@ -78,6 +81,7 @@ static int start_process(slot *s)
     s->in.fd = id.fd;
     s->in.start = s->in.end = 0;
     s->nsent = 0;
+    atomic_store_explicit(&s->taken, 0, memory_order_relaxed);
     s->killed = 0;
     s->cancel_at = -1;
     return 0;
@@ -87,6 +91,7 @@ static int start_process(slot *s)
 static entry *pop_running(slot *s, int64_t now_ns)
 {
     entry *e = tl__procq_pop(&s->sent);
+    atomic_store_explicit(&s->taken, e->seq, memory_order_relaxed);
     s->cancel_at = -1;
     if (s->sent.head)
         tl_task_set_started_ns(s->sent.head->task, now_ns);
@@ -238,6 +243,43 @@ static void watch_cancel(slot *s)
     }
 }
 
+size_t tl__procs_collect(struct tl_procs *all)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        if (s->id.fd < 0)
+            continue;
+        take_results(s);
+        if (!s->done.n)
+            continue;
+        n += s->done.n;
+        tl__procs_refill(s);
+        tl__procs_write_out(s);
+        flush_done(s);
+    }
+    slot *more = n ? tl__procs_to_start(all, tl_clock_ns()) : NULL;
+    if (more) {
+        more->starting = true;
+        tl__procs_wake_reader(all);
+    }
+    return n;
+}
+
+bool tl__procs_mark_asleep(struct tl_procs *all)
+{
+    bool ready = false;
+    for (size_t i = 0; i < all->nslots; i++) {
+        slot *s = &all->slots[i];
+        if (s->id.fd < 0 || s->want_emits)
+            continue;
+        uint64_t next = s->sent.head ? s->sent.head->seq : s->nsent + 1;
+        s->asleep = tl__ring_sleep(s->ring, next);
+        ready |= !s->asleep;
+    }
+    return ready;
+}
+
 /* Has the reader look again at once (from a thread other than the reader). */
 void tl__procs_wake_reader(struct tl_procs *all)
 {
@@ -269,10 +311,10 @@ static void tend(slot *s)
 
 /* Waits for a process to wake the reader, for wake_reader, or for a look at the
  * cancellations (mu held on entry and exit, let go while it waits), and takes what
- * the sockets bring: a slot whose process is gone is replaced. A ring is marked asleep
- * only for the wait, so that its process writes a byte to its socket only then; one
- * whose next result came meanwhile, or a result waiting for its outputs (they come on
- * the socket), makes the wait a mere look. */
+ * the sockets bring: a slot whose process is gone is replaced. While the root loop does
+ * not watch the rings, they are marked asleep for the wait, so that a process writes a
+ * byte to its socket only then; one whose next result came meanwhile makes the wait a
+ * mere look. */
 static void wait_all(struct tl_procs *all)
 {
     struct pollfd *pf = all->pfds;
@@ -281,15 +323,13 @@ static void wait_all(struct tl_procs *all)
     for (size_t i = 0; i < all->nslots; i++) {
         slot *s = &all->slots[i];
         pf[i + 1] = (struct pollfd){.fd = s->id.fd, .events = POLLIN};
-        if (s->id.fd < 0) {
+        if (s->id.fd < 0)
             ready |= s->starting && !all->closed;
-            continue;
-        }
-        running |= s->sent.head != NULL;
-        uint64_t next = s->sent.head ? s->sent.head->seq : UINT64_MAX;
-        s->asleep = !s->want_emits && tl__ring_sleep(s->ring, next);
-        ready |= !s->want_emits && !s->asleep;
+        else
+            running |= s->sent.head != NULL;
     }
+    if (!atomic_load(&all->watched))
+        ready |= tl__procs_mark_asleep(all);
     int wait = ready ? 0 : running ? WAIT_POLL_MS : IDLE_POLL_MS;
     pthread_mutex_unlock(&all->mu);
     int n = poll(pf, all->nslots + 1, wait);

@@ -24,14 +24,17 @@
  * more; the other side publishes (`done`, `head`) and then looks at the flag. Both in
  * sequentially consistent order, so one of the two always sees the other: either the
  * waiter finds the news before it sleeps, or the writer finds it asleep and wakes it.
- * The service's reader sleeps on the socket (whose end also tells that the worker
- * died), so the worker writes it a byte (tl__ring_sleeper tells it to); the worker's
- * main thread sleeps on a futex on its flag, which the service wakes.
+ * The service's side that takes the results (its root loop, or the route's reader
+ * while the loop sleeps: procs.c) is woken through the socket, which the reader waits
+ * on (its end also tells that the worker died), so the worker writes it a byte
+ * (tl__ring_sleeper tells it to); the worker's main thread sleeps on a futex on its
+ * flag, which the service wakes.
  *
  * Thread rules: a ring's results are written by its slot's worker process alone (its
- * main thread) and read by the route's reader; its requests are written by the service
- * under the route's lock and read by the worker's main thread; tl__ring_req_wake from
- * any thread of either; tl__ring_reset only while no process is in the slot;
+ * main thread) and read under the route's lock (by its reader or its root loop);
+ * tl__ring_done and tl__ring_awake from any thread of the service; its requests are
+ * written by the service under the route's lock and read by the worker's main thread;
+ * tl__ring_req_wake from any thread of either; tl__ring_reset only while no process is in the slot;
  * tl__rings_new and tl__rings_free on the thread building and freeing the service.
  */
 #include "runtime.h"
@@ -110,6 +113,11 @@ void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow
     memcpy(e->text, text ? text : "", n);
     e->text[n] = '\0';
     atomic_store(&r->done, seq);
+}
+
+uint64_t tl__ring_done(tl_ring *r)
+{
+    return atomic_load(&r->done);
 }
 
 bool tl__ring_slow(tl_ring *r)

@@ -647,6 +647,12 @@ int tl__procs_run(tl_task *task, tl_rec *rec);
  * waits for one. */
 int tl__procs_where(struct tl_procs *all, const tl_task *task, bool *running);
 
+/* procs.c. The root loop's poller (tl_loop_set_poller; user: the service): while the
+ * loop is awake it takes the results of the worker processes at each of its rounds,
+ * with no wake-up of the route's reader nor of itself; asleep, it has the processes
+ * wake the reader with their next result. */
+bool tl__procs_poll(tl_loop *loop, tl_poll_phase phase, void *svc);
+
 /* procs.c. Housekeeping: logs worker processes replaced since the last round. */
 void tl__procs_check(tl_service *svc);
 
@@ -688,19 +694,22 @@ void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow
 /* Reader: whether the last handler whose result is in the ring ran long. */
 bool tl__ring_slow(tl_ring *r);
 
-/* Worker, after tl__ring_put: true when the reader sleeps (it is marked awake): the
- * worker must then write a byte to its socket to wake it. */
+/* Service: the number of the last result its process put (tl__ring_put). */
+uint64_t tl__ring_done(tl_ring *r);
+
+/* Worker, after tl__ring_put: true when the service's side sleeps (it is marked
+ * awake): the worker must then write a byte to its socket to wake the reader. */
 bool tl__ring_sleeper(tl_ring *r);
 
-/* Reader: true with the result of message seq (text cut to cap, and whether an 'E'
- * frame came before it) once it is in the ring; false while it is not. */
+/* Service, under the route's lock: true with the result of message seq (text cut to cap, and
+ * whether an 'E' frame came before it) once it is in the ring; false while it is not. */
 bool tl__ring_get(tl_ring *r, uint64_t seq, int *err, char *text, size_t cap, bool *emits);
 
-/* Reader, before it waits on the socket: marks it asleep and returns true, or false
- * (still awake) when the result of message next came meanwhile. */
+/* Service (reader or root loop, before either sleeps): marks it asleep and returns
+ * true, or false (still awake) when the result of message next came meanwhile. */
 bool tl__ring_sleep(tl_ring *r, uint64_t next);
 
-/* Reader, woken: marks it awake. */
+/* Service, woken (any thread of it): marks it awake. */
 void tl__ring_awake(tl_ring *r);
 
 /* Service, under the route's lock: copies a frame of len bytes into the requests and

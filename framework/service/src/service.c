@@ -283,6 +283,8 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     bool procs_ok = rc == 0;
     if (!rc)
         rc = tl__loop_state_new(svc);
+    if (!rc && isolated)
+        tl_loop_set_poller(svc->loop, tl__procs_poll, svc);
     if (rc) {
         if (procs_ok)
             snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));

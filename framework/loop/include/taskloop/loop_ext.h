@@ -10,7 +10,10 @@
  *  - chaining: a held task (TL_TASK_HELD) runs right after its predecessor succeeds, on
  *    the predecessor's worker, with no round trip through the loop;
  *  - workers: one more worker while a task holds one for too long, and back again, and
- *    a callback on each worker thread as it starts and as it ends.
+ *    a callback on each worker thread as it starts and as it ends;
+ *  - a poller: a callback the loop thread runs at every round and around its sleep, for
+ *    completions that arrive by other means than the loop's own (memory shared with
+ *    another process), taken on the loop thread with no wake-up while the loop is awake.
  *
  * Thread rules: as taskloop.h; "loop thread" functions are for the thread driving the loop.
  */
@@ -118,6 +121,22 @@ int tl_loop_add_worker(tl_loop *loop);
 
 /* Loop thread: lets one added worker leave once it is free. */
 void tl_loop_retire_worker(tl_loop *loop);
+
+/* What a poller is asked (tl_loop_set_poller). */
+typedef enum tl_poll_phase {
+    TL_POLL_LOOK,  /* take what arrived; true: something did */
+    TL_POLL_SLEEP, /* the loop is about to sleep: from now on, whoever brings the next
+                    * arrival must wake it (by completing a task or a thread-safe call);
+                    * true: something arrived already, the loop does not sleep */
+    TL_POLL_WOKEN  /* the loop is awake again (after SLEEP, whatever it returned) */
+} tl_poll_phase;
+
+typedef bool (*tl_poller_fn)(tl_loop *loop, tl_poll_phase phase, void *user);
+
+/* Loop thread, between runs: has the loop call poller on its own thread with LOOK at
+ * every round and while it looks for work before sleeping, then SLEEP and WOKEN around
+ * each sleep (one poller a loop; NULL removes it). */
+void tl_loop_set_poller(tl_loop *loop, tl_poller_fn poller, void *user);
 
 #ifdef __cplusplus
 }
