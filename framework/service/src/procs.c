@@ -142,9 +142,11 @@ int tl__procs_run(tl_task *task, tl_rec *rec)
     /* Behind what waits already; it counts as started once it runs. */
     tl_task_set_started_ns(task, 0);
     tl__procq_push(&all->backlog, e);
-    slot *s = tl__procs_pick(all);
+    /* The loop's clock of this round: no clock read per message. */
+    int64_t now = tl_loop_now_ns(rec->svc->loop);
+    slot *s = tl__procs_pick(all, now);
     if (s) {
-        tl__procs_refill(s);
+        tl__procs_refill(s, now);
         tl__procs_write_out(s);
     }
     entry *stuck;
@@ -175,7 +177,7 @@ int tl__procs_where(struct tl_procs *all, const tl_task *task, bool *running)
 
 /* The root loop's look at a route's rings (on its thread): takes the results there,
  * unless the reader holds the route (it takes them then). How many it took. */
-static size_t look(struct tl_procs *all)
+static size_t look(struct tl_procs *all, int64_t now)
 {
     bool any = false;
     for (size_t i = 0; !any && i < all->nslots; i++)
@@ -183,7 +185,7 @@ static size_t look(struct tl_procs *all)
               atomic_load_explicit(&all->slots[i].taken, memory_order_relaxed);
     if (!any || pthread_mutex_trylock(&all->mu) != 0)
         return 0;
-    size_t n = tl__procs_collect(all);
+    size_t n = tl__procs_collect(all, now);
     pthread_mutex_unlock(&all->mu);
     return n;
 }
@@ -191,14 +193,13 @@ static size_t look(struct tl_procs *all)
 bool tl__procs_poll(tl_loop *loop, tl_poll_phase phase, void *arg)
 {
     tl_service *svc = arg;
-    (void)loop;
     bool found = false;
     for (size_t i = 0; i < svc->nroutes; i++) {
         struct tl_procs *all = svc->routes[i].procs;
         if (!all)
             continue;
         if (phase == TL_POLL_LOOK) {
-            found |= look(all) > 0;
+            found |= look(all, tl_loop_now_ns(loop)) > 0;
         } else if (phase == TL_POLL_SLEEP) {
             atomic_store(&all->watched, false);
             pthread_mutex_lock(&all->mu);

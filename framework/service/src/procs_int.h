@@ -85,8 +85,9 @@ entry *tl__procq_pop(queue *q);
  * be held: the task's callbacks run later, on the loop thread). */
 void tl__procs_finish(struct tl_procs *all, entry *e, int err, const char *text);
 
-/* Sends the slot what the backlog holds, up to its cap, if it has a process (mu held). */
-void tl__procs_refill(slot *s);
+/* Sends the slot what the backlog holds, up to its cap, if it has a process (mu held;
+ * now: the clock, or a loop's clock of this round: a cap changes at RUN_LONG_NS). */
+void tl__procs_refill(slot *s, int64_t now);
 
 /* Has the slot's process see what was sent (mu held): writes the socket's frames and
  * wakes the process if it sleeps. */
@@ -94,7 +95,7 @@ void tl__procs_write_out(slot *s);
 
 /* The slot the next message goes to (mu held): the first with a process and room
  * under its cap, or NULL (the message waits in the backlog). */
-slot *tl__procs_pick(struct tl_procs *all);
+slot *tl__procs_pick(struct tl_procs *all, int64_t now);
 
 /* A process running one message this long gets no more messages behind it, and one
  * known fast no longer counts as fast: the backlog goes to other processes (another
@@ -111,8 +112,9 @@ slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns);
 
 /* Takes the results in every slot's ring, sends what waits to the slots that made
  * room, completes their tasks, and has the reader start a process if more are wanted
- * (mu held on entry and exit, let go while tasks complete): how many it took. */
-size_t tl__procs_collect(struct tl_procs *all);
+ * (mu held on entry and exit, let go while tasks complete; now as tl__procs_refill's):
+ * how many it took. */
+size_t tl__procs_collect(struct tl_procs *all, int64_t now);
 
 /* Marks the rings of the slots with a process asleep, so that their processes wake
  * the reader with the next result (mu held): false when a result is there already

@@ -243,7 +243,7 @@ static void watch_cancel(slot *s)
     }
 }
 
-size_t tl__procs_collect(struct tl_procs *all)
+size_t tl__procs_collect(struct tl_procs *all, int64_t now)
 {
     size_t n = 0;
     for (size_t i = 0; i < all->nslots; i++) {
@@ -254,11 +254,11 @@ size_t tl__procs_collect(struct tl_procs *all)
         if (!s->done.n)
             continue;
         n += s->done.n;
-        tl__procs_refill(s);
+        tl__procs_refill(s, now);
         tl__procs_write_out(s);
         flush_done(s);
     }
-    slot *more = n ? tl__procs_to_start(all, tl_clock_ns()) : NULL;
+    slot *more = n ? tl__procs_to_start(all, now) : NULL;
     if (more) {
         more->starting = true;
         tl__procs_wake_reader(all);
@@ -297,13 +297,13 @@ static void tend(slot *s)
 {
     if (s->id.fd < 0) {
         if (s->starting && !s->all->closed && start_process(s) == 0) {
-            tl__procs_refill(s);
+            tl__procs_refill(s, tl_clock_ns());
             tl__procs_write_out(s);
         }
         return;
     }
     take_results(s);
-    tl__procs_refill(s);
+    tl__procs_refill(s, tl_clock_ns());
     tl__procs_write_out(s);
     flush_done(s);
     watch_cancel(s);

@@ -151,12 +151,11 @@ static bool packed_out(const struct tl_procs *all, const slot *s, int64_t now_ns
 /* Sends the slot what the backlog holds, up to its room, if it has a process (mu
  * held). A message whose attempt was cancelled before it went (its partition
  * revoked) never goes. */
-void tl__procs_refill(slot *s)
+void tl__procs_refill(slot *s, int64_t now)
 {
     queue *backlog = &s->all->backlog;
     if (s->id.fd < 0 || s->all->closed || !backlog->head)
         return;
-    int64_t now = tl_clock_ns();
     if (packed_out(s->all, s, now))
         return;
     /* The other slots stay as they are meanwhile. */
@@ -179,10 +178,9 @@ void tl__procs_refill(slot *s)
  * packed process that falls behind fills up, and the next takes the rest, up to
  * fast_cap processes (packed_out): past the cores, more only share them.
  */
-slot *tl__procs_pick(struct tl_procs *all)
+slot *tl__procs_pick(struct tl_procs *all, int64_t now)
 {
     size_t nfree = count_free(all);
-    int64_t now = tl_clock_ns();
     for (size_t i = 0; i < all->nslots; i++) {
         slot *s = &all->slots[i];
         if (s->id.fd < 0)

@@ -68,10 +68,16 @@ struct tl_ring {
     _Atomic int sleeping;
     _Atomic bool slow;
     result at[TL_PROC_AHEAD];
-    /* Apart, so that the two sides do not write one cache line. */
+    /* Apart, so that the two sides do not write one cache line; each side keeps what it
+     * last saw of the other's on its own line and looks at the other's again only when
+     * that says the ring is full (service) or empty (worker), so that a message costs
+     * neither side a cache miss on the other's counter. */
     _Alignas(64) _Atomic uint64_t head; /* request bytes written, ever */
+    uint64_t tail_seen;                 /* the service's last look at tail */
     _Alignas(64) _Atomic uint64_t tail; /* request bytes taken, ever */
-    _Atomic uint32_t req_sleeping;      /* the worker's futex: 1 while it sleeps */
+    uint64_t head_seen;                 /* the worker's last look at head */
+    /* Read by the service at each hand-over, written by the worker only as it sleeps. */
+    _Alignas(64) _Atomic uint32_t req_sleeping; /* the worker's futex: 1 while it sleeps */
     _Alignas(64) char req[REQ_BYTES];
 };
 
@@ -100,12 +106,14 @@ void tl__ring_reset(tl_ring *r)
     atomic_store(&r->slow, false);
     atomic_store(&r->head, 0);
     atomic_store(&r->tail, 0);
+    r->tail_seen = r->head_seen = 0;
     atomic_store(&r->req_sleeping, 0);
 }
 
 void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow, bool emits)
 {
-    atomic_store_explicit(&r->slow, slow, memory_order_relaxed);
+    if (atomic_load_explicit(&r->slow, memory_order_relaxed) != slow)
+        atomic_store_explicit(&r->slow, slow, memory_order_relaxed);
     result *e = &r->at[seq % TL_PROC_AHEAD];
     e->err = err;
     e->emits = emits;
@@ -172,10 +180,11 @@ static void put_head(tl_ring *r, size_t at, char type, uint32_t len)
 bool tl__ring_push(tl_ring *r, const char *frame, size_t len)
 {
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    uint64_t room = REQ_BYTES - (head - atomic_load_explicit(&r->tail, memory_order_acquire));
     size_t at = head % REQ_BYTES, to_end = REQ_BYTES - at;
     size_t need = aligned(len) + (aligned(len) > to_end ? to_end : 0);
-    if (need + MARKER_ROOM > room) {
+    if (need + MARKER_ROOM > REQ_BYTES - (head - r->tail_seen))
+        r->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (need + MARKER_ROOM > REQ_BYTES - (head - r->tail_seen)) {
         put_head(r, at, TL_FRAME_SOCKET, 0);
         atomic_store(&r->head, head + REQ_ALIGN);
         return false;
@@ -194,7 +203,9 @@ bool tl__ring_next(tl_ring *r, char *type, const char **body, uint32_t *len)
 {
     for (;;) {
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-        if (atomic_load(&r->head) == tail)
+        if (r->head_seen == tail)
+            r->head_seen = atomic_load(&r->head);
+        if (r->head_seen == tail)
             return false;
         const char *p = r->req + tail % REQ_BYTES;
         memcpy(len, p + 1, sizeof(*len));
