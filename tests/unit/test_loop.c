@@ -13,7 +13,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <taskloop/loop_ext.h>
@@ -495,6 +497,7 @@ typedef struct post {
     atomic_int asleep; /* set in SLEEP, cleared in WOKEN: the poster must wake the loop */
     atomic_int looks, sleeps, wakes, woken_by_poster;
     bool arrive_in_sleep; /* the result arrives as the loop is about to sleep */
+    int fd;               /* the poller's eventfd, which the poster writes, or -1 */
 } post;
 
 static int pending_task(tl_task *task, void *arg)
@@ -547,7 +550,11 @@ static void *post_when_asleep(void *arg)
     atomic_store(&p->posted, 1);
     if (atomic_load(&p->asleep)) {
         atomic_fetch_add(&p->woken_by_poster, 1);
-        tl_loop_call_threadsafe(p->loop, wake_noop, NULL);
+        uint64_t one = 1;
+        if (p->fd < 0)
+            tl_loop_call_threadsafe(p->loop, wake_noop, NULL);
+        else if (write(p->fd, &one, sizeof(one)) != sizeof(one))
+            atomic_fetch_add(&p->woken_by_poster, 100);
     }
     return NULL;
 }
@@ -555,7 +562,7 @@ static void *post_when_asleep(void *arg)
 static tl_task *start_pending(post *p)
 {
     p->loop = new_loop(0);
-    tl_loop_set_poller(p->loop, post_poller, p);
+    tl_loop_set_poller(p->loop, post_poller, p, p->fd);
     p->task = tl_task_create(p->loop, pending_task, NULL);
     return p->task;
 }
@@ -563,7 +570,7 @@ static tl_task *start_pending(post *p)
 static void a_poller_takes_what_arrived_at_the_next_round_with_no_wake_up(void **state)
 {
     (void)state;
-    post p = {0};
+    post p = {.fd = -1};
     tl_task *t = start_pending(&p);
     atomic_store(&p.posted, 1);
     tl_wait_result res;
@@ -578,10 +585,11 @@ static void a_poller_takes_what_arrived_at_the_next_round_with_no_wake_up(void *
     tl_loop_free(p.loop);
 }
 
-static void a_sleeping_loop_woken_by_the_poster_takes_the_result(void **state)
+/* The poster wakes the loop as a thread-safe call would, or (fd) through the eventfd
+ * the loop's sleep waits on: either way the result is taken as the loop wakes. */
+static void wake_by_poster(int fd)
 {
-    (void)state;
-    post p = {0};
+    post p = {.fd = fd};
     tl_task *t = start_pending(&p);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, post_when_asleep, &p), 0);
@@ -598,12 +606,30 @@ static void a_sleeping_loop_woken_by_the_poster_takes_the_result(void **state)
     tl_loop_free(p.loop);
 }
 
+static void a_sleeping_loop_woken_by_the_poster_takes_the_result(void **state)
+{
+    (void)state;
+    wake_by_poster(-1);
+}
+
+static void a_sleeping_loop_wakes_when_its_pollers_eventfd_is_written(void **state)
+{
+    (void)state;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(fd >= 0);
+    wake_by_poster(fd);
+    uint64_t left;
+    /* The loop read the count as it woke. */
+    assert_int_equal(read(fd, &left, sizeof(left)), -1);
+    close(fd);
+}
+
 static void a_poller_that_finds_an_arrival_in_sleep_keeps_the_loop_awake(void **state)
 {
     (void)state;
     /* Nobody wakes the loop here: had it slept, the wait would end at its timeout
      * with the task pending. */
-    post p = {.arrive_in_sleep = true};
+    post p = {.arrive_in_sleep = true, .fd = -1};
     tl_task *t = start_pending(&p);
     tl_wait_result res;
     assert_int_equal(tl_wait(p.loop, &t, 1, 10000, TL_ALL_COMPLETED, &res), 0);
@@ -639,6 +665,7 @@ int main(void)
         cmocka_unit_test(several_loops_on_several_threads_run_independently),
         cmocka_unit_test(a_poller_takes_what_arrived_at_the_next_round_with_no_wake_up),
         cmocka_unit_test(a_sleeping_loop_woken_by_the_poster_takes_the_result),
+        cmocka_unit_test(a_sleeping_loop_wakes_when_its_pollers_eventfd_is_written),
         cmocka_unit_test(a_poller_that_finds_an_arrival_in_sleep_keeps_the_loop_awake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

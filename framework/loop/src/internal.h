@@ -135,6 +135,7 @@ struct tl_loop {
     tl_list closers;     /* [loop] tl_closer links: let go unfired by tl_loop_free */
     tl_poller_fn poller; /* [loop] NULL: none (tl_loop_set_poller) */
     void *poller_user;
+    int poller_fd; /* [loop] an eventfd the sleep also waits on, or -1 */
     tl_pool pool;
 };
 

@@ -44,6 +44,7 @@ int tl_loop_new_ex(const tl_loop_opts *opts, const tl_worker_hooks *hooks, tl_lo
     if (!loop)
         return TL_ENOMEM;
     atomic_init(&loop->refs, 1);
+    loop->poller_fd = -1;
     loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (loop->wake_fd < 0) {
         free(loop);
@@ -138,10 +139,11 @@ static bool has_work(tl_loop *loop)
            atomic_load(&loop->stop_flag);
 }
 
-void tl_loop_set_poller(tl_loop *loop, tl_poller_fn poller, void *user)
+void tl_loop_set_poller(tl_loop *loop, tl_poller_fn poller, void *user, int fd)
 {
     loop->poller = poller;
     loop->poller_user = user;
+    loop->poller_fd = poller ? fd : -1;
 }
 
 /* Asks the poller (if any); true when it says something arrived. */
@@ -195,17 +197,22 @@ static void sleep_until_woken(tl_loop *loop, int64_t timeout_ns)
     bool asked = timeout_ns != 0 && loop->poller;
     if (asked && ask_poller(loop, TL_POLL_SLEEP))
         timeout_ns = 0;
-    struct pollfd pfd = {.fd = loop->wake_fd, .events = POLLIN};
+    struct pollfd pfd[2] = {{.fd = loop->wake_fd, .events = POLLIN},
+                            {.fd = loop->poller_fd, .events = POLLIN}};
+    nfds_t nfd = asked && loop->poller_fd >= 0 ? 2 : 1;
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {
         ts.tv_sec = timeout_ns / 1000000000;
         ts.tv_nsec = timeout_ns % 1000000000;
         tsp = &ts;
     }
-    if (timeout_ns != 0 && ppoll(&pfd, 1, tsp, NULL) > 0) {
+    if (timeout_ns != 0 && ppoll(pfd, nfd, tsp, NULL) > 0) {
         uint64_t v;
-        ssize_t n = read(loop->wake_fd, &v, sizeof(v));
-        (void)n;
+        for (nfds_t i = 0; i < nfd; i++)
+            if (pfd[i].revents & POLLIN) {
+                ssize_t n = read(pfd[i].fd, &v, sizeof(v));
+                (void)n;
+            }
     }
     atomic_store(&loop->sleeping, false);
     atomic_store(&loop->wake_sent, false);

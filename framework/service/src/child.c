@@ -3,13 +3,13 @@
  * the service puts into the ring they share (ring.c), one after the other in their
  * order, as a task of a loop of its own, decoding each into one buffer reused from
  * message to message, and puts each result into the ring before it starts the next
- * message, so that the service knows which message a crash belongs to. That costs no system call;
- * the service's reader is woken (a byte on the socket) only when the service sleeps and results
- * wait (awake, its loop takes them at its next round): before
- * the worker waits for more messages, after a handler that ran long, or after half the messages
- * sent ahead, so that fast results go many to a wake-up and a slow one is not held behind them. The
- * reader looks at the ring every few milliseconds while messages are out anyway, which
- * bounds how long results finished before a slow handler wait. Out of messages, the
+ * message, so that the service knows which message a crash belongs to. That costs no
+ * system call; the service's root loop is woken (its eventfd, svc->results_fd) only
+ * when it sleeps and results wait (awake, it takes them at its next round): before the
+ * worker waits for more messages, after a handler that ran long, or after half the
+ * messages sent ahead, so that fast results go many to a wake-up and a slow one is not
+ * held behind them. The service's reader looks at the ring every few milliseconds
+ * while messages are out anyway. Out of messages, the
  * main thread looks for more for a while, then sleeps until the service wakes it. A
  * reader thread takes in what the socket brings meanwhile: cancels, which it passes on
  * to the task of the message they name, so the handler sees tl_cancelled() as it would
@@ -58,6 +58,7 @@ typedef struct child {
     tl_route_state *route;
     tl_ring *ring;
     int fd;
+    int results_fd;  /* the service's: wakes its root loop */
     size_t held;     /* results in the ring the reader was not woken for (main thread) */
     int64_t held_ns; /* when the first of them started */
     int64_t last_ns; /* when the last message ended, or 0 after a wait for more */
@@ -117,8 +118,8 @@ static void *reader_main(void *arg)
     tl_frame_in in = {.fd = c->fd};
     bool ok = true;
     /* poll first: a read() blocked on the socket would also be woken each time the
-     * service reads a wake-up byte (the socket's space to write is freed), poll only
-     * for what comes in. */
+     * service reads what this process wrote (the socket's space to write is freed),
+     * poll only for what comes in. */
     struct pollfd pf = {.fd = c->fd, .events = POLLIN};
     while (ok && (poll(&pf, 1, -1) >= 0 || errno == EINTR) && tl__frame_fill(&in) > 0) {
         char type;
@@ -153,13 +154,16 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* Main thread: wakes the service's reader if the service sleeps while results wait
- * for it. One that does not sleep looks at the ring before it does (ring.c). */
+/* Main thread: wakes the service's root loop if it sleeps while results wait for it.
+ * One that does not sleep looks at the ring before it does (ring.c). */
 static void wake(child *c)
 {
-    static const char wake_frame[5] = {TL_FRAME_WAKE, 0, 0, 0, 0};
-    if (c->held && tl__ring_sleeper(c->ring))
-        tl__frame_write(c->fd, wake_frame, sizeof(wake_frame));
+    uint64_t one = 1;
+    if (c->held && tl__ring_sleeper(c->ring)) {
+        /* A full count (EAGAIN) has the loop's wake-up pending already. */
+        ssize_t n = write(c->results_fd, &one, sizeof(one));
+        (void)n;
+    }
     c->held = 0;
 }
 
@@ -389,7 +393,7 @@ void tl__child_main(tl_service *svc, tl_route_state *route, tl_ring *ring, int f
     /* New threads share the arenas there are: a thread's own would reserve 64 MiB of
      * the address space the memory limit counts. */
     mallopt(M_ARENA_MAX, 1);
-    child c = {.route = route, .ring = ring, .fd = fd};
+    child c = {.route = route, .ring = ring, .fd = fd, .results_fd = svc->root->results_fd};
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
     tl_loop_opts lo = {.workers = 0}; /* the handler runs on this thread */

@@ -18,11 +18,12 @@
  * (ring.c). While the service's root loop is awake, it takes them itself at each of its
  * rounds (tl__procs_poll, its poller): a fast stream of results costs no wake-up of any
  * thread, and most tasks complete on the thread that finalizes them. Before it sleeps,
- * it marks the rings so, and a process with results wakes the route's reader through
- * its socket: one thread for all the slots, which takes the results and completes the
- * tasks (which wakes the loop). The reader also looks every few milliseconds while
- * messages are out (for a loop busy elsewhere, or other shards' loops), starts and
- * reaps the processes and passes cancellations on. Only the first message of a slot
+ * it marks the rings so, and a process with results wakes it through an eventfd of the
+ * service (results_fd, which its sleep waits on too). The route's reader, one thread
+ * for all the slots, reads what the processes write on their sockets (outputs, their
+ * end), starts and reaps the processes, passes cancellations on, and takes the
+ * results too every few milliseconds while messages are out (for a loop busy
+ * elsewhere), and those whose outputs it just read. Only the first message of a slot
  * runs, and only that one counts as started for the route's timeout (tl_task_set_started_ns): the
  * others wait as a busy pool's tasks do.
  *
@@ -37,7 +38,8 @@
  *
  * With shards (shard.c), a route's worker processes and reader are one pool for every
  * shard: each shard's state of the route points at the root's, and each shard's loop
- * thread hands its messages over; a result completes its task on that task's own loop.
+ * thread hands its messages over; the root's loop takes the results, and a result
+ * completes its task on that task's own loop.
  *
  * Thread rules: tl__procs_run and tl__procs_where on a loop thread (any shard's),
  * tl__procs_poll on the root's, the route's reader on its own thread; everything of a
@@ -45,9 +47,9 @@
  * reader and the poller let go of only to complete tasks, and the reader also to wait
  * for the sockets, to fork a process and to reap one (the poller only tries to take
  * it, and never waits but before the loop sleeps); the reader alone reads the sockets,
- * starts and reaps the processes; the counters, `watched` and each slot's `taken` are
- * atomics; tl__procs_check on the loop thread; tl__procs_init, tl__procs_stop and
- * tl__procs_free on the thread that builds and frees the service.
+ * starts and reaps the processes; the counters and each slot's `taken` are atomics; tl__procs_check
+ * on the loop thread; tl__procs_init, tl__procs_stop and tl__procs_free on the thread that builds
+ * and frees the service.
  */
 #include "procs_int.h"
 
@@ -89,6 +91,9 @@ static size_t fast_cap(void)
 
 int tl__procs_init(tl_service *svc, tl_route_state *route)
 {
+    /* One for every route: the root loop waits on one (tl_loop_set_poller). */
+    if (svc->results_fd < 0 && (svc->results_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        return TL_ENOMEM;
     size_t n = svc->cfg->workers ? svc->cfg->workers : 1;
     struct tl_procs *all = calloc(1, sizeof(*all) + n * sizeof(slot));
     if (!all)
@@ -201,12 +206,10 @@ bool tl__procs_poll(tl_loop *loop, tl_poll_phase phase, void *arg)
         if (phase == TL_POLL_LOOK) {
             found |= look(all, tl_loop_now_ns(loop)) > 0;
         } else if (phase == TL_POLL_SLEEP) {
-            atomic_store(&all->watched, false);
             pthread_mutex_lock(&all->mu);
             found |= tl__procs_mark_asleep(all);
             pthread_mutex_unlock(&all->mu);
         } else {
-            atomic_store(&all->watched, true);
             for (size_t j = 0; j < all->nslots; j++)
                 tl__ring_awake(all->slots[j].ring);
         }
@@ -266,4 +269,7 @@ void tl__procs_free(tl_service *svc)
         free(all);
         svc->routes[i].procs = NULL;
     }
+    if (svc->results_fd >= 0)
+        close(svc->results_fd);
+    svc->results_fd = -1;
 }

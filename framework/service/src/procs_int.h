@@ -11,8 +11,8 @@
 
 #include <poll.h>
 
-/* How often the reader looks at running messages' cancellation while any runs, and
- * how soon it sees that the service ends otherwise. */
+/* How often the reader looks at the results and the running messages' cancellation
+ * while any runs, and how soon it sees that the service ends otherwise. */
 #define WAIT_POLL_MS 5
 #define IDLE_POLL_MS 50
 /* What an attempt cut short by the service's end fails with (its message comes again). */
@@ -46,7 +46,6 @@ typedef struct slot {
     tl_frame_out out;       /* frames to write on the socket (too large for the ring) */
     tl_frame_in in;         /* what the process writes: wake-ups and outputs (reader) */
     bool want_emits;        /* the running one's result is in, its outputs not yet */
-    bool asleep;            /* its ring is marked asleep for the reader's wait */
     _Atomic uint64_t taken; /* the number of the last result taken (a hint for
                              * tl__procs_poll, read without mu) */
     uint64_t nsent;         /* messages sent to this process */
@@ -63,12 +62,9 @@ struct tl_procs {
     tl_recycler *entries; /* taken on the loop thread, given back by any */
     queue backlog;        /* waiting for room in a process */
     bool closed;          /* the service ends: nothing more is sent */
-    /* The root loop is awake and takes the results at each of its rounds
-     * (tl__procs_poll): the reader marks the rings asleep only while it is not. */
-    _Atomic bool watched;
-    int wake_fd;         /* an eventfd: a slot is to start, or the route stops */
-    struct pollfd *pfds; /* the reader's: wake_fd, then each slot's socket */
-    bool reader_started; /* joined by tl__procs_stop */
+    int wake_fd;          /* an eventfd: a slot is to start, or the route stops */
+    struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
+    bool reader_started;  /* joined by tl__procs_stop */
     pthread_t reader;
     size_t fast_cap; /* most processes for handlers known fast: the cores less one */
     size_t nslots;
@@ -117,8 +113,8 @@ slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns);
 size_t tl__procs_collect(struct tl_procs *all, int64_t now);
 
 /* Marks the rings of the slots with a process asleep, so that their processes wake
- * the reader with the next result (mu held): false when a result is there already
- * (its ring is not marked). */
+ * the root loop with the next result (mu held): true when a result is there already
+ * (its ring is not marked; the others may be). */
 bool tl__procs_mark_asleep(struct tl_procs *all);
 
 /* Has the reader look again at once (from a thread other than the reader). */

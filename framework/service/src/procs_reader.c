@@ -1,10 +1,10 @@
 /*
- * The route's reader of isolation: process (see procs.c): one thread that takes the
- * results of every slot's worker process from its ring while the root loop sleeps (or
- * every few milliseconds while it does not look), completes their tasks, refills the
- * slots, starts, reaps and replaces their processes and passes cancellations on, until
- * the route stops; and what the root loop's poller calls to take the results itself
- * (tl__procs_collect) and to mark the rings before it sleeps. Thread rules as
+ * Taking the results of isolation: process (see procs.c): what the root loop's poller
+ * calls to take them (tl__procs_collect) and to mark the rings before it sleeps, and
+ * the route's reader, one thread that reads what the worker processes write on their
+ * sockets (outputs, their end), starts, reaps and replaces the processes, passes
+ * cancellations on, and takes the results every few milliseconds too while messages
+ * are out (the loop may be busy elsewhere), until the route stops. Thread rules as
  * procs.c's.
  */
 #include "procs_int.h"
@@ -274,8 +274,7 @@ bool tl__procs_mark_asleep(struct tl_procs *all)
         if (s->id.fd < 0 || s->want_emits)
             continue;
         uint64_t next = s->sent.head ? s->sent.head->seq : s->nsent + 1;
-        s->asleep = tl__ring_sleep(s->ring, next);
-        ready |= !s->asleep;
+        ready |= !tl__ring_sleep(s->ring, next);
     }
     return ready;
 }
@@ -309,12 +308,10 @@ static void tend(slot *s)
     watch_cancel(s);
 }
 
-/* Waits for a process to wake the reader, for wake_reader, or for a look at the
- * cancellations (mu held on entry and exit, let go while it waits), and takes what
- * the sockets bring: a slot whose process is gone is replaced. While the root loop does
- * not watch the rings, they are marked asleep for the wait, so that a process writes a
- * byte to its socket only then; one whose next result came meanwhile makes the wait a
- * mere look. */
+/* Waits for what a process writes on its socket (outputs, or its end), for
+ * wake_reader, or for the next look at the results and cancellations (mu held on
+ * entry and exit, let go while it waits), and takes what the sockets bring: a slot
+ * whose process is gone is replaced. */
 static void wait_all(struct tl_procs *all)
 {
     struct pollfd *pf = all->pfds;
@@ -328,8 +325,6 @@ static void wait_all(struct tl_procs *all)
         else
             running |= s->sent.head != NULL;
     }
-    if (!atomic_load(&all->watched))
-        ready |= tl__procs_mark_asleep(all);
     int wait = ready ? 0 : running ? WAIT_POLL_MS : IDLE_POLL_MS;
     pthread_mutex_unlock(&all->mu);
     int n = poll(pf, all->nslots + 1, wait);
@@ -344,9 +339,6 @@ static void wait_all(struct tl_procs *all)
         slot *s = &all->slots[i];
         if (s->id.fd < 0) /* only the reader changes a slot's fd: pf[i + 1] is its own */
             continue;
-        if (s->asleep)
-            tl__ring_awake(s->ring);
-        s->asleep = false;
         bool ended = false;
         if (n > 0 && pf[i + 1].revents) {
             int got = tl__frame_fill(&s->in);

@@ -24,11 +24,9 @@
  * more; the other side publishes (`done`, `head`) and then looks at the flag. Both in
  * sequentially consistent order, so one of the two always sees the other: either the
  * waiter finds the news before it sleeps, or the writer finds it asleep and wakes it.
- * The service's side that takes the results (its root loop, or the route's reader
- * while the loop sleeps: procs.c) is woken through the socket, which the reader waits
- * on (its end also tells that the worker died), so the worker writes it a byte
- * (tl__ring_sleeper tells it to); the worker's main thread sleeps on a futex on its
- * flag, which the service wakes.
+ * The service's side that takes the results is its root loop (procs.c), which sleeps
+ * on an eventfd too, so the worker writes that (tl__ring_sleeper tells it to); the
+ * worker's main thread sleeps on a futex on its flag, which the service wakes.
  *
  * Thread rules: a ring's results are written by its slot's worker process alone (its
  * main thread) and read under the route's lock (by its reader or its root loop);

@@ -407,6 +407,9 @@ struct tl_service {
     _Atomic int admin_port;       /* its bound port, 0 when it has none (or no longer) */
     struct tl_zygote *zygote;     /* forks worker processes (isolate.c); NULL without */
     uint64_t replaced_logged;     /* processes_replaced when housekeeping last logged */
+    /* An eventfd the worker processes write when the root loop sleeps and results wait
+     * for it (procs.c), or -1: no route is isolated. */
+    int results_fd;
     /* Shards (shard.c): a service with `loop.shards` above one is a root, which runs
      * the sources, the targets and the admin endpoint and is shard 0, and more shards,
      * each with its own loop thread, workers, lanes, records and partitions. */
@@ -745,8 +748,7 @@ void tl__ring_req_wake(tl_ring *r);
 #define TL_FRAME_CANCEL 'C'
 #define TL_FRAME_PAD 'P'
 #define TL_FRAME_SOCKET 'S'
-/* From a worker process: a wake-up, and a message's outputs. */
-#define TL_FRAME_WAKE 'W'
+/* From a worker process: a message's outputs. */
 #define TL_FRAME_EMITS 'E'
 /* Frames are refused past this size (a worker's garbage never makes the parent
  * allocate without bound). */

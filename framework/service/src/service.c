@@ -232,6 +232,7 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     svc->reg = reg;
     svc->root = svc;
     svc->nshards = 1;
+    svc->results_fd = -1;
     if (opts)
         svc->opts = *opts;
     if (tl__log_open(svc) != 0) {
@@ -284,7 +285,7 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
     if (!rc)
         rc = tl__loop_state_new(svc);
     if (!rc && isolated)
-        tl_loop_set_poller(svc->loop, tl__procs_poll, svc);
+        tl_loop_set_poller(svc->loop, tl__procs_poll, svc, svc->results_fd);
     if (rc) {
         if (procs_ok)
             snprintf(err, errlen, "cannot create the loop: %s", tl_strerror(rc));

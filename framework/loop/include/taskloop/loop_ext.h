@@ -135,8 +135,10 @@ typedef bool (*tl_poller_fn)(tl_loop *loop, tl_poll_phase phase, void *user);
 
 /* Loop thread, between runs: has the loop call poller on its own thread with LOOK at
  * every round and while it looks for work before sleeping, then SLEEP and WOKEN around
- * each sleep (one poller a loop; NULL removes it). */
-void tl_loop_set_poller(tl_loop *loop, tl_poller_fn poller, void *user);
+ * each sleep (one poller a loop; NULL removes it). fd, unless -1: an eventfd the sleep
+ * waits on too, which the poller's sources may write to wake the loop (it reads the
+ * count as it wakes); the caller keeps it open while the poller is set. */
+void tl_loop_set_poller(tl_loop *loop, tl_poller_fn poller, void *user, int fd);
 
 #ifdef __cplusplus
 }
