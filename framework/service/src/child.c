@@ -40,6 +40,8 @@
  * start, and no more of them than WAKE_EVERY: a wake-up costs both processes a system
  * call and a switch, a no-op handler far less. */
 #define WAKE_AFTER_NS 50000
+/* Handlers under this on average are light (TL_PACE_LIGHT). */
+#define LIGHT_NS 5000
 #define WAKE_EVERY (TL_PROC_AHEAD / 2)
 /* How long the main thread looks for more messages, yielding the CPU between looks,
  * before it sleeps: a batch that comes meanwhile costs no wake-up of this thread (as
@@ -62,6 +64,7 @@ typedef struct child {
     size_t held;     /* results in the ring the reader was not woken for (main thread) */
     int64_t held_ns; /* when the first of them started */
     int64_t last_ns; /* when the last message ended, or 0 after a wait for more */
+    int64_t avg_ns;  /* the handlers' time, a moving average (main thread) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     queued *head, *tail; /* messages that came on the socket */
@@ -324,7 +327,13 @@ static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int d
     bool emits = err == 0 && send_emits(c, &rec, seq, &err, &text);
     tl__emit_discard(&rec);
     int64_t end = c->last_ns = tl_clock_ns();
-    tl__ring_put(c->ring, seq, err, text, end - start >= WAKE_AFTER_NS, emits);
+    /* The average over some eight messages: one preempted message does not make a
+     * light handler look heavier. */
+    c->avg_ns += (end - start - c->avg_ns) / 8;
+    int pace = end - start >= WAKE_AFTER_NS ? TL_PACE_SLOW
+               : c->avg_ns < LIGHT_NS       ? TL_PACE_LIGHT
+                                            : TL_PACE_FAST;
+    tl__ring_put(c->ring, seq, err, text, pace, emits);
     tl_task_release(t);
     if (!c->held++)
         c->held_ns = start;

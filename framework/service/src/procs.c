@@ -82,11 +82,12 @@ static bool grow(struct tl_procs *all)
     return true;
 }
 
-/* The cores less one (for the service's own threads), at least one. */
-static size_t fast_cap(void)
+/* The cores there are (less one when less_one: for the service's own threads), at
+ * least one. */
+static size_t cores(bool less_one)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 2 ? (size_t)n - 1 : 1;
+    long n = sysconf(_SC_NPROCESSORS_ONLN) - (less_one ? 1 : 0);
+    return n > 1 ? (size_t)n : 1;
 }
 
 int tl__procs_init(tl_service *svc, tl_route_state *route)
@@ -104,7 +105,8 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
                              .rings = tl__rings_new(n),
                              .pfds = calloc(n + 1, sizeof(struct pollfd)),
                              .wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
-                             .fast_cap = fast_cap()};
+                             .light_cap = cores(true),
+                             .fast_cap = cores(false)};
     if (!all->rings || !all->pfds || all->wake_fd < 0 ||
         tl_recycler_new(sizeof(entry), &all->entries) != 0) {
         tl__rings_free(all->rings, n);

@@ -66,7 +66,10 @@ struct tl_procs {
     struct pollfd *pfds;  /* the reader's: wake_fd, then each slot's socket */
     bool reader_started;  /* joined by tl__procs_stop */
     pthread_t reader;
-    size_t fast_cap; /* most processes for handlers known fast: the cores less one */
+    /* The most processes for handlers known fast: the cores less one while they are
+     * light (a wake-up costs more than such a handler, and the service's threads need
+     * a core), the cores otherwise (the handlers' work uses them). */
+    size_t light_cap, fast_cap;
     size_t nslots;
     slot slots[];
 };
@@ -101,9 +104,9 @@ slot *tl__procs_pick(struct tl_procs *all, int64_t now);
 
 /* The slot that is to start a process (mu held), or NULL: one, when the backlog holds
  * more than the processes there are (and those starting) have room for, a process not
- * known to be fast counting room for one; none while fast_cap processes or more run
- * and all are fast now (known fast; with now_ns, also running no message started
- * RUN_LONG_NS before it: the caller must have taken the results first). */
+ * known to be fast counting room for one; none while light_cap processes or more run
+ * and all are light, or fast_cap and all fast now (known fast; with now_ns, also running no message
+ * started RUN_LONG_NS before it: the caller must have taken the results first). */
 slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns);
 
 /* Takes the results in every slot's ring, sends what waits to the slots that made

@@ -71,7 +71,7 @@ void tl__procs_write_out(slot *s)
  * since it started, and the last handler did not run long. */
 static bool known_fast(slot *s)
 {
-    return s->nsent > s->sent.n && !tl__ring_slow(s->ring);
+    return s->nsent > s->sent.n && tl__ring_pace(s->ring) != TL_PACE_SLOW;
 }
 
 /* Whether the slot's process runs one message for RUN_LONG_NS or more at now_ns (as
@@ -131,18 +131,28 @@ static bool other_free(const struct tl_procs *all, const slot *s, size_t nfree)
     return nfree > (is_free(all, s) ? 1u : 0u);
 }
 
-/* Whether messages skip slot s (mu held, now_ns the clock): fast_cap processes before
- * it are all fast now, so that fast handlers are packed into as many processes as
- * there are cores for them; the others wait idle for one of those to run long. */
+/* The most processes for fast handlers: light_cap while those counted are all light,
+ * fast_cap otherwise. */
+static size_t pack_cap(const struct tl_procs *all, bool light)
+{
+    return light ? all->light_cap : all->fast_cap;
+}
+
+/* Whether messages skip slot s (mu held, now_ns the clock): the processes before it
+ * are all fast now, and as many as pack_cap, so that fast handlers are packed into as
+ * many processes as there are cores for them; the others wait idle for one of those
+ * to run long. */
 static bool packed_out(const struct tl_procs *all, const slot *s, int64_t now_ns)
 {
     size_t fast = 0;
+    bool light = true;
     for (const slot *t = all->slots; t < s; t++) {
         if (t->id.fd < 0)
             continue;
         if (!fast_now((slot *)t, now_ns))
             return false;
-        if (++fast >= all->fast_cap)
+        light = light && tl__ring_pace(t->ring) == TL_PACE_LIGHT;
+        if (++fast >= pack_cap(all, light))
             return true;
     }
     return false;
@@ -176,7 +186,7 @@ void tl__procs_refill(slot *s, int64_t now)
  * few messages costs two wake-ups a round, more than a no-op handler costs (on 2 cores
  * one worker process ran no-op messages half again as fast as four sharing them); a
  * packed process that falls behind fills up, and the next takes the rest, up to
- * fast_cap processes (packed_out): past the cores, more only share them.
+ * pack_cap processes (packed_out): past the cores, more only share them.
  */
 slot *tl__procs_pick(struct tl_procs *all, int64_t now)
 {
@@ -204,7 +214,7 @@ static size_t room(slot *s, int64_t now_ns)
 slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns)
 {
     size_t space = 0, live = 0;
-    bool all_fast = true;
+    bool all_fast = true, all_light = true;
     slot *idle = NULL;
     for (size_t i = 0; i < all->nslots; i++) {
         slot *s = &all->slots[i];
@@ -212,6 +222,7 @@ slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns)
             live++;
             space += room(s, now_ns);
             all_fast = all_fast && s->id.fd >= 0 && fast_now(s, now_ns);
+            all_light = all_light && s->id.fd >= 0 && tl__ring_pace(s->ring) == TL_PACE_LIGHT;
         } else if (!idle) {
             idle = s;
         }
@@ -220,7 +231,7 @@ slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns)
         return NULL;
     /* Fast handlers' processes past the cores there are only share them: each wakes
      * and sleeps for a few messages, and the service's threads get less of the CPU. */
-    if (live >= all->fast_cap && all_fast)
+    if (live >= pack_cap(all, all_light) && all_fast)
         return NULL;
     return idle;
 }

@@ -64,7 +64,7 @@ typedef struct result {
 struct tl_ring {
     _Atomic uint64_t done;
     _Atomic int sleeping;
-    _Atomic bool slow;
+    _Atomic int pace;
     result at[TL_PROC_AHEAD];
     /* Apart, so that the two sides do not write one cache line; each side keeps what it
      * last saw of the other's on its own line and looks at the other's again only when
@@ -101,17 +101,17 @@ void tl__ring_reset(tl_ring *r)
 {
     atomic_store(&r->done, 0);
     atomic_store(&r->sleeping, 0);
-    atomic_store(&r->slow, false);
+    atomic_store(&r->pace, TL_PACE_LIGHT);
     atomic_store(&r->head, 0);
     atomic_store(&r->tail, 0);
     r->tail_seen = r->head_seen = 0;
     atomic_store(&r->req_sleeping, 0);
 }
 
-void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow, bool emits)
+void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, int pace, bool emits)
 {
-    if (atomic_load_explicit(&r->slow, memory_order_relaxed) != slow)
-        atomic_store_explicit(&r->slow, slow, memory_order_relaxed);
+    if (atomic_load_explicit(&r->pace, memory_order_relaxed) != pace)
+        atomic_store_explicit(&r->pace, pace, memory_order_relaxed);
     result *e = &r->at[seq % TL_PROC_AHEAD];
     e->err = err;
     e->emits = emits;
@@ -126,9 +126,9 @@ uint64_t tl__ring_done(tl_ring *r)
     return atomic_load(&r->done);
 }
 
-bool tl__ring_slow(tl_ring *r)
+int tl__ring_pace(tl_ring *r)
 {
-    return atomic_load_explicit(&r->slow, memory_order_relaxed);
+    return atomic_load_explicit(&r->pace, memory_order_relaxed);
 }
 
 bool tl__ring_sleeper(tl_ring *r)

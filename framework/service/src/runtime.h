@@ -689,13 +689,19 @@ tl_ring *tl__ring_at(tl_ring *rings, size_t i);
 /* Service, while no process is in the ring's slot: empties it for a new process. */
 void tl__ring_reset(tl_ring *r);
 
-/* Worker: stores the result of its message number seq (from 1, in order), error text
- * NULL for none, whether its handler ran long and whether its outputs went on the
- * socket before it; the reader sees it at its next look. */
-void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, bool slow, bool emits);
+/* How a worker process's handlers run (tl__ring_put): light, a few microseconds on
+ * average, as a no-op (a wake-up costs more than such a handler: they are packed into
+ * few processes); fast, under 50 us on average and the last one too; slow, the last
+ * one ran 50 us or more (fewer messages go ahead of it). */
+enum { TL_PACE_LIGHT, TL_PACE_FAST, TL_PACE_SLOW };
 
-/* Reader: whether the last handler whose result is in the ring ran long. */
-bool tl__ring_slow(tl_ring *r);
+/* Worker: stores the result of its message number seq (from 1, in order), error text
+ * NULL for none, its handlers' pace (TL_PACE_*) and whether its outputs went on the
+ * socket before it; the service sees it at its next look. */
+void tl__ring_put(tl_ring *r, uint64_t seq, int err, const char *text, int pace, bool emits);
+
+/* Service: the pace the ring's last result gave (TL_PACE_*). */
+int tl__ring_pace(tl_ring *r);
 
 /* Service: the number of the last result its process put (tl__ring_put). */
 uint64_t tl__ring_done(tl_ring *r);
