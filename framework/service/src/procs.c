@@ -47,9 +47,9 @@
  * reader and the poller let go of only to complete tasks, and the reader also to wait
  * for the sockets, to fork a process and to reap one (the poller only tries to take
  * it, and never waits but before the loop sleeps); the reader alone reads the sockets,
- * starts and reaps the processes; the counters and each slot's `taken` are atomics; tl__procs_check
- * on the loop thread; tl__procs_init, tl__procs_stop and tl__procs_free on the thread that builds
- * and frees the service.
+ * starts and reaps the processes; the counters and each slot's `taken` are atomics;
+ * tl__procs_check on the loop thread; tl__procs_init, tl__procs_stop and
+ * tl__procs_free on the thread that builds and frees the service.
  */
 #include "procs_int.h"
 
@@ -94,7 +94,7 @@ int tl__procs_init(tl_service *svc, tl_route_state *route)
 {
     /* One for every route: the root loop waits on one (tl_loop_set_poller). */
     if (svc->results_fd < 0 && (svc->results_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
-        return TL_ENOMEM;
+        return TL_ESYS;
     size_t n = svc->cfg->workers ? svc->cfg->workers : 1;
     struct tl_procs *all = calloc(1, sizeof(*all) + n * sizeof(slot));
     if (!all)

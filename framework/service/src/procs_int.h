@@ -44,7 +44,7 @@ typedef struct slot {
     queue sent;             /* in order; the head is the one running */
     queue done;             /* results taken, their tasks to complete with mu let go */
     tl_frame_out out;       /* frames to write on the socket (too large for the ring) */
-    tl_frame_in in;         /* what the process writes: wake-ups and outputs (reader) */
+    tl_frame_in in;         /* what the process writes: outputs (reader) */
     bool want_emits;        /* the running one's result is in, its outputs not yet */
     _Atomic uint64_t taken; /* the number of the last result taken (a hint for
                              * tl__procs_poll, read without mu) */
@@ -105,8 +105,9 @@ slot *tl__procs_pick(struct tl_procs *all, int64_t now);
 /* The slot that is to start a process (mu held), or NULL: one, when the backlog holds
  * more than the processes there are (and those starting) have room for, a process not
  * known to be fast counting room for one; none while light_cap processes or more run
- * and all are light, or fast_cap and all fast now (known fast; with now_ns, also running no message
- * started RUN_LONG_NS before it: the caller must have taken the results first). */
+ * and all are light, or fast_cap and all are fast now (known fast; with now_ns, also
+ * running no message started RUN_LONG_NS before it: the caller must have taken the
+ * results first). */
 slot *tl__procs_to_start(struct tl_procs *all, int64_t now_ns);
 
 /* Takes the results in every slot's ring, sends what waits to the slots that made

@@ -636,7 +636,8 @@ void tl__zygote_stop(tl_service *svc);
 void tl__child_main(tl_service *svc, tl_route_state *route, tl_ring *ring, int fd);
 
 /* procs.c. On the thread building the service: room for the route's worker
- * processes, one per loop worker (none started yet); 0, or TL_ENOMEM. */
+ * processes, one per loop worker (none started yet); 0, TL_ENOMEM, or TL_ESYS (no
+ * eventfd could be made). */
 int tl__procs_init(tl_service *svc, tl_route_state *route);
 
 /* procs.c. On a worker thread: hands the record's attempt to a worker process of its

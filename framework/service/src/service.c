@@ -277,7 +277,9 @@ int tl_service_new(const tl_config *cfg, tl_registry *reg, const tl_service_opts
             continue;
         isolated = true;
         if ((rc = tl__procs_init(svc, &svc->routes[i])) != 0)
-            snprintf(err, errlen, "out of memory");
+            snprintf(err, errlen, "%s",
+                     rc == TL_ENOMEM ? "out of memory"
+                                     : "no descriptor left for the worker processes' wake-ups");
     }
     if (!rc && isolated)
         rc = tl__zygote_start(svc, tl__child_main, err, errlen);

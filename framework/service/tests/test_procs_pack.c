@@ -30,8 +30,8 @@ static struct tl_procs *new_procs(void)
     all->fast_cap = 2;
     all->backlog.n = 1000;
     for (size_t i = 0; i < NSLOTS; i++)
-        all->slots[i] = (slot){.all = all, .id = {.pid = 0, .fd = -1},
-                               .ring = tl__ring_at(all->rings, i)};
+        all->slots[i] =
+            (slot){.all = all, .id = {.pid = 0, .fd = -1}, .ring = tl__ring_at(all->rings, i)};
     return all;
 }
 
