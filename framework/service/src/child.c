@@ -303,7 +303,7 @@ static bool send_emits(child *c, tl_rec *rec, uint64_t seq, int *err, const char
 }
 
 /* Handles message seq (c->fm, or none when it could not be decoded: decoded is that
- * error), puts its result into the ring and wakes the reader when it is time to. */
+ * error), puts its result into the ring and wakes the service's loop when it is time to. */
 static void handle(tl_service *svc, child *c, tl_loop *loop, uint64_t seq, int decoded)
 {
     tl_route_state *route = c->route;
