@@ -340,9 +340,10 @@ e2e_wait_committed() { # GROUP TOPIC [TIMEOUT_S]
 # Duplicates a scenario may see after EVENTS crashes or outages: each redoes at most
 # what was not yet committed: max_in_flight, plus what settled since the last
 # acknowledged commit (50 ms commits, 250 ms before overdue acknowledgements stop
-# intake; E2E_COMMIT_WINDOW allows 500 messages for it).
+# intake; E2E_COMMIT_WINDOW allows 500 messages for it). Both are a shard's: each
+# shard keeps its own window and follows its own partitions' acknowledgements.
 e2e_dup_allowance() { # EVENTS
-    echo $(($1 * (E2E_MAX_IN_FLIGHT * ${E2E_SHARDS:-1} + ${E2E_COMMIT_WINDOW:-500})))
+    echo $(($1 * ${E2E_SHARDS:-1} * (E2E_MAX_IN_FLIGHT + ${E2E_COMMIT_WINDOW:-500})))
 }
 
 e2e_verify() { # TOPIC STALL DLQ RETRIES MAX_DUP
