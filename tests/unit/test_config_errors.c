@@ -106,6 +106,36 @@ static void yaml_syntax_error_is_reported_with_its_position(void **state)
                         "t.yaml:1:10: error: wrongly indented double-quoted scalar");
 }
 
+/* `topics: [${TOPIC}]` is bad YAML (a plain scalar in [ ] or { } ends at its {): the
+ * error says to quote the variable. */
+static void unquoted_variable_in_braces_gets_a_hint(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, with_route(", timeout: ${T:-2s}"));
+    assert_int_equal(rc, TL_ECONFIG);
+    assert_int_equal(f->diag.count, 1);
+    assert_non_null(strstr(f->diag.msgs[0], "t.yaml:5:"));
+    assert_non_null(strstr(f->diag.msgs[0], " (inside [ ] or { }, quote a variable: \"${VAR}\")"));
+}
+
+/* The same variable quoted loads. */
+static void quoted_variable_in_braces_loads(void **state)
+{
+    fixture *f = *state;
+    assert_loaded(f, load_text(f, with_route(", timeout: \"${T:-2s}\"")));
+}
+
+/* A syntax error on a line whose ${VAR} is quoted or outside brackets gets no hint. */
+static void other_syntax_errors_get_no_variable_hint(void **state)
+{
+    fixture *f = *state;
+    int rc = load_text(f, "service: ${NAME:-a}\nlog: [\"${X}\", \"unterminated\n");
+    assert_int_equal(rc, TL_ECONFIG);
+    assert_true(f->diag.count >= 1);
+    for (size_t i = 0; i < f->diag.count; i++)
+        assert_null(strstr(f->diag.msgs[i], "quote a variable"));
+}
+
 static void unreadable_file_is_reported(void **state)
 {
     fixture *f = *state;
@@ -212,6 +242,9 @@ int main(void)
         T(one_run_reports_every_error),
         T(duplicate_key_is_reported_with_its_position),
         T(yaml_syntax_error_is_reported_with_its_position),
+        T(unquoted_variable_in_braces_gets_a_hint),
+        T(quoted_variable_in_braces_loads),
+        T(other_syntax_errors_get_no_variable_hint),
         T(unreadable_file_is_reported),
         T(missing_plugin_is_reported_clearly),
         T(plugin_without_register_function_is_reported),

@@ -53,14 +53,46 @@ static struct fy_parser *parser_of(struct fy_diag *diag, const char *text, size_
     return fyp;
 }
 
-/* Reports libfyaml's own errors (syntax), which carry 1-based marks. */
-static void report_parse_errors(tl_config_loader *ld, struct fy_diag *diag)
+/* Whether 1-based line `line` of text has an unquoted ${ after a [ or { of its own: a
+ * plain scalar inside a flow collection ends at its first {, so `[${TOPIC}]` is a
+ * syntax error that says nothing about the variable. */
+static bool var_in_flow(const char *text, size_t len, int line)
+{
+    size_t i = 0;
+    for (int l = 1; l < line && i < len; i++)
+        l += text[i] == '\n';
+    bool flow = false;
+    char quote = 0;
+    for (; i < len && text[i] != '\n'; i++) {
+        char c = text[i];
+        if (quote) {
+            quote = c == quote ? 0 : quote;
+        } else if (c == '"' || c == '\'') {
+            quote = c;
+        } else if (c == '$' && i + 1 < len && text[i + 1] == '{') {
+            if (flow)
+                return true;
+            i++; /* its { is the variable's, not a flow collection's */
+        } else if (c == '[' || c == '{') {
+            flow = true;
+        }
+    }
+    return false;
+}
+
+/* Reports libfyaml's own errors (syntax), which carry 1-based marks, with a hint when
+ * the line holds a ${VAR} inside [ ] or { } unquoted (the likely cause). */
+static void report_parse_errors(tl_config_loader *ld, struct fy_diag *diag, const char *text,
+                                size_t len)
 {
     void *it = NULL;
     struct fy_diag_error *e;
     while ((e = fy_diag_errors_iterate(diag, &it)))
         if (e->type >= FYET_ERROR)
-            tl_config_report(ld, (tl_config_pos){e->line, e->column}, "", "%s", e->msg);
+            tl_config_report(ld, (tl_config_pos){e->line, e->column}, "", "%s%s", e->msg,
+                             var_in_flow(text, len, e->line)
+                                 ? " (inside [ ] or { }, quote a variable: \"${VAR}\")"
+                                 : "");
 }
 
 /* The length of the UTF-8 character at s[0..n) (1 to 4), or 0 when s starts with a NUL
@@ -190,7 +222,7 @@ static bool scan(tl_config_loader *ld, const char *text, size_t len)
                              TL_CONFIG_MAX_NODES);
         fy_parser_event_free(fyp, ev);
     }
-    report_parse_errors(ld, diag);
+    report_parse_errors(ld, diag, text, len);
     fy_parser_destroy(fyp);
     fy_diag_destroy(diag);
     return ld->nerrors == before;
@@ -227,7 +259,7 @@ bool tl_config_parse(tl_config_loader *ld, const char *text, size_t len, tl_conf
     }
     size_t before = ld->nerrors;
     out->doc = fy_parse_load_document(out->parser);
-    report_parse_errors(ld, out->diag);
+    report_parse_errors(ld, out->diag, text, len);
     if (ld->nerrors != before)
         return false;
     /* An empty stream builds no document: the schema says so. */
