@@ -1,7 +1,8 @@
 /*
  * The worker pool, through the loop's public API alone: tasks run on as many threads
  * at once as tl_loop_workers reports; a loop without workers runs them inline; a task
- * that hangs holds its own worker and nothing else; tl_loop_add_worker and
+ * that hangs holds its own worker and nothing else, also once the pool wakes few workers
+ * for light tasks; tl_loop_add_worker and
  * tl_loop_retire_worker (taskloop/loop_ext.h) grow the pool and shrink it again once
  * the extra worker is free; worker hooks (tl_loop_new_ex) run once on each worker
  * thread as it starts and as it ends, added workers included.
@@ -15,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <taskloop/loop_ext.h>
@@ -148,6 +150,52 @@ static void a_hung_task_holds_only_its_own_worker(void **state)
     wait_all(loop, &h, 1);
     release_all(t, 20);
     tl_task_release(h);
+    tl_loop_free(loop);
+    gate_destroy(&g);
+}
+
+/* Light tasks wake no more workers than there are cores; when those block on hung
+ * tasks, the loop wakes the rest for the tasks behind them (within a few ms, not when
+ * the hung ones end). */
+static void quick_tasks_behind_hung_ones_run_once_the_pool_measured_tasks_light(void **state)
+{
+    (void)state;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_true(ncpu > 0);
+    unsigned workers = 2 * (unsigned)ncpu + 4; /* more than a light publish wakes */
+    tl_loop *loop = new_loop(workers);
+    probe quick, hung;
+    probe_init(&quick, NULL);
+    /* Many no-op tasks: the pool's sampled run time falls under its light bound. */
+    enum { WARM = 4000, BATCH = 200 };
+    tl_task *w[BATCH];
+    for (int done = 0; done < WARM; done += BATCH) {
+        create_n(loop, &quick, w, BATCH);
+        wait_all(loop, w, BATCH);
+        release_all(w, BATCH);
+    }
+    /* One hand-over: first more hung tasks than a light publish wakes workers (and a
+     * spinning one), then quick ones. */
+    gate g;
+    gate_init(&g);
+    probe_init(&hung, &g);
+    size_t nhung = (size_t)ncpu + 2;
+    tl_task *h[MAXTASKS * 4];
+    assert_true(nhung <= MAXTASKS * 4);
+    for (size_t i = 0; i < nhung; i++) {
+        h[i] = tl_task_create(loop, probe_fn, &hung);
+        assert_non_null(h[i]);
+    }
+    tl_task *t[MAXTASKS];
+    create_n(loop, &quick, t, MAXTASKS);
+    wait_all(loop, t, MAXTASKS); /* 5 s at most: the hung ones are held until after */
+    assert_true(gate_wait_entered(loop, &g, (int)nhung));
+    for (size_t i = 0; i < nhung; i++)
+        assert_int_equal(tl_task_state_of(h[i]), TL_TASK_RUNNING);
+    gate_open(&g);
+    wait_all(loop, h, nhung);
+    release_all(t, MAXTASKS);
+    release_all(h, nhung);
     tl_loop_free(loop);
     gate_destroy(&g);
 }
@@ -366,6 +414,7 @@ int main(void)
         cmocka_unit_test(the_pool_runs_as_many_tasks_at_once_as_tl_loop_workers_reports),
         cmocka_unit_test(a_loop_with_no_workers_runs_every_task_on_the_loop_thread_one_at_a_time),
         cmocka_unit_test(a_hung_task_holds_only_its_own_worker),
+        cmocka_unit_test(quick_tasks_behind_hung_ones_run_once_the_pool_measured_tasks_light),
         cmocka_unit_test(an_added_worker_runs_tasks_while_every_other_worker_is_held),
         cmocka_unit_test(an_idle_pool_shrinks_back_to_its_size_after_a_retire),
         cmocka_unit_test(a_retired_worker_leaves_only_once_it_is_free),

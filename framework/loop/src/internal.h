@@ -92,6 +92,15 @@ typedef struct tl_pool {
     void (*run)(tl_task *task, bool owned); /* runs a claimed task (tl__task_run) */
     void (*drop)(tl_task *task);            /* releases a task never claimed */
     tl_worker_hooks hooks;                  /* run by each worker as it starts and ends */
+    /* Light tasks (pool.c, "waking for light tasks"): a claim's run time as the workers
+     * sample it (a moving average), the cores there are, and what the loop keeps to
+     * wake the rest when fewer workers than tasks were woken and they stop claiming. */
+    _Atomic int64_t run_ns;
+    unsigned ncpu;
+    bool owed;                   /* [loop] a publish woke fewer workers than tasks */
+    int64_t check_ns;            /* [loop] when progress was last looked at */
+    const tl_chunk *check_chunk; /* [loop] the first unclaimed chunk then (compared only) */
+    size_t check_claimed;        /* [loop] and its claimed count */
 } tl_pool;
 
 /* Something the loop lets go of, without calling it, when it is freed (a waiter whose
@@ -189,6 +198,14 @@ void tl__pool_flush(tl_pool *pool);
 
 /* Loop thread: hands a chunk of tasks to the workers. */
 void tl__pool_publish(tl_pool *pool, tl_chunk *chunk);
+
+/* The longest the loop sleeps while a publish owes workers (tl__pool_check). */
+#define TL_POOL_CHECK_NS 1000000
+
+/* Loop thread, each round: when a publish woke fewer workers than tasks and the first
+ * unclaimed chunk made no progress for TL_POOL_CHECK_NS (the woken workers block), or
+ * the tasks are no longer light, wakes the idle workers. */
+void tl__pool_check(tl_pool *pool, int64_t now_ns);
 
 /* Loop thread: starts one worker beyond the pool's size. */
 int tl__pool_add_worker(tl_pool *pool);

@@ -236,11 +236,15 @@ static void tick(tl_loop *loop, int64_t max_wait_ns)
         if (wait < 0 || until < wait)
             wait = until;
     }
+    /* Workers are owed to tasks: look again soon even with nothing else to do. */
+    if (loop->pool.owed && (wait < 0 || wait > TL_POOL_CHECK_NS))
+        wait = TL_POOL_CHECK_NS;
     sleep_until_woken(loop, wait);
     loop->now_ns = tl_clock_ns();
     run_calls(loop);
     drain_completed(loop);
     tl__timers_run(loop);
+    tl__pool_check(&loop->pool, loop->now_ns);
 }
 
 int tl__loop_run_until(tl_loop *loop, const bool *flag)
