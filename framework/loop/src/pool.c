@@ -289,9 +289,11 @@ void tl__pool_check(tl_pool *pool, int64_t now_ns)
     pool->check_chunk = c;
     pool->check_claimed = claimed;
     bool wake = c && pool->idle > 0 && (stuck || !still_light);
+    /* Done owing: all claimed, every sleeper woken now, or none asleep (a worker sleeps
+     * only when nothing is left to claim, so the awake ones take the rest). */
+    if (!c || wake || pool->idle == 0)
+        pool->owed = false;
     pthread_mutex_unlock(&pool->mu);
-    if (!c || wake)
-        pool->owed = false; /* all claimed, or every sleeper is woken now */
     if (wake)
         pthread_cond_broadcast(&pool->cv);
 }
