@@ -6,8 +6,9 @@
 # handlers: the built-in forward (no-op, N messages) and work with 1 ms of work before
 # the copy (N/10). The clock runs from the first message consumed to the end of the run
 # (--expect: every message settled, the last commit made, the service stopped), so the
-# last transaction's commit counts. Prints msgs/s, the transactions committed and the
-# ratio to at-least-once on the same load. EOS_SHARDS (1) runs the service on that many
+# last transaction's commit counts. Prints msgs/s, the transactions committed, the
+# ratio to at-least-once on the same load and the CPU seconds the service and the
+# broker spent while the clock ran. EOS_SHARDS (1) runs the service on that many
 # loops (loop.shards: each shard its own transactions); EOS_HANDLERS ("noop 1ms") picks
 # the handlers.
 # Usage: bench/eos_kafka.sh BUILD_DIR BROKER_DIR [N] [TXN]
@@ -27,7 +28,24 @@ brokers=$("$root/scripts/kafka-broker.sh" bootstrap "$broker_dir")
 
 echo "exactly-once against at-least-once on a real broker: 8 partitions, 5,000 keys,"
 echo "ordering key, 16 workers, ${EOS_SHARDS:-1} shard(s); each handler copies its message to another topic"
-printf "%-8s %-14s %8s %9s %10s %12s %13s %8s\n" handler delivery txn_max messages seconds msgs/s transactions ratio
+echo "cpu_s: CPU seconds (user + system) the service and the broker spent while the clock ran"
+printf "%-8s %-14s %8s %9s %10s %12s %13s %8s %9s %9s\n" handler delivery txn_max messages seconds msgs/s \
+    transactions ratio cpu_s_tl cpu_s_kafka
+hz=$(getconf CLK_TCK)
+
+# CPU time (user + system, clock ticks) process PID has used so far; 0 once it is gone.
+ticks() { # PID
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# The same for the broker's nodes together (scripts/kafka-broker.sh keeps their pids).
+broker_ticks() {
+    local t=0 f p
+    for f in "$broker_dir"/node*.pid; do
+        [ -f "$f" ] && p=$(cat "$f") && t=$((t + $(ticks "$p")))
+    done
+    echo "$t"
+}
 
 # Runs one case: HANDLER (noop: forward; 1ms: work, 1 ms, then the copy) DELIVERY TXN N.
 # Prints its row and sets last_rate.
@@ -71,13 +89,20 @@ log: { level: warn }
 YAML
     "$taskloop" run "$work/run.yaml" --expect "$n" --timeout 600s --no-progress \
         >"$work/run.out" 2>"$work/run.err" &
-    local pid=$! start="" c end rc=0 t
+    local pid=$! start="" c end rc=0 t tl0=0 tl1=0 b0=0 b1=0 now
     while kill -0 "$pid" 2>/dev/null; do
         c=$(metric "$port" taskloop_consumed_total || true)
-        if [ -z "$start" ] && [ -n "$c" ] && [ "${c%.*}" -gt 0 ]; then start=$(date +%s.%N); fi
+        if [ -z "$start" ] && [ -n "$c" ] && [ "${c%.*}" -gt 0 ]; then
+            start=$(date +%s.%N)
+            tl0=$(ticks "$pid")
+            b0=$(broker_ticks)
+        fi
+        # The last reading before the exit: the final 20 ms go uncounted.
+        if [ -n "$start" ]; then now=$(ticks "$pid") && [ "$now" -gt 0 ] && tl1=$now; fi
         sleep 0.02
     done
     end=$(date +%s.%N)
+    b1=$(broker_ticks)
     wait "$pid" || rc=$?
     last_rate=""
     if [ "$rc" -ne 0 ] || [ -z "$start" ]; then
@@ -88,11 +113,16 @@ YAML
     t=$(awk '$1 == "transactions" { print $2 }' "$work/run.out")
     last_rate=$(awk -v n="$n" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
     awk -v h="$handler" -v mode="$mode" -v txn="$([ "$mode" = exactly_once ] && echo "$txn" || echo -)" \
-        -v n="$n" -v a="$start" -v b="$end" -v t="${t:-0}" -v base="${alo_rate:-0}" 'BEGIN {
+        -v n="$n" -v a="$start" -v b="$end" -v t="${t:-0}" -v base="${alo_rate:-0}" \
+        -v tl=$((tl1 - tl0)) -v bk=$((b1 - b0)) -v hz="$hz" 'BEGIN {
         r = n / (b - a)
         ratio = (mode == "exactly_once" && base > 0) ? sprintf("%.0f%%", 100 * r / base) : "-"
-        printf "%-8s %-14s %8s %9d %10.2f %12.0f %13s %8s\n", h, mode, txn, n, b - a, r, t, ratio
-        printf "RESULT eos_broker %s_%s%s msgs_per_s %.0f\n", h, mode, mode == "exactly_once" ? "_" txn : "", r
+        printf "%-8s %-14s %8s %9d %10.2f %12.0f %13s %8s %9.2f %9.2f\n", h, mode, txn, n, b - a, r, t,
+            ratio, tl / hz, bk / hz
+        name = h "_" mode (mode == "exactly_once" ? "_" txn : "")
+        printf "RESULT eos_broker %s msgs_per_s %.0f\n", name, r
+        printf "RESULT eos_broker %s cpu_s_taskloop %.2f\n", name, tl / hz
+        printf "RESULT eos_broker %s cpu_s_broker %.2f\n", name, bk / hz
         if (ratio != "-") printf "RESULT eos_broker %s_ratio_%s percent %.0f\n", h, txn, 100 * r / base }'
 }
 
